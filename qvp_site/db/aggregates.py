@@ -1,0 +1,97 @@
+"""Continuous aggregates on TimescaleDB, summary tables on plain PostgreSQL, refreshed by range.
+
+A load refreshes only the buckets it touched, after it commits; ``maintain`` refreshes each
+aggregate's recent window. TimescaleDB refuses to refresh inside a transaction, which is why
+refreshes are scheduled with ``on_commit`` rather than run inside the load.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connections, transaction
+from psycopg import sql
+
+from qvp_site.db import catalog, engine
+from qvp_site.db.buckets import bucket_sql
+from qvp_site.db.catalog import Aggregate
+
+FUNCTIONS = ("first", "last", "min", "max", "sum", "avg", "count")
+
+
+def _q(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+def _function_sql(function: str, column: str, ts: str, timescaledb: bool) -> str:
+    if function in ("first", "last"):
+        if timescaledb:
+            return f"{function}({column}, {ts})"
+        direction = "ASC" if function == "first" else "DESC"
+        return f"(array_agg({column} ORDER BY {ts} {direction}))[1]"
+    return f"{function}({column})"
+
+
+def select_sql(agg: Aggregate, *, timescaledb: bool, where: str = "") -> str:
+    """The aggregate's SELECT over its source table, with an optional WHERE clause."""
+    ts = _q(agg.time_column)
+    groups = [_q(c) for c in agg.group_by]
+    items = [f"{bucket_sql(agg.bucket_width, ts, timescaledb=timescaledb)} AS bucket", *groups]
+    for alias, function, column in agg.columns:
+        column_sql = "*" if column == "*" else _q(column)
+        items.append(f"{_function_sql(function, column_sql, ts, timescaledb)} AS {_q(alias)}")
+    where_sql = f" WHERE {where}" if where else ""
+    return (
+        f"SELECT {', '.join(items)} FROM {_q(agg.source_table)}{where_sql}"
+        f" GROUP BY {', '.join(['bucket', *groups])}"
+    )
+
+
+def aligned(agg: Aggregate, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[start, end] widened to whole buckets: [first bucket start, end of the last bucket)."""
+    width = agg.bucket_width
+    return width.floor(start), width.add(width.floor(end))
+
+
+def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "default") -> tuple:
+    """Recompute the buckets of ``agg`` that overlap [start, end]; returns the range done."""
+    connection = connections[using]
+    lower, upper = aligned(agg, start, end)
+    if engine.is_timescaledb(connection):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CALL refresh_continuous_aggregate(%s, %s, %s)", [agg.name, lower, upper]
+            )
+    else:
+        where = f"{_q(agg.time_column)} >= %s AND {_q(agg.time_column)} < %s"
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_agg:{agg.name}"])
+            cursor.execute(
+                f"DELETE FROM {_q(agg.name)} WHERE bucket >= %s AND bucket < %s", [lower, upper]
+            )
+            cursor.execute(
+                f"INSERT INTO {_q(agg.name)} {select_sql(agg, timescaledb=False, where=where)}",
+                [lower, upper],
+            )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE qvp_timeseries_aggregate SET refreshed_at = now(), refreshed_from = %s,"
+            " refreshed_to = %s WHERE view_name = %s",
+            [lower, upper, agg.name],
+        )
+    return lower, upper
+
+
+def refresh_table(table: str, start: datetime, end: datetime, using: str = "default") -> list:
+    """Refresh every aggregate over ``table`` for [start, end]."""
+    with connections[using].cursor() as cursor:
+        found = catalog.aggregates(cursor, source_table=table)
+    return [(agg.name, *refresh(agg, start, end, using)) for agg in found]
+
+
+def refresh_after_commit(
+    table: str, start: datetime, end: datetime, using: str = "default"
+) -> None:
+    """Refresh the aggregates over ``table`` for [start, end] once the current transaction
+    commits (at once when there is none)."""
+    transaction.on_commit(lambda: refresh_table(table, start, end, using), using=using)

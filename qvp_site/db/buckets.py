@@ -1,0 +1,58 @@
+"""Time buckets that give the same answer on both engines.
+
+TimescaleDB renders ``time_bucket``; plain PostgreSQL renders ``date_bin`` from the same
+origin (Monday 2000-01-03, so weeks start on Monday), and calendar truncation for months and
+years, which ``date_bin`` refuses. ``Bucket`` is the queryset expression; ``bucket_sql`` is the
+same thing for SQL written by hand (aggregates).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from timescale.db.models.expressions import TimeBucket
+
+from qvp_site.db import engine
+from qvp_site.db.intervals import Interval, parse_interval
+
+FIXED_ORIGIN_SQL = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"
+
+
+def bucket_sql(width: Interval, column_sql: str, *, timescaledb: bool) -> str:
+    """SQL for the start of the bucket of ``width`` holding ``column_sql``."""
+    literal = f"INTERVAL '{width.sql()}'"
+    if timescaledb:
+        return f"time_bucket({literal}, {column_sql})"
+    if width.is_calendar:
+        return f"qvp_bucket_floor({literal}, {column_sql})"
+    return f"date_bin({literal}, {column_sql}, {FIXED_ORIGIN_SQL})"
+
+
+class Bucket(models.Func):
+    """``Bucket("ts", "1h")``: the start of each row's bucket, on whichever engine is in use."""
+
+    output_field = models.DateTimeField()
+
+    def __init__(self, expression, width: str | Interval, **extra):
+        self.width = parse_interval(width)
+        super().__init__(expression, **extra)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        if engine.is_timescaledb(connection):
+            # django-timescaledb's expression where it fits: fixed widths and whole months.
+            ts_expr = TimeBucket(self.source_expressions[0], self.width.sql())
+            return compiler.compile(ts_expr)
+        column_sql, params = compiler.compile(self.source_expressions[0])
+        return bucket_sql(self.width, column_sql, timescaledb=False), params
+
+
+def bucket_starts(width: str | Interval, start: datetime, end: datetime) -> list[datetime]:
+    """Every bucket start from the bucket of ``start`` to that of ``end`` (for gap filling)."""
+    width = parse_interval(width)
+    current, last = width.floor(start), width.floor(end)
+    starts = []
+    while current <= last:
+        starts.append(current)
+        current = width.add(current)
+    return starts

@@ -1,0 +1,112 @@
+"""``maintain``: partitions ahead, retention, compression where due, aggregates, statistics.
+
+Each step is safe to run twice at once: partition work and aggregate refreshes take advisory
+locks, and TimescaleDB serialises its own chunk operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg import sql
+
+from qvp_site.db import aggregates, catalog, engine, partitions
+from qvp_site.db.catalog import TimeSeries
+from qvp_site.db.intervals import parse_interval
+from qvp_site.db.policies import sync_retention_policy
+
+Report = Callable[[str], None]
+
+
+def _q(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+def maintain(
+    *,
+    report: Report,
+    analyze: bool = False,
+    vacuum: bool = False,
+    cover: tuple[datetime, datetime] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Run every maintenance step over every time-series table, reporting each action."""
+    now = now or timezone.now()
+    timescaledb = engine.is_timescaledb(connection)
+    with connection.cursor() as cursor:
+        tables = catalog.time_series(cursor)
+    for series in tables:
+        if timescaledb:
+            _timescaledb_table(series, now, report)
+        else:
+            _partitioned_table(series, now, cover, report)
+        _refresh_aggregates(series, now, report)
+        if analyze or vacuum:
+            verb = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+            with connection.cursor() as cursor:
+                cursor.execute(f"{verb} {_q(series.table)}")
+            report(f"{series.table}: {verb.lower()}")
+
+
+def _partitioned_table(series: TimeSeries, now, cover, report: Report) -> None:
+    width = series.chunk_interval
+    start, end = width.add(now, -1), partitions.ahead_of(width, now)
+    if cover:
+        start, end = min(start, cover[0]), max(end, cover[1])
+    created = partitions.ensure_partitions(series.table, width, start, end)
+    report(f"{series.table}: {len(created)} partition(s) created" + _names(created))
+    retention = series.retention
+    if retention is not None:
+        cutoff = retention.add(now, -1)
+        with transaction.atomic(), connection.cursor() as cursor:
+            dropped = partitions.drop_partitions_before(cursor, series.table, cutoff)
+            result = f"{len(dropped)} partition(s) older than {cutoff:%Y-%m-%d %H:%M} dropped"
+            _record_retention(cursor, series.table, result)
+        report(f"{series.table}: retention {retention.sql()}: {result}" + _names(dropped))
+    if series.compress_after:
+        report(f"{series.table}: compression unavailable on plain PostgreSQL (skipped)")
+
+
+def _timescaledb_table(series: TimeSeries, now, report: Report) -> None:
+    regclass = _q(series.table)
+    with connection.cursor() as cursor:
+        report(f"{series.table}: {sync_retention_policy(cursor, series.table)}")
+        retention = series.retention
+        if retention is not None:
+            cursor.execute(
+                "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s::interval)",
+                [regclass, retention.sql()],
+            )
+            result = f"{cursor.fetchone()[0]} chunk(s) dropped"
+            _record_retention(cursor, series.table, result)
+            report(f"{series.table}: retention {retention.sql()}: {result}")
+        if series.compress_after:
+            cursor.execute(
+                "SELECT count(compress_chunk(c, if_not_compressed => true))"
+                " FROM show_chunks(%s::regclass, older_than => %s::interval) c",
+                [regclass, parse_interval(series.compress_after).sql()],
+            )
+            report(f"{series.table}: {cursor.fetchone()[0]} chunk(s) compressed or already so")
+
+
+def _refresh_aggregates(series: TimeSeries, now, report: Report) -> None:
+    with connection.cursor() as cursor:
+        found = catalog.aggregates(cursor, source_table=series.table)
+    for agg in found:
+        lower, upper = aggregates.refresh(agg, agg.refresh_window.add(now, -1), now)
+        report(f"{agg.name}: refreshed {lower:%Y-%m-%d %H:%M} .. {upper:%Y-%m-%d %H:%M}")
+
+
+def _record_retention(cursor, table: str, result: str) -> None:
+    cursor.execute(
+        "UPDATE qvp_timeseries_table SET retention_last_run = now(), retention_last_result = %s"
+        " WHERE table_name = %s",
+        [result, table],
+    )
+
+
+def _names(names: list[str]) -> str:
+    return f": {', '.join(names)}" if names else ""

@@ -1,0 +1,142 @@
+"""Native range partitions for the plain-PostgreSQL engine.
+
+Partitions are created ahead of the data by ``maintain`` and on demand for a load that needs
+older or later ones, each batch in its own short transaction under an advisory lock (creating
+a partition locks the parent). The only default partition refuses every row with a message
+that names the missing range, so nothing is silently swallowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection as default_connection
+from django.db import transaction
+from psycopg import sql
+
+from qvp_site.db.intervals import Interval
+
+_BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
+
+
+def _q(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    lower: datetime
+    upper: datetime
+
+
+def default_partition_name(table: str) -> str:
+    return f"{table[:48]}_default"
+
+
+def partition_name(table: str, lower: datetime, width: Interval) -> str:
+    stamp = (
+        "%Y%m%d" if width.is_calendar or width.fixed.total_seconds() % 86400 == 0 else "%Y%m%dT%H%M"
+    )
+    return f"{table[:48]}_p{lower.astimezone(UTC).strftime(stamp)}"
+
+
+def partitions(cursor, table: str) -> list[Partition]:
+    """The range partitions of ``table`` in time order (the refusing default left out)."""
+    cursor.execute(
+        """
+        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = %s::regclass
+        """,
+        [_q(table)],
+    )
+    found = []
+    for name, bound in cursor.fetchall():
+        match = _BOUND.search(bound or "")
+        if match:
+            lower, upper = (datetime.fromisoformat(v).astimezone(UTC) for v in match.groups())
+            found.append(Partition(name, lower, upper))
+    return sorted(found, key=lambda p: p.lower)
+
+
+def bounds_covering(
+    width: Interval, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Aligned [lower, upper) ranges of ``width`` that cover [start, end]."""
+    lower = width.floor(start)
+    ranges = []
+    while lower <= end:
+        upper = width.add(lower)
+        ranges.append((lower, upper))
+        lower = upper
+    return ranges
+
+
+def create_partitions(
+    cursor,
+    table: str,
+    width: Interval,
+    start: datetime,
+    end: datetime,
+    *,
+    parent: str | None = None,
+) -> list[str]:
+    """Create the missing partitions of ``table`` covering [start, end]; returns their names.
+
+    ``parent`` is the table to attach them to when it is not yet named ``table`` (a rebuild).
+    The caller holds the transaction; an advisory lock keyed on the table serialises creators.
+    """
+    parent = parent or table
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_partitions:{table}"])
+    existing = {(p.lower, p.upper) for p in partitions(cursor, parent)}
+    created = []
+    for lower, upper in bounds_covering(width, start, end):
+        if (lower, upper) in existing:
+            continue
+        name = partition_name(table, lower, width)
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {_q(name)} PARTITION OF {_q(parent)}"
+            " FOR VALUES FROM (%s) TO (%s)",
+            [lower, upper],
+        )
+        created.append(name)
+    return created
+
+
+def ensure_partitions(
+    table: str, width: Interval, start: datetime, end: datetime, using=None
+) -> list[str]:
+    """Create the partitions a load of [start, end] needs, in their own short transaction."""
+    conn = using or default_connection
+    with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+        return create_partitions(cursor, table, width, start, end)
+
+
+def create_refusing_default(cursor, table: str, time_column: str) -> None:
+    """A default partition whose trigger refuses every row, naming the range it lacks."""
+    name = default_partition_name(table)
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {_q(name)} PARTITION OF {_q(table)} DEFAULT")
+    args = ", ".join(sql.Literal(v).as_string(None) for v in (table, time_column))
+    cursor.execute(
+        f"CREATE OR REPLACE TRIGGER qvp_refuse_unpartitioned BEFORE INSERT OR UPDATE ON {_q(name)}"
+        f" FOR EACH ROW EXECUTE FUNCTION qvp_refuse_unpartitioned_row({args})"
+    )
+
+
+def drop_partitions_before(cursor, table: str, cutoff: datetime) -> list[str]:
+    """Retention: drop whole partitions whose every row is older than ``cutoff``."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_partitions:{table}"])
+    dropped = []
+    for part in partitions(cursor, table):
+        if part.upper <= cutoff:
+            cursor.execute(f"DROP TABLE {_q(part.name)}")
+            dropped.append(part.name)
+    return dropped
+
+
+def ahead_of(width: Interval, now: datetime) -> datetime:
+    """How far ahead of now partitions exist: two chunks past the current one, a week at least."""
+    return max(width.add(width.floor(now), 2), now + timedelta(days=7))

@@ -1,0 +1,35 @@
+"""TimescaleDB policy jobs kept in line with the settings (QVP_RETENTION)."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from qvp_site.db import catalog
+
+
+def sync_retention_policy(cursor, table: str) -> str:
+    """Make ``table``'s retention job match the retention in force; says what it did."""
+    (series,) = catalog.time_series(cursor, table)
+    wanted = series.retention
+    cursor.execute(
+        "SELECT config->>'drop_after' FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_retention' AND hypertable_name = %s",
+        [table],
+    )
+    row = cursor.fetchone()
+    current = row[0] if row else None
+    if wanted is None and current is None:
+        return "no retention"
+    if wanted is not None and current is not None:
+        cursor.execute("SELECT %s::interval = %s::interval", [wanted.sql(), current])
+        if cursor.fetchone()[0]:
+            return f"retention {current} (unchanged)"
+    regclass = sql.Identifier(table).as_string(None)
+    cursor.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", [regclass])
+    if wanted is None:
+        return "retention policy removed"
+    cursor.execute(
+        "SELECT add_retention_policy(%s::regclass, drop_after => %s::interval)",
+        [regclass, wanted.sql()],
+    )
+    return f"retention policy set to {wanted.sql()}"

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from qvp_site.db import embedded
+
+
+class Command(BaseCommand):
+    help = "Start, stop or show the embedded PostgreSQL server under var/ (without DATABASE_URL)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["start", "stop", "status"])
+
+    def handle(self, *args, **options):
+        if not settings.EMBEDDED_DATABASE:
+            raise CommandError("DATABASE_URL is set: the embedded server is not in use")
+        if options["action"] == "stop":
+            stopped = embedded.stop(settings.VAR_DIR)
+            self.stdout.write("stopped" if stopped else "not running")
+            return
+        server = embedded.start(settings.VAR_DIR)
+        self.stdout.write(
+            f"running: socket {server.socket_dir} port {server.port},"
+            f" data {embedded.pgdata_path(settings.VAR_DIR)}"
+        )

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand
+
+ADMIN = "admin"
+
+
+class Command(BaseCommand):
+    help = (
+        "Make the site ready to serve (what `make run` calls): migrate, collect static files, "
+        "load demo data into an empty database, and make sure the admin user can log in "
+        "(password from QVP_ADMIN_PASSWORD, else generated once and printed)."
+    )
+
+    def handle(self, *args, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        if "seed_demo" in get_commands():
+            call_command("seed_demo", if_empty=True, stdout=self.stdout)
+        self.stdout.write(self._admin_line())
+
+    def _admin_line(self) -> str:
+        users = get_user_model()
+        password = os.environ.get("QVP_ADMIN_PASSWORD", "")
+        user = users.objects.filter(username=ADMIN).first()
+        if user is None:
+            password = password or secrets.token_urlsafe(12)
+            users.objects.create_superuser(ADMIN, email="", password=password)
+            return f"Log in as {ADMIN} with password {password} (shown once; keep it)."
+        if password:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            return f"Log in as {ADMIN} with the password in QVP_ADMIN_PASSWORD."
+        return (
+            f"Log in as {ADMIN} with the password printed when it was created"
+            " (or set QVP_ADMIN_PASSWORD and run again)."
+        )

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import contextlib
+import signal
+from datetime import UTC
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from django.core.management.base import BaseCommand, CommandError
+
+from qvp_site.scheduler import discover, run_job
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the periodic jobs on their timetables until stopped (one job at a time per name "
+        "across all schedulers, each run recorded). --list shows the jobs; --run NAME runs one now."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--list", action="store_true", help="list the jobs and timetables")
+        parser.add_argument("--run", metavar="NAME", help="run one job now and exit")
+
+    def handle(self, *args, **options):
+        jobs = discover()
+        if options["list"]:
+            for job in jobs.values():
+                self.stdout.write(f"{job.name:24} {job.timetable or 'off'}")
+            return
+        if options["run"]:
+            if options["run"] not in jobs:
+                raise CommandError(f"no job {options['run']!r}; jobs: {', '.join(sorted(jobs))}")
+            run = run_job(jobs[options["run"]])
+            self.stdout.write(f"{run.job}: {run.status}\n{run.output}")
+            if run.status == run.Status.FAILED:
+                raise CommandError(f"job {run.job} failed")
+            return
+        scheduler = BlockingScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        )
+        for job in jobs.values():
+            if job.timetable:
+                trigger = CronTrigger.from_crontab(job.timetable, timezone=UTC)
+                scheduler.add_job(run_job, trigger, args=[job], id=job.name, name=job.name)
+                self.stdout.write(f"scheduled {job.name}: {job.timetable}")
+        signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+        self.stdout.write("scheduler running; Ctrl-C or SIGTERM stops it")
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            scheduler.start()

@@ -1,0 +1,78 @@
+"""The site's own records: scheduler job runs, and read-only views of the time-series catalog."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class JobRun(models.Model):
+    """One run (or skip) of a scheduled job, with its outcome."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped (running elsewhere)"
+
+    job = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    output = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "-started_at"], name="jobrun_latest_per_job_idx")]
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.status} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def duration(self):
+        return self.finished_at - self.started_at if self.finished_at else None
+
+
+class TimeSeriesTable(models.Model):
+    """A time-series table (the catalog written by the migration operations; read-only).
+
+    NULL in the text columns means "none" (no retention, no compression), as the SQL has it.
+    """
+
+    table_name = models.TextField(primary_key=True)
+    time_column = models.TextField()
+    chunk_interval = models.TextField()
+    retention_default = models.TextField(null=True)  # noqa: DJ001
+    compress_after = models.TextField(null=True)  # noqa: DJ001
+    retention_last_run = models.DateTimeField(null=True)
+    retention_last_result = models.TextField(null=True)  # noqa: DJ001
+
+    class Meta:
+        # Unmanaged: migrations own these rows, and test flushes must not empty them.
+        managed = False
+        db_table = "qvp_timeseries_table"
+        ordering = ["table_name"]
+
+    def __str__(self) -> str:
+        return self.table_name
+
+
+class TimeSeriesAggregate(models.Model):
+    """A continuous aggregate or summary table over a time-series table (read-only)."""
+
+    view_name = models.TextField(primary_key=True)
+    source_table = models.TextField()
+    bucket_width = models.TextField()
+    refresh_window = models.TextField()
+    refreshed_at = models.DateTimeField(null=True)
+    refreshed_from = models.DateTimeField(null=True)
+    refreshed_to = models.DateTimeField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "qvp_timeseries_aggregate"
+        ordering = ["view_name"]
+
+    def __str__(self) -> str:
+        return self.view_name

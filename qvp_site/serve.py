@@ -1,0 +1,44 @@
+"""`make run`: gunicorn serving the site beside the scheduler, until either stops.
+
+Ctrl-C or SIGTERM stops both. The embedded database keeps running (``make db-stop`` stops it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def main() -> int:
+    port = os.environ.get("PORT", "8000")
+    workers = os.environ.get("GUNICORN_WORKERS", "2")
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application", "--bind",
+         f"127.0.0.1:{port}", "--workers", workers, "--access-logfile", "-"]
+    )  # fmt: skip
+    scheduler = subprocess.Popen([sys.executable, "manage.py", "scheduler"])
+    print(f"QVP is serving on http://127.0.0.1:{port}/ (admin at /admin/, API at /api/v1/)")
+    children = [web, scheduler]
+
+    def stop(*_):
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    stop()
+    for child in children:
+        child.wait(timeout=30)
+    return web.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Site-wide views: the health check and the landing page."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from qvp_site.db import engine
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 with the engine and extension versions when the database answers, else 503."""
+    try:
+        info = engine.detect()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return JsonResponse({"status": "unavailable", "error": str(exc).strip()}, status=503)
+    return JsonResponse(
+        {
+            "status": "ok",
+            "engine": info.engine,
+            "timescaledb": info.timescaledb_version,
+            "pgvector": info.pgvector_version,
+            "postgresql": info.server_version,
+        }
+    )
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "qvp_site/home.html", {"engine": engine.detect()})
