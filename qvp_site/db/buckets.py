@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import models
+from django.db import connections, models
 from timescale.db.models.expressions import TimeBucket
 
 from qvp_site.db import engine
@@ -56,3 +56,25 @@ def bucket_starts(width: str | Interval, start: datetime, end: datetime) -> list
         starts.append(current)
         current = width.add(current)
     return starts
+
+
+def gapfill(queryset, width: str | Interval, start: datetime, end: datetime, *, bucket="bucket"):
+    """The rows of a bucketed ``values()`` queryset with one row of NULLs per missing bucket,
+    from the bucket of ``start`` to that of ``end``, in time order (set-based, in SQL)."""
+    starts = bucket_starts(width, start, end)
+    inner, params = queryset.order_by().query.sql_with_params()
+    db = queryset.db
+    with connections[db].cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.b, q.* FROM unnest(%s::timestamptz[]) AS s(b)"
+            f" LEFT JOIN ({inner}) AS q ON q.{bucket} = s.b ORDER BY s.b",
+            [starts, *params],
+        )
+        names = [col.name for col in cursor.description]
+        return [
+            {
+                bucket: row[0],
+                **{n: v for n, v in zip(names[1:], row[1:], strict=True) if n != bucket},
+            }
+            for row in cursor.fetchall()
+        ]

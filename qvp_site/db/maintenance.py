@@ -53,10 +53,11 @@ def maintain(
 
 def _partitioned_table(series: TimeSeries, now, cover, report: Report) -> None:
     width = series.chunk_interval
-    start, end = width.add(now, -1), partitions.ahead_of(width, now)
+    created = partitions.ensure_partitions(
+        series.table, width, width.add(now, -1), partitions.ahead_of(width, now)
+    )
     if cover:
-        start, end = min(start, cover[0]), max(end, cover[1])
-    created = partitions.ensure_partitions(series.table, width, start, end)
+        created += partitions.ensure_partitions(series.table, width, *cover)
     report(f"{series.table}: {len(created)} partition(s) created" + _names(created))
     retention = series.retention
     if retention is not None:
