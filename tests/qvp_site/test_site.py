@@ -1,0 +1,115 @@
+"""The health check, authentication on every page, and the migrations matching the models."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from qvp_site.db import engine
+
+OPEN_TO_ANONYMOUS = {"healthz", "login"}
+
+
+def test_healthz_answers_anonymous_users_with_the_engine(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    info = engine.detect()
+    assert body["status"] == "ok"
+    assert body["engine"] == info.engine
+    assert body["pgvector"]
+    assert body["pgvector"] == info.pgvector_version
+    assert body["timescaledb"] == (info.timescaledb_version if info.is_timescaledb else None)
+    assert body["postgresql"].split(".")[0].isdigit()
+
+
+def test_healthz_refuses_writes(client, db):
+    assert client.post("/healthz").status_code == 405
+
+
+def _paths(resolver=None, prefix=""):
+    """One concrete path per URL pattern (arguments filled with 1)."""
+    for pattern in (resolver or get_resolver()).url_patterns:
+        route = prefix + str(pattern.pattern).lstrip("^").rstrip("$").replace("\\Z", "")
+        if isinstance(pattern, URLResolver):
+            yield from _paths(pattern, route)
+        elif isinstance(pattern, URLPattern):
+            path = "/" + (
+                route.replace("<path:object_id>", "1")
+                .replace("<path:content_type_id>", "1")
+                .replace("<path:app_label>", "auth")
+                .replace("(?P<app_label>auth|qvp_site|authtoken)/", "auth/")
+                .replace("<int:", "<")
+            )
+            for token in ("<id>", "<pk>", "<object_id>", "<uidb64>", "<token>", "<url>"):
+                path = path.replace(token, "1")
+            if "<" in path or "(?" in path or "\\" in path:
+                continue
+            yield pattern.name, path
+
+
+def test_every_page_but_healthz_and_login_refuses_anonymous_users(client, db):
+    checked = 0
+    for name, path in _paths():
+        if name in OPEN_TO_ANONYMOUS:
+            continue
+        response = client.get(path)
+        checked += 1
+        if path.startswith("/api/"):
+            assert response.status_code in (401, 403), path
+        else:
+            assert response.status_code in (302, 404), path
+            if response.status_code == 302:
+                assert "/login/" in response["Location"], path
+    assert checked > 10
+
+
+def test_api_answers_401_or_403_not_a_redirect(client, db):
+    response = client.get("/api/v1/")
+    assert response.status_code in (401, 403)
+
+
+def test_login_page_is_open_and_logged_in_users_see_the_home_page(client, django_user_model):
+    assert client.get("/accounts/login/").status_code == 200
+    user = django_user_model.objects.create_user("quant", password="a-long-test-password")
+    client.force_login(user)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert engine.detect().engine.encode() in response.content
+
+
+def test_migrations_match_the_models(db):
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+@pytest.fixture
+def fresh_engine():
+    engine.forget()
+    yield
+    engine.forget()
+
+
+def test_engine_can_be_forced_off(db, fresh_engine):
+    with override_settings(QVP_TIMESCALEDB="off"):
+        assert engine.detect().engine == engine.POSTGRESQL
+        assert engine.detect().timescaledb_version is None
+
+
+def test_engine_on_fails_loudly_where_timescaledb_is_missing(db, fresh_engine):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+        installed = cursor.fetchone()[0] == 1
+    with override_settings(QVP_TIMESCALEDB="on"):
+        if installed:
+            assert engine.detect().is_timescaledb
+        else:
+            with pytest.raises(ImproperlyConfigured, match="QVP_TIMESCALEDB=on but TimescaleDB"):
+                engine.detect()
