@@ -8,8 +8,10 @@ editor, and the database is inspected in between.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, migrations, models, transaction
 from django.db.migrations.state import ProjectState
 from django.utils import timezone
@@ -358,3 +360,15 @@ def test_timescaledb_objects_are_real(hourly):
         )
         assert cursor.fetchone()[0] == timedelta(days=7)
     assert engine.detect().timescaledb_version
+
+
+def test_timeseries_status_shows_the_table_its_chunks_and_policies(reading_state, timescaledb):
+    state = apply(hypertable(reading_state), AddRetentionPolicy("Reading", "90 days"))
+    reading(state).objects.create(ts=timezone.now(), sensor="a", value=1.0)
+    out = StringIO()
+    call_command("timeseries_status", stdout=out)
+    text = out.getvalue()
+    assert f"engine: {engine.detect().engine}" in text
+    kind = "hypertable" if timescaledb else "partitioned table"
+    assert f"{TABLE} ({kind}, chunks of 7 days):" in text
+    assert "retention" in text

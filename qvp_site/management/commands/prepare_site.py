@@ -29,9 +29,11 @@ class Command(BaseCommand):
         password = os.environ.get("QVP_ADMIN_PASSWORD", "")
         user = users.objects.filter(username=ADMIN).first()
         if user is None:
-            password = password or secrets.token_urlsafe(12)
-            users.objects.create_superuser(ADMIN, email="", password=password)
-            return f"Log in as {ADMIN} with password {password} (shown once; keep it)."
+            generated = "" if password else secrets.token_urlsafe(12)
+            users.objects.create_superuser(ADMIN, email="", password=password or generated)
+            if generated:
+                return f"Log in as {ADMIN} with password {generated} (shown once; keep it)."
+            return f"Log in as {ADMIN} with the password in QVP_ADMIN_PASSWORD."
         if password:
             user.set_password(password)
             user.save(update_fields=["password"])

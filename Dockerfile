@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# The QVP image: gunicorn serves qvp_site.wsgi; the same image runs `manage.py migrate` and
+# `manage.py scheduler` (see docker-compose.yml). Build: docker build -t qvp .
+
+# --- Dependencies ----------------------------------------------------------------------------
+# Only pyproject.toml goes in here ([tool.setuptools] packages = [], so `pip install .` installs
+# the pinned dependencies and no code): this layer is rebuilt when the pins change, not the code.
+FROM python:3.11-slim AS deps
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /build
+# README.* may match nothing; pyproject.toml names it as the readme.
+COPY pyproject.toml README.* ./
+RUN pip install .
+
+# --- Runtime ---------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    QVP_VAR_DIR=/app/var
+
+# A writable home: gunicorn keeps its control socket (for gunicornc) under ~/.gunicorn.
+RUN groupadd --system --gid 10001 qvp \
+    && useradd --system --uid 10001 --gid qvp --home-dir /home/qvp --create-home \
+       --shell /usr/sbin/nologin qvp
+
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+# The code stays root-owned, so the app cannot rewrite itself; only var/ is the app's.
+COPY . .
+RUN python -m compileall -q /app \
+    && install -d -o qvp -g qvp /app/var
+
+USER qvp
+# Throwaway values, for this step only: settings need a key, and a DATABASE_URL keeps them from
+# starting the embedded server. collectstatic does not connect to the database.
+RUN DJANGO_SECRET_KEY=build-only-not-a-secret \
+    DATABASE_URL=postgresql://collectstatic@localhost:5432/collectstatic \
+    python manage.py collectstatic --noinput
+
+EXPOSE 8000
+
+# The request carries the first allowed host (Django answers 400 to any other Host header) and
+# X-Forwarded-Proto: https, which gunicorn trusts from 127.0.0.1 (its forwarded_allow_ips
+# default), so SECURE_SSL_REDIRECT does not answer 301. http.client, unlike urllib's urlopen,
+# follows no redirect: one counts as unhealthy instead of probing the public address.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import http.client, os; h = os.environ.get('DJANGO_ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.'); h = h if h not in ('', '*') else 'localhost'; c = http.client.HTTPConnection('127.0.0.1', 8000, timeout=4); c.request('GET', '/healthz', headers={'Host': h, 'X-Forwarded-Proto': 'https'}); raise SystemExit(c.getresponse().status != 200)"]
+
+# exec: gunicorn is PID 1 and gets docker stop's SIGTERM (graceful shutdown).
+# Heartbeat files on /dev/shm: a disk-backed /tmp can stall workers under I/O load.
+CMD ["sh", "-c", "exec gunicorn qvp_site.wsgi:application --bind 0.0.0.0:8000 --workers \"${GUNICORN_WORKERS:-3}\" --worker-tmp-dir /dev/shm --access-logfile - --error-logfile -"]

@@ -1,0 +1,49 @@
+"""Set-up commands: prepare_site (what `make run` calls) and the embedded server."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+
+@pytest.fixture
+def prepared(db, monkeypatch):
+    def run(password: str | None) -> str:
+        if password is None:
+            monkeypatch.delenv("QVP_ADMIN_PASSWORD", raising=False)
+        else:
+            monkeypatch.setenv("QVP_ADMIN_PASSWORD", password)
+        out = StringIO()
+        call_command("prepare_site", stdout=out)
+        return out.getvalue()
+
+    return run
+
+
+def test_prepare_site_generates_an_admin_password_once_and_prints_it(prepared):
+    text = prepared(None)
+    password = text.split("with password ")[1].split(" ")[0]
+    assert len(password) >= 12
+    assert authenticate(username="admin", password=password) is not None
+    again = prepared(None)
+    assert password not in again
+    assert authenticate(username="admin", password=password) is not None
+
+
+def test_prepare_site_takes_the_password_from_the_environment(prepared):
+    text = prepared("correct-horse-battery-staple")
+    assert "correct-horse" not in text
+    assert authenticate(username="admin", password="correct-horse-battery-staple") is not None
+    assert authenticate(username="admin", password="admin") is None
+
+
+@pytest.mark.embedded
+def test_the_embedded_server_is_under_var_and_listens_on_a_socket_only(db):
+    out = StringIO()
+    call_command("embedded_db", "status", stdout=out)
+    assert f"data {settings.VAR_DIR.resolve() / 'pgdata'}" in out.getvalue()
+    assert settings.DATABASES["default"]["HOST"].startswith("/")
