@@ -10,17 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connections, transaction
-from psycopg import sql
 
 from qvp_site.db import catalog, engine
 from qvp_site.db.buckets import bucket_sql
 from qvp_site.db.catalog import Aggregate
+from qvp_site.db.quoting import ident
 
 FUNCTIONS = ("first", "last", "min", "max", "sum", "avg", "count")
-
-
-def _q(name: str) -> str:
-    return sql.Identifier(name).as_string(None)
 
 
 def _function_sql(function: str, column: str, ts: str, timescaledb: bool) -> str:
@@ -34,15 +30,15 @@ def _function_sql(function: str, column: str, ts: str, timescaledb: bool) -> str
 
 def select_sql(agg: Aggregate, *, timescaledb: bool, where: str = "") -> str:
     """The aggregate's SELECT over its source table, with an optional WHERE clause."""
-    ts = _q(agg.time_column)
-    groups = [_q(c) for c in agg.group_by]
+    ts = ident(agg.time_column)
+    groups = [ident(c) for c in agg.group_by]
     items = [f"{bucket_sql(agg.bucket_width, ts, timescaledb=timescaledb)} AS bucket", *groups]
     for alias, function, column in agg.columns:
-        column_sql = "*" if column == "*" else _q(column)
-        items.append(f"{_function_sql(function, column_sql, ts, timescaledb)} AS {_q(alias)}")
+        column_sql = "*" if column == "*" else ident(column)
+        items.append(f"{_function_sql(function, column_sql, ts, timescaledb)} AS {ident(alias)}")
     where_sql = f" WHERE {where}" if where else ""
     return (
-        f"SELECT {', '.join(items)} FROM {_q(agg.source_table)}{where_sql}"
+        f"SELECT {', '.join(items)} FROM {ident(agg.source_table)}{where_sql}"
         f" GROUP BY {', '.join(['bucket', *groups])}"
     )
 
@@ -63,14 +59,14 @@ def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "defaul
                 "CALL refresh_continuous_aggregate(%s, %s, %s)", [agg.name, lower, upper]
             )
     else:
-        where = f"{_q(agg.time_column)} >= %s AND {_q(agg.time_column)} < %s"
+        where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_agg:{agg.name}"])
             cursor.execute(
-                f"DELETE FROM {_q(agg.name)} WHERE bucket >= %s AND bucket < %s", [lower, upper]
+                f"DELETE FROM {ident(agg.name)} WHERE bucket >= %s AND bucket < %s", [lower, upper]
             )
             cursor.execute(
-                f"INSERT INTO {_q(agg.name)} {select_sql(agg, timescaledb=False, where=where)}",
+                f"INSERT INTO {ident(agg.name)} {select_sql(agg, timescaledb=False, where=where)}",
                 [lower, upper],
             )
     with connection.cursor() as cursor:

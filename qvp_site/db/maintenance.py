@@ -11,18 +11,14 @@ from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
-from psycopg import sql
 
 from qvp_site.db import aggregates, catalog, engine, partitions
 from qvp_site.db.catalog import TimeSeries
 from qvp_site.db.intervals import parse_interval
 from qvp_site.db.policies import sync_retention_policy
+from qvp_site.db.quoting import ident
 
 Report = Callable[[str], None]
-
-
-def _q(name: str) -> str:
-    return sql.Identifier(name).as_string(None)
 
 
 def maintain(
@@ -47,7 +43,7 @@ def maintain(
         if analyze or vacuum:
             verb = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
             with connection.cursor() as cursor:
-                cursor.execute(f"{verb} {_q(series.table)}")
+                cursor.execute(f"{verb} {ident(series.table)}")
             report(f"{series.table}: {verb.lower()}")
 
 
@@ -72,7 +68,7 @@ def _partitioned_table(series: TimeSeries, now, cover, report: Report) -> None:
 
 
 def _timescaledb_table(series: TimeSeries, now, report: Report) -> None:
-    regclass = _q(series.table)
+    regclass = ident(series.table)
     with connection.cursor() as cursor:
         report(f"{series.table}: {sync_retention_policy(cursor, series.table)}")
         retention = series.retention

@@ -14,21 +14,13 @@ from collections.abc import Sequence
 from django.db import router
 from django.db.migrations.operations.base import Operation
 from django.utils import timezone
-from psycopg import sql
 
 from qvp_site.db import aggregates, engine, partitions
 from qvp_site.db.catalog import CATALOG_SQL, Aggregate
 from qvp_site.db.functions import INSTALL_SQL, UNINSTALL_SQL
 from qvp_site.db.intervals import parse_interval
+from qvp_site.db.quoting import ident, literal
 from qvp_site.db.rebuild import rebuild_table
-
-
-def _q(name: str) -> str:
-    return sql.Identifier(name).as_string(None)
-
-
-def _lit(value: str) -> str:
-    return sql.Literal(value).as_string(None)
 
 
 class TimeSeriesOperation(Operation):
@@ -151,28 +143,28 @@ class CreateHypertable(TimeSeriesOperation):
             return
         cursor.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
-            [_q(table)],
+            [ident(table)],
         )
         for (name,) in cursor.fetchall():
-            cursor.execute(f"ALTER TABLE {_q(table)} DROP CONSTRAINT {_q(name)}")
+            cursor.execute(f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(name)}")
         cursor.execute(
-            f"ALTER TABLE {_q(table)} ADD CONSTRAINT {_q(table + '_pkey')}"
-            f" PRIMARY KEY ({_q(pk)}, {_q(column)})"
+            f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(table + '_pkey')}"
+            f" PRIMARY KEY ({ident(pk)}, {ident(column)})"
         )
         cursor.execute(
             "SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval),"
             " create_default_indexes => false, migrate_data => true)",
-            [_q(table), column, width.sql()],
+            [ident(table), column, width.sql()],
         )
 
     @staticmethod
     def _partitioned(cursor, table, column, pk, width):
-        cursor.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", [_q(table)])
+        cursor.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", [ident(table)])
         if cursor.fetchone()[0] == "p":
             return
 
         def create_partitions(new_table: str) -> None:
-            cursor.execute(f"SELECT min({_q(column)}), max({_q(column)}) FROM {_q(table)}")
+            cursor.execute(f"SELECT min({ident(column)}), max({ident(column)}) FROM {ident(table)}")
             oldest, newest = cursor.fetchone()
             now = timezone.now()
             start = min(oldest or now, now)
@@ -249,13 +241,13 @@ class AddCompressionPolicy(TimeSeriesOperation):
                 return
             options = ["timescaledb.compress"]
             if segment:
-                options.append(f"timescaledb.compress_segmentby = {_lit(','.join(segment))}")
+                options.append(f"timescaledb.compress_segmentby = {literal(','.join(segment))}")
             if self.order_by:
-                options.append(f"timescaledb.compress_orderby = {_lit(self.order_by)}")
-            cursor.execute(f"ALTER TABLE {_q(table)} SET ({', '.join(options)})")
+                options.append(f"timescaledb.compress_orderby = {literal(self.order_by)}")
+            cursor.execute(f"ALTER TABLE {ident(table)} SET ({', '.join(options)})")
             cursor.execute(
                 "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => true)",
-                [_q(table), parse_interval(self.compress_after).sql()],
+                [ident(table), parse_interval(self.compress_after).sql()],
             )
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
@@ -272,14 +264,14 @@ class AddCompressionPolicy(TimeSeriesOperation):
             if not engine.is_timescaledb(schema_editor.connection):
                 return
             cursor.execute(
-                "SELECT remove_compression_policy(%s::regclass, if_exists => true)", [_q(table)]
+                "SELECT remove_compression_policy(%s::regclass, if_exists => true)", [ident(table)]
             )
             cursor.execute(
                 "SELECT decompress_chunk(c, if_compressed => true)"
                 " FROM show_chunks(%s::regclass) c",
-                [_q(table)],
+                [ident(table)],
             )
-            cursor.execute(f"ALTER TABLE {_q(table)} SET (timescaledb.compress = false)")
+            cursor.execute(f"ALTER TABLE {ident(table)} SET (timescaledb.compress = false)")
 
     def describe(self):
         return f"Compress {self.model_name} chunks older than {self.compress_after}"
@@ -331,7 +323,8 @@ class AddRetentionPolicy(TimeSeriesOperation):
             )
             if engine.is_timescaledb(schema_editor.connection):
                 cursor.execute(
-                    "SELECT remove_retention_policy(%s::regclass, if_exists => true)", [_q(table)]
+                    "SELECT remove_retention_policy(%s::regclass, if_exists => true)",
+                    [ident(table)],
                 )
 
     def describe(self):
@@ -413,16 +406,16 @@ class CreateContinuousAggregate(TimeSeriesOperation):
         select = aggregates.select_sql(definition, timescaledb=timescaledb)
         groups = definition.group_by
         with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass(%s)", [_q(self.name)])
+            cursor.execute("SELECT to_regclass(%s)", [ident(self.name)])
             if cursor.fetchone()[0] is None:
                 if timescaledb:
                     self._create_continuous(cursor, select)
                 else:
-                    key = ", ".join(_q(c) for c in [*groups, "bucket"])
-                    cursor.execute(f"CREATE TABLE {_q(self.name)} AS {select} WITH NO DATA")
+                    key = ", ".join(ident(c) for c in [*groups, "bucket"])
+                    cursor.execute(f"CREATE TABLE {ident(self.name)} AS {select} WITH NO DATA")
                     cursor.execute(
-                        f"ALTER TABLE {_q(self.name)} ADD CONSTRAINT"
-                        f" {_q(self.name[:58] + '_pkey')} PRIMARY KEY ({key})"
+                        f"ALTER TABLE {ident(self.name)} ADD CONSTRAINT"
+                        f" {ident(self.name[:58] + '_pkey')} PRIMARY KEY ({key})"
                     )
             cursor.execute(
                 "INSERT INTO qvp_timeseries_aggregate (view_name, source_table, time_column,"
@@ -442,14 +435,14 @@ class CreateContinuousAggregate(TimeSeriesOperation):
     def _create_continuous(self, cursor, select):
         width = parse_interval(self.bucket)
         cursor.execute(
-            f"CREATE MATERIALIZED VIEW {_q(self.name)} WITH (timescaledb.continuous,"
+            f"CREATE MATERIALIZED VIEW {ident(self.name)} WITH (timescaledb.continuous,"
             f" timescaledb.materialized_only = true) AS {select} WITH NO DATA"
         )
         cursor.execute(
             "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => %s::interval,"
             " end_offset => %s::interval, schedule_interval => %s::interval,"
             " if_not_exists => true)",
-            [_q(self.name), parse_interval(self.refresh_window).sql(), width.sql(), "1 hour"],
+            [ident(self.name), parse_interval(self.refresh_window).sql(), width.sql(), "1 hour"],
         )
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
@@ -458,9 +451,9 @@ class CreateContinuousAggregate(TimeSeriesOperation):
             return
         with schema_editor.connection.cursor() as cursor:
             if engine.is_timescaledb(schema_editor.connection):
-                cursor.execute(f"DROP MATERIALIZED VIEW IF EXISTS {_q(self.name)}")
+                cursor.execute(f"DROP MATERIALIZED VIEW IF EXISTS {ident(self.name)}")
             else:
-                cursor.execute(f"DROP TABLE IF EXISTS {_q(self.name)}")
+                cursor.execute(f"DROP TABLE IF EXISTS {ident(self.name)}")
             cursor.execute("DELETE FROM qvp_timeseries_aggregate WHERE view_name = %s", [self.name])
 
     def describe(self):

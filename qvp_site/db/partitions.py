@@ -14,15 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection as default_connection
 from django.db import transaction
-from psycopg import sql
 
 from qvp_site.db.intervals import Interval
+from qvp_site.db.quoting import ident, literal
 
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
-
-
-def _q(name: str) -> str:
-    return sql.Identifier(name).as_string(None)
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ def partitions(cursor, table: str) -> list[Partition]:
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = %s::regclass
         """,
-        [_q(table)],
+        [ident(table)],
     )
     found = []
     for name, bound in cursor.fetchall():
@@ -98,7 +94,7 @@ def create_partitions(
             continue
         name = partition_name(table, lower, width)
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {_q(name)} PARTITION OF {_q(parent)}"
+            f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(parent)}"
             " FOR VALUES FROM (%s) TO (%s)",
             [lower, upper],
         )
@@ -118,11 +114,11 @@ def ensure_partitions(
 def create_refusing_default(cursor, table: str, time_column: str) -> None:
     """A default partition whose trigger refuses every row, naming the range it lacks."""
     name = default_partition_name(table)
-    cursor.execute(f"CREATE TABLE IF NOT EXISTS {_q(name)} PARTITION OF {_q(table)} DEFAULT")
-    args = ", ".join(sql.Literal(v).as_string(None) for v in (table, time_column))
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(table)} DEFAULT")
+    args = ", ".join(literal(v) for v in (table, time_column))
     cursor.execute(
-        f"CREATE OR REPLACE TRIGGER qvp_refuse_unpartitioned BEFORE INSERT OR UPDATE ON {_q(name)}"
-        f" FOR EACH ROW EXECUTE FUNCTION qvp_refuse_unpartitioned_row({args})"
+        "CREATE OR REPLACE TRIGGER qvp_refuse_unpartitioned BEFORE INSERT OR UPDATE"
+        f" ON {ident(name)} FOR EACH ROW EXECUTE FUNCTION qvp_refuse_unpartitioned_row({args})"
     )
 
 
@@ -132,7 +128,7 @@ def drop_partitions_before(cursor, table: str, cutoff: datetime) -> list[str]:
     dropped = []
     for part in partitions(cursor, table):
         if part.upper <= cutoff:
-            cursor.execute(f"DROP TABLE {_q(part.name)}")
+            cursor.execute(f"DROP TABLE {ident(part.name)}")
             dropped.append(part.name)
     return dropped
 

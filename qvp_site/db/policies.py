@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from psycopg import sql
-
 from qvp_site.db import catalog
+from qvp_site.db.quoting import ident
 
 
 def sync_retention_policy(cursor, table: str) -> str:
@@ -24,7 +23,7 @@ def sync_retention_policy(cursor, table: str) -> str:
         cursor.execute("SELECT %s::interval = %s::interval", [wanted.sql(), current])
         if cursor.fetchone()[0]:
             return f"retention {current} (unchanged)"
-    regclass = sql.Identifier(table).as_string(None)
+    regclass = ident(table)
     cursor.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", [regclass])
     if wanted is None:
         return "retention policy removed"

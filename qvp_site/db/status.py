@@ -6,13 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection
-from psycopg import sql
 
 from qvp_site.db import catalog, engine, partitions
-
-
-def _q(name: str) -> str:
-    return sql.Identifier(name).as_string(None)
+from qvp_site.db.quoting import ident
 
 
 @dataclass
@@ -53,7 +49,7 @@ def _partitioned_status(cursor, series) -> TableStatus:
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = %s::regclass
         """,
-        [_q(series.table)],
+        [ident(series.table)],
     )
     rows, size = cursor.fetchone()
     policies = []
@@ -85,7 +81,7 @@ def _partitioned_status(cursor, series) -> TableStatus:
 
 
 def _timescaledb_status(cursor, series) -> TableStatus:
-    regclass = _q(series.table)
+    regclass = ident(series.table)
     cursor.execute(
         """
         SELECT count(*), min(range_start), max(range_end), count(*) FILTER (WHERE is_compressed)

@@ -372,3 +372,17 @@ def test_timeseries_status_shows_the_table_its_chunks_and_policies(reading_state
     kind = "hypertable" if timescaledb else "partitioned table"
     assert f"{TABLE} ({kind}, chunks of 7 days):" in text
     assert "retention" in text
+
+
+def test_before_postgresql_17_ids_come_from_a_sequence(reading_state, timescaledb, monkeypatch):
+    """PostgreSQL 16 has no identity columns on partitioned tables: a sequence serves instead."""
+    if timescaledb:
+        pytest.skip("hypertables keep their identity column on every version")
+    monkeypatch.setattr("qvp_site.db.rebuild._server_version", lambda cursor: 160000)
+    Reading = reading(reading_state)
+    Reading.objects.create(ts=timezone.now(), sensor="a", value=1.0)
+    Reading = reading(hypertable(reading_state))
+    assert Reading.objects.create(ts=timezone.now(), sensor="b", value=2.0).id == 2
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [TABLE])
+        assert cursor.fetchone()[0] == "public.tsops_reading_id_seq"
