@@ -386,3 +386,46 @@ def test_before_postgresql_17_ids_come_from_a_sequence(reading_state, timescaled
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [TABLE])
         assert cursor.fetchone()[0] == "public.tsops_reading_id_seq"
+
+
+def test_a_load_refreshes_its_aggregates_after_it_commits(hourly):
+    state, _ = hourly
+    Reading = reading(state)
+    base = datetime(2024, 5, 17, 13, 0, tzinfo=UTC)
+    maintain(report=lambda _line: None, cover=(base, base + timedelta(days=1)))
+    with transaction.atomic():
+        Reading.objects.create(ts=base + timedelta(minutes=5), sensor="a", value=10.0)
+        aggregates.refresh_after_commit(TABLE, base, base + timedelta(minutes=5))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM tsops_hourly")
+            assert cursor.fetchone()[0] == 0  # not before the load commits
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT bucket, n FROM tsops_hourly")
+        assert cursor.fetchall() == [(base, 1)]
+        cursor.execute("SELECT refreshed_from, refreshed_to FROM qvp_timeseries_aggregate")
+        assert cursor.fetchone() == (base, base + timedelta(hours=1))
+
+
+def test_two_maintains_at_once_both_succeed(reading_state):
+    import threading
+
+    hypertable(reading_state)
+    errors, reports = [], []
+    cover = (datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 6, 30, tzinfo=UTC))
+
+    def run():
+        try:
+            maintain(report=reports.append, cover=cover)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    created = [line for line in reports if line.startswith(f"{TABLE}:") and "2021" in line]
+    assert len(created) == 1 or engine.is_timescaledb()  # one of them made the partitions

@@ -113,3 +113,11 @@ def test_engine_on_fails_loudly_where_timescaledb_is_missing(db, fresh_engine):
         else:
             with pytest.raises(ImproperlyConfigured, match="QVP_TIMESCALEDB=on but TimescaleDB"):
                 engine.detect()
+
+
+@pytest.mark.parametrize("model", ["jobrun", "timeseriestable", "timeseriesaggregate"])
+def test_admin_lists_the_site_records_read_only(admin_client, model):
+    response = admin_client.get(f"/admin/qvp_site/{model}/")
+    assert response.status_code == 200
+    assert b"to view | Django site admin" in response.content  # read-only: "Select ... to view"
+    assert f"/admin/qvp_site/{model}/add/".encode() not in response.content
