@@ -33,6 +33,12 @@ class Env(environ.Env):
             f"{var}={raw!r} is not a boolean: use one of {sorted(TRUE_WORDS | FALSE_WORDS - {''})}"
         )
 
+    def int(self, var: str, default: Any = environ.Env.NOTSET) -> int:  # type: ignore[override]
+        try:
+            return super().int(var, default=default)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{var}: {self.str(var)!r} is not an integer") from error
+
     def choice(self, var: str, choices: tuple[str, ...], default: str) -> str:
         value = self.str(var, default=default).strip().lower()
         if value not in choices:

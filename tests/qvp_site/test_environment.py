@@ -10,6 +10,7 @@ def env(monkeypatch):
     monkeypatch.setenv("QVP_T_YES", "yes")
     monkeypatch.setenv("QVP_T_CHOICE", "sometimes")
     monkeypatch.setenv("QVP_T_INT", "-3")
+    monkeypatch.setenv("QVP_T_WORDS", "sixty")
     return Env()
 
 
@@ -34,3 +35,9 @@ def test_choices_name_the_variable_and_the_options(env):
 def test_positive_int(env):
     with pytest.raises(ImproperlyConfigured, match="QVP_T_INT=-3 must be a positive integer"):
         env.positive_int("QVP_T_INT", default=1)
+
+
+def test_integers_name_the_variable(env):
+    with pytest.raises(ImproperlyConfigured, match="QVP_T_WORDS: 'sixty' is not an integer"):
+        env.int("QVP_T_WORDS", default=60)
+    assert env.int("QVP_T_UNSET", default=60) == 60
