@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "qvp_site.apps.QvpSiteConfig",
+    "marketdata.apps.MarketdataConfig",
 ]
 
 MIDDLEWARE = [

@@ -7,9 +7,10 @@ refreshes are scheduled with ``on_commit`` rather than run inside the load.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 
 from qvp_site.db import catalog, engine
 from qvp_site.db.buckets import bucket_sql
@@ -17,6 +18,7 @@ from qvp_site.db.catalog import Aggregate
 from qvp_site.db.quoting import ident
 
 FUNCTIONS = ("first", "last", "min", "max", "sum", "avg", "count")
+CONCURRENT_REFRESH_ATTEMPTS = 10
 
 
 def _function_sql(function: str, column: str, ts: str, timescaledb: bool) -> str:
@@ -54,10 +56,7 @@ def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "defaul
     connection = connections[using]
     lower, upper = aligned(agg, start, end)
     if engine.is_timescaledb(connection):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "CALL refresh_continuous_aggregate(%s, %s, %s)", [agg.name, lower, upper]
-            )
+        _refresh_continuous(connection, agg.name, lower, upper)
     else:
         where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"
         with transaction.atomic(using=using), connection.cursor() as cursor:
@@ -76,6 +75,22 @@ def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "defaul
             [lower, upper, agg.name],
         )
     return lower, upper
+
+
+def _refresh_continuous(connection, name: str, lower: datetime, upper: datetime) -> None:
+    """CALL refresh_continuous_aggregate, waiting out a concurrent refresh of the same window
+    (TimescaleDB refuses a second one rather than queueing it)."""
+    for attempt in range(CONCURRENT_REFRESH_ATTEMPTS):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "CALL refresh_continuous_aggregate(%s, %s, %s)", [name, lower, upper]
+                )
+            return
+        except OperationalError as error:
+            if "concurrent refresh" not in str(error) or attempt == CONCURRENT_REFRESH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def refresh_table(table: str, start: datetime, end: datetime, using: str = "default") -> list:

@@ -78,3 +78,38 @@ def gapfill(queryset, width: str | Interval, start: datetime, end: datetime, *, 
             }
             for row in cursor.fetchall()
         ]
+
+
+class _ValueAtEdge(models.Aggregate):
+    """The value of the first or last row of a group in the order of ``by`` (a time column)."""
+
+    output_field = models.FloatField()
+    timescaledb_function: str
+    direction: str
+
+    def __init__(self, expression, by: str = "ts", **extra):
+        super().__init__(expression, models.F(by), **extra)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        value_sql, value_params = compiler.compile(self.source_expressions[0])
+        by_sql, by_params = compiler.compile(self.source_expressions[1])
+        params = (*value_params, *by_params)
+        if engine.is_timescaledb(connection):
+            return f"{self.timescaledb_function}({value_sql}, {by_sql})", params
+        return f"(array_agg({value_sql} ORDER BY {by_sql} {self.direction}))[1]", params
+
+
+class First(_ValueAtEdge):
+    """``first(value, ts)`` on TimescaleDB; the same through array_agg on plain PostgreSQL."""
+
+    name = "First"
+    timescaledb_function = "first"
+    direction = "ASC"
+
+
+class Last(_ValueAtEdge):
+    """``last(value, ts)`` on TimescaleDB; the same through array_agg on plain PostgreSQL."""
+
+    name = "Last"
+    timescaledb_function = "last"
+    direction = "DESC"

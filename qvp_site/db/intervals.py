@@ -54,7 +54,9 @@ class Interval:
         if self.is_calendar:
             return f"{self.months} months"
         micros = self.fixed // timedelta(microseconds=1)
-        for unit, size in (("days", 86_400_000_000), ("seconds", 1_000_000)):
+        units = (("days", 86_400_000_000), ("hours", 3_600_000_000), ("minutes", 60_000_000),
+                 ("seconds", 1_000_000))  # fmt: skip
+        for unit, size in units:
             if micros % size == 0:
                 return f"{micros // size} {unit}"
         return f"{micros} microseconds"

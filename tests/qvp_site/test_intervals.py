@@ -69,5 +69,6 @@ def test_adding_a_month_to_the_31st_clamps_like_postgresql():
 
 def test_sql_literal_is_readable():
     assert parse_interval("7 days").sql() == "7 days"
-    assert parse_interval("1h").sql() == "3600 seconds"
+    assert parse_interval("1h").sql() == "1 hours"
+    assert parse_interval("90s").sql() == "90 seconds"
     assert parse_interval("1 year").sql() == "12 months"

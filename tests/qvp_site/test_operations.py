@@ -402,7 +402,10 @@ def test_a_load_refreshes_its_aggregates_after_it_commits(hourly):
     with connection.cursor() as cursor:
         cursor.execute("SELECT bucket, n FROM tsops_hourly")
         assert cursor.fetchall() == [(base, 1)]
-        cursor.execute("SELECT refreshed_from, refreshed_to FROM qvp_timeseries_aggregate")
+        cursor.execute(
+            "SELECT refreshed_from, refreshed_to FROM qvp_timeseries_aggregate"
+            " WHERE view_name = 'tsops_hourly'"
+        )
         assert cursor.fetchone() == (base, base + timedelta(hours=1))
 
 

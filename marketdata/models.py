@@ -1,0 +1,251 @@
+"""Instruments and their market data: minute and daily bars, ticks, option quotes.
+
+Bars, ticks and quotes are time-series tables (see the migrations): their database key is
+(id, ts) and their natural keys include the time. The database refuses what is not a bar, a
+tick or a quote through named CHECK constraints, so raw SQL meets the same rules.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+from marketdata.querysets import BarQuerySet, TickQuerySet
+
+
+class Instrument(models.Model):
+    class AssetClass(models.TextChoices):
+        EQUITY = "equity", "equity"
+        OPTION = "option", "option"
+        FUTURE = "future", "future"
+        FX = "fx", "FX"
+        CRYPTO = "crypto", "crypto"
+
+    # The venue is written into the symbol where two venues list it (BTCUSDT.BINANCE-FUTURES).
+    symbol = models.CharField(max_length=64, unique=True)
+    asset_class = models.CharField(max_length=10, choices=AssetClass.choices)
+    exchange = models.CharField(max_length=32, blank=True)
+    currency = models.CharField(max_length=5, default="USD")
+    tick_size = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    multiplier = models.DecimalField(max_digits=20, decimal_places=6, default=1)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(asset_class__in=["equity", "option", "future", "fx", "crypto"]),
+                name="instrument_asset_class_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z0-9]{3,5}$"), name="instrument_currency_code"
+            ),
+            models.CheckConstraint(
+                condition=Q(tick_size__isnull=True) | Q(tick_size__gt=0),
+                name="instrument_tick_size_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(multiplier__gt=0), name="instrument_multiplier_positive"
+            ),
+            models.CheckConstraint(condition=~Q(symbol=""), name="instrument_symbol_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+def bar_constraints(prefix: str) -> list:
+    """The rules every bar obeys, named after its table so that an error says which."""
+    return [
+        models.UniqueConstraint(fields=["instrument", "ts"], name=f"{prefix}_by_instrument_time"),
+        models.CheckConstraint(
+            condition=Q(open__gt=0, high__gt=0, low__gt=0, close__gt=0),
+            name=f"{prefix}_prices_positive",
+        ),
+        models.CheckConstraint(
+            condition=Q(high__gte=F("open")) & Q(high__gte=F("close")) & Q(high__gte=F("low")),
+            name=f"{prefix}_high_is_highest",
+        ),
+        models.CheckConstraint(
+            condition=Q(low__lte=F("open")) & Q(low__lte=F("close")),
+            name=f"{prefix}_low_is_lowest",
+        ),
+        models.CheckConstraint(
+            condition=Q(volume__isnull=True) | Q(volume__gte=0),
+            name=f"{prefix}_volume_not_negative",
+        ),
+        models.CheckConstraint(
+            condition=Q(vwap__isnull=True) | Q(vwap__gt=0), name=f"{prefix}_vwap_positive"
+        ),
+        models.CheckConstraint(
+            condition=Q(trade_count__isnull=True) | Q(trade_count__gte=0),
+            name=f"{prefix}_trade_count_not_negative",
+        ),
+    ]
+
+
+class Bar(models.Model):
+    """OHLCV over one period starting at ``ts``; volume is unknown (NULL) in some feeds."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, db_index=False)
+    ts = models.DateTimeField()
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField(null=True, blank=True)
+    vwap = models.FloatField(null=True, blank=True)
+    trade_count = models.IntegerField(null=True, blank=True)
+
+    objects = BarQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["instrument", "ts"]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.ts:%Y-%m-%d %H:%M} C {self.close}"
+
+
+class MinuteBar(Bar):
+    timeframe = "1m"
+
+    class Meta(Bar.Meta):
+        constraints = bar_constraints("minutebar")
+
+
+class DailyBar(Bar):
+    timeframe = "1d"
+
+    class Meta(Bar.Meta):
+        constraints = bar_constraints("dailybar")
+
+
+class Tick(models.Model):
+    """A trade or a quote. Several share a timestamp: ``sequence`` (the trade id where the
+    feed has one, else the position among rows of the same timestamp) keeps them apart."""
+
+    class Kind(models.TextChoices):
+        TRADE = "trade", "trade"
+        QUOTE = "quote", "quote"
+
+    class Side(models.TextChoices):
+        BUY = "buy", "buy"
+        SELL = "sell", "sell"
+        UNKNOWN = "", "unknown"
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, db_index=False)
+    ts = models.DateTimeField()
+    sequence = models.BigIntegerField()
+    kind = models.CharField(max_length=5, choices=Kind.choices, default=Kind.TRADE)
+    price = models.FloatField(null=True, blank=True)
+    size = models.FloatField(null=True, blank=True)
+    bid = models.FloatField(null=True, blank=True)
+    ask = models.FloatField(null=True, blank=True)
+    bid_size = models.FloatField(null=True, blank=True)
+    ask_size = models.FloatField(null=True, blank=True)
+    side = models.CharField(max_length=4, choices=Side.choices, blank=True, default="")
+
+    objects = TickQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["instrument", "ts", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instrument", "ts", "sequence"], name="tick_by_instrument_time_sequence"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["trade", "quote"]), name="tick_kind_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(side__in=["buy", "sell", ""]), name="tick_side_known"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="trade") | Q(price__isnull=False, size__isnull=False),
+                name="tick_trade_has_price_and_size",
+            ),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gt=0), name="tick_price_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(size__isnull=True) | Q(size__gte=0), name="tick_size_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=(Q(bid__isnull=True) | Q(bid__gt=0))
+                & (Q(ask__isnull=True) | Q(ask__gt=0)),
+                name="tick_quote_prices_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(bid__isnull=True) | Q(ask__isnull=True) | Q(bid__lte=F("ask")),
+                name="tick_bid_not_above_ask",
+            ),
+            models.CheckConstraint(
+                condition=(Q(bid_size__isnull=True) | Q(bid_size__gte=0))
+                & (Q(ask_size__isnull=True) | Q(ask_size__gte=0)),
+                name="tick_quote_sizes_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.ts:%Y-%m-%d %H:%M:%S.%f} #{self.sequence}"
+
+
+class OptionQuote(models.Model):
+    """A quote of one option contract (underlying, expiry, strike, right) with its Greeks."""
+
+    class Right(models.TextChoices):
+        CALL = "C", "call"
+        PUT = "P", "put"
+
+    underlying = models.ForeignKey(Instrument, on_delete=models.PROTECT, db_index=False)
+    ts = models.DateTimeField()
+    expiry = models.DateField()
+    strike = models.FloatField()
+    right = models.CharField(max_length=1, choices=Right.choices)
+    bid = models.FloatField(null=True, blank=True)
+    ask = models.FloatField(null=True, blank=True)
+    last = models.FloatField(null=True, blank=True)
+    iv = models.FloatField("implied volatility", null=True, blank=True)
+    delta = models.FloatField(null=True, blank=True)
+    gamma = models.FloatField(null=True, blank=True)
+    theta = models.FloatField(null=True, blank=True)
+    vega = models.FloatField(null=True, blank=True)
+    rho = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["underlying", "ts", "expiry", "strike", "right"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["underlying", "expiry", "strike", "right", "ts"],
+                name="optionquote_by_contract_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(right__in=["C", "P"]), name="optionquote_right_c_or_p"
+            ),
+            models.CheckConstraint(condition=Q(strike__gt=0), name="optionquote_strike_positive"),
+            models.CheckConstraint(
+                condition=(Q(bid__isnull=True) | Q(bid__gte=0))
+                & (Q(ask__isnull=True) | Q(ask__gt=0))
+                & (Q(last__isnull=True) | Q(last__gte=0)),
+                name="optionquote_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(bid__isnull=True) | Q(ask__isnull=True) | Q(bid__lte=F("ask")),
+                name="optionquote_bid_not_above_ask",
+            ),
+            models.CheckConstraint(
+                condition=Q(iv__isnull=True) | Q(iv__gte=0), name="optionquote_iv_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(delta__isnull=True) | Q(delta__gte=-1, delta__lte=1),
+                name="optionquote_delta_within_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(gamma__isnull=True) | Q(gamma__gte=0),
+                name="optionquote_gamma_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        contract = f"{self.underlying_id} {self.expiry} {self.strike}{self.right}"
+        return f"{contract} @ {self.ts:%Y-%m-%d %H:%M}"

@@ -1,0 +1,60 @@
+"""Many-row behaviour of market data, with names: bars of a symbol in a range, buckets, latest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import F, Max, Min, Sum
+from django.db.models.functions import Lag
+
+from qvp_site.db.buckets import Bucket, First, Last
+
+
+class TimeRangeQuerySet(models.QuerySet):
+    def for_symbol(self, symbol: str):
+        return self.filter(instrument__symbol=symbol)
+
+    def between(self, start: datetime | None = None, end: datetime | None = None):
+        """Rows with start <= ts < end (either bound may be open)."""
+        qs = self
+        if start is not None:
+            qs = qs.filter(ts__gte=start)
+        if end is not None:
+            qs = qs.filter(ts__lt=end)
+        return qs
+
+
+class BarQuerySet(TimeRangeQuerySet):
+    def bucketed(self, width: str) -> models.QuerySet:
+        """OHLCV per instrument and bucket of ``width`` ("1h", "1d", "1w", "1mo", any interval),
+        open and close taken at the first and last bar of each bucket."""
+        return (
+            self.annotate(bucket=Bucket("ts", width))
+            .values("instrument_id", "bucket")
+            .annotate(
+                open=First("open"),
+                high=Max("high"),
+                low=Min("low"),
+                close=Last("close"),
+                volume=Sum("volume"),
+            )
+            .order_by("instrument_id", "bucket")
+        )
+
+    def latest_per_instrument(self) -> BarQuerySet:
+        """The newest bar of each instrument (DISTINCT ON over the (instrument, ts) key)."""
+        return self.order_by("instrument_id", "-ts").distinct("instrument_id")
+
+    def with_returns(self) -> BarQuerySet:
+        """Each bar with ``previous_close`` and its simple ``return`` on it (NULL for the first)."""
+        previous = models.Window(
+            Lag("close"), partition_by=[F("instrument_id")], order_by=F("ts").asc()
+        )
+        return self.annotate(previous_close=previous).annotate(
+            simple_return=F("close") / F("previous_close") - 1
+        )
+
+
+class TickQuerySet(TimeRangeQuerySet):
+    pass
