@@ -378,10 +378,6 @@ class CreateContinuousAggregate(TimeSeriesOperation):
             "refresh_window": self.refresh_window,
         }
 
-    def select_sql(self, model, *, timescaledb: bool) -> str:
-        """The aggregate's SELECT over the model's table (without a time filter)."""
-        return aggregates.select_sql(self._definition(model), timescaledb=timescaledb)
-
     def _definition(self, model) -> Aggregate:
         opts = model._meta
         return Aggregate(
