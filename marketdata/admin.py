@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-from marketdata.models import DailyBar, Instrument, MinuteBar, OptionQuote, Tick
+from marketdata.models import DailyBar, Ingest, Instrument, MinuteBar, OptionQuote, Tick
 
 
 class EstimatedCountPaginator(Paginator):
@@ -76,3 +76,40 @@ class OptionQuoteAdmin(LargeTableAdmin):
     list_select_related = ["underlying"]
     search_fields = ["underlying__symbol__exact"]
     ordering = ["-ts"]
+
+
+@admin.register(Ingest)
+class IngestAdmin(admin.ModelAdmin):
+    """Who loaded which file, when, and what came of it: read-only, the record of the loads."""
+
+    list_display = [
+        "started_at",
+        "file_name",
+        "kind",
+        "symbol",
+        "status",
+        "rows_read",
+        "inserted",
+        "updated",
+        "rejected",
+        "who",
+    ]
+    list_filter = ["kind", "status"]
+    search_fields = ["file_name", "symbol"]
+    ordering = ["-started_at"]
+    list_select_related = ["user"]
+    raw_id_fields = ["instrument", "user"]
+    show_full_result_count = False
+
+    @admin.display(description="who")
+    def who(self, ingest: Ingest) -> str:
+        return ingest.user.get_username() if ingest.user else ingest.os_user
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -7,6 +7,7 @@ tick or a quote through named CHECK constraints, so raw SQL meets the same rules
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -249,3 +250,77 @@ class OptionQuote(models.Model):
     def __str__(self) -> str:
         contract = f"{self.underlying_id} {self.expiry} {self.strike}{self.right}"
         return f"{contract} @ {self.ts:%Y-%m-%d %H:%M}"
+
+
+class Ingest(models.Model):
+    """One load of a file into the market-data tables (``ingest_bars``, ``ingest_ticks``):
+    what was loaded, by whom, and what came of it. Refused and failed loads are kept too,
+    with the reason, so that the admin answers "was this file loaded, and when?"."""
+
+    class Kind(models.TextChoices):
+        BARS_1M = "bars-1m", "1-minute bars"
+        BARS_1D = "bars-1d", "daily bars"
+        TICKS = "ticks", "ticks"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        LOADED = "loaded", "loaded"
+        REFUSED = "refused", "refused"
+        FAILED = "failed", "failed"
+
+    file_name = models.CharField(max_length=255)
+    path = models.TextField(blank=True)
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    symbol = models.CharField(max_length=64)
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.PROTECT, null=True, blank=True, related_name="ingests"
+    )
+    instrument_created = models.BooleanField(default=False)
+    rows_read = models.BigIntegerField(default=0)
+    inserted = models.BigIntegerField(default=0)
+    updated = models.BigIntegerField(default=0)
+    unchanged = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    rejects_file = models.TextField(blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    # A user when the load came through the site; the OS account for a management command.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    os_user = models.CharField("OS user", max_length=150, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error_summary = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["-started_at"], name="ingest_newest_first")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["bars-1m", "bars-1d", "ticks"]), name="ingest_kind_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["running", "loaded", "refused", "failed"]),
+                name="ingest_status_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    rows_read__gte=0,
+                    inserted__gte=0,
+                    updated__gte=0,
+                    unchanged__gte=0,
+                    rejected__gte=0,
+                ),
+                name="ingest_counts_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} -> {self.symbol} {self.kind} ({self.status})"
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

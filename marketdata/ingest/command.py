@@ -1,0 +1,154 @@
+"""What ``ingest_bars`` and ``ingest_ticks`` share: their options, progress bar and summary."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+import zoneinfo
+from argparse import ArgumentParser
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from marketdata.ingest.layouts import LayoutError, parse_columns_option
+from marketdata.ingest.pipeline import IngestOptions, IngestRefused, IngestResult, ingest_file
+from marketdata.ingest.targets import TARGETS
+from marketdata.models import Instrument
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="a CSV or Parquet file")
+    parser.add_argument("--symbol", required=True, help="the instrument, e.g. AAPL or GBPUSD")
+    parser.add_argument(
+        "--asset-class",
+        default=Instrument.AssetClass.EQUITY,
+        choices=Instrument.AssetClass.values,
+        help="for an instrument the load creates (default: equity)",
+    )
+    parser.add_argument(
+        "--columns",
+        help="which column holds what, where the header does not say: ts=Date,close=Close,...",
+    )
+    parser.add_argument("--delimiter", help="field separator (default: found from the header)")
+    parser.add_argument(
+        "--tz", default="UTC", help="time zone of times written without one (default: UTC)"
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="load the good rows and write the bad ones, with why, to <name>.rejected.csv",
+    )
+
+
+def run(command: BaseCommand, kind: str, options: dict) -> None:
+    """Load the file as the command's options say and print a summary."""
+    path: Path = options["path"]
+    if not path.is_file():
+        raise CommandError(f"no file at {path}")
+    ingest_options = IngestOptions(
+        symbol=options["symbol"],
+        kind=kind,
+        asset_class=options["asset_class"],
+        columns=_columns(options["columns"]),
+        delimiter=_delimiter(options["delimiter"]),
+        tz=_tz(options["tz"]),
+        skip_invalid=options["skip_invalid"],
+    )
+    with ProgressBar(command) as progress:
+        try:
+            result = ingest_file(path, ingest_options, os_user=_os_user(), progress=progress)
+        except IngestRefused as refused:
+            raise CommandError(str(refused)) from refused
+    _report(command, result, ingest_options, options.get("verbosity", 1))
+
+
+def _columns(value: str | None) -> dict[str, str]:
+    try:
+        return parse_columns_option(value)
+    except LayoutError as error:
+        raise CommandError(str(error)) from error
+
+
+def _delimiter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = {"\\t": "\t", "tab": "\t"}.get(value, value)
+    if len(value) != 1:
+        raise CommandError(f"--delimiter must be one character, not {value!r}")
+    return value
+
+
+def _tz(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise CommandError(f"--tz: unknown time zone {value!r}") from error
+    return value
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:  # no name for this uid (some containers)
+        return ""
+
+
+class ProgressBar:
+    """A tqdm bar on stderr when stdout is a terminal; nothing otherwise (logs, pipes, tests)."""
+
+    def __init__(self, command: BaseCommand):
+        self.enabled = command.stdout.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def start(self, description: str, total: int | None, unit: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.close()
+        self.bar = tqdm(
+            total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr, leave=False
+        )
+
+    def update(self, advance: int) -> None:
+        if self.bar is not None:
+            self.bar.update(advance)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _report(
+    command: BaseCommand, result: IngestResult, options: IngestOptions, verbosity: int
+) -> None:
+    write = command.stdout.write
+    if result.instrument_created:
+        write(f"Created instrument {options.symbol} ({options.asset_class}).")
+    what = TARGETS[options.kind].description
+    write(f"Read {result.record.file_name} as {result.layout}.")
+    write(
+        command.style.SUCCESS(
+            f"{options.symbol} {what}: {result.rows_read:,} rows read, {result.inserted:,}"
+            f" inserted, {result.updated:,} updated, {result.unchanged:,} unchanged,"
+            f" {result.rejected:,} rejected in {result.seconds:.2f} s"
+            f" ({result.rows_per_second:,.0f} rows/s)."
+        )
+    )
+    if verbosity >= 2:
+        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.phases.items())
+        write(f"Time spent: {phases}.")
+    if result.rejects_path:
+        write(
+            command.style.WARNING(
+                f"Rejected {result.rejected:,} rows; they are in {result.rejects_path}"
+                " with the reason for each."
+            )
+        )

@@ -1,0 +1,321 @@
+"""A file's way into the market-data tables: stage -> check -> write, recorded as an Ingest.
+
+Three short steps on one connection, because the partitions a load needs must be created in
+their own transaction (creating one locks the parent table) before the load's:
+
+1. stage and check (a transaction of TEMP tables only): bad rows refuse the file, or with
+   ``skip_invalid`` are set aside; the time range of the good rows is measured;
+2. on plain PostgreSQL, create the partitions that range needs;
+3. write, in one transaction with the instrument's creation and the rejects file, so a
+   failure leaves nothing behind; the aggregates of the range are refreshed after commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
+
+from marketdata.ingest import checks, staging, writes
+from marketdata.ingest.layouts import LayoutError, detect
+from marketdata.ingest.readers import ReadError, Source, open_source
+from marketdata.ingest.targets import TARGETS, Target
+from marketdata.models import Ingest, Instrument
+from qvp_site.db import aggregates, catalog, engine, partitions
+
+_UNIQUE_VIOLATION = "23505"
+_QUOTE_CURRENCIES = ("USDT", "USDC", "BUSD", "USD", "EUR", "GBP", "JPY", "BTC", "ETH")
+
+
+class IngestRefused(Exception):
+    """The file was not loaded: its bad rows, or a layout that cannot be read."""
+
+    def __init__(self, message: str, rejected: int = 0):
+        super().__init__(message)
+        self.rejected = rejected
+
+
+@dataclass
+class IngestOptions:
+    symbol: str
+    kind: str  # an Ingest.Kind value
+    asset_class: str = Instrument.AssetClass.EQUITY
+    columns: dict[str, str] = field(default_factory=dict)
+    delimiter: str | None = None
+    tz: str = "UTC"
+    skip_invalid: bool = False
+
+
+@dataclass
+class IngestResult:
+    record: Ingest
+    layout: str = ""
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    instrument_created: bool = False
+    rejects_path: Path | None = None
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+
+class _NoProgress:
+    def start(self, description: str, total: int | None, unit: str) -> None:
+        pass
+
+    def update(self, advance: int) -> None:
+        pass
+
+
+def ingest_file(
+    path: Path | str,
+    options: IngestOptions,
+    *,
+    user=None,
+    os_user: str = "",
+    progress: staging.Progress | None = None,
+) -> IngestResult:
+    """Load ``path`` as ``options`` say; raises IngestRefused for a file with bad rows (and
+    nothing written). Every call leaves an Ingest record, whatever the outcome."""
+    path = Path(path)
+    record = Ingest.objects.create(
+        file_name=path.name[:255],
+        path=str(path.resolve()),
+        kind=options.kind,
+        symbol=options.symbol,
+        user=user,
+        os_user=os_user,
+    )
+    result = IngestResult(record=record)
+    started = time.monotonic()
+    try:
+        _ingest(path, options, result, progress or _NoProgress())
+    except IngestRefused as refusal:
+        result.rejected = refusal.rejected
+        _finish(result, path, started, Ingest.Status.REFUSED, str(refusal))
+        raise
+    except (LayoutError, ReadError) as error:
+        refusal = IngestRefused(f"refused {path.name}: {error}")
+        _finish(result, path, started, Ingest.Status.REFUSED, str(refusal))
+        raise refusal from error
+    except BaseException as error:
+        # Record the failure if the connection still can; the error itself matters more.
+        with contextlib.suppress(DatabaseError):
+            _finish(result, path, started, Ingest.Status.FAILED, f"{type(error).__name__}: {error}")
+        raise
+    _finish(result, path, started, Ingest.Status.LOADED)
+    return result
+
+
+def _ingest(path: Path, options: IngestOptions, result: IngestResult, progress) -> None:
+    source = open_source(path, options.delimiter)
+    target = TARGETS[options.kind]
+    layout = detect(source.header, source.sample, target, options.columns)
+    result.layout = layout.describe()
+    try:
+        span = _stage_and_check(source, layout, target, options, result, progress)
+        if span is not None:
+            with _phase(result, "partitions"):
+                _ensure_partitions(target, *span)
+        _write_and_commit(source, layout, target, options, result, span)
+    finally:
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            staging.drop(cursor)
+
+
+@contextlib.contextmanager
+def _phase(result: IngestResult, name: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.phases[name] = result.phases.get(name, 0.0) + time.perf_counter() - started
+
+
+def _stage_and_check(source, layout, target, options, result, progress):
+    """Stage and check the file; returns the (first, last) time of the rows to write."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Naive times in the file are wall-clock times in --tz; the hash of a big file's
+        # keys and the window numbering ticks want more than the default work_mem.
+        cursor.execute(
+            "SELECT set_config('timezone', %s, true), set_config('work_mem', '256MB', true)",
+            [options.tz],
+        )
+        with _phase(result, "stage"):
+            result.rows_read = staging.load(cursor, source, layout, progress)
+        # Without --skip-invalid, a time repeated in a bar file is left to the unique index,
+        # which sees it for free during a straight insert; a hash of a million keys is not.
+        with _phase(result, "check"):
+            rejection = checks.find_bad_rows(
+                cursor,
+                layout,
+                target,
+                options.tz,
+                duplicates=options.skip_invalid or not target.is_bars,
+                label=source.position_label,
+            )
+        if rejection.total and not options.skip_invalid:
+            raise IngestRefused(_refusal(source, rejection), rejection.total)
+        result.rejected = rejection.total
+        if rejection.total:
+            staging.drop_rejected_rows(cursor)
+        cursor.execute(
+            f"SELECT min(ts), max(ts) FROM ({checks.rows_sql(layout, target, options.tz)}) AS s"
+        )
+        first, last = cursor.fetchone()
+    result.first_ts, result.last_ts = first, last
+    return None if first is None else (first, last)
+
+
+def _ensure_partitions(target: Target, first: datetime, last: datetime) -> None:
+    if engine.is_timescaledb():
+        return  # hypertables make their chunks as rows arrive
+    with connection.cursor() as cursor:
+        found = catalog.time_series(cursor, target.table)
+    if found:
+        partitions.ensure_partitions(target.table, found[0].chunk_interval, first, last)
+
+
+def _write_and_commit(source, layout, target, options, result, span) -> None:
+    """Write in one transaction; its commit runs the deferred foreign-key checks, then the
+    refresh of the aggregates (TimescaleDB refuses that inside a transaction)."""
+    marks = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        with _phase(result, "write"):
+            changed = _write(cursor, source, layout, target, options, result, span)
+        marks["written"] = time.perf_counter()
+        transaction.on_commit(lambda: marks.setdefault("committed", time.perf_counter()))
+        if changed:
+            aggregates.refresh_after_commit(target.table, *span)
+    done = time.perf_counter()
+    committed = marks.get("committed", done)  # later, when run inside the caller's transaction
+    result.phases["commit"] = committed - marks["written"]
+    result.phases["aggregates"] = done - committed
+
+
+def _write(cursor, source, layout, target, options, result, span) -> bool:
+    """Write the staged rows (and the rejects file); whether any row changed."""
+    if span is None:  # not one row to write: no instrument to create for it either
+        result.record.instrument = Instrument.objects.filter(symbol=options.symbol).first()
+    else:
+        instrument, result.instrument_created = _instrument(options)
+        result.record.instrument = instrument
+        written = _write_rows(cursor, source, layout, target, options, instrument.id, span)
+        result.inserted, result.updated = written.inserted, written.updated
+    result.unchanged = result.rows_read - result.rejected - result.inserted - result.updated
+    if result.rejected:  # last, so that the file exists only if the load went through
+        result.rejects_path = _write_rejects(cursor, source)
+    return bool(result.inserted or result.updated)
+
+
+def _write_rows(cursor, source, layout, target, options, instrument_id, span) -> writes.Written:
+    upsert = writes.holds_rows(cursor, target, instrument_id, *span)
+    checked = options.skip_invalid or not target.is_bars
+    if upsert and not checked:
+        # An upsert meets a repeated key only where it changes the row: look for them first.
+        _refuse_duplicates(cursor, source, layout, target, options)
+    try:
+        with transaction.atomic():
+            return writes.write(
+                cursor, layout, target, options.tz, instrument_id, span, upsert=upsert
+            )
+    except IntegrityError as error:
+        if upsert or getattr(error.__cause__, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+    # The unique index met a key twice: in the file (which rows?), or written by another
+    # load since we looked (then upsert).
+    _refuse_duplicates(cursor, source, layout, target, options)
+    return writes.write(cursor, layout, target, options.tz, instrument_id, span, upsert=True)
+
+
+def _refuse_duplicates(cursor, source, layout, target, options) -> None:
+    rejection = checks.find_bad_rows(
+        cursor, layout, target, options.tz, duplicates=True, label=source.position_label
+    )
+    if rejection.total:
+        raise IngestRefused(_refusal(source, rejection), rejection.total)
+
+
+def _instrument(options: IngestOptions) -> tuple[Instrument, bool]:
+    return Instrument.objects.get_or_create(
+        symbol=options.symbol,
+        defaults={
+            "asset_class": options.asset_class,
+            "currency": _currency(options.symbol, options.asset_class),
+        },
+    )
+
+
+def _currency(symbol: str, asset_class: str) -> str:
+    """The quote currency an FX pair (GBPUSD) or a crypto pair (BTCUSDT) names; else USD."""
+    pair = symbol.split(".")[0].upper()
+    if asset_class == Instrument.AssetClass.FX and len(pair) == 6 and pair.isalpha():
+        return pair[3:]
+    if asset_class == Instrument.AssetClass.CRYPTO:
+        for currency in _QUOTE_CURRENCIES:
+            if pair.endswith(currency) and len(pair) > len(currency):
+                return currency
+    return "USD"
+
+
+def _write_rejects(cursor, source: Source) -> Path:
+    """``<name>.rejected.csv`` beside the file: each rejected row, its reason, its fields."""
+    reasons = dict(checks.all_rejected(cursor))
+    path = source.path.with_name(f"{source.path.stem}.rejected.csv")
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow([source.position_label, "reason", *source.header])
+        for position, fields in source.rows():
+            if position in reasons:
+                writer.writerow([position, reasons.pop(position), *fields])
+                if not reasons:
+                    break
+    return path
+
+
+def _refusal(source: Source, rejection: checks.Rejection) -> str:
+    rows = "row" if rejection.total == 1 else "rows"
+    lines = [f"refused {source.path.name}: {rejection.total} bad {rows}, nothing written"]
+    lines += [f"  {source.position_label} {pos}: {reason}" for pos, reason in rejection.first]
+    if rejection.total > len(rejection.first):
+        lines.append(f"  ... and {rejection.total - len(rejection.first)} more")
+    return "\n".join(lines)
+
+
+def _finish(result: IngestResult, path: Path, started: float, status: str, error: str = "") -> None:
+    result.seconds = time.monotonic() - started
+    record = result.record
+    record.status = status
+    record.error_summary = error
+    record.finished_at = timezone.now()
+    for name in ("rows_read", "inserted", "updated", "unchanged", "rejected"):
+        setattr(record, name, getattr(result, name))
+    record.instrument_created = result.instrument_created
+    record.rejects_file = str(result.rejects_path or "")
+    if status != Ingest.Status.LOADED:
+        record.inserted = record.updated = record.unchanged = 0
+        if result.instrument_created:  # its creation was rolled back with the load
+            record.instrument, record.instrument_created = None, False
+    with contextlib.suppress(OSError):
+        record.sha256 = _sha256(path)
+    record.save()
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
