@@ -55,10 +55,23 @@ class Instrument(models.Model):
         return self.symbol
 
 
+INFINITY = float("inf")
+
+
+def finite(name: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()):
+    """NaN and infinities are not prices: PostgreSQL orders NaN above every number, so
+    ``price > 0`` alone lets NaN through; ``x < 'Infinity'`` refuses both."""
+    condition = Q(**{f"{field}__lt": INFINITY for field in required})
+    for field in optional:
+        condition &= Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": INFINITY})
+    return models.CheckConstraint(condition=condition, name=name)
+
+
 def bar_constraints(prefix: str) -> list:
     """The rules every bar obeys, named after its table so that an error says which."""
     return [
         models.UniqueConstraint(fields=["instrument", "ts"], name=f"{prefix}_by_instrument_time"),
+        finite(f"{prefix}_values_finite", ("open", "high", "low", "close"), ("volume", "vwap")),
         models.CheckConstraint(
             condition=Q(open__gt=0, high__gt=0, low__gt=0, close__gt=0),
             name=f"{prefix}_prices_positive",
@@ -158,6 +171,10 @@ class Tick(models.Model):
             models.CheckConstraint(
                 condition=Q(kind__in=["trade", "quote"]), name="tick_kind_known"
             ),
+            finite(
+                "tick_values_finite",
+                optional=("price", "size", "bid", "ask", "bid_size", "ask_size"),
+            ),
             models.CheckConstraint(
                 condition=Q(side__in=["buy", "sell", ""]), name="tick_side_known"
             ),
@@ -224,6 +241,11 @@ class OptionQuote(models.Model):
                 condition=Q(right__in=["C", "P"]), name="optionquote_right_c_or_p"
             ),
             models.CheckConstraint(condition=Q(strike__gt=0), name="optionquote_strike_positive"),
+            finite(
+                "optionquote_values_finite",
+                ("strike",),
+                ("bid", "ask", "last", "iv", "delta", "gamma", "theta", "vega", "rho"),
+            ),
             models.CheckConstraint(
                 condition=(Q(bid__isnull=True) | Q(bid__gte=0))
                 & (Q(ask__isnull=True) | Q(ask__gt=0))

@@ -22,6 +22,9 @@ GOOD_BAR = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100
         ({"volume": -5.0}, "minutebar_volume_not_negative"),
         ({"vwap": 0.0}, "minutebar_vwap_positive"),
         ({"trade_count": -1}, "minutebar_trade_count_not_negative"),
+        # NaN passes "> 0" in PostgreSQL (it sorts above every number): refused as not finite.
+        ({k: float("nan") for k in ("open", "high", "low", "close")}, "minutebar_values_finite"),
+        ({"volume": float("inf")}, "minutebar_values_finite"),
     ],
 )
 def test_a_bar_that_is_not_a_bar_is_refused(instrument, partitioned_for, change, rule):
@@ -66,6 +69,7 @@ def test_a_good_bar_is_kept_and_a_second_one_at_the_same_time_is_refused(
             "tick_quote_sizes_not_negative",
         ),
         ({"kind": "bbo", "price": 1.0, "size": 1.0}, "tick_kind_known"),
+        ({"price": float("nan"), "size": 1.0}, "tick_values_finite"),
         ({"price": 1.0, "size": 1.0, "side": "hold"}, "tick_side_known"),
     ],
 )
@@ -90,6 +94,7 @@ def test_ticks_sharing_a_timestamp_are_kept_apart_by_sequence(instrument, partit
         ({"iv": -0.2}, "optionquote_iv_not_negative"),
         ({"delta": 1.2}, "optionquote_delta_within_1"),
         ({"gamma": -0.01}, "optionquote_gamma_not_negative"),
+        ({"vega": float("nan")}, "optionquote_values_finite"),
     ],
 )
 def test_an_option_quote_that_is_not_one_is_refused(instrument, partitioned_for, fields, rule):
