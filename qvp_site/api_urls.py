@@ -2,6 +2,12 @@
 
 from rest_framework.routers import DefaultRouter
 
+from marketdata import api as marketdata
+
 router = DefaultRouter()
+router.register("instruments", marketdata.InstrumentViewSet)
+router.register("bars", marketdata.BarViewSet, basename="bar")
+router.register("ticks", marketdata.TickViewSet, basename="tick")
+router.register("prices", marketdata.PriceViewSet, basename="price")
 
 urlpatterns = router.urls

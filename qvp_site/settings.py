@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs' Swagger UI files, served from here, never a CDN
     "qvp_site.apps.QvpSiteConfig",
     "marketdata.apps.MarketdataConfig",
 ]
@@ -140,12 +142,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Rows per page of API lists, and the most a client may ask for with ?page_size=.
+API_PAGE_SIZE = 500
+API_MAX_PAGE_SIZE = 5000
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # A list without a paginator of its own gets pages of PAGE_SIZE rows, which clients
+    # cannot enlarge; the apps' paginators accept ?page_size= up to API_MAX_PAGE_SIZE.
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": API_PAGE_SIZE,
+    # Filters are query-parameter serializers in each app's api.py: validated, so bad input
+    # is a 400 naming the parameter, and described in the schema. No generic backends.
+    "DEFAULT_FILTER_BACKENDS": [],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "QVP API",
+    "DESCRIPTION": (
+        "Market data, trading records, risk and signals of the QVP desk. Every endpoint needs "
+        "an authenticated user: a session (the web login) or `Authorization: Token <key>`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",  # tags and operation ids from the path after it
+    # The schema and its docs need a login like every other page.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No call to the public validator service: the docs page talks to this site only.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Internationalisation, static files ------------------------------------------------------

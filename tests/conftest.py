@@ -9,6 +9,15 @@ from qvp_site.db import engine
 
 
 @pytest.fixture(autouse=True)
+def _plain_static_files(settings):
+    """Pages render without collectstatic having run: the manifest storage is production's."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
 def _engine_markers(request):
     """``@pytest.mark.timescaledb`` runs only where the database has TimescaleDB;
     ``@pytest.mark.embedded`` only on the embedded server."""

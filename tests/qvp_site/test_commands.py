@@ -9,9 +9,15 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
+from marketdata.models import Instrument
+
 
 @pytest.fixture
 def prepared(db, monkeypatch):
+    # An instrument makes the database non-empty, so seed_demo --if-empty (tested on its own)
+    # leaves it alone and these tests stay fast.
+    Instrument.objects.create(symbol="KEEP", asset_class="equity")
+
     def run(password: str | None) -> str:
         if password is None:
             monkeypatch.delenv("QVP_ADMIN_PASSWORD", raising=False)

@@ -1,0 +1,214 @@
+"""Bucketed OHLCV of one instrument: from the hourly or daily aggregate where it serves the
+request, else from the bars themselves.
+
+An aggregate serves a request when
+- its width divides the requested one: 1h or 1d as asked, or a multiple (4h, 1w, ...), or
+  whole months from the daily aggregate. Both engines bucket fixed widths from the same origin
+  (Monday 2000-01-03) and months from January 2000, so every hour or day lies inside exactly
+  one requested bucket and re-bucketing the aggregate's rows groups the same bars;
+- start and end fall on its bucket boundaries, so it holds no bar outside [start, end);
+- it covers the bars of the range: no bar lies before its first bucket or after its last one.
+  Loads refresh the aggregates of the range they touch right after they commit; this check
+  catches the moment in between at the edges, where new bars arrive, and costs two index
+  probes. A bar changed in the middle of the range without a refresh is not detected.
+Then both sources give identical rows: open and close are the first and last bar's, high and
+low the extremes, volume and bar count sums (exact for whole-number volumes below 2**53,
+as share counts are; fractional volumes may differ in the last bit, summed in another order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.models import Count
+from psycopg import pq
+
+from marketdata.models import DailyBar, MinuteBar
+from qvp_site.db import engine
+from qvp_site.db.buckets import bucket_sql, bucket_starts, gapfill
+from qvp_site.db.intervals import Interval, parse_interval
+from qvp_site.db.quoting import ident
+
+DAY = parse_interval("1 day")
+# The aggregates of marketdata's migration 0002, coarsest first: the fewest rows to re-bucket.
+AGGREGATES = (
+    ("marketdata_minutebar_1d", DAY),
+    ("marketdata_minutebar_1h", parse_interval("1 hour")),
+)
+COLUMNS = ("open", "high", "low", "close", "volume", "bar_count")
+TIMEFRAMES = {"1m": MinuteBar, "1d": DailyBar}
+Source = Literal["auto", "bars", "aggregate"]
+
+
+@dataclass(frozen=True)
+class BucketRequest:
+    """OHLCV of ``instrument_id`` in buckets of ``width`` over [start, end)."""
+
+    instrument_id: int
+    width: Interval
+    start: datetime
+    end: datetime
+    timeframe: str = "1m"  # which bars: "1m" (MinuteBar) or "1d" (DailyBar)
+
+
+@dataclass(frozen=True)
+class Buckets:
+    rows: list[dict]
+    source: str  # the table the rows came from: a bar table or an aggregate
+
+
+def bucket_count(width: Interval, start: datetime, end: datetime) -> int:
+    """How many buckets of ``width`` [start, end) touches."""
+    first, last = width.floor(start), width.floor(end - timedelta(microseconds=1))
+    if width.is_calendar:
+        return ((last.year - first.year) * 12 + last.month - first.month) // width.months + 1
+    return (last - first) // width.fixed + 1
+
+
+def bucketed(request: BucketRequest, *, fill: bool = False, source: Source = "auto") -> Buckets:
+    """The buckets of ``request`` in time order; ``fill`` adds an empty row (NULL prices,
+    no bars) for each bucket without bars. ``source`` "bars" or "aggregate" forces one
+    (the latter only where it serves the request: see the module's docstring)."""
+    name = serving_aggregate(request) if source != "bars" else None
+    if source == "aggregate" and name is None:
+        raise ValueError(f"no aggregate serves {request}")
+    if name is not None and (source == "aggregate" or covers(name, request)):
+        return Buckets(from_aggregate(name, request, fill), name)
+    return Buckets(from_bars(request, fill), TIMEFRAMES[request.timeframe]._meta.db_table)
+
+
+def serving_aggregate(request: BucketRequest) -> str | None:
+    """The coarsest aggregate whose buckets tile the request's, aligned with its range."""
+    if request.timeframe != "1m":
+        return None
+    for name, width in AGGREGATES:
+        if divides(width, request.width) and all(
+            width.floor(ts) == ts for ts in (request.start, request.end)
+        ):
+            return name
+    return None
+
+
+def divides(small: Interval, large: Interval) -> bool:
+    """Whether buckets of ``small`` (a fixed width) never straddle two of ``large``."""
+    if small.is_calendar:
+        return False
+    if large.is_calendar:  # a month is whole days: widths that divide a day divide it too
+        return DAY.fixed % small.fixed == timedelta(0)
+    return large.fixed % small.fixed == timedelta(0)
+
+
+def covers(name: str, request: BucketRequest) -> bool:
+    """Whether aggregate ``name`` holds a bucket for every bar of the range: no bar lies
+    before its first bucket or after its last (each an index probe of a few partitions)."""
+    width = dict(AGGREGATES)[name]
+    key = [request.instrument_id, request.start, request.end]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT min(bucket), max(bucket) FROM {ident(name)}"
+            " WHERE instrument_id = %s AND bucket >= %s AND bucket < %s",
+            key,
+        )
+        first, last = cursor.fetchone()
+        outside = (
+            [(request.start, first), (width.add(last), request.end)]
+            if first is not None
+            else [(request.start, request.end)]
+        )
+        return not any(_bars_exist(cursor, request.instrument_id, lo, hi) for lo, hi in outside)
+
+
+def _bars_exist(cursor, instrument_id: int, lower: datetime, upper: datetime) -> bool:
+    if lower >= upper:
+        return False
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM marketdata_minutebar"
+        " WHERE instrument_id = %s AND ts >= %s AND ts < %s)",
+        [instrument_id, lower, upper],
+    )
+    return cursor.fetchone()[0]
+
+
+def from_bars(request: BucketRequest, fill: bool = False) -> list[dict]:
+    """The buckets computed from the bars, through ``BarQuerySet.bucketed``."""
+    model = TIMEFRAMES[request.timeframe]
+    queryset = (
+        model.objects.filter(instrument_id=request.instrument_id)
+        .between(request.start, request.end)
+        .bucketed(request.width)
+        .annotate(bar_count=Count("*"))
+    )
+    if fill:
+        # The last bucket is that of the last instant before ``end``: the range is half-open.
+        last = request.end - timedelta(microseconds=1)
+        return [_row(r) for r in gapfill(queryset, request.width, request.start, last)]
+    return [_row(r) for r in fetch(*queryset.query.sql_with_params())]
+
+
+def from_aggregate(name: str, request: BucketRequest, fill: bool = False) -> list[dict]:
+    """The buckets computed from aggregate ``name``, re-bucketed where wider than it."""
+    params = [request.instrument_id, request.start, request.end]
+    rows = fetch(aggregate_sql(name, request.width), params)
+    if not fill:
+        return rows
+    found = {r["bucket"]: r for r in rows}
+    last = request.end - timedelta(microseconds=1)
+    return [
+        found.get(start) or _row({"bucket": start})
+        for start in bucket_starts(request.width, request.start, last)
+    ]
+
+
+def aggregate_sql(name: str, width: Interval) -> str:
+    """SELECT of the buckets of ``width`` from aggregate ``name`` for one instrument and
+    [start, end) (three parameters)."""
+    where = "WHERE instrument_id = %s AND bucket >= %s AND bucket < %s"
+    if width == dict(AGGREGATES)[name]:
+        return f"SELECT bucket, {', '.join(COLUMNS)} FROM {ident(name)} {where} ORDER BY bucket"
+    timescaledb = engine.is_timescaledb(connection)
+    # Grouped by position: a GROUP BY name would mean the aggregate's own bucket column.
+    return (
+        f"SELECT {bucket_sql(width, 'bucket', timescaledb=timescaledb)} AS bucket,"
+        f" {_edge_sql('first', 'open', timescaledb)} AS open, max(high) AS high,"
+        f" min(low) AS low, {_edge_sql('last', 'close', timescaledb)} AS close,"
+        f" sum(volume) AS volume, sum(bar_count)::bigint AS bar_count"
+        f" FROM {ident(name)} {where} GROUP BY 1 ORDER BY 1"
+    )
+
+
+def _edge_sql(function: str, column: str, timescaledb: bool) -> str:
+    """The first or last value by bucket, as qvp_site.db.buckets.First/Last render it."""
+    if timescaledb:
+        return f"{function}({column}, bucket)"
+    index = "1" if function == "first" else "count(*)"
+    return f"(array_agg({column} ORDER BY bucket))[{index}]"
+
+
+def fetch(sql: str, params) -> list[dict]:
+    """Rows of ``sql`` as dicts, fetched in binary.
+
+    Django's cursors bind parameters on the client, which leaves results in text, and read
+    timestamps with a loader written in Python (~6 us a value): for a year of hourly buckets,
+    most of the time. A server-binding cursor on the same connection (and transaction) gets
+    binary results that psycopg's C loaders turn into the same values; Django's cursor
+    wrapper still runs the statement, so it is logged, counted and its errors translated.
+    """
+    connection.ensure_connection()
+    raw = ServerBindingCursor(connection.connection)
+    raw.format = pq.Format.BINARY
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _row(row: dict) -> dict:
+    """A bucket row with the columns of both sources; an empty bucket counts no bars."""
+    out = {"bucket": row["bucket"], **{c: row.get(c) for c in COLUMNS}}
+    out["bar_count"] = out["bar_count"] or 0
+    return out

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
+from django.db.models import Max, Min
+
+from marketdata import demo
+from marketdata.models import DailyBar, Instrument, MinuteBar
+from qvp_site.db.aggregates import refresh_table
+
+
+def symbol_list(value: str) -> list[str]:
+    return [s.strip().upper() for s in value.split(",") if s.strip()]
+
+
+class Command(BaseCommand):
+    help = (
+        "Load synthetic one-minute bars (GBM with clustered volatility, an intraday volume "
+        "profile) and the daily bars made from them for demo symbols, over the trading days "
+        "ending with the last completed weekday; identical for the same seed and dates. "
+        "Refreshes the hourly and daily aggregates of the range."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+        parser.add_argument(
+            "--symbols",
+            type=symbol_list,
+            default=list(demo.DEMO_SYMBOLS),
+            help=f"comma-separated, among {','.join(demo.DEMO_SYMBOLS)} (default: all)",
+        )
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=demo.TRADING_DAYS_PER_YEAR,
+            help="trading days (weekdays) per symbol (default: a year, 252)",
+        )
+        parser.add_argument(
+            "--end",
+            type=date.fromisoformat,
+            default=None,
+            help="last trading day, YYYY-MM-DD (default: the last completed weekday)",
+        )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="do nothing when any instrument exists (what `make run` uses)",
+        )
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="replace the bars of symbols that have some (refused otherwise)",
+        )
+
+    def handle(self, *args, seed, symbols, days, end, if_empty, replace, **options):
+        if if_empty and Instrument.objects.exists():
+            self.stdout.write("Instruments exist already: no demo data loaded.")
+            return
+        specs = self._specs(symbols, days)
+        end = end or demo.last_completed_weekday()
+        started = time.monotonic()
+        batches = {spec: self._generate(spec, end, days, seed) for spec in specs}
+        for minute, daily in batches.values():
+            demo.prepare_partitions(connection, minute, daily)
+        replaced = self._load(batches, replace)
+        first, last = self._range(batches, replaced)
+        # After the commit, as TimescaleDB refuses to refresh inside a transaction: at once
+        # when the command runs on its own, later when a caller holds a transaction.
+        transaction.on_commit(lambda: self._refresh(first, last))
+        self.stdout.write(f"Seed {seed}: done in {time.monotonic() - started:.1f} s.")
+
+    def _refresh(self, first: datetime, last: datetime) -> None:
+        for name, lower, upper in refresh_table(demo.MINUTE_TABLE, first, last):
+            self.stdout.write(f"Refreshed {name} over [{lower:%Y-%m-%d}, {upper:%Y-%m-%d}).")
+
+    def _specs(self, symbols: list[str], days: int) -> list[demo.DemoSymbol]:
+        unknown = sorted(set(symbols) - set(demo.DEMO_SYMBOLS))
+        if unknown:
+            known = ", ".join(demo.DEMO_SYMBOLS)
+            raise CommandError(f"unknown demo symbols {', '.join(unknown)} (known: {known})")
+        if days < 1:
+            raise CommandError("--days must be at least 1")
+        return [demo.DEMO_SYMBOLS[s] for s in dict.fromkeys(symbols)]
+
+    def _generate(self, spec: demo.DemoSymbol, end: date, days: int, seed: int) -> tuple:
+        minute = demo.generate(spec, end, days, seed)
+        return minute, demo.daily_from_minutes(minute)
+
+    @transaction.atomic
+    def _load(self, batches: dict, replace: bool) -> list[tuple[datetime, datetime]]:
+        """Instruments and bars in one transaction: a failed seed leaves nothing behind.
+        Returns the time ranges of bars it replaced, which need refreshing too."""
+        replaced = []
+        for spec, (minute, daily) in batches.items():
+            instrument = self._instrument(spec)
+            replaced += self._clear(instrument, replace)
+            demo.load(connection, instrument.id, minute, daily)
+            first, last = demo.time_range(minute)
+            self.stdout.write(
+                f"{spec.symbol}: {len(minute):,} minute bars and {len(daily):,} daily bars,"
+                f" {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC."
+            )
+        return replaced
+
+    def _instrument(self, spec: demo.DemoSymbol) -> Instrument:
+        instrument, _ = Instrument.objects.get_or_create(
+            symbol=spec.symbol,
+            defaults={
+                "asset_class": spec.asset_class,
+                "exchange": spec.exchange,
+                "currency": spec.currency,
+                "tick_size": str(spec.tick_size),
+            },
+        )
+        return instrument
+
+    def _clear(self, instrument: Instrument, replace: bool) -> list[tuple[datetime, datetime]]:
+        """Delete the instrument's bars when asked to replace them; refuse to mix otherwise."""
+        minute = MinuteBar.objects.filter(instrument=instrument)
+        span = _span(minute)
+        if span is None and not DailyBar.objects.filter(instrument=instrument).exists():
+            return []
+        if not replace:
+            raise CommandError(
+                f"{instrument.symbol} has bars already: pass --replace to replace them"
+            )
+        minute.delete()
+        DailyBar.objects.filter(instrument=instrument).delete()
+        return [span] if span else []
+
+    def _range(self, batches: dict, replaced: list) -> tuple[datetime, datetime]:
+        spans = [demo.time_range(minute) for minute, _ in batches.values()] + replaced
+        return min(s[0] for s in spans), max(s[1] for s in spans)
+
+
+def _span(bars) -> tuple[datetime, datetime] | None:
+    found = bars.aggregate(first=Min("ts"), last=Max("ts"))
+    return (found["first"], found["last"]) if found["first"] else None
