@@ -19,7 +19,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from marketdata.batches import BarBatchSerializer, write_batch
 from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, bucketed
+from marketdata.ingest.pipeline import IngestRefused
 from marketdata.models import Instrument, MinuteBar, Tick
 from marketdata.prices import Price, latest_prices
 from qvp_site.db.intervals import Interval, parse_interval
@@ -263,8 +265,16 @@ class InstrumentViewSet(viewsets.ReadOnlyModelViewSet):
         return super().list(request, *args, **kwargs)
 
 
+class BatchResultSerializer(serializers.Serializer):
+    ingest = serializers.IntegerField(source="record.id")
+    rows = serializers.IntegerField(source="rows_read")
+    inserted = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
 class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Bars of one symbol in time order, and their OHLCV in buckets."""
+    """Bars of one symbol in time order, their OHLCV in buckets, and batches written."""
 
     queryset = MinuteBar.objects.none()  # the table depends on ?timeframe=: get_queryset
     serializer_class = BarSerializer
@@ -280,6 +290,20 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(parameters=[BarQuery])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=BarBatchSerializer, responses={201: BatchResultSerializer})
+    def create(self, request: Request) -> Response:
+        """Write a batch of bars (upserted on their time): refused whole, with the index and
+        field of each bad item, when any is bad."""
+        batch = BarBatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        data = batch.validated_data
+        try:
+            result = write_batch(data["symbol"], data["timeframe"], data["bars"], request.user)
+        except IngestRefused as refusal:
+            items = {index: [reason] for index, reason in refusal.items.items()}
+            raise serializers.ValidationError({"bars": items or [str(refusal)]}) from refusal
+        return Response(BatchResultSerializer(result).data, status=201)
 
     @extend_schema(parameters=[BucketQuery], responses=BucketsSerializer)
     @action(detail=False, pagination_class=None)

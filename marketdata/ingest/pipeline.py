@@ -37,9 +37,10 @@ _QUOTE_CURRENCIES = ("USDT", "USDC", "BUSD", "USD", "EUR", "GBP", "JPY", "BTC", 
 class IngestRefused(Exception):
     """The file was not loaded: its bad rows, or a layout that cannot be read."""
 
-    def __init__(self, message: str, rejected: int = 0):
+    def __init__(self, message: str, rejected: int = 0, rows: list[tuple[int, str]] | None = None):
         super().__init__(message)
         self.rejected = rejected
+        self.rows = rows or []  # the first bad rows: (line or row position, reason)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _stage_and_check(source, layout, target, options, result, progress):
                 label=source.position_label,
             )
         if rejection.total and not options.skip_invalid:
-            raise IngestRefused(_refusal(source, rejection), rejection.total)
+            raise IngestRefused(_refusal(source, rejection), rejection.total, rejection.first)
         result.rejected = rejection.total
         if rejection.total:
             staging.drop_rejected_rows(cursor)
@@ -248,7 +249,7 @@ def _refuse_duplicates(cursor, source, layout, target, options) -> None:
         cursor, layout, target, options.tz, duplicates=True, label=source.position_label
     )
     if rejection.total:
-        raise IngestRefused(_refusal(source, rejection), rejection.total)
+        raise IngestRefused(_refusal(source, rejection), rejection.total, rejection.first)
 
 
 def _instrument(options: IngestOptions) -> tuple[Instrument, bool]:
