@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import models
-from django.db.models import F, Max, Min, Sum
+from django.db.models import F, Max, Min, Subquery, Sum
 from django.db.models.functions import Lag
 
 from qvp_site.db.buckets import Bucket, First, Last
@@ -13,7 +13,13 @@ from qvp_site.db.buckets import Bucket, First, Last
 
 class TimeRangeQuerySet(models.QuerySet):
     def for_symbol(self, symbol: str):
-        return self.filter(instrument__symbol=symbol)
+        """Rows of one symbol. The instrument's id comes from a scalar subquery, run once,
+        so that the plan is a range scan of the (instrument, ts) key rather than a join the
+        planner may turn into a scan of every instrument's rows."""
+        instruments = self.model._meta.get_field("instrument").related_model.objects
+        return self.filter(
+            instrument_id=Subquery(instruments.filter(symbol=symbol).values("id")[:1])
+        )
 
     def between(self, start: datetime | None = None, end: datetime | None = None):
         """Rows with start <= ts < end (either bound may be open)."""
