@@ -19,6 +19,7 @@ from qvp_site.db import aggregates, engine, partitions
 from qvp_site.db.catalog import CATALOG_SQL, Aggregate
 from qvp_site.db.functions import INSTALL_SQL, UNINSTALL_SQL
 from qvp_site.db.intervals import parse_interval
+from qvp_site.db.policies import sync_retention_policy
 from qvp_site.db.quoting import ident, literal
 from qvp_site.db.rebuild import rebuild_table
 
@@ -38,6 +39,11 @@ class TimeSeriesOperation(Operation):
 
     def _allowed(self, schema_editor, model) -> bool:
         return self.allow_migrate_model(schema_editor.connection.alias, model)
+
+    def _table(self, app_label, schema_editor, state) -> str | None:
+        """The model's table, or None where the router keeps the model off this database."""
+        model = self._model(app_label, state)
+        return model._meta.db_table if self._allowed(schema_editor, model) else None
 
     def deconstruct(self):
         return self.__class__.__qualname__, [], self._kwargs()
@@ -113,10 +119,10 @@ class CreateHypertable(TimeSeriesOperation):
         }
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        model = self._model(app_label, to_state)
-        if not self._allowed(schema_editor, model):
+        table = self._table(app_label, schema_editor, to_state)
+        if table is None:
             return
-        table = model._meta.db_table
+        model = self._model(app_label, to_state)
         column = model._meta.get_field(self.time_column).column
         pk = model._meta.pk.column
         width = parse_interval(self.chunk_interval)
@@ -181,12 +187,12 @@ class CreateHypertable(TimeSeriesOperation):
         partitions.create_refusing_default(cursor, table, column)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        model = self._model(app_label, from_state)
-        if not self._allowed(schema_editor, model):
+        table = self._table(app_label, schema_editor, from_state)
+        if table is None:
             return
-        table = model._meta.db_table
+        pk = self._model(app_label, from_state)._meta.pk.column
         with schema_editor.connection.cursor() as cursor:
-            rebuild_table(cursor, table, primary_key=[model._meta.pk.column])
+            rebuild_table(cursor, table, primary_key=[pk])
             cursor.execute("DELETE FROM qvp_timeseries_table WHERE table_name = %s", [table])
 
     def describe(self):
@@ -226,10 +232,10 @@ class AddCompressionPolicy(TimeSeriesOperation):
         return kwargs
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        model = self._model(app_label, to_state)
-        if not self._allowed(schema_editor, model):
+        table = self._table(app_label, schema_editor, to_state)
+        if table is None:
             return
-        table = model._meta.db_table
+        model = self._model(app_label, to_state)
         segment = [model._meta.get_field(f).column for f in self.segment_by]
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(
@@ -251,10 +257,9 @@ class AddCompressionPolicy(TimeSeriesOperation):
             )
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        model = self._model(app_label, from_state)
-        if not self._allowed(schema_editor, model):
+        table = self._table(app_label, schema_editor, from_state)
+        if table is None:
             return
-        table = model._meta.db_table
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE qvp_timeseries_table SET compress_after = NULL,"
@@ -297,25 +302,21 @@ class AddRetentionPolicy(TimeSeriesOperation):
         return {"model_name": self.model_name, "drop_after": self.drop_after}
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        model = self._model(app_label, to_state)
-        if not self._allowed(schema_editor, model):
+        table = self._table(app_label, schema_editor, to_state)
+        if table is None:
             return
-        table = model._meta.db_table
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE qvp_timeseries_table SET retention_default = %s WHERE table_name = %s",
                 [self.drop_after, table],
             )
             if engine.is_timescaledb(schema_editor.connection):
-                from qvp_site.db.policies import sync_retention_policy
-
                 sync_retention_policy(cursor, table)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        model = self._model(app_label, from_state)
-        if not self._allowed(schema_editor, model):
+        table = self._table(app_label, schema_editor, from_state)
+        if table is None:
             return
-        table = model._meta.db_table
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE qvp_timeseries_table SET retention_default = NULL WHERE table_name = %s",
