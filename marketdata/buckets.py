@@ -29,7 +29,7 @@ from psycopg import pq
 
 from marketdata.models import DailyBar, MinuteBar
 from qvp_site.db import engine
-from qvp_site.db.buckets import bucket_sql, bucket_starts, gapfill
+from qvp_site.db.buckets import bucket_sql, bucket_starts, edge_sql, gapfill
 from qvp_site.db.intervals import Interval, parse_interval
 from qvp_site.db.quoting import ident
 
@@ -173,19 +173,12 @@ def aggregate_sql(name: str, width: Interval) -> str:
     # Grouped by position: a GROUP BY name would mean the aggregate's own bucket column.
     return (
         f"SELECT {bucket_sql(width, 'bucket', timescaledb=timescaledb)} AS bucket,"
-        f" {_edge_sql('first', 'open', timescaledb)} AS open, max(high) AS high,"
-        f" min(low) AS low, {_edge_sql('last', 'close', timescaledb)} AS close,"
+        f" {edge_sql('first', 'open', 'bucket', timescaledb=timescaledb)} AS open,"
+        " max(high) AS high, min(low) AS low,"
+        f" {edge_sql('last', 'close', 'bucket', timescaledb=timescaledb)} AS close,"
         f" sum(volume) AS volume, sum(bar_count)::bigint AS bar_count"
         f" FROM {ident(name)} {where} GROUP BY 1 ORDER BY 1"
     )
-
-
-def _edge_sql(function: str, column: str, timescaledb: bool) -> str:
-    """The first or last value by bucket, as qvp_site.db.buckets.First/Last render it."""
-    if timescaledb:
-        return f"{function}({column}, bucket)"
-    index = "1" if function == "first" else "count(*)"
-    return f"(array_agg({column} ORDER BY bucket))[{index}]"
 
 
 def fetch(sql: str, params) -> list[dict]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import OperationalError, connections, transaction
 
 from qvp_site.db import catalog, engine
-from qvp_site.db.buckets import bucket_sql
+from qvp_site.db.buckets import bucket_sql, edge_sql
 from qvp_site.db.catalog import Aggregate
 from qvp_site.db.quoting import ident
 
@@ -23,10 +23,7 @@ CONCURRENT_REFRESH_ATTEMPTS = 10
 
 def _function_sql(function: str, column: str, ts: str, timescaledb: bool) -> str:
     if function in ("first", "last"):
-        if timescaledb:
-            return f"{function}({column}, {ts})"
-        direction = "ASC" if function == "first" else "DESC"
-        return f"(array_agg({column} ORDER BY {ts} {direction}))[1]"
+        return edge_sql(function, column, ts, timescaledb=timescaledb)
     return f"{function}({column})"
 
 

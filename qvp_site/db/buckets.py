@@ -80,19 +80,29 @@ def gapfill(queryset, width: str | Interval, start: datetime, end: datetime, *, 
         ]
 
 
-class _ValueAtEdge(models.Aggregate):
-    """The value of the first or last row of a group in the order of ``by`` (a time column).
+def edge_sql(function: str, value_sql: str, by_sql: str, *, timescaledb: bool) -> str:
+    """SQL for the ``first`` or ``last`` value of a group in the order of ``by_sql``.
 
-    On plain PostgreSQL both read an array of the group's values in ascending time: with one
-    direction for all of them, the planner (PostgreSQL 16+) sorts the input once by group and
-    time and no aggregate sorts its group again; First takes element 1, Last element count(*)
-    (array_agg keeps NULLs, so the array holds every row). Against one array_agg in each
-    direction, hourly buckets of a year of minute bars take about a quarter less time.
+    TimescaleDB has first()/last(). On plain PostgreSQL both read an array of the group's
+    values in ascending order: with one direction for all of them, the planner (PostgreSQL
+    16+) sorts the input once by group and time and no aggregate sorts its group again; first
+    takes element 1, last element count(*) (array_agg keeps NULLs, so the array holds every
+    row). Against one array_agg in each direction, hourly buckets of a year of minute bars
+    take about a quarter less time.
     """
+    if function not in ("first", "last"):
+        raise ValueError(f"edge_sql: {function!r} is neither first nor last")
+    if timescaledb:
+        return f"{function}({value_sql}, {by_sql})"
+    element = "1" if function == "first" else "count(*)"
+    return f"(array_agg({value_sql} ORDER BY {by_sql} ASC))[{element}]"
+
+
+class _ValueAtEdge(models.Aggregate):
+    """The value of the first or last row of a group in the order of ``by`` (a time column)."""
 
     output_field = models.FloatField()
-    timescaledb_function: str
-    element: str
+    edge: str
 
     def __init__(self, expression, by: str = "ts", **extra):
         super().__init__(expression, models.F(by), **extra)
@@ -100,23 +110,20 @@ class _ValueAtEdge(models.Aggregate):
     def as_sql(self, compiler, connection, **extra_context):
         value_sql, value_params = compiler.compile(self.source_expressions[0])
         by_sql, by_params = compiler.compile(self.source_expressions[1])
-        params = (*value_params, *by_params)
-        if engine.is_timescaledb(connection):
-            return f"{self.timescaledb_function}({value_sql}, {by_sql})", params
-        return f"(array_agg({value_sql} ORDER BY {by_sql} ASC))[{self.element}]", params
+        timescaledb = engine.is_timescaledb(connection)
+        sql = edge_sql(self.edge, value_sql, by_sql, timescaledb=timescaledb)
+        return sql, (*value_params, *by_params)
 
 
 class First(_ValueAtEdge):
-    """``first(value, ts)`` on TimescaleDB; the same through array_agg on plain PostgreSQL."""
+    """``first(value, ts)``, on either engine (see ``edge_sql``)."""
 
     name = "First"
-    timescaledb_function = "first"
-    element = "1"
+    edge = "first"
 
 
 class Last(_ValueAtEdge):
-    """``last(value, ts)`` on TimescaleDB; the same through array_agg on plain PostgreSQL."""
+    """``last(value, ts)``, on either engine (see ``edge_sql``)."""
 
     name = "Last"
-    timescaledb_function = "last"
-    element = "count(*)"
+    edge = "last"
