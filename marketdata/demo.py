@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from qvp_site.db import catalog, engine, partitions
+from qvp_site.db import partitions
 from qvp_site.db.quoting import ident
 
 EQUITY, FX = "equity", "fx"
@@ -276,21 +276,12 @@ def time_range(bars: Bars) -> tuple[datetime, datetime]:
     return first, last
 
 
-def ensure_partitions_for(connection, table: str, bars: Bars) -> None:
-    """On plain PostgreSQL, create the partitions of ``table`` that ``bars`` fall in
-    (TimescaleDB makes its chunks as rows arrive)."""
-    if not len(bars) or engine.is_timescaledb(connection):
-        return
-    with connection.cursor() as cursor:
-        (series,) = catalog.time_series(cursor, table)
-    partitions.ensure_partitions(table, series.chunk_interval, *time_range(bars), using=connection)
-
-
 def prepare_partitions(connection, minute: Bars, daily: Bars) -> None:
     """Create the partitions the bars need, each batch in its own short transaction, before
     the load's transaction begins (creating a partition locks its parent table)."""
-    ensure_partitions_for(connection, MINUTE_TABLE, minute)
-    ensure_partitions_for(connection, DAILY_TABLE, daily)
+    for table, bars in ((MINUTE_TABLE, minute), (DAILY_TABLE, daily)):
+        if len(bars):
+            partitions.prepare_load(table, *time_range(bars), using=connection)
 
 
 def load(connection, instrument_id: int, minute: Bars, daily: Bars) -> None:

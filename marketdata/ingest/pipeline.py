@@ -26,9 +26,9 @@ from django.utils import timezone
 from marketdata.ingest import checks, staging, writes
 from marketdata.ingest.layouts import LayoutError, detect
 from marketdata.ingest.readers import ReadError, Source, open_source
-from marketdata.ingest.targets import TARGETS, Target
+from marketdata.ingest.targets import TARGETS
 from marketdata.models import Ingest, Instrument
-from qvp_site.db import aggregates, catalog, engine, partitions
+from qvp_site.db import aggregates, partitions
 
 _UNIQUE_VIOLATION = "23505"
 _QUOTE_CURRENCIES = ("USDT", "USDC", "BUSD", "USD", "EUR", "GBP", "JPY", "BTC", "ETH")
@@ -132,7 +132,7 @@ def _ingest(path: Path, options: IngestOptions, result: IngestResult, progress) 
         span = _stage_and_check(source, layout, target, options, result, progress)
         if span is not None:
             with _phase(result, "partitions"):
-                _ensure_partitions(target, *span)
+                partitions.prepare_load(target.table, *span)
         _write_and_commit(source, layout, target, options, result, span)
     finally:
         with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
@@ -181,15 +181,6 @@ def _stage_and_check(source, layout, target, options, result, progress):
         first, last = cursor.fetchone()
     result.first_ts, result.last_ts = first, last
     return None if first is None else (first, last)
-
-
-def _ensure_partitions(target: Target, first: datetime, last: datetime) -> None:
-    if engine.is_timescaledb():
-        return  # hypertables make their chunks as rows arrive
-    with connection.cursor() as cursor:
-        found = catalog.time_series(cursor, target.table)
-    if found:
-        partitions.ensure_partitions(target.table, found[0].chunk_interval, first, last)
 
 
 def _write_and_commit(source, layout, target, options, result, span) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection as default_connection
 from django.db import transaction
 
+from qvp_site.db import catalog, engine
 from qvp_site.db.intervals import Interval
 from qvp_site.db.quoting import ident, literal
 
@@ -109,6 +110,18 @@ def ensure_partitions(
     conn = using or default_connection
     with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
         return create_partitions(cursor, table, width, start, end)
+
+
+def prepare_load(table: str, start: datetime, end: datetime, using=None) -> list[str]:
+    """Before a load of ``table``'s rows in [start, end]: on plain PostgreSQL, create the
+    partitions it needs (chunk width from the catalog) in their own short transaction; on
+    TimescaleDB nothing, since hypertables make their chunks as rows arrive."""
+    conn = using or default_connection
+    if engine.is_timescaledb(conn):
+        return []
+    with conn.cursor() as cursor:
+        (series,) = catalog.time_series(cursor, table)
+    return ensure_partitions(table, series.chunk_interval, start, end, using=conn)
 
 
 def create_refusing_default(cursor, table: str, time_column: str) -> None:
