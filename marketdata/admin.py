@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db import connections
 from django.utils.functional import cached_property
 
 from marketdata.models import DailyBar, Ingest, Instrument, MinuteBar, OptionQuote, Tick
+from qvp_site.db import status
 
 
 class EstimatedCountPaginator(Paginator):
@@ -20,19 +22,9 @@ class EstimatedCountPaginator(Paginator):
         query = self.object_list.query
         if query.where:  # filtered: count exactly, but never past a bound
             return self.object_list[: self.exact_below + 1].count()
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT GREATEST(COALESCE(sum(c.reltuples), 0), 0)::bigint FROM pg_class c"
-                " WHERE c.oid = %s::regclass OR c.oid IN"
-                " (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
-                [self.object_list.model._meta.db_table] * 2,
-            )
-            estimate = cursor.fetchone()[0]
-        if estimate < self.exact_below:
-            return self.object_list.count()
-        return estimate
+        with connections[self.object_list.db].cursor() as cursor:
+            rows, _size = status.estimate(cursor, self.object_list.model._meta.db_table)
+        return self.object_list.count() if rows < self.exact_below else rows
 
 
 class LargeTableAdmin(admin.ModelAdmin):

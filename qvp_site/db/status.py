@@ -40,18 +40,26 @@ def table_status() -> list[TableStatus]:
     return statuses
 
 
-def _partitioned_status(cursor, series) -> TableStatus:
-    parts = partitions.partitions(cursor, series.table)
+def estimate(cursor, table: str) -> tuple[int, int]:
+    """The planner's row estimate and the size in bytes of ``table`` with its partitions or
+    chunks, from the catalog: no scan, whatever the table's size."""
     cursor.execute(
         """
         SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint,
                COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = %s::regclass
+        FROM pg_class c
+        WHERE c.oid = %s::regclass
+           OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)
         """,
-        [ident(series.table)],
+        [ident(table), ident(table)],
     )
     rows, size = cursor.fetchone()
+    return int(rows), int(size)
+
+
+def _partitioned_status(cursor, series) -> TableStatus:
+    parts = partitions.partitions(cursor, series.table)
+    rows, size = estimate(cursor, series.table)
     policies = []
     if series.retention:
         policies.append(f"retention {series.retention.sql()} (drops partitions)")
