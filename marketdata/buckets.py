@@ -29,7 +29,7 @@ from psycopg import pq
 
 from marketdata.models import DailyBar, MinuteBar
 from qvp_site.db import engine
-from qvp_site.db.buckets import bucket_sql, bucket_starts, edge_sql, gapfill
+from qvp_site.db.buckets import bucket_sql, edge_sql, gapfill, gapfill_sql
 from qvp_site.db.intervals import Interval, parse_interval
 from qvp_site.db.quoting import ident
 
@@ -151,16 +151,12 @@ def from_bars(request: BucketRequest, fill: bool = False) -> list[dict]:
 
 def from_aggregate(name: str, request: BucketRequest, fill: bool = False) -> list[dict]:
     """The buckets computed from aggregate ``name``, re-bucketed where wider than it."""
+    sql = aggregate_sql(name, request.width)
     params = [request.instrument_id, request.start, request.end]
-    rows = fetch(aggregate_sql(name, request.width), params)
     if not fill:
-        return rows
-    found = {r["bucket"]: r for r in rows}
+        return fetch(sql, params)
     last = request.end - timedelta(microseconds=1)
-    return [
-        found.get(start) or _row({"bucket": start})
-        for start in bucket_starts(request.width, request.start, last)
-    ]
+    return [_row(r) for r in gapfill_sql(sql, params, request.width, request.start, last)]
 
 
 def aggregate_sql(name: str, width: Interval) -> str:

@@ -61,10 +61,16 @@ def bucket_starts(width: str | Interval, start: datetime, end: datetime) -> list
 def gapfill(queryset, width: str | Interval, start: datetime, end: datetime, *, bucket="bucket"):
     """The rows of a bucketed ``values()`` queryset with one row of NULLs per missing bucket,
     from the bucket of ``start`` to that of ``end``, in time order (set-based, in SQL)."""
-    starts = bucket_starts(width, start, end)
     inner, params = queryset.order_by().query.sql_with_params()
-    db = queryset.db
-    with connections[db].cursor() as cursor:
+    return gapfill_sql(inner, params, width, start, end, bucket=bucket, using=queryset.db)
+
+
+def gapfill_sql(
+    inner: str, params, width, start: datetime, end: datetime, *, bucket="bucket", using="default"
+) -> list[dict]:
+    """``gapfill`` for a SELECT written by hand that has a ``bucket`` column."""
+    starts = bucket_starts(width, start, end)
+    with connections[using].cursor() as cursor:
         cursor.execute(
             f"SELECT s.b, q.* FROM unnest(%s::timestamptz[]) AS s(b)"
             f" LEFT JOIN ({inner}) AS q ON q.{bucket} = s.b ORDER BY s.b",
