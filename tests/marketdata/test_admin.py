@@ -22,7 +22,9 @@ def many_bars(instrument, partitioned_for):
     )
 
 
-@pytest.mark.parametrize("model", ["minutebar", "dailybar", "tick", "optionquote", "instrument"])
+@pytest.mark.parametrize(
+    "model", ["minutebar", "dailybar", "tick", "optionquote", "instrument", "ingest"]
+)
 def test_changelists_open(admin_client, many_bars, model):
     assert admin_client.get(f"/admin/marketdata/{model}/").status_code == 200
 

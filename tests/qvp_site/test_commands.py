@@ -53,3 +53,17 @@ def test_the_embedded_server_is_under_var_and_listens_on_a_socket_only(db):
     call_command("embedded_db", "status", stdout=out)
     assert f"data {settings.VAR_DIR.resolve() / 'pgdata'}" in out.getvalue()
     assert settings.DATABASES["default"]["HOST"].startswith("/")
+
+
+@pytest.mark.parametrize(
+    ("cover", "message"),
+    [
+        (["2024-13-01", "2024-12-31"], "is not a date or time"),
+        (["2024-06-01", "2024-01-01"], "START is after END"),
+    ],
+)
+def test_maintain_refuses_a_bad_cover(db, cover, message):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=message):
+        call_command("maintain", "--cover", *cover, stdout=StringIO())

@@ -121,3 +121,15 @@ def test_admin_lists_the_site_records_read_only(admin_client, model):
     assert response.status_code == 200
     assert b"to view | Django site admin" in response.content  # read-only: "Select ... to view"
     assert f"/admin/qvp_site/{model}/add/".encode() not in response.content
+
+
+def test_healthz_answers_503_naming_the_error_when_the_database_is_down(client, monkeypatch):
+    from django.db import OperationalError
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(engine, "detect", refuse)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "error": "connection refused"}

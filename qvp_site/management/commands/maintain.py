@@ -9,7 +9,10 @@ from qvp_site.db.maintenance import maintain
 
 
 def _moment(value: str) -> datetime:
-    moment = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+    try:
+        moment = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+    except ValueError:  # well formed but impossible, such as month 13
+        moment = None
     if moment is None:
         raise CommandError(f"--cover: {value!r} is not a date or time (YYYY-MM-DD[THH:MM])")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
