@@ -76,3 +76,44 @@ class TimeSeriesAggregate(models.Model):
 
     def __str__(self) -> str:
         return self.view_name
+
+
+class AuditEntry(models.Model):
+    """One insert, update or delete of an audited table, written by the database's trigger.
+
+    Append-only: the application's role may only read it, and a trigger refuses updates and
+    deletes to everyone. Each entry's hash covers its content and the previous entry's hash
+    (see ``qvp_site/db/audit.py``), so an edited, removed or inserted entry breaks the chain
+    at that point, which ``manage.py verify_audit`` reports.
+    """
+
+    class Operation(models.TextChoices):
+        INSERT = "INSERT", "insert"
+        UPDATE = "UPDATE", "update"
+        DELETE = "DELETE", "delete"
+
+    table_name = models.CharField(max_length=63)
+    row_key = models.CharField(max_length=100)
+    operation = models.CharField(max_length=6, choices=Operation.choices)
+    old_row = models.JSONField(null=True)
+    new_row = models.JSONField(null=True)
+    # The application user who acted (or the command), else the database role.
+    actor = models.CharField(max_length=150)
+    db_role = models.CharField(max_length=63)
+    at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["table_name", "row_key", "id"], name="audit_history_of_row_idx"),
+            models.Index(fields=["actor", "-at"], name="audit_by_actor_idx"),
+            models.Index(fields=["-at"], name="audit_recent_idx"),
+        ]
+        # The audit trail is written only by the database: no add, change or delete anywhere.
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.table_name} {self.row_key} by {self.actor}"

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # the docs' Swagger UI files, served from here, never a CDN
     "qvp_site.apps.QvpSiteConfig",
     "marketdata.apps.MarketdataConfig",
+    "trading.apps.TradingConfig",
 ]
 
 MIDDLEWARE = [
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "qvp_site.acting.ActingUserMiddleware",
     "qvp_site.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -98,15 +100,18 @@ if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     EMBEDDED_DATABASE = False
 else:
-    from qvp_site.db import embedded
+    from qvp_site.db import embedded, roles
 
     _server = embedded.start(VAR_DIR)
     embedded.ensure_database(_server, DATABASE_NAME)
+    # The served site connects as trading_app (qvp_site/serve.py sets "app"); migrations,
+    # maintenance and commands run by hand as the owner unless told otherwise.
+    _role = env.choice("QVP_DATABASE_ROLE", ("owner", "app"), default="owner")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": DATABASE_NAME,
-            "USER": embedded.SUPERUSER,
+            "USER": roles.APP_ROLE if _role == "app" else embedded.SUPERUSER,
             "HOST": _server.socket_dir,
             "PORT": str(_server.port),
         }
@@ -115,6 +120,9 @@ else:
 
 DATABASES["default"].update(
     {
+        # Each request is one transaction that names who acts (qvp_site.acting); the view
+        # runs in a savepoint inside it.
+        "ATOMIC_REQUESTS": True,
         "CONN_MAX_AGE": CONN_MAX_AGE,
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": env.str("QVP_TEST_DATABASE_NAME", default=f"test_{DATABASE_NAME}")},
@@ -126,6 +134,10 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Passwords `manage.py create_db_roles` gives the application's and the read-only roles.
+QVP_APP_DB_PASSWORD = env.str("QVP_APP_DB_PASSWORD", default="")
+QVP_READONLY_DB_PASSWORD = env.str("QVP_READONLY_DB_PASSWORD", default="")
 
 # auto: use TimescaleDB where the server offers it; on: require it; off: plain PostgreSQL.
 QVP_TIMESCALEDB = env.choice("QVP_TIMESCALEDB", ("auto", "on", "off"), default="auto")
@@ -148,8 +160,9 @@ API_MAX_PAGE_SIZE = 5000
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's session and token authentication, naming the user to the database.
+        "qvp_site.acting.ActingSessionAuthentication",
+        "qvp_site.acting.ActingTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

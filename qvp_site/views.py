@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -13,6 +13,7 @@ from qvp_site.db import engine
 
 
 @login_not_required
+@transaction.non_atomic_requests  # must answer 503, not fail, when the database is down
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -1,11 +1,25 @@
-"""Shared test setup: engine-dependent skips with their reasons."""
+"""Shared test setup: engine-dependent skips with their reasons, the application's role."""
 
 from __future__ import annotations
 
+import secrets
+
+import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
-from qvp_site.db import engine
+from qvp_site.db import engine, roles
+
+
+@receiver(connection_created)
+def _tests_may_empty_the_audit_log(sender, connection, **kwargs):
+    """Test flushes TRUNCATE every table; the audit log allows it only when told (tests)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET qvp.allow_audit_truncate = on")
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +47,54 @@ def _engine_markers(request):
 def timescaledb(db) -> bool:
     """Whether the test database uses the TimescaleDB engine."""
     return engine.is_timescaledb()
+
+
+@pytest.fixture(scope="session")
+def app_role_password(django_db_setup, django_db_blocker) -> str:
+    """The roles made by ``create_db_roles`` on the test database, with a fresh password for
+    trading_app (the command is idempotent: other test databases on the server keep theirs
+    working, since the roles are the server's)."""
+    password = settings.QVP_APP_DB_PASSWORD or secrets.token_urlsafe(16)
+    with django_db_blocker.unblock():
+        settings.QVP_APP_DB_PASSWORD, saved = password, settings.QVP_APP_DB_PASSWORD
+        try:
+            call_command("create_db_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+        finally:
+            settings.QVP_APP_DB_PASSWORD = saved
+    return password
+
+
+def _conninfo(user: str, password: str) -> dict:
+    params = connection.settings_dict
+    return {
+        "dbname": params["NAME"],
+        "host": params.get("HOST") or None,
+        "port": params.get("PORT") or None,
+        "user": user,
+        "password": password,
+        "autocommit": True,
+    }
+
+
+@pytest.fixture
+def connect_as_app(transactional_db, app_role_password):
+    """Open connections as trading_app to the test database (data must be committed)."""
+    opened: list[psycopg.Connection] = []
+
+    def connect() -> psycopg.Connection:
+        conn = psycopg.connect(**_conninfo(roles.APP_ROLE, app_role_password))
+        opened.append(conn)
+        return conn
+
+    yield connect
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def as_app_role(db, app_role_password):
+    """The rest of the test's transaction runs as trading_app, as the served site does:
+    row-level security and the role's limits apply to the ORM and the API from here on."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
+    yield

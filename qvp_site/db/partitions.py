@@ -94,11 +94,17 @@ def create_partitions(
         if (lower, upper) in existing:
             continue
         name = partition_name(table, lower, width)
-        cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(parent)}"
-            " FOR VALUES FROM (%s) TO (%s)",
-            [lower, upper],
-        )
+        if parent == table:  # through the owner's function: the app's role runs no DDL
+            cursor.execute(
+                "SELECT qvp_create_partition(%s::regclass, %s, %s, %s)",
+                [ident(table), name, lower, upper],
+            )
+        else:  # a rebuild, in a migration, as the owner, before the table is registered
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(parent)}"
+                " FOR VALUES FROM (%s) TO (%s)",
+                [lower, upper],
+            )
         created.append(name)
     return created
 

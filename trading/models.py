@@ -1,0 +1,424 @@
+"""Trading records: accounts, orders, executions, positions, cash, portfolio snapshots, backtests.
+
+The database keeps the books (see ``trading/sql/books.sql``): an execution's triggers move its
+order's filled quantity and status, the position and the cash ledger in the same transaction,
+and refuse what breaks a rule, whichever door the row came through. Money and quantities are
+NUMERIC. Orders and executions are ordinary tables (unique keys, foreign keys); portfolio
+snapshots are a time-series table. Nothing here is ever deleted automatically.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+from marketdata.models import Instrument
+from trading.querysets import AccountQuerySet, AccountScopedQuerySet
+
+QUANTITY = {"max_digits": 20, "decimal_places": 8}
+PRICE = {"max_digits": 20, "decimal_places": 8}
+MONEY = {"max_digits": 24, "decimal_places": 8}
+# Average cost keeps more places than a price: it is a running weighted mean.
+AVERAGE = {"max_digits": 28, "decimal_places": 12}
+
+
+class Side(models.TextChoices):
+    BUY = "buy", "buy"
+    SELL = "sell", "sell"
+
+
+def check(name: str, condition: Q) -> models.CheckConstraint:
+    return models.CheckConstraint(condition=condition, name=name)
+
+
+class Account(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    base_currency = models.CharField(max_length=3, default="USD")
+    # Users see and trade the accounts their groups are granted (row-level security too).
+    groups = models.ManyToManyField(Group, blank=True, related_name="trading_accounts")
+    created_at = models.DateTimeField(db_default=Now())
+
+    objects = AccountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            check("account_base_currency_code", Q(base_currency__regex=r"^[A-Z]{3}$")),
+            check("account_name_not_empty", ~Q(name="")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(models.Model):
+    class Type(models.TextChoices):
+        MARKET = "market", "market"
+        LIMIT = "limit", "limit"
+        STOP = "stop", "stop"
+        STOP_LIMIT = "stop_limit", "stop-limit"
+
+    class TimeInForce(models.TextChoices):
+        DAY = "day", "day"
+        GTC = "gtc", "good till cancelled"
+        IOC = "ioc", "immediate or cancel"
+        FOK = "fok", "fill or kill"
+
+    class Status(models.TextChoices):
+        NEW = "new", "new"
+        PARTIALLY_FILLED = "partially_filled", "partially filled"
+        FILLED = "filled", "filled"
+        CANCELLED = "cancelled", "cancelled"
+        REJECTED = "rejected", "rejected"
+        EXPIRED = "expired", "expired"
+
+    # Legal status changes a user may ask for; fills and busts move new / partially filled /
+    # filled themselves (the database's trg_order_lifecycle holds the same table).
+    TRANSITIONS = {
+        Status.NEW: {Status.CANCELLED, Status.REJECTED, Status.EXPIRED},
+        Status.PARTIALLY_FILLED: {Status.CANCELLED, Status.EXPIRED},
+    }
+    OPEN = (Status.NEW, Status.PARTIALLY_FILLED)
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    client_order_id = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=10, choices=Type.choices, default=Type.MARKET)
+    quantity = models.DecimalField(**QUANTITY)
+    limit_price = models.DecimalField(**PRICE, null=True, blank=True)
+    stop_price = models.DecimalField(**PRICE, null=True, blank=True)
+    time_in_force = models.CharField(
+        max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY
+    )
+    # Kept by the executions' trigger; nobody else may write them.
+    filled_quantity = models.DecimalField(**QUANTITY, default=Decimal(0), editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    status_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "client_order_id"], name="order_client_id_unique_per_account"
+            ),
+            check("order_side_known", Q(side__in=Side.values)),
+            check("order_type_known", Q(order_type__in=["market", "limit", "stop", "stop_limit"])),
+            check("order_time_in_force_known", Q(time_in_force__in=["day", "gtc", "ioc", "fok"])),
+            check(
+                "order_status_known",
+                Q(
+                    status__in=[
+                        "new",
+                        "partially_filled",
+                        "filled",
+                        "cancelled",
+                        "rejected",
+                        "expired",
+                    ]
+                ),
+            ),
+            check("order_quantity_positive", Q(quantity__gt=0)),
+            check(
+                "order_filled_within_quantity",
+                Q(filled_quantity__gte=0, filled_quantity__lte=F("quantity")),
+            ),
+            check("order_limit_price_positive", Q(limit_price__isnull=True) | Q(limit_price__gt=0)),
+            check("order_stop_price_positive", Q(stop_price__isnull=True) | Q(stop_price__gt=0)),
+            check(
+                "order_prices_match_type",
+                Q(order_type="market", limit_price__isnull=True, stop_price__isnull=True)
+                | Q(order_type="limit", limit_price__isnull=False, stop_price__isnull=True)
+                | Q(order_type="stop", limit_price__isnull=True, stop_price__isnull=False)
+                | Q(order_type="stop_limit", limit_price__isnull=False, stop_price__isnull=False),
+            ),
+            check("order_client_id_not_empty", ~Q(client_order_id="")),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="order_recent_per_account_idx"),
+            models.Index(
+                fields=["status"],
+                name="order_open_idx",
+                condition=Q(status__in=["new", "partially_filled"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+
+class Execution(models.Model):
+    class Kind(models.TextChoices):
+        FILL = "fill", "fill"
+        BUST = "bust", "bust (cancels an execution)"
+        CORRECTION = "correction", "correction (replaces an execution)"
+
+    class Liquidity(models.TextChoices):
+        ADDED = "added", "added (maker)"
+        REMOVED = "removed", "removed (taker)"
+        ROUTED = "routed", "routed"
+        AUCTION = "auction", "auction"
+        UNKNOWN = "unknown", "unknown"
+
+    exec_id = models.CharField(max_length=64, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="executions")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="executions")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    # Signed: buys positive, sells negative.
+    quantity = models.DecimalField(**QUANTITY)
+    price = models.DecimalField(**PRICE)
+    fee = models.DecimalField(**MONEY, default=Decimal(0))
+    liquidity = models.CharField(max_length=8, choices=Liquidity.choices, default="unknown")
+    executed_at = models.DateTimeField()
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILL)
+    # The execution a bust cancels or a correction replaces (each at most once).
+    supersedes = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    # Where this execution stands in its position's history (set by the database).
+    position_sequence = models.BigIntegerField(null=True, editable=False)
+    created_at = models.DateTimeField(db_default=Now())
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-executed_at", "-id"]
+        constraints = [
+            check("execution_quantity_not_zero", ~Q(quantity=0)),
+            check(
+                "execution_side_matches_sign",
+                Q(side="buy", quantity__gt=0) | Q(side="sell", quantity__lt=0),
+            ),
+            check("execution_price_positive", Q(price__gt=0)),
+            # A bust refunds the fee of the execution it cancels: only a bust's fee is negative.
+            check("execution_fee_not_negative", Q(fee__gte=0) | Q(kind="bust")),
+            check("execution_kind_known", Q(kind__in=["fill", "bust", "correction"])),
+            check(
+                "execution_liquidity_known",
+                Q(liquidity__in=["added", "removed", "routed", "auction", "unknown"]),
+            ),
+            check(
+                "execution_supersedes_only_bust_or_correction",
+                Q(kind="fill", supersedes__isnull=True)
+                | Q(kind__in=["bust", "correction"], supersedes__isnull=False),
+            ),
+            check("execution_exec_id_not_empty", ~Q(exec_id="")),
+        ]
+        indexes = [
+            models.Index(fields=["order", "executed_at"], name="execution_per_order_idx"),
+            models.Index(fields=["account", "-executed_at"], name="execution_recent_per_acct_idx"),
+            models.Index(
+                fields=["account", "instrument", "position_sequence"],
+                name="execution_position_replay_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exec_id} {self.quantity}@{self.price}"
+
+
+class Position(models.Model):
+    """Kept by the executions' trigger; read-only everywhere else."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    quantity = models.DecimalField(**QUANTITY, default=Decimal(0))
+    average_cost = models.DecimalField(**AVERAGE, default=Decimal(0))
+    realized_pnl = models.DecimalField(**MONEY, default=Decimal(0))
+    # How many executions have been applied to it: the next one gets last_sequence + 1.
+    last_sequence = models.BigIntegerField(default=0)
+    last_execution_at = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["account", "instrument"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "instrument"], name="position_one_per_account_instrument"
+            ),
+            check("position_average_cost_not_negative", Q(average_cost__gte=0)),
+            check("position_flat_has_no_cost", ~Q(quantity=0) | Q(average_cost=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.instrument_id}: {self.quantity}"
+
+
+class CashEntry(models.Model):
+    """A movement of cash: deposits, withdrawals and adjustments by people; the cash side and
+    fee of each execution by the database (kinds ``trade`` and ``fee``)."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "deposit"
+        WITHDRAWAL = "withdrawal", "withdrawal"
+        ADJUSTMENT = "adjustment", "adjustment"
+        TRADE = "trade", "trade"
+        FEE = "fee", "fee"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="cash_entries")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # Signed: money in positive, money out negative.
+    amount = models.DecimalField(**MONEY)
+    # The instrument's currency for an execution's cash (USDT for a crypto pair), else the
+    # account's; snapshots convert every currency to the account's base through FX rates.
+    currency = models.CharField(max_length=5)
+    execution = models.ForeignKey(
+        Execution, on_delete=models.PROTECT, null=True, blank=True, related_name="cash_entries"
+    )
+    entry_at = models.DateTimeField()
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-entry_at", "-id"]
+        verbose_name_plural = "cash entries"
+        constraints = [
+            check(
+                "cash_kind_known",
+                Q(kind__in=["deposit", "withdrawal", "adjustment", "trade", "fee"]),
+            ),
+            check("cash_amount_not_zero", ~Q(amount=0)),
+            check("cash_deposit_positive", ~Q(kind="deposit") | Q(amount__gt=0)),
+            check("cash_withdrawal_negative", ~Q(kind="withdrawal") | Q(amount__lt=0)),
+            check(
+                "cash_execution_entries_linked",
+                Q(kind__in=["trade", "fee"], execution__isnull=False)
+                | Q(kind__in=["deposit", "withdrawal", "adjustment"], execution__isnull=True),
+            ),
+            check("cash_currency_code", Q(currency__regex=r"^[A-Z0-9]{3,5}$")),
+        ]
+        indexes = [
+            models.Index(fields=["account", "currency", "entry_at"], name="cash_balance_asof_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} {self.currency}"
+
+
+class PortfolioSnapshot(models.Model):
+    """An account's value at a time, in its base currency (a time-series table)."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="snapshots")
+    ts = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    cash = models.DecimalField(**MONEY)
+    market_value = models.DecimalField(**MONEY)
+    nav = models.DecimalField(**MONEY)
+    gross_exposure = models.DecimalField(**MONEY)
+    net_exposure = models.DecimalField(**MONEY)
+    # NAV change since the previous snapshot, less deposits and withdrawals in between.
+    daily_pnl = models.DecimalField(**MONEY, null=True)
+    # Holdings that had no price or FX rate at ts (left out of market value, and named).
+    unpriced = models.JSONField(default=list, blank=True)
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-ts"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "ts"], name="snapshot_by_account_time"),
+            check("snapshot_nav_is_cash_plus_value", Q(nav=F("cash") + F("market_value"))),
+            check("snapshot_gross_not_negative", Q(gross_exposure__gte=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} NAV {self.nav}"
+
+
+class BacktestRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    strategy = models.CharField(max_length=100)
+    parameters = models.JSONField(default=dict, blank=True)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    initial_capital = models.DecimalField(**MONEY, default=Decimal(1_000_000))
+    total_return = models.FloatField(null=True, blank=True)
+    sharpe = models.FloatField(null=True, blank=True)
+    sortino = models.FloatField(null=True, blank=True)
+    max_drawdown = models.FloatField(null=True, blank=True)
+    hit_rate = models.FloatField(null=True, blank=True)
+    turnover = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            check("backtest_period_ordered", Q(period_end__gt=F("period_start"))),
+            check(
+                "backtest_status_known",
+                Q(status__in=["queued", "running", "succeeded", "failed"]),
+            ),
+            check(
+                "backtest_max_drawdown_fraction",
+                Q(max_drawdown__isnull=True) | Q(max_drawdown__gte=0, max_drawdown__lte=1),
+            ),
+            check(
+                "backtest_hit_rate_fraction",
+                Q(hit_rate__isnull=True) | Q(hit_rate__gte=0, hit_rate__lte=1),
+            ),
+            check("backtest_turnover_not_negative", Q(turnover__isnull=True) | Q(turnover__gte=0)),
+            check("backtest_capital_positive", Q(initial_capital__gt=0)),
+        ]
+        indexes = [
+            models.Index(fields=["strategy", "-created_at"], name="backtest_per_strategy_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.strategy} #{self.pk} ({self.status})"
+
+
+class BacktestTrade(models.Model):
+    run = models.ForeignKey(BacktestRun, on_delete=models.CASCADE, related_name="trades")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    ts = models.DateTimeField()
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = models.DecimalField(**QUANTITY)
+    price = models.DecimalField(**PRICE)
+    fee = models.DecimalField(**MONEY, default=Decimal(0))
+    pnl = models.DecimalField(**MONEY, null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "ts", "id"]
+        constraints = [
+            check("backtest_trade_quantity_not_zero", ~Q(quantity=0)),
+            check(
+                "backtest_trade_side_matches_sign",
+                Q(side="buy", quantity__gt=0) | Q(side="sell", quantity__lt=0),
+            ),
+            check("backtest_trade_price_positive", Q(price__gt=0)),
+            check("backtest_trade_fee_not_negative", Q(fee__gte=0)),
+        ]
+        indexes = [models.Index(fields=["run", "ts"], name="backtest_trades_in_order_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.side} {self.quantity}@{self.price}"

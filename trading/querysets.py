@@ -1,0 +1,54 @@
+"""Which accounts a user may see or trade, as QuerySet methods.
+
+The same rule is enforced again by the database's row-level security
+(``trading_visible_accounts`` in ``trading/sql/security.sql``): superusers see and trade every
+account, the ``auditors`` group reads every account and changes none, everyone else sees and
+trades the accounts their groups are granted. An auditor changes nothing, even where a group
+would grant it.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+AUDITORS = "auditors"
+
+
+def is_auditor(user) -> bool:
+    return user.is_authenticated and user.groups.filter(name=AUDITORS).exists()
+
+
+def reads_everything(user) -> bool:
+    return user.is_active and (user.is_superuser or is_auditor(user))
+
+
+class AccountQuerySet(models.QuerySet):
+    def visible_to(self, user) -> AccountQuerySet:
+        """Accounts ``user`` may read."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if reads_everything(user):
+            return self
+        return self.filter(groups__user=user).distinct()
+
+    def tradable_by(self, user) -> AccountQuerySet:
+        """Accounts ``user`` may change (orders, executions, cash): not an auditor's."""
+        if not user.is_authenticated or not user.is_active or is_auditor(user):
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(groups__user=user).distinct()
+
+
+class AccountScopedQuerySet(models.QuerySet):
+    """Records that belong to an account (orders, executions, positions, cash, snapshots)."""
+
+    def visible_to(self, user) -> AccountScopedQuerySet:
+        from trading.models import Account
+
+        if user.is_authenticated and reads_everything(user):
+            return self
+        return self.filter(account__in=Account.objects.visible_to(user).values("pk"))
+
+    def for_account(self, account) -> AccountScopedQuerySet:
+        return self.filter(account=account)
