@@ -302,7 +302,7 @@ class CashEntry(models.Model):
             check(
                 "cash_execution_entries_linked",
                 Q(kind__in=["trade", "fee"], execution__isnull=False)
-                | Q(kind__in=["deposit", "withdrawal", "adjustment"], execution__isnull=True),
+                | (~Q(kind__in=["trade", "fee"]) & Q(execution__isnull=True)),
             ),
             check("cash_currency_code", Q(currency__regex=r"^[A-Z0-9]{3,5}$")),
         ]

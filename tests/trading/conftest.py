@@ -38,17 +38,20 @@ def make_order(account, instrument, side="buy", quantity="100", **extra) -> Orde
 def fill(order, quantity, price, *, fee="0", exec_id=None, at=None, **extra) -> Execution:
     """Book an execution of ``order`` (signed quantity as given)."""
     quantity = Decimal(str(quantity))
+    values = {
+        "account_id": order.account_id,
+        "instrument_id": order.instrument_id,
+        "side": "buy" if quantity > 0 else "sell",
+        **extra,
+    }
     return Execution.objects.create(
         exec_id=exec_id or f"ex-{next(_ids)}",
         order=order,
-        account_id=order.account_id,
-        instrument_id=order.instrument_id,
-        side="buy" if quantity > 0 else "sell",
         quantity=quantity,
         price=Decimal(str(price)),
         fee=Decimal(str(fee)),
         executed_at=at or T0 + timedelta(seconds=next(_ids)),
-        **extra,
+        **values,
     )
 
 

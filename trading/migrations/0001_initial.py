@@ -619,8 +619,8 @@ class Migration(migrations.Migration):
                 condition=models.Q(
                     models.Q(("execution__isnull", False), ("kind__in", ["trade", "fee"])),
                     models.Q(
+                        models.Q(("kind__in", ["trade", "fee"]), _negated=True),
                         ("execution__isnull", True),
-                        ("kind__in", ["deposit", "withdrawal", "adjustment"]),
                     ),
                     _connector="OR",
                 ),
