@@ -89,6 +89,7 @@ def grant(cursor, database: str, owner: str) -> None:
     for statement in statements:
         cursor.execute(statement)
     _narrow(cursor, app)
+    _owners_functions(cursor, app)
     _timescaledb_internals(cursor, app, readonly)
 
 
@@ -106,6 +107,19 @@ def _narrow(cursor, app) -> None:
             cursor.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(name, app))
         elif privileges:
             cursor.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), name, app))
+
+
+# Functions that run as the owner on the application's behalf (revoked from PUBLIC).
+OWNERS_FUNCTIONS = ("qvp_create_partition(regclass, text, timestamptz, timestamptz)",)
+
+
+def _owners_functions(cursor, app) -> None:
+    for signature in OWNERS_FUNCTIONS:
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [signature])
+        if cursor.fetchone()[0]:
+            cursor.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(signature), app)
+            )
 
 
 def _timescaledb_internals(cursor, app, readonly) -> None:
