@@ -12,8 +12,6 @@ import random
 import threading
 from decimal import ROUND_HALF_UP, Decimal
 
-import pytest
-
 from marketdata.models import Instrument
 from tests.trading.conftest import T0, make_order
 from trading.models import Account, Execution, Position
