@@ -15,11 +15,17 @@ import time
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     workers = os.environ.get("GUNICORN_WORKERS", "2")
+    # The site connects as trading_app (on the embedded server; a DATABASE_URL names its own
+    # user), so that row-level security and the audit log's protection apply to it. The
+    # scheduler's maintenance (partitions, retention, aggregates) runs as the owner.
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application", "--bind",
-         f"127.0.0.1:{port}", "--workers", workers, "--access-logfile", "-"]
+         f"127.0.0.1:{port}", "--workers", workers, "--access-logfile", "-"],
+        env={**os.environ, "QVP_DATABASE_ROLE": "app"},
     )  # fmt: skip
-    scheduler = subprocess.Popen([sys.executable, "manage.py", "scheduler"])
+    scheduler = subprocess.Popen(
+        [sys.executable, "manage.py", "scheduler"], env={**os.environ, "QVP_DATABASE_ROLE": "owner"}
+    )
     print(f"QVP is serving on http://127.0.0.1:{port}/ (admin at /admin/, API at /api/v1/)")
     children = [web, scheduler]
 

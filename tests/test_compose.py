@@ -24,8 +24,11 @@ SETTINGS = ROOT / "qvp_site" / "settings.py"
 
 # Variables read outside settings.py: by docker compose, the image or `make run`.
 EXTRA_VARIABLES = {"PORT", "POSTGRES_PASSWORD", "GUNICORN_WORKERS", "QVP_ADMIN_PASSWORD"}
-REQUIRED_SECRETS = {"POSTGRES_PASSWORD", "DJANGO_SECRET_KEY"}
+REQUIRED_SECRETS = {"POSTGRES_PASSWORD", "DJANGO_SECRET_KEY", "QVP_APP_DB_PASSWORD"}
 APP_SERVICES = ("migrate", "web", "scheduler")
+# Migrations and maintenance connect as the owner; the web app as trading_app.
+OWNER_URL = "postgresql://qvp:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@db:5432/qvp"
+APP_URL = "postgresql://trading_app:${QVP_APP_DB_PASSWORD:?set QVP_APP_DB_PASSWORD}@db:5432/qvp"
 LONG_RUNNING = ("db", "web", "scheduler")
 
 SETTINGS_READ = re.compile(r"""\benv\.[a-z_]+\(\s*["']([A-Z][A-Z0-9_]*)["']""")
@@ -138,7 +141,9 @@ def test_restart_policies(services):
 def test_web_publishes_the_configured_port_and_runs_the_image_command(services):
     assert services["web"]["ports"] == ["${PORT:-8000}:8000"]
     assert "command" not in services["web"]
-    assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert services["migrate"]["command"] == [
+        "sh", "-c", "python manage.py migrate --noinput && python manage.py create_db_roles"
+    ]  # fmt: skip
     assert services["scheduler"]["command"] == ["python", "manage.py", "scheduler"]
 
 
@@ -147,9 +152,7 @@ def test_app_services_run_in_production_mode(services):
         environment = services[name]["environment"]
         assert environment["QVP_PRODUCTION"] == "true", name
         assert environment["QVP_TIMESCALEDB"] == "on", name
-        assert environment["DATABASE_URL"] == (
-            "postgresql://qvp:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@db:5432/qvp"
-        )
+        assert environment["DATABASE_URL"] == (OWNER_URL if name != "web" else APP_URL), name
         assert environment["DJANGO_ALLOWED_HOSTS"] == "${DJANGO_ALLOWED_HOSTS:-localhost}"
         assert "DJANGO_BEHIND_PROXY" in environment
 
@@ -165,7 +168,9 @@ def test_no_literal_passwords_or_secret_defaults(services):
             elif re.search(r"PASSWORD|SECRET", key):
                 pytest.fail(f"{name}: {key} is set in docker-compose.yml")
             for password in URL_PASSWORD.findall(value):
-                assert is_required(password, "POSTGRES_PASSWORD"), f"{name}: {key}"
+                assert any(is_required(password, secret) for secret in REQUIRED_SECRETS), (
+                    f"{name}: {key}"
+                )
 
 
 def test_compose_variables_are_documented(compose):

@@ -7,6 +7,7 @@ refreshes are scheduled with ``on_commit`` rather than run inside the load.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from qvp_site.db.quoting import ident
 
 FUNCTIONS = ("first", "last", "min", "max", "sum", "avg", "count")
 CONCURRENT_REFRESH_ATTEMPTS = 10
+logger = logging.getLogger(__name__)
 
 
 def _function_sql(function: str, column: str, ts: str, timescaledb: bool) -> str:
@@ -53,6 +55,12 @@ def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "defaul
     connection = connections[using]
     lower, upper = aligned(agg, start, end)
     if engine.is_timescaledb(connection):
+        if not _owns(connection, agg.name):
+            # TimescaleDB lets only the owner refresh. The application's role leaves the range
+            # pending; the next `maintain` (the scheduler, as the owner) refreshes it.
+            _mark_pending(connection, agg.name, start, end)
+            logger.info("%s: [%s, %s) left to the next maintain", agg.name, lower, upper)
+            return lower, upper
         _refresh_continuous(connection, agg.name, lower, upper)
     else:
         where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"
@@ -72,6 +80,49 @@ def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "defaul
             [lower, upper, agg.name],
         )
     return lower, upper
+
+
+def _mark_pending(connection, name: str, lower: datetime, upper: datetime) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE qvp_timeseries_aggregate SET pending_from = least(pending_from, %s),"
+            " pending_to = greatest(pending_to, %s) WHERE view_name = %s",
+            [lower, upper, name],
+        )
+
+
+def refresh_pending(agg: Aggregate, using: str = "default") -> tuple | None:
+    """Refresh the range loads by the application's role left pending; None if none was."""
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pending_from, pending_to FROM qvp_timeseries_aggregate WHERE view_name = %s"
+            " FOR UPDATE",
+            [agg.name],
+        )
+        lower, upper = cursor.fetchone()
+        if lower is None:
+            return None
+        cursor.execute(
+            "UPDATE qvp_timeseries_aggregate SET pending_from = NULL, pending_to = NULL"
+            " WHERE view_name = %s",
+            [agg.name],
+        )
+    try:
+        return refresh(agg, lower, upper, using)
+    except Exception:
+        _mark_pending(connection, agg.name, lower, upper)  # not lost: tried again next time
+        raise
+
+
+def _owns(connection, relation: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class"
+            " WHERE oid = %s::regclass",
+            [ident(relation)],
+        )
+        return cursor.fetchone()[0]
 
 
 def _refresh_continuous(connection, name: str, lower: datetime, upper: datetime) -> None:

@@ -93,8 +93,10 @@ def _refresh_aggregates(series: TimeSeries, now, report: Report) -> None:
     with connection.cursor() as cursor:
         found = catalog.aggregates(cursor, source_table=series.table)
     for agg in found:
+        if pending := aggregates.refresh_pending(agg):
+            report(f"{agg.name}: refreshed pending {_span(*pending)}")
         lower, upper = aggregates.refresh(agg, agg.refresh_window.add(now, -1), now)
-        report(f"{agg.name}: refreshed {lower:%Y-%m-%d %H:%M} .. {upper:%Y-%m-%d %H:%M}")
+        report(f"{agg.name}: refreshed {_span(lower, upper)}")
 
 
 def _record_retention(cursor, table: str, result: str) -> None:
@@ -103,6 +105,10 @@ def _record_retention(cursor, table: str, result: str) -> None:
         " WHERE table_name = %s",
         [result, table],
     )
+
+
+def _span(lower, upper) -> str:
+    return f"{lower:%Y-%m-%d %H:%M} .. {upper:%Y-%m-%d %H:%M}"
 
 
 def _names(names: list[str]) -> str:

@@ -12,13 +12,15 @@ ADMIN = "admin"
 
 class Command(BaseCommand):
     help = (
-        "Make the site ready to serve (what `make run` calls): migrate, collect static files, "
+        "Make the site ready to serve (what `make run` calls): migrate, create the database "
+        "roles and their grants, collect static files, "
         "load demo data into an empty database, and make sure the admin user can log in "
         "(password from QVP_ADMIN_PASSWORD, else generated once and printed)."
     )
 
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)
+        call_command("create_db_roles", stdout=self.stdout)
         call_command("collectstatic", interactive=False, verbosity=0)
         if "seed_demo" in get_commands():
             call_command("seed_demo", if_empty=True, stdout=self.stdout)

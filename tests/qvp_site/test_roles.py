@@ -1,0 +1,61 @@
+"""The database roles: made idempotently, and what the application's role leaves to the owner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from qvp_site.db import aggregates, catalog, roles
+
+
+def role_flags(name: str) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls"
+            " FROM pg_roles WHERE rolname = %s",
+            [name],
+        )
+        return cursor.fetchone()
+
+
+def test_create_db_roles_is_idempotent(db, app_role_password):
+    out = StringIO()
+    call_command("create_db_roles", stdout=out)
+    call_command("create_db_roles", stdout=out)
+    assert "trading_app: exists" in out.getvalue()
+    for name in (roles.APP_ROLE, roles.READONLY_ROLE):
+        assert role_flags(name) == (True, False, False, False, False)
+
+
+def test_app_role_owns_nothing(db, app_role_password):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles"
+            " WHERE rolname = %s)",
+            [roles.APP_ROLE],
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.timescaledb
+def test_refresh_by_the_app_role_is_left_to_maintain(transactional_db, app_role_password):
+    with connection.cursor() as cursor:
+        (agg,) = [a for a in catalog.aggregates(cursor) if a.name == "marketdata_minutebar_1h"]
+    start, end = datetime(2024, 5, 13, tzinfo=UTC), datetime(2024, 5, 13, 5, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {roles.APP_ROLE}")
+        try:
+            span = aggregates.refresh(agg, start, end)
+        finally:
+            cursor.execute("RESET ROLE")
+        cursor.execute(
+            "SELECT pending_from, pending_to FROM qvp_timeseries_aggregate WHERE view_name = %s",
+            [agg.name],
+        )
+        assert cursor.fetchone() == (start, end)
+    assert aggregates.refresh_pending(agg) == span
+    assert aggregates.refresh_pending(agg) is None
