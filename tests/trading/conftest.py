@@ -61,8 +61,9 @@ def desks(db):
     from django.contrib.auth import get_user_model
 
     users = get_user_model()
-    alpha_group, beta_group = Group.objects.create(name="desk-alpha"), Group.objects.create(
-        name="desk-beta"
+    alpha_group, beta_group = (
+        Group.objects.create(name="desk-alpha"),
+        Group.objects.create(name="desk-beta"),
     )
     auditors = Group.objects.get_or_create(name="auditors")[0]
     alpha, beta = Account.objects.create(name="alpha"), Account.objects.create(name="beta")

@@ -69,7 +69,9 @@ def test_reduction_keeps_cost_and_realizes_flip_resets_cost(account, instrument)
 def test_multiplier_scales_cash_and_realized_pnl(account):
     from marketdata.models import Instrument
 
-    option = Instrument.objects.create(symbol="AAPL240621C200", asset_class="option", multiplier=100)
+    option = Instrument.objects.create(
+        symbol="AAPL240621C200", asset_class="option", multiplier=100
+    )
     fill(make_order(account, option, quantity="2"), 2, "3.50")
     fill(make_order(account, option, side="sell", quantity="2"), -2, "4.00")
     assert position(account, option).realized_pnl == D(100)
