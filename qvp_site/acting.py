@@ -44,25 +44,31 @@ def acting_as(actor: str, user=None, using: str = "default") -> Iterator[None]:
 
 
 class ActingUserMiddleware:
-    """Each request is one transaction that starts by naming the logged-in user.
-
-    ATOMIC_REQUESTS wraps the view in a savepoint inside it, so a view's exception undoes the
-    view's writes; a response of 500 or more rolls the whole transaction back. API clients that
-    log in by token are named again by DRF's authentication below, once DRF knows them.
+    """Each request of a logged-in user or a program with a token is one transaction that
+    starts by naming who acts; a response of 400 or more rolls it back, so a refused request
+    leaves nothing behind (DRF's refusals are responses, not exceptions, by the time they get
+    here). Programs that log in by token are named by DRF's authentication below, once DRF
+    knows them. Anonymous requests (the login page, /healthz) need neither.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if _non_atomic(request):
+        if _non_atomic(request) or not _identified(request):
             return self.get_response(request)
         with transaction.atomic():
-            declare(request.user)
+            if request.user.is_authenticated:
+                declare(request.user)
+                request._qvp_declared = request.user.pk
             response = self.get_response(request)
-            if response.status_code >= 500:
+            if response.status_code >= 400:
                 transaction.set_rollback(True)
             return response
+
+
+def _identified(request) -> bool:
+    return "HTTP_AUTHORIZATION" in request.META or request.user.is_authenticated
 
 
 def _non_atomic(request) -> bool:
@@ -74,17 +80,22 @@ def _non_atomic(request) -> bool:
     return "default" in getattr(view, "_non_atomic_requests", ())
 
 
-def _declared(result):
-    if result is not None and connections["default"].in_atomic_block:
-        declare(result[0])
+def _declared(request, result):
+    """Name DRF's user to the database, unless the middleware already named the same one."""
+    if result is None or not connections["default"].in_atomic_block:
+        return result
+    user = result[0]
+    if getattr(request._request, "_qvp_declared", None) != user.pk:
+        declare(user)
+        request._request._qvp_declared = user.pk
     return result
 
 
 class ActingSessionAuthentication(SessionAuthentication):
     def authenticate(self, request):
-        return _declared(super().authenticate(request))
+        return _declared(request, super().authenticate(request))
 
 
 class ActingTokenAuthentication(TokenAuthentication):
     def authenticate(self, request):
-        return _declared(super().authenticate(request))
+        return _declared(request, super().authenticate(request))

@@ -12,3 +12,6 @@ class QvpSiteConfig(AppConfig):
         "qvp_audit_head": "NONE",
         "django_migrations": "",
     }
+
+    def ready(self) -> None:
+        from qvp_site import schema  # noqa: F401  (registers the OpenAPI extensions)

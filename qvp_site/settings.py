@@ -120,9 +120,6 @@ else:
 
 DATABASES["default"].update(
     {
-        # Each request is one transaction that names who acts (qvp_site.acting); the view
-        # runs in a savepoint inside it.
-        "ATOMIC_REQUESTS": True,
         "CONN_MAX_AGE": CONN_MAX_AGE,
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": env.str("QVP_TEST_DATABASE_NAME", default=f"test_{DATABASE_NAME}")},
