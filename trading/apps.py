@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class TradingConfig(AppConfig):
@@ -20,3 +21,10 @@ class TradingConfig(AppConfig):
         "trading_backtestrun": "INSERT, UPDATE, DELETE",
         "trading_backtesttrade": "INSERT, DELETE",
     }
+
+    def ready(self) -> None:
+        from qvp_site.admin_access import grant_auditors_view
+
+        # After every migrate, for every app (see qvp_site/admin_access.py): auditors can view
+        # the models of apps added later, and get their group back after a test flush.
+        post_migrate.connect(grant_auditors_view, dispatch_uid="qvp_auditors_view")
