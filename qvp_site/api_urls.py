@@ -3,11 +3,19 @@
 from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
+from trading import api as trading
 
 router = DefaultRouter()
 router.register("instruments", marketdata.InstrumentViewSet)
 router.register("bars", marketdata.BarViewSet, basename="bar")
 router.register("ticks", marketdata.TickViewSet, basename="tick")
 router.register("prices", marketdata.PriceViewSet, basename="price")
+router.register("accounts", trading.AccountViewSet)
+router.register("orders", trading.OrderViewSet)
+router.register("executions", trading.ExecutionViewSet)
+router.register("positions", trading.PositionViewSet)
+router.register("cash", trading.CashViewSet, basename="cashentry")
+router.register("portfolio/snapshots", trading.SnapshotViewSet)
+router.register("backtests", trading.BacktestViewSet)
 
 urlpatterns = router.urls
