@@ -6,10 +6,10 @@ class QvpSiteConfig(AppConfig):
     verbose_name = "QVP site and time-series machinery"
 
     # See qvp_site/db/roles.py: the application reads the audit log and never writes it (its
-    # trigger does, as the owner); the chain head is the trigger's alone.
+    # trigger does, as the owner); the chain head only the trigger moves.
     app_role_privileges = {
         "qvp_site_auditentry": "",
-        "qvp_audit_head": "NONE",
+        "qvp_audit_head": "",
         "django_migrations": "",
     }
 

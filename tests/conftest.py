@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from io import StringIO
 
 import psycopg
 import pytest
@@ -58,7 +59,7 @@ def app_role_password(django_db_setup, django_db_blocker) -> str:
     with django_db_blocker.unblock():
         settings.QVP_APP_DB_PASSWORD, saved = password, settings.QVP_APP_DB_PASSWORD
         try:
-            call_command("create_db_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+            call_command("create_db_roles", stdout=StringIO())
         finally:
             settings.QVP_APP_DB_PASSWORD = saved
     return password
@@ -97,4 +98,3 @@ def as_app_role(db, app_role_password):
     row-level security and the role's limits apply to the ORM and the API from here on."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
-    yield

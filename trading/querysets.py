@@ -1,7 +1,7 @@
 """Which accounts a user may see or trade, as QuerySet methods.
 
 The same rule is enforced again by the database's row-level security
-(``trading_visible_accounts`` in ``trading/sql/security.sql``): superusers see and trade every
+(``trading/sql/security.sql``): superusers see and trade every
 account, the ``auditors`` group reads every account and changes none, everyone else sees and
 trades the accounts their groups are granted. An auditor changes nothing, even where a group
 would grant it.
@@ -28,7 +28,7 @@ class AccountQuerySet(models.QuerySet):
         if not user.is_authenticated or not user.is_active:
             return self.none()
         if reads_everything(user):
-            return self
+            return self.all()
         return self.filter(groups__user=user).distinct()
 
     def tradable_by(self, user) -> AccountQuerySet:
@@ -36,7 +36,7 @@ class AccountQuerySet(models.QuerySet):
         if not user.is_authenticated or not user.is_active or is_auditor(user):
             return self.none()
         if user.is_superuser:
-            return self
+            return self.all()
         return self.filter(groups__user=user).distinct()
 
 
@@ -44,11 +44,15 @@ class AccountScopedQuerySet(models.QuerySet):
     """Records that belong to an account (orders, executions, positions, cash, snapshots)."""
 
     def visible_to(self, user) -> AccountScopedQuerySet:
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if reads_everything(user):
+            return self.all()
         from trading.models import Account
 
-        if user.is_authenticated and reads_everything(user):
-            return self
-        return self.filter(account__in=Account.objects.visible_to(user).values("pk"))
+        # The user's accounts by their groups as a subquery (one statement, no duplicates
+        # where two of the user's groups grant the same account).
+        return self.filter(account__in=Account.objects.filter(groups__user=user).values("pk"))
 
     def for_account(self, account) -> AccountScopedQuerySet:
         return self.filter(account=account)

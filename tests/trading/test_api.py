@@ -712,11 +712,6 @@ def test_orders_fills_and_busts_under_the_application_role(books, as_app_role):
     post(alice, "/api/v1/backtests/", backtest())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trading/sql/security.sql: the INSERT policy on trading_account checks the new id "
-    "against the accounts that exist already, so no new account passes it (403 here)",
-)
 def test_a_superuser_creates_an_account_under_the_application_role(
     books, as_app_role, django_user_model
 ):

@@ -3,7 +3,7 @@
 from django.db import migrations
 
 from qvp_site.db.audit import AuditChanges
-from trading.security import drop_policies_sql, policies_sql
+from trading.security import CREATE_ACCOUNTS, drop_policies_sql, policies_sql
 from trading.sqlfiles import read
 
 SCOPED = {
@@ -15,6 +15,8 @@ SCOPED = {
     "trading_portfoliosnapshot": "account_id",
 }
 
+INSERT_CHECKS = {"trading_account": CREATE_ACCOUNTS}
+
 
 class Migration(migrations.Migration):
     dependencies = [("trading", "0002_books")]
@@ -22,10 +24,13 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RunSQL(
             read("security.sql"),
-            "DROP FUNCTION IF EXISTS trading_visible_accounts(boolean, name);",
+            "DROP FUNCTION IF EXISTS trading_sees_all(boolean, name),"
+            " trading_group_accounts(boolean), trading_is_auditor(bigint);",
         ),
         *[
-            migrations.RunSQL(policies_sql(table, column), drop_policies_sql(table))
+            migrations.RunSQL(
+                policies_sql(table, column, INSERT_CHECKS.get(table)), drop_policies_sql(table)
+            )
             for table, column in SCOPED.items()
         ],
         AuditChanges("Account"),

@@ -65,7 +65,7 @@ BEGIN
             'order_terms_fixed');
     END IF;
     IF pg_trigger_depth() > 1 THEN  -- an execution's trigger: fills and busts
-        NEW.updated_at := now();
+        NEW.updated_at := statement_timestamp();
         RETURN NEW;
     END IF;
     IF NEW.filled_quantity <> OLD.filled_quantity THEN
@@ -81,7 +81,7 @@ BEGIN
             'order %s: cannot go from %s to %s', OLD.id, OLD.status, NEW.status),
             'order_legal_transition');
     END IF;
-    NEW.updated_at := now();
+    NEW.updated_at := statement_timestamp();
     RETURN NEW;
 END $$;
 
@@ -131,7 +131,7 @@ DECLARE
 BEGIN
     INSERT INTO trading_position (account_id, instrument_id, quantity, average_cost,
                                   realized_pnl, last_sequence, updated_at)
-    VALUES (account, instrument, 0, 0, 0, 0, now())
+    VALUES (account, instrument, 0, 0, 0, 0, statement_timestamp())
     ON CONFLICT (account_id, instrument_id) DO NOTHING;
     SELECT * INTO p FROM trading_position
     WHERE account_id = account AND instrument_id = instrument FOR UPDATE;
@@ -175,11 +175,11 @@ BEGIN
     INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id, entry_at,
                                    note, created_at)
     VALUES (e.account_id, 'trade', round(-e.quantity * e.price * multiplier, 8), currency, e.id,
-            e.executed_at, '', now());
+            e.executed_at, '', statement_timestamp());
     IF e.fee <> 0 THEN
         INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id,
                                        entry_at, note, created_at)
-        VALUES (e.account_id, 'fee', -e.fee, currency, e.id, e.executed_at, '', now());
+        VALUES (e.account_id, 'fee', -e.fee, currency, e.id, e.executed_at, '', statement_timestamp());
     END IF;
 END $$;
 
@@ -210,8 +210,7 @@ BEGIN
             NEW.supersedes_id) THEN
             RETURN NULL;
         END IF;
-        RAISE EXCEPTION 'execution %: already booked (id %) with different terms',
-            NEW.exec_id, existing.id
+        RAISE EXCEPTION 'execution %: already booked with different terms', NEW.exec_id
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'trading_execution_exec_id_key';
     END IF;
     PERFORM trading_execution_sane(NEW);
@@ -284,14 +283,14 @@ BEGIN
     UPDATE trading_position SET
         quantity = p.quantity, average_cost = p.average_cost, realized_pnl = p.realized_pnl,
         last_sequence = NEW.position_sequence,
-        last_execution_at = greatest(last_execution_at, NEW.executed_at), updated_at = now()
+        last_execution_at = greatest(last_execution_at, NEW.executed_at), updated_at = statement_timestamp()
     WHERE id = p.id;
 
     IF NEW.kind <> 'fill' THEN  -- undo the original's cash
         INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id,
                                        entry_at, note, created_at)
         SELECT account_id, kind, -amount, currency, NEW.id, NEW.executed_at,
-               format('reverses execution %s', original.exec_id), now()
+               format('reverses execution %s', original.exec_id), statement_timestamp()
         FROM trading_cashentry WHERE execution_id = original.id;
     END IF;
     IF NEW.kind <> 'bust' THEN

@@ -10,35 +10,45 @@
 --   * nobody declared: nothing.
 -- The table owner (migrations, maintenance) bypasses row-level security, as PostgreSQL does.
 
-CREATE OR REPLACE FUNCTION trading_visible_accounts(writing boolean, acting_role name)
-RETURNS SETOF bigint
+-- Whether the acting user reads (or writes) every account: a superuser, a command, an auditor
+-- or the read-only role reading. Policies call it once per statement, as an InitPlan.
+CREATE OR REPLACE FUNCTION trading_sees_all(writing boolean, acting_role name) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     uid bigint := nullif(current_setting('qvp.user_id', true), '')::bigint;
-    actor text := coalesce(current_setting('qvp.actor', true), '');
     superuser boolean;
-    auditor boolean;
 BEGIN
     IF uid IS NULL THEN
-        IF actor LIKE 'system:%' THEN
-            RETURN QUERY SELECT id FROM trading_account;
-        ELSIF NOT writing AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'trading_readonly')
-              AND pg_has_role(acting_role, 'trading_readonly', 'MEMBER') THEN
-            RETURN QUERY SELECT id FROM trading_account;
+        IF coalesce(current_setting('qvp.actor', true), '') LIKE 'system:%' THEN
+            RETURN true;
         END IF;
-        RETURN;
+        RETURN NOT writing AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'trading_readonly')
+               AND pg_has_role(acting_role, 'trading_readonly', 'MEMBER');
     END IF;
     SELECT u.is_superuser INTO superuser FROM auth_user u WHERE u.id = uid AND u.is_active;
     IF NOT FOUND THEN
-        RETURN;
+        RETURN false;
     END IF;
-    auditor := EXISTS (SELECT 1 FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
-                       WHERE ug.user_id = uid AND g.name = 'auditors');
-    IF (auditor AND writing) THEN
-        RETURN;
+    IF trading_is_auditor(uid) THEN
+        RETURN NOT writing;
     END IF;
-    IF superuser OR auditor THEN
-        RETURN QUERY SELECT id FROM trading_account;
+    RETURN superuser;
+END $$;
+
+CREATE OR REPLACE FUNCTION trading_is_auditor(uid bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
+                   WHERE ug.user_id = uid AND g.name = 'auditors')
+$$;
+
+-- The accounts the acting user's groups are granted (none to write for an auditor).
+CREATE OR REPLACE FUNCTION trading_group_accounts(writing boolean) RETURNS SETOF bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    uid bigint := nullif(current_setting('qvp.user_id', true), '')::bigint;
+BEGIN
+    IF uid IS NULL OR NOT EXISTS (SELECT 1 FROM auth_user WHERE id = uid AND is_active)
+       OR (writing AND trading_is_auditor(uid)) THEN
         RETURN;
     END IF;
     RETURN QUERY
