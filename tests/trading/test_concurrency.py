@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import random
 import threading
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from marketdata.models import Instrument
 from tests.trading.conftest import T0, make_order
 from trading.models import Account, Execution, Position
+from trading.replay import replay
 
 WRITERS = 8
 EXECUTIONS_EACH = 500
@@ -25,30 +26,6 @@ INSERT INTO trading_execution (exec_id, order_id, account_id, instrument_id, sid
                                price, fee, liquidity, executed_at, kind, reason, created_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, 0, 'unknown', %s, 'fill', '', now())
 """
-
-
-def reference(executions, multiplier=Decimal(1)):
-    """Quantity, average cost and realized P&L replayed in Python, rounded as the books are."""
-    qty, avg, realized = Decimal(0), Decimal(0), Decimal(0)
-    places12, places8 = Decimal("1e-12"), Decimal("1e-8")
-    for fill_qty, price in executions:
-        new_qty = qty + fill_qty
-        if qty == 0 or (qty > 0) == (fill_qty > 0):
-            avg = ((abs(qty) * avg + abs(fill_qty) * price) / abs(new_qty)).quantize(
-                places12, ROUND_HALF_UP
-            )
-        else:
-            closed = min(abs(fill_qty), abs(qty))
-            sign = 1 if qty > 0 else -1
-            realized += (closed * (price - avg) * sign * multiplier).quantize(
-                places8, ROUND_HALF_UP
-            )
-            if new_qty == 0:
-                avg = Decimal(0)
-            elif (new_qty > 0) != (qty > 0):
-                avg = price
-        qty = new_qty
-    return qty, avg, realized
 
 
 def writer(connect, number, orders, errors):
@@ -95,11 +72,11 @@ def test_parallel_writers_keep_positions_equal_to_executions(transactional_db, c
     assert Execution.objects.count() == WRITERS * EXECUTIONS_EACH
 
     for position in Position.objects.filter(account=account):
-        fills = Execution.objects.filter(
-            account=account, instrument=position.instrument
-        ).order_by("position_sequence")
+        fills = Execution.objects.filter(account=account, instrument=position.instrument).order_by(
+            "position_sequence"
+        )
         sequences = list(fills.values_list("position_sequence", flat=True))
         assert sequences == list(range(1, len(sequences) + 1))
         assert position.last_sequence == len(sequences)
-        replayed = reference(fills.values_list("quantity", "price"))
+        replayed = replay(fills.values_list("quantity", "price"))
         assert (position.quantity, position.average_cost, position.realized_pnl) == replayed
