@@ -4,12 +4,16 @@ Each entry's hash is SHA-256 over the previous entry's hash and the entry's own 
 entry edited, removed or slipped in later breaks the chain where it happened.
 
 How the chain stays linear under concurrent writers: the chain head (one row in
-``qvp_audit_head``) is locked FOR UPDATE by a statement-level trigger before an audited
-statement touches any row, and stays locked until its transaction ends. Writers to audited
-tables therefore take turns from their first audited statement to their commit; taking the head
-before any row lock means two writers can never hold each other's rows (no deadlock through the
-head). The cost is that audited transactions do not overlap, which ``bench/executions.py``
-measures. Under REPEATABLE READ a writer that waited for the head gets a serialization failure
+``qvp_audit_head``) is taken by a statement-level trigger before an audited statement touches
+any row: the transaction's first audited statement updates it (``locked_by``), which holds it
+until the transaction ends. Writers to audited tables therefore take turns from their first
+audited statement to their commit; taking the head before any row lock means two writers never
+hold each other's rows (no deadlock through the head). The cost is that audited transactions
+do not overlap, which ``bench/executions.py`` measures. Within the transaction the last hash
+is carried in a transaction-local setting, so the head row is written twice per transaction,
+not once per entry (a row updated thousands of times in one transaction makes every later
+lookup of it walk all its versions). A deferred trigger seals the head with the last entry at
+commit. Under REPEATABLE READ a writer that waited for the head gets a serialization failure
 rather than a stale head, so the chain cannot fork.
 
 Who acted comes from the transaction's ``qvp.actor`` setting (``qvp_site.acting``), else the
@@ -29,7 +33,8 @@ INSTALL_SQL = f"""
 CREATE TABLE IF NOT EXISTS qvp_audit_head (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     last_id bigint,
-    last_hash text NOT NULL
+    last_hash text NOT NULL,
+    locked_by xid8
 );
 INSERT INTO qvp_audit_head (singleton, last_id, last_hash) VALUES (true, NULL, '{GENESIS}')
 ON CONFLICT DO NOTHING;
@@ -45,17 +50,27 @@ CREATE OR REPLACE FUNCTION qvp_audit_hash(
         extract(epoch FROM at)::text), 'UTF8')), 'hex')
 $$;
 
+-- Before each audited statement: take the head, once per transaction (again if a rolled-back
+-- savepoint or an early seal let it go), and start from the last entry written.
 CREATE OR REPLACE FUNCTION qvp_audit_lock_head() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    last_entry record;
 BEGIN
-    PERFORM 1 FROM qvp_audit_head FOR UPDATE;
+    UPDATE qvp_audit_head SET locked_by = pg_current_xact_id()
+    WHERE locked_by IS DISTINCT FROM pg_current_xact_id();
+    IF FOUND THEN
+        SELECT id, hash INTO last_entry FROM {AUDIT_TABLE} ORDER BY id DESC LIMIT 1;
+        PERFORM set_config('qvp.audit_last_hash', coalesce(last_entry.hash, '{GENESIS}'), true);
+        PERFORM set_config('qvp.audit_last_id', coalesce(last_entry.id::text, ''), true);
+    END IF;
     RETURN NULL;
 END $$;
 
 CREATE OR REPLACE FUNCTION qvp_audit_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
-    head qvp_audit_head%ROWTYPE;
+    prev_hash text := current_setting('qvp.audit_last_hash');
     old_row jsonb;
     new_row jsonb;
     entry_id bigint;
@@ -64,18 +79,29 @@ DECLARE
     entry_at timestamptz := clock_timestamp();
     entry_hash text;
 BEGIN
-    SELECT * INTO head FROM qvp_audit_head FOR UPDATE;
     IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
     IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
     entry_key := coalesce(new_row, old_row) ->> 'id';
-    entry_id := nextval(pg_get_serial_sequence('{AUDIT_TABLE}', 'id'));
-    entry_hash := qvp_audit_hash(head.last_hash, entry_id, TG_TABLE_NAME, entry_key, TG_OP,
+    entry_id := nextval('{AUDIT_TABLE}_id_seq'::regclass);
+    entry_hash := qvp_audit_hash(prev_hash, entry_id, TG_TABLE_NAME, entry_key, TG_OP,
                                  old_row, new_row, entry_actor, session_user, entry_at);
     INSERT INTO {AUDIT_TABLE} (id, table_name, row_key, operation, old_row, new_row, actor,
                                db_role, at, prev_hash, hash)
     VALUES (entry_id, TG_TABLE_NAME, entry_key, TG_OP, old_row, new_row, entry_actor,
-            session_user, entry_at, head.last_hash, entry_hash);
-    UPDATE qvp_audit_head SET last_id = entry_id, last_hash = entry_hash;
+            session_user, entry_at, prev_hash, entry_hash);
+    PERFORM set_config('qvp.audit_last_hash', entry_hash, true);
+    PERFORM set_config('qvp.audit_last_id', entry_id::text, true);
+    RETURN NULL;
+END $$;
+
+-- At commit: the head records the last entry this transaction wrote (as it wrote it) and
+-- lets go.
+CREATE OR REPLACE FUNCTION qvp_audit_seal() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    UPDATE qvp_audit_head SET locked_by = NULL,
+        last_id = nullif(current_setting('qvp.audit_last_id', true), '')::bigint,
+        last_hash = current_setting('qvp.audit_last_hash', true);
     RETURN NULL;
 END $$;
 
@@ -94,7 +120,7 @@ BEGIN
         RAISE EXCEPTION 'the audit log is append-only: TRUNCATE refused'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    UPDATE qvp_audit_head SET last_id = NULL, last_hash = '{GENESIS}';
+    UPDATE qvp_audit_head SET last_id = NULL, last_hash = '{GENESIS}', locked_by = NULL;
     RETURN NULL;
 END $$;
 
@@ -102,14 +128,19 @@ CREATE OR REPLACE TRIGGER qvp_audit_append_only BEFORE UPDATE OR DELETE ON {AUDI
     FOR EACH ROW EXECUTE FUNCTION qvp_audit_refuse_change();
 CREATE OR REPLACE TRIGGER qvp_audit_truncate BEFORE TRUNCATE ON {AUDIT_TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_guard_truncate();
-REVOKE ALL ON FUNCTION qvp_audit_lock_head(), qvp_audit_row() FROM PUBLIC;
+DROP TRIGGER IF EXISTS qvp_audit_seal ON qvp_audit_head;
+CREATE CONSTRAINT TRIGGER qvp_audit_seal AFTER UPDATE ON qvp_audit_head
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.locked_by IS NOT NULL)
+    EXECUTE FUNCTION qvp_audit_seal();
+REVOKE ALL ON FUNCTION qvp_audit_lock_head(), qvp_audit_row(), qvp_audit_seal() FROM PUBLIC;
 """
 
 UNINSTALL_SQL = f"""
 DROP TRIGGER IF EXISTS qvp_audit_append_only ON {AUDIT_TABLE};
 DROP TRIGGER IF EXISTS qvp_audit_truncate ON {AUDIT_TABLE};
+DROP TRIGGER IF EXISTS qvp_audit_seal ON qvp_audit_head;
 DROP FUNCTION IF EXISTS qvp_audit_guard_truncate(), qvp_audit_refuse_change(), qvp_audit_row(),
-    qvp_audit_lock_head();
+    qvp_audit_lock_head(), qvp_audit_seal();
 DROP FUNCTION IF EXISTS qvp_audit_hash(text, bigint, text, text, text, jsonb, jsonb, text, text,
     timestamptz);
 DROP TABLE IF EXISTS qvp_audit_head;

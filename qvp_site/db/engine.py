@@ -38,8 +38,10 @@ _PROBE = """
 SELECT current_setting('server_version'),
        (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
        (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'),
-       'timescaledb' = ANY(string_to_array(
-           replace(current_setting('shared_preload_libraries'), ' ', ''), ',')),
+       -- Through pg_settings, which hides the row from roles that may not read it (the
+       -- application's role): the installed extension answers for them.
+       (SELECT 'timescaledb' = ANY(string_to_array(replace(setting, ' ', ''), ','))
+        FROM pg_settings WHERE name = 'shared_preload_libraries'),
        (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
        (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')
 """

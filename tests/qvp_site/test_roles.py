@@ -59,3 +59,14 @@ def test_refresh_by_the_app_role_is_left_to_maintain(transactional_db, app_role_
         assert cursor.fetchone() == (start, end)
     assert aggregates.refresh_pending(agg) == span
     assert aggregates.refresh_pending(agg) is None
+
+
+def test_the_app_role_detects_the_engine_as_the_owner_does(as_app_role):
+    from qvp_site.db import engine
+
+    owner_view = engine.detect()
+    engine.forget()
+    try:
+        assert engine.detect() == owner_view
+    finally:
+        engine.forget()

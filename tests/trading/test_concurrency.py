@@ -11,6 +11,9 @@ from __future__ import annotations
 import random
 import threading
 from decimal import Decimal
+from io import StringIO
+
+from django.core.management import call_command
 
 from marketdata.models import Instrument
 from tests.trading.conftest import T0, make_order
@@ -80,3 +83,7 @@ def test_parallel_writers_keep_positions_equal_to_executions(transactional_db, c
         assert position.last_sequence == len(sequences)
         replayed = replay(fills.values_list("quantity", "price"))
         assert (position.quantity, position.average_cost, position.realized_pnl) == replayed
+    # The audit chain stayed linear: every writer's entries link to the one before.
+    out = StringIO()
+    call_command("verify_audit", stdout=out)
+    assert out.getvalue().startswith("audit chain intact")

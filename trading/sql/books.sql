@@ -129,6 +129,12 @@ RETURNS trading_position LANGUAGE plpgsql AS $$
 DECLARE
     p trading_position;
 BEGIN
+    -- Most executions find their position; the first one of a pair makes it.
+    SELECT * INTO p FROM trading_position
+    WHERE account_id = account AND instrument_id = instrument FOR UPDATE;
+    IF FOUND THEN
+        RETURN p;
+    END IF;
     INSERT INTO trading_position (account_id, instrument_id, quantity, average_cost,
                                   realized_pnl, last_sequence, updated_at)
     VALUES (account, instrument, 0, 0, 0, 0, statement_timestamp())
@@ -174,13 +180,11 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id, entry_at,
                                    note, created_at)
-    VALUES (e.account_id, 'trade', round(-e.quantity * e.price * multiplier, 8), currency, e.id,
-            e.executed_at, '', statement_timestamp());
-    IF e.fee <> 0 THEN
-        INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id,
-                                       entry_at, note, created_at)
-        VALUES (e.account_id, 'fee', -e.fee, currency, e.id, e.executed_at, '', statement_timestamp());
-    END IF;
+    SELECT e.account_id, entry.kind, entry.amount, currency, e.id, e.executed_at, '',
+           statement_timestamp()
+    FROM (VALUES ('trade', round(-e.quantity * e.price * multiplier, 8)), ('fee', -e.fee))
+         AS entry (kind, amount)
+    WHERE entry.amount <> 0;
 END $$;
 
 CREATE OR REPLACE FUNCTION trading_execution_books() RETURNS trigger
