@@ -10,6 +10,7 @@ from django.db.models import Max, Min
 from marketdata import demo
 from marketdata.models import DailyBar, Instrument, MinuteBar
 from qvp_site.db.aggregates import refresh_table
+from trading import demo as trading_demo
 
 
 def symbol_list(value: str) -> list[str]:
@@ -21,7 +22,9 @@ class Command(BaseCommand):
         "Load synthetic one-minute bars (GBM with clustered volatility, an intraday volume "
         "profile) and the daily bars made from them for demo symbols, over the trading days "
         "ending with the last completed weekday; identical for the same seed and dates. "
-        "Refreshes the hourly and daily aggregates of the range."
+        "Refreshes the hourly and daily aggregates of the range. The first time, also demo "
+        "trading accounts with cash, orders and executions at the bars' closes, and their "
+        "daily portfolio snapshots."
     )
 
     def add_arguments(self, parser):
@@ -70,6 +73,7 @@ class Command(BaseCommand):
         # After the commit, as TimescaleDB refuses to refresh inside a transaction: at once
         # when the command runs on its own, later when a caller holds a transaction.
         transaction.on_commit(lambda: self._refresh(first, last))
+        trading_demo.seed(batches, seed, self.stdout.write)
         self.stdout.write(f"Seed {seed}: done in {time.monotonic() - started:.1f} s.")
 
     def _refresh(self, first: datetime, last: datetime) -> None:

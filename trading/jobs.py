@@ -1,0 +1,10 @@
+"""Trading's periodic jobs: portfolio snapshots.
+
+Daily, after the US close (20:00 UTC in the demo sessions), on weekdays. Each snapshot's
+daily P&L is measured from the account's previous snapshot, so an hourly timetable would make
+it an hourly P&L: keep one snapshot a day, or set QVP_SCHEDULE knowing that.
+"""
+
+from qvp_site.scheduler import command_job
+
+command_job("snapshot-portfolios", "5 20 * * 1-5", "snapshot_portfolios")
