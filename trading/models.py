@@ -190,8 +190,13 @@ class Execution(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
     )
     reason = models.CharField(max_length=200, blank=True)
-    # Where this execution stands in its position's history (set by the database).
+    # Where this execution stands in its position's history, and where its order and position
+    # stood after it (set by the database: the books' running state, kept for the record).
     position_sequence = models.BigIntegerField(null=True, editable=False)
+    order_filled_after = models.DecimalField(**QUANTITY, null=True, editable=False)
+    position_quantity_after = models.DecimalField(**QUANTITY, null=True, editable=False)
+    position_average_cost_after = models.DecimalField(**AVERAGE, null=True, editable=False)
+    position_realized_pnl_after = models.DecimalField(**MONEY, null=True, editable=False)
     created_at = models.DateTimeField(db_default=Now())
 
     objects = AccountScopedQuerySet.as_manager()
@@ -221,6 +226,8 @@ class Execution(models.Model):
         ]
         indexes = [
             models.Index(fields=["order", "executed_at"], name="execution_per_order_idx"),
+            # The order's latest execution, where the books read how much is filled.
+            models.Index(fields=["order", "position_sequence"], name="execution_order_latest_idx"),
             models.Index(fields=["account", "-executed_at"], name="execution_recent_per_acct_idx"),
             models.Index(
                 fields=["account", "instrument", "position_sequence"],

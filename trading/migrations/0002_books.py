@@ -14,9 +14,11 @@ DROP TRIGGER IF EXISTS trading_cash_from_executions ON trading_cashentry;
 DROP TRIGGER IF EXISTS trading_cash_never_edited ON trading_cashentry;
 DROP TRIGGER IF EXISTS trading_position_kept_by_executions ON trading_position;
 DROP TRIGGER IF EXISTS trading_execution_never_edited ON trading_execution;
+DROP TRIGGER IF EXISTS trading_settle_executions ON trading_execution;
 DROP TRIGGER IF EXISTS trading_execution_books ON trading_execution;
 DROP TRIGGER IF EXISTS trading_order_lifecycle ON trading_order;
 DROP FUNCTION IF EXISTS trading_cash_from_executions(), trading_execution_books(),
+    trading_settle_executions(),
     trading_book_cash(trading_execution, text, numeric),
     trading_replay_position(trading_position, bigint, trading_execution, numeric),
     trading_position_for_update(bigint, bigint), trading_execution_sane(trading_execution),

@@ -1,10 +1,10 @@
 -- The database keeps the books: each execution moves its order, its position and the cash
 -- ledger in the same statement, and refuses what breaks a rule, whichever door it came through.
 --
--- All the work happens in the execution's BEFORE INSERT trigger, row by row: AFTER ROW
--- triggers run only at the end of a statement, so in a multi-row INSERT the second execution
--- of an order would not yet see the first one's fill. Foreign keys are DEFERRABLE INITIALLY
--- DEFERRED (Django's default), so cash entries may point at the execution about to be written.
+-- The execution's BEFORE INSERT trigger checks it and computes, row by row, where its order
+-- and its position stand after it (kept on the execution itself: order_filled_after,
+-- position_*_after, position_sequence), from the position's latest execution. A statement-level
+-- trigger then writes each touched order and position once and books the cash, set-based.
 -- The trigger functions run as the owner (SECURITY DEFINER): positions and the execution-driven
 -- columns are written by them only, and pg_trigger_depth() tells their own writes from anyone
 -- else's.
@@ -175,18 +175,6 @@ BEGIN
     RETURN p;
 END $$;
 
-CREATE OR REPLACE FUNCTION trading_book_cash(e trading_execution, currency text, multiplier numeric)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id, entry_at,
-                                   note, created_at)
-    SELECT e.account_id, entry.kind, entry.amount, currency, e.id, e.executed_at, '',
-           statement_timestamp()
-    FROM (VALUES ('trade', round(-e.quantity * e.price * multiplier, 8)), ('fee', -e.fee))
-         AS entry (kind, amount)
-    WHERE entry.amount <> 0;
-END $$;
-
 CREATE OR REPLACE FUNCTION trading_execution_books() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -194,8 +182,10 @@ DECLARE
     original trading_execution;
     existing trading_execution;
     p trading_position;
+    latest trading_execution;
     step record;
-    inst record;
+    inst_multiplier numeric;
+    filled numeric;
     fill_change numeric;
 BEGIN
     -- The order first: it serialises everything done to it, duplicates included.
@@ -257,56 +247,113 @@ BEGIN
                 'execution_order_open');
         END IF;
         fill_change := abs(NEW.quantity) - coalesce(abs(original.quantity), 0);
-        IF o.filled_quantity + fill_change > o.quantity THEN
-            PERFORM trading_refuse(format(
-                'execution %s: fills %s of order %s beyond its quantity %s (%s filled already)',
-                NEW.exec_id, abs(NEW.quantity), o.id, o.quantity, o.filled_quantity),
-                'execution_within_order_quantity');
-        END IF;
     END IF;
 
-    UPDATE trading_order SET
-        filled_quantity = o.filled_quantity + fill_change,
-        status = CASE WHEN o.status NOT IN ('new', 'partially_filled', 'filled') THEN o.status
-                      WHEN o.filled_quantity + fill_change = o.quantity THEN 'filled'
-                      WHEN o.filled_quantity + fill_change > 0 THEN 'partially_filled'
-                      ELSE 'new' END
-    WHERE id = o.id;
-
-    SELECT currency, multiplier INTO inst FROM marketdata_instrument WHERE id = NEW.instrument_id;
+    -- Where the order and the position stand: after the position's latest execution (earlier
+    -- rows of this statement included), found by the index on the position's sequence. The
+    -- order and position rows themselves are written once per statement, by
+    -- trading_settle_executions: a row updated for every execution of a bulk insert would make
+    -- each later lookup of it walk all its versions.
     p := trading_position_for_update(NEW.account_id, NEW.instrument_id);
-    NEW.position_sequence := p.last_sequence + 1;
-    IF NEW.kind = 'fill' THEN
-        SELECT * INTO step FROM trading_position_step(p.quantity, p.average_cost, NEW.quantity, NEW.price,
-                                      inst.multiplier);
-        p.quantity := step.new_qty; p.average_cost := step.new_avg_cost;
-        p.realized_pnl := p.realized_pnl + step.realized;
-    ELSE
-        p := trading_replay_position(p, original.id, NEW, inst.multiplier);
+    SELECT * INTO latest FROM trading_execution x
+    WHERE x.account_id = NEW.account_id AND x.instrument_id = NEW.instrument_id
+    ORDER BY x.position_sequence DESC LIMIT 1;
+    SELECT x.order_filled_after INTO filled FROM trading_execution x
+    WHERE x.order_id = o.id ORDER BY x.position_sequence DESC LIMIT 1;
+    filled := coalesce(filled, 0);
+    IF NEW.kind <> 'bust' AND filled + fill_change > o.quantity THEN
+        PERFORM trading_refuse(format(
+            'execution %s: fills %s of order %s beyond its quantity %s (%s filled already)',
+            NEW.exec_id, abs(NEW.quantity), o.id, o.quantity, filled),
+            'execution_within_order_quantity');
     END IF;
-    UPDATE trading_position SET
-        quantity = p.quantity, average_cost = p.average_cost, realized_pnl = p.realized_pnl,
-        last_sequence = NEW.position_sequence,
-        last_execution_at = greatest(last_execution_at, NEW.executed_at), updated_at = statement_timestamp()
-    WHERE id = p.id;
+    NEW.order_filled_after := filled + fill_change;
+    NEW.position_sequence := coalesce(latest.position_sequence, 0) + 1;
 
-    IF NEW.kind <> 'fill' THEN  -- undo the original's cash
-        INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id,
-                                       entry_at, note, created_at)
-        SELECT account_id, kind, -amount, currency, NEW.id, NEW.executed_at,
-               format('reverses execution %s', original.exec_id), statement_timestamp()
-        FROM trading_cashentry WHERE execution_id = original.id;
-    END IF;
-    IF NEW.kind <> 'bust' THEN
-        PERFORM trading_book_cash(NEW, inst.currency, inst.multiplier);
+    SELECT i.multiplier INTO inst_multiplier FROM marketdata_instrument i
+    WHERE i.id = NEW.instrument_id;
+    IF NEW.kind = 'fill' THEN
+        SELECT * INTO step FROM trading_position_step(
+            coalesce(latest.position_quantity_after, 0),
+            coalesce(latest.position_average_cost_after, 0), NEW.quantity, NEW.price,
+            inst_multiplier);
+        NEW.position_quantity_after := step.new_qty;
+        NEW.position_average_cost_after := step.new_avg_cost;
+        NEW.position_realized_pnl_after := coalesce(latest.position_realized_pnl_after, 0)
+                                           + step.realized;
+    ELSE
+        p := trading_replay_position(p, original.id, NEW, inst_multiplier);
+        NEW.position_quantity_after := p.quantity;
+        NEW.position_average_cost_after := p.average_cost;
+        NEW.position_realized_pnl_after := p.realized_pnl;
     END IF;
     RETURN NEW;
+END $$;
+
+-- Once per statement: each touched order and position takes the state after its latest
+-- execution; the cash ledger gets each execution's cash side and fee, and the reversal of what
+-- a bust or correction cancels (in sequence, so that one naming an execution of the same
+-- statement finds its cash).
+CREATE OR REPLACE FUNCTION trading_settle_executions() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    e record;
+BEGIN
+    UPDATE trading_order o SET
+        filled_quantity = last.order_filled_after,
+        status = CASE WHEN o.status NOT IN ('new', 'partially_filled', 'filled') THEN o.status
+                      WHEN last.order_filled_after = o.quantity THEN 'filled'
+                      WHEN last.order_filled_after > 0 THEN 'partially_filled'
+                      ELSE 'new' END
+    FROM (SELECT DISTINCT ON (order_id) order_id, order_filled_after FROM booked
+          ORDER BY order_id, position_sequence DESC) AS last
+    WHERE o.id = last.order_id;
+
+    UPDATE trading_position p SET
+        quantity = last.position_quantity_after,
+        average_cost = last.position_average_cost_after,
+        realized_pnl = last.position_realized_pnl_after,
+        last_sequence = last.position_sequence,
+        last_execution_at = greatest(p.last_execution_at, last.latest_at),
+        updated_at = statement_timestamp()
+    FROM (SELECT DISTINCT ON (account_id, instrument_id) account_id, instrument_id,
+                 position_quantity_after, position_average_cost_after,
+                 position_realized_pnl_after, position_sequence,
+                 max(executed_at) OVER (PARTITION BY account_id, instrument_id) AS latest_at
+          FROM booked ORDER BY account_id, instrument_id, position_sequence DESC) AS last
+    WHERE p.account_id = last.account_id AND p.instrument_id = last.instrument_id;
+
+    INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id, entry_at,
+                                   note, created_at)
+    SELECT b.account_id, entry.kind, entry.amount, i.currency, b.id, b.executed_at, '',
+           statement_timestamp()
+    FROM booked b
+    JOIN marketdata_instrument i ON i.id = b.instrument_id
+    CROSS JOIN LATERAL (VALUES ('trade', round(-b.quantity * b.price * i.multiplier, 8)),
+                               ('fee', -b.fee)) AS entry (kind, amount)
+    WHERE b.kind <> 'bust' AND entry.amount <> 0
+    ORDER BY b.position_sequence;
+
+    FOR e IN SELECT b.id, b.supersedes_id, b.executed_at FROM booked b
+             WHERE b.kind <> 'fill' ORDER BY b.account_id, b.instrument_id, b.position_sequence
+    LOOP
+        INSERT INTO trading_cashentry (account_id, kind, amount, currency, execution_id,
+                                       entry_at, note, created_at)
+        SELECT c.account_id, c.kind, -c.amount, c.currency, e.id, e.executed_at,
+               format('reverses execution %s', x.exec_id), statement_timestamp()
+        FROM trading_cashentry c JOIN trading_execution x ON x.id = c.execution_id
+        WHERE c.execution_id = e.supersedes_id;
+    END LOOP;
+    RETURN NULL;
 END $$;
 
 CREATE OR REPLACE TRIGGER trading_order_lifecycle BEFORE INSERT OR UPDATE OR DELETE
     ON trading_order FOR EACH ROW EXECUTE FUNCTION trading_order_lifecycle();
 CREATE OR REPLACE TRIGGER trading_execution_books BEFORE INSERT
     ON trading_execution FOR EACH ROW EXECUTE FUNCTION trading_execution_books();
+CREATE OR REPLACE TRIGGER trading_settle_executions AFTER INSERT ON trading_execution
+    REFERENCING NEW TABLE AS booked
+    FOR EACH STATEMENT EXECUTE FUNCTION trading_settle_executions();
 CREATE OR REPLACE TRIGGER trading_execution_never_edited BEFORE UPDATE OR DELETE
     ON trading_execution FOR EACH ROW EXECUTE FUNCTION trading_refuse_edit(
         'executions are never edited: bust or correct them with a new execution',
@@ -330,4 +377,4 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER trading_cash_from_executions BEFORE INSERT
     ON trading_cashentry FOR EACH ROW EXECUTE FUNCTION trading_cash_from_executions();
-REVOKE ALL ON FUNCTION trading_execution_books() FROM PUBLIC;
+REVOKE ALL ON FUNCTION trading_execution_books(), trading_settle_executions() FROM PUBLIC;
