@@ -567,14 +567,23 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "supersedes",
             "reason",
             "position_sequence",
+            "order_filled_after",
+            "position_quantity_after",
+            "position_average_cost_after",
+            "position_realized_pnl_after",
             "created_at",
         ]
+        # Where the order and the position stood after it: written by the database's books.
         read_only_fields = [
             "id",
             "account",
             "kind",
             "supersedes",
             "position_sequence",
+            "order_filled_after",
+            "position_quantity_after",
+            "position_average_cost_after",
+            "position_realized_pnl_after",
             "created_at",
         ]
 

@@ -343,3 +343,41 @@ def test_bust_of_a_filled_order_reopens_it(account, instrument):
     assert (order.status, order.filled_quantity) == ("new", D(0))
     pos = position(account, instrument)
     assert (pos.quantity, pos.average_cost, pos.realized_pnl) == (D(0), D(0), D(0))
+
+
+def test_each_execution_keeps_where_its_order_and_position_stood_after_it(account, instrument):
+    order = make_order(account, instrument, quantity="10")
+    first, second = fill(order, 4, "100"), fill(order, 6, "110")
+    sell = fill(make_order(account, instrument, side="sell", quantity="15"), -15, "120")
+    rows = Execution.objects.filter(pk__in=[first.pk, second.pk, sell.pk]).order_by("pk")
+    assert list(
+        rows.values_list(
+            "order_filled_after", "position_quantity_after", "position_average_cost_after",
+            "position_realized_pnl_after",
+        )
+    ) == [(D(4), D(4), D(100), D(0)), (D(10), D(10), D(106), D(0)),
+          (D(15), D(-5), D(120), D(140))]  # fmt: skip
+
+
+def test_a_multi_row_insert_books_each_row_in_order(account, instrument):
+    order = make_order(account, instrument, quantity="10")
+    sql(
+        "INSERT INTO trading_execution (exec_id, order_id, account_id, instrument_id, side,"
+        " quantity, price, fee, liquidity, executed_at, kind, reason, created_at)"
+        " SELECT 'm' || g, %s, %s, %s, 'buy', g, 100 + g, 0, 'unknown', %s, 'fill', '', now()"
+        " FROM generate_series(1, 4) g",
+        [order.pk, account.pk, instrument.pk, T0],
+    )
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity) == ("filled", D(10))
+    pos = position(account, instrument)
+    assert (pos.quantity, pos.last_sequence) == (D(10), 4)
+    assert pos.average_cost == D(1 * 101 + 2 * 102 + 3 * 103 + 4 * 104) / 10
+    assert CashEntry.objects.count() == 4
+    with refused("execution_within_order_quantity"):
+        sql(
+            "INSERT INTO trading_execution (exec_id, order_id, account_id, instrument_id, side,"
+            " quantity, price, fee, liquidity, executed_at, kind, reason, created_at)"
+            " VALUES ('over', %s, %s, %s, 'buy', 1, 100, 0, 'unknown', %s, 'fill', '', now())",
+            [order.pk, account.pk, instrument.pk, T0],
+        )
