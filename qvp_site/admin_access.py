@@ -31,12 +31,8 @@ from trading.querysets import AUDITORS, is_auditor
 
 
 def is_auditor_request(request) -> bool:
-    """Whether the request's user is an auditor, asked once per request (the admin asks a
-    permission question many times per page)."""
-    cached = getattr(request, "_qvp_is_auditor", None)
-    if cached is None:
-        cached = request._qvp_is_auditor = is_auditor(request.user)
-    return cached
+    """Whether the request's user is an auditor (``is_auditor`` asks once per request)."""
+    return is_auditor(request.user)
 
 
 class AuditorsReadOnly:

@@ -15,7 +15,14 @@ AUDITORS = "auditors"
 
 
 def is_auditor(user) -> bool:
-    return user.is_authenticated and user.groups.filter(name=AUDITORS).exists()
+    """Whether ``user`` is in the auditors group: asked once per user object, i.e. once per
+    request (permissions, querysets and serializers all ask)."""
+    if not user.is_authenticated:
+        return False
+    cached = getattr(user, "_qvp_is_auditor", None)
+    if cached is None:
+        cached = user._qvp_is_auditor = user.groups.filter(name=AUDITORS).exists()
+    return cached
 
 
 def reads_everything(user) -> bool:
