@@ -252,12 +252,3 @@ class AuditChanges(Operation):
 
     def deconstruct(self):
         return self.__class__.__qualname__, [self.model_name], {}
-
-
-def is_audited(cursor, table: str) -> bool:
-    cursor.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass"
-        " AND tgname = 'qvp_audit')",
-        [ident(table)],
-    )
-    return cursor.fetchone()[0]

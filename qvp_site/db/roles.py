@@ -103,9 +103,7 @@ def _narrow(cursor, app) -> None:
         cursor.execute(
             sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(name, app)
         )
-        if privileges == "NONE":
-            cursor.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(name, app))
-        elif privileges:
+        if privileges:
             cursor.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), name, app))
 
 

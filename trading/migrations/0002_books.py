@@ -19,7 +19,6 @@ DROP TRIGGER IF EXISTS trading_execution_books ON trading_execution;
 DROP TRIGGER IF EXISTS trading_order_lifecycle ON trading_order;
 DROP FUNCTION IF EXISTS trading_cash_from_executions(), trading_execution_books(),
     trading_settle_executions(),
-    trading_book_cash(trading_execution, text, numeric),
     trading_replay_position(trading_position, bigint, trading_execution, numeric),
     trading_position_for_update(bigint, bigint), trading_execution_sane(trading_execution),
     trading_refuse_edit(), trading_refuse_direct_write(), trading_order_lifecycle(),
