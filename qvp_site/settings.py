@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "qvp_site.apps.QvpSiteConfig",
     "marketdata.apps.MarketdataConfig",
     "trading.apps.TradingConfig",
+    "risk.apps.RiskConfig",
+    "signals.apps.SignalsConfig",
+    "vectors.apps.VectorsConfig",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,3 @@
+"""risk models."""
+
+from django.db import models  # noqa: F401

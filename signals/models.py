@@ -1,0 +1,3 @@
+"""signals models."""
+
+from django.db import models  # noqa: F401

@@ -1,0 +1,3 @@
+"""vectors models."""
+
+from django.db import models  # noqa: F401
