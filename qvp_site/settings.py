@@ -5,6 +5,7 @@ Without DATABASE_URL the app starts and uses the embedded PostgreSQL server unde
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -125,7 +126,11 @@ DATABASES["default"].update(
     {
         "CONN_MAX_AGE": CONN_MAX_AGE,
         "CONN_HEALTH_CHECKS": True,
-        "TEST": {"NAME": env.str("QVP_TEST_DATABASE_NAME", default=f"test_{DATABASE_NAME}")},
+        # One test database per test run, so that two runs on one server (two checkouts, or
+        # an editor's test runner beside `make test`) never drop each other's database.
+        "TEST": {
+            "NAME": env.str("QVP_TEST_DATABASE_NAME", default=f"test_{DATABASE_NAME}_{os.getpid()}")
+        },
     }
 )
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
