@@ -224,6 +224,33 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("DJANGO_BEHIND_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Risk alerts ----------------------------------------------------------------------------
+# Where breached risk limits are sent: by Django's mail (the backend and server below) to
+# QVP_RISK_ALERT_EMAILS, and by an HTTP POST to QVP_RISK_ALERT_WEBHOOK_URL whose body is signed
+# with HMAC-SHA256 under QVP_RISK_ALERT_WEBHOOK_SECRET (header X-QVP-Signature). Each channel
+# is tried QVP_RISK_ALERT_ATTEMPTS times, waiting QVP_RISK_ALERT_BACKOFF_SECONDS, then twice
+# that, and so on; every attempt is recorded.
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("DJANGO_EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="qvp@localhost")
+QVP_RISK_ALERT_EMAILS = env.list("QVP_RISK_ALERT_EMAILS", default=[])
+QVP_RISK_ALERT_WEBHOOK_URL = env.str("QVP_RISK_ALERT_WEBHOOK_URL", default="")
+QVP_RISK_ALERT_WEBHOOK_SECRET = env.str("QVP_RISK_ALERT_WEBHOOK_SECRET", default="")
+QVP_RISK_ALERT_WEBHOOK_TIMEOUT = env.positive_int("QVP_RISK_ALERT_WEBHOOK_TIMEOUT", default=10)
+QVP_RISK_ALERT_ATTEMPTS = env.positive_int("QVP_RISK_ALERT_ATTEMPTS", default=4)
+QVP_RISK_ALERT_BACKOFF_SECONDS = env.float("QVP_RISK_ALERT_BACKOFF_SECONDS", default=2.0)
+if QVP_RISK_ALERT_WEBHOOK_URL and not QVP_RISK_ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("QVP_RISK_ALERT_WEBHOOK_URL needs QVP_RISK_ALERT_WEBHOOK_SECRET")
+if QVP_RISK_ALERT_BACKOFF_SECONDS < 0:
+    raise ImproperlyConfigured("QVP_RISK_ALERT_BACKOFF_SECONDS must not be negative")
+
 # --- Scheduler ------------------------------------------------------------------------------
 # Job timetables as cron expressions; override one with QVP_SCHEDULE="maintain=*/15 * * * *".
 QVP_SCHEDULE = env.dict("QVP_SCHEDULE", default={})
