@@ -151,6 +151,14 @@ QVP_TIMESCALEDB = env.choice("QVP_TIMESCALEDB", ("auto", "on", "off"), default="
 # Market data has none by default: research needs the history.
 QVP_RETENTION = env.dict("QVP_RETENTION", default={})
 
+# Signals' time-series policies (the design documents' figures), read when the signals
+# migrations run: compression where TimescaleDB is present, and the retention each table
+# gets by default (QVP_RETENTION still overrides it per table, applied by `maintain`).
+QVP_SIGNALS_COMPRESS_AFTER = env.str("QVP_SIGNALS_COMPRESS_AFTER", default="30 days")
+QVP_SYSTEMLOG_COMPRESS_AFTER = env.str("QVP_SYSTEMLOG_COMPRESS_AFTER", default="7 days")
+QVP_SYSTEMLOG_RETENTION = env.str("QVP_SYSTEMLOG_RETENTION", default="90 days")
+QVP_NEWS_RETENTION = env.str("QVP_NEWS_RETENTION", default="1 year")
+
 # --- Auth, API ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
