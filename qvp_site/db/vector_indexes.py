@@ -1,0 +1,206 @@
+"""Approximate nearest-neighbour indexes on pgvector columns, as a migration operation.
+
+``CreateVectorIndex`` is written the way ``django.contrib.postgres.operations.CreateExtension``
+is: reversible, ``describe()``, ``migration_name_fragment``, idempotent SQL with quoted names.
+It leaves Django's model state alone, like the time-series operations beside it, so the index
+is the operation's alone: a full reload can drop it and build it again from ``index_sql``.
+
+- HNSW (the default): a graph that needs no data to be built, so it is created at once, with
+  the operator class of the distance its searches use and its ``m`` and ``ef_construction``.
+- IVFFlat, for whoever asks for it: its lists are k-means centroids of the rows present when
+  it is built, so on an empty table it would be useless. It is built only where the table has
+  rows, with lists from the row count as pgvector's README advises (rows / 1000 up to a
+  million rows, sqrt(rows) beyond), and otherwise skipped with a logged note; calling
+  ``create_vector_index`` after a load builds it then.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from django.db.migrations.operations.base import Operation
+
+from qvp_site.db.quoting import ident
+
+logger = logging.getLogger(__name__)
+
+HNSW, IVFFLAT = "hnsw", "ivfflat"
+# Distance name -> pgvector operator class and the operator that searches must ORDER BY.
+DISTANCES = {
+    "cosine": ("vector_cosine_ops", "<=>"),
+    "l2": ("vector_l2_ops", "<->"),
+    "inner_product": ("vector_ip_ops", "<#>"),
+}
+# Memory for the build: an HNSW graph built within maintenance_work_mem is several times
+# faster than one that spills.
+BUILD_MEMORY = "512MB"
+
+
+def ivfflat_lists(rows: int) -> int:
+    """pgvector's advice: rows / 1000 lists up to a million rows, sqrt(rows) beyond."""
+    if rows <= 1_000_000:
+        return max(1, rows // 1000)
+    return int(math.sqrt(rows))
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """One index on one vector column; ``lists`` None means 'from the row count'."""
+
+    name: str
+    table: str
+    column: str
+    method: str = HNSW
+    distance: str = "cosine"
+    m: int = 16
+    ef_construction: int = 64
+    lists: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in (HNSW, IVFFLAT):
+            raise ValueError(f"unknown method {self.method!r} (hnsw or ivfflat)")
+        if self.distance not in DISTANCES:
+            raise ValueError(f"unknown distance {self.distance!r} ({', '.join(DISTANCES)})")
+        if self.method == HNSW and not (2 <= self.m <= 100):
+            raise ValueError("m must lie between 2 and 100")
+        if self.method == HNSW and not (4 <= self.ef_construction <= 1000):
+            raise ValueError("ef_construction must lie between 4 and 1000")
+        if self.method == HNSW and self.ef_construction < 2 * self.m:
+            raise ValueError("ef_construction must be at least twice m")
+        if self.lists is not None and not (1 <= self.lists <= 32768):
+            raise ValueError("lists must lie between 1 and 32768")
+
+    def sql(self, rows: int = 0) -> str:
+        """CREATE INDEX IF NOT EXISTS; ``rows`` sets an IVFFlat's lists when none were given."""
+        opclass = DISTANCES[self.distance][0]
+        if self.method == HNSW:
+            options = f"m = {int(self.m)}, ef_construction = {int(self.ef_construction)}"
+        else:
+            options = f"lists = {int(self.lists or ivfflat_lists(rows))}"
+        return (
+            f"CREATE INDEX IF NOT EXISTS {ident(self.name)} ON {ident(self.table)}"
+            f" USING {self.method} ({ident(self.column)} {opclass}) WITH ({options})"
+        )
+
+
+def create_vector_index(cursor, index: VectorIndex) -> bool:
+    """Build ``index`` unless it exists; an IVFFlat on an empty table is skipped (False)."""
+    rows = 0
+    if index.method == IVFFLAT:
+        cursor.execute(f"SELECT count(*) FROM {ident(index.table)}")
+        rows = cursor.fetchone()[0]
+        if rows == 0:
+            logger.warning(
+                "IVFFlat index %s not built: %s has no rows to draw its lists from;"
+                " call create_vector_index after loading data",
+                index.name,
+                index.table,
+            )
+            return False
+    cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+    cursor.execute(index.sql(rows))
+    return True
+
+
+def drop_vector_index(cursor, name: str) -> None:
+    cursor.execute(f"DROP INDEX IF EXISTS {ident(name)}")
+
+
+def vector_index_definitions(cursor, table: str) -> dict[str, str]:
+    """The HNSW and IVFFlat indexes on ``table`` as {name: CREATE INDEX statement}, so that a
+    bulk load can drop them and build them again as they were."""
+    cursor.execute(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x"
+        " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam"
+        " WHERE x.indrelid = %s::regclass AND a.amname IN ('hnsw', 'ivfflat') ORDER BY 1",
+        [ident(table)],
+    )
+    return dict(cursor.fetchall())
+
+
+class CreateVectorIndex(Operation):
+    """An HNSW (default) or IVFFlat index on ``field`` of ``model_name`` for ``distance``."""
+
+    reversible = True
+    reduces_to_sql = False
+
+    def __init__(
+        self,
+        model_name: str,
+        name: str,
+        field: str,
+        distance: str = "cosine",
+        method: str = HNSW,
+        m: int = 16,
+        ef_construction: int = 64,
+        lists: int | None = None,
+    ):
+        self.model_name = model_name
+        self.name = name
+        self.field = field
+        self.distance = distance
+        self.method = method
+        self.m = m
+        self.ef_construction = ef_construction
+        self.lists = lists
+        self._index("-")  # validates the arguments now, not when the migration runs
+
+    def _index(self, table: str, column: str | None = None) -> VectorIndex:
+        return VectorIndex(
+            name=self.name,
+            table=table,
+            column=column or self.field,
+            method=self.method,
+            distance=self.distance,
+            m=self.m,
+            ef_construction=self.ef_construction,
+            lists=self.lists,
+        )
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def _target(self, app_label, schema_editor, state) -> VectorIndex | None:
+        model = state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return None
+        column = model._meta.get_field(self.field).column
+        return self._index(model._meta.db_table, column)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        index = self._target(app_label, schema_editor, to_state)
+        if index is not None:
+            with schema_editor.connection.cursor() as cursor:
+                create_vector_index(cursor, index)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        index = self._target(app_label, schema_editor, from_state)
+        if index is not None:
+            with schema_editor.connection.cursor() as cursor:
+                drop_vector_index(cursor, index.name)
+
+    def describe(self):
+        if self.method == HNSW:
+            how = f"m={self.m}, ef_construction={self.ef_construction}"
+        else:
+            how = f"lists={self.lists}" if self.lists else "lists from the row count"
+        return (
+            f"Create {self.method} index {self.name} on {self.model_name}.{self.field}"
+            f" for {self.distance} distance ({how})"
+        )
+
+    @property
+    def migration_name_fragment(self):
+        return f"{self.method}_{self.name.lower()}"
+
+    def deconstruct(self):
+        kwargs = {"model_name": self.model_name, "name": self.name, "field": self.field}
+        defaults = {"distance": "cosine", "method": HNSW, "m": 16, "ef_construction": 64}
+        for key, default in defaults.items():
+            if getattr(self, key) != default:
+                kwargs[key] = getattr(self, key)
+        if self.lists is not None:
+            kwargs["lists"] = self.lists
+        return self.__class__.__qualname__, [], kwargs
