@@ -1,0 +1,81 @@
+"""Signal performance: the SQL function ``calculate_signal_performance`` run for agents and
+windows, and its answers kept in SignalPerformance (one row per agent and window)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+COLUMNS = (
+    "agent",
+    "window_days",
+    "window_start",
+    "window_end",
+    "signal_count",
+    "hit_rate",
+    "information_coefficient",
+    "average_return",
+    "cumulative_return",
+)
+
+# One statement for every agent asked: the function per agent, upserted.
+REFRESH_SQL = """
+INSERT INTO signals_signalperformance AS sp (agent_id, window_days, window_start, window_end,
+    signal_count, hit_rate, information_coefficient, average_return, cumulative_return,
+    computed_at)
+SELECT a.id, p.window_days, p.window_start, p.window_end, p.signal_count, p.hit_rate,
+       p.information_coefficient, p.average_return, p.cumulative_return, now()
+FROM signals_agent a
+CROSS JOIN unnest(%(windows)s::integer[]) AS w(days)
+CROSS JOIN LATERAL calculate_signal_performance(a.name, w.days, %(as_of)s) AS p
+WHERE (%(names)s::text[] IS NULL AND a.active) OR a.name = ANY(%(names)s::text[])
+ON CONFLICT (agent_id, window_days) DO UPDATE SET
+    window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
+    signal_count = EXCLUDED.signal_count, hit_rate = EXCLUDED.hit_rate,
+    information_coefficient = EXCLUDED.information_coefficient,
+    average_return = EXCLUDED.average_return, cumulative_return = EXCLUDED.cumulative_return,
+    computed_at = EXCLUDED.computed_at
+RETURNING (SELECT name FROM signals_agent WHERE id = sp.agent_id), window_days, window_start,
+    window_end, signal_count, hit_rate, information_coefficient, average_return,
+    cumulative_return
+"""
+
+
+@dataclass(frozen=True)
+class Performance:
+    agent: str
+    window_days: int
+    window_start: datetime
+    window_end: datetime
+    signal_count: int
+    hit_rate: float | None
+    information_coefficient: float | None
+    average_return: float | None
+    cumulative_return: float | None
+
+
+def calculate(agent_name: str, days: int, as_of: datetime | None = None) -> Performance:
+    """``calculate_signal_performance(agent_name, days, as_of)``, not stored."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM calculate_signal_performance(%s, %s, %s)",
+            [agent_name, days, as_of or timezone.now()],
+        )
+        return Performance(*cursor.fetchone())
+
+
+def refresh(
+    windows: list[int], agent_names: list[str] | None = None, as_of: datetime | None = None
+) -> list[Performance]:
+    """Compute and store the performance of the named agents (every active agent when None)
+    over each window of days; returns what was stored, by agent and window."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            REFRESH_SQL,
+            {"windows": windows, "names": agent_names, "as_of": as_of or timezone.now()},
+        )
+        rows = [Performance(*row) for row in cursor.fetchall()]
+    return sorted(rows, key=lambda p: (p.agent, p.window_days))
