@@ -5,3 +5,13 @@ class RiskConfig(AppConfig):
     name = "risk"
     verbose_name = "Risk"
     default_auto_field = "django.db.models.BigAutoField"
+
+    # What the application's database role may do beyond SELECT (see trading/apps.py): an
+    # alert's breach is written once, then only its state moves; deliveries are appended.
+    app_role_privileges = {
+        "risk_riskalert": (
+            "INSERT, UPDATE (state, acknowledged_by_id, acknowledged_at,"
+            " resolved_by_id, resolved_at, resolution)"
+        ),
+        "risk_alertdelivery": "INSERT",
+    }

@@ -1,0 +1,159 @@
+"""Value at risk and expected shortfall (CVaR) of an account over one day.
+
+Holdings are the account's open positions valued at the latest close as of the time
+(``marketdata.prices``) times the instrument's multiplier; returns are the holdings' daily
+simple returns over the lookback, on the days all of them have one (the database's
+``risk_daily_returns``, which ``calculate_var`` in SQL reads as well). The P&L series is
+what today's holdings would have made on each of those days. Losses are positive numbers.
+
+- historical: the (1 - confidence) quantile of that P&L, interpolated linearly (as SQL's
+  ``percentile_cont``); CVaR the mean of the P&L at or below it.
+- parametric (variance-covariance): normal P&L with mean w'mu and standard deviation
+  sqrt(w' S w), S the returns' sample covariance.
+- Monte Carlo: returns drawn from the multivariate normal with the sample mean and covariance,
+  from a fixed seed (reproducible), then as historical over the draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from django.db import connection
+from django.utils import timezone
+from scipy.stats import norm
+
+from marketdata.prices import latest_prices
+from trading.models import Position
+
+METHODS = ("historical", "parametric", "monte_carlo")
+MC_DRAWS = 20_000
+MC_SEED = 20240513
+
+
+@dataclass(frozen=True)
+class Holdings:
+    instrument_ids: np.ndarray  # int64
+    values: np.ndarray  # float, in the account's currency
+
+    @property
+    def total(self) -> float:
+        return float(self.values.sum())
+
+
+@dataclass(frozen=True)
+class VaRResult:
+    method: str
+    confidence: float
+    lookback: int
+    observations: int
+    portfolio_value: float
+    var: float | None  # None when there are too few observations
+    cvar: float | None
+
+
+def holdings(account_id: int, as_of: datetime) -> Holdings:
+    """Open positions valued at the latest prices as of ``as_of`` (unpriced ones left out)."""
+    rows = list(
+        Position.objects.filter(account_id=account_id)
+        .exclude(quantity=0)
+        .values_list("instrument_id", "quantity", "instrument__multiplier")
+    )
+    prices = latest_prices([r[0] for r in rows], as_of)
+    priced = [(i, float(q) * float(m) * prices[i].price) for i, q, m in rows if i in prices]
+    ids = np.array([i for i, _ in priced], dtype=np.int64)
+    return Holdings(ids, np.array([v for _, v in priced], dtype=float))
+
+
+def daily_returns(instrument_ids: np.ndarray, as_of: datetime, lookback: int) -> np.ndarray:
+    """Days x instruments matrix of daily simple returns (columns in ``instrument_ids``' order)."""
+    if not len(instrument_ids):
+        return np.empty((0, 0))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT day, instrument_id, ret FROM risk_daily_returns(%s::bigint[], %s, %s)",
+            [list(map(int, instrument_ids)), as_of, lookback],
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return np.empty((0, len(instrument_ids)))
+    days, ids, rets = zip(*rows, strict=True)
+    day_index = {d: k for k, d in enumerate(sorted(set(days)))}
+    column = {int(i): k for k, i in enumerate(instrument_ids)}
+    matrix = np.full((len(day_index), len(instrument_ids)), np.nan)
+    matrix[[day_index[d] for d in days], [column[i] for i in ids]] = rets
+    return matrix
+
+
+def historical(pnl: np.ndarray, confidence: float) -> tuple[float, float]:
+    q = float(np.quantile(pnl, 1 - confidence))  # linear, as percentile_cont
+    return -q, -float(pnl[pnl <= q].mean())
+
+
+def parametric(mu: float, sigma: float, confidence: float) -> tuple[float, float]:
+    z = norm.ppf(confidence)
+    return z * sigma - mu, sigma * norm.pdf(z) / (1 - confidence) - mu
+
+
+def monte_carlo(
+    returns: np.ndarray, values: np.ndarray, confidence: float, draws: int, seed: int
+) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    cov = np.atleast_2d(np.cov(returns, rowvar=False, ddof=1))
+    simulated = rng.multivariate_normal(returns.mean(axis=0), cov, size=draws, method="cholesky")
+    return historical(simulated @ values, confidence)
+
+
+def validate(method: str, confidence: float, lookback: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be between 0 and 1 (exclusive)")
+    if lookback < 2:
+        raise ValueError("lookback must be at least 2 days")
+
+
+def value_at_risk(
+    account_id: int,
+    *,
+    methods: tuple[str, ...] = ("historical",),
+    confidence: float = 0.95,
+    lookback: int = 252,
+    as_of: datetime | None = None,
+    draws: int = MC_DRAWS,
+    seed: int = MC_SEED,
+) -> list[VaRResult]:
+    """VaR and CVaR of an account by each of ``methods`` at ``confidence`` over ``lookback``
+    days, as of ``as_of`` (default now); holdings and returns are read once for all."""
+    for method in methods:
+        validate(method, confidence, lookback)
+    as_of = as_of or timezone.now()
+    held = holdings(account_id, as_of)
+    returns = daily_returns(held.instrument_ids, as_of, lookback)
+    return [
+        var_from(returns, held, method, confidence, lookback, draws, seed) for method in methods
+    ]
+
+
+def var_from(
+    returns: np.ndarray,
+    held: Holdings,
+    method: str,
+    confidence: float,
+    lookback: int,
+    draws: int = MC_DRAWS,
+    seed: int = MC_SEED,
+) -> VaRResult:
+    """One method over a days x instruments ``returns`` matrix of ``held``'s instruments."""
+    n = len(returns)
+    var = cvar = None
+    if n >= 2:
+        pnl = returns @ held.values
+        if method == "historical":
+            var, cvar = historical(pnl, confidence)
+        elif method == "parametric":
+            var, cvar = parametric(float(pnl.mean()), float(pnl.std(ddof=1)), confidence)
+        else:
+            var, cvar = monte_carlo(returns, held.values, confidence, draws, seed)
+    return VaRResult(method, confidence, lookback, n, held.total, var, cvar)

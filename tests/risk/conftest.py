@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from marketdata.models import DailyBar, Instrument
+from qvp_site.db import partitions
+from tests.trading.conftest import desks, fill, make_order  # noqa: F401  (fixtures)
+from trading.models import Account
+
+# Daily bars at midnight UTC from START on, one per calendar day (the SQL keys days by date).
+START = datetime(2024, 1, 1, tzinfo=UTC)
+TABLES = (
+    "marketdata_minutebar",
+    "marketdata_dailybar",
+    "trading_portfoliosnapshot",
+    "risk_volatilityestimate",
+    "risk_riskmetric",
+    "risk_factorexposure",
+)
+
+
+@pytest.fixture(autouse=True)
+def _partitions(db):
+    """The partitions the tests' rows need (plain engine; none on TimescaleDB)."""
+    for table in TABLES:
+        partitions.prepare_load(table, START - timedelta(days=5), START + timedelta(days=400))
+
+
+def day(k: int) -> datetime:
+    return START + timedelta(days=k)
+
+
+def daily_bars(instrument: Instrument, closes, volumes=None, highs=None, lows=None) -> None:
+    closes = np.asarray(closes, dtype=float)
+    highs = closes if highs is None else highs
+    lows = closes if lows is None else lows
+    DailyBar.objects.bulk_create(
+        DailyBar(
+            instrument=instrument,
+            ts=day(k),
+            open=float(c),
+            high=float(h),
+            low=float(lo),
+            close=float(c),
+            volume=None if volumes is None else float(volumes[k]),
+        )
+        for k, (c, h, lo) in enumerate(zip(closes, highs, lows, strict=True))
+    )
+
+
+def closes_from(returns, start: float = 100.0) -> np.ndarray:
+    return start * np.cumprod(np.r_[1.0, 1.0 + np.asarray(returns, dtype=float)])
+
+
+def instrument(symbol: str, **extra) -> Instrument:
+    return Instrument.objects.create(
+        symbol=symbol, asset_class=extra.pop("asset_class", "equity"), **extra
+    )
+
+
+def hold(account: Account, instrument: Instrument, quantity, price) -> None:
+    """Book a position of ``quantity`` at ``price`` through an order and its fill."""
+    quantity = Decimal(str(quantity))
+    side = "buy" if quantity > 0 else "sell"
+    order = make_order(account, instrument, side=side, quantity=str(abs(quantity)))
+    fill(order, quantity, price, at=START)
+
+
+@pytest.fixture
+def account(db) -> Account:
+    return Account.objects.create(name="alpha", base_currency="USD")
