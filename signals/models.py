@@ -13,6 +13,8 @@ same ones. ``x BETWEEN -1 AND 1`` also refuses NaN, which PostgreSQL orders abov
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
@@ -115,7 +117,11 @@ class Signal(models.Model):
                 name="signal_strength_matches_direction",
             ),
             models.CheckConstraint(
-                condition=Q(horizon__gt="00:00:00"), name="signal_horizon_positive"
+                condition=Q(horizon__gt=timedelta(0)), name="signal_horizon_positive"
+            ),
+            # Fusion looks back a year for signals still running (signals/fusion.py).
+            models.CheckConstraint(
+                condition=Q(horizon__lte=timedelta(days=366)), name="signal_horizon_at_most_a_year"
             ),
             json_object("signal_explanation_is_object", "explanation"),
         ]

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
-from django.utils.dateparse import parse_datetime
 
 from qvp_site.acting import acting_as
+from signals.management.arguments import parse_as_of
 from signals.models import Agent
 from signals.performance import Performance, refresh
 
@@ -33,11 +33,7 @@ class Command(BaseCommand):
         windows = sorted(set(days or [30]))
         if any(d < 1 for d in windows):
             raise CommandError("--days must be at least 1")
-        moment = None
-        if as_of:
-            moment = parse_datetime(as_of)
-            if moment is None or moment.tzinfo is None:
-                raise CommandError(f"--as-of: {as_of!r} is not an ISO 8601 time with a zone")
+        moment = parse_as_of(as_of)
         if agent:
             known = set(Agent.objects.filter(name__in=agent).values_list("name", flat=True))
             if unknown := sorted(set(agent) - known):

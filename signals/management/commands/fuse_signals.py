@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.exceptions import ValidationError
+
+from marketdata.api import SymbolListField
+from qvp_site.acting import acting_as
+from signals import fusion
+from signals.management.arguments import parse_as_of
+
+
+class Command(BaseCommand):
+    help = (
+        "Fuse each instrument's running signals (the latest per active agent) into a target "
+        f"weight by the {fusion.METHOD} method: confidence times the agent's measured skill "
+        "(information coefficient over 30 days), stored with its inputs. Run it again for the "
+        "same time and it replaces what it stored."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--as-of", help="the time to fuse at, ISO 8601 (default: now)")
+        parser.add_argument("--symbols", help="comma-separated symbols (default: all)")
+
+    def handle(self, *args, as_of, symbols, **options):
+        moment = parse_as_of(as_of)
+        ids = None
+        if symbols:
+            try:
+                ids = [i.id for i in SymbolListField().run_validation(symbols)]
+            except ValidationError as error:
+                raise CommandError(f"--symbols: {'; '.join(error.detail)}") from error
+        with acting_as("fuse_signals"):
+            result = fusion.fuse(moment, ids)
+        for fused in result.fused:
+            self.stdout.write(
+                f"{fused.instrument.symbol}: target weight {fused.target_weight:+.4f},"
+                f" confidence {fused.confidence:.3f} from {fused.input_count} signal(s)"
+            )
+        self.stdout.write(
+            f"{len(result.fused)} instrument(s) fused at {result.as_of:%Y-%m-%d %H:%M:%S} UTC."
+        )
