@@ -278,3 +278,17 @@ LOGGING = {
         "apscheduler": {"level": "WARNING"},
     },
 }
+
+# Log records of this level and above are also kept in the database (signals' SystemLog),
+# written by a background thread that drops and counts records rather than ever holding up
+# the code that logs (signals/systemlog.py); "off" keeps them out of the database.
+SYSTEMLOG_LEVEL = env.choice(
+    "QVP_SYSTEMLOG_LEVEL", ("debug", "info", "warning", "error", "off"), default="warning"
+)
+if SYSTEMLOG_LEVEL != "off":
+    LOGGING["handlers"]["database"] = {
+        "class": "signals.systemlog.DatabaseLogHandler",
+        "level": SYSTEMLOG_LEVEL.upper(),
+        "capacity": env.positive_int("QVP_SYSTEMLOG_QUEUE", default=10_000),
+    }
+    LOGGING["root"]["handlers"].append("database")
