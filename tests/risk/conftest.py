@@ -72,4 +72,4 @@ def hold(account: Account, instrument: Instrument, quantity, price) -> None:
 
 @pytest.fixture
 def account(db) -> Account:
-    return Account.objects.create(name="alpha", base_currency="USD")
+    return Account.objects.create(name="risk-book", base_currency="USD")

@@ -1,0 +1,176 @@
+"""Alerts reach people: by email (Django's mail) and by webhook (a POST of JSON whose body is
+signed with HMAC-SHA256), each channel retried with exponential backoff, every attempt and its
+outcome recorded in ``AlertDelivery``.
+
+Deliveries happen outside the transaction that raised the alerts (a slow mail server must not
+hold the books' locks), each attempt written in its own short transaction so the record of a
+failure survives whatever happens next. An alert whose channel failed every attempt is tried
+again by the next ``deliver_undelivered`` (each ``compute_risk`` run calls it), its attempts
+numbered on from the last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import Max
+
+from qvp_site.acting import acting_as
+from risk.models import AlertDelivery, RiskAlert
+
+log = logging.getLogger("qvp.risk.delivery")
+ACTOR = "risk_alerts"
+SIGNATURE_HEADER = "X-QVP-Signature"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool
+    status_code: int | None = None
+    error: str = ""
+
+
+def payload(alert: RiskAlert) -> dict:
+    return {
+        "alert": alert.pk,
+        "account": alert.account_id,
+        "account_name": alert.account.name,
+        "limit": alert.limit_id,
+        "metric": alert.metric,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "direction": alert.direction,
+        "severity": alert.severity,
+        "measured_at": alert.measured_at.isoformat(),
+        "raised_at": alert.raised_at.isoformat(),
+    }
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature header's value: ``sha256=<hex HMAC of the body under the secret>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send_email(alert: RiskAlert) -> Outcome:
+    data = payload(alert)
+    subject = (
+        f"[QVP {alert.severity.upper()}] {data['account_name']}: {alert.metric} "
+        f"{alert.value:.6g} {alert.direction} limit {alert.threshold:.6g}"
+    )
+    body = "A risk limit is breached.\n\n" + "\n".join(f"{k}: {v}" for k, v in data.items())
+    try:
+        send_mail(
+            subject,
+            body,
+            settings.DEFAULT_FROM_EMAIL,
+            settings.QVP_RISK_ALERT_EMAILS,
+            fail_silently=False,
+        )
+    except Exception as error:  # any failure of the mail server is a failed attempt
+        return Outcome(False, error=f"{type(error).__name__}: {error}")
+    return Outcome(True)
+
+
+def post_webhook(alert: RiskAlert) -> Outcome:
+    body = json.dumps(payload(alert), sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(body, settings.QVP_RISK_ALERT_WEBHOOK_SECRET),
+    }
+    try:
+        response = requests.post(
+            settings.QVP_RISK_ALERT_WEBHOOK_URL,
+            data=body,
+            headers=headers,
+            timeout=settings.QVP_RISK_ALERT_WEBHOOK_TIMEOUT,
+        )
+    except requests.RequestException as error:
+        return Outcome(False, error=f"{type(error).__name__}: {error}")
+    if 200 <= response.status_code < 300:
+        return Outcome(True, response.status_code)
+    return Outcome(False, response.status_code, f"HTTP {response.status_code}")
+
+
+def channels() -> dict[str, tuple[str, Callable[[RiskAlert], Outcome]]]:
+    """The configured channels: name -> (target, sender)."""
+    found = {}
+    if settings.QVP_RISK_ALERT_EMAILS:
+        found["email"] = (", ".join(settings.QVP_RISK_ALERT_EMAILS), send_email)
+    if settings.QVP_RISK_ALERT_WEBHOOK_URL:
+        found["webhook"] = (settings.QVP_RISK_ALERT_WEBHOOK_URL, post_webhook)
+    return found
+
+
+def _record(alert: RiskAlert, channel: str, target: str, attempt: int, outcome: Outcome) -> None:
+    with acting_as(ACTOR):
+        AlertDelivery.objects.create(
+            alert=alert,
+            account_id=alert.account_id,
+            channel=channel,
+            target=target[:500],
+            attempt=attempt,
+            outcome="delivered" if outcome.delivered else "failed",
+            status_code=outcome.status_code,
+            error=outcome.error,
+        )
+
+
+def deliver(alert_ids: Iterable[int], sleep: Callable[[float], None] = time.sleep) -> int:
+    """Deliver each alert by each configured channel it has not reached yet; returns the
+    deliveries that succeeded. Attempts per channel and backoff come from settings."""
+    configured = channels()
+    alerts = list(RiskAlert.objects.filter(pk__in=list(alert_ids)).select_related("account"))
+    if not configured or not alerts:
+        return 0
+    done = set(
+        AlertDelivery.objects.filter(alert__in=alerts, outcome="delivered").values_list(
+            "alert_id", "channel"
+        )
+    )
+    last = {
+        (row["alert_id"], row["channel"]): row["last"]
+        for row in AlertDelivery.objects.filter(alert__in=alerts)
+        .values("alert_id", "channel")
+        .annotate(last=Max("attempt"))
+    }
+    delivered = 0
+    for alert in alerts:  # each is a network call: a loop over alerts, not over rows of data
+        for channel, (target, send) in configured.items():
+            if (alert.pk, channel) not in done:
+                first = last.get((alert.pk, channel), 0) + 1
+                delivered += _attempts(alert, channel, target, send, first, sleep)
+    return delivered
+
+
+def _attempts(alert, channel, target, send, first: int, sleep) -> int:
+    attempts = settings.QVP_RISK_ALERT_ATTEMPTS
+    for k in range(attempts):
+        if k:
+            sleep(settings.QVP_RISK_ALERT_BACKOFF_SECONDS * 2 ** (k - 1))
+        outcome = send(alert)
+        _record(alert, channel, target, first + k, outcome)
+        if outcome.delivered:
+            return 1
+        log.warning("alert %s by %s, attempt %s: %s", alert.pk, channel, first + k, outcome.error)
+    return 0
+
+
+def deliver_undelivered(sleep: Callable[[float], None] = time.sleep) -> int:
+    """Try again the alerts, not yet resolved, that a channel failed to reach before (the
+    channels that reached them are skipped by ``deliver``)."""
+    pending = (
+        RiskAlert.objects.exclude(state=RiskAlert.State.RESOLVED)
+        .filter(deliveries__outcome="failed")
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    return deliver(list(pending), sleep)

@@ -1,0 +1,132 @@
+"""Volatility estimates of instruments from their bars, stored as a time series.
+
+Each instrument's recent bars are read in one statement, every estimator runs over them as a
+whole array (``risk.estimators``), and the estimates of the newest ``history`` bars are
+upserted in one statement per instrument, so re-running restates rather than duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import numpy as np
+from django.db import connection
+
+from qvp_site.db import partitions
+from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
+
+TABLE = "risk_volatilityestimate"
+# Bars read before the first estimate wanted: EWMA depends on where it starts, and after 250
+# bars its start weighs 0.94^250 (about 2e-7) in the estimate.
+WARM_UP = 250
+BAR_TABLES = {"1m": "marketdata_minutebar", "1d": "marketdata_dailybar"}
+
+RECENT_BARS_SQL = """
+SELECT ids.id, b.ts, b.open, b.high, b.low, b.close
+FROM unnest(%(ids)s::bigint[]) AS ids(id)
+CROSS JOIN LATERAL (
+    SELECT ts, open, high, low, close FROM {table}
+    WHERE instrument_id = ids.id AND ts <= %(as_of)s
+    ORDER BY ts DESC LIMIT %(bars)s
+) AS b
+ORDER BY ids.id, b.ts
+"""
+
+UPSERT_SQL = """
+INSERT INTO risk_volatilityestimate (instrument_id, ts, timeframe, estimator, "window", value)
+SELECT %(instrument)s, ts, %(timeframe)s, estimator, %(window)s, value
+FROM unnest(%(ts)s::timestamptz[], %(estimator)s::text[], %(value)s::float8[])
+    AS e(ts, estimator, value)
+ON CONFLICT (instrument_id, timeframe, estimator, "window", ts)
+DO UPDATE SET value = EXCLUDED.value
+"""
+
+
+def instruments_with_bars(timeframe: str, as_of: datetime) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM marketdata_instrument i WHERE active AND EXISTS"
+            f" (SELECT 1 FROM {BAR_TABLES[timeframe]} b"
+            "  WHERE b.instrument_id = i.id AND b.ts <= %s) ORDER BY id",
+            [as_of],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def recent_bars(ids: list[int], timeframe: str, as_of: datetime, bars: int) -> dict[int, dict]:
+    """The newest ``bars`` bars of each instrument, oldest first, as arrays."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            RECENT_BARS_SQL.format(table=BAR_TABLES[timeframe]),
+            {"ids": ids, "as_of": as_of, "bars": bars},
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return {}
+    instrument = np.array([r[0] for r in rows])
+    columns = list(zip(*rows, strict=True))
+    ts = np.array(columns[1], dtype=object)
+    prices = np.array(columns[2:], dtype=float)  # open, high, low, close
+    starts = np.flatnonzero(np.r_[True, instrument[1:] != instrument[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    return {
+        int(instrument[a]): {"ts": ts[a:b], "ohlc": OHLC(*prices[:, a:b])}
+        for a, b in zip(starts, ends, strict=True)
+    }
+
+
+def estimate(ohlc: OHLC, window: int, periods_per_year: float) -> dict[str, np.ndarray]:
+    return {name: fn(ohlc, window, periods_per_year) for name, fn in ESTIMATORS.items()}
+
+
+def compute_volatility(
+    as_of: datetime,
+    *,
+    instruments: Iterable[int] | None = None,
+    timeframe: str = "1d",
+    window: int = 20,
+    history: int = 1,
+) -> int:
+    """Estimate every instrument's volatility by each estimator over ``window`` bars, for its
+    newest ``history`` bars at or before ``as_of``; returns the estimates written."""
+    if timeframe not in BAR_TABLES:
+        raise ValueError(f"timeframe must be one of {', '.join(BAR_TABLES)}")
+    if window < 2 or history < 1:
+        raise ValueError("window must be at least 2 and history at least 1")
+    ids = (
+        sorted(instruments) if instruments is not None else instruments_with_bars(timeframe, as_of)
+    )
+    series = recent_bars(ids, timeframe, as_of, window + history + WARM_UP)
+    if not series:
+        return 0
+    tails = [bars["ts"][-history:] for bars in series.values()]
+    partitions.prepare_load(TABLE, min(t[0] for t in tails), max(t[-1] for t in tails))
+    written = 0
+    for instrument, bars in series.items():
+        written += _store(instrument, bars, timeframe, window, history)
+    return written
+
+
+def _store(instrument: int, bars: dict, timeframe: str, window: int, history: int) -> int:
+    estimates = estimate(bars["ohlc"], window, PERIODS_PER_YEAR[timeframe])
+    ts = bars["ts"][-history:]
+    names = np.repeat(list(estimates), len(ts))
+    values = np.concatenate([v[-history:] for v in estimates.values()])
+    stamps = np.tile(ts, len(estimates))
+    known = ~np.isnan(values)
+    if not known.any():
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            UPSERT_SQL,
+            {
+                "instrument": instrument,
+                "timeframe": timeframe,
+                "window": window,
+                "ts": list(stamps[known]),
+                "estimator": list(names[known]),
+                "value": values[known].tolist(),
+            },
+        )
+        return cursor.rowcount
