@@ -1,0 +1,147 @@
+"""Building feature embeddings from minute bars: incremental, by binary COPY.
+
+Windows end at bars that close on a multiple of the feature set's stride (15 minutes), so an
+incremental run and a full one embed the same instants. A run embeds only the windows not yet
+stored (per instrument, from the newest stored one on, or from ``since``); the first run of a
+version fits its scaler on the windows it computes, and every later run reuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import Max
+
+from marketdata.models import Instrument
+from vectors import bars, features
+from vectors.models import FeatureEmbedding, FeatureSet
+from vectors.store import IndexesSetAside, SetSpec, copy_rows, raw_json, scaler_of, table_is_empty
+
+FEATURES = SetSpec(
+    name="bars-1m",
+    version=features.PIPELINE_VERSION,
+    kind=FeatureSet.Kind.FEATURES,
+    timeframe="1m",
+    stride=15,
+    feature_names=tuple(features.FEATURE_NAMES),
+    description="vectors/features.py over the last 390 minute bars, every 15 minutes",
+)
+TABLE = FeatureEmbedding._meta.db_table
+COLUMNS = ("instrument_id", "feature_set_id", "ts", "embedding", "raw")
+TYPES = ("int8", "int8", "timestamptz", "vector", "jsonb")
+# Serialises builds (the scheduler's and an operator's) so two never embed the same windows.
+BUILD_LOCK = 0x7665_6374_6F72_7301
+
+
+@dataclass
+class Pending:
+    """Windows of one instrument computed and not yet stored."""
+
+    instrument: Instrument
+    closes: np.ndarray  # datetime64[us]
+    raw: np.ndarray
+
+
+@dataclass
+class BuildReport:
+    created: dict[str, int] = field(default_factory=dict)
+    feature_set: FeatureSet | None = None
+    rebuilt_index: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.created.values())
+
+
+def pending_windows(
+    instrument: Instrument, spec: SetSpec, since: datetime | None, newest: datetime | None
+) -> Pending:
+    """The instrument's windows not stored yet: closing at or after ``since``, or else after
+    the newest stored window (all of them on a first build)."""
+    start = since or newest
+    series = bars.load(instrument.id, lookback_from=start, lookback=features.WINDOW + 2)
+    ends = bars.stride_ends(series, spec.stride, features.WINDOW)
+    closes = series.closes_at()[ends]
+    if start is not None:
+        moment = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "us")
+        keep = closes >= moment if since is not None else closes > moment
+        ends, closes = ends[keep], closes[keep]
+    if since is not None and newest is not None and len(closes):
+        closes, ends = _not_stored(instrument, spec, closes, ends)
+    raw = features.compute(features.windows_ending_at(series.columns(), ends))
+    return Pending(instrument, closes, raw)
+
+
+def _not_stored(instrument, spec, closes, ends):
+    """Drop windows already embedded (a ``since`` older than the newest stored window)."""
+    stored = FeatureEmbedding.objects.filter(
+        instrument=instrument,
+        feature_set__name=spec.name,
+        feature_set__version=spec.version,
+        ts__gte=bars.to_datetimes(closes[:1])[0],
+    ).values_list("ts", flat=True)
+    have = np.array([t.astimezone(UTC).replace(tzinfo=None) for t in stored], dtype="M8[us]")
+    keep = ~np.isin(closes, have)
+    return closes[keep], ends[keep]
+
+
+def build(
+    instruments: Iterable[Instrument],
+    *,
+    since: datetime | None = None,
+    rebuild: bool = False,
+    progress: Callable[[Iterable], Iterable] = lambda items: items,
+    spec: SetSpec = FEATURES,
+) -> BuildReport:
+    """Embed the windows of ``instruments`` not stored yet, in one transaction."""
+    report = BuildReport()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        stored = spec.stored()
+        if rebuild and stored is not None:
+            FeatureEmbedding.objects.filter(feature_set=stored).delete()
+        newest = _newest(stored)
+        pending = [
+            pending_windows(i, spec, since, newest.get(i.id)) for i in progress(list(instruments))
+        ]
+        pending = [p for p in pending if len(p.closes)]
+        if not pending:
+            report.feature_set = stored
+            return report
+        feature_set = spec.fitted(np.concatenate([p.raw for p in pending]))
+        bulk = rebuild or table_is_empty(TABLE)
+        with IndexesSetAside(TABLE, when=bulk) as aside:
+            for p in pending:
+                report.created[p.instrument.symbol] = _copy(feature_set, p)
+        report.feature_set, report.rebuilt_index = feature_set, bool(aside.definitions)
+    return report
+
+
+def _newest(feature_set: FeatureSet | None) -> dict[int, datetime]:
+    if feature_set is None:
+        return {}
+    rows = (
+        FeatureEmbedding.objects.filter(feature_set=feature_set)
+        .values("instrument_id")
+        .annotate(newest=Max("ts"))
+        .order_by()
+    )
+    return {row["instrument_id"]: row["newest"] for row in rows}
+
+
+def _copy(feature_set: FeatureSet, pending: Pending) -> int:
+    vectors = scaler_of(feature_set).transform(pending.raw)
+    rows = zip(
+        [pending.instrument.id] * len(vectors),
+        [feature_set.id] * len(vectors),
+        bars.to_datetimes(pending.closes),
+        vectors,
+        raw_json(pending.raw),
+        strict=True,
+    )
+    return copy_rows(TABLE, COLUMNS, TYPES, rows)

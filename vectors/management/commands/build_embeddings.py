@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from marketdata.models import Instrument
+from qvp_site.acting import acting_as
+from trading.management.commands.snapshot_portfolios import moment
+from vectors import embeddings, regimes
+
+ACTOR = "build_embeddings"
+
+
+class Command(BaseCommand):
+    help = (
+        "Embed bars as vectors: the 128 standardised features of each 390-minute window "
+        "closing every 15 minutes (vectors/features.py), then the 64-d volatility signature "
+        "of each day with its k-means regime. Incremental: only windows and days not stored "
+        "yet, by binary COPY. --rebuild reloads every window without the HNSW index and "
+        "builds it after (needs the tables' owner)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--symbol", action="append", metavar="S", help="only this symbol")
+        parser.add_argument(
+            "--since",
+            type=moment,
+            help="windows closing from this time on, YYYY-MM-DD[THH:MM] (default: after the "
+            "newest stored)",
+        )
+        parser.add_argument("--rebuild", action="store_true", help="reload every window")
+        parser.add_argument(
+            "--clusters", type=int, default=regimes.DEFAULT_CLUSTERS, help="regimes to find"
+        )
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args, symbol=None, since=None, rebuild=False, clusters, **options):
+        if not 2 <= clusters <= 12:
+            raise CommandError("--clusters must lie between 2 and 12")
+        instruments = Instrument.objects.order_by("symbol")
+        if symbol:
+            wanted = {s.upper() for s in symbol}
+            instruments = instruments.filter(symbol__in=wanted)
+            missing = wanted - set(instruments.values_list("symbol", flat=True))
+            if missing:
+                raise CommandError(f"unknown symbols: {', '.join(sorted(missing))}")
+
+        def progress(items, what="features"):
+            return tqdm(
+                items,
+                desc=what,
+                unit="instrument",
+                disable=options["no_progress"],
+                file=self.stderr,
+            )
+
+        with acting_as(ACTOR):
+            report = embeddings.build(instruments, since=since, rebuild=rebuild, progress=progress)
+        for name, count in sorted(report.created.items()):
+            self.stdout.write(f"{name}: {count:,} feature windows embedded.")
+        note = " (HNSW index rebuilt after the load)" if report.rebuilt_index else ""
+        self.stdout.write(f"{report.total:,} feature embeddings written{note}.")
+        with acting_as(ACTOR):
+            created = regimes.build(
+                instruments, clusters=clusters, progress=lambda i: progress(i, "regimes")
+            )
+        self.stdout.write(f"{sum(created.values()):,} regime signatures written.")
