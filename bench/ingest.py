@@ -115,8 +115,14 @@ def create_copy_table(name: str, instrument_id: int, first, last, *, twin: bool)
                 "SELECT create_hypertable(%s::regclass, by_range('ts', %s::interval))",
                 [ident(name), width().sql()],
             )
-        else:
-            partitions.create_partitions(cursor, name, width(), first, last)
+        else:  # directly: qvp_create_partition serves registered time-series tables only
+            for lower, upper in partitions.bounds_covering(width(), first, last):
+                part = partitions.partition_name(name, lower, width())
+                cursor.execute(
+                    f"CREATE TABLE {ident(part)} PARTITION OF {ident(name)}"
+                    " FOR VALUES FROM (%s) TO (%s)",
+                    [lower, upper],
+                )
 
 
 def psql_copy(name: str, path: Path) -> float:
