@@ -101,7 +101,10 @@ def bar_constraints(prefix: str) -> list:
 class Bar(models.Model):
     """OHLCV over one period starting at ``ts``; volume is unknown (NULL) in some feeds."""
 
-    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, db_index=False)
+    # Checked by statement, not by a row-by-row constraint: see qvp_site/db/references.py.
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.PROTECT, db_index=False, db_constraint=False
+    )
     ts = models.DateTimeField()
     open = models.FloatField()
     high = models.FloatField()
@@ -148,7 +151,10 @@ class Tick(models.Model):
         SELL = "sell", "sell"
         UNKNOWN = "", "unknown"
 
-    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, db_index=False)
+    # Checked by statement, not by a row-by-row constraint: see qvp_site/db/references.py.
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.PROTECT, db_index=False, db_constraint=False
+    )
     ts = models.DateTimeField()
     sequence = models.BigIntegerField()
     kind = models.CharField(max_length=5, choices=Kind.choices, default=Kind.TRADE)
@@ -215,7 +221,9 @@ class OptionQuote(models.Model):
         CALL = "C", "call"
         PUT = "P", "put"
 
-    underlying = models.ForeignKey(Instrument, on_delete=models.PROTECT, db_index=False)
+    underlying = models.ForeignKey(  # checked by statement: see qvp_site/db/references.py
+        Instrument, on_delete=models.PROTECT, db_index=False, db_constraint=False
+    )
     ts = models.DateTimeField()
     expiry = models.DateField()
     strike = models.FloatField()

@@ -124,7 +124,30 @@ def test_deleting_an_instrument_with_bars_is_refused(instrument, partitioned_for
     MinuteBar.objects.create(instrument=instrument, ts=START, **GOOD_BAR)
     with pytest.raises(ProtectedError):
         instrument.delete()
+    rule = "marketdata_minutebar_instrument_id_fkey"
     with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the FK is deferrable, as Django makes it
-        with pytest.raises(IntegrityError, match="violates foreign key"), transaction.atomic():
+        with pytest.raises(IntegrityError, match=rule), transaction.atomic():
             cursor.execute("DELETE FROM marketdata_instrument WHERE id = %s", [instrument.id])
+        with pytest.raises(IntegrityError, match=rule), transaction.atomic():
+            cursor.execute(
+                "UPDATE marketdata_instrument SET id = -1 WHERE id = %s", [instrument.id]
+            )
+        cursor.execute(
+            "UPDATE marketdata_instrument SET active = false WHERE id = %s", [instrument.id]
+        )
+    MinuteBar.objects.all().delete()
+    instrument.delete()  # nothing refers to it any more
+
+
+def test_a_bar_of_an_unknown_instrument_is_refused(instrument, partitioned_for):
+    rule = "marketdata_minutebar_instrument_id_fkey"
+    bar = {**GOOD_BAR, "ts": START}
+    with pytest.raises(IntegrityError, match=rf"(?s){rule}.*Key \(instrument_id\)=\(-7\)"):
+        with transaction.atomic():
+            MinuteBar.objects.bulk_create(
+                [MinuteBar(instrument=instrument, **bar), MinuteBar(instrument_id=-7, **bar)]
+            )
+    MinuteBar.objects.create(instrument=instrument, **bar)
+    with pytest.raises(IntegrityError, match=rule), transaction.atomic():
+        MinuteBar.objects.update(instrument_id=-7)
+    assert MinuteBar.objects.get().instrument_id == instrument.id
