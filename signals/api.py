@@ -1,0 +1,547 @@
+"""The signals REST API: agents with their metrics, signals (batches), fused signals,
+performance, news.
+
+Every endpoint needs a logged-in user; writes need the model's add (or change) permission,
+which no auditor is given effect to (``AuditorsReadOnly``). A batch of signals is validated
+as a whole, set-based (two queries name every unknown agent and symbol, whatever the batch's
+size), refused with the index and field of each bad item, and written by one INSERT from
+arrays: nothing is written from a bad batch. Agents and instruments are named (agent name,
+symbol) in writes and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from django.db import connection
+from django.db.models import OuterRef, Prefetch, Subquery
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata.api import PageNumberPagination, SymbolListField, TimeCursorPagination, TimeField
+from marketdata.batches import FiniteFloatField
+from marketdata.ingest.pipeline import IngestRefused
+from marketdata.models import Instrument
+from qvp_site.db import partitions
+from signals import fusion
+from signals.models import Agent, AgentMetric, FusedSignal, NewsArticle, Signal, SignalPerformance
+from signals.news_ingest import ingest_news
+from trading.api import AuditorsReadOnly, RefusalsAsResponses, query_parameters
+
+MAX_BATCH = 10_000
+MAX_HORIZON = timedelta(days=366)
+
+
+class WritesNeedPermission(permissions.DjangoModelPermissions):
+    """Reads for every logged-in user; writes need the model's add/change/delete permission."""
+
+    perms_map = {**permissions.DjangoModelPermissions.perms_map, "GET": [], "HEAD": []}
+
+
+PERMISSIONS = [permissions.IsAuthenticated, AuditorsReadOnly, WritesNeedPermission]
+
+
+class NewestFirst(TimeCursorPagination):
+    ordering = ("-ts", "-id")
+
+
+class SinceUntil(serializers.Serializer):
+    since = TimeField(required=False, help_text="from this time on (inclusive), ISO 8601")
+    until = TimeField(required=False, help_text="before this time (exclusive), ISO 8601")
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"since": "must be before until"})
+        return attrs
+
+
+def within(rows, query: dict):
+    if "since" in query:
+        rows = rows.filter(ts__gte=query["since"])
+    if "until" in query:
+        rows = rows.filter(ts__lt=query["until"])
+    return rows
+
+
+def symbols_filter(rows, query: dict, lookup: str = "instrument__in"):
+    return rows.filter(**{lookup: query["symbols"]}) if "symbols" in query else rows
+
+
+# --- Agents and their metrics ------------------------------------------------------------------
+class PerformanceSerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = SignalPerformance
+        fields = [
+            "agent",
+            "window_days",
+            "window_start",
+            "window_end",
+            "signal_count",
+            "hit_rate",
+            "information_coefficient",
+            "average_return",
+            "cumulative_return",
+            "computed_at",
+        ]
+
+
+class MetricSerializer(serializers.ModelSerializer):
+    latency_ms = FiniteFloatField(min_value=0)
+    ts = TimeField()
+
+    class Meta:
+        model = AgentMetric
+        fields = ["ts", "latency_ms", "errors", "signals_emitted"]
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    latest_metric = serializers.SerializerMethodField()
+    performance = PerformanceSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "version",
+            "description",
+            "active",
+            "created_at",
+            "latest_metric",
+            "performance",
+        ]
+
+    def get_latest_metric(self, agent: Agent) -> dict | None:
+        if getattr(agent, "metric_ts", None) is None:
+            return None
+        return {
+            "ts": serializers.DateTimeField().to_representation(agent.metric_ts),
+            "latency_ms": agent.metric_latency_ms,
+            "errors": agent.metric_errors,
+            "signals_emitted": agent.metric_signals_emitted,
+        }
+
+
+def with_latest_metric(agents):
+    """Each agent's newest metric as four columns (one backward scan of (agent, ts) each)."""
+    newest = AgentMetric.objects.filter(agent=OuterRef("pk")).order_by("-ts")
+    return agents.annotate(
+        **{
+            f"metric_{name}": Subquery(newest.values(name)[:1])
+            for name in MetricSerializer.Meta.fields
+        }
+    )
+
+
+class AgentViewSet(
+    RefusalsAsResponses,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Agents with their latest metric and their performance per window; record metrics."""
+
+    queryset = Agent.objects.all()
+    serializer_class = AgentSerializer
+    permission_classes = PERMISSIONS
+    pagination_class = PageNumberPagination
+
+    def get_queryset(self):
+        performance = Prefetch("performance", SignalPerformance.objects.select_related("agent"))
+        return with_latest_metric(Agent.objects.prefetch_related(performance))
+
+    @extend_schema(parameters=[SinceUntil], request=MetricSerializer, responses=MetricSerializer)
+    @action(detail=True, methods=["get", "post"], pagination_class=NewestFirst)
+    def metrics(self, request: Request, pk: str | None = None) -> Response:
+        """GET: the agent's metrics, newest first; POST: record one (needs add_agentmetric)."""
+        agent = self.get_object()
+        if request.method == "POST":
+            if not request.user.has_perm("signals.add_agentmetric"):
+                self.permission_denied(request, "you may not record agent metrics")
+            metric = MetricSerializer(data=request.data)
+            metric.is_valid(raise_exception=True)
+            ts = metric.validated_data["ts"]
+            partitions.prepare_load(AgentMetric._meta.db_table, ts, ts)
+            saved = metric.save(agent=agent)
+            return Response(MetricSerializer(saved).data, status=201)
+        query = query_parameters(SinceUntil, request)
+        rows = within(AgentMetric.objects.filter(agent=agent), query)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(MetricSerializer(page, many=True).data)
+
+
+# --- Signals -----------------------------------------------------------------------------------
+class SignalSerializer(serializers.ModelSerializer):
+    # Names in, names out (to_representation), rather than ids.
+    agent = serializers.CharField(max_length=100, write_only=True, help_text="the agent's name")
+    symbol = serializers.CharField(
+        max_length=64, write_only=True, help_text="the instrument's symbol"
+    )
+    ts = TimeField()
+    direction = serializers.IntegerField(
+        min_value=-1, max_value=1, required=False, help_text="-1, 0 or 1; the sign of strength"
+    )
+    strength = FiniteFloatField(min_value=-1, max_value=1)
+    confidence = FiniteFloatField(min_value=0, max_value=1)
+    horizon = serializers.DurationField(help_text='how long the signal runs: "1 00:00:00", "P1D"')
+    explanation = serializers.JSONField(required=False, help_text="features and reasons")
+
+    class Meta:
+        model = Signal
+        fields = [
+            "id",
+            "agent",
+            "symbol",
+            "ts",
+            "direction",
+            "strength",
+            "confidence",
+            "horizon",
+            "explanation",
+        ]
+        read_only_fields = ["id"]
+
+    def to_representation(self, signal: Signal) -> dict:
+        data = super().to_representation(signal)
+        return {"agent": signal.agent.name, "symbol": signal.instrument.symbol, **data}
+
+    def validate_horizon(self, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= MAX_HORIZON:
+            raise serializers.ValidationError("must be positive and at most 366 days")
+        return value
+
+    def validate_explanation(self, value) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be an object of features and reasons")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        sign = (attrs["strength"] > 0) - (attrs["strength"] < 0)
+        direction = attrs.setdefault("direction", sign)
+        if direction != sign:
+            raise serializers.ValidationError(
+                {"direction": f"is {direction} while strength {attrs['strength']:g} says {sign}"}
+            )
+        attrs.setdefault("explanation", {})
+        return attrs
+
+
+def validate_batch(items) -> list[dict]:
+    """Each item validated on its own, then the batch's agents and symbols looked up in one
+    query each; a batch with any bad item is refused with every bad item's index and fields
+    (an item repeating an earlier one's agent, symbol and time is bad too)."""
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise serializers.ValidationError(
+            {"non_field_errors": [f"send one signal or a list of 1 to {MAX_BATCH:,}"]}
+        )
+    errors: dict[int, dict] = {}
+    valid: dict[int, dict] = {}
+    for index, raw in enumerate(items):
+        one = SignalSerializer(data=raw)
+        if one.is_valid():
+            valid[index] = dict(one.validated_data)
+        else:
+            errors[index] = dict(one.errors)
+    for index, problems in named_references(valid).items():
+        errors[index] = {**problems, **errors.get(index, {})}
+    if errors:
+        raise serializers.ValidationError(dict(sorted(errors.items())))
+    return [valid[index] for index in range(len(items))]
+
+
+def named_references(valid: dict[int, dict]) -> dict[int, dict]:
+    """Unknown or inactive agents, unknown symbols and repeats, by item index; the items
+    that pass get their agent and instrument ids."""
+    values = valid.values()
+    agents = {
+        a.name: a
+        for a in Agent.objects.filter(name__in={i["agent"] for i in values}).only(
+            "id", "name", "active"
+        )
+    }
+    instruments = dict(
+        Instrument.objects.filter(symbol__in={i["symbol"] for i in values}).values_list(
+            "symbol", "id"
+        )
+    )
+    errors: dict[int, dict] = {}
+    seen: dict[tuple, int] = {}
+    for index, item in valid.items():
+        problems = {}
+        agent = agents.get(item["agent"])
+        if agent is None:
+            problems["agent"] = [f"unknown agent {item['agent']!r}"]
+        elif not agent.active:
+            problems["agent"] = [f"agent {item['agent']!r} is not active"]
+        if item["symbol"] not in instruments:
+            problems["symbol"] = [f"unknown symbol {item['symbol']!r}"]
+        key = (item["agent"], item["symbol"], item["ts"])
+        if key in seen:
+            problems["ts"] = [f"repeats the agent, symbol and time of item {seen[key]}"]
+        seen.setdefault(key, index)
+        if problems:
+            errors[index] = problems
+        else:
+            item["agent_id"], item["instrument_id"] = agent.id, instruments[item["symbol"]]
+    return errors
+
+
+INSERT_SIGNALS_SQL = """
+INSERT INTO signals_signal
+    (agent_id, instrument_id, ts, direction, strength, confidence, horizon, explanation)
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::smallint[],
+                     %s::double precision[], %s::double precision[], %s::interval[],
+                     %s::jsonb[])
+ON CONFLICT (agent_id, instrument_id, ts) DO NOTHING
+"""
+
+
+def insert_signals(items: list[dict]) -> int:
+    """One INSERT for the whole batch (a signal already recorded is left as it is); how many
+    were new. The partitions the batch needs are made first."""
+    times = [i["ts"] for i in items]
+    partitions.prepare_load(Signal._meta.db_table, min(times), max(times))
+    columns = [
+        [i["agent_id"] for i in items],
+        [i["instrument_id"] for i in items],
+        times,
+        [i["direction"] for i in items],
+        [i["strength"] for i in items],
+        [i["confidence"] for i in items],
+        [i["horizon"] for i in items],
+        [json.dumps(i["explanation"]) for i in items],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT_SIGNALS_SQL, columns)
+        return cursor.rowcount
+
+
+class SignalQuery(SinceUntil):
+    agent = serializers.CharField(required=False, help_text="an agent's name")
+    symbols = SymbolListField(required=False, help_text="comma-separated symbols")
+
+
+class BatchAnswer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="signals recorded by this request")
+    unchanged = serializers.IntegerField(help_text="signals recorded before (left as they were)")
+
+
+class SignalViewSet(
+    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Signals, newest first, filtered by agent, symbols and time; create one or a batch."""
+
+    queryset = Signal.objects.select_related("agent", "instrument")
+    serializer_class = SignalSerializer
+    permission_classes = PERMISSIONS
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        rows = super().get_queryset()
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return rows
+        query = query_parameters(SignalQuery, self.request)
+        if "agent" in query:
+            rows = rows.filter(agent__name=query["agent"])
+        return within(symbols_filter(rows, query), query)
+
+    @extend_schema(parameters=[SignalQuery])
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=SignalSerializer(many=True),
+        responses={201: BatchAnswer, 200: BatchAnswer},
+        description=(
+            "Record one signal (an object) or a batch (a list of up to 10,000). A batch with a "
+            "bad item is refused whole: 400 with, for each bad item, its index and fields. A "
+            "signal already recorded (same agent, symbol and time) is left as it was."
+        ),
+    )
+    def create(self, request: Request) -> Response:
+        single = not isinstance(request.data, list)
+        items = validate_batch([request.data] if single else request.data)
+        created = insert_signals(items)
+        answer = {"created": created, "unchanged": len(items) - created}
+        return Response(answer, status=201 if created else 200)
+
+
+# --- Fused signals and performance --------------------------------------------------------------
+class FusedSignalSerializer(serializers.ModelSerializer):
+    symbol = serializers.SlugRelatedField(source="instrument", slug_field="symbol", read_only=True)
+
+    class Meta:
+        model = FusedSignal
+        fields = [
+            "id",
+            "symbol",
+            "ts",
+            "target_weight",
+            "confidence",
+            "method",
+            "input_count",
+            "inputs",
+        ]
+
+
+class FusedQuery(SinceUntil):
+    symbols = SymbolListField(required=False, help_text="comma-separated symbols")
+    method = serializers.CharField(required=False, max_length=50)
+
+
+class FuseRequest(serializers.Serializer):
+    as_of = TimeField(required=False, help_text="the time to fuse at (default: now)")
+    symbols = SymbolListField(required=False, help_text="comma-separated symbols (default: all)")
+
+
+class FusedSignalViewSet(
+    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Fused signals, newest first; POST fuses the running signals now (or as of a time)."""
+
+    queryset = FusedSignal.objects.select_related("instrument")
+    serializer_class = FusedSignalSerializer
+    permission_classes = PERMISSIONS
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        rows = super().get_queryset()
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return rows
+        query = query_parameters(FusedQuery, self.request)
+        if "method" in query:
+            rows = rows.filter(method=query["method"])
+        return within(symbols_filter(rows, query), query)
+
+    @extend_schema(parameters=[FusedQuery])
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=FuseRequest, responses={201: FusedSignalSerializer(many=True)})
+    def create(self, request: Request) -> Response:
+        params = FuseRequest(data=request.data)
+        params.is_valid(raise_exception=True)
+        chosen = params.validated_data.get("symbols")
+        result = fusion.fuse(
+            params.validated_data.get("as_of"), [i.id for i in chosen] if chosen else None
+        )
+        return Response(FusedSignalSerializer(result.fused, many=True).data, status=201)
+
+
+class PerformanceQuery(serializers.Serializer):
+    agent = serializers.CharField(required=False, help_text="an agent's name")
+    days = serializers.IntegerField(required=False, min_value=1, help_text="window in days")
+
+
+class PerformanceViewSet(RefusalsAsResponses, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Each agent's performance per window, as the scheduler last measured it."""
+
+    queryset = SignalPerformance.objects.select_related("agent")
+    serializer_class = PerformanceSerializer
+    permission_classes = PERMISSIONS
+    pagination_class = PageNumberPagination
+
+    def get_queryset(self):
+        rows = super().get_queryset().order_by("agent__name", "window_days")
+        if getattr(self, "swagger_fake_view", False):
+            return rows
+        query = query_parameters(PerformanceQuery, self.request)
+        if "agent" in query:
+            rows = rows.filter(agent__name=query["agent"])
+        if "days" in query:
+            rows = rows.filter(window_days=query["days"])
+        return rows
+
+    @extend_schema(parameters=[PerformanceQuery])
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+
+# --- News --------------------------------------------------------------------------------------
+class NewsSerializer(serializers.ModelSerializer):
+    ts = TimeField()
+    sentiment = FiniteFloatField(min_value=-1, max_value=1, required=False, allow_null=True)
+    symbols = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list
+    )
+
+    class Meta:
+        model = NewsArticle
+        fields = ["id", "ts", "source", "headline", "body", "url", "symbols", "sentiment"]
+        read_only_fields = ["id"]
+        # The natural key is checked by the load (a repeat is left as it was), not here.
+        validators = []
+
+
+class NewsQuery(SinceUntil):
+    symbol = serializers.CharField(required=False, max_length=64, help_text="articles about it")
+    source = serializers.CharField(required=False, max_length=100)
+
+
+class NewsViewSet(
+    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """News, newest first, by symbol, source and time; POST one article or a batch, checked
+    and written by the same load as ``ingest_news``."""
+
+    queryset = NewsArticle.objects.all()
+    serializer_class = NewsSerializer
+    permission_classes = PERMISSIONS
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        rows = super().get_queryset()
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return rows
+        query = query_parameters(NewsQuery, self.request)
+        if "symbol" in query:
+            rows = rows.about(query["symbol"])
+        if "source" in query:
+            rows = rows.filter(source=query["source"])
+        return within(rows, query)
+
+    @extend_schema(parameters=[NewsQuery])
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=NewsSerializer(many=True), responses={201: BatchAnswer})
+    def create(self, request: Request) -> Response:
+        single = not isinstance(request.data, list)
+        items = [request.data] if single else request.data
+        batch = NewsSerializer(data=items, many=True, allow_empty=False, max_length=MAX_BATCH)
+        if not batch.is_valid():
+            errors = batch.errors
+            if isinstance(errors, list):
+                errors = {index: error for index, error in enumerate(errors) if error}
+            raise serializers.ValidationError(errors)
+        try:
+            result = write_news(batch.validated_data)
+        except IngestRefused as refusal:
+            # Line n of the file holds item n - 1.
+            raise serializers.ValidationError(
+                {line - 1: [reason] for line, reason in refusal.rows} or [str(refusal)]
+            ) from refusal
+        answer = {"created": result.inserted, "unchanged": result.unchanged}
+        return Response(answer, status=201 if result.inserted else 200)
+
+
+def write_news(items: list[dict]):
+    """The batch as a JSON-lines file through ``ingest_news``: the same checks and write."""
+    with tempfile.TemporaryDirectory(prefix="qvp-news-") as folder:
+        path = Path(folder) / "api-batch.jsonl"
+        with path.open("w", encoding="utf-8") as out:
+            for item in items:
+                out.write(json.dumps({**item, "ts": item["ts"].isoformat()}, allow_nan=False))
+                out.write("\n")
+        return ingest_news(path)
