@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
+from signals import api as signals
 from trading import api as trading
 
 router = DefaultRouter()
@@ -17,5 +18,11 @@ router.register("positions", trading.PositionViewSet)
 router.register("cash", trading.CashViewSet, basename="cashentry")
 router.register("portfolio/snapshots", trading.SnapshotViewSet)
 router.register("backtests", trading.BacktestViewSet)
+# signals/fused and signals/performance before signals, whose detail route would take them.
+router.register("signals/fused", signals.FusedSignalViewSet, basename="fusedsignal")
+router.register("signals/performance", signals.PerformanceViewSet, basename="signalperformance")
+router.register("signals", signals.SignalViewSet, basename="signal")
+router.register("news", signals.NewsViewSet, basename="newsarticle")
+router.register("agents", signals.AgentViewSet, basename="agent")
 
 urlpatterns = router.urls
