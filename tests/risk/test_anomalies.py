@@ -1,0 +1,119 @@
+"""Anomaly detection on a session with planted outliers and gaps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from marketdata.models import MinuteBar
+from qvp_site.db import partitions
+from risk.anomalies import detect, robust_z
+from risk.models import MarketAnomaly
+from tests.risk.conftest import instrument
+
+# Monday 13 May 2024: NYSE/Nasdaq open 13:30-20:00 UTC (daylight-saving time).
+OPEN = datetime(2024, 5, 13, 13, 30, tzinfo=UTC)
+CLOSE = OPEN + timedelta(minutes=390)
+SPIKE = OPEN + timedelta(minutes=100)
+HEAVY = OPEN + timedelta(minutes=250)
+MISSING = [(OPEN + timedelta(minutes=200), 5), (OPEN + timedelta(minutes=389), 1)]
+
+
+@pytest.fixture
+def session(db):
+    partitions.prepare_load("marketdata_minutebar", OPEN - timedelta(days=2), CLOSE)
+    stock = instrument("AAPL", exchange="XNAS")
+    rng = np.random.default_rng(4)
+    returns = rng.normal(0, 0.0005, 390)
+    returns[100] = 0.03  # a 3% jump in one minute, and back the next
+    returns[101] = -0.03
+    closes = 190 * np.exp(np.cumsum(returns))
+    volume = rng.lognormal(np.log(10_000), 0.3, 390)
+    volume[250] = 2_000_000  # two hundred times the usual
+    minutes = np.arange(390)
+    dropped = np.concatenate([np.arange(200, 205), [389]])
+    keep = ~np.isin(minutes, dropped)
+    MinuteBar.objects.bulk_create(
+        MinuteBar(
+            instrument=stock,
+            ts=OPEN + timedelta(minutes=int(k)),
+            open=float(c),
+            high=float(c),
+            low=float(c),
+            close=float(c),
+            volume=float(v),
+        )
+        for k, c, v in zip(minutes[keep], closes[keep], volume[keep], strict=True)
+    )
+    return stock
+
+
+def test_robust_z_ignores_the_outlier_itself():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    # median 3, absolute deviations 2 1 0 1 97: MAD 1
+    assert robust_z(values).tolist() == pytest.approx([-1.349, -0.6745, 0, 0.6745, 65.4265])
+
+
+def test_planted_outliers_and_gaps_are_found_and_stored(session):
+    # The window reaches back over the weekend and the night: closed, so no gaps there.
+    found = detect(session, hours=72, end=CLOSE, threshold=5)
+    assert found.calendar == "XNAS"
+    assert found.bars == 384
+    kinds = {
+        (row.kind, row.ts.to_pydatetime().replace(tzinfo=UTC))
+        for row in found.outliers.itertuples()
+    }
+    assert ("return", SPIKE) in kinds
+    assert ("return", SPIKE + timedelta(minutes=1)) in kinds
+    assert ("volume", HEAVY) in kinds
+    assert len(kinds) == 3
+    gaps = [
+        (row.ts.to_pydatetime().replace(tzinfo=UTC), int(row.value))
+        for row in found.gaps.itertuples()
+    ]
+    assert gaps == MISSING
+    stored = MarketAnomaly.objects.filter(instrument=session)
+    assert stored.filter(kind="gap").count() == 2
+    assert stored.get(kind="gap", ts=MISSING[0][0]).until == MISSING[0][0] + timedelta(minutes=4)
+    assert stored.get(kind="volume").value == 2_000_000
+    # Running again restates, adding nothing.
+    detect(session, hours=72, end=CLOSE, threshold=5)
+    assert stored.count() == 5
+
+
+def test_a_holiday_is_not_a_gap(session):
+    # 27 May 2024 was Memorial Day: the calendar has no session, so no bars is no gap.
+    found = detect(session, hours=24, end=datetime(2024, 5, 28, tzinfo=UTC))
+    assert (found.bars, len(found.gaps)) == (0, 0)
+
+
+def test_command(session):
+    out = StringIO()
+    call_command(
+        "detect_anomalies",
+        "--symbol",
+        "AAPL",
+        "--hours",
+        "24",
+        "--as-of",
+        CLOSE.isoformat(),
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert "3 outlier(s), 2 gap(s)" in text
+    assert "2024-05-13 16:50 gap to 16:54: 5 minute(s) missing" in text  # UTC
+    with pytest.raises(CommandError, match="--symbol: no instrument 'NOPE'"):
+        call_command("detect_anomalies", "--symbol", "NOPE")
+    with pytest.raises(CommandError, match="--hours must be positive"):
+        call_command("detect_anomalies", "--symbol", "AAPL", "--hours", "0")
+
+
+def test_instrument_without_a_calendar(db):
+    stock = instrument("ODD", exchange="NOWHERE")
+    found = detect(stock, hours=1, end=OPEN)
+    assert found.calendar is None
+    assert found.gaps.empty
