@@ -11,6 +11,13 @@ class QvpSiteConfig(AppConfig):
         "qvp_site_auditentry": "",
         "qvp_audit_head": "",
         "django_migrations": "",
+        # The monitoring views (qvp_site/db/monitoring.py): read only.
+        "system_health": "",
+        "system_table_sizes": "",
+        "system_index_usage": "",
+        "system_connections": "",
+        "system_replication": "",
+        "system_slow_statements": "",
     }
 
     def ready(self) -> None:

@@ -20,6 +20,7 @@ class TradingConfig(AppConfig):
         "trading_portfoliosnapshot": "INSERT, UPDATE, DELETE",
         "trading_backtestrun": "INSERT, UPDATE, DELETE",
         "trading_backtesttrade": "INSERT, DELETE",
+        "trading_metrics": "",  # a view (trading/migrations/0006_trading_metrics.py)
     }
 
     def ready(self) -> None:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from django.apps import apps
 from psycopg import sql
 
+# The monitoring views' functions: read by both roles, revoked from PUBLIC.
+from qvp_site.db.monitoring import FUNCTIONS as MONITORING_FUNCTIONS
+
 APP_ROLE = "trading_app"
 READONLY_ROLE = "trading_readonly"
 FULL = "SELECT, INSERT, UPDATE, DELETE"
@@ -89,7 +92,7 @@ def grant(cursor, database: str, owner: str) -> None:
     for statement in statements:
         cursor.execute(statement)
     _narrow(cursor, app)
-    _owners_functions(cursor, app)
+    _owners_functions(cursor, app, readonly)
     _timescaledb_internals(cursor, app, readonly)
 
 
@@ -111,12 +114,16 @@ def _narrow(cursor, app) -> None:
 OWNERS_FUNCTIONS = ("qvp_create_partition(regclass, text, timestamptz, timestamptz)",)
 
 
-def _owners_functions(cursor, app) -> None:
-    for signature in OWNERS_FUNCTIONS:
+def _owners_functions(cursor, app, readonly) -> None:
+    for signature, grantees in [(s, [app]) for s in OWNERS_FUNCTIONS] + [
+        (s, [app, readonly]) for s in MONITORING_FUNCTIONS
+    ]:
         cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [signature])
         if cursor.fetchone()[0]:
             cursor.execute(
-                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(signature), app)
+                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                    sql.SQL(signature), sql.SQL(", ").join(grantees)
+                )
             )
 
 
