@@ -39,3 +39,17 @@ def week_of_bars(db) -> dict[str, Instrument]:
 def months_of_bars(db) -> dict[str, Instrument]:
     """Eighty sessions of SPY and NVDA: enough daily history for regime signatures."""
     return load_demo(("SPY", "NVDA"), 80)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("quant")
+
+
+@pytest.fixture
+def api(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client

@@ -1,0 +1,244 @@
+"""The vectors REST API: nearest feature embeddings, similar regimes, strategy recommendations.
+
+Vectors are derived from market data, which every authenticated user reads: no account
+scoping applies. Bad input is a 400 naming the field (a wrong dimension, NaN, an unknown
+metric, k out of range, an unknown embedding or symbol).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata.api import SymbolField, SymbolListField, TimeField, parameters
+from vectors import patterns, search
+from vectors.embeddings import FEATURES
+from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
+
+MAX_ID = 2**63 - 1
+
+
+class FeatureSearchSerializer(serializers.Serializer):
+    vector = serializers.ListField(
+        child=serializers.FloatField(),  # which refuses NaN and infinities, naming the index
+        required=False,
+        help_text=f"a query vector of {FEATURE_DIMENSIONS} standardised features",
+    )
+    id = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="or a stored embedding's id"
+    )
+    k = serializers.IntegerField(default=10, min_value=1, max_value=search.MAX_K)
+    metric = serializers.ChoiceField(choices=list(search.METRICS), default="cosine")
+    symbols = SymbolListField(required=False, help_text="only these instruments, comma-separated")
+    start = TimeField(required=False, help_text="windows closing from this time on")
+    end = TimeField(required=False, help_text="windows closing before this time")
+    feature_set = serializers.CharField(
+        required=False, help_text=f"name or name:version (default {FEATURES.name})"
+    )
+
+    def validate_vector(self, value: list[float]) -> np.ndarray:
+        if len(value) != FEATURE_DIMENSIONS:
+            raise serializers.ValidationError(
+                f"must have {FEATURE_DIMENSIONS} dimensions, not {len(value)}"
+            )
+        return np.array(value, dtype=np.float32)
+
+    def validate_feature_set(self, value: str) -> FeatureSet:
+        name, _, version = value.partition(":")
+        sets = FeatureSet.objects.filter(name=name, kind=FeatureSet.Kind.FEATURES)
+        if version:
+            if not version.isdigit():
+                raise serializers.ValidationError("version must be a whole number")
+            sets = sets.filter(version=int(version))
+        found = sets.order_by("-version").first()
+        if found is None:
+            raise serializers.ValidationError(f"no feature set {value!r}")
+        return found
+
+    def validate(self, attrs: dict) -> dict:
+        if ("vector" in attrs) == ("id" in attrs):
+            raise serializers.ValidationError({"vector": "give either a vector or an id"})
+        if "id" in attrs:
+            stored = FeatureEmbedding.objects.filter(id=attrs["id"]).first()
+            if stored is None:
+                raise serializers.ValidationError({"id": f"no embedding {attrs['id']}"})
+            attrs["vector"] = np.array(stored.embedding, dtype=np.float32)
+            attrs.setdefault("feature_set", stored.feature_set)
+        if "feature_set" not in attrs:
+            found = FEATURES.stored()
+            if found is None:
+                raise serializers.ValidationError({"feature_set": "no embeddings built yet"})
+            attrs["feature_set"] = found
+        if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "must be after start"})
+        return attrs
+
+
+class NeighbourSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    symbol = serializers.CharField()
+    ts = serializers.DateTimeField()
+    distance = serializers.FloatField(
+        help_text="cosine distance, L2 distance, or the negated inner product"
+    )
+
+
+class FeatureSearchResultSerializer(serializers.Serializer):
+    feature_set = serializers.CharField()
+    metric = serializers.CharField()
+    k = serializers.IntegerField()
+    neighbours = NeighbourSerializer(many=True)
+
+
+class FeatureViewSet(viewsets.ViewSet):
+    """Search the feature embeddings."""
+
+    @extend_schema(request=FeatureSearchSerializer, responses=FeatureSearchResultSerializer)
+    @action(detail=False, methods=["post"])
+    def search(self, request: Request) -> Response:
+        """The k embeddings nearest a vector (or a stored embedding), with filters."""
+        given = FeatureSearchSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        query = search.FeatureQuery(
+            vector=data["vector"],
+            feature_set=data["feature_set"],
+            k=data["k"],
+            metric=data["metric"],
+            instruments=[i.id for i in data.get("symbols", [])],
+            start=data.get("start"),
+            end=data.get("end"),
+            exclude_id=data.get("id"),
+        )
+        found = search.nearest_features(query)
+        body = {
+            "feature_set": str(data["feature_set"]),
+            "metric": data["metric"],
+            "k": data["k"],
+            "neighbours": [n.__dict__ for n in found],
+        }
+        return Response(FeatureSearchResultSerializer(body).data)
+
+
+class SimilarRegimesQuery(serializers.Serializer):
+    symbol = SymbolField(help_text="the instrument whose latest regime is matched")
+    k = serializers.IntegerField(default=10, min_value=1, max_value=search.MAX_K)
+
+
+class RegimeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    symbol = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    label = serializers.CharField()
+    cluster = serializers.IntegerField(allow_null=True)
+    distance = serializers.FloatField(required=False)
+
+
+class SimilarRegimesSerializer(serializers.Serializer):
+    current = RegimeSerializer()
+    similar = RegimeSerializer(many=True)
+
+
+def _regime(regime, symbol: str, distance: float | None = None) -> dict:
+    row = {
+        "id": regime.id,
+        "symbol": symbol,
+        "period_start": regime.period_start,
+        "period_end": regime.period_end,
+        "label": regime.label,
+        "cluster": regime.cluster,
+    }
+    if distance is not None:
+        row["distance"] = distance
+    return row
+
+
+class RegimeViewSet(viewsets.ViewSet):
+    """Volatility regimes."""
+
+    @extend_schema(parameters=[SimilarRegimesQuery], responses=SimilarRegimesSerializer)
+    @action(detail=False)
+    def similar(self, request: Request) -> Response:
+        """The instrument's latest regime and the k past periods most like it."""
+        query = parameters(SimilarRegimesQuery, request)
+        instrument = query["symbol"]
+        current = search.current_regime(instrument)
+        if current is None:
+            raise serializers.ValidationError({"symbol": f"no regimes for {instrument.symbol}"})
+        matches = search.similar_regimes(current, query["k"])
+        body = {
+            "current": _regime(current, instrument.symbol),
+            "similar": [_regime(m.regime, m.symbol, m.distance) for m in matches],
+        }
+        return Response(SimilarRegimesSerializer(body).data)
+
+
+class RecommendQuery(serializers.Serializer):
+    symbol = SymbolField(help_text="the instrument whose current market state is matched")
+    k = serializers.IntegerField(
+        default=100, min_value=1, max_value=search.MAX_K, help_text="patterns to weigh"
+    )
+
+
+class StrategyScoreSerializer(serializers.Serializer):
+    strategy = serializers.CharField()
+    patterns = serializers.IntegerField(help_text="how many of the k nearest are its")
+    weight = serializers.FloatField(help_text="their summed cosine similarity")
+    expected_return = serializers.FloatField(help_text="similarity-weighted mean return")
+    sharpe = serializers.FloatField()
+    max_drawdown = serializers.FloatField()
+    hit_rate = serializers.FloatField()
+
+
+class PatternSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    strategy = serializers.CharField()
+    symbol = serializers.CharField()
+    ts = serializers.DateTimeField()
+    position = serializers.IntegerField()
+    forward_return = serializers.FloatField()
+    sharpe = serializers.FloatField()
+    max_drawdown = serializers.FloatField()
+    backtest_id = serializers.IntegerField()
+    distance = serializers.FloatField()
+
+
+class RecommendationSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    as_of = serializers.DateTimeField(help_text="the close of the bar the state is taken at")
+    best = serializers.CharField(allow_null=True)
+    ranked = StrategyScoreSerializer(many=True)
+    evidence = PatternSerializer(many=True, help_text="the nearest patterns, nearest first")
+
+
+class StrategyViewSet(viewsets.ViewSet):
+    """Strategy recommendations from patterns."""
+
+    @extend_schema(parameters=[RecommendQuery], responses=RecommendationSerializer)
+    @action(detail=False)
+    def recommend(self, request: Request) -> Response:
+        """The strategies ranked for the instrument's current market state, with evidence."""
+        query = parameters(RecommendQuery, request)
+        instrument = query["symbol"]
+        feature_set = patterns.STATES.stored()
+        if feature_set is None:
+            raise serializers.ValidationError({"symbol": "no strategy patterns built yet"})
+        current = patterns.current_state(instrument, feature_set)
+        if current is None:
+            raise serializers.ValidationError(
+                {"symbol": f"{instrument.symbol} has too few bars for a market state"}
+            )
+        found = search.recommend(current[1], feature_set, current[0], query["k"])
+        body = {
+            "symbol": instrument.symbol,
+            "as_of": found.as_of,
+            "best": found.ranked[0].strategy if found.ranked else None,
+            "ranked": [s.__dict__ for s in found.ranked],
+            "evidence": found.neighbours,
+        }
+        return Response(RecommendationSerializer(body).data)
