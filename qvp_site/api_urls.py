@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
+from risk import api as risk
 from signals import api as signals
 from trading import api as trading
 from vectors import api as vectors
@@ -25,6 +26,12 @@ router.register("signals/performance", signals.PerformanceViewSet, basename="sig
 router.register("signals", signals.SignalViewSet, basename="signal")
 router.register("news", signals.NewsViewSet, basename="newsarticle")
 router.register("agents", signals.AgentViewSet, basename="agent")
+router.register("risk/metrics", risk.MetricViewSet, basename="riskmetric")
+router.register("risk/var", risk.VaRViewSet, basename="riskvar")
+router.register("risk/limits", risk.LimitViewSet, basename="risklimit")
+router.register("risk/alerts", risk.AlertViewSet, basename="riskalert")
+router.register("risk/volatility", risk.VolatilityViewSet, basename="volatilityestimate")
+router.register("risk/exposures", risk.ExposureViewSet, basename="factorexposure")
 router.register("vectors/features", vectors.FeatureViewSet, basename="vectorfeature")
 router.register("vectors/regimes", vectors.RegimeViewSet, basename="vectorregime")
 router.register("vectors/strategies", vectors.StrategyViewSet, basename="vectorstrategy")
