@@ -8,6 +8,7 @@ import pytest
 
 from marketdata.models import DailyBar, Instrument
 from qvp_site.db import partitions
+from risk.models import FactorExposure, RiskAlert, RiskLimit, RiskMetric, VolatilityEstimate
 from tests.trading.conftest import desks, fill, make_order  # noqa: F401  (fixtures)
 from trading.models import Account
 
@@ -73,3 +74,32 @@ def hold(account: Account, instrument: Instrument, quantity, price) -> None:
 @pytest.fixture
 def account(db) -> Account:
     return Account.objects.create(name="risk-book", base_currency="USD")
+
+
+@pytest.fixture
+def books(desks):  # noqa: F811  (the fixture imported above)
+    """For each of alpha and beta: a position, a metric, an exposure, a limit and its alert."""
+    stock = instrument("HAND")
+    daily_bars(stock, closes_from([-0.05, -0.02, 0.01, 0.03, 0.04], 10.0))
+    for name in ("alpha", "beta"):
+        account = desks[name]
+        hold(account, stock, 100, "10")
+        RiskMetric.objects.create(account=account, ts=day(5), metric="gross_exposure", value=1e3)
+        FactorExposure.objects.create(account=account, ts=day(5), factor="market", exposure=1.1)
+        limit = RiskLimit.objects.create(
+            account=account, metric="gross_exposure", threshold=10, severity="critical"
+        )
+        desks[f"{name}_alert"] = RiskAlert.objects.create(
+            limit=limit,
+            account=account,
+            metric=limit.metric,
+            value=1e3,
+            threshold=10,
+            direction="above",
+            severity="critical",
+            measured_at=day(5),
+        )
+    VolatilityEstimate.objects.create(
+        instrument=stock, ts=day(5), estimator="parkinson", window=20, value=0.2
+    )
+    return desks

@@ -1,0 +1,118 @@
+"""Risk in the admin: limits edited (audited), alerts acknowledged and resolved by actions,
+everything else read-only (written by compute_risk, detect_anomalies and the deliveries).
+Scoping, auditors' read-only access and the database's refusals as messages come from
+trading's admin classes."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from risk.alerts import acknowledge, resolve
+from risk.models import (
+    AlertDelivery,
+    FactorExposure,
+    MarketAnomaly,
+    RiskAlert,
+    RiskLimit,
+    RiskMetric,
+    VolatilityEstimate,
+)
+from trading.admin import AccountFilter, AccountScopedAdmin, ReadOnly, TradingAdmin
+
+
+class RiskScopedAdmin(AccountScopedAdmin):
+    list_select_related = ["account"]
+    raw_id_fields = []
+
+
+@admin.register(RiskLimit)
+class RiskLimitAdmin(RiskScopedAdmin):
+    list_display = ["account", "metric", "direction", "threshold", "severity", "active", "note"]
+    list_filter = [AccountFilter, "metric", "severity", "active"]
+    add_fields = ["account", "metric", "direction", "threshold", "severity", "active", "note"]
+    changeable_fields = ["threshold", "severity", "active", "note"]
+    audited = True
+    ordering = ["account", "metric"]
+
+
+@admin.register(RiskAlert)
+class RiskAlertAdmin(ReadOnly, RiskScopedAdmin):
+    """Raised by compute_risk; people acknowledge and resolve them with the actions."""
+
+    list_display = [
+        "raised_at",
+        "account",
+        "metric",
+        "value",
+        "direction",
+        "threshold",
+        "severity",
+        "state",
+        "acknowledged_by",
+        "resolved_by",
+    ]
+    list_filter = [AccountFilter, "severity", "state", "metric"]
+    list_select_related = ["account", "acknowledged_by", "resolved_by"]
+    ordering = ["-raised_at", "-id"]
+    actions = ["acknowledge_alerts", "resolve_alerts"]
+
+    def get_actions(self, request):
+        found = super().get_actions(request)
+        if not self.may(request, "change"):
+            found.pop("acknowledge_alerts", None)
+            found.pop("resolve_alerts", None)
+        return found
+
+    @admin.action(description="Acknowledge the selected open alerts")
+    def acknowledge_alerts(self, request, queryset) -> None:
+        open_ones = queryset.filter(state=RiskAlert.State.OPEN).select_for_update(of=("self",))
+        self.write_each(request, open_ones, lambda a: acknowledge(a, request.user), "acknowledged")
+
+    @admin.action(description="Resolve the selected alerts")
+    def resolve_alerts(self, request, queryset) -> None:
+        unresolved = queryset.exclude(state=RiskAlert.State.RESOLVED).select_for_update(
+            of=("self",)
+        )
+        self.write_each(request, unresolved, lambda a: resolve(a, request.user), "resolved")
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnly, RiskScopedAdmin):
+    list_display = ["attempted_at", "alert", "channel", "target", "attempt", "outcome", "error"]
+    list_filter = [AccountFilter, "channel", "outcome"]
+    raw_id_fields = ["alert"]
+    ordering = ["-attempted_at", "-id"]
+
+
+@admin.register(RiskMetric)
+class RiskMetricAdmin(ReadOnly, RiskScopedAdmin):
+    list_display = ["ts", "account", "metric", "value", "confidence", "lookback"]
+    list_filter = [AccountFilter, "metric"]
+    ordering = ["-ts"]
+
+
+@admin.register(FactorExposure)
+class FactorExposureAdmin(ReadOnly, RiskScopedAdmin):
+    list_display = ["ts", "account", "factor", "exposure"]
+    list_filter = [AccountFilter, "factor"]
+    ordering = ["-ts"]
+
+
+@admin.register(VolatilityEstimate)
+class VolatilityEstimateAdmin(ReadOnly, TradingAdmin):
+    list_display = ["ts", "instrument", "timeframe", "estimator", "window", "value"]
+    list_filter = ["estimator", "timeframe"]
+    list_select_related = ["instrument"]
+    raw_id_fields = ["instrument"]
+    search_fields = ["instrument__symbol"]
+    ordering = ["-ts"]
+
+
+@admin.register(MarketAnomaly)
+class MarketAnomalyAdmin(ReadOnly, TradingAdmin):
+    list_display = ["ts", "instrument", "kind", "value", "score", "until", "detected_at"]
+    list_filter = ["kind"]
+    list_select_related = ["instrument"]
+    raw_id_fields = ["instrument"]
+    search_fields = ["instrument__symbol"]
+    ordering = ["-ts"]
