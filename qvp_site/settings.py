@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that the latency it measures is the whole request's (qvp_site/metrics.py).
+    "qvp_site.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -258,6 +260,10 @@ if QVP_RISK_ALERT_WEBHOOK_URL and not QVP_RISK_ALERT_WEBHOOK_SECRET:
     raise ImproperlyConfigured("QVP_RISK_ALERT_WEBHOOK_URL needs QVP_RISK_ALERT_WEBHOOK_SECRET")
 if QVP_RISK_ALERT_BACKOFF_SECONDS < 0:
     raise ImproperlyConfigured("QVP_RISK_ALERT_BACKOFF_SECONDS must not be negative")
+
+# --- Monitoring -----------------------------------------------------------------------------
+# GET /metrics answers staff users, and a scraper that sends "Authorization: Bearer <token>".
+QVP_METRICS_TOKEN = env.str("QVP_METRICS_TOKEN", default="")
 
 # --- Scheduler ------------------------------------------------------------------------------
 # Job timetables as cron expressions; override one with QVP_SCHEDULE="maintain=*/15 * * * *".
