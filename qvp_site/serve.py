@@ -6,6 +6,7 @@ Ctrl-C or SIGTERM stops both. The embedded database keeps running (``make db-sto
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,18 @@ def main() -> int:
     # The site connects as trading_app (on the embedded server; a DATABASE_URL names its own
     # user), so that row-level security and the audit log's protection apply to it. The
     # scheduler's maintenance (partitions, retention, aggregates) runs as the owner.
+    # GET /metrics adds up the counters of every gunicorn worker, each kept in a file of this
+    # directory (prometheus-client's multiprocess mode, see qvp_site/metrics.py); emptied at
+    # each start, so counts start from zero with the server as Prometheus expects.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+        os.environ.get("QVP_VAR_DIR", "var"), "metrics"
+    )
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir)
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application", "--bind",
          f"127.0.0.1:{port}", "--workers", workers, "--access-logfile", "-"],
-        env={**os.environ, "QVP_DATABASE_ROLE": "app"},
+        env={**os.environ, "QVP_DATABASE_ROLE": "app", "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
     )  # fmt: skip
     scheduler = subprocess.Popen(
         [sys.executable, "manage.py", "scheduler"], env={**os.environ, "QVP_DATABASE_ROLE": "owner"}
