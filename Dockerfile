@@ -52,4 +52,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # exec: gunicorn is PID 1 and gets docker stop's SIGTERM (graceful shutdown).
 # Heartbeat files on /dev/shm: a disk-backed /tmp can stall workers under I/O load.
-CMD ["sh", "-c", "exec gunicorn qvp_site.wsgi:application --bind 0.0.0.0:8000 --workers \"${GUNICORN_WORKERS:-3}\" --worker-tmp-dir /dev/shm --access-logfile - --error-logfile -"]
+# PROMETHEUS_MULTIPROC_DIR: each worker's request counters in a file there, added up by
+# GET /metrics (qvp_site/metrics.py); emptied at each start, as counters start from zero.
+CMD ["sh", "-c", "rm -rf /dev/shm/qvp-metrics && mkdir -p /dev/shm/qvp-metrics && PROMETHEUS_MULTIPROC_DIR=/dev/shm/qvp-metrics exec gunicorn qvp_site.wsgi:application --bind 0.0.0.0:8000 --workers \"${GUNICORN_WORKERS:-3}\" --worker-tmp-dir /dev/shm --access-logfile - --error-logfile -"]
