@@ -1,0 +1,126 @@
+"""Admin for signals and the data agents read: large tables listed without full counts, by
+their time index; what was said (signals, fused signals, metrics, logs) and what was measured
+(performance) is read-only, since the admin must not rewrite the record."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from marketdata.admin import LargeTableAdmin
+from qvp_site.admin_access import AuditorsReadOnly
+from signals.models import (
+    Agent,
+    AgentMetric,
+    AlternativeData,
+    FusedSignal,
+    ModelPerformance,
+    NewsArticle,
+    Signal,
+    SignalPerformance,
+    SocialSentiment,
+    SystemLog,
+)
+
+
+class Record:
+    """A record of what happened: viewed, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class TimeSeriesAdmin(AuditorsReadOnly, LargeTableAdmin):
+    ordering = ["-ts"]
+
+
+@admin.register(Agent)
+class AgentAdmin(AuditorsReadOnly, admin.ModelAdmin):
+    list_display = ["name", "kind", "version", "active", "created_at"]
+    list_filter = ["kind", "active"]
+    search_fields = ["name"]
+
+
+@admin.register(Signal)
+class SignalAdmin(Record, TimeSeriesAdmin):
+    list_display = ["ts", "agent", "instrument", "direction", "strength", "confidence", "horizon"]
+    list_filter = ["direction", "agent"]
+    list_select_related = ["agent", "instrument"]
+    raw_id_fields = ["agent", "instrument"]
+    search_fields = ["instrument__symbol__exact", "agent__name__exact"]
+
+
+@admin.register(FusedSignal)
+class FusedSignalAdmin(Record, TimeSeriesAdmin):
+    list_display = ["ts", "instrument", "target_weight", "confidence", "method", "input_count"]
+    list_filter = ["method"]
+    search_fields = ["instrument__symbol__exact"]
+
+
+@admin.register(SignalPerformance)
+class SignalPerformanceAdmin(Record, AuditorsReadOnly, admin.ModelAdmin):
+    list_display = [
+        "agent",
+        "window_days",
+        "signal_count",
+        "hit_rate",
+        "information_coefficient",
+        "average_return",
+        "cumulative_return",
+        "window_end",
+    ]
+    list_filter = ["window_days", "agent"]
+    list_select_related = ["agent"]
+
+
+@admin.register(ModelPerformance)
+class ModelPerformanceAdmin(AuditorsReadOnly, admin.ModelAdmin):
+    list_display = ["model_name", "model_version", "agent", "evaluated_at", "accuracy", "sharpe"]
+    list_filter = ["agent"]
+    list_select_related = ["agent"]
+    search_fields = ["model_name"]
+
+
+@admin.register(NewsArticle)
+class NewsArticleAdmin(TimeSeriesAdmin):
+    list_display = ["ts", "source", "headline", "symbols", "sentiment"]
+    list_filter = ["source"]
+    raw_id_fields: list[str] = []
+    list_select_related: list[str] = []
+    search_fields = ["headline"]
+
+
+@admin.register(SocialSentiment)
+class SocialSentimentAdmin(TimeSeriesAdmin):
+    list_display = ["ts", "instrument", "platform", "sentiment", "mentions"]
+    list_filter = ["platform"]
+    search_fields = ["instrument__symbol__exact"]
+
+
+@admin.register(AlternativeData)
+class AlternativeDataAdmin(TimeSeriesAdmin):
+    list_display = ["ts", "source", "kind", "instrument"]
+    list_filter = ["kind", "source"]
+    search_fields = ["instrument__symbol__exact"]
+
+
+@admin.register(AgentMetric)
+class AgentMetricAdmin(Record, TimeSeriesAdmin):
+    list_display = ["ts", "agent", "latency_ms", "errors", "signals_emitted"]
+    list_filter = ["agent"]
+    list_select_related = ["agent"]
+    raw_id_fields = ["agent"]
+
+
+@admin.register(SystemLog)
+class SystemLogAdmin(Record, TimeSeriesAdmin):
+    list_display = ["ts", "level", "logger", "message"]
+    list_filter = ["level"]
+    raw_id_fields: list[str] = []
+    list_select_related: list[str] = []
+    search_fields = ["logger__exact", "message"]
