@@ -11,6 +11,7 @@ from marketdata import demo
 from marketdata.models import DailyBar, Instrument, MinuteBar
 from qvp_site.db.aggregates import refresh_table
 from risk import demo as risk_demo
+from signals import demo as signals_demo
 from trading import demo as trading_demo
 
 
@@ -75,6 +76,7 @@ class Command(BaseCommand):
         # when the command runs on its own, later when a caller holds a transaction.
         transaction.on_commit(lambda: self._refresh(first, last))
         trading_demo.seed(batches, seed, self.stdout.write)
+        signals_demo.seed(batches, seed, self.stdout.write)
         risk_demo.seed(self.stdout.write)
         self.stdout.write(f"Seed {seed}: done in {time.monotonic() - started:.1f} s.")
 
