@@ -13,7 +13,10 @@ Findings are upserted into ``MarketAnomaly`` (running again restates them) and r
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +24,7 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 from django.db import connection
+from pandas.errors import Pandas4Warning
 
 from marketdata.models import Instrument
 
@@ -83,9 +87,19 @@ def _flagged(ts, kind: str, values, scores, threshold: float) -> pd.DataFrame:
     return pd.DataFrame({"ts": ts[hit], "kind": kind, "value": values[hit], "score": scores[hit]})
 
 
+@contextlib.contextmanager
+def _calendar_library() -> Iterator[None]:
+    # exchange_calendars 4.13 makes pandas calls that pandas 3.1 deprecates: the warnings are
+    # the library's to fix, and say nothing about our data.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Pandas4Warning)
+        yield
+
+
 @functools.lru_cache(maxsize=16)
 def calendar(name: str):
-    return xcals.get_calendar(name)
+    with _calendar_library():
+        return xcals.get_calendar(name)
 
 
 def calendar_name(instrument: Instrument) -> str | None:
@@ -98,11 +112,13 @@ def calendar_name(instrument: Instrument) -> str | None:
 def gaps(ts: np.ndarray, name: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Runs of trading minutes in [start, end) with no bar."""
     cal = calendar(name)
-    lo = max(pd.Timestamp(start), cal.first_minute)
-    hi = min(pd.Timestamp(end) - pd.Timedelta(minutes=1), cal.last_minute)
-    if lo > hi:
-        return pd.DataFrame(columns=["ts", "until", "value"])
-    expected = cal.minutes_in_range(lo, hi).tz_convert(None).to_numpy().astype("M8[us]")
+    with _calendar_library():
+        lo = max(pd.Timestamp(start), cal.first_minute)
+        hi = min(pd.Timestamp(end) - pd.Timedelta(minutes=1), cal.last_minute)
+        if lo > hi:
+            return pd.DataFrame(columns=["ts", "until", "value"])
+        minutes = cal.minutes_in_range(lo, hi)
+    expected = minutes.tz_convert(None).to_numpy().astype("M8[us]")
     missing = expected[~np.isin(expected, ts.astype("M8[us]"))]
     if not len(missing):
         return pd.DataFrame(columns=["ts", "until", "value"])
