@@ -23,6 +23,18 @@ def moment(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def account_ids(names: list[str] | None) -> list[int] | None:
+    """The ids of the accounts named by --account options (None: no option, every account);
+    a name that matches none stops the command, naming it."""
+    if not names:
+        return None
+    found = dict(Account.objects.filter(name__in=names).values_list("name", "id"))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise CommandError(f"no account named {', '.join(map(repr, missing))}")
+    return list(found.values())
+
+
 class Command(BaseCommand):
     help = (
         "Snapshot portfolios: each account's cash, market value, NAV, gross and net exposure "
@@ -59,13 +71,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{written} snapshot(s) as of {as_of:%Y-%m-%d %H:%M:%S %Z}.")
 
     def _account_ids(self, names: list[str] | None) -> list[int] | None:
-        if not names:
-            return None
-        found = dict(Account.objects.filter(name__in=names).values_list("name", "id"))
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise CommandError(f"no account named {', '.join(map(repr, missing))}")
-        return list(found.values())
+        return account_ids(names)
 
     def _report(self, snap: PortfolioSnapshot) -> None:
         pnl = "" if snap.daily_pnl is None else f", P&L {snap.daily_pnl:,.2f}"
