@@ -4,8 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from risk.runs import RunOptions, compute_risk
-from trading.management.commands.snapshot_portfolios import moment
-from trading.models import Account
+from trading.management.commands.snapshot_portfolios import account_ids, moment
 
 
 class Command(BaseCommand):
@@ -41,18 +40,9 @@ class Command(BaseCommand):
             raise CommandError("--lookback must be at least 2 days")
         as_of = as_of or timezone.now().replace(second=0, microsecond=0)
         run = RunOptions(options["confidence"], options["lookback"], options["benchmark"])
-        report = compute_risk(as_of, self._account_ids(account), run)
+        report = compute_risk(as_of, account_ids(account), run)
         self.stdout.write(
             f"Risk as of {as_of:%Y-%m-%d %H:%M:%S %Z}: {report.volatility_estimates} volatility"
             f" estimate(s), {report.metrics} metric(s), {report.exposures} factor exposure(s),"
             f" {len(report.alerts_raised)} alert(s) raised, {report.deliveries} delivered."
         )
-
-    def _account_ids(self, names: list[str] | None) -> list[int] | None:
-        if not names:
-            return None
-        found = dict(Account.objects.filter(name__in=names).values_list("name", "id"))
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise CommandError(f"no account named {', '.join(map(repr, missing))}")
-        return list(found.values())
