@@ -97,18 +97,18 @@ def build(
     progress: Callable[[Iterable], Iterable] = lambda items: items,
     spec: SetSpec = FEATURES,
 ) -> BuildReport:
-    """Embed the windows of ``instruments`` not stored yet, in one transaction."""
+    """Embed the windows of ``instruments`` not stored yet, in one transaction; ``rebuild``
+    deletes theirs first (bars replaced) and loads without the vector index."""
     report = BuildReport()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
         stored = spec.stored()
+        instruments = list(instruments)
         if rebuild and stored is not None:
-            FeatureEmbedding.objects.filter(feature_set=stored).delete()
+            FeatureEmbedding.objects.filter(feature_set=stored, instrument__in=instruments).delete()
         newest = _newest(stored)
-        pending = [
-            pending_windows(i, spec, since, newest.get(i.id)) for i in progress(list(instruments))
-        ]
+        pending = [pending_windows(i, spec, since, newest.get(i.id)) for i in progress(instruments)]
         pending = [p for p in pending if len(p.closes)]
         if not pending:
             report.feature_set = stored

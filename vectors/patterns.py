@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -30,7 +30,7 @@ from trading.models import BacktestRun, BacktestTrade
 from vectors import bars, features
 from vectors.embeddings import BUILD_LOCK
 from vectors.models import FeatureSet, StrategyPattern
-from vectors.store import SetSpec, copy_rows, scaler_of
+from vectors.store import IndexesSetAside, SetSpec, copy_rows, scaler_of, table_is_empty
 
 HORIZON = 60  # minutes held
 DECISION_EVERY = 60  # minutes between decisions
@@ -178,18 +178,23 @@ def outcomes(minute: bars.Series, index: np.ndarray, position: np.ndarray) -> Ou
 def build(
     instruments: Iterable[Instrument],
     *,
+    since: datetime | None = None,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
 ) -> dict[str, int]:
-    """Run every strategy over each instrument's bars, replacing the runs made here before;
-    store runs, trades and patterns. Returns patterns written per strategy."""
+    """Run every strategy over each instrument's bars (decisions from ``since`` on, or all),
+    replacing the runs made here before; store runs, trades and patterns. Returns patterns
+    written per strategy."""
     written: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
         computed = {}
         for instrument in progress(list(instruments)):
-            minute = bars.load(instrument.id)
+            minute = bars.load(instrument.id, lookback_from=since, lookback=STATE_LOOKBACK)
             ends = _holdable(minute, bars.stride_ends(minute, DECISION_EVERY, features.WINDOW))
+            if since is not None:
+                moment = np.datetime64(since.astimezone(UTC).replace(tzinfo=None), "us")
+                ends = ends[minute.closes_at()[ends] >= moment]
             found = states(minute, ends)
             if len(found.index):
                 computed[instrument] = (minute, found)
@@ -197,23 +202,38 @@ def build(
             return written
         feature_set = STATES.fitted(np.concatenate([s.raw for _, s in computed.values()]))
         scaler = scaler_of(feature_set)
-        for instrument, (minute, found) in computed.items():
+        for instrument in computed:
             _replace_runs(instrument)
-            vectors = scaler.transform(found.raw)
-            for strategy, rule in STRATEGIES.items():
-                position = rule(found.raw)
-                trade = position != 0
-                if trade.any():
-                    written[strategy] += _store(
-                        strategy, instrument, feature_set, minute, found, vectors, position, trade
-                    )
+        # Replacing every pattern is a bulk load: the HNSW index is built after it.
+        with IndexesSetAside(TABLE, when=table_is_empty(TABLE)):
+            for instrument, (minute, found) in computed.items():
+                vectors = scaler.transform(found.raw)
+                for strategy, rule in STRATEGIES.items():
+                    position = rule(found.raw)
+                    trade = position != 0
+                    if trade.any():
+                        written[strategy] += _store(
+                            strategy,
+                            instrument,
+                            feature_set,
+                            minute,
+                            found,
+                            vectors,
+                            position,
+                            trade,
+                        )
     return written
 
 
 def _replace_runs(instrument: Instrument) -> None:
-    BacktestRun.objects.filter(
+    runs = BacktestRun.objects.filter(
         parameters__made_by=MADE_BY, parameters__symbol=instrument.symbol
-    ).delete()
+    )
+    # Patterns and trades first, each one DELETE: the cascade from the runs would fetch
+    # every row (vectors included) to delete them one batch at a time.
+    StrategyPattern.objects.filter(backtest__in=runs).delete()
+    BacktestTrade.objects.filter(run__in=runs).delete()
+    runs.delete()
 
 
 def _store(strategy, instrument, feature_set, minute, found, vectors, position, trade) -> int:

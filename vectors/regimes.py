@@ -173,14 +173,19 @@ def build(
     *,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
     clusters: int = DEFAULT_CLUSTERS,
+    replace: bool = False,
 ) -> dict[str, int]:
-    """Store the signatures of days not stored yet, then discover and label the regimes."""
+    """Store the signatures of days not stored yet (``replace``: the instruments' rows are
+    deleted first, as after their bars were replaced), then discover and label the regimes."""
     created: dict[str, int] = {}
+    instruments = list(instruments)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        if replace:
+            VolatilityRegime.objects.filter(instrument__in=instruments).delete()
         computed = {}
-        for instrument in progress(list(instruments)):
+        for instrument in progress(instruments):
             found = signatures(bars.load(instrument.id, daily=True), bars.load(instrument.id))
             if len(found.raw):
                 computed[instrument] = found

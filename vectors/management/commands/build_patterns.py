@@ -5,6 +5,7 @@ from tqdm import tqdm
 
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
+from trading.management.commands.snapshot_portfolios import moment
 from vectors import patterns
 
 
@@ -19,9 +20,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--symbol", action="append", metavar="S", help="only this symbol")
+        parser.add_argument(
+            "--since", type=moment, help="decisions from this time on, YYYY-MM-DD[THH:MM]"
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    def handle(self, *args, symbol=None, no_progress=False, **options):
+    def handle(self, *args, symbol=None, since=None, no_progress=False, **options):
         instruments = Instrument.objects.order_by("symbol")
         if symbol:
             wanted = {s.upper() for s in symbol}
@@ -36,7 +40,7 @@ class Command(BaseCommand):
             )
 
         with acting_as("build_patterns"):
-            written = patterns.build(instruments, progress=progress)
+            written = patterns.build(instruments, since=since, progress=progress)
         for strategy, count in written.items():
             self.stdout.write(f"{strategy}: {count:,} patterns.")
         self.stdout.write(f"{sum(written.values()):,} strategy patterns written.")
