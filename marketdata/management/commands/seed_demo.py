@@ -9,10 +9,12 @@ from django.db.models import Max, Min
 
 from marketdata import demo
 from marketdata.models import DailyBar, Instrument, MinuteBar
+from qvp_site.acting import acting_as
 from qvp_site.db.aggregates import refresh_table
 from risk import demo as risk_demo
 from signals import demo as signals_demo
 from trading import demo as trading_demo
+from vectors import demo as vectors_demo
 
 
 def symbol_list(value: str) -> list[str]:
@@ -77,6 +79,11 @@ class Command(BaseCommand):
         transaction.on_commit(lambda: self._refresh(first, last))
         trading_demo.seed(batches, seed, self.stdout.write)
         signals_demo.seed(batches, seed, self.stdout.write)
+        with acting_as("seed_demo"):
+            symbols = [spec.symbol for spec in specs]
+            vectors_demo.seed(
+                list(Instrument.objects.filter(symbol__in=symbols)), self.stdout.write
+            )
         risk_demo.seed(self.stdout.write)
         self.stdout.write(f"Seed {seed}: done in {time.monotonic() - started:.1f} s.")
 
