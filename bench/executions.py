@@ -47,10 +47,10 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from marketdata.models import Instrument  # noqa: E402
 from qvp_site.acting import acting_as  # noqa: E402
+from qvp_site.tokens import create_token  # noqa: E402
 from trading.models import Account, Execution, Order, Position  # noqa: E402
 from trading.replay import replay  # noqa: E402
 
@@ -74,7 +74,7 @@ def setup_books() -> tuple[Account, dict[str, dict[str, Order]], list[str]]:
         for n in range(16):
             user = User.objects.create_user(f"bench-{n}")
             user.groups.add(group)
-            tokens.append(Token.objects.create(user=user).key)
+            tokens.append(create_token(user, "bench/executions.py")[1])
     return account, orders, tokens
 
 

@@ -14,7 +14,9 @@ from contextlib import contextmanager
 
 from django.db import connections, transaction
 from django.urls import Resolver404, resolve
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
+
+from qvp_site.tokens import ApiTokenAuthentication
 
 SYSTEM_PREFIX = "system:"
 
@@ -96,6 +98,6 @@ class ActingSessionAuthentication(SessionAuthentication):
         return _declared(request, super().authenticate(request))
 
 
-class ActingTokenAuthentication(TokenAuthentication):
+class ActingTokenAuthentication(ApiTokenAuthentication):
     def authenticate(self, request):
         return _declared(request, super().authenticate(request))

@@ -1,5 +1,5 @@
 """Admin for the site's records: scheduler runs, the time-series catalog and the audit log
-(all read-only)."""
+(all read-only), and the API tokens of programs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import json
 from urllib.parse import urlencode
 
 from django.apps import apps
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import connection
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from marketdata.admin import EstimatedCountPaginator
+from qvp_site import tokens
 from qvp_site.admin_access import AuditorsReadOnly
 from qvp_site.db.audit import AUDIT_TABLE
 from qvp_site.db.quoting import ident
-from qvp_site.models import AuditEntry, JobRun, TimeSeriesAggregate, TimeSeriesTable
+from qvp_site.models import ApiToken, AuditEntry, JobRun, TimeSeriesAggregate, TimeSeriesTable
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -207,3 +208,50 @@ class AuditEntryAdmin(AuditorsReadOnly, ReadOnlyAdmin):
 
 def _models_by_table() -> dict:
     return {model._meta.db_table: model for model in apps.get_models()}
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AuditorsReadOnly, admin.ModelAdmin):
+    """Tokens are added here (the key shown once), listed and revoked; never edited or
+    deleted, so the record of who could act, and until when, stays."""
+
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    ]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    raw_id_fields = ["user"]
+    actions = ["revoke_tokens"]
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name", "expires_at"] if obj is None else self.list_display
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.list_display
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        obj.created_by = request.user.get_username()
+        key = tokens.issue_key(obj)
+        super().save_model(request, obj, form, change)
+        messages.warning(
+            request, f"The key of {obj.name}, shown this once (only its digest is kept): {key}"
+        )
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        count = tokens.revoke(queryset, request.user.get_username())
+        self.message_user(request, f"Revoked {count} token(s).")

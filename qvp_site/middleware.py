@@ -1,8 +1,11 @@
-"""Every page needs a logged-in user, but the login pages and /healthz."""
+"""Every page needs a logged-in user, but the login pages and /healthz; no body beyond the
+configured size."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
+from django.http import HttpResponse, JsonResponse
 from rest_framework.views import APIView
 
 
@@ -18,3 +21,31 @@ class LoginRequiredMiddleware(DjangoLoginRequired):
         if isinstance(view_class, type) and issubclass(view_class, APIView):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class RequestBodyLimitMiddleware:
+    """Refuses a body larger than QVP_MAX_REQUEST_BODY with a 413 before anything reads it.
+
+    Django checks DATA_UPLOAD_MAX_MEMORY_SIZE only when a form is parsed; DRF's parsers read
+    the stream, so the API needs this check of the declared length. A body sent without a
+    length (chunked) is not read at all by Django's WSGI request, so it cannot get past.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.QVP_MAX_REQUEST_BODY
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _refuse(request, 400, "Content-Length is not a number")
+        if length > limit:
+            return _refuse(request, 413, f"the request body exceeds {limit:,} bytes")
+        return self.get_response(request)
+
+
+def _refuse(request, status: int, message: str) -> HttpResponse:
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": message}, status=status)
+    return HttpResponse(message, status=status, content_type="text/plain")

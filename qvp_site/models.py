@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -117,3 +118,40 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.table_name} {self.row_key} by {self.actor}"
+
+
+class ApiToken(models.Model):
+    """A key a program authenticates with, acting as its user. Only a SHA-256 digest of the key
+    is kept: the key itself is shown once, when the token is created (qvp_site/tokens.py).
+    Revoked tokens stay, with who revoked them and when, for the record."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,  # a user with tokens is deactivated, and the record stays
+        related_name="api_tokens",
+        db_index=False,
+    )
+    name = models.CharField(max_length=100, help_text="the program or purpose it is for")
+    prefix = models.CharField(
+        max_length=12, help_text="the key's first characters, to tell keys apart"
+    )
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="apitoken_by_user_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(digest__regex=r"^[0-9a-f]{64}$"), name="apitoken_digest_sha256"
+            ),
+            models.CheckConstraint(condition=~models.Q(name=""), name="apitoken_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -52,8 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
+    "csp",
     "drf_spectacular_sidecar",  # the docs' Swagger UI files, served from here, never a CDN
     "qvp_site.apps.QvpSiteConfig",
     "marketdata.apps.MarketdataConfig",
@@ -67,6 +67,8 @@ MIDDLEWARE = [
     # First, so that the latency it measures is the whole request's (qvp_site/metrics.py).
     "qvp_site.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "qvp_site.middleware.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,17 +171,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The cache holds the API's request counts (throttling). Shared by the web workers of one
+# machine as files under var/ by default; set DJANGO_CACHE_URL (e.g. redis://...) to share
+# it between machines.
+CACHES = {"default": env.cache_url("DJANGO_CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+
 # Rows per page of API lists, and the most a client may ask for with ?page_size=.
 API_PAGE_SIZE = 500
 API_MAX_PAGE_SIZE = 5000
 
+# The largest request body accepted (413 beyond), for the API's JSON as for forms: a batch of
+# a few thousand bars or signals fits well within the default.
+QVP_MAX_REQUEST_BODY = env.positive_int("QVP_MAX_REQUEST_BODY", default=10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = QVP_MAX_REQUEST_BODY
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # DRF's session and token authentication, naming the user to the database.
+        # Session (the web login) and API token (programs; qvp_site/tokens.py), each naming
+        # the user to the database.
         "qvp_site.acting.ActingSessionAuthentication",
         "qvp_site.acting.ActingTokenAuthentication",
+        "qvp_site.throttling.AnonymousRateLimit",  # last: counts whom none of them knew
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Requests per user, and per address for requests without a user (refused anyway, but
+    # counted, so that a client guessing keys is slowed down: qvp_site/throttling.py). Kept
+    # in the cache below; 429 beyond.
+    "DEFAULT_THROTTLE_CLASSES": ["qvp_site.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("QVP_API_THROTTLE_ANON", default="60/minute"),
+        "user": env.str("QVP_API_THROTTLE_USER", default="3000/minute"),
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # A list without a paginator of its own gets pages of PAGE_SIZE rows, which clients
     # cannot enlarge; the apps' paginators accept ?page_size= up to API_MAX_PAGE_SIZE.
@@ -198,6 +220,11 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schemes a client can log in with (AnonymousRateLimit identifies nobody).
+    "AUTHENTICATION_WHITELIST": [
+        "qvp_site.acting.ActingSessionAuthentication",
+        "qvp_site.acting.ActingTokenAuthentication",
+    ],
     "SCHEMA_PATH_PREFIX": r"/api/v1",  # tags and operation ids from the path after it
     # The schema and its docs need a login like every other page.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -227,10 +254,32 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# The preload directive alone adds nothing to browsers' lists: the domain's owner submits it.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Everything from this site only: no inline script or style, no CDN, no framing.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# The admin's address: another than the well-known one keeps scanners off its login page.
+ADMIN_URL = env.str("QVP_ADMIN_URL", default="admin/")
+if not ADMIN_URL.endswith("/") or ADMIN_URL.startswith("/") or "//" in ADMIN_URL:
+    raise ImproperlyConfigured(
+        "QVP_ADMIN_URL is a path like 'ops-admin/': no leading slash, one at the end"
+    )
 if env.bool("DJANGO_BEHIND_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

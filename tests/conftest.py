@@ -24,11 +24,18 @@ def _tests_may_empty_the_audit_log(sender, connection, **kwargs):
 
 
 @pytest.fixture(autouse=True)
-def _plain_static_files(settings):
-    """Pages render without collectstatic having run: the manifest storage is production's."""
+def _plain_static_files_and_a_fresh_cache(settings):
+    """Pages render without collectstatic having run: the manifest storage is production's.
+    Each test counts its API requests in a cache of its own (the throttles' counts)."""
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": secrets.token_hex(8),
+        }
     }
 
 

@@ -12,13 +12,13 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 from drf_spectacular.drainage import GENERATOR_STATS
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from marketdata.api import TimeCursorPagination
 from marketdata.models import DailyBar, Instrument, MinuteBar, Tick
 from qvp_site.db import engine, partitions
 from qvp_site.db.intervals import parse_interval
+from qvp_site.tokens import create_token
 from tests.marketdata.conftest import START
 
 H = timedelta(hours=1)
@@ -118,7 +118,7 @@ def test_every_endpoint_refuses_anonymous_users(client, market, url):
 
 def test_a_token_authenticates(market, user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user, 'api test')[1]}")
     assert client.get("/api/v1/instruments/").status_code == 200
     client.credentials(HTTP_AUTHORIZATION="Token not-a-key")
     # 403 rather than 401: session authentication comes first and sends no challenge.
@@ -436,7 +436,10 @@ def test_docs_serve_their_assets_from_this_site_never_a_cdn(client, user):
     html = response.content.decode()
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert len(assets) >= 3
-    assert all(a.startswith("/static/drf_spectacular_sidecar/") for a in assets), assets
+    # The page's start-up script is served by the page itself: no inline script for the CSP.
+    own = ("/static/drf_spectacular_sidecar/", "/api/docs/?script=")
+    assert all(a.startswith(own) for a in assets), assets
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "an inline script"
     assert "http://" not in html
     assert "https://" not in html
     schema = client.get("/api/schema/")

@@ -142,11 +142,11 @@ def test_deleting_an_instrument_with_bars_is_refused(instrument, partitioned_for
 def test_a_bar_of_an_unknown_instrument_is_refused(instrument, partitioned_for):
     rule = "marketdata_minutebar_instrument_id_fkey"
     bar = {**GOOD_BAR, "ts": START}
-    with pytest.raises(IntegrityError, match=rf"(?s){rule}.*Key \(instrument_id\)=\(-7\)"):
-        with transaction.atomic():
-            MinuteBar.objects.bulk_create(
-                [MinuteBar(instrument=instrument, **bar), MinuteBar(instrument_id=-7, **bar)]
-            )
+    refused = rf"(?s){rule}.*Key \(instrument_id\)=\(-7\)"
+    with pytest.raises(IntegrityError, match=refused), transaction.atomic():
+        MinuteBar.objects.bulk_create(
+            [MinuteBar(instrument=instrument, **bar), MinuteBar(instrument_id=-7, **bar)]
+        )
     MinuteBar.objects.create(instrument=instrument, **bar)
     with pytest.raises(IntegrityError, match=rule), transaction.atomic():
         MinuteBar.objects.update(instrument_id=-7)

@@ -7,10 +7,10 @@ from django.contrib.auth.models import AnonymousUser, Group
 from django.db import connection
 from django.http import HttpResponse
 from django.test import RequestFactory
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from qvp_site.acting import ActingUserMiddleware, acting_as, declare
+from qvp_site.tokens import create_token
 
 
 def settings_seen() -> tuple[str, str]:
@@ -59,11 +59,11 @@ def test_anonymous_requests_name_nobody(db):
 
 def test_a_token_names_its_user_through_drf(django_user_model, db, monkeypatch):
     bob = django_user_model.objects.create_user("bob")
-    token = Token.objects.create(user=bob)
+    _, key = create_token(bob, "acting test")
     seen = []
     monkeypatch.setattr("qvp_site.acting.declare", lambda user, **kw: seen.append(user.pk))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/instruments/").status_code == 200
     assert seen == [bob.pk]
 
