@@ -247,12 +247,12 @@ def validate_batch(items) -> list[dict]:
         )
     errors: dict[int, dict] = {}
     valid: dict[int, dict] = {}
+    child = SignalSerializer()  # one serializer for every item, as DRF's lists do
     for index, raw in enumerate(items):
-        one = SignalSerializer(data=raw)
-        if one.is_valid():
-            valid[index] = dict(one.validated_data)
-        else:
-            errors[index] = dict(one.errors)
+        try:
+            valid[index] = dict(child.run_validation(raw))
+        except serializers.ValidationError as error:
+            errors[index] = error.detail
     for index, problems in named_references(valid).items():
         errors[index] = {**problems, **errors.get(index, {})}
     if errors:
