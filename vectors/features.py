@@ -90,6 +90,8 @@ def windows_ending_at(bars: dict[str, np.ndarray], ends: np.ndarray) -> Windows:
     if len(ends) and ends.min() < WINDOW:
         raise ValueError(f"a window needs {WINDOW + 1} bars; the first end is {ends.min()}")
     start = ends - WINDOW
+    if not len(ends):  # also where the bars are fewer than a window
+        return Windows(*(np.empty((0, WINDOW + 1)) for _ in range(5)))
 
     def take(name: str) -> np.ndarray:
         view = sliding_window_view(np.asarray(bars[name], dtype=float), WINDOW + 1)

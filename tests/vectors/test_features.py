@@ -102,6 +102,8 @@ def test_a_window_needs_all_its_bars():
     bars = {k: np.ones(500) for k in ("open", "high", "low", "close", "volume")}
     with pytest.raises(ValueError, match="a window needs 391 bars"):
         features.windows_ending_at(bars, [389])
+    short = {k: v[:100] for k, v in bars.items()}
+    assert features.compute(features.windows_ending_at(short, [])).shape == (0, 128)
 
 
 def test_robust_scaling_centres_on_the_median_and_clips():
