@@ -314,6 +314,10 @@ if QVP_RISK_ALERT_BACKOFF_SECONDS < 0:
 # GET /metrics answers staff users, and a scraper that sends "Authorization: Bearer <token>".
 QVP_METRICS_TOKEN = env.str("QVP_METRICS_TOKEN", default="")
 
+# --- Archives -------------------------------------------------------------------------------
+# Where `manage.py archive` writes Parquet files of old time-series rows.
+QVP_ARCHIVE_DIR = Path(env.str("QVP_ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
+
 # --- Scheduler ------------------------------------------------------------------------------
 # Job timetables as cron expressions; override one with QVP_SCHEDULE="maintain=*/15 * * * *".
 QVP_SCHEDULE = env.dict("QVP_SCHEDULE", default={})
