@@ -155,3 +155,45 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Archive(models.Model):
+    """Rows of a time-series table written to a Parquet file by ``manage.py archive``.
+
+    One archive holds the rows of ``table_name`` with ``time_column`` in [``starts``,
+    ``before``) as they were when archived (``starts`` NULL: from the beginning). Archives of a
+    table follow one another without overlap, so that none is written twice and retention may
+    drop what they hold. ``sha256`` is the file's; a restore refuses a file that differs.
+    """
+
+    table_name = models.CharField(max_length=63)
+    time_column = models.CharField(max_length=63)
+    starts = models.DateTimeField(null=True, blank=True)
+    before = models.DateTimeField()
+    rows = models.BigIntegerField()
+    path = models.TextField()
+    sha256 = models.CharField("SHA-256", max_length=64)
+    size_bytes = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150)
+    restored_at = models.DateTimeField(null=True, blank=True)
+    restored_rows = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["table_name", "-before"]
+        constraints = [
+            models.CheckConstraint(
+                name="archive_range_forward",
+                condition=models.Q(starts__isnull=True) | models.Q(starts__lt=models.F("before")),
+            ),
+            models.CheckConstraint(
+                name="archive_rows_not_negative", condition=models.Q(rows__gte=0)
+            ),
+            models.CheckConstraint(
+                name="archive_sha256_hex", condition=models.Q(sha256__regex=r"^[0-9a-f]{64}$")
+            ),
+            models.UniqueConstraint(fields=["table_name", "before"], name="archive_one_per_cutoff"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.table_name} before {self.before:%Y-%m-%d %H:%M} ({self.rows} rows)"
