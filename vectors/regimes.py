@@ -235,7 +235,7 @@ def discover(feature_set: FeatureSet, clusters: int = DEFAULT_CLUSTERS, seed: in
     ids = np.array([r[0] for r in rows])
     points = np.array([r[1] for r in rows], dtype=float)
     level = np.array([r[2] for r in rows], dtype=float)
-    found = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit_predict(points)
+    found = KMeans(n_clusters=clusters, n_init=4, random_state=seed).fit_predict(points)
     order = np.argsort([np.median(level[found == c]) for c in range(clusters)])
     rank = np.empty(clusters, dtype=int)
     rank[order] = np.arange(clusters)

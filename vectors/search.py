@@ -19,7 +19,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from pgvector.django import CosineDistance, L2Distance, MaxInnerProduct
 
 from marketdata.models import Instrument
@@ -30,30 +30,52 @@ MAX_K = 1000  # pgvector's largest ef_search
 EF_SEARCH = getattr(settings, "QVP_VECTOR_EF_SEARCH", 40)
 
 
+# pgvector's settings for a search, with its defaults (used where its library is not loaded
+# into the session yet): HNSW's and IVFFlat's iterative scans, their candidate counts.
+SCAN_DEFAULTS = {
+    "hnsw.ef_search": "40",
+    "hnsw.iterative_scan": "off",
+    "ivfflat.probes": "1",
+    "ivfflat.iterative_scan": "off",
+}
+
+
 @contextmanager
-def index_scan(k: int, ef_search: int | None = None) -> Iterator[None]:
-    """A transaction whose HNSW scans look at ``ef_search`` candidates (at least k) and
-    carry on iteratively past filtered-out rows. Inside a caller's transaction (an API
-    request is one) the settings are put back afterwards, so they reach no other query."""
-    ef = min(MAX_K, max(k, ef_search or EF_SEARCH))
+def index_scan(k: int, ef_search: int | None = None, probes: int | None = None) -> Iterator[None]:
+    """A transaction whose HNSW scans look at ``ef_search`` candidates (at least k), IVFFlat
+    scans at ``probes`` lists (a table may carry one on request), both carrying on
+    iteratively past filtered-out rows. Inside a caller's transaction (an API request is one)
+    the settings are put back afterwards, so they reach no other query."""
+    wanted = {
+        "hnsw.ef_search": str(min(MAX_K, max(k, ef_search or EF_SEARCH))),
+        "hnsw.iterative_scan": "relaxed_order",
+        "ivfflat.probes": str(probes or SCAN_DEFAULTS["ivfflat.probes"]),
+        "ivfflat.iterative_scan": "relaxed_order",
+    }
+    # Its own transaction forgets the settings when it ends; a caller's must have them put back.
+    nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            # pgvector's defaults where its library is not loaded into the session yet.
-            "SELECT coalesce(current_setting('hnsw.ef_search', true), '40'),"
-            " coalesce(current_setting('hnsw.iterative_scan', true), 'off'),"
-            " set_config('hnsw.ef_search', %s, true),"
-            " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-            [str(ef)],
-        )
-        before = cursor.fetchone()[:2]
+        before = _set_scan(cursor, wanted)
         try:
             yield
         finally:
-            cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true),"
-                " set_config('hnsw.iterative_scan', %s, true)",
-                list(before),
-            )
+            if nested:
+                _set_scan(cursor, before)
+
+
+def _set_scan(cursor, values: dict[str, str]) -> dict[str, str]:
+    """Set ``values`` for the transaction in one round trip; returns what they were (the
+    select list is evaluated left to right, so each is read before it is set)."""
+    names = list(values)
+    cursor.execute(
+        "SELECT "
+        + ", ".join(
+            ["coalesce(current_setting(%s, true), %s), set_config(%s, %s, true)"] * len(names)
+        ),
+        [x for name in names for x in (name, SCAN_DEFAULTS[name], name, values[name])],
+    )
+    row = cursor.fetchone()
+    return dict(zip(names, row[::2], strict=True))
 
 
 @dataclass(frozen=True)
@@ -95,9 +117,9 @@ def features_queryset(query: FeatureQuery) -> QuerySet:
         qs = qs.exclude(id=query.exclude_id)
     distance = distance_expression(query.metric, "embedding", query.vector)
     return (
-        qs.annotate(distance=distance)
+        qs.annotate(distance=distance, symbol=F("instrument__symbol"))
         .order_by("distance")
-        .values("id", "instrument_id", "ts", "distance")[: query.k]
+        .values("id", "symbol", "ts", "distance")[: query.k]
     )
 
 
@@ -105,12 +127,13 @@ def symbols(ids: set[int]) -> dict[int, str]:
     return dict(Instrument.objects.filter(id__in=ids).values_list("id", "symbol"))
 
 
-def nearest_features(query: FeatureQuery, ef_search: int | None = None) -> list[Neighbour]:
+def nearest_features(
+    query: FeatureQuery, ef_search: int | None = None, probes: int | None = None
+) -> list[Neighbour]:
     """The k embeddings nearest ``query.vector`` that pass its filters, nearest first."""
-    with index_scan(query.k, ef_search):
+    with index_scan(query.k, ef_search, probes):
         rows = list(features_queryset(query))
-    names = symbols({r["instrument_id"] for r in rows})
-    found = [Neighbour(r["id"], names[r["instrument_id"]], r["ts"], r["distance"]) for r in rows]
+    found = [Neighbour(r["id"], r["symbol"], r["ts"], r["distance"]) for r in rows]
     return sorted(found, key=lambda n: (n.distance, n.id))
 
 
