@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 from django.db import connection
 from django.utils import timezone
 from scipy.stats import norm
@@ -78,12 +79,9 @@ def daily_returns(instrument_ids: np.ndarray, as_of: datetime, lookback: int) ->
         rows = cursor.fetchall()
     if not rows:
         return np.empty((0, len(instrument_ids)))
-    days, ids, rets = zip(*rows, strict=True)
-    day_index = {d: k for k, d in enumerate(sorted(set(days)))}
-    column = {int(i): k for k, i in enumerate(instrument_ids)}
-    matrix = np.full((len(day_index), len(instrument_ids)), np.nan)
-    matrix[[day_index[d] for d in days], [column[i] for i in ids]] = rets
-    return matrix
+    frame = pd.DataFrame(rows, columns=["day", "instrument", "ret"])
+    matrix = frame.pivot(index="day", columns="instrument", values="ret").sort_index()
+    return matrix.reindex(columns=[int(i) for i in instrument_ids]).to_numpy(dtype=float)
 
 
 def historical(pnl: np.ndarray, confidence: float) -> tuple[float, float]:
