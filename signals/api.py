@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.db import connection
 from django.db.models import OuterRef, Prefetch, Subquery
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -62,15 +62,31 @@ class SinceUntil(serializers.Serializer):
 
 
 def within(rows, query: dict):
-    if "since" in query:
-        rows = rows.filter(ts__gte=query["since"])
-    if "until" in query:
-        rows = rows.filter(ts__lt=query["until"])
-    return rows
+    return rows.between(query.get("since"), query.get("until"))
 
 
 def symbols_filter(rows, query: dict, lookup: str = "instrument__in"):
     return rows.filter(**{lookup: query["symbols"]}) if "symbols" in query else rows
+
+
+class QueriedViewSet(
+    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Rows for any logged-in user, the list filtered by a validated query (a 400 naming each
+    bad parameter), newest first."""
+
+    permission_classes = PERMISSIONS
+    pagination_class = NewestFirst
+    query_class: type[serializers.Serializer]
+
+    def get_queryset(self):
+        rows = super().get_queryset()
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return rows
+        return self.filtered(rows, query_parameters(self.query_class, self.request))
+
+    def filtered(self, rows, query: dict):
+        raise NotImplementedError
 
 
 # --- Agents and their metrics ------------------------------------------------------------------
@@ -337,28 +353,18 @@ class BatchAnswer(serializers.Serializer):
     unchanged = serializers.IntegerField(help_text="signals recorded before (left as they were)")
 
 
-class SignalViewSet(
-    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+@extend_schema_view(list=extend_schema(parameters=[SignalQuery]))
+class SignalViewSet(QueriedViewSet):
     """Signals, newest first, filtered by agent, symbols and time; create one or a batch."""
 
     queryset = Signal.objects.select_related("agent", "instrument")
     serializer_class = SignalSerializer
-    permission_classes = PERMISSIONS
-    pagination_class = NewestFirst
+    query_class = SignalQuery
 
-    def get_queryset(self):
-        rows = super().get_queryset()
-        if self.action != "list" or getattr(self, "swagger_fake_view", False):
-            return rows
-        query = query_parameters(SignalQuery, self.request)
+    def filtered(self, rows, query: dict):
         if "agent" in query:
             rows = rows.filter(agent__name=query["agent"])
         return within(symbols_filter(rows, query), query)
-
-    @extend_schema(parameters=[SignalQuery])
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         request=SignalSerializer(many=True),
@@ -405,28 +411,18 @@ class FuseRequest(serializers.Serializer):
     symbols = SymbolListField(required=False, help_text="comma-separated symbols (default: all)")
 
 
-class FusedSignalViewSet(
-    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+@extend_schema_view(list=extend_schema(parameters=[FusedQuery]))
+class FusedSignalViewSet(QueriedViewSet):
     """Fused signals, newest first; POST fuses the running signals now (or as of a time)."""
 
     queryset = FusedSignal.objects.select_related("instrument")
     serializer_class = FusedSignalSerializer
-    permission_classes = PERMISSIONS
-    pagination_class = NewestFirst
+    query_class = FusedQuery
 
-    def get_queryset(self):
-        rows = super().get_queryset()
-        if self.action != "list" or getattr(self, "swagger_fake_view", False):
-            return rows
-        query = query_parameters(FusedQuery, self.request)
+    def filtered(self, rows, query: dict):
         if "method" in query:
             rows = rows.filter(method=query["method"])
         return within(symbols_filter(rows, query), query)
-
-    @extend_schema(parameters=[FusedQuery])
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=FuseRequest, responses={201: FusedSignalSerializer(many=True)})
     def create(self, request: Request) -> Response:
@@ -444,28 +440,23 @@ class PerformanceQuery(serializers.Serializer):
     days = serializers.IntegerField(required=False, min_value=1, help_text="window in days")
 
 
-class PerformanceViewSet(RefusalsAsResponses, mixins.ListModelMixin, viewsets.GenericViewSet):
+@extend_schema_view(list=extend_schema(parameters=[PerformanceQuery]))
+class PerformanceViewSet(QueriedViewSet):
     """Each agent's performance per window, as the scheduler last measured it."""
 
-    queryset = SignalPerformance.objects.select_related("agent")
+    queryset = SignalPerformance.objects.select_related("agent").order_by(
+        "agent__name", "window_days"
+    )
     serializer_class = PerformanceSerializer
-    permission_classes = PERMISSIONS
     pagination_class = PageNumberPagination
+    query_class = PerformanceQuery
 
-    def get_queryset(self):
-        rows = super().get_queryset().order_by("agent__name", "window_days")
-        if getattr(self, "swagger_fake_view", False):
-            return rows
-        query = query_parameters(PerformanceQuery, self.request)
+    def filtered(self, rows, query: dict):
         if "agent" in query:
             rows = rows.filter(agent__name=query["agent"])
         if "days" in query:
             rows = rows.filter(window_days=query["days"])
         return rows
-
-    @extend_schema(parameters=[PerformanceQuery])
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        return super().list(request, *args, **kwargs)
 
 
 # --- News --------------------------------------------------------------------------------------
@@ -489,31 +480,21 @@ class NewsQuery(SinceUntil):
     source = serializers.CharField(required=False, max_length=100)
 
 
-class NewsViewSet(
-    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+@extend_schema_view(list=extend_schema(parameters=[NewsQuery]))
+class NewsViewSet(QueriedViewSet):
     """News, newest first, by symbol, source and time; POST one article or a batch, checked
     and written by the same load as ``ingest_news``."""
 
     queryset = NewsArticle.objects.all()
     serializer_class = NewsSerializer
-    permission_classes = PERMISSIONS
-    pagination_class = NewestFirst
+    query_class = NewsQuery
 
-    def get_queryset(self):
-        rows = super().get_queryset()
-        if self.action != "list" or getattr(self, "swagger_fake_view", False):
-            return rows
-        query = query_parameters(NewsQuery, self.request)
+    def filtered(self, rows, query: dict):
         if "symbol" in query:
             rows = rows.about(query["symbol"])
         if "source" in query:
             rows = rows.filter(source=query["source"])
         return within(rows, query)
-
-    @extend_schema(parameters=[NewsQuery])
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=NewsSerializer(many=True), responses={201: BatchAnswer})
     def create(self, request: Request) -> Response:

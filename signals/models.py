@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 from django.db.models.lookups import Exact
 
 from marketdata.models import Instrument
+from marketdata.querysets import TimeRangeQuerySet
 from signals.querysets import AlternativeDataQuerySet, NewsQuerySet, SignalQuerySet
 
 
@@ -148,6 +149,8 @@ class FusedSignal(models.Model):
     method = models.CharField(max_length=50)
     inputs = models.JSONField(default=list)
     input_count = models.PositiveIntegerField()
+
+    objects = TimeRangeQuerySet.as_manager()
 
     class Meta:
         ordering = ["-ts", "-id"]
@@ -313,6 +316,8 @@ class SocialSentiment(models.Model):
     bullish = models.PositiveIntegerField(default=0)
     bearish = models.PositiveIntegerField(default=0)
 
+    objects = TimeRangeQuerySet.as_manager()
+
     class Meta:
         ordering = ["-ts", "-id"]
         constraints = [
@@ -384,6 +389,8 @@ class AgentMetric(models.Model):
     errors = models.PositiveIntegerField(default=0)
     signals_emitted = models.PositiveIntegerField(default=0)
 
+    objects = TimeRangeQuerySet.as_manager()
+
     class Meta:
         ordering = ["-ts", "-id"]
         constraints = [
@@ -409,6 +416,8 @@ class SystemLog(models.Model):
     logger = models.CharField(max_length=200)
     message = models.TextField()
     context = models.JSONField(default=dict, blank=True)
+
+    objects = TimeRangeQuerySet.as_manager()
 
     class Meta:
         ordering = ["-ts", "-id"]

@@ -9,18 +9,6 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-COLUMNS = (
-    "agent",
-    "window_days",
-    "window_start",
-    "window_end",
-    "signal_count",
-    "hit_rate",
-    "information_coefficient",
-    "average_return",
-    "cumulative_return",
-)
-
 # One statement for every agent asked: the function per agent, upserted.
 REFRESH_SQL = """
 INSERT INTO signals_signalperformance AS sp (agent_id, window_days, window_start, window_end,
