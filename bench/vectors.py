@@ -1,0 +1,245 @@
+"""Vector search benchmark: load, index builds, recall and latency, in a throwaway database.
+
+    .venv/bin/python bench/vectors.py [--n 100000] [--source pipeline|clustered] [--queries 1000]
+
+- Vectors: ``pipeline`` (the default up to 200,000) runs vectors/features.py over windows of
+  demo minute bars (marketdata/demo.py, five symbols, a year, made in memory) and scales them
+  as a build does; ``clustered`` (the default beyond) draws points around 200 centres, a
+  stand-in for real features at scale (isotropic random vectors are the worst case for any
+  ANN index and no model of real features). The report says which was used.
+- Load: binary COPY of complete rows (instrument, feature set, time, vector, raw JSON when
+  the pipeline made them) into vectors_featureembedding with no vector index, and of the
+  vector column alone into a bare table, in rows per second.
+- Index builds: HNSW (m 16, ef_construction 64, cosine) and IVFFlat (lists = rows / 1000,
+  sqrt(rows) past a million), timed.
+- Queries: held-out vectors (windows or points not in the table); the exact top 10 of each is
+  computed in the same database by a sequential scan (its latency is reported too); then,
+  through ``vectors.search.nearest_features`` (the API's service: a transaction, pgvector's
+  settings, the query, the symbols), recall@10, p50 / p95 latency and queries per second at
+  several ef_search (HNSW) and probes (IVFFlat).
+- Single inserts: one INSERT per row, each its own transaction, with the HNSW index in place.
+
+Goal (issue 7): recall@10 >= 0.95 with p50 < 2 ms through the search service at 100,000
+vectors, and bulk load >= 100,000 vectors/s. Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
+BENCH_DATABASE = "bench_qvp_vectors"
+os.environ["QVP_TEST_DATABASE_NAME"] = BENCH_DATABASE
+
+import django  # noqa: E402 - Django must be set up before the app's modules are imported
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+from psycopg.types.json import Jsonb  # noqa: E402
+
+from marketdata import demo  # noqa: E402
+from marketdata.models import Instrument  # noqa: E402
+from qvp_site.db.vector_indexes import IVFFLAT, VectorIndex, ivfflat_lists  # noqa: E402
+from vectors import features, search  # noqa: E402
+from vectors.embeddings import COLUMNS, FEATURES, TABLE, TYPES  # noqa: E402
+from vectors.store import copy_rows, raw_json  # noqa: E402
+
+HNSW_NAME, IVF_NAME = "featureembedding_cosine_hnsw", "bench_featureembedding_ivfflat"
+EF_SEARCH = (10, 20, 40, 80, 160)
+PROBES = (1, 5, 10, 20, 40)
+K = 10
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+END = datetime(2024, 5, 17, tzinfo=UTC).date()
+
+
+def pipeline_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """n + queries windows of demo bars, spread evenly over five symbols' year of minute bars,
+    scaled by a scaler fitted on the n stored ones. Returns (vectors, raw, query vectors)."""
+    per_symbol = (n + queries) // len(demo.DEMO_SYMBOLS) + 1
+    raws = []
+    for spec in demo.DEMO_SYMBOLS.values():
+        bars = demo.generate(spec, END, demo.TRADING_DAYS_PER_YEAR, seed=42)
+        columns = {k: getattr(bars, k) for k in ("open", "high", "low", "close", "volume")}
+        ends = np.linspace(features.WINDOW, len(bars) - 1, per_symbol).astype(int)
+        raws.append(features.compute(features.windows_ending_at(columns, np.unique(ends))))
+    raw = np.concatenate(raws)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(raw))
+    stored, held_out = order[:n], order[n : n + queries]
+    scaler = features.Scaler.fit(raw[stored])
+    return scaler.transform(raw[stored]), raw[stored], scaler.transform(raw[held_out])
+
+
+def clustered_vectors(n: int, queries: int) -> tuple[np.ndarray, None, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((200, features.DIMENSIONS)) * 2
+    points = centres[rng.integers(0, 200, n + queries)]
+    points += rng.standard_normal(points.shape)
+    points = points.astype(np.float32)
+    return points[:n], None, points[n:]
+
+
+def setup(vectors: np.ndarray, raw: np.ndarray | None) -> tuple[list[int], object]:
+    instruments = [
+        Instrument.objects.create(symbol=s, asset_class="equity") for s in demo.DEMO_SYMBOLS
+    ]
+    feature_set = FEATURES.fitted(raw if raw is not None else vectors.astype(float))
+    return [i.id for i in instruments], feature_set
+
+
+def load(vectors, raw, instrument_ids, feature_set) -> tuple[float, float]:
+    """COPY rates (rows/s): complete rows into the table, and the vector column alone."""
+    n = len(vectors)
+    owners = np.array(instrument_ids)[np.arange(n) % len(instrument_ids)].tolist()
+    times = [T0 + timedelta(minutes=15 * i) for i in range(n)]
+    payload = raw_json(raw) if raw is not None else [Jsonb([])] * n
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {HNSW_NAME}")
+    started = time.perf_counter()
+    with transaction.atomic():
+        copy_rows(
+            TABLE,
+            COLUMNS,
+            TYPES,
+            zip(owners, [feature_set.id] * n, times, vectors, payload, strict=True),
+        )
+    rows_rate = n / (time.perf_counter() - started)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_vector_only (embedding vector(128) NOT NULL)")
+    started = time.perf_counter()
+    with transaction.atomic():
+        copy_rows("bench_vector_only", ("embedding",), ("vector",), ((v,) for v in vectors))
+    vector_rate = n / (time.perf_counter() - started)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE bench_vector_only")
+        cursor.execute(f"VACUUM ANALYZE {TABLE}")
+    return rows_rate, vector_rate
+
+
+def build(index: VectorIndex, rows: int) -> float:
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
+        cursor.execute(index.sql(rows))
+    return time.perf_counter() - started
+
+
+def exact(queries: np.ndarray, feature_set) -> tuple[list[set[int]], np.ndarray]:
+    """The true top k of each query, by a sequential scan in the database, and its latency."""
+    truth, latency = [], []
+    for q in queries:
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            qs = search.features_queryset(search.FeatureQuery(q, feature_set, k=K))
+            truth.append({row["id"] for row in qs})
+        latency.append(time.perf_counter() - started)
+    return truth, np.array(latency)
+
+
+def measure(queries, feature_set, truth, **setting) -> tuple[float, float, float, float]:
+    """recall@k, p50 and p95 latency (ms), queries per second through the search service."""
+    hits, latency = 0, []
+    started_all = time.perf_counter()
+    for q, true in zip(queries, truth, strict=True):
+        started = time.perf_counter()
+        found = search.nearest_features(search.FeatureQuery(q, feature_set, k=K), **setting)
+        latency.append(time.perf_counter() - started)
+        hits += len(true & {n.id for n in found})
+    elapsed = time.perf_counter() - started_all
+    ms = np.array(latency) * 1000
+    return hits / (K * len(queries)), *np.percentile(ms, [50, 95]), len(queries) / elapsed
+
+
+def single_inserts(vectors, instrument_id, feature_set, count: int = 1000) -> float:
+    started = time.perf_counter()
+    for i, v in enumerate(vectors[:count]):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {TABLE} (instrument_id, feature_set_id, ts, embedding, raw)"
+                " VALUES (%s, %s, %s, %s::vector, '[]')",
+                [
+                    instrument_id,
+                    feature_set.id,
+                    T0 - timedelta(minutes=i + 1),
+                    "[" + ",".join(f"{x:.6g}" for x in v) + "]",
+                ],
+            )
+    rate = count / (time.perf_counter() - started)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE ts < %s", [T0])
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="vectors in the table")
+    parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--source", choices=("pipeline", "clustered"), default=None)
+    args = parser.parse_args()
+    source = args.source or ("pipeline" if args.n <= 200_000 else "clustered")
+
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        started = time.perf_counter()
+        maker = pipeline_vectors if source == "pipeline" else clustered_vectors
+        vectors, raw, queries = maker(args.n, args.queries)
+        n = len(vectors)
+        print(
+            f"{n:,} vectors of 128 dimensions from {source}"
+            f" ({time.perf_counter() - started:.1f} s to make); {len(queries):,} queries"
+        )
+        instrument_ids, feature_set = setup(vectors, raw)
+        rows_rate, vector_rate = load(vectors, raw, instrument_ids, feature_set)
+        what = "with raw JSON" if raw is not None else "raw JSON empty"
+        print(
+            f"binary COPY, no vector index: {rows_rate:,.0f} rows/s (complete rows, {what});"
+            f" {vector_rate:,.0f} vectors/s (vector column alone)"
+        )
+        hnsw = VectorIndex(HNSW_NAME, TABLE, "embedding")
+        print(f"HNSW build (m 16, ef_construction 64): {build(hnsw, n):.1f} s")
+        truth, exact_latency = exact(queries, feature_set)
+        p50, p95 = np.percentile(exact_latency * 1000, [50, 95])
+        print(
+            f"exact scan (sequential, in SQL): p50 {p50:.1f} ms, p95 {p95:.1f} ms,"
+            f" {1 / exact_latency.mean():.0f} q/s"
+        )
+        print(
+            f"{'index':8} {'setting':>14} {'recall@10':>10} {'p50 ms':>8} {'p95 ms':>8} {'q/s':>7}"
+        )
+        for ef in EF_SEARCH:
+            recall, p50, p95, qps = measure(queries, feature_set, truth, ef_search=ef)
+            print(
+                f"{'HNSW':8} {f'ef_search {ef}':>14} {recall:10.3f} {p50:8.2f} {p95:8.2f}"
+                f" {qps:7.0f}"
+            )
+        rate = single_inserts(queries, instrument_ids[0], feature_set)
+        print(f"single INSERTs with the HNSW index: {rate:,.0f} rows/s (one transaction each)")
+        ivf = VectorIndex(IVF_NAME, TABLE, "embedding", method=IVFFLAT)
+        seconds = build(ivf, n)
+        print(f"IVFFlat build (lists {ivfflat_lists(n)}): {seconds:.1f} s")
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX {HNSW_NAME}")
+        for probes in PROBES:
+            recall, p50, p95, qps = measure(queries, feature_set, truth, probes=probes)
+            print(
+                f"{'IVFFlat':8} {f'probes {probes}':>14} {recall:10.3f} {p50:8.2f} {p95:8.2f}"
+                f" {qps:7.0f}"
+            )
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
