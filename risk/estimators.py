@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 
 # Bars per year by bar frequency: 252 trading days; a regular US session has 390 minutes.
@@ -83,17 +82,29 @@ def _placed(values: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+def _rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
+    """Sum over each window by differences of a cumulative sum: O(n) whatever the window.
+    A window holding a NaN sums to NaN (and only that window, not every later one)."""
     if len(x) < window:
         return np.empty(0)
-    return sliding_window_view(x, window).mean(axis=-1)
+    missing = np.isnan(x)
+    totals = np.concatenate([[0.0], np.cumsum(np.where(missing, 0.0, x))])
+    gaps = np.concatenate([[0], np.cumsum(missing)])
+    sums = totals[window:] - totals[:-window]
+    return np.where(gaps[window:] - gaps[:-window] > 0, np.nan, sums)
+
+
+def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    return _rolling_sum(x, window) / window
 
 
 def _rolling_var(x: np.ndarray, window: int) -> np.ndarray:
-    """Sample variance (n - 1) over each window."""
-    if len(x) < window:
-        return np.empty(0)
-    return sliding_window_view(x, window).var(axis=-1, ddof=1)
+    """Sample variance (n - 1) over each window. Centred on the series' mean first, so the
+    sums of squares stay small and their differences lose no precision worth having."""
+    centre = np.nanmean(x) if np.isfinite(x).any() else 0.0
+    x = x - centre
+    s1, s2 = _rolling_sum(x, window), _rolling_sum(x * x, window)
+    return (s2 - s1 * s1 / window) / (window - 1)
 
 
 def _annualised(variance: np.ndarray, periods_per_year: float) -> np.ndarray:

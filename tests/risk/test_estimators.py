@@ -183,3 +183,16 @@ def test_bad_bars_are_refused():
         OHLC(open=[0.0], high=[1.0], low=[0.0], close=[1.0])
     with pytest.raises(ValueError, match="lam"):
         ewma(random_bars(), 5, 252, lam=1.0)
+
+
+@pytest.mark.parametrize("name", ["close_to_close", "parkinson", "yang_zhang"])
+def test_a_missing_bar_blanks_only_the_windows_holding_it(name):
+    bars = random_bars()
+    columns = [a.copy() for a in (bars.open, bars.high, bars.low, bars.close)]
+    for column in columns:
+        column[30] = np.nan
+    holed = OHLC(*columns)
+    vol, clean = ESTIMATORS[name](holed, 10, 252), ESTIMATORS[name](bars, 10, 252)
+    assert np.isnan(vol[30:40]).any()
+    assert vol[45:] == pytest.approx(clean[45:], rel=1e-9)
+    assert vol[15:29] == pytest.approx(clean[15:29], rel=1e-9)
