@@ -90,7 +90,7 @@ class QueriedViewSet(
 
 
 # --- Agents and their metrics ------------------------------------------------------------------
-class PerformanceSerializer(serializers.ModelSerializer):
+class SignalPerformanceSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
@@ -109,7 +109,7 @@ class PerformanceSerializer(serializers.ModelSerializer):
         ]
 
 
-class MetricSerializer(serializers.ModelSerializer):
+class AgentMetricSerializer(serializers.ModelSerializer):
     latency_ms = FiniteFloatField(min_value=0)
     ts = TimeField()
 
@@ -120,7 +120,7 @@ class MetricSerializer(serializers.ModelSerializer):
 
 class AgentSerializer(serializers.ModelSerializer):
     latest_metric = serializers.SerializerMethodField()
-    performance = PerformanceSerializer(many=True, read_only=True)
+    performance = SignalPerformanceSerializer(many=True, read_only=True)
 
     class Meta:
         model = Agent
@@ -153,7 +153,7 @@ def with_latest_metric(agents):
     return agents.annotate(
         **{
             f"metric_{name}": Subquery(newest.values(name)[:1])
-            for name in MetricSerializer.Meta.fields
+            for name in AgentMetricSerializer.Meta.fields
         }
     )
 
@@ -177,7 +177,9 @@ class AgentViewSet(
         performance = Prefetch("performance", SignalPerformance.objects.select_related("agent"))
         return with_latest_metric(Agent.objects.prefetch_related(performance))
 
-    @extend_schema(parameters=[SinceUntil], request=MetricSerializer, responses=MetricSerializer)
+    @extend_schema(
+        parameters=[SinceUntil], request=AgentMetricSerializer, responses=AgentMetricSerializer
+    )
     @action(detail=True, methods=["get", "post"], pagination_class=NewestFirst)
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         """GET: the agent's metrics, newest first; POST: record one (needs add_agentmetric)."""
@@ -185,16 +187,16 @@ class AgentViewSet(
         if request.method == "POST":
             if not request.user.has_perm("signals.add_agentmetric"):
                 self.permission_denied(request, "you may not record agent metrics")
-            metric = MetricSerializer(data=request.data)
+            metric = AgentMetricSerializer(data=request.data)
             metric.is_valid(raise_exception=True)
             ts = metric.validated_data["ts"]
             partitions.prepare_load(AgentMetric._meta.db_table, ts, ts)
             saved = metric.save(agent=agent)
-            return Response(MetricSerializer(saved).data, status=201)
+            return Response(AgentMetricSerializer(saved).data, status=201)
         query = query_parameters(SinceUntil, request)
         rows = within(AgentMetric.objects.filter(agent=agent), query)
         page = self.paginate_queryset(rows)
-        return self.get_paginated_response(MetricSerializer(page, many=True).data)
+        return self.get_paginated_response(AgentMetricSerializer(page, many=True).data)
 
 
 # --- Signals -----------------------------------------------------------------------------------
@@ -447,7 +449,7 @@ class PerformanceViewSet(QueriedViewSet):
     queryset = SignalPerformance.objects.select_related("agent").order_by(
         "agent__name", "window_days"
     )
-    serializer_class = PerformanceSerializer
+    serializer_class = SignalPerformanceSerializer
     pagination_class = PageNumberPagination
     query_class = PerformanceQuery
 
@@ -460,7 +462,7 @@ class PerformanceViewSet(QueriedViewSet):
 
 
 # --- News --------------------------------------------------------------------------------------
-class NewsSerializer(serializers.ModelSerializer):
+class NewsArticleSerializer(serializers.ModelSerializer):
     ts = TimeField()
     sentiment = FiniteFloatField(min_value=-1, max_value=1, required=False, allow_null=True)
     symbols = serializers.ListField(
@@ -486,7 +488,7 @@ class NewsViewSet(QueriedViewSet):
     and written by the same load as ``ingest_news``."""
 
     queryset = NewsArticle.objects.all()
-    serializer_class = NewsSerializer
+    serializer_class = NewsArticleSerializer
     query_class = NewsQuery
 
     def filtered(self, rows, query: dict):
@@ -496,11 +498,13 @@ class NewsViewSet(QueriedViewSet):
             rows = rows.filter(source=query["source"])
         return within(rows, query)
 
-    @extend_schema(request=NewsSerializer(many=True), responses={201: BatchAnswer})
+    @extend_schema(request=NewsArticleSerializer(many=True), responses={201: BatchAnswer})
     def create(self, request: Request) -> Response:
         single = not isinstance(request.data, list)
         items = [request.data] if single else request.data
-        batch = NewsSerializer(data=items, many=True, allow_empty=False, max_length=MAX_BATCH)
+        batch = NewsArticleSerializer(
+            data=items, many=True, allow_empty=False, max_length=MAX_BATCH
+        )
         if not batch.is_valid():
             errors = batch.errors
             if isinstance(errors, list):
