@@ -237,9 +237,10 @@ class DatabaseLogHandler(logging.Handler):
         with self._counts:
             return {"written": self.written, "dropped": self.dropped, "queued": self.queue.qsize()}
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float = 2.0) -> bool:
         """Wait up to ``timeout`` seconds until every queued record is written or dropped;
-        whether that happened."""
+        whether that happened. (logging.shutdown flushes at exit: the default is short, so
+        an exit never waits long on a dead database.)"""
         deadline = time.monotonic() + timeout
         while self.queue.unfinished_tasks:
             if time.monotonic() >= deadline:
