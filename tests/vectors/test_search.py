@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
 from marketdata.models import Instrument
-from vectors import search
+from vectors import embeddings, regimes, search
 from vectors.models import FeatureEmbedding, FeatureSet, VolatilityRegime
 from vectors.store import copy_rows
 
@@ -51,9 +51,9 @@ def synthetic(db):
     owners = [instruments[i % 3].id for i in range(len(points))]
     times = [T0 + timedelta(minutes=15 * i) for i in range(len(points))]
     copy_rows(
-        "vectors_featureembedding",
-        ("instrument_id", "feature_set_id", "ts", "embedding", "raw"),
-        ("int8", "int8", "timestamptz", "vector", "jsonb"),
+        embeddings.TABLE,
+        embeddings.COLUMNS,
+        embeddings.TYPES,
         zip(
             owners,
             [feature_set.id] * len(points),
@@ -139,17 +139,9 @@ def test_the_regime_search_uses_its_hnsw_index(db):
     points = clustered(3000, 64)
     starts = [T0 + timedelta(days=i) for i in range(len(points))]
     copy_rows(
-        "vectors_volatilityregime",
-        (
-            "instrument_id",
-            "feature_set_id",
-            "period_start",
-            "period_end",
-            "label",
-            "signature",
-            "statistics",
-        ),
-        ("int8", "int8", "timestamptz", "timestamptz", "text", "vector", "jsonb"),
+        regimes.TABLE,
+        regimes.COLUMNS,
+        regimes.TYPES,
         (
             (instrument.id, feature_set.id, s, s + timedelta(hours=20), "", p, Jsonb({}))
             for s, p in zip(starts, points, strict=True)

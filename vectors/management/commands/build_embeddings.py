@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import QuerySet
 from tqdm import tqdm
 
 from marketdata.models import Instrument
@@ -9,6 +10,18 @@ from trading.management.commands.snapshot_portfolios import moment
 from vectors import embeddings, regimes
 
 ACTOR = "build_embeddings"
+
+
+def named_instruments(symbols: list[str] | None) -> QuerySet:
+    """The instruments named by --symbol options (all when none), refusing unknown ones."""
+    instruments = Instrument.objects.order_by("symbol")
+    if symbols:
+        wanted = {s.upper() for s in symbols}
+        instruments = instruments.filter(symbol__in=wanted)
+        missing = wanted - set(instruments.values_list("symbol", flat=True))
+        if missing:
+            raise CommandError(f"unknown symbols: {', '.join(sorted(missing))}")
+    return instruments
 
 
 class Command(BaseCommand):
@@ -37,13 +50,7 @@ class Command(BaseCommand):
     def handle(self, *args, symbol=None, since=None, rebuild=False, clusters, **options):
         if not 2 <= clusters <= 12:
             raise CommandError("--clusters must lie between 2 and 12")
-        instruments = Instrument.objects.order_by("symbol")
-        if symbol:
-            wanted = {s.upper() for s in symbol}
-            instruments = instruments.filter(symbol__in=wanted)
-            missing = wanted - set(instruments.values_list("symbol", flat=True))
-            if missing:
-                raise CommandError(f"unknown symbols: {', '.join(sorted(missing))}")
+        instruments = named_instruments(symbol)
 
         def progress(items, what="features"):
             return tqdm(

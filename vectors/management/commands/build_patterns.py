@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from marketdata.models import Instrument
 from qvp_site.acting import acting_as
 from trading.management.commands.snapshot_portfolios import moment
 from vectors import patterns
+from vectors.management.commands.build_embeddings import named_instruments
 
 
 class Command(BaseCommand):
@@ -26,13 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, symbol=None, since=None, no_progress=False, **options):
-        instruments = Instrument.objects.order_by("symbol")
-        if symbol:
-            wanted = {s.upper() for s in symbol}
-            instruments = instruments.filter(symbol__in=wanted)
-            missing = wanted - set(instruments.values_list("symbol", flat=True))
-            if missing:
-                raise CommandError(f"unknown symbols: {', '.join(sorted(missing))}")
+        instruments = named_instruments(symbol)
 
         def progress(items):
             return tqdm(
