@@ -128,20 +128,21 @@ def deliver(alert_ids: Iterable[int], sleep: Callable[[float], None] = time.slee
     """Deliver each alert by each configured channel it has not reached yet; returns the
     deliveries that succeeded. Attempts per channel and backoff come from settings."""
     configured = channels()
-    alerts = list(RiskAlert.objects.filter(pk__in=list(alert_ids)).select_related("account"))
-    if not configured or not alerts:
+    if not configured:
         return 0
-    done = set(
-        AlertDelivery.objects.filter(alert__in=alerts, outcome="delivered").values_list(
-            "alert_id", "channel"
+    with acting_as(ACTOR):  # the application's role reads alerts only when someone acts
+        alerts = list(RiskAlert.objects.filter(pk__in=list(alert_ids)).select_related("account"))
+        done = set(
+            AlertDelivery.objects.filter(alert__in=alerts, outcome="delivered").values_list(
+                "alert_id", "channel"
+            )
         )
-    )
-    last = {
-        (row["alert_id"], row["channel"]): row["last"]
-        for row in AlertDelivery.objects.filter(alert__in=alerts)
-        .values("alert_id", "channel")
-        .annotate(last=Max("attempt"))
-    }
+        last = {
+            (row["alert_id"], row["channel"]): row["last"]
+            for row in AlertDelivery.objects.filter(alert__in=alerts)
+            .values("alert_id", "channel")
+            .annotate(last=Max("attempt"))
+        }
     delivered = 0
     for alert in alerts:  # each is a network call: a loop over alerts, not over rows of data
         for channel, (target, send) in configured.items():
@@ -167,10 +168,11 @@ def _attempts(alert, channel, target, send, first: int, sleep) -> int:
 def deliver_undelivered(sleep: Callable[[float], None] = time.sleep) -> int:
     """Try again the alerts, not yet resolved, that a channel failed to reach before (the
     channels that reached them are skipped by ``deliver``)."""
-    pending = (
-        RiskAlert.objects.exclude(state=RiskAlert.State.RESOLVED)
-        .filter(deliveries__outcome="failed")
-        .values_list("pk", flat=True)
-        .distinct()
-    )
-    return deliver(list(pending), sleep)
+    with acting_as(ACTOR):
+        pending = list(
+            RiskAlert.objects.exclude(state=RiskAlert.State.RESOLVED)
+            .filter(deliveries__outcome="failed")
+            .values_list("pk", flat=True)
+            .distinct()
+        )
+    return deliver(pending, sleep)

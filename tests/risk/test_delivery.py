@@ -167,3 +167,10 @@ def test_run_delivers_the_alerts_it_raises(configured, receiver, account):
     assert compute_risk(day(3), options=RunOptions(lookback=5)).deliveries == 0
     assert len(receiver.received) == 1
     assert len(mail.outbox) == 1
+
+
+def test_delivery_as_the_application_role(configured, receiver, alert, as_app_role):
+    """The site's role sees alerts only when someone acts: delivery acts as its own system
+    actor, reads the alert and records its attempts under row-level security."""
+    assert deliver([alert.pk], sleep=lambda s: None) == 2
+    assert len(receiver.received) == 1
