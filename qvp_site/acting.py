@@ -16,6 +16,7 @@ from django.db import connections, transaction
 from django.urls import Resolver404, resolve
 from rest_framework.authentication import SessionAuthentication
 
+from qvp_site import replicas
 from qvp_site.tokens import ApiTokenAuthentication
 
 SYSTEM_PREFIX = "system:"
@@ -59,14 +60,21 @@ class ActingUserMiddleware:
     def __call__(self, request):
         if _non_atomic(request) or not _identified(request):
             return self.get_response(request)
-        with transaction.atomic():
+        # Read-only requests read a replica when there are some (qvp_site/replicas.py).
+        with transaction.atomic(), replicas.request_routing(request):
             if request.user.is_authenticated:
-                declare(request.user)
+                _declare_request_user(request.user)
                 request._qvp_declared = request.user.pk
             response = self.get_response(request)
             if response.status_code >= 400:
                 transaction.set_rollback(True)
             return response
+
+
+def _declare_request_user(user) -> None:
+    """On the replica the request reads, if it reads one; else on the primary."""
+    if not replicas.declare_request_user(user):
+        declare(user)
 
 
 def _identified(request) -> bool:
@@ -88,7 +96,7 @@ def _declared(request, result):
         return result
     user = result[0]
     if getattr(request._request, "_qvp_declared", None) != user.pk:
-        declare(user)
+        _declare_request_user(user)
         request._request._qvp_declared = user.pk
     return result
 
