@@ -142,6 +142,18 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         "DATABASE_URL must point to PostgreSQL (postgres:// or postgresql://)"
     )
 
+# Read replicas (streaming standbys of the primary), comma-separated URLs: read-only requests
+# read from them, everything that writes or must read its own writes the primary (see
+# qvp_site/replicas.py). Tests read the primary's test database through them (MIRROR).
+for _number, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", default=[]) if u):
+    _replica = env.db_url_config(_url)
+    if _replica.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: replica {_number} is not PostgreSQL")
+    _replica.update(CONN_MAX_AGE=CONN_MAX_AGE, CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
+    DATABASES[f"replica_{_number}"] = _replica
+QVP_REPLICA_ALIASES = [alias for alias in DATABASES if alias.startswith("replica_")]
+DATABASE_ROUTERS = ["qvp_site.replicas.ReplicaRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Passwords `manage.py create_db_roles` gives the application's and the read-only roles.
