@@ -151,6 +151,12 @@ for _number, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", defa
         raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: replica {_number} is not PostgreSQL")
     _replica.update(CONN_MAX_AGE=CONN_MAX_AGE, CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
     DATABASES[f"replica_{_number}"] = _replica
+# Behind PgBouncer in transaction pooling mode: a server-side cursor (QuerySet.iterator())
+# would outlive the transaction that pooled its server connection. Prepared statements are
+# off already (Django's psycopg default, prepare_threshold None).
+QVP_TRANSACTION_POOLING = env.bool("QVP_TRANSACTION_POOLING", default=False)
+for _database in DATABASES.values():
+    _database["DISABLE_SERVER_SIDE_CURSORS"] = QVP_TRANSACTION_POOLING
 QVP_REPLICA_ALIASES = [alias for alias in DATABASES if alias.startswith("replica_")]
 DATABASE_ROUTERS = ["qvp_site.replicas.ReplicaRouter"]
 
