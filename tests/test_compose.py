@@ -29,7 +29,9 @@ APP_SERVICES = ("migrate", "web", "scheduler")
 # Migrations and maintenance connect as the owner; the web app as trading_app.
 OWNER_URL = "postgresql://qvp:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@db:5432/qvp"
 APP_URL = "postgresql://trading_app:${QVP_APP_DB_PASSWORD:?set QVP_APP_DB_PASSWORD}@db:5432/qvp"
-LONG_RUNNING = ("db", "web", "scheduler")
+# The web app goes through PgBouncer (transaction pooling), as trading_app.
+POOLED_URL = APP_URL.replace("@db:5432/", "@pgbouncer:6432/")
+LONG_RUNNING = ("db", "pgbouncer", "web", "scheduler")
 
 SETTINGS_READ = re.compile(r"""\benv\.[a-z_]+\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 INTERPOLATION = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
@@ -78,7 +80,7 @@ def test_compose_has_no_obsolete_version_key(compose):
 
 
 def test_every_service_has_an_image_or_a_build(services):
-    assert set(services) == {"db", *APP_SERVICES}
+    assert set(services) == {"db", "pgbouncer", *APP_SERVICES}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
     for name in APP_SERVICES:
@@ -107,7 +109,12 @@ def test_named_volumes_are_declared(compose, services):
 def test_depends_on_targets_exist_with_the_right_conditions(services):
     expected = {
         "migrate": {"db": "service_healthy"},
-        "web": {"db": "service_healthy", "migrate": "service_completed_successfully"},
+        "web": {
+            "db": "service_healthy",
+            "migrate": "service_completed_successfully",
+            "pgbouncer": "service_started",
+        },
+        "pgbouncer": {"db": "service_healthy", "migrate": "service_completed_successfully"},
         "scheduler": {"db": "service_healthy", "migrate": "service_completed_successfully"},
     }
     for name, service in services.items():
@@ -152,7 +159,7 @@ def test_app_services_run_in_production_mode(services):
         environment = services[name]["environment"]
         assert environment["QVP_PRODUCTION"] == "true", name
         assert environment["QVP_TIMESCALEDB"] == "on", name
-        assert environment["DATABASE_URL"] == (OWNER_URL if name != "web" else APP_URL), name
+        assert environment["DATABASE_URL"] == (OWNER_URL if name != "web" else POOLED_URL), name
         assert environment["DJANGO_ALLOWED_HOSTS"] == "${DJANGO_ALLOWED_HOSTS:-localhost}"
         assert "DJANGO_BEHIND_PROXY" in environment
 
@@ -178,6 +185,19 @@ def test_compose_variables_are_documented(compose):
     for service in compose["services"].values():
         used |= {k for k, v in (service.get("environment") or {}).items() if v is None}
     assert used - env_example_variables() == set()
+
+
+def test_pgbouncer_pools_transactions_for_the_web_app_only(services):
+    bouncer = services["pgbouncer"]["environment"]
+    assert bouncer["POOL_MODE"] == "transaction"
+    assert bouncer["DATABASE_URL"] == APP_URL
+    assert bouncer["LISTEN_PORT"] == "6432"
+    assert bouncer["MAX_PREPARED_STATEMENTS"] == "0"
+    # Server-side cursors off for the pooled web app; the scheduler's advisory locks are
+    # session-level: it and migrate connect to db directly.
+    assert services["web"]["environment"]["QVP_TRANSACTION_POOLING"] == "true"
+    for name in ("migrate", "scheduler"):
+        assert "@db:5432/" in services[name]["environment"]["DATABASE_URL"], name
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------
