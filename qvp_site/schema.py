@@ -18,3 +18,59 @@ class ActingTokenScheme(OpenApiAuthenticationExtension):
             header_name="Authorization",
             token_prefix="Token",  # noqa: S106 - a keyword
         )
+
+
+ERROR = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+    "description": "Why the request was refused.",
+}
+# DRF's refusals of bad input: {field: [reasons]} for an object, a list of those for a batch;
+# or a rule of the database: {detail, rule, index} (trading/api.py's Refused).
+VALIDATION_ERROR = {
+    "oneOf": [{"type": "object"}, {"type": "array"}],
+    "description": (
+        "The fields (and items of a batch) refused, each with its reasons; or, refused by a"
+        " rule of the database, {detail, rule, index}."
+    ),
+}
+REFUSALS = {
+    "400": ("Bad input: each field refused, with its reasons", "ValidationError"),
+    "401": ("No valid credentials", "Error"),
+    "403": ("Not allowed for this user (or no credentials)", "Error"),
+    "404": ("No such object, or none this user may see", "Error"),
+    "413": ("The request body is larger than the site accepts", "Error"),
+    "415": ("The body is not in a media type the operation reads (JSON)", "Error"),
+    "429": ("Too many requests: retry after the Retry-After header's seconds", "Error"),
+}
+METHODS = ("get", "put", "post", "patch", "delete")
+
+
+def document_refusals(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation documents the refusals every
+    view can answer with (drf-spectacular lists only the success), so that clients, and the
+    schema-driven fuzz test, know them."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Error", ERROR)
+    components.setdefault("ValidationError", VALIDATION_ERROR)
+    for path in result.get("paths", {}).values():
+        for method, operation in path.items():
+            if method not in METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, (description, schema) in REFUSALS.items():
+                if status in ("413", "415") and "requestBody" not in operation:
+                    continue
+                responses.setdefault(
+                    status,
+                    {
+                        "description": description,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": f"#/components/schemas/{schema}"}
+                            }
+                        },
+                    },
+                )
+    return result

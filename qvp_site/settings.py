@@ -243,7 +243,11 @@ SPECTACULAR_SETTINGS = {
         "qvp_site.acting.ActingSessionAuthentication",
         "qvp_site.acting.ActingTokenAuthentication",
     ],
-    "SCHEMA_PATH_PREFIX": r"/api/v1",  # tags and operation ids from the path after it
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "qvp_site.schema.document_refusals",
+    ],  # tags and operation ids from the path after it
     # The schema and its docs need a login like every other page.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",

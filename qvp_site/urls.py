@@ -20,3 +20,5 @@ urlpatterns = [
     # The split view serves its start-up script as a file: no inline script for the CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]
+
+handler404 = "qvp_site.views.not_found"
