@@ -683,9 +683,13 @@ def batch_context(items: list, request: Request) -> dict:
         return {"request": request}
     dicts = [item for item in items if isinstance(item, dict)]
     order_ids = {as_id(item.get("order")) for item in dicts} - {None}
-    exec_ids = {item.get("exec_id") for item in dicts}
-    # Only strings PostgreSQL can take; the serializer refuses the others by name.
-    exec_ids = {e for e in exec_ids if isinstance(e, str) and "\x00" not in e and len(e) <= 64}
+    # Only strings PostgreSQL can take (not a JSON object: unhashable too); the serializer
+    # refuses the others by name.
+    exec_ids = {
+        e
+        for e in (item.get("exec_id") for item in dicts)
+        if isinstance(e, str) and "\x00" not in e and len(e) <= 64
+    }
     tradable = Account.objects.tradable_by(request.user)
     orders = Order.objects.filter(pk__in=order_ids, account__in=tradable)
     booked = Execution.objects.visible_to(request.user).filter(exec_id__in=exec_ids)

@@ -365,6 +365,15 @@ def test_a_batch_with_bad_items_is_refused_whole(alice, order, instrument):
     assert Execution.objects.count() == 0
 
 
+def test_an_exec_id_that_is_not_a_string_is_refused_by_name(alice, order):
+    # Found by the fuzz test: a JSON object as exec_id was a 500 before the serializer ran.
+    batch = [execution(order, 10, exec_id="ok"), {**execution(order, 10), "exec_id": {}}]
+    body = post(alice, "/api/v1/executions/", batch, status=400)
+    assert list(body) == ["1"]
+    assert list(body["1"]) == ["exec_id"]
+    assert Execution.objects.count() == 0
+
+
 def test_a_batch_beyond_the_orders_quantity_is_refused_naming_the_item(alice, order):
     batch = [execution(order, 60, exec_id="a"), execution(order, 60, exec_id="b")]
     body = post(alice, "/api/v1/executions/", batch, status=400)
