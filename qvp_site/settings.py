@@ -244,6 +244,8 @@ SPECTACULAR_SETTINGS = {
         "qvp_site.acting.ActingTokenAuthentication",
     ],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Choice sets that share a field name across apps get names of their own.
+    "ENUM_NAME_OVERRIDES": {"RiskMetricEnum": "risk.models.Metric"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "qvp_site.schema.document_refusals",
