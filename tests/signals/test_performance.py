@@ -132,3 +132,16 @@ def test_daily_closes_count_once_their_day_is_over(partitioned, aapl, momentum):
     outcomes = performance.calculate("momentum_agent", 30, day + timedelta(days=5))
     assert outcomes.signal_count == 1
     assert outcomes.average_return == pytest.approx(55 / 50 - 1)
+
+
+def test_the_scheduler_keeps_performance_current_and_fuses(history):
+    from qvp_site.scheduler import discover
+
+    jobs = discover()
+    out = StringIO()
+    jobs["signal-performance"].run(out)
+    stored = {(p.agent.name, p.window_days) for p in SignalPerformance.objects.all()}
+    assert stored == {(a, d) for a in ("momentum_agent", "reversion_agent") for d in (7, 30)}
+    assert "4 performance row(s) stored." in out.getvalue()
+    jobs["fuse-signals"].run(out)
+    assert "0 instrument(s) fused" in out.getvalue()  # the history's signals ran out in 2024
