@@ -32,7 +32,7 @@ class FeatureSearchSerializer(serializers.Serializer):
         required=False, min_value=1, max_value=MAX_ID, help_text="or a stored embedding's id"
     )
     k = serializers.IntegerField(default=10, min_value=1, max_value=search.MAX_K)
-    metric = serializers.ChoiceField(choices=list(search.METRICS), default="cosine")
+    metric = serializers.ChoiceField(choices=search.METRIC_CHOICES, default="cosine")
     symbols = SymbolListField(required=False, help_text="only these instruments, comma-separated")
     start = TimeField(required=False, help_text="windows closing from this time on")
     end = TimeField(required=False, help_text="windows closing before this time")

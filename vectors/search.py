@@ -26,6 +26,7 @@ from marketdata.models import Instrument
 from vectors.models import FeatureEmbedding, FeatureSet, StrategyPattern, VolatilityRegime
 
 METRICS = {"cosine": CosineDistance, "l2": L2Distance, "inner_product": MaxInnerProduct}
+METRIC_CHOICES = tuple(METRICS)  # named VectorMetricEnum in the schema (settings)
 MAX_K = 1000  # pgvector's largest ef_search
 EF_SEARCH = getattr(settings, "QVP_VECTOR_EF_SEARCH", 40)
 
