@@ -245,7 +245,10 @@ SPECTACULAR_SETTINGS = {
     ],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Choice sets that share a field name across apps get names of their own.
-    "ENUM_NAME_OVERRIDES": {"RiskMetricEnum": "risk.models.Metric"},
+    "ENUM_NAME_OVERRIDES": {
+        "RiskMetricEnum": "risk.models.Metric",
+        "VectorMetricEnum": "vectors.search.METRIC_CHOICES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "qvp_site.schema.document_refusals",
