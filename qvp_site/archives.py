@@ -12,7 +12,6 @@ recorded in an ``Archive`` row. Restoring checks the checksum, then loads the ro
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from qvp_site.backups import sha256_of
 from qvp_site.db import catalog
 from qvp_site.db.partitions import prepare_load
 from qvp_site.db.quoting import ident, literal
@@ -88,14 +88,6 @@ def time_series_table(cursor, table: str) -> catalog.TimeSeries:
 
 def archive_dir() -> Path:
     return Path(settings.QVP_ARCHIVE_DIR)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def archive(table: str, before: datetime, directory: Path | None = None) -> Archive:

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from marketdata.models import MinuteBar
-from qvp_site.archives import sha256_of
+from qvp_site.backups import sha256_of
 from qvp_site.db.partitions import prepare_load
 from qvp_site.models import Archive
 from trading.models import PortfolioSnapshot

@@ -27,7 +27,7 @@ class Command(BaseCommand):
     help = (
         "Write the rows of a time-series table older than --before (and newer than the end "
         "of its last archive) to a Parquet file under QVP_ARCHIVE_DIR (or --directory), with "
-        "the file's SHA-256 and the range recorded (admin: Archives). Rows are not deleted: "
+        "the file's SHA-256 and the range recorded (see --list). Rows are not deleted: "
         "retention drops them later. --restore ID loads an archive back (rows still present "
         "are kept as they are); --list shows the archives."
     )
