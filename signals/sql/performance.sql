@@ -3,7 +3,9 @@
 
 -- The newest close known at p_at: a minute bar's close is known when its minute is over, a
 -- daily bar's (stamped at midnight) when its day is. Counting a bar's close from its start
--- would let a signal see the price it is about to predict.
+-- would let a signal see the price it is about to predict. A close more than 10 days old is
+-- no price (a halted or delisted instrument); the bound also lets the scan skip every
+-- partition or chunk but the last few.
 CREATE OR REPLACE FUNCTION signals_price_at(p_instrument bigint, p_at timestamptz)
 RETURNS TABLE (known_at timestamptz, price double precision)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -11,11 +13,13 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         (SELECT ts + interval '1 minute' AS known_at, close AS price
          FROM marketdata_minutebar
          WHERE instrument_id = p_instrument AND ts <= p_at - interval '1 minute'
+           AND ts > p_at - interval '10 days'
          ORDER BY ts DESC LIMIT 1)
         UNION ALL
         (SELECT ts + interval '1 day', close
          FROM marketdata_dailybar
          WHERE instrument_id = p_instrument AND ts <= p_at - interval '1 day'
+           AND ts > p_at - interval '11 days'
          ORDER BY ts DESC LIMIT 1)
     ) AS candidates
     ORDER BY known_at DESC LIMIT 1

@@ -145,3 +145,14 @@ def test_the_scheduler_keeps_performance_current_and_fuses(history):
     assert "4 performance row(s) stored." in out.getvalue()
     jobs["fuse-signals"].run(out)
     assert "0 instrument(s) fused" in out.getvalue()  # the history's signals ran out in 2024
+
+
+def test_a_close_older_than_ten_days_is_no_price(partitioned, aapl, momentum):
+    bar(aapl, T - timedelta(days=11), 100.0)
+    bar(aapl, T + timedelta(days=1), 110.0)
+    signal(momentum, aapl, T, 1, 0.5, horizon=timedelta(days=2))
+    assert performance.calculate("momentum_agent", 30, AS_OF + timedelta(days=5)).signal_count == 0
+    bar(aapl, T - timedelta(days=9), 100.0)
+    result = performance.calculate("momentum_agent", 30, AS_OF + timedelta(days=5))
+    assert result.signal_count == 1
+    assert result.average_return == pytest.approx(0.1)
