@@ -15,6 +15,7 @@ in one request and reads in the next may not see its write yet on the replica.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -22,9 +23,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 PRIMARY = "default"
+logger = logging.getLogger(__name__)
 READ_ONLY_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -128,10 +130,25 @@ def routed(replica: str) -> Iterator[Routing]:
 
 def request_routing(request):
     """The context of a request's transaction: on a replica when the request may read one
-    (ActingUserMiddleware enters it once its transaction on the primary is open)."""
+    (ActingUserMiddleware enters it once its transaction on the primary is open). A replica
+    that cannot be reached is passed over, and with none left the primary serves."""
     if routable(request):
-        return routed(random.choice(replica_aliases()))  # noqa: S311 (spreading load)
+        aliases = replica_aliases()
+        for alias in random.sample(aliases, len(aliases)):  # spreading the load
+            if _reachable(alias):
+                return routed(alias)
     return nullcontext()
+
+
+def _reachable(alias: str) -> bool:
+    connection = connections[alias]
+    try:
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+    except DatabaseError as error:
+        logger.warning("replica %s unreachable, reading the primary: %s", alias, error)
+        return False
+    return True
 
 
 def replica_lag(alias: str) -> dict | None:

@@ -19,7 +19,8 @@ from qvp_site.backups import wheel_bin_dir
 from trading.models import Account
 
 ALIAS = "replica_0"
-pytestmark = pytest.mark.django_db(transaction=True, databases=["default", ALIAS])
+DOWN = "replica_down"  # a replica that does not answer
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", ALIAS, DOWN])
 
 
 def free_port() -> int:
@@ -62,12 +63,14 @@ def streaming_replica(django_db_setup, django_db_blocker):
     config.update(HOST=str(home), PORT=str(port), USER="trading_app",
                   TEST={**primary["TEST"], "MIRROR": "default"})  # fmt: skip
     settings.DATABASES[ALIAS] = connections.settings[ALIAS] = config
+    settings.DATABASES[DOWN] = connections.settings[DOWN] = {**config, "PORT": "1"}
     try:
         yield config
     finally:
-        connections[ALIAS].close()
-        connections.settings.pop(ALIAS, None)
-        settings.DATABASES.pop(ALIAS, None)
+        for alias in (ALIAS, DOWN):
+            connections[alias].close()
+            connections.settings.pop(alias, None)
+            settings.DATABASES.pop(alias, None)
         subprocess.run([binaries / "pg_ctl", "-D", data, "-m", "immediate", "stop"], user=user,
                        capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(home, ignore_errors=True)
@@ -159,6 +162,18 @@ def test_a_request_reads_its_own_writes_from_the_primary(replica, desks):
         Account.objects.create(name="delta")  # a write: from now on, the primary
         assert state.pinned
         assert {"zeta", "delta"} <= set(Account.objects.values_list("name", flat=True))
+
+
+def test_an_unreachable_replica_is_passed_over(replica, client, desks, settings):
+    settings.QVP_REPLICA_ALIASES = [ALIAS, DOWN]
+    client.force_login(desks["alice"])
+    for _ in range(4):  # whichever is tried first, the request is served (by replica_0)
+        assert names(client.get("/api/v1/accounts/")) == ["alpha"]
+    settings.QVP_REPLICA_ALIASES = [DOWN]
+    pause_replay()
+    Account.objects.create(name="theta").groups.add(*desks["alice"].groups.all())
+    # No replica left: the primary serves, and it has theta.
+    assert names(client.get("/api/v1/accounts/")) == ["alpha", "theta"]
 
 
 def test_writes_and_unsafe_methods_never_go_to_a_replica(replica, client, desks):
