@@ -8,6 +8,7 @@ editor, and the database is inspected in between.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from io import StringIO
 
 import pytest
@@ -24,6 +25,7 @@ from qvp_site.db.operations import (
     CreateContinuousAggregate,
     CreateHypertable,
 )
+from tests.migration_ops import apply_operation
 
 APP = "tsops"
 TABLE = "tsops_reading"
@@ -48,15 +50,7 @@ CREATE_READING = migrations.CreateModel(
 )
 
 
-def apply(state: ProjectState, operation, *, backwards: bool = False) -> ProjectState:
-    new_state = state.clone()
-    operation.state_forwards(APP, new_state)
-    with connection.schema_editor(atomic=True) as editor:
-        if backwards:
-            operation.database_backwards(APP, editor, new_state, state)
-        else:
-            operation.database_forwards(APP, editor, state, new_state)
-    return new_state
+apply = partial(apply_operation, APP)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import psycopg
 import pytest
@@ -15,6 +16,7 @@ from django.db import IntegrityError, connection, migrations, models, transactio
 from django.db.migrations.state import ProjectState
 
 from qvp_site.db.references import EnforceReference
+from tests.migration_ops import apply_operation
 
 APP = "refops"
 PARENT, CHILD = "refops_desk", "refops_trade"
@@ -44,15 +46,7 @@ OPERATIONS = [
 ]
 
 
-def apply(state: ProjectState, operation, *, backwards: bool = False) -> ProjectState:
-    new_state = state.clone()
-    operation.state_forwards(APP, new_state)
-    with connection.schema_editor(atomic=True) as editor:
-        if backwards:
-            operation.database_backwards(APP, editor, new_state, state)
-        else:
-            operation.database_forwards(APP, editor, state, new_state)
-    return new_state
+apply = partial(apply_operation, APP)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ the operation applied and reversed with a schema editor, the catalog inspected i
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from qvp_site.db.vector_indexes import (
     ivfflat_lists,
     vector_index_definitions,
 )
+from tests.migration_ops import apply_operation
 
 APP = "vecops"
 TABLE = "vecops_point"
@@ -34,15 +36,7 @@ CREATE_POINT = migrations.CreateModel(
 )
 
 
-def apply(state: ProjectState, operation, *, backwards: bool = False) -> ProjectState:
-    new_state = state.clone()
-    operation.state_forwards(APP, new_state)
-    with connection.schema_editor(atomic=True) as editor:
-        if backwards:
-            operation.database_backwards(APP, editor, new_state, state)
-        else:
-            operation.database_forwards(APP, editor, state, new_state)
-    return new_state
+apply = partial(apply_operation, APP)
 
 
 @pytest.fixture
