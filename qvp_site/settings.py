@@ -212,6 +212,12 @@ REST_FRAMEWORK = {
         "qvp_site.throttling.AnonymousRateLimit",  # last: counts whom none of them knew
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's parsers, refusing text PostgreSQL cannot store with a 400 (qvp_site/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "qvp_site.parsers.JSONParser",
+        "qvp_site.parsers.FormParser",
+        "qvp_site.parsers.MultiPartParser",
+    ],
     # Requests per user, and per address for requests without a user (refused anyway, but
     # counted, so that a client guessing keys is slowed down: qvp_site/throttling.py). Kept
     # in the cache below; 429 beyond.

@@ -221,3 +221,22 @@ def test_the_admin_lives_where_it_is_told():
     assert moved.stdout.strip() == "/ops/desk-admin/", moved.stderr
     refused = _django(code, **PRODUCTION, QVP_ADMIN_URL="/admin")
     assert "QVP_ADMIN_URL is a path like" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ('{"strategy": "x", "trades": [{"instrument": "SPY\\u0000"}]}', "trades[0].instrument"),
+        ('{"strategy": "\\ud8c7"}', "strategy"),
+        ('{"a\\u0000": 1}', "key"),
+    ],
+)
+def test_text_the_database_cannot_store_is_a_400_saying_where(bob, body, where):
+    # Found by the fuzz test: a NUL in a symbol looked up by a related field was a 500.
+    _, key = create_token(bob, "nul")
+    response = client_with(key).post(
+        "/api/v1/backtests/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert where in response.json()["detail"]
+    assert "cannot be stored" in response.json()["detail"]
