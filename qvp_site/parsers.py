@@ -3,7 +3,8 @@
 PostgreSQL text (and jsonb) holds no NUL character, and UTF-8 has no lone surrogate, which
 JSON's \\u escapes can still express: either would reach the database as an error (a 500) in
 any lookup that no serializer validator guards, such as a symbol looked up by a related
-field. Here they are a 400 that says where.
+field. Here they are a 400 naming the field, in the shape of the serializers' refusals
+(``{field: [reason]}``, and ``{index: {field: [reason]}}`` for an item of a batch).
 """
 
 from __future__ import annotations
@@ -12,28 +13,32 @@ from collections.abc import Iterator
 
 from django.http import QueryDict
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ValidationError
+
+REASON = "holds a NUL character or a lone surrogate, which cannot be stored"
+Path = tuple[str | int, ...]
 
 
-def unstorable(data, path: str = "") -> Iterator[str]:
-    """The paths of the strings (keys included) in ``data`` that PostgreSQL cannot store."""
+def unstorable(data, path: Path = ()) -> Iterator[tuple[Path, bool]]:
+    """Where ``data`` holds a string PostgreSQL cannot store: (path, whether it is a key)."""
     if isinstance(data, str):
-        if "\x00" in data or not _utf8(data):
-            yield path or "(the body)"
+        if not _storable(data):
+            yield path, False
     elif isinstance(data, dict | QueryDict):
         items = data.lists() if isinstance(data, QueryDict) else data.items()
         for key, value in items:
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and ("\x00" in key or not _utf8(key)):
-                yield f"{path}[key {key!r}]" if path else f"key {key!r}"
+            if isinstance(key, str) and not _storable(key):
+                yield path, True
             else:
-                yield from unstorable(value, where)
+                yield from unstorable(value, (*path, key))
     elif isinstance(data, list | tuple):
         for index, value in enumerate(data):
-            yield from unstorable(value, f"{path}[{index}]")
+            yield from unstorable(value, (*path, index))
 
 
-def _utf8(text: str) -> bool:
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
     if text.isascii():
         return True
     try:
@@ -43,10 +48,24 @@ def _utf8(text: str) -> bool:
     return True
 
 
+def refusal(path: Path, is_key: bool) -> dict:
+    """The 400's body: the field (or batch item and field), the rest of the path in words."""
+    head = 2 if path and isinstance(path[0], int) else 1
+    named, rest = [str(p) for p in path[:head]], path[head:]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
+    reason = f"{where}: {REASON}" if where else REASON
+    if is_key:
+        reason = f"a key in {where or 'it'} {REASON}"
+    body: dict | list = [reason]
+    for name in reversed(named or ["non_field_errors"]):
+        body = {name: body}
+    return body
+
+
 def _checked(data):
     found = next(unstorable(data), None)
     if found is not None:
-        raise ParseError(f"{found}: a NUL character or a lone surrogate, which cannot be stored")
+        raise ValidationError(refusal(*found))
     return data
 
 
