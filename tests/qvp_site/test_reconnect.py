@@ -39,6 +39,7 @@ def site(settings):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 600
     server = make_server("127.0.0.1", 0, WSGIHandler(), _ThreadedServer, handler_class=_Quiet)
+
     def serve():
         server.serve_forever()
         connections.close_all()  # the serving thread's own connection
