@@ -143,6 +143,11 @@ def _write_parquet(cursor, series, cols, starts, before, target: Path) -> int:
                 column_types={c.name: c.arrow_type for c in cols},
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,  # "" is an empty string, not NULL
+                # PostgreSQL's CSV: NULL is an unquoted empty field, and nothing else (Arrow
+                # would also take NA, null or NaN for NULL); booleans are t and f.
+                null_values=[""],
+                true_values=["t"],
+                false_values=["f"],
             ),
         )
         try:

@@ -124,3 +124,24 @@ def test_refusals(bars, tmp_path):
         handle.write(b"\x00\x01\x02")
     with pytest.raises(CommandError, match="does not match its SHA-256"):
         archive("--restore", str(record.pk))
+
+
+def test_text_that_looks_like_null_comes_back_as_text(db, tmp_path):
+    # PostgreSQL's CSV writes these unquoted; Arrow's defaults would have read them as NULL.
+    prepare_load("signals_systemlog", START, START + timedelta(days=1))
+    with connection.cursor() as cursor:
+        for n, (message, context) in enumerate(
+            [("NA", '{"x": null}'), ("null", "{}"), ("NaN", '{"x": "NaN"}'), ("", "{}")]
+        ):
+            cursor.execute(
+                "INSERT INTO signals_systemlog (ts, level, logger, message, context)"
+                " VALUES (%s, 'WARNING', '#N/A', %s, %s::jsonb)",
+                [START + timedelta(minutes=n), message, context],
+            )
+    before = table_rows("signals_systemlog")
+    archive("--table", "signals_systemlog", "--before", "2025-03-02", "--directory",
+            str(tmp_path))  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM signals_systemlog")
+    archive("--restore", str(Archive.objects.get().pk))
+    assert table_rows("signals_systemlog") == before
