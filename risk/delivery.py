@@ -92,6 +92,8 @@ def post_webhook(alert: RiskAlert) -> Outcome:
             data=body,
             headers=headers,
             timeout=settings.QVP_RISK_ALERT_WEBHOOK_TIMEOUT,
+            # A redirect would be followed by a GET without the body: a failed attempt.
+            allow_redirects=False,
         )
     except requests.RequestException as error:
         return Outcome(False, error=f"{type(error).__name__}: {error}")

@@ -29,6 +29,13 @@ class Receiver(BaseHTTPRequestHandler):
         self.server.received.append((dict(self.headers), body))
         status = self.server.statuses.pop(0) if self.server.statuses else 200
         self.send_response(status)
+        if status in (301, 302, 303):
+            self.send_header("Location", "/moved")
+        self.end_headers()
+
+    def do_GET(self):  # where a redirect leads: a follower would land here, body lost
+        self.server.followed.append(self.path)
+        self.send_response(200)
         self.end_headers()
 
     def log_message(self, *args):
@@ -38,7 +45,7 @@ class Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    server.received, server.statuses = [], []
+    server.received, server.statuses, server.followed = [], [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -174,3 +181,14 @@ def test_delivery_as_the_application_role(configured, receiver, alert, as_app_ro
     actor, reads the alert and records its attempts under row-level security."""
     assert deliver([alert.pk], sleep=lambda s: None) == 2
     assert len(receiver.received) == 1
+
+
+def test_a_redirect_is_a_failed_attempt_not_a_delivery(configured, receiver, alert):
+    # Found in review: requests follows a 302 with a GET that drops the body, and its 200
+    # was recorded as delivered.
+    configured.QVP_RISK_ALERT_EMAILS = []
+    receiver.statuses = [302]
+    deliver([alert.pk], sleep=lambda s: None)
+    assert attempts("webhook") == [(1, "failed", 302), (2, "delivered", 200)]
+    assert receiver.followed == []
+    assert len(receiver.received) == 2
