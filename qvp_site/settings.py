@@ -21,6 +21,8 @@ if (BASE_DIR / ".env").exists():
 VAR_DIR = Path(env.str("QVP_VAR_DIR", default=str(BASE_DIR / "var")))
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 PRODUCTION = env.bool("QVP_PRODUCTION", default=False)
+# A TLS-terminating reverse proxy in front sets X-Forwarded-Proto and X-Forwarded-For.
+BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
 
 
 def _secret_key() -> str:
@@ -193,6 +195,9 @@ AUTH_PASSWORD_VALIDATORS = [
 # machine as files under var/ by default; set DJANGO_CACHE_URL (e.g. redis://...) to share
 # it between machines.
 CACHES = {"default": env.cache_url("DJANGO_CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+# Room for a count per user and per address: past MAX_ENTRIES a cache drops entries at random,
+# and a flood of addresses would wipe everyone's counts with them (Django's default is 300).
+CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 
 # Rows per page of API lists, and the most a client may ask for with ?page_size=.
 API_PAGE_SIZE = 500
@@ -222,6 +227,9 @@ REST_FRAMEWORK = {
     # counted, so that a client guessing keys is slowed down: qvp_site/throttling.py). Kept
     # in the cache below; 429 beyond.
     "DEFAULT_THROTTLE_CLASSES": ["qvp_site.throttling.UserRateThrottle"],
+    # An address is the proxy's last X-Forwarded-For entry behind one, else the peer's: a
+    # client's own X-Forwarded-For must not choose the address it is counted under.
+    "NUM_PROXIES": 1 if BEHIND_PROXY else 0,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("QVP_API_THROTTLE_ANON", default="60/minute"),
         "user": env.str("QVP_API_THROTTLE_USER", default="3000/minute"),
@@ -313,7 +321,7 @@ if not ADMIN_URL.endswith("/") or ADMIN_URL.startswith("/") or "//" in ADMIN_URL
     raise ImproperlyConfigured(
         "QVP_ADMIN_URL is a path like 'ops-admin/': no leading slash, one at the end"
     )
-if env.bool("DJANGO_BEHIND_PROXY", default=False):
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Risk alerts ----------------------------------------------------------------------------

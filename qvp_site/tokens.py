@@ -69,7 +69,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise
 
     def _check(self, key: str):
-        token = ApiToken.objects.select_related("user").filter(digest=digest(key)).first()
+        # On the primary: a revoked token or a deactivated user must not live on in a
+        # lagging replica (qvp_site/replicas.py would route this read there).
+        tokens = ApiToken.objects.using("default").select_related("user")
+        token = tokens.filter(digest=digest(key)).first()
         now = timezone.now()
         if token is None or token.revoked_at is not None:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
@@ -78,7 +81,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("the token's user is inactive")
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            ApiToken.objects.using("default").filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 
     def authenticate_header(self, request) -> str:

@@ -244,3 +244,12 @@ def test_text_the_database_cannot_store_is_a_400_naming_the_field(bob, body, ref
     )
     assert response.status_code == 400
     assert response.json() == refused
+
+
+def test_a_client_cannot_choose_the_address_it_is_counted_under(db, settings):
+    # Found in review: without NUM_PROXIES, DRF took the client's own X-Forwarded-For.
+    rates(settings, anon="2/minute")
+    statuses = [
+        APIClient(HTTP_X_FORWARDED_FOR=f"10.9.9.{n}").get(URL).status_code for n in range(3)
+    ]
+    assert statuses == [403, 403, 429]
