@@ -4,10 +4,11 @@
 A request is served from a replica only when it cannot need its own writes: a GET, HEAD or
 OPTIONS of an identified user outside the admin (``ActingUserMiddleware`` picks the replica
 and opens the request's transaction there too, and names the user there, since row-level
-security reads the user on each connection). Within such a request the primary
-takes over for good as soon as anything writes (the router is asked where to write) or the
-code opens a transaction of its own on the primary: from then on the request reads what it
-wrote. Commands, the scheduler, the admin and every other request use the primary only.
+security reads the user on each connection, the primary's included). Within such a request
+the primary takes over for good as soon as anything writes (the router is asked where to
+write) or the code opens a transaction of its own on the primary: from then on the request
+reads what it wrote. Commands, the scheduler, the admin and every other request use the
+primary only.
 
 A replica is behind the primary by its replication lag (``replica_lag``): a client that wrote
 in one request and reads in the next may not see its write yet on the replica.
@@ -93,15 +94,18 @@ def _declare(state: Routing, alias: str) -> None:
 
 
 def declare_request_user(user) -> bool:
-    """Name the request's user on the connection it reads from; False outside a routed
-    request (the caller names the user on the primary as usual). The primary learns it only
-    when the request turns to it."""
+    """Name the request's user on the replica it reads from and on the primary; False
+    outside a routed request (the caller names the user on the primary as usual). On the
+    primary at once, in the request's own transaction: named later, inside a view's
+    savepoint, the name would be rolled back with that savepoint."""
     state = _routing.get()
     if state is None:
         return False
     state.user = user
     state.declared_on.clear()
-    _declare(state, PRIMARY if state.pinned else state.replica)
+    _declare(state, state.replica)
+    if connections[PRIMARY].in_atomic_block:
+        _declare(state, PRIMARY)
     return True
 
 
