@@ -19,8 +19,10 @@ the owner may truncate, and test flushes truncate every table at once.
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.migrations.operations.base import Operation
 
+from qvp_site.db import engine
 from qvp_site.db.quoting import ident, literal
 
 FUNCTIONS_SQL = """
@@ -140,6 +142,7 @@ class EnforceReference(Operation):
         return child, column, parent, key, constraint
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        _require_transition_tables(schema_editor.connection)
         if reference := self._reference(app_label, schema_editor, to_state):
             # Without parameters: the functions' bodies hold % signs of their own.
             with schema_editor.connection.cursor() as cursor:
@@ -159,3 +162,16 @@ class EnforceReference(Operation):
 
     def deconstruct(self):
         return self.__class__.__qualname__, [self.model_name, self.field_name], {}
+
+
+# Hypertables take statement triggers with transition tables from TimescaleDB 2.18 on.
+TIMESCALEDB_TRANSITION_TABLES = (2, 18)
+
+
+def _require_transition_tables(connection) -> None:
+    version = engine.detect(connection).timescaledb_version
+    if version and tuple(int(p) for p in version.split(".")[:2]) < TIMESCALEDB_TRANSITION_TABLES:
+        raise ImproperlyConfigured(
+            f"TimescaleDB {version} refuses triggers with transition tables on hypertables,"
+            " which check the references of time-series tables: update it to 2.18 or later"
+        )

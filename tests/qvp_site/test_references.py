@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from functools import partial
+from types import SimpleNamespace
 
 import psycopg
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, migrations, models, transaction
 from django.db.migrations.state import ProjectState
 
@@ -167,3 +169,10 @@ def test_a_load_waits_for_a_delete_in_progress_and_fails_when_it_commits(tables)
         deleter.commit()
         thread.join(10)
     assert [type(e) for e in errors] == [psycopg.errors.ForeignKeyViolation]
+
+
+def test_a_timescaledb_without_transition_tables_on_hypertables_is_refused(tables, monkeypatch):
+    old = SimpleNamespace(timescaledb_version="2.17.2")
+    monkeypatch.setattr("qvp_site.db.references.engine.detect", lambda connection: old)
+    with pytest.raises(ImproperlyConfigured, match=r"TimescaleDB 2\.17\.2 .* 2\.18 or later"):
+        apply(tables, EnforceReference("Trade", "desk"))
