@@ -40,6 +40,12 @@ def _plain_static_files_and_a_fresh_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Users made by tests hash their passwords with a fast hasher (not for production)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _engine_markers(request):
     """``@pytest.mark.timescaledb`` runs only where the database has TimescaleDB;
     ``@pytest.mark.embedded`` only on the embedded server."""

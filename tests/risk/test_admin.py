@@ -17,11 +17,6 @@ def url(model: str, view: str = "changelist", *args) -> str:
     return reverse(f"admin:risk_{model}_{view}", args=args)
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def operator(books, client, django_user_model):
     root = django_user_model.objects.create_superuser("root", password="pw-root-1234")

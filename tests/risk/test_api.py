@@ -4,9 +4,9 @@ security), limits, alerts acknowledged and resolved, volatility and exposures.""
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from risk.models import RiskLimit
+from tests.clients import client_of
 from tests.risk.conftest import day
 
 URLS = [
@@ -15,17 +15,6 @@ URLS = [
     "/api/v1/risk/alerts/",
     "/api/v1/risk/exposures/",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def client_of(user) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture(params=["querysets", "row-level security"])

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group, Permission
 from rest_framework.test import APIClient
 
 from signals.models import Agent, AgentMetric, FusedSignal, NewsArticle, Signal, SignalPerformance
+from tests.clients import client_of
 from tests.signals.conftest import START
 
 T = START + timedelta(hours=14)
@@ -23,17 +24,6 @@ WRITES = [
     "change_agent",
     "add_agentmetric",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def client_of(user) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
 
 
 def user_with(name: str, *codenames: str, group: str | None = None):

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from marketdata.models import Instrument
 from qvp_site.acting import declare
 from qvp_site.db import partitions
+from tests.clients import client_of
 from tests.trading.conftest import T0, fill, make_order
 from trading import api
 from trading.models import (
@@ -31,20 +32,6 @@ from trading.models import (
 )
 
 D = Decimal
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """The desks' users get passwords; the default hasher would spend seconds on them."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def client_of(user) -> APIClient:
-    """A session client: the middleware and DRF name the user to the database, as the site
-    does, so row-level security sees who acts."""
-    client = APIClient()
-    client.force_login(user)
-    return client
 
 
 def iso(moment) -> str:
