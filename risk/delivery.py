@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 
 from qvp_site.acting import acting_as
 from risk.models import AlertDelivery, RiskAlert
@@ -168,13 +168,21 @@ def _attempts(alert, channel, target, send, first: int, sleep) -> int:
 
 
 def deliver_undelivered(sleep: Callable[[float], None] = time.sleep) -> int:
-    """Try again the alerts, not yet resolved, that a channel failed to reach before (the
-    channels that reached them are skipped by ``deliver``)."""
+    """Deliver the alerts, not yet resolved, that a configured channel has not reached:
+    those it failed to reach, and those never tried (a run that stopped before delivering,
+    a channel configured since). ``deliver`` skips the channels that reached them."""
+    configured = channels()
+    if not configured:
+        return 0
+    reached_by_all = Q()
+    for channel in configured:
+        reached_by_all &= Exists(
+            AlertDelivery.objects.filter(alert=OuterRef("pk"), channel=channel, outcome="delivered")
+        )
     with acting_as(ACTOR):
         pending = list(
             RiskAlert.objects.exclude(state=RiskAlert.State.RESOLVED)
-            .filter(deliveries__outcome="failed")
+            .exclude(reached_by_all)
             .values_list("pk", flat=True)
-            .distinct()
         )
     return deliver(pending, sleep)

@@ -192,3 +192,12 @@ def test_a_redirect_is_a_failed_attempt_not_a_delivery(configured, receiver, ale
     assert attempts("webhook") == [(1, "failed", 302), (2, "delivered", 200)]
     assert receiver.followed == []
     assert len(receiver.received) == 2
+
+
+def test_an_alert_never_tried_is_delivered_by_the_next_run(configured, receiver, alert):
+    # Found in review: only alerts with a failed attempt were picked up again, so one whose
+    # run stopped before delivering (or raised before a channel was configured) never went.
+    configured.QVP_RISK_ALERT_EMAILS = []
+    assert deliver_undelivered(sleep=lambda s: None) == 1
+    assert attempts("webhook") == [(1, "delivered", 200)]
+    assert deliver_undelivered(sleep=lambda s: None) == 0  # reached: not again
