@@ -9,6 +9,8 @@ from django.db import connections
 from django.utils.functional import cached_property
 
 from marketdata.models import DailyBar, Ingest, Instrument, MinuteBar, OptionQuote, Tick
+from qvp_site.admin_access import AuditorsReadOnly
+from qvp_site.admin_export import CsvExport
 from qvp_site.db import status
 
 
@@ -27,16 +29,23 @@ class EstimatedCountPaginator(Paginator):
         return self.object_list.count() if rows < self.exact_below else rows
 
 
-class LargeTableAdmin(admin.ModelAdmin):
+class NotCounted:
+    """ModelAdmin mixin for tables that grow without end: no full count, no facet counts
+    (a count per filter choice over millions of rows), a paginator that does not count."""
+
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     list_per_page = 100
+
+
+class LargeTableAdmin(CsvExport, AuditorsReadOnly, NotCounted, admin.ModelAdmin):
     raw_id_fields = ["instrument"]
     list_select_related = ["instrument"]
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin):
+class InstrumentAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     list_display = ["symbol", "asset_class", "exchange", "currency", "tick_size", "active"]
     list_filter = ["asset_class", "active", "exchange", "currency"]
     search_fields = ["symbol"]
@@ -44,6 +53,7 @@ class InstrumentAdmin(admin.ModelAdmin):
 
 class BarAdmin(LargeTableAdmin):
     list_display = ["instrument", "ts", "open", "high", "low", "close", "volume"]
+    list_filter = [("ts", admin.DateFieldListFilter)]
     search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
 
@@ -55,7 +65,7 @@ admin.site.register(DailyBar, BarAdmin)
 @admin.register(Tick)
 class TickAdmin(LargeTableAdmin):
     list_display = ["instrument", "ts", "sequence", "kind", "price", "size", "bid", "ask", "side"]
-    list_filter = ["kind", "side"]
+    list_filter = ["kind", "side", ("ts", admin.DateFieldListFilter)]
     search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
 
@@ -63,7 +73,11 @@ class TickAdmin(LargeTableAdmin):
 @admin.register(OptionQuote)
 class OptionQuoteAdmin(LargeTableAdmin):
     list_display = ["underlying", "ts", "expiry", "strike", "right", "bid", "ask", "iv", "delta"]
-    list_filter = ["right"]
+    list_filter = [
+        "right",
+        ("ts", admin.DateFieldListFilter),
+        ("expiry", admin.DateFieldListFilter),
+    ]
     raw_id_fields = ["underlying"]
     list_select_related = ["underlying"]
     search_fields = ["underlying__symbol__exact"]
@@ -71,7 +85,7 @@ class OptionQuoteAdmin(LargeTableAdmin):
 
 
 @admin.register(Ingest)
-class IngestAdmin(admin.ModelAdmin):
+class IngestAdmin(CsvExport, NotCounted, admin.ModelAdmin):
     """Who loaded which file, when, and what came of it: read-only, the record of the loads."""
 
     list_display = [
@@ -86,12 +100,16 @@ class IngestAdmin(admin.ModelAdmin):
         "rejected",
         "who",
     ]
-    list_filter = ["kind", "status"]
-    search_fields = ["file_name", "symbol"]
+    list_filter = [
+        "kind",
+        "status",
+        "instrument_created",
+        ("started_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["file_name", "symbol", "sha256__exact"]
     ordering = ["-started_at"]
     list_select_related = ["user"]
     raw_id_fields = ["instrument", "user"]
-    show_full_result_count = False
 
     @admin.display(description="who")
     def who(self, ingest: Ingest) -> str:
