@@ -1,5 +1,5 @@
-"""Admin for the site's records: scheduler runs, the time-series catalog and the audit log
-(all read-only), and the API tokens of programs."""
+"""Admin for the site's records: scheduler runs, the time-series catalog, archives and the audit
+log (all read-only), and the API tokens of programs."""
 
 from __future__ import annotations
 
@@ -12,16 +12,24 @@ from django.db import connection
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from marketdata.admin import EstimatedCountPaginator
+from marketdata.admin import NotCounted
 from qvp_site import tokens
 from qvp_site.admin_access import AuditorsReadOnly
+from qvp_site.admin_export import CsvExport
 from qvp_site.db.audit import AUDIT_TABLE
 from qvp_site.db.quoting import ident
-from qvp_site.models import ApiToken, AuditEntry, JobRun, TimeSeriesAggregate, TimeSeriesTable
+from qvp_site.models import (
+    ApiToken,
+    Archive,
+    AuditEntry,
+    JobRun,
+    TimeSeriesAggregate,
+    TimeSeriesTable,
+)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Written by the scheduler or by migrations, never by hand."""
+class ReadOnlyAdmin(CsvExport, admin.ModelAdmin):
+    """Written by the scheduler, by commands or by migrations, never by hand."""
 
     def has_add_permission(self, request):
         return False
@@ -31,14 +39,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-@admin.register(JobRun)
-class JobRunAdmin(ReadOnlyAdmin):
-    list_display = ["job", "status", "started_at", "finished_at", "duration", "host", "pid"]
-    list_filter = ["status", "job"]
-    search_fields = ["job", "output"]
-    show_full_result_count = False
 
 
 @admin.register(TimeSeriesTable)
@@ -52,6 +52,11 @@ class TimeSeriesTableAdmin(ReadOnlyAdmin):
         "retention_last_run",
         "retention_last_result",
     ]
+    list_filter = [
+        ("retention_default", admin.EmptyFieldListFilter),
+        ("compress_after", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["table_name"]
 
 
 @admin.register(TimeSeriesAggregate)
@@ -65,6 +70,32 @@ class TimeSeriesAggregateAdmin(ReadOnlyAdmin):
         "refreshed_from",
         "refreshed_to",
     ]
+    list_filter = ["source_table"]
+    search_fields = ["view_name", "source_table"]
+
+
+@admin.register(Archive)
+class ArchiveAdmin(ReadOnlyAdmin):
+    """Written by ``manage.py archive`` and ``restore``: the record of what left the tables."""
+
+    list_display = [
+        "table_name",
+        "starts",
+        "before",
+        "rows",
+        "size_bytes",
+        "path",
+        "created_at",
+        "created_by",
+        "restored_at",
+        "restored_rows",
+    ]
+    list_filter = [
+        "table_name",
+        ("restored_at", admin.EmptyFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["table_name", "path", "sha256__exact"]
 
 
 # --- The audit log ------------------------------------------------------------------------------
@@ -76,18 +107,18 @@ def history_url(table_name: str, row_key: object) -> str:
     return f"{reverse('admin:qvp_site_auditentry_changelist')}?{query}"
 
 
-def distinct_leading_values(column: str, limit: int = 200) -> list[str]:
-    """Distinct values of a column that leads an index of the audit log, found by skipping
+def distinct_leading_values(column: str, limit: int = 200, table: str = AUDIT_TABLE) -> list[str]:
+    """Distinct values of a column that leads an index of ``table``, found by skipping
     through the index from one value to the next (a loose index scan): a handful of index
-    probes, where SELECT DISTINCT would read every entry."""
-    col = ident(column)
+    probes, where SELECT DISTINCT would read every row."""
+    col, tab = ident(column), ident(table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             WITH RECURSIVE found(value, n) AS (
-                (SELECT {col}, 1 FROM {AUDIT_TABLE} ORDER BY {col} LIMIT 1)
+                (SELECT {col}, 1 FROM {tab} ORDER BY {col} LIMIT 1)
                 UNION ALL
-                SELECT (SELECT e.{col} FROM {AUDIT_TABLE} e WHERE e.{col} > found.value
+                SELECT (SELECT e.{col} FROM {tab} e WHERE e.{col} > found.value
                         ORDER BY e.{col} LIMIT 1), n + 1
                 FROM found WHERE found.value IS NOT NULL AND n < %s
             )
@@ -99,10 +130,12 @@ def distinct_leading_values(column: str, limit: int = 200) -> list[str]:
 
 
 class IndexedValueFilter(admin.SimpleListFilter):
-    """Choices from the values present, without a scan; filters on equality."""
+    """Choices from the values present, without a scan (``parameter_name`` must lead an index
+    of the model's table); filters on equality."""
 
     def lookups(self, request, model_admin):
-        return [(value, value) for value in distinct_leading_values(self.parameter_name)]
+        table = model_admin.model._meta.db_table
+        return [(v, v) for v in distinct_leading_values(self.parameter_name, table=table)]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -119,6 +152,18 @@ class ActorFilter(IndexedValueFilter):
     parameter_name = "actor"
 
 
+class JobFilter(IndexedValueFilter):
+    title = "job"
+    parameter_name = "job"  # leads jobrun_latest_per_job_idx
+
+
+@admin.register(JobRun)
+class JobRunAdmin(NotCounted, ReadOnlyAdmin):
+    list_display = ["job", "status", "started_at", "finished_at", "duration", "host", "pid"]
+    list_filter = ["status", JobFilter, ("started_at", admin.DateFieldListFilter)]
+    search_fields = ["job", "output"]
+
+
 def _pretty_json(value) -> str:
     if value is None:
         return "-"
@@ -127,7 +172,7 @@ def _pretty_json(value) -> str:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(AuditorsReadOnly, ReadOnlyAdmin):
+class AuditEntryAdmin(AuditorsReadOnly, NotCounted, ReadOnlyAdmin):
     """Written by the database's trigger only: read-only for everyone, superusers included.
 
     Lists stay on the indexes: the history of a row (table, row key), an actor's entries, a
@@ -146,10 +191,8 @@ class AuditEntryAdmin(AuditorsReadOnly, ReadOnlyAdmin):
     search_fields = ["row_key__exact"]
     search_help_text = "An exact row key (the record's id); choose the table to go straight to it."
     ordering = ["-id"]
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
+    # Exported whole: the rows before and after, and the hashes that chain the entries.
+    export_fields = [f.name for f in AuditEntry._meta.concrete_fields]
     fields = [
         "id",
         "at",
@@ -211,7 +254,7 @@ def _models_by_table() -> dict:
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(AuditorsReadOnly, admin.ModelAdmin):
+class ApiTokenAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     """Tokens are added here (the key shown once), listed and revoked; never edited or
     deleted, so the record of who could act, and until when, stays."""
 
@@ -226,7 +269,11 @@ class ApiTokenAdmin(AuditorsReadOnly, admin.ModelAdmin):
         "revoked_at",
         "revoked_by",
     ]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at"]
+    list_filter = [
+        ("revoked_at", admin.EmptyFieldListFilter),
+        "expires_at",
+        ("created_at", admin.DateFieldListFilter),
+    ]
     list_select_related = ["user"]
     search_fields = ["name", "prefix", "user__username"]
     raw_id_fields = ["user"]
