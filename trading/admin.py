@@ -25,9 +25,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from marketdata.admin import EstimatedCountPaginator
+from marketdata.admin import NotCounted
 from qvp_site.admin import history_url
 from qvp_site.admin_access import AuditorsReadOnly, is_auditor_request
+from qvp_site.admin_export import CsvExport
 from trading.models import (
     Account,
     BacktestRun,
@@ -70,7 +71,7 @@ def _refused_form(form_class: type[forms.ModelForm], message: str) -> type[forms
     return RefusedForm
 
 
-class TradingAdmin(AuditorsReadOnly, admin.ModelAdmin):
+class TradingAdmin(CsvExport, AuditorsReadOnly, NotCounted, admin.ModelAdmin):
     """Large-table defaults, the database's refusals as form errors, and the change page's
     fields: ``add_fields`` on the add form, every field (and a link to the record's audit
     history when its table is audited) on the change page."""
@@ -78,11 +79,6 @@ class TradingAdmin(AuditorsReadOnly, admin.ModelAdmin):
     add_fields: list[str] = []
     changeable_fields: list[str] = []
     audited = False
-
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
     ordering = ["-id"]
 
     def get_fields(self, request, obj=None) -> list[str]:
@@ -315,8 +311,12 @@ class ExecutionAdmin(NoChanges, AccountScopedAdmin):
     ]
     list_select_related = ["account", "instrument", "order", "supersedes"]
     raw_id_fields = ["instrument", "order", "supersedes"]
-    search_fields = ["exec_id__exact", "order__client_order_id__exact"]
-    search_help_text = "An exact exec id or client order id."
+    search_fields = [
+        "exec_id__exact",
+        "order__client_order_id__exact",
+        "instrument__symbol__exact",
+    ]
+    search_help_text = "An exact exec id, client order id or instrument symbol."
     add_fields = [
         "exec_id",
         "order",
