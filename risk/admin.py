@@ -20,6 +20,20 @@ from risk.models import (
 from trading.admin import AccountFilter, AccountScopedAdmin, ReadOnly, TradingAdmin
 
 
+class TimeframeFilter(admin.SimpleListFilter):
+    """The bars' timeframes the estimates are computed on (the CHECK constraint's), without
+    SELECT DISTINCT over the estimates."""
+
+    title = "timeframe"
+    parameter_name = "timeframe"
+
+    def lookups(self, request, model_admin):
+        return [("1m", "1 minute"), ("1d", "1 day")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(timeframe=self.value()) if self.value() else queryset
+
+
 class RiskScopedAdmin(AccountScopedAdmin):
     list_select_related = ["account"]
     raw_id_fields = []
@@ -28,7 +42,7 @@ class RiskScopedAdmin(AccountScopedAdmin):
 @admin.register(RiskLimit)
 class RiskLimitAdmin(RiskScopedAdmin):
     list_display = ["account", "metric", "direction", "threshold", "severity", "active", "note"]
-    list_filter = [AccountFilter, "metric", "severity", "active"]
+    list_filter = [AccountFilter, "metric", "direction", "severity", "active"]
     add_fields = ["account", "metric", "direction", "threshold", "severity", "active", "note"]
     changeable_fields = ["threshold", "severity", "active", "note"]
     audited = True
@@ -51,7 +65,14 @@ class RiskAlertAdmin(ReadOnly, RiskScopedAdmin):
         "acknowledged_by",
         "resolved_by",
     ]
-    list_filter = [AccountFilter, "severity", "state", "metric"]
+    list_filter = [
+        AccountFilter,
+        "severity",
+        "state",
+        "metric",
+        "direction",
+        ("raised_at", admin.DateFieldListFilter),
+    ]
     list_select_related = ["account", "acknowledged_by", "resolved_by"]
     ordering = ["-raised_at", "-id"]
     actions = ["acknowledge_alerts", "resolve_alerts"]
@@ -79,7 +100,7 @@ class RiskAlertAdmin(ReadOnly, RiskScopedAdmin):
 @admin.register(AlertDelivery)
 class AlertDeliveryAdmin(ReadOnly, RiskScopedAdmin):
     list_display = ["attempted_at", "alert", "channel", "target", "attempt", "outcome", "error"]
-    list_filter = [AccountFilter, "channel", "outcome"]
+    list_filter = [AccountFilter, "channel", "outcome", ("attempted_at", admin.DateFieldListFilter)]
     raw_id_fields = ["alert"]
     ordering = ["-attempted_at", "-id"]
 
@@ -87,32 +108,32 @@ class AlertDeliveryAdmin(ReadOnly, RiskScopedAdmin):
 @admin.register(RiskMetric)
 class RiskMetricAdmin(ReadOnly, RiskScopedAdmin):
     list_display = ["ts", "account", "metric", "value", "confidence", "lookback"]
-    list_filter = [AccountFilter, "metric"]
+    list_filter = [AccountFilter, "metric", ("ts", admin.DateFieldListFilter)]
     ordering = ["-ts"]
 
 
 @admin.register(FactorExposure)
 class FactorExposureAdmin(ReadOnly, RiskScopedAdmin):
     list_display = ["ts", "account", "factor", "exposure"]
-    list_filter = [AccountFilter, "factor"]
+    list_filter = [AccountFilter, "factor", ("ts", admin.DateFieldListFilter)]
     ordering = ["-ts"]
 
 
 @admin.register(VolatilityEstimate)
 class VolatilityEstimateAdmin(ReadOnly, TradingAdmin):
     list_display = ["ts", "instrument", "timeframe", "estimator", "window", "value"]
-    list_filter = ["estimator", "timeframe"]
+    list_filter = ["estimator", TimeframeFilter, ("ts", admin.DateFieldListFilter)]
     list_select_related = ["instrument"]
     raw_id_fields = ["instrument"]
-    search_fields = ["instrument__symbol"]
+    search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
 
 
 @admin.register(MarketAnomaly)
 class MarketAnomalyAdmin(ReadOnly, TradingAdmin):
     list_display = ["ts", "instrument", "kind", "value", "score", "until", "detected_at"]
-    list_filter = ["kind"]
+    list_filter = ["kind", ("ts", admin.DateFieldListFilter)]
     list_select_related = ["instrument"]
     raw_id_fields = ["instrument"]
-    search_fields = ["instrument__symbol"]
+    search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
