@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from marketdata.admin import LargeTableAdmin
+from marketdata.admin import LargeTableAdmin, NotCounted
+from qvp_site.admin import IndexedValueFilter
 from qvp_site.admin_access import AuditorsReadOnly
+from qvp_site.admin_export import CsvExport
 from signals.models import (
     Agent,
     AgentMetric,
@@ -35,12 +37,35 @@ class Record:
         return False
 
 
-class TimeSeriesAdmin(AuditorsReadOnly, LargeTableAdmin):
+class TimeSeriesAdmin(LargeTableAdmin):
     ordering = ["-ts"]
 
 
+def by_time(*filters) -> list:
+    """``filters``, then the date filter on ``ts`` that every time series' list has."""
+    return [*filters, ("ts", admin.DateFieldListFilter)]
+
+
+class DirectionFilter(admin.SimpleListFilter):
+    """The three directions the CHECK constraint allows, without SELECT DISTINCT."""
+
+    title = "direction"
+    parameter_name = "direction"
+
+    def lookups(self, request, model_admin):
+        return [("1", "long (1)"), ("0", "flat (0)"), ("-1", "short (-1)")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(direction=self.value()) if self.value() else queryset
+
+
+class AlternativeDataKindFilter(IndexedValueFilter):
+    title = "kind"
+    parameter_name = "kind"  # leads alternativedata_kind_ts
+
+
 @admin.register(Agent)
-class AgentAdmin(AuditorsReadOnly, admin.ModelAdmin):
+class AgentAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     list_display = ["name", "kind", "version", "active", "created_at"]
     list_filter = ["kind", "active"]
     search_fields = ["name"]
@@ -49,7 +74,7 @@ class AgentAdmin(AuditorsReadOnly, admin.ModelAdmin):
 @admin.register(Signal)
 class SignalAdmin(Record, TimeSeriesAdmin):
     list_display = ["ts", "agent", "instrument", "direction", "strength", "confidence", "horizon"]
-    list_filter = ["direction", "agent"]
+    list_filter = by_time(DirectionFilter, "agent")
     list_select_related = ["agent", "instrument"]
     raw_id_fields = ["agent", "instrument"]
     search_fields = ["instrument__symbol__exact", "agent__name__exact"]
@@ -58,12 +83,12 @@ class SignalAdmin(Record, TimeSeriesAdmin):
 @admin.register(FusedSignal)
 class FusedSignalAdmin(Record, TimeSeriesAdmin):
     list_display = ["ts", "instrument", "target_weight", "confidence", "method", "input_count"]
-    list_filter = ["method"]
-    search_fields = ["instrument__symbol__exact"]
+    list_filter = by_time()
+    search_fields = ["instrument__symbol__exact", "method__exact"]
 
 
 @admin.register(SignalPerformance)
-class SignalPerformanceAdmin(Record, AuditorsReadOnly, admin.ModelAdmin):
+class SignalPerformanceAdmin(Record, CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     list_display = [
         "agent",
         "window_days",
@@ -74,45 +99,47 @@ class SignalPerformanceAdmin(Record, AuditorsReadOnly, admin.ModelAdmin):
         "cumulative_return",
         "window_end",
     ]
-    list_filter = ["window_days", "agent"]
+    list_filter = ["window_days", "agent", ("window_end", admin.DateFieldListFilter)]
     list_select_related = ["agent"]
 
 
 @admin.register(ModelPerformance)
-class ModelPerformanceAdmin(AuditorsReadOnly, admin.ModelAdmin):
+class ModelPerformanceAdmin(CsvExport, AuditorsReadOnly, NotCounted, admin.ModelAdmin):
     list_display = ["model_name", "model_version", "agent", "evaluated_at", "accuracy", "sharpe"]
-    list_filter = ["agent"]
+    list_filter = ["agent", ("evaluated_at", admin.DateFieldListFilter)]
     list_select_related = ["agent"]
     search_fields = ["model_name"]
+    ordering = ["-evaluated_at"]
 
 
 @admin.register(NewsArticle)
 class NewsArticleAdmin(TimeSeriesAdmin):
     list_display = ["ts", "source", "headline", "symbols", "sentiment"]
-    list_filter = ["source"]
+    list_filter = by_time()
     raw_id_fields: list[str] = []
     list_select_related: list[str] = []
-    search_fields = ["headline"]
+    search_fields = ["headline", "source__exact"]
+    search_help_text = "Words of a headline, or an exact source."
 
 
 @admin.register(SocialSentiment)
 class SocialSentimentAdmin(TimeSeriesAdmin):
     list_display = ["ts", "instrument", "platform", "sentiment", "mentions"]
-    list_filter = ["platform"]
-    search_fields = ["instrument__symbol__exact"]
+    list_filter = by_time()
+    search_fields = ["instrument__symbol__exact", "platform__exact"]
 
 
 @admin.register(AlternativeData)
 class AlternativeDataAdmin(TimeSeriesAdmin):
     list_display = ["ts", "source", "kind", "instrument"]
-    list_filter = ["kind", "source"]
-    search_fields = ["instrument__symbol__exact"]
+    list_filter = by_time(AlternativeDataKindFilter)
+    search_fields = ["instrument__symbol__exact", "source__exact"]
 
 
 @admin.register(AgentMetric)
 class AgentMetricAdmin(Record, TimeSeriesAdmin):
     list_display = ["ts", "agent", "latency_ms", "errors", "signals_emitted"]
-    list_filter = ["agent"]
+    list_filter = by_time("agent")
     list_select_related = ["agent"]
     raw_id_fields = ["agent"]
 
@@ -120,7 +147,7 @@ class AgentMetricAdmin(Record, TimeSeriesAdmin):
 @admin.register(SystemLog)
 class SystemLogAdmin(Record, TimeSeriesAdmin):
     list_display = ["ts", "level", "logger", "message"]
-    list_filter = ["level"]
+    list_filter = by_time("level")
     raw_id_fields: list[str] = []
     list_select_related: list[str] = []
     search_fields = ["logger__exact", "message"]
