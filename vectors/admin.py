@@ -8,15 +8,14 @@ import math
 
 from django.contrib import admin
 
-from marketdata.admin import EstimatedCountPaginator
+from marketdata.admin import NotCounted
+from qvp_site.admin import IndexedValueFilter
+from qvp_site.admin_export import CsvExport
 from vectors.models import FeatureEmbedding, FeatureSet, StrategyPattern, VolatilityRegime
+from vectors.regimes import LABELS
 
 
-class DerivedAdmin(admin.ModelAdmin):
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
-
+class DerivedAdmin(CsvExport, NotCounted, admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -25,6 +24,25 @@ class DerivedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class RegimeLabelFilter(admin.SimpleListFilter):
+    """The labels regimes are named by, calmest first, without SELECT DISTINCT over them
+    (more clusters than labels are named regime-<n>: searched by exact label)."""
+
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        return [(label, label) for label in LABELS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(label=self.value()) if self.value() else queryset
+
+
+class StrategyFilter(IndexedValueFilter):
+    title = "strategy"
+    parameter_name = "strategy"  # leads pattern_by_strategy_time
 
 
 @admin.register(FeatureSet)
@@ -46,7 +64,7 @@ class FeatureSetAdmin(DerivedAdmin):
 class FeatureEmbeddingAdmin(DerivedAdmin):
     list_display = ["instrument", "ts", "feature_set"]
     list_select_related = ["instrument", "feature_set"]
-    list_filter = ["feature_set"]
+    list_filter = ["feature_set", ("ts", admin.DateFieldListFilter)]
     search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
 
@@ -55,8 +73,8 @@ class FeatureEmbeddingAdmin(DerivedAdmin):
 class VolatilityRegimeAdmin(DerivedAdmin):
     list_display = ["instrument", "period_end", "label", "cluster", "yang_zhang_21d"]
     list_select_related = ["instrument"]
-    list_filter = ["label", "feature_set"]
-    search_fields = ["instrument__symbol__exact"]
+    list_filter = [RegimeLabelFilter, "feature_set", ("period_end", admin.DateFieldListFilter)]
+    search_fields = ["instrument__symbol__exact", "label__exact"]
     ordering = ["-period_end"]
 
     @admin.display(description="Yang-Zhang 21d (annualised)")
@@ -78,7 +96,7 @@ class StrategyPatternAdmin(DerivedAdmin):
         "backtest",
     ]
     list_select_related = ["instrument", "backtest"]
-    list_filter = ["strategy"]
+    list_filter = [StrategyFilter, ("ts", admin.DateFieldListFilter)]
     raw_id_fields = ["backtest"]
     search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
