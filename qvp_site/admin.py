@@ -168,7 +168,7 @@ def _pretty_json(value) -> str:
     if value is None:
         return "-"
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+    return format_html('<pre class="qvp-json">{}</pre>', text)
 
 
 @admin.register(AuditEntry)

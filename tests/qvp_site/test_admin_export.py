@@ -18,6 +18,7 @@ from django.urls import reverse
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.admin_export import neutralised
 from qvp_site.db import partitions, roles
+from qvp_site.models import AuditEntry
 from tests.trading import conftest as trading
 from tests.trading.conftest import T0, make_order
 from trading.models import CashEntry, Order
@@ -245,3 +246,19 @@ def test_many_rows_stream_in_a_bounded_number_of_queries_without_a_count(
     ]  # the list's ordering, newest first
     assert not [s for s in statements if "COUNT(" in s.upper()], statements
     assert len(statements) <= 10, statements
+
+
+def test_admin_pages_use_no_inline_style(admin_client, book):
+    """The content security policy refuses inline style: the audit entry's JSON is styled by
+    the admin's stylesheet, and the export link is a plain link."""
+    entry = AuditEntry.objects.filter(table_name="trading_order").first()
+    pages = [
+        admin_client.get(reverse("admin:qvp_site_auditentry_change", args=[entry.pk])),
+        admin_client.get(ORDERS),
+    ]
+    for page in pages:
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert "style=" not in html
+        assert "qvp/admin.css" in html
+    assert '<pre class="qvp-json">' in pages[0].content.decode()
