@@ -1,82 +1,80 @@
 """Similarity search: nearest feature embeddings, similar regimes, nearest strategy patterns.
 
-Every search runs in a transaction that sets ``hnsw.ef_search`` and pgvector's iterative
-index scan (``hnsw.iterative_scan = relaxed_order``, pgvector 0.8): when a filter (an
-instrument, a time range, a feature set) discards candidates, the scan goes on through the
-graph until k rows pass it instead of returning fewer. Relaxed order may hand rows back
-slightly out of order, so results are sorted by distance again here. The HNSW indexes are
-built for cosine distance (vectors/migrations/0002); L2 and inner-product searches are exact
-scans, correct but slower (see bench/vectors.py for both).
+Every search sets ``hnsw.ef_search`` and pgvector's iterative index scan
+(``hnsw.iterative_scan = relaxed_order``, pgvector 0.8): when a filter (an instrument, a time
+range, a feature set) discards candidates, the scan goes on through the graph until k rows
+pass it instead of returning fewer. Relaxed order may hand rows back slightly out of order, so
+results are sorted by distance again here. The HNSW indexes are built for cosine distance
+(vectors/migrations/0002); L2 and inner-product searches are exact scans, correct but slower
+(see bench/vectors.py for both).
+
+A search is one round trip (``scanned``): the settings and the query go as one simple-query
+string, so the search costs the server's time plus one network exchange, not four (BEGIN, the
+settings, the query, COMMIT). The settings stay the search's own: outside a transaction the
+string is PostgreSQL's implicit transaction, which ``SET LOCAL`` ends with; inside one (an API
+request is one) the string opens a savepoint and rolls back to it after the query, which puts
+the settings back (a search writes nothing). The feature search's SQL is written here rather
+than compiled by the ORM per call, which took longer than the index scan itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection
 from django.db.models import F, QuerySet
-from pgvector.django import CosineDistance, L2Distance, MaxInnerProduct
+from pgvector.django import CosineDistance
 
 from marketdata.models import Instrument
 from vectors.models import FeatureEmbedding, FeatureSet, StrategyPattern, VolatilityRegime
 
-METRICS = {"cosine": CosineDistance, "l2": L2Distance, "inner_product": MaxInnerProduct}
-METRIC_CHOICES = tuple(METRICS)  # named VectorMetricEnum in the schema (settings)
+# Each metric's pgvector operator (the smaller, the nearer).
+OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
+METRIC_CHOICES = tuple(OPERATORS)  # named VectorMetricEnum in the schema (settings)
 MAX_K = 1000  # pgvector's largest ef_search
 EF_SEARCH = getattr(settings, "QVP_VECTOR_EF_SEARCH", 40)
+SAVEPOINT = "qvp_vector_search"
 
 
-# pgvector's settings for a search, with its defaults (used where its library is not loaded
-# into the session yet): HNSW's and IVFFlat's iterative scans, their candidate counts.
-SCAN_DEFAULTS = {
-    "hnsw.ef_search": "40",
-    "hnsw.iterative_scan": "off",
-    "ivfflat.probes": "1",
-    "ivfflat.iterative_scan": "off",
-}
-
-
-@contextmanager
-def index_scan(k: int, ef_search: int | None = None, probes: int | None = None) -> Iterator[None]:
-    """A transaction whose HNSW scans look at ``ef_search`` candidates (at least k), IVFFlat
-    scans at ``probes`` lists (a table may carry one on request), both carrying on
-    iteratively past filtered-out rows. Inside a caller's transaction (an API request is one)
-    the settings are put back afterwards, so they reach no other query."""
-    wanted = {
-        "hnsw.ef_search": str(min(MAX_K, max(k, ef_search or EF_SEARCH))),
-        "hnsw.iterative_scan": "relaxed_order",
-        "ivfflat.probes": str(probes or SCAN_DEFAULTS["ivfflat.probes"]),
-        "ivfflat.iterative_scan": "relaxed_order",
-    }
-    # Its own transaction forgets the settings when it ends; a caller's must have them put back.
-    nested = connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        before = _set_scan(cursor, wanted)
-        try:
-            yield
-        finally:
-            if nested:
-                _set_scan(cursor, before)
-
-
-def _set_scan(cursor, values: dict[str, str]) -> dict[str, str]:
-    """Set ``values`` for the transaction in one round trip; returns what they were (the
-    select list is evaluated left to right, so each is read before it is set)."""
-    names = list(values)
-    cursor.execute(
-        "SELECT "
-        + ", ".join(
-            ["coalesce(current_setting(%s, true), %s), set_config(%s, %s, true)"] * len(names)
-        ),
-        [x for name in names for x in (name, SCAN_DEFAULTS[name], name, values[name])],
+def scan_settings(k: int, ef_search: int | None = None, probes: int | None = None) -> str:
+    """``SET LOCAL`` statements for a search of k rows: HNSW scans look at ``ef_search``
+    candidates (at least k), IVFFlat scans at ``probes`` lists (a table may carry one on
+    request), both carrying on iteratively past filtered-out rows."""
+    ef = min(MAX_K, max(int(k), int(ef_search or EF_SEARCH)))
+    return (
+        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order;"
+        f" SET LOCAL ivfflat.probes = {max(1, int(probes or 1))};"
+        " SET LOCAL ivfflat.iterative_scan = relaxed_order"
     )
-    row = cursor.fetchone()
-    return dict(zip(names, row[::2], strict=True))
+
+
+def scanned(
+    sql: str, params: Sequence, k: int, ef_search: int | None = None, probes: int | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Run the search ``sql`` under ``scan_settings`` in one round trip; returns its column
+    names and rows. Needs Django's default client-side binding (one string, several
+    statements)."""
+    nested = not connection.get_autocommit()
+    script = f"{scan_settings(k, ef_search, probes)}; {sql}"
+    if nested:
+        script = f"SAVEPOINT {SAVEPOINT}; {script}; {_UNDO}"
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(script, params)
+        except DatabaseError:
+            if nested:  # the rest of the string did not run: leave the caller's transaction usable
+                cursor.execute(_UNDO)
+            raise
+        while cursor.description is None and cursor.nextset():
+            pass  # past the SAVEPOINT and SETs' results to the query's
+        return [c.name for c in cursor.description], cursor.fetchall()
+
+
+_UNDO = f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
 
 
 @dataclass(frozen=True)
@@ -99,43 +97,56 @@ class Neighbour:
     distance: float
 
 
-def distance_expression(metric: str, field: str, vector: np.ndarray):
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r} ({', '.join(METRICS)})")
-    return METRICS[metric](field, np.asarray(vector, dtype=np.float32))
+def vector_text(vector: np.ndarray) -> str:
+    """pgvector's text form; float32 values printed as floats round-trip exactly."""
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
-def features_queryset(query: FeatureQuery) -> QuerySet:
-    """The k nearest embeddings' rows, nearest first (the SQL the index must serve)."""
-    qs = FeatureEmbedding.objects.filter(feature_set=query.feature_set)
+def operator(metric: str) -> str:
+    if metric not in OPERATORS:
+        raise ValueError(f"unknown metric {metric!r} ({', '.join(OPERATORS)})")
+    return OPERATORS[metric]
+
+
+FEATURES_SQL = (
+    "SELECT e.id, i.symbol, e.ts, e.embedding {operator} %s::vector AS distance"
+    f" FROM {FeatureEmbedding._meta.db_table} e"
+    f" JOIN {Instrument._meta.db_table} i ON i.id = e.instrument_id"
+    " WHERE {where} ORDER BY distance LIMIT %s"
+)
+
+
+def features_sql(query: FeatureQuery) -> tuple[str, list]:
+    """The k nearest embeddings' rows, nearest first (the SQL the index must serve): only the
+    columns a result shows, the symbol joined in, no vector or raw features sent back."""
+    where, params = ["e.feature_set_id = %s"], [query.feature_set.pk]
     if query.instruments:
-        qs = qs.filter(instrument_id__in=list(query.instruments))
-    if query.start is not None:
-        qs = qs.filter(ts__gte=query.start)
-    if query.end is not None:
-        qs = qs.filter(ts__lt=query.end)
-    if query.exclude_id is not None:
-        qs = qs.exclude(id=query.exclude_id)
-    distance = distance_expression(query.metric, "embedding", query.vector)
-    return (
-        qs.annotate(distance=distance, symbol=F("instrument__symbol"))
-        .order_by("distance")
-        .values("id", "symbol", "ts", "distance")[: query.k]
-    )
-
-
-def symbols(ids: set[int]) -> dict[int, str]:
-    return dict(Instrument.objects.filter(id__in=ids).values_list("id", "symbol"))
+        where.append("e.instrument_id = ANY(%s)")
+        params.append([int(i) for i in query.instruments])
+    for condition, value in (
+        ("e.ts >= %s", query.start),
+        ("e.ts < %s", query.end),
+        ("e.id <> %s", query.exclude_id),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    sql = FEATURES_SQL.format(operator=operator(query.metric), where=" AND ".join(where))
+    return sql, [vector_text(query.vector), *params, int(query.k)]
 
 
 def nearest_features(
     query: FeatureQuery, ef_search: int | None = None, probes: int | None = None
 ) -> list[Neighbour]:
     """The k embeddings nearest ``query.vector`` that pass its filters, nearest first."""
-    with index_scan(query.k, ef_search, probes):
-        rows = list(features_queryset(query))
-    found = [Neighbour(r["id"], r["symbol"], r["ts"], r["distance"]) for r in rows]
-    return sorted(found, key=lambda n: (n.distance, n.id))
+    sql, params = features_sql(query)
+    _, rows = scanned(sql, params, query.k, ef_search, probes)
+    return sorted((Neighbour(*row) for row in rows), key=lambda n: (n.distance, n.id))
+
+
+def compiled(queryset: QuerySet) -> tuple[str, list]:
+    sql, params = queryset.query.sql_with_params()
+    return sql, list(params)
 
 
 # --- Regimes ---------------------------------------------------------------------------------
@@ -146,13 +157,27 @@ class RegimeMatch:
     distance: float
 
 
+# What a match shows; its signature and statistics stay in the database until asked for
+# (deferred fields of the instance).
+REGIME_FIELDS = [
+    "id",
+    "instrument_id",
+    "feature_set_id",
+    "period_start",
+    "period_end",
+    "label",
+    "cluster",
+]
+
+
 def regimes_queryset(current: VolatilityRegime, k: int) -> QuerySet:
     distance = CosineDistance("signature", np.asarray(current.signature, dtype=np.float32))
     return (
         VolatilityRegime.objects.filter(feature_set_id=current.feature_set_id)
         .exclude(id=current.id)
-        .annotate(distance=distance)
-        .order_by("distance")[:k]
+        .annotate(distance=distance, symbol=F("instrument__symbol"))
+        .order_by("distance")
+        .values_list(*REGIME_FIELDS, "symbol", "distance")[:k]
     )
 
 
@@ -166,10 +191,14 @@ def current_regime(instrument: Instrument) -> VolatilityRegime | None:
 
 def similar_regimes(current: VolatilityRegime, k: int = 10) -> list[RegimeMatch]:
     """The k past periods (any instrument) whose signatures are nearest ``current``'s."""
-    with index_scan(k):
-        rows = list(regimes_queryset(current, k))
-    names = symbols({r.instrument_id for r in rows})
-    found = [RegimeMatch(r, names[r.instrument_id], r.distance) for r in rows]
+    names, rows = scanned(*compiled(regimes_queryset(current, k)), k)
+    found = []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        regime = VolatilityRegime.from_db(
+            connection.alias, REGIME_FIELDS, [values[f] for f in REGIME_FIELDS]
+        )
+        found.append(RegimeMatch(regime, values["symbol"], values["distance"]))
     return sorted(found, key=lambda m: (m.distance, m.regime.id))
 
 
@@ -178,12 +207,12 @@ def patterns_queryset(state: np.ndarray, feature_set: FeatureSet, k: int) -> Que
     distance = CosineDistance("state", np.asarray(state, dtype=np.float32))
     return (
         StrategyPattern.objects.filter(feature_set=feature_set)
-        .annotate(distance=distance)
+        .annotate(distance=distance, symbol=F("instrument__symbol"))
         .order_by("distance")
         .values(
             "id",
             "strategy",
-            "instrument_id",
+            "symbol",
             "ts",
             "position",
             "forward_return",
@@ -196,12 +225,9 @@ def patterns_queryset(state: np.ndarray, feature_set: FeatureSet, k: int) -> Que
 
 
 def nearest_patterns(state: np.ndarray, feature_set: FeatureSet, k: int) -> list[dict]:
-    with index_scan(k):
-        rows = list(patterns_queryset(state, feature_set, k))
-    names = symbols({r["instrument_id"] for r in rows})
-    for row in rows:
-        row["symbol"] = names[row.pop("instrument_id")]
-    return sorted(rows, key=lambda r: (r["distance"], r["id"]))
+    names, rows = scanned(*compiled(patterns_queryset(state, feature_set, k)), k)
+    found = [dict(zip(names, row, strict=True)) for row in rows]
+    return sorted(found, key=lambda r: (r["distance"], r["id"]))
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,11 @@ def api(user):
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+def plan(sql: str, params: list, k: int) -> str:
+    """EXPLAIN of a search statement, run the way searches run (vectors.search.scanned)."""
+    from vectors import search
+
+    _, rows = search.scanned("EXPLAIN " + sql, params, k)
+    return "\n".join(row[0] for row in rows)

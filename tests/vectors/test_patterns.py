@@ -17,6 +17,7 @@ from vectors import bars, patterns, search
 from vectors.models import StrategyPattern
 from vectors.store import copy_rows
 
+from .conftest import plan
 from .test_search import make_set
 
 RECOMMEND = "/api/v1/vectors/strategies/recommend/"
@@ -114,9 +115,8 @@ def test_the_recommendation_on_a_hand_made_set(hand_made):
 
 def test_the_pattern_search_uses_its_hnsw_index(hand_made):
     feature_set, a, _ = hand_made
-    with search.index_scan(50):
-        plan = search.patterns_queryset(a, feature_set, 50).explain()
-    assert "Index Scan using strategypattern_cosine_hnsw" in plan
+    queryset = search.patterns_queryset(a, feature_set, 50)
+    assert "Index Scan using strategypattern_cosine_hnsw" in plan(*search.compiled(queryset), 50)
 
 
 def test_backtests_become_runs_trades_and_patterns(months_of_bars):

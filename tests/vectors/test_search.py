@@ -7,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from marketdata.models import Instrument
 from vectors import embeddings, regimes, search
 from vectors.models import FeatureEmbedding, FeatureSet, VolatilityRegime
 from vectors.store import copy_rows
+
+from .conftest import plan
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -114,22 +116,17 @@ def test_searching_by_a_stored_embedding_leaves_it_out(synthetic):
     assert int(ids[5]) not in [n.id for n in search.nearest_features(query)]
 
 
-def plan(queryset, k: int) -> str:
-    with search.index_scan(k):
-        return queryset.explain()
-
-
 def test_the_feature_search_uses_its_hnsw_index(synthetic):
     # 3,000 analysed rows: the planner picks the index on its own costs (no enable_seqscan).
-    feature_set, _, points, *_ = synthetic
+    feature_set, instruments, points, *_ = synthetic
     query = search.FeatureQuery(points[0], feature_set, k=10)
-    assert "Index Scan using featureembedding_cosine_hnsw" in plan(
-        search.features_queryset(query), 10
+    assert "Index Scan using featureembedding_cosine_hnsw" in plan(*search.features_sql(query), 10)
+    # Filters keep the index (the iterative scan goes on past rows the filter drops).
+    filtered = search.FeatureQuery(
+        points[0], feature_set, k=10, instruments=[instruments[0].id], start=T0 + timedelta(days=2)
     )
-    # A time filter keeps the index (the iterative scan goes on past rows the filter drops).
-    dated = search.FeatureQuery(points[0], feature_set, k=10, start=T0 + timedelta(days=2))
     assert "Index Scan using featureembedding_cosine_hnsw" in plan(
-        search.features_queryset(dated), 10
+        *search.features_sql(filtered), 10
     )
 
 
@@ -150,24 +147,58 @@ def test_the_regime_search_uses_its_hnsw_index(db):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE vectors_volatilityregime")
     current = VolatilityRegime.objects.order_by("-period_end").first()
-    assert "Index Scan using volatilityregime_cosine_hnsw" in plan(
-        search.regimes_queryset(current, 10), 10
-    )
-    assert len(search.similar_regimes(current, 10)) == 10
+    queryset = search.regimes_queryset(current, 10)
+    assert "Index Scan using volatilityregime_cosine_hnsw" in plan(*search.compiled(queryset), 10)
+    matches = search.similar_regimes(current, 10)
+    assert len(matches) == 10
+    assert {m.symbol for m in matches} == {"AAA"}
+    # The signature stays in the database until asked for, and is the stored one then.
+    assert "signature" in matches[0].regime.get_deferred_fields()
+    stored = points[(matches[0].regime.period_start - T0).days]
+    assert np.allclose(matches[0].regime.signature, stored)
 
 
-def test_index_scan_settings_are_local_to_the_search(synthetic):
-    with transaction.atomic(), search.index_scan(100), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
-        )
-        assert cursor.fetchone() == ("100", "relaxed_order")
+SETTINGS = "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+
+
+def settings_now() -> tuple:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('hnsw.iterative_scan')")
-        assert cursor.fetchone() == ("off",)
+        cursor.execute(SETTINGS)
+        return cursor.fetchone()
+
+
+def test_a_search_is_one_round_trip_under_its_own_settings(synthetic, django_assert_num_queries):
+    feature_set, _, points, *_ = synthetic
+    with django_assert_num_queries(1):
+        assert len(search.nearest_features(search.FeatureQuery(points[0], feature_set))) == 10
+    # The settings hold for the statement that searches, in its string...
+    assert search.scanned(SETTINGS, [], k=100)[1] == [("100", "relaxed_order")]
+    assert search.scanned(SETTINGS, [], k=10, ef_search=25)[1] == [("25", "relaxed_order")]
+    # ...and reach nothing after it on the same connection.
+    assert settings_now()[1] == "off"
+
+
+def test_inside_a_transaction_the_search_puts_the_settings_back(synthetic):
+    feature_set, _, points, *_ = synthetic
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL hnsw.ef_search = 77")
+        assert search.scanned(SETTINGS, [], k=100)[1] == [("100", "relaxed_order")]
+        assert len(search.nearest_features(search.FeatureQuery(points[0], feature_set))) == 10
+        assert settings_now() == ("77", "off")
+    assert settings_now()[1] == "off"
+
+
+def test_a_failed_search_leaves_the_callers_transaction_usable(synthetic):
+    feature_set, _, points, ids, *_ = synthetic
+    with transaction.atomic():
+        with pytest.raises(DataError, match="different vector dimensions"):
+            search.nearest_features(search.FeatureQuery(points[0][:3], feature_set))
+        assert settings_now()[1] == "off"
+        assert FeatureEmbedding.objects.filter(id=int(ids[0])).exists()
 
 
 def test_an_unknown_metric_is_refused(synthetic):
     feature_set, _, points, *_ = synthetic
     with pytest.raises(ValueError, match="unknown metric 'manhattan'"):
-        search.features_queryset(search.FeatureQuery(points[0], feature_set, metric="manhattan"))
+        search.features_sql(search.FeatureQuery(points[0], feature_set, metric="manhattan"))
