@@ -15,6 +15,13 @@ WORKDIR /build
 COPY pyproject.toml README.* ./
 RUN pip install .
 
+# --- Front-end assets ------------------------------------------------------------------------
+# The charting library from the npm registry, exactly as package-lock.json pins it.
+FROM node:20-slim AS assets
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 # --- Runtime ---------------------------------------------------------------------------------
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
@@ -31,6 +38,8 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 # The code stays root-owned, so the app cannot rewrite itself; only var/ is the app's.
 COPY . .
+# Where settings.STATICFILES_DIRS finds it; collectstatic below copies it into the static root.
+COPY --from=assets /build/node_modules/lightweight-charts/dist /app/node_modules/lightweight-charts/dist
 RUN python -m compileall -q /app \
     && install -d -o qvp -g qvp /app/var
 

@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 MANAGE := $(BIN)/python manage.py
+# The charting library, from the npm registry by its lockfile, served as static files.
+ASSETS := node_modules/.installed
+# Headless Chromium from Debian's packages for the browser tests and screenshots (never a
+# browser downloaded by a test tool). Installing needs root, as CI has; sudo otherwise.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format bench db-stop clean
+.PHONY: run test lint format bench screenshots db-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,13 +20,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(ASSETS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(ASSETS)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+run: $(STAMP) $(ASSETS)
 	$(MANAGE) prepare_site
 	PORT=$(PORT) $(BIN)/python -m qvp_site.serve
 
-test: $(STAMP)
+test: $(STAMP) $(ASSETS) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# A screenshot of each dashboard page with the demo data, into docs/screenshots/.
+screenshots: $(STAMP) $(ASSETS) $(CHROMIUM)
+	$(MANAGE) prepare_site
+	$(MANAGE) screenshots --out docs/screenshots
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,4 +52,4 @@ db-stop: $(STAMP)
 	$(MANAGE) embedded_db stop
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var node_modules

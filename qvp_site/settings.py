@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "risk.apps.RiskConfig",
     "signals.apps.SignalsConfig",
     "vectors.apps.VectorsConfig",
+    "dashboard.apps.DashboardConfig",
 ]
 
 MIDDLEWARE = [
@@ -85,7 +86,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "qvp_site.urls"
 WSGI_APPLICATION = "qvp_site.wsgi.application"
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "dashboard:overview"
 
 TEMPLATES = [
     {
@@ -284,6 +285,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The charting library as npm installed it from package-lock.json (`make` runs `npm ci`).
+STATICFILES_DIRS = [
+    ("vendor/lightweight-charts", BASE_DIR / "node_modules" / "lightweight-charts" / "dist"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -34,10 +33,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
             "postgresql": info.server_version,
         }
     )
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "qvp_site/home.html", {"engine": engine.detect()})
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

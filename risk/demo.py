@@ -1,6 +1,8 @@
-"""Demo risk limits: after seed_demo's trading records, a risk run as of the last demo
-snapshot, then per demo account a few limits set tighter than where its book stands (so the
-demo shows alerts, of each severity) and one it keeps within; the limits are checked at once.
+"""Demo risk limits: after seed_demo's trading records, a year of daily volatility estimates
+and weekly risk runs over the last half year (the dashboard's histories), a risk run as of the
+last demo snapshot, then per demo account a few limits set tighter than where its book stands
+(so the demo shows alerts, of each severity) and one it keeps within; the limits are checked at
+once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from qvp_site.acting import acting_as
 from risk import alerts, delivery
 from risk.models import Metric, RiskLimit, RiskMetric
 from risk.runs import compute_risk
+from risk.volatility import compute_volatility
 from trading.demo import ACCOUNTS
 from trading.models import Account, PortfolioSnapshot
 
@@ -24,6 +27,9 @@ TIGHT = {
     Metric.GROSS_EXPOSURE: ("info", 0.95),
 }
 LOOSE = {Metric.VAR_MONTE_CARLO: ("critical", 3.0)}
+HISTORY_RUNS = 26  # weekly, before the last
+SESSIONS_PER_WEEK = 5
+VOLATILITY_HISTORY = 252
 
 
 def seed(write: Callable[[str], None]) -> None:
@@ -35,6 +41,9 @@ def seed(write: Callable[[str], None]) -> None:
     if as_of is None:
         return
     ids = [a.id for a in accounts]
+    compute_volatility(as_of, history=VOLATILITY_HISTORY)
+    for earlier in _weekly(accounts, as_of):
+        compute_risk(earlier, ids)
     compute_risk(as_of, ids)
     measured = RiskMetric.objects.filter(account__in=ids, ts=as_of).values_list(
         "account_id", "metric", "value"
@@ -47,6 +56,17 @@ def seed(write: Callable[[str], None]) -> None:
         f"Risk demo: limits for {len(accounts)} accounts as of {as_of:%Y-%m-%d %H:%M}, "
         f"{len(raised)} alerts raised, {delivered} delivered."
     )
+
+
+def _weekly(accounts: list[Account], as_of) -> list:
+    """Snapshot times a week apart before ``as_of``, oldest first."""
+    times = (
+        PortfolioSnapshot.objects.filter(account__in=accounts, ts__lt=as_of)
+        .order_by("-ts")
+        .values_list("ts", flat=True)
+        .distinct()[: HISTORY_RUNS * SESSIONS_PER_WEEK]
+    )
+    return list(times)[SESSIONS_PER_WEEK - 1 :: SESSIONS_PER_WEEK][::-1]
 
 
 def _limits(measured) -> list[RiskLimit]:

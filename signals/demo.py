@@ -10,9 +10,9 @@ the midnight after each close (when the close is known, so no signal sees its ow
 
 News follows the bars: a headline on each day that moved more than two standard deviations,
 its sentiment the move's, and a daily social sentiment per symbol that echoes the last five
-days' return with noise. The agents' performance is then measured and the last day fused,
-so the API and admin have something to show. Everything is written by one INSERT per table
-from arrays.
+days' return with noise. The agents' performance is then measured and each of the last 60
+sessions fused, so the API, the admin and the dashboard have something to show. Everything
+is written by one INSERT per table from arrays.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ AGENTS = {
     "mean_reversion_agent": (AgentKind.MEAN_REVERSION, "distance from the 10-day mean"),
 }
 DAY = np.timedelta64(1, "D")
+FUSED_SESSIONS = 60
 
 SIGNALS_SQL = """
 INSERT INTO signals_signal
@@ -97,11 +98,14 @@ def seed(batches: dict, seed: int, write: Callable[[str], None]) -> None:
         social = _insert_sentiment(ids, symbols, rng)
     end = _moment(last)
     measured = performance.refresh([30, 90], list(AGENTS), end)
-    fused = fusion.fuse(_moment(max(d.ts[-1] for d in symbols.values()) + DAY))
+    # Fused after each of the last sessions, not only the latest: the dashboard draws how the
+    # target weights moved.
+    sessions = max((daily.ts for daily in symbols.values()), key=len)[-FUSED_SESSIONS:]
+    fused = sum(len(fusion.fuse(_moment(day + DAY)).fused) for day in sessions)
     write(
         f"Signals demo: {len(agents)} agents, {sum(counts)} signals, {news} news articles,"
         f" {social} social sentiment rows, {len(measured)} performance windows,"
-        f" {len(fused.fused)} fused signals in {time.monotonic() - started:.1f} s."
+        f" {fused} fused signals in {time.monotonic() - started:.1f} s."
     )
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,3 +235,15 @@ def test_env_example_holds_no_secrets():
             assert re.fullmatch(r"|<[^>]+>", match.group(2)), line
         for password in URL_PASSWORD.findall(line):
             assert re.fullmatch(r"<[^>]+>", password), line
+
+
+def test_dockerfile_builds_the_charting_library_from_the_lockfile():
+    text = DOCKERFILE.read_text()
+    final_stage = text.split("\nFROM ")[-1]
+    assert "COPY package.json package-lock.json ./" in text
+    assert "RUN npm ci" in text
+    dist = "node_modules/lightweight-charts/dist"
+    copied = final_stage.index(f"COPY --from=assets /build/{dist} /app/{dist}")
+    assert copied < final_stage.index("collectstatic --noinput")
+    assert "node_modules" in (ROOT / ".dockerignore").read_text().split()
+    assert any(str(path).endswith(dist) for _, path in settings.STATICFILES_DIRS)

@@ -80,11 +80,12 @@ def test_api_answers_401_or_403_not_a_redirect(client, db):
     assert response.status_code in (401, 403)
 
 
-def test_login_page_is_open_and_logged_in_users_see_the_home_page(client, django_user_model):
+def test_login_page_is_open_and_logged_in_users_see_the_dashboard(client, django_user_model):
     assert client.get("/accounts/login/").status_code == 200
     user = django_user_model.objects.create_user("quant", password="a-long-test-password")
     client.force_login(user)
-    response = client.get("/")
+    assert client.get("/").status_code == 200
+    response = client.get("/system/")
     assert response.status_code == 200
     assert engine.detect().engine.encode() in response.content
 

@@ -55,7 +55,13 @@ def test_signals_follow_the_rules_computed_from_the_bars(bars):
         (-np.tanh(reversion_z.dropna() / 2)).tolist()
     )
     assert SignalPerformance.objects.filter(signal_count__gt=0).count() == 4
-    assert FusedSignal.objects.filter(instrument__symbol="AAPL").count() == 1
+    fused = FusedSignal.objects.filter(instrument__symbol="AAPL").order_by("ts")
+    # Each of the last sessions is fused once a signal runs: the first wait for the warm-up.
+    first = Signal.objects.order_by("ts").values_list("ts", flat=True).first()
+    sessions = closes.index[-demo.FUSED_SESSIONS :] + pd.Timedelta(days=1)
+    expected = [ts.to_pydatetime() for ts in sessions if ts >= first]
+    assert len(expected) > 30
+    assert [f.ts for f in fused] == expected
 
 
 def test_news_follow_the_big_moves_and_a_second_seed_adds_nothing(bars):

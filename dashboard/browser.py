@@ -1,0 +1,128 @@
+"""The dashboard in a real browser: headless Chromium from Debian's packages, driven by
+Playwright, against this site served on a loopback port.
+
+Used by ``manage.py screenshots`` and the browser tests. Playwright drives the system's
+Chromium (``executable_path``); it never downloads a browser of its own. Chromium runs with
+``--no-sandbox`` (CI runs as root, where the sandbox cannot start) and without its
+background networking, which a machine without the internet answers with errors.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+from django.core.wsgi import get_wsgi_application
+from django.db import connections
+from django.test import Client
+
+CHROMIUM = Path(os.environ.get("QVP_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+)
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+ALL_CHARTS_DRAWN = (
+    "() => [...document.querySelectorAll('[data-chart]')].every(el => el.dataset.drawn === 'true')"
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    path: str
+
+
+def pages(symbol: str) -> list[Page]:
+    """Each page of the dashboard, the instrument page for ``symbol``."""
+    return [
+        Page("overview", "/"),
+        Page("instrument", f"/instruments/{symbol}/?tf=1d"),
+        Page("instrument-1h", f"/instruments/{symbol}/?tf=1h"),
+        Page("portfolio", "/portfolio/"),
+        Page("risk", "/risk/"),
+        Page("signals", "/signals/"),
+        Page("system", "/system/"),
+    ]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@contextmanager
+def serve() -> Iterator[str]:
+    """This site on a free loopback port for the duration, as production serves it (static
+    files by WhiteNoise: collected, or from the finders with WHITENOISE_USE_FINDERS);
+    yields the base URL."""
+    app = get_wsgi_application()
+    server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
+    server.set_app(app)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="qvp-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        connections.close_all()
+
+
+def chromium_available() -> bool:
+    return CHROMIUM.exists()
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    """A headless Chromium (Playwright's Browser)."""
+    from playwright.sync_api import sync_playwright  # a development dependency
+
+    if not chromium_available():
+        raise FileNotFoundError(
+            f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def logged_in(browser, base_url: str, user, viewport: dict = DESKTOP):
+    """A browser context with ``user``'s session: a session made the way a login makes one,
+    without knowing the password."""
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    context = browser.new_context(viewport=viewport, base_url=base_url)
+    context.add_cookies(
+        [{"name": cookie.key, "value": cookie.value, "url": base_url, "httpOnly": True}]
+    )
+    return context
+
+
+def open_page(context, path: str):
+    """A new tab at ``path``, once every chart on it is drawn."""
+    page = context.new_page()
+    page.goto(path)
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    return page

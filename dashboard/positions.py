@@ -1,0 +1,49 @@
+"""Positions valued at the latest prices: market value and unrealised P&L."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from marketdata.prices import latest_prices
+from trading.models import Position
+
+
+@dataclass(frozen=True)
+class ValuedPosition:
+    position: Position
+    price: Decimal | None  # None: no bar yet, so no value
+    priced_at: datetime | None
+
+    @property
+    def market_value(self) -> Decimal | None:
+        return None if self.price is None else self.position.quantity * self.price
+
+    @property
+    def unrealized_pnl(self) -> Decimal | None:
+        if self.price is None:
+            return None
+        return self.position.quantity * (self.price - self.position.average_cost)
+
+
+def valued_positions(positions) -> list[ValuedPosition]:
+    """The open positions of ``positions`` (a scoped queryset) with their latest prices: two
+    statements whatever their number."""
+    rows = list(
+        positions.exclude(quantity=0)
+        .select_related("account", "instrument")
+        .order_by("account__name", "instrument__symbol")
+    )
+    prices = latest_prices(p.instrument_id for p in rows)
+    valued = []
+    for position in rows:
+        price = prices.get(position.instrument_id)
+        valued.append(
+            ValuedPosition(
+                position,
+                None if price is None else Decimal(str(price.price)),
+                None if price is None else price.ts,
+            )
+        )
+    return valued

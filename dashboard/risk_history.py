@@ -1,0 +1,45 @@
+"""The risk page: an account's VaR and CVaR over time with its limits drawn across them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from dashboard import charts
+from risk.models import Metric, RiskLimit, RiskMetric
+from trading.models import Account
+
+# Historical VaR and CVaR: what the demo's and most desks' limits are set on.
+VAR_METRICS = (Metric.VAR_HISTORICAL, Metric.CVAR_HISTORICAL)
+
+
+def var_chart(user, account: Account) -> tuple[dict, list[RiskLimit]]:
+    """``account``'s VaR and CVaR lines (as the user may read them) and the active limits
+    drawn on them (each on its metric's line)."""
+    rows = (
+        RiskMetric.objects.visible_to(user)
+        .filter(account=account, metric__in=VAR_METRICS)
+        .order_by("metric", "ts")
+        .values_list("metric", "ts", "value")
+    )
+    curves: dict[str, list] = defaultdict(list)
+    for metric, ts, value in rows:
+        curves[metric].append((ts, value))
+    limits = list(
+        RiskLimit.objects.visible_to(user)
+        .filter(account=account, metric__in=VAR_METRICS, active=True)
+        .order_by("metric", "threshold")
+    )
+    series = []
+    for i, metric in enumerate(VAR_METRICS):
+        drawn = [
+            (f"limit {lim.threshold:,.0f}", lim.threshold) for lim in limits if lim.metric == metric
+        ]
+        series.append(
+            charts.line(
+                Metric(metric).label,
+                curves.get(metric, []),
+                color=charts.PALETTE[i],
+                limits=drawn,
+            )
+        )
+    return charts.chart(*series), limits

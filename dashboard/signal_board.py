@@ -1,0 +1,92 @@
+"""The signals page: each agent's latest call per instrument, the latest fused signal per
+instrument with the inputs it weighed, fused weights over time, and each agent's record."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from dashboard import charts
+from signals.models import FusedSignal, Signal, SignalPerformance
+
+FUSED_HISTORY = timedelta(days=180)
+
+# Latest signal of each active agent for each active instrument: one probe of the unique
+# (agent, instrument, ts) index per pair, never a scan of the history.
+LATEST_SIGNALS_SQL = """
+SELECT s.id, s.ts
+FROM marketdata_instrument i
+CROSS JOIN signals_agent a
+CROSS JOIN LATERAL (
+    SELECT id, ts FROM signals_signal
+    WHERE agent_id = a.id AND instrument_id = i.id ORDER BY ts DESC LIMIT 1
+) s
+WHERE i.active AND a.active
+"""
+
+LATEST_FUSED_SQL = """
+SELECT f.id, f.ts
+FROM marketdata_instrument i
+CROSS JOIN LATERAL (
+    SELECT id, ts FROM signals_fusedsignal WHERE instrument_id = i.id ORDER BY ts DESC LIMIT 1
+) f
+WHERE i.active
+"""
+
+
+def _keys(sql: str) -> tuple[list[int], list]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def latest_signals() -> list[Signal]:
+    """Each active agent's latest signal per active instrument, by symbol then agent."""
+    ids, times = _keys(LATEST_SIGNALS_SQL)
+    # The time too, so that the lookup prunes to the partitions or chunks holding them.
+    return list(
+        Signal.objects.filter(id__in=ids, ts__in=set(times))
+        .select_related("agent", "instrument")
+        .order_by("instrument__symbol", "agent__name")
+    )
+
+
+def latest_fused() -> list[FusedSignal]:
+    ids, times = _keys(LATEST_FUSED_SQL)
+    return list(
+        FusedSignal.objects.filter(id__in=ids, ts__in=set(times))
+        .select_related("instrument")
+        .order_by("instrument__symbol")
+    )
+
+
+def fused_chart() -> dict:
+    """Each instrument's fused target weight over the last half year."""
+    rows = (
+        FusedSignal.objects.filter(ts__gte=timezone.now() - FUSED_HISTORY)
+        .order_by("instrument__symbol", "ts")
+        .values_list("instrument__symbol", "ts", "target_weight")
+    )
+    curves: dict[str, list] = defaultdict(list)
+    for symbol, ts, weight in rows:
+        curves[symbol].append((ts, weight))
+    return charts.chart(*charts.lines(curves))
+
+
+def agent_performance() -> list[SignalPerformance]:
+    return list(
+        SignalPerformance.objects.select_related("agent").order_by("agent__name", "window_days")
+    )
+
+
+def instrument_signals(instrument_id: int, limit: int = 10) -> list[Signal]:
+    """An instrument's latest signals, any agent (the (instrument, ts) index)."""
+    return list(
+        Signal.objects.filter(instrument_id=instrument_id)
+        .select_related("agent")
+        .order_by("-ts")[:limit]
+    )

@@ -1,0 +1,82 @@
+/* Draws every chart of the page from the data the server rendered beside it.
+ *
+ * Each <div data-chart="ID"> names a <script type="application/json" id="ID"> holding
+ * {series: [{type, name, pane, options, data, lines}], intraday} (dashboard/charts.py).
+ * Once drawn, the div carries data-drawn="true" and data-points="N": what the browser tests
+ * and a reader of the page can check. A file, not inline script: the content security policy
+ * allows scripts from this site only.
+ */
+(function () {
+  "use strict";
+  var LC = window.LightweightCharts;
+  var TYPES = {
+    candlestick: LC.CandlestickSeries,
+    line: LC.LineSeries,
+    histogram: LC.HistogramSeries,
+    area: LC.AreaSeries,
+  };
+  var VOLUME_PANE_HEIGHT = 90;
+
+  function limitLine(series, line) {
+    series.createPriceLine({
+      price: line.price,
+      title: line.title,
+      color: "#c0392b",
+      lineWidth: 2,
+      lineStyle: LC.LineStyle.Dashed,
+      axisLabelVisible: true,
+    });
+  }
+
+  // Autoscale that keeps a series' limit lines in view: a limit far from the values would
+  // otherwise sit off the chart, where it cannot be seen to be far.
+  function withLimits(levels) {
+    return function (original) {
+      var found = original();
+      if (found === null || !found.priceRange) {
+        return found;
+      }
+      found.priceRange.minValue = Math.min.apply(null, [found.priceRange.minValue].concat(levels));
+      found.priceRange.maxValue = Math.max.apply(null, [found.priceRange.maxValue].concat(levels));
+      return found;
+    };
+  }
+
+  function draw(el) {
+    var spec = JSON.parse(document.getElementById(el.dataset.chart).textContent);
+    var chart = LC.createChart(el, {
+      autoSize: true,
+      // The library's logo needs an inline style, which the content security policy refuses:
+      // the attribution is a link under the charts instead (templates/dashboard/charts.html).
+      layout: {
+        background: { color: "#ffffff" },
+        textColor: "#1d2433",
+        fontSize: 12,
+        attributionLogo: false,
+      },
+      grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
+      timeScale: { timeVisible: spec.intraday, secondsVisible: false },
+      rightPriceScale: { borderVisible: false },
+    });
+    var points = 0;
+    spec.series.forEach(function (s) {
+      var options = Object.assign({ title: s.name }, s.options);
+      if (s.lines.length) {
+        options.autoscaleInfoProvider = withLimits(s.lines.map(function (l) { return l.price; }));
+      }
+      var series = chart.addSeries(TYPES[s.type], options, s.pane);
+      series.setData(s.data);
+      s.lines.forEach(function (line) { limitLine(series, line); });
+      points += s.data.length;
+    });
+    var panes = chart.panes();
+    if (panes.length > 1) {
+      panes[1].setHeight(VOLUME_PANE_HEIGHT);
+    }
+    chart.timeScale().fitContent();
+    el.dataset.points = String(points);
+    el.dataset.drawn = "true";
+  }
+
+  document.querySelectorAll("[data-chart]").forEach(draw);
+})();

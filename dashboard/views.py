@@ -1,0 +1,183 @@
+"""The dashboard's pages: thin views over the modules that gather each page's records.
+
+Every page needs a login (``LoginRequiredMiddleware``) and shows only the accounts the user
+may read; the request runs in one transaction that names the user, so row-level security
+applies too. Each page costs a fixed number of queries, whatever the data (tested).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard import portfolio, regimes, risk_history, signal_board, system_status, timeframes
+from dashboard.charts import candles as candle_series
+from dashboard.charts import chart
+from dashboard.freshness import freshness
+from dashboard.positions import valued_positions
+from dashboard.scope import account_scope
+from dashboard.volatility import volatility_chart
+from marketdata.models import Instrument
+from marketdata.prices import latest_prices
+from qvp_site.db import engine
+from qvp_site.db.status import table_status
+from risk import alerts as risk_alerts
+from risk.models import RiskAlert
+from trading.models import Account, CashEntry, Execution, Order, PortfolioSnapshot, Position
+
+RECENT = 50
+
+
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    snapshots = PortfolioSnapshot.objects.visible_to(user)
+    latest = portfolio.latest_snapshots(snapshots)
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            "nav": portfolio.nav_chart(snapshots),
+            "latest": latest,
+            "pnl_today": sum((s.daily_pnl or 0) for s in latest),
+            "positions": valued_positions(Position.objects.visible_to(user)),
+            "alerts": portfolio.open_alerts(RiskAlert.objects.visible_to(user), limit=10),
+            "freshness": freshness(),
+        },
+    )
+
+
+@require_GET
+def instruments(request: HttpRequest) -> HttpResponse:
+    """The first active instrument's page: the page itself lists the others."""
+    first = Instrument.objects.filter(active=True).order_by("symbol").first()
+    if first is None:
+        return render(request, "dashboard/no_instruments.html")
+    return redirect("dashboard:instrument", symbol=first.symbol)
+
+
+@require_GET
+def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
+    found = get_object_or_404(Instrument, symbol=symbol)
+    tf = timeframes.timeframe(request.GET.get("tf"))
+    price = latest_prices([found.pk]).get(found.pk)
+    bars = timeframes.candles(found, tf, price.ts if price else None)
+    volatility, window = volatility_chart(found)
+    return render(
+        request,
+        "dashboard/instrument.html",
+        {
+            "instrument": found,
+            "instruments": Instrument.objects.filter(active=True).order_by("symbol")[:100],
+            "price": price,
+            "timeframe": tf,
+            "timeframes": timeframes.TIMEFRAMES.values(),
+            "candles": chart(*candle_series(bars.rows, found.symbol), intraday=tf.key != "1d"),
+            "source": bars.source,
+            "volatility": volatility,
+            "volatility_window": window,
+            "signals": signal_board.instrument_signals(found.pk),
+            "regimes": regimes.regimes_like_now(found),
+        },
+    )
+
+
+@require_GET
+def portfolio_page(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    scope = account_scope(request)
+    snapshots = scope.narrow(PortfolioSnapshot.objects.visible_to(user))
+    return render(
+        request,
+        "dashboard/portfolio.html",
+        {
+            "scope": scope,
+            "nav": portfolio.nav_chart(snapshots),
+            "positions": valued_positions(scope.narrow(Position.objects.visible_to(user))),
+            "orders": scope.narrow(Order.objects.visible_to(user))
+            .select_related("account", "instrument")
+            .order_by("-created_at", "-id")[:RECENT],
+            "executions": scope.narrow(Execution.objects.visible_to(user))
+            .select_related("account", "instrument")
+            .order_by("-executed_at", "-id")[:RECENT],
+            "cash": portfolio.cash_balances(scope.narrow(CashEntry.objects.visible_to(user))),
+            "snapshots": portfolio.recent_snapshots(snapshots),
+        },
+    )
+
+
+@require_GET
+def risk_page(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    scope = account_scope(request)
+    account = scope.selected or (scope.choices[0] if scope.choices else None)
+    var, limits = risk_history.var_chart(user, account) if account else (chart(), [])
+    alerts = portfolio.open_alerts(RiskAlert.objects.visible_to(user).filter(account=account))
+    tradable = set(Account.objects.tradable_by(user).values_list("pk", flat=True))
+    return render(
+        request,
+        "dashboard/risk.html",
+        {
+            "scope": scope,
+            "account": account,
+            "var": var,
+            "limits": limits,
+            "alerts": alerts,
+            "actionable": {a.pk for a in alerts if a.account_id in tradable},
+        },
+    )
+
+
+@require_POST
+def alert_action(request: HttpRequest, pk: int, action: str) -> HttpResponseRedirect:
+    """Acknowledge or resolve an alert of an account the user may trade; auditors and anyone
+    who may only read the account get a 403."""
+    alert = get_object_or_404(RiskAlert.objects.visible_to(request.user), pk=pk)
+    if not Account.objects.tradable_by(request.user).filter(pk=alert.account_id).exists():
+        raise PermissionDenied("You may read this account's alerts, not change them.")
+    try:
+        with transaction.atomic():
+            locked = RiskAlert.objects.select_for_update().get(pk=alert.pk)
+            if action == "acknowledge":
+                risk_alerts.acknowledge(locked, request.user)
+            else:
+                risk_alerts.resolve(locked, request.user, request.POST.get("resolution", ""))
+    except (risk_alerts.AlertStateError, DatabaseError) as error:
+        messages.error(request, f"Alert {alert.pk} not changed: {error}")
+    else:
+        messages.success(request, f"Alert {alert.pk} {action}d.")
+    return HttpResponseRedirect(f"{reverse('dashboard:risk')}?account={alert.account_id}")
+
+
+@require_GET
+def signals_page(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/signals.html",
+        {
+            "signals": signal_board.latest_signals(),
+            "fused": signal_board.latest_fused(),
+            "fused_chart": signal_board.fused_chart(),
+            "performance": signal_board.agent_performance(),
+        },
+    )
+
+
+@require_GET
+def system(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/system.html",
+        {
+            "engine": engine.detect(),
+            "tables": table_status(),
+            "aggregates": system_status.aggregates(),
+            "jobs": system_status.latest_job_runs(),
+            "ingests": system_status.recent_ingests(),
+        },
+    )
