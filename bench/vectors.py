@@ -7,9 +7,10 @@
   as a build does; ``clustered`` (the default beyond) draws points around 200 centres, a
   stand-in for real features at scale (isotropic random vectors are the worst case for any
   ANN index and no model of real features). The report says which was used.
-- Load: binary COPY of complete rows (instrument, feature set, time, vector, raw JSON when
-  the pipeline made them) into vectors_featureembedding with no vector index, and of the
-  vector column alone into a bare table, in rows per second.
+- Load: binary COPY of complete rows (instrument, feature set, time, vector, the 128 raw
+  features; for ``clustered``, the points themselves) into vectors_featureembedding with no
+  vector index, through vectors.store.copy_columns as a build loads (checks, encoding, COPY
+  and commit timed), and of the vector column alone into a bare table, in rows per second.
 - Index builds: HNSW (m 16, ef_construction 64, cosine) and IVFFlat (lists = rows / 1000,
   sqrt(rows) past a million), timed.
 - Queries: held-out vectors (windows or points not in the table); the exact top 10 of each is
@@ -45,14 +46,13 @@ import django  # noqa: E402 - Django must be set up before the app's modules are
 django.setup()
 
 from django.db import connection, transaction  # noqa: E402
-from psycopg.types.json import Jsonb  # noqa: E402
 
 from marketdata import demo  # noqa: E402
 from marketdata.models import Instrument  # noqa: E402
 from qvp_site.db.vector_indexes import IVFFLAT, VectorIndex, ivfflat_lists  # noqa: E402
-from vectors import features, search  # noqa: E402
-from vectors.embeddings import COLUMNS, FEATURES, TABLE, TYPES  # noqa: E402
-from vectors.store import copy_rows, raw_json  # noqa: E402
+from vectors import embeddings, features, search  # noqa: E402
+from vectors.embeddings import FEATURES, TABLE  # noqa: E402
+from vectors.store import columns_of, copy_columns  # noqa: E402
 
 HNSW_NAME, IVF_NAME = "featureembedding_cosine_hnsw", "bench_featureembedding_ivfflat"
 EF_SEARCH = (10, 20, 40, 80, 160)
@@ -62,7 +62,7 @@ T0 = datetime(2020, 1, 1, tzinfo=UTC)
 END = datetime(2024, 5, 17, tzinfo=UTC).date()
 
 
-def pipeline_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def pipeline_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n + queries windows of demo bars, spread evenly over five symbols' year of minute bars,
     scaled by a scaler fitted on the n stored ones. Returns (vectors, raw, query vectors)."""
     per_symbol = (n + queries) // len(demo.DEMO_SYMBOLS) + 1
@@ -80,45 +80,42 @@ def pipeline_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray | Non
     return scaler.transform(raw[stored]), raw[stored], scaler.transform(raw[held_out])
 
 
-def clustered_vectors(n: int, queries: int) -> tuple[np.ndarray, None, np.ndarray]:
+def clustered_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points around 200 centres; their raw features are the points themselves."""
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((200, features.DIMENSIONS)) * 2
     points = centres[rng.integers(0, 200, n + queries)]
     points += rng.standard_normal(points.shape)
     points = points.astype(np.float32)
-    return points[:n], None, points[n:]
+    return points[:n], points[:n].astype(np.float64), points[n:]
 
 
-def setup(vectors: np.ndarray, raw: np.ndarray | None) -> tuple[list[int], object]:
+def setup(vectors: np.ndarray, raw: np.ndarray) -> tuple[list[int], object]:
     instruments = [
         Instrument.objects.create(symbol=s, asset_class="equity") for s in demo.DEMO_SYMBOLS
     ]
-    feature_set = FEATURES.fitted(raw if raw is not None else vectors.astype(float))
+    feature_set = FEATURES.fitted(raw)
     return [i.id for i in instruments], feature_set
 
 
 def load(vectors, raw, instrument_ids, feature_set) -> tuple[float, float]:
-    """COPY rates (rows/s): complete rows into the table, and the vector column alone."""
+    """COPY rates (rows/s): complete rows into the table, and the vector column alone; the
+    time counts the rows' encoding and checks (vectors.store.columns_of) and the commit."""
     n = len(vectors)
-    owners = np.array(instrument_ids)[np.arange(n) % len(instrument_ids)].tolist()
-    times = [T0 + timedelta(minutes=15 * i) for i in range(n)]
-    payload = raw_json(raw) if raw is not None else [Jsonb([])] * n
+    owners = np.array(instrument_ids)[np.arange(n) % len(instrument_ids)]
+    closes = np.datetime64(T0.replace(tzinfo=None), "us") + np.arange(n) * np.timedelta64(15, "m")
     with connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX IF EXISTS {HNSW_NAME}")
     started = time.perf_counter()
     with transaction.atomic():
-        copy_rows(
-            TABLE,
-            COLUMNS,
-            TYPES,
-            zip(owners, [feature_set.id] * n, times, vectors, payload, strict=True),
-        )
+        copy_columns(TABLE, embeddings.columns(owners, feature_set.id, closes, vectors, raw))
     rows_rate = n / (time.perf_counter() - started)
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_vector_only (embedding vector(128) NOT NULL)")
     started = time.perf_counter()
     with transaction.atomic():
-        copy_rows("bench_vector_only", ("embedding",), ("vector",), ((v,) for v in vectors))
+        only = columns_of(("embedding",), ("vector",), (vectors,), {"embedding": 128})
+        copy_columns("bench_vector_only", only)
     vector_rate = n / (time.perf_counter() - started)
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE bench_vector_only")
@@ -173,12 +170,13 @@ def single_inserts(vectors, instrument_id, feature_set, *, commit_each: bool) ->
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {TABLE} (instrument_id, feature_set_id, ts, embedding, raw)"
-                " VALUES (%s, %s, %s, %s::vector, '[]')",
+                " VALUES (%s, %s, %s, %s::vector, %s::float8[])",
                 [
                     instrument_id,
                     feature_set.id,
                     T0 - timedelta(minutes=i + 1),
                     "[" + ",".join(f"{x:.6g}" for x in v) + "]",
+                    v.tolist(),
                 ],
             )
 
@@ -221,7 +219,7 @@ def main() -> int:
         )
         instrument_ids, feature_set = setup(vectors, raw)
         rows_rate, vector_rate = load(vectors, raw, instrument_ids, feature_set)
-        what = "with raw JSON" if raw is not None else "raw JSON empty"
+        what = "raw features" if source == "pipeline" else "the points as raw features"
         print(
             f"binary COPY, no vector index: {rows_rate:,.0f} rows/s (complete rows, {what});"
             f" {vector_rate:,.0f} vectors/s (vector column alone)"

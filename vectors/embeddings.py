@@ -18,8 +18,15 @@ from django.db.models import Max
 
 from marketdata.models import Instrument
 from vectors import bars, features
-from vectors.models import FeatureEmbedding, FeatureSet
-from vectors.store import IndexesSetAside, SetSpec, copy_rows, raw_json, scaler_of, table_is_empty
+from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
+from vectors.store import (
+    IndexesSetAside,
+    SetSpec,
+    columns_of,
+    copy_columns,
+    scaler_of,
+    table_is_empty,
+)
 
 FEATURES = SetSpec(
     name="bars-1m",
@@ -32,7 +39,7 @@ FEATURES = SetSpec(
 )
 TABLE = FeatureEmbedding._meta.db_table
 COLUMNS = ("instrument_id", "feature_set_id", "ts", "embedding", "raw")
-TYPES = ("int8", "int8", "timestamptz", "vector", "jsonb")
+TYPES = ("int8", "int8", "timestamptz", "vector", "float8[]")
 # Serialises builds (the scheduler's and an operator's) so two never embed the same windows.
 BUILD_LOCK = 0x7665_6374_6F72_7301
 
@@ -134,14 +141,21 @@ def _newest(feature_set: FeatureSet | None) -> dict[int, datetime]:
     return {row["instrument_id"]: row["newest"] for row in rows}
 
 
+def columns(
+    instrument_ids: np.ndarray,
+    feature_set_id: int,
+    closes: np.ndarray,
+    vectors: np.ndarray,
+    raw: np.ndarray,
+) -> list:
+    """The table's COPY columns for these rows (checked: see vectors.store.columns_of)."""
+    ids = np.broadcast_to(np.asarray(instrument_ids, dtype=np.int64), (len(closes),))
+    sets = np.full(len(closes), feature_set_id, dtype=np.int64)
+    values = (ids, sets, closes, vectors, raw)
+    return columns_of(COLUMNS, TYPES, values, {"embedding": FEATURE_DIMENSIONS})
+
+
 def _copy(feature_set: FeatureSet, pending: Pending) -> int:
     vectors = scaler_of(feature_set).transform(pending.raw)
-    rows = zip(
-        [pending.instrument.id] * len(vectors),
-        [feature_set.id] * len(vectors),
-        bars.to_datetimes(pending.closes),
-        vectors,
-        raw_json(pending.raw),
-        strict=True,
-    )
-    return copy_rows(TABLE, COLUMNS, TYPES, rows)
+    found = columns(pending.instrument.id, feature_set.id, pending.closes, vectors, pending.raw)
+    return copy_columns(TABLE, found)

@@ -103,15 +103,27 @@ def test_rebuild_reloads_every_window_with_the_same_scaler(week_of_bars):
 def test_the_database_refuses_a_wrong_dimension_or_nan(week_of_bars):
     embeddings.build([week_of_bars["AAPL"]])
     row = FeatureEmbedding.objects.first()
+    nan = "[" + ",".join(["NaN"] + ["0"] * 127) + "]"
+    raw = list(row.raw)
     with connection.cursor() as cursor:
-        for vector, message in (("[1,2,3]", "expected 128 dimensions"), (None, "NaN")):
-            text = vector or "[" + ",".join(["NaN"] + ["0"] * 127) + "]"
+        for vector, values, message in (
+            ("[1,2,3]", raw, "expected 128 dimensions"),
+            (nan, raw, "NaN"),
+            (nan.replace("NaN", "0"), raw[:127], "featureembedding_raw_features"),
+            (nan.replace("NaN", "0"), [[x] for x in raw], "featureembedding_raw_features"),
+        ):
             cursor.execute("SAVEPOINT bad")
             with pytest.raises(Exception, match=message):
                 cursor.execute(
                     "INSERT INTO vectors_featureembedding (instrument_id, feature_set_id, ts,"
-                    " embedding, raw) VALUES (%s, %s, %s, %s::vector, '[]')",
-                    [row.instrument_id, row.feature_set_id, row.ts + timedelta(days=9), text],
+                    " embedding, raw) VALUES (%s, %s, %s, %s::vector, %s::float8[])",
+                    [
+                        row.instrument_id,
+                        row.feature_set_id,
+                        row.ts + timedelta(days=9),
+                        vector,
+                        values,
+                    ],
                 )
             cursor.execute("ROLLBACK TO SAVEPOINT bad")
 

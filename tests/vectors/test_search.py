@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from marketdata.models import Instrument
 from vectors import embeddings, regimes, search
 from vectors.models import FeatureEmbedding, FeatureSet, VolatilityRegime
-from vectors.store import copy_rows
+from vectors.store import copy_columns, copy_rows
 
 from .conftest import plan
 
@@ -52,19 +52,9 @@ def synthetic(db):
     points = clustered(3000, 128)
     owners = [instruments[i % 3].id for i in range(len(points))]
     times = [T0 + timedelta(minutes=15 * i) for i in range(len(points))]
-    copy_rows(
-        embeddings.TABLE,
-        embeddings.COLUMNS,
-        embeddings.TYPES,
-        zip(
-            owners,
-            [feature_set.id] * len(points),
-            times,
-            points,
-            [Jsonb([])] * len(points),
-            strict=True,
-        ),
-    )
+    closes = np.datetime64("2024-01-01", "us") + np.arange(len(points)) * np.timedelta64(15, "m")
+    columns = embeddings.columns(owners, feature_set.id, closes, points, points.astype(float))
+    copy_columns(embeddings.TABLE, columns)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE vectors_featureembedding")
     ids = np.array(FeatureEmbedding.objects.order_by("ts").values_list("id", flat=True))
