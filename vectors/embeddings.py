@@ -20,6 +20,7 @@ from marketdata.models import Instrument
 from vectors import bars, features
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
 from vectors.store import (
+    ForeignKeysSetAside,
     IndexesSetAside,
     SetSpec,
     columns_of,
@@ -122,7 +123,9 @@ def build(
             return report
         feature_set = spec.fitted(np.concatenate([p.raw for p in pending]))
         bulk = rebuild or table_is_empty(TABLE)
-        with IndexesSetAside(TABLE, when=bulk) as aside:
+        # Keys outermost: added back after the index is built, they lock the referenced
+        # tables' writes for the shortest time.
+        with ForeignKeysSetAside(TABLE, when=bulk), IndexesSetAside(TABLE, when=bulk) as aside:
             for p in pending:
                 report.created[p.instrument.symbol] = _copy(feature_set, p)
         report.feature_set, report.rebuilt_index = feature_set, bool(aside.definitions)

@@ -7,9 +7,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from django.db import DataError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
-from vectors import store
+from marketdata.models import Instrument
+from vectors import embeddings, store
+from vectors.models import FeatureEmbedding
+
+from .test_search import make_set
 
 COLUMNS = ("n", "ts", "v", "raw")
 TYPES = ("int8", "timestamptz", "vector", "float8[]")
@@ -92,3 +96,44 @@ def test_the_database_still_has_the_last_word(table):
     columns = store.columns_of(("v",), ("vector",), (rows(2)[2],), {"v": 4})
     with pytest.raises(DataError, match="expected 3 dimensions, not 4"), transaction.atomic():
         store.copy_columns("narrow", columns)
+
+
+def foreign_keys() -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint"
+            " WHERE conrelid = 'vectors_featureembedding'::regclass AND contype = 'f'"
+            " ORDER BY conname"
+        )
+        return cursor.fetchall()
+
+
+def embedding_columns(instrument_ids, feature_set_id: int, start: str = "2024-01-01"):
+    count = 3
+    closes = np.datetime64(start, "us") + np.arange(count) * np.timedelta64(15, "m")
+    v = np.ones((count, 128), dtype=np.float32)
+    return embeddings.columns(instrument_ids, feature_set_id, closes, v, v.astype(float))
+
+
+def test_a_bulk_load_adds_its_foreign_keys_back_checked(db):
+    instrument = Instrument.objects.create(symbol="AAA", asset_class="equity")
+    feature_set = make_set("bulk", 128)
+    before = foreign_keys()
+    assert len(before) == 2
+    with transaction.atomic():
+        with store.ForeignKeysSetAside(embeddings.TABLE):
+            assert foreign_keys() == []
+            store.copy_columns(embeddings.TABLE, embedding_columns(instrument.id, feature_set.id))
+        assert foreign_keys() == before
+    assert FeatureEmbedding.objects.count() == 3
+    # A row pointing nowhere fails the whole load when the key comes back.
+    owners = [instrument.id, instrument.id + 1000, instrument.id]
+    rows = embedding_columns(owners, feature_set.id, start="2024-02-01")
+    with (
+        pytest.raises(IntegrityError, match="not present in table"),
+        transaction.atomic(),
+        store.ForeignKeysSetAside(embeddings.TABLE),
+    ):
+        store.copy_columns(embeddings.TABLE, rows)
+    assert FeatureEmbedding.objects.count() == 3
+    assert foreign_keys() == before
