@@ -38,6 +38,7 @@ METRIC_CHOICES = tuple(OPERATORS)  # named VectorMetricEnum in the schema (setti
 MAX_K = 1000  # pgvector's largest ef_search
 EF_SEARCH = getattr(settings, "QVP_VECTOR_EF_SEARCH", 40)
 SAVEPOINT = "qvp_vector_search"
+_UNDO = f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
 
 
 def scan_settings(k: int, ef_search: int | None = None, probes: int | None = None) -> str:
@@ -72,9 +73,6 @@ def scanned(
         while cursor.description is None and cursor.nextset():
             pass  # past the SAVEPOINT and SETs' results to the query's
         return [c.name for c in cursor.description], cursor.fetchall()
-
-
-_UNDO = f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
 
 
 @dataclass(frozen=True)
