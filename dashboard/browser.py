@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,10 @@ def serve() -> Iterator[str]:
     app = get_wsgi_application()
     server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
     server.set_app(app)
-    server.daemon_threads = True
+    # Request threads are joined on close (each closes its database connections as it
+    # ends): a test database can then be dropped at once. Close the browser first, or its
+    # kept-alive connections hold their threads.
+    server.daemon_threads = False
     thread = threading.Thread(target=server.serve_forever, name="qvp-site", daemon=True)
     thread.start()
     try:
@@ -107,16 +111,28 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
+def session_key(user) -> str:
+    """A session of ``user``'s, made the way a login makes one, without the password; made on
+    a connection of its own and committed, so that the server's threads find it even when
+    the caller is inside a transaction (a test's)."""
+
+    def login() -> str:
+        try:
+            client = Client()
+            client.force_login(user)
+            return client.cookies[settings.SESSION_COOKIE_NAME].value
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(login).result()
+
+
 def logged_in(browser, base_url: str, user, viewport: dict = DESKTOP):
-    """A browser context with ``user``'s session: a session made the way a login makes one,
-    without knowing the password."""
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    """A browser context (Playwright's) in which ``user`` is logged in."""
     context = browser.new_context(viewport=viewport, base_url=base_url)
-    context.add_cookies(
-        [{"name": cookie.key, "value": cookie.value, "url": base_url, "httpOnly": True}]
-    )
+    cookie = {"name": settings.SESSION_COOKIE_NAME, "value": session_key(user)}
+    context.add_cookies([{**cookie, "url": base_url, "httpOnly": True}])
     return context
 
 

@@ -1,0 +1,267 @@
+"""The dashboard's pages as Django renders them: what each shows, to whom, from which source,
+in how many queries."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+from django.db import connection
+from django.db.models import Max
+
+from marketdata.models import DailyBar, Instrument, MinuteBar
+from risk.models import RiskAlert
+from tests.clients import client_of
+from trading.models import Position
+from vectors.search import current_regime
+
+PAGES = ["/", "/instruments/SPY/", "/portfolio/", "/risk/", "/signals/", "/system/"]
+
+
+def chart_data(response, chart_id: str) -> dict:
+    """The JSON a chart is drawn from, as the page carries it."""
+    html = response.content.decode()
+    start = html.index(f'<script id="{chart_id}" type="application/json">')
+    body = html[html.index(">", start) + 1 : html.index("</script>", start)]
+    return json.loads(body)
+
+
+@pytest.fixture
+def operator(demo, db):
+    return client_of(demo.operator)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_need_a_login(client, demo, db, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+# A page's queries do not grow with the data: the demo holds a year of bars for five symbols,
+# thousands of signals and hundreds of snapshots, and every list is bounded.
+@pytest.mark.parametrize(
+    ("path", "queries"),
+    [
+        ("/", 14),
+        ("/instruments/SPY/?tf=1d", 18),
+        ("/instruments/SPY/?tf=1m", 18),
+        ("/portfolio/", 14),
+        ("/risk/", 14),
+        ("/signals/", 12),
+    ],
+)
+def test_each_page_renders_in_a_bounded_number_of_queries(
+    operator, django_assert_max_num_queries, path, queries
+):
+    with django_assert_max_num_queries(queries):
+        response = operator.get(path)
+    assert response.status_code == 200
+
+
+def test_the_system_page_s_queries_grow_with_the_catalog_not_the_data(
+    operator, django_assert_max_num_queries
+):
+    """A few catalog reads per time-series table (its chunks or partitions, size, policies),
+    never a scan of its rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM qvp_timeseries_table")
+        tables = cursor.fetchone()[0]
+    with django_assert_max_num_queries(5 * tables + 10):
+        assert operator.get("/system/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("page", "chart"),
+    [
+        ("/", "chart-nav"),
+        ("/instruments/SPY/", "chart-candles"),
+        ("/instruments/SPY/", "chart-volatility"),
+        ("/portfolio/", "chart-portfolio-nav"),
+        ("/risk/", "chart-var"),
+        ("/signals/", "chart-fused"),
+    ],
+)
+def test_every_chart_has_data_from_the_demo(operator, page, chart):
+    data = chart_data(operator.get(page), chart)
+    assert data["points"] > 10
+    assert data["points"] == sum(len(s["data"]) for s in data["series"])
+    for series in data["series"]:
+        times = [point["time"] for point in series["data"]]
+        assert times == sorted(set(times)), "the library needs strictly rising times"
+
+
+def test_the_overview_values_positions_at_the_latest_prices(operator, demo):
+    response = operator.get("/")
+    spy = Instrument.objects.get(symbol="SPY")
+    position = Position.objects.get(account=demo.macro, instrument=spy)
+    close = MinuteBar.objects.filter(instrument=spy).order_by("-ts").values_list("close")[0][0]
+    market_value = float(position.quantity) * close
+    unrealised = float(position.quantity) * (close - float(position.average_cost))
+    rows = {v.position.pk: v for v in response.context["positions"]}
+    assert float(rows[position.pk].market_value) == pytest.approx(market_value)
+    assert float(rows[position.pk].unrealized_pnl) == pytest.approx(unrealised)
+    assert f"{market_value:,.2f}".encode() in response.content
+
+
+def test_the_overview_shows_each_symbol_s_latest_bar(operator):
+    freshness = {f.symbol: f for f in operator.get("/").context["freshness"]}
+    for instrument in Instrument.objects.all():
+        latest = MinuteBar.objects.filter(instrument=instrument).aggregate(ts=Max("ts"))["ts"]
+        assert freshness[instrument.symbol].latest_minute == latest
+        assert freshness[instrument.symbol].gaps == 0
+
+
+@pytest.mark.parametrize(
+    ("tf", "source", "width"),
+    [
+        ("1m", "marketdata_minutebar", timedelta(minutes=1)),
+        ("1h", "marketdata_minutebar_1h", timedelta(hours=1)),
+        ("1d", "marketdata_minutebar_1d", timedelta(days=1)),
+        ("1w", "marketdata_minutebar_1d", timedelta(days=7)),
+        ("nonsense", "marketdata_minutebar_1d", timedelta(days=1)),
+    ],
+)
+def test_the_timeframe_switch_serves_each_width_from_its_source(operator, tf, source, width):
+    response = operator.get(f"/instruments/SPY/?tf={tf}")
+    assert response.context["source"] == source
+    candles = chart_data(response, "chart-candles")["series"][0]["data"]
+    steps = {b["time"] - a["time"] for a, b in pairwise(candles)}
+    assert min(steps) == width.total_seconds()
+    assert all(step % width.total_seconds() == 0 for step in steps)
+
+
+def test_hourly_candles_match_the_minute_bars_they_summarise(operator):
+    """The chart's candles, recomputed from the minute bars by hand."""
+    candles = chart_data(operator.get("/instruments/AAPL/?tf=1h"), "chart-candles")
+    ohlc, volume = candles["series"]
+    last = ohlc["data"][-1]
+    start = datetime.fromtimestamp(last["time"], tz=UTC)
+    bars = list(
+        MinuteBar.objects.filter(
+            instrument__symbol="AAPL", ts__gte=start, ts__lt=start + timedelta(hours=1)
+        ).order_by("ts")
+    )
+    assert last["open"] == pytest.approx(float(bars[0].open))
+    assert last["close"] == pytest.approx(float(bars[-1].close))
+    assert last["high"] == pytest.approx(max(float(b.high) for b in bars))
+    assert last["low"] == pytest.approx(min(float(b.low) for b in bars))
+    assert volume["data"][-1]["value"] == pytest.approx(sum(float(b.volume) for b in bars))
+
+
+def test_daily_candles_span_the_daily_bars(operator):
+    candles = chart_data(operator.get("/instruments/MSFT/?tf=1d"), "chart-candles")
+    days = DailyBar.objects.filter(instrument__symbol="MSFT").count()
+    assert len(candles["series"][0]["data"]) == days
+
+
+def test_an_unknown_symbol_is_a_404(operator):
+    assert operator.get("/instruments/NOPE/").status_code == 404
+
+
+def test_similar_regimes_are_history_with_what_followed(operator):
+    response = operator.get("/instruments/SPY/")
+    view = response.context["regimes"]
+    current = current_regime(Instrument.objects.get(symbol="SPY"))
+    assert view.similar, "the demo has regimes a month and more old"
+    distances = [r.match.distance for r in view.similar]
+    assert distances == sorted(distances)
+    for regime in view.similar:
+        assert regime.match.regime.period_end <= current.period_end - timedelta(days=28)
+    first = view.similar[0].match.regime
+    closes = list(
+        DailyBar.objects.filter(instrument_id=first.instrument_id, ts__gt=first.period_end)
+        .order_by("ts")
+        .values_list("close", flat=True)[:5]
+    )
+    start = (
+        DailyBar.objects.filter(instrument_id=first.instrument_id, ts__lte=first.period_end)
+        .order_by("-ts")
+        .values_list("close", flat=True)[0]
+    )
+    assert view.similar[0].return_5d == pytest.approx(float(closes[4]) / float(start) - 1)
+
+
+def test_a_trader_sees_only_her_desk_s_accounts(demo):
+    trader = client_of(demo.trader)
+    for path in ("/", "/portfolio/", "/risk/"):
+        html = trader.get(path).content.decode()
+        assert "demo-macro" in html, path
+        assert "demo-stat-arb" not in html, path
+    # Asking for another desk's account selects nothing of it: still only her own.
+    response = trader.get(f"/portfolio/?account={demo.stat_arb.pk}")
+    assert response.context["scope"].selected is None
+    assert "demo-stat-arb" not in response.content.decode()
+
+
+def test_the_portfolio_narrows_to_the_account_asked_for(operator, demo):
+    response = operator.get(f"/portfolio/?account={demo.stat_arb.pk}")
+    accounts = {v.position.account.name for v in response.context["positions"]}
+    assert accounts == {"demo-stat-arb"}
+    assert {o.account.name for o in response.context["orders"]} == {"demo-stat-arb"}
+    nav = chart_data(response, "chart-portfolio-nav")
+    assert [s["name"] for s in nav["series"]] == ["demo-stat-arb"]
+
+
+def test_the_risk_chart_draws_var_with_its_limit(operator, demo):
+    response = operator.get(f"/risk/?account={demo.macro.pk}")
+    var = chart_data(response, "chart-var")
+    historical = var["series"][0]
+    assert len(historical["data"]) > 10  # the demo's weekly runs
+    limit = demo.macro.risk_limits.get(metric="var_historical")
+    assert historical["lines"] == [
+        {"title": f"limit {limit.threshold:,.0f}", "price": limit.threshold}
+    ]
+
+
+def test_an_operator_acknowledges_then_resolves_an_alert(operator, demo):
+    alert = RiskAlert.objects.filter(account=demo.macro, state="open").first()
+    response = operator.post(f"/risk/alerts/{alert.pk}/acknowledge/")
+    assert response.status_code == 302
+    alert.refresh_from_db()
+    assert (alert.state, alert.acknowledged_by) == ("acknowledged", demo.operator)
+    operator.post(f"/risk/alerts/{alert.pk}/resolve/", {"resolution": "hedged"})
+    alert.refresh_from_db()
+    assert (alert.state, alert.resolution, alert.resolved_by) == (
+        "resolved",
+        "hedged",
+        demo.operator,
+    )
+    # Acknowledging a resolved alert is refused with a message, and changes nothing.
+    response = operator.post(f"/risk/alerts/{alert.pk}/acknowledge/", follow=True)
+    assert "not changed" in response.content.decode()
+    alert.refresh_from_db()
+    assert alert.state == "resolved"
+
+
+def test_auditors_and_other_desks_cannot_touch_an_alert(demo):
+    alert = RiskAlert.objects.filter(account=demo.stat_arb, state="open").first()
+    auditor = client_of(demo.auditor)
+    assert auditor.post(f"/risk/alerts/{alert.pk}/acknowledge/").status_code == 403
+    assert "read only" in auditor.get(f"/risk/?account={demo.stat_arb.pk}").content.decode()
+    assert client_of(demo.trader).post(f"/risk/alerts/{alert.pk}/acknowledge/").status_code == 404
+    assert auditor.get(f"/risk/alerts/{alert.pk}/acknowledge/").status_code == 405
+    alert.refresh_from_db()
+    assert alert.state == "open"
+
+
+def test_the_system_page_lists_every_time_series_table(operator):
+    response = operator.get("/system/")
+    html = response.content.decode()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT table_name FROM qvp_timeseries_table")
+        tables = [row[0] for row in cursor.fetchall()]
+    assert len(tables) > 10
+    for table in tables:
+        assert f"<code>{table}</code>" in html
+    assert "marketdata_minutebar_1h" in html
+
+
+def test_pages_show_empty_states_without_data(db, django_user_model):
+    """A fresh user with no accounts (and no rights to any) sees pages, not errors."""
+    newcomer = client_of(django_user_model.objects.create_user("newcomer"))
+    for path in ("/", "/portfolio/", "/risk/", "/signals/", "/system/"):
+        assert newcomer.get(path).status_code == 200, path
+    assert "No open positions." in newcomer.get("/portfolio/").content.decode()
