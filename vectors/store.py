@@ -245,38 +245,60 @@ def owns(table: str) -> bool:
         return cursor.fetchone()[0]
 
 
-class IndexesSetAside:
-    """Drop a table's vector indexes for a bulk load and build them again after it
-    (``with IndexesSetAside(table, when=...):``), in the caller's transaction."""
+class SetAside:
+    """What a bulk load drops from a table and restores after it (``with
+    IndexesSetAside(table, when=...):``), in the caller's transaction; only the table's
+    owner may, so for others it does nothing."""
 
     def __init__(self, table: str, *, when: bool = True):
         self.table = table
         self.active = when and owns(table)
-        self.definitions: dict[str, str] = {}
+        self.definitions: dict[str, str] = {}  # name -> what restores it
 
-    def __enter__(self) -> IndexesSetAside:
+    def __enter__(self) -> SetAside:
         if self.active:
             with connection.cursor() as cursor:
-                self.definitions = vector_index_definitions(cursor, self.table)
+                self.definitions = self.found(cursor)
                 for name in self.definitions:
-                    cursor.execute(f"DROP INDEX {ident(name)}")
+                    cursor.execute(self.drop(name))
         return self
 
     def __exit__(self, kind, error, trace) -> None:
         if error is None and self.definitions:
             with connection.cursor() as cursor:
-                # The loaded rows' deferred foreign-key checks run now: PostgreSQL refuses to
-                # build an index on a table with trigger events pending.
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
-                for statement in self.definitions.values():
-                    cursor.execute(statement)
-                cursor.execute(f"ANALYZE {ident(self.table)}")
+                self.restore(cursor)
+
+    def found(self, cursor) -> dict[str, str]:
+        raise NotImplementedError
+
+    def drop(self, name: str) -> str:
+        raise NotImplementedError
+
+    def restore(self, cursor) -> None:
+        raise NotImplementedError
 
 
-class ForeignKeysSetAside:
-    """Drop a table's foreign keys for a bulk load and add them again after it (``with
-    ForeignKeysSetAside(table, when=...):``), in the caller's transaction, as pg_restore does.
+class IndexesSetAside(SetAside):
+    """The table's vector indexes, built again after the load."""
+
+    def found(self, cursor) -> dict[str, str]:
+        return vector_index_definitions(cursor, self.table)
+
+    def drop(self, name: str) -> str:
+        return f"DROP INDEX {ident(name)}"
+
+    def restore(self, cursor) -> None:
+        # The loaded rows' deferred foreign-key checks run now: PostgreSQL refuses to build
+        # an index on a table with trigger events pending.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+        for statement in self.definitions.values():
+            cursor.execute(statement)
+        cursor.execute(f"ANALYZE {ident(self.table)}")
+
+
+class ForeignKeysSetAside(SetAside):
+    """The table's foreign keys, added again after the load, as pg_restore does.
 
     Loaded with its keys in place, each row queues one deferred check per key, run one by
     one at commit: for 100,000 embeddings that was over a second, more than the COPY itself.
@@ -285,28 +307,19 @@ class ForeignKeysSetAside:
     referenced tables (instruments, feature sets) cannot be written, so this is for first
     loads and rebuilds, like IndexesSetAside, not for incremental loads."""
 
-    def __init__(self, table: str, *, when: bool = True):
-        self.table = table
-        self.active = when and owns(table)
-        self.definitions: dict[str, str] = {}
+    def found(self, cursor) -> dict[str, str]:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
+            [ident(self.table)],
+        )
+        return dict(cursor.fetchall())
 
-    def __enter__(self) -> ForeignKeysSetAside:
-        if self.active:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
-                    " WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
-                    [ident(self.table)],
-                )
-                self.definitions = dict(cursor.fetchall())
-                for name in self.definitions:
-                    cursor.execute(f"ALTER TABLE {ident(self.table)} DROP CONSTRAINT {ident(name)}")
-        return self
+    def drop(self, name: str) -> str:
+        return f"ALTER TABLE {ident(self.table)} DROP CONSTRAINT {ident(name)}"
 
-    def __exit__(self, kind, error, trace) -> None:
-        if error is None and self.definitions:
-            with connection.cursor() as cursor:
-                for name, definition in self.definitions.items():
-                    cursor.execute(
-                        f"ALTER TABLE {ident(self.table)} ADD CONSTRAINT {ident(name)} {definition}"
-                    )
+    def restore(self, cursor) -> None:
+        for name, definition in self.definitions.items():
+            cursor.execute(
+                f"ALTER TABLE {ident(self.table)} ADD CONSTRAINT {ident(name)} {definition}"
+            )
