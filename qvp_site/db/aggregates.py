@@ -50,8 +50,17 @@ def aligned(agg: Aggregate, start: datetime, end: datetime) -> tuple[datetime, d
     return width.floor(start), width.add(width.floor(end))
 
 
-def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "default") -> tuple:
-    """Recompute the buckets of ``agg`` that overlap [start, end]; returns the range done."""
+def refresh(
+    agg: Aggregate, start: datetime, end: datetime, using: str = "default", *, force: bool = False
+) -> tuple:
+    """Recompute the buckets of ``agg`` that overlap [start, end]; returns the range done.
+
+    TimescaleDB recomputes only the buckets its invalidation log says changed, unless
+    ``force``: a load forces the range it wrote. Rows inserted above the invalidation
+    threshold are not logged (they are new), and a refresh policy that moves the threshold
+    past them while their transaction is still open materializes their buckets without
+    them; the load's own refresh would then find nothing to do and leave them out for good.
+    """
     connection = connections[using]
     lower, upper = aligned(agg, start, end)
     if engine.is_timescaledb(connection):
@@ -61,7 +70,7 @@ def refresh(agg: Aggregate, start: datetime, end: datetime, using: str = "defaul
             _mark_pending(connection, agg.name, start, end)
             logger.info("%s: [%s, %s) left to the next maintain", agg.name, lower, upper)
             return lower, upper
-        _refresh_continuous(connection, agg.name, lower, upper)
+        _refresh_continuous(connection, agg.name, lower, upper, force)
     else:
         where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"
         with transaction.atomic(using=using), connection.cursor() as cursor:
@@ -109,7 +118,7 @@ def refresh_pending(agg: Aggregate, using: str = "default") -> tuple | None:
             [agg.name],
         )
     try:
-        return refresh(agg, lower, upper, using)
+        return refresh(agg, lower, upper, using, force=True)  # ranges loads wrote
     except Exception:
         _mark_pending(connection, agg.name, lower, upper)  # not lost: tried again next time
         raise
@@ -125,14 +134,17 @@ def _owns(connection, relation: str) -> bool:
         return cursor.fetchone()[0]
 
 
-def _refresh_continuous(connection, name: str, lower: datetime, upper: datetime) -> None:
+def _refresh_continuous(
+    connection, name: str, lower: datetime, upper: datetime, force: bool
+) -> None:
     """CALL refresh_continuous_aggregate, waiting out a concurrent refresh of the same window
     (TimescaleDB refuses a second one rather than queueing it)."""
     for attempt in range(CONCURRENT_REFRESH_ATTEMPTS):
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "CALL refresh_continuous_aggregate(%s, %s, %s)", [name, lower, upper]
+                    "CALL refresh_continuous_aggregate(%s, %s, %s, force => %s)",
+                    [name, lower, upper, force],
                 )
             return
         except OperationalError as error:
@@ -142,10 +154,11 @@ def _refresh_continuous(connection, name: str, lower: datetime, upper: datetime)
 
 
 def refresh_table(table: str, start: datetime, end: datetime, using: str = "default") -> list:
-    """Refresh every aggregate over ``table`` for [start, end]."""
+    """Refresh every aggregate over ``table`` for [start, end], which a load has just written:
+    every bucket of the range is recomputed (``refresh``'s ``force``)."""
     with connections[using].cursor() as cursor:
         found = catalog.aggregates(cursor, source_table=table)
-    return [(agg.name, *refresh(agg, start, end, using)) for agg in found]
+    return [(agg.name, *refresh(agg, start, end, using, force=True)) for agg in found]
 
 
 def refresh_after_commit(
