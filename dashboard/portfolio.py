@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db.models import Sum
 from django.utils import timezone
@@ -35,6 +36,14 @@ def latest_snapshots(snapshots) -> list[PortfolioSnapshot]:
     return list(
         snapshots.order_by("account_id", "-ts").distinct("account_id").select_related("account")
     )
+
+
+def pnl_by_currency(latest: list[PortfolioSnapshot]) -> dict[str, Decimal]:
+    """The day's P&L of the newest snapshots, added up per currency (never across them)."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for snapshot in latest:
+        totals[snapshot.currency] += snapshot.daily_pnl or Decimal(0)
+    return dict(sorted(totals.items()))
 
 
 def cash_balances(entries) -> list[dict]:

@@ -17,14 +17,20 @@ class ValuedPosition:
     priced_at: datetime | None
 
     @property
+    def units(self) -> Decimal:
+        """Quantity times the contract multiplier (1 for shares and currencies)."""
+        return self.position.quantity * self.position.instrument.multiplier
+
+    @property
     def market_value(self) -> Decimal | None:
-        return None if self.price is None else self.position.quantity * self.price
+        """In the instrument's currency, as the price is."""
+        return None if self.price is None else self.units * self.price
 
     @property
     def unrealized_pnl(self) -> Decimal | None:
         if self.price is None:
             return None
-        return self.position.quantity * (self.price - self.position.average_cost)
+        return self.units * (self.price - self.position.average_cost)
 
 
 def valued_positions(positions) -> list[ValuedPosition]:

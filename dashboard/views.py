@@ -44,7 +44,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             "nav": portfolio.nav_chart(snapshots),
             "latest": latest,
-            "pnl_today": sum((s.daily_pnl or 0) for s in latest),
+            "pnl_today": portfolio.pnl_by_currency(latest),
             "positions": valued_positions(Position.objects.visible_to(user)),
             "alerts": portfolio.open_alerts(RiskAlert.objects.visible_to(user), limit=10),
             "freshness": freshness(),

@@ -14,7 +14,7 @@ from django.db.models import Max
 from marketdata.models import DailyBar, Instrument, MinuteBar
 from risk.models import RiskAlert
 from tests.clients import client_of
-from trading.models import Position
+from trading.models import PortfolioSnapshot, Position
 from vectors.search import current_regime
 
 PAGES = ["/", "/instruments/SPY/", "/portfolio/", "/risk/", "/signals/", "/system/"]
@@ -104,6 +104,18 @@ def test_the_overview_values_positions_at_the_latest_prices(operator, demo):
     assert float(rows[position.pk].market_value) == pytest.approx(market_value)
     assert float(rows[position.pk].unrealized_pnl) == pytest.approx(unrealised)
     assert f"{market_value:,.2f}".encode() in response.content
+
+
+def test_today_s_pnl_is_added_up_per_currency_never_across(operator, demo):
+    pnl = operator.get("/").context["pnl_today"]
+    latest = {
+        s.currency: s.daily_pnl
+        for s in PortfolioSnapshot.objects.filter(
+            ts=PortfolioSnapshot.objects.aggregate(ts=Max("ts"))["ts"]
+        )
+    }
+    assert pnl == latest  # one demo account in USD, one in EUR
+    assert set(pnl) == {"USD", "EUR"}
 
 
 def test_the_overview_shows_each_symbol_s_latest_bar(operator):
