@@ -9,6 +9,7 @@ script, so the content security policy stays strict).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -47,6 +48,14 @@ def line(
         "data": [{"time": epoch(ts), "value": float(v)} for ts, v in points if v is not None],
         "lines": [{"title": title, "price": float(level)} for title, level in limits],
     }
+
+
+def curves(rows: Iterable[tuple[str, datetime, float]]) -> dict[str, list]:
+    """(name, time, value) rows, ordered by name then time, as each name's points."""
+    found: dict[str, list] = defaultdict(list)
+    for name, ts, value in rows:
+        found[name].append((ts, value))
+    return found
 
 
 def lines(named_points: dict[str, list[tuple[datetime, float]]], pane: int = 0) -> list[dict]:

@@ -25,10 +25,7 @@ def nav_chart(snapshots) -> dict:
         .order_by("account__name", "ts")
         .values_list("account__name", "ts", "nav")
     )
-    curves: dict[str, list] = defaultdict(list)
-    for name, ts, nav in rows:
-        curves[name].append((ts, nav))
-    return charts.chart(*charts.lines(curves))
+    return charts.chart(*charts.lines(charts.curves(rows)))
 
 
 def latest_snapshots(snapshots) -> list[PortfolioSnapshot]:

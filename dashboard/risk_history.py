@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from dashboard import charts
 from risk.models import Metric, RiskLimit, RiskMetric
 from trading.models import Account
@@ -21,9 +19,7 @@ def var_chart(user, account: Account) -> tuple[dict, list[RiskLimit]]:
         .order_by("metric", "ts")
         .values_list("metric", "ts", "value")
     )
-    curves: dict[str, list] = defaultdict(list)
-    for metric, ts, value in rows:
-        curves[metric].append((ts, value))
+    curves = charts.curves(rows)
     limits = list(
         RiskLimit.objects.visible_to(user)
         .filter(account=account, metric__in=VAR_METRICS, active=True)

@@ -3,7 +3,6 @@ instrument with the inputs it weighed, fused weights over time, and each agent's
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import timedelta
 
 from django.db import connection
@@ -71,10 +70,7 @@ def fused_chart() -> dict:
         .order_by("instrument__symbol", "ts")
         .values_list("instrument__symbol", "ts", "target_weight")
     )
-    curves: dict[str, list] = defaultdict(list)
-    for symbol, ts, weight in rows:
-        curves[symbol].append((ts, weight))
-    return charts.chart(*charts.lines(curves))
+    return charts.chart(*charts.lines(charts.curves(rows)))
 
 
 def agent_performance() -> list[SignalPerformance]:

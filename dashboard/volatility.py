@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from dashboard import charts
 from marketdata.models import Instrument
 from risk.models import VolatilityEstimate
@@ -20,7 +18,4 @@ def volatility_chart(instrument: Instrument, timeframe: str = "1d") -> tuple[dic
         .order_by("estimator", "ts")
         .values_list("estimator", "ts", "value")
     )
-    curves: dict[str, list] = defaultdict(list)
-    for estimator, ts, value in rows:
-        curves[estimator].append((ts, value))
-    return charts.chart(*charts.lines(curves)), window
+    return charts.chart(*charts.lines(charts.curves(rows))), window
