@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(ASSETS): package.json package-lock.json
+	command -v npm >/dev/null || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(ASSETS)
 

@@ -43,9 +43,8 @@ LOADS = 5
 
 
 def viewer():
-    users = get_user_model()
-    user = users.objects.filter(username=USER).first()
-    return user or users.objects.create_superuser(USER, password=None)
+    """A superuser of the benchmark's own, removed again at its end."""
+    return get_user_model().objects.create_superuser(USER, password=None)
 
 
 def server_times(client: Client, path: str) -> tuple[float, float, int]:
@@ -86,19 +85,27 @@ def main() -> None:
     if not Instrument.objects.filter(symbol=SYMBOL).exists():
         print("No demo data here: seeding a year of it (seed_demo) ...")
         call_command("seed_demo", stdout=StringIO())
+    get_user_model().objects.filter(username=USER).delete()  # left by an interrupted run
     user = viewer()
+    try:
+        measure(user)
+    finally:
+        user.delete()  # its sessions expire unused: nothing can log in as it
+
+
+def measure(user) -> None:
     client = Client(HTTP_HOST="localhost")  # one of the default ALLOWED_HOSTS
     client.force_login(user)
     pages = browser.pages(SYMBOL)
     rows = {page.name: server_times(client, page.path) for page in pages}
+    client.logout()
     with (
         override_settings(WHITENOISE_USE_FINDERS=True, WHITENOISE_AUTOREFRESH=True),
         browser.serve() as url,
         browser.chromium() as chromium,
+        browser.session(chromium, url, user) as context,
     ):
-        context = browser.logged_in(chromium, url, user)
         loads = {page.name: browser_times(context, page.path) for page in pages}
-        context.close()
     print("server: Django's render in-process; browser: ms from navigation start")
     head = ("page", "server p50", "p95", "queries", "response", "charts", "load")
     print(f"{head[0]:<15}" + "".join(f"{h:>11}" for h in head[1:]))

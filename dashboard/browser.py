@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.sessions.models import Session
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from django.test import Client
 
+if TYPE_CHECKING:  # a development dependency: the site runs without it
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+T = TypeVar("T")
 CHROMIUM = Path(os.environ.get("QVP_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -42,21 +49,21 @@ ALL_CHARTS_DRAWN = (
 
 
 @dataclass(frozen=True)
-class Page:
+class DashboardPage:
     name: str
     path: str
 
 
-def pages(symbol: str) -> list[Page]:
+def pages(symbol: str) -> list[DashboardPage]:
     """Each page of the dashboard, the instrument page for ``symbol``."""
     return [
-        Page("overview", "/"),
-        Page("instrument", f"/instruments/{symbol}/?tf=1d"),
-        Page("instrument-1h", f"/instruments/{symbol}/?tf=1h"),
-        Page("portfolio", "/portfolio/"),
-        Page("risk", "/risk/"),
-        Page("signals", "/signals/"),
-        Page("system", "/system/"),
+        DashboardPage("overview", "/"),
+        DashboardPage("instrument", f"/instruments/{symbol}/?tf=1d"),
+        DashboardPage("instrument-1h", f"/instruments/{symbol}/?tf=1h"),
+        DashboardPage("portfolio", "/portfolio/"),
+        DashboardPage("risk", "/risk/"),
+        DashboardPage("signals", "/signals/"),
+        DashboardPage("system", "/system/"),
     ]
 
 
@@ -93,7 +100,7 @@ def chromium_available() -> bool:
 
 
 @contextmanager
-def chromium() -> Iterator[object]:
+def chromium() -> Iterator[Browser]:
     """A headless Chromium (Playwright's Browser)."""
     from playwright.sync_api import sync_playwright  # a development dependency
 
@@ -111,24 +118,34 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
-def session_key(user) -> str:
-    """A session of ``user``'s, made the way a login makes one, without the password; made on
-    a connection of its own and committed, so that the server's threads find it even when
-    the caller is inside a transaction (a test's)."""
+def _on_own_connection(work: Callable[[], T]) -> T:
+    """``work`` done on a connection of its own, committed: the server's threads see it even
+    when the caller is inside a transaction (a test's)."""
 
-    def login() -> str:
+    def run() -> T:
         try:
-            client = Client()
-            client.force_login(user)
-            return client.cookies[settings.SESSION_COOKIE_NAME].value
+            return work()
         finally:
             connections.close_all()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(login).result()
+        return pool.submit(run).result()
 
 
-def logged_in(browser, base_url: str, user, viewport: dict = DESKTOP):
+def session_key(user: AbstractBaseUser) -> str:
+    """A session of ``user``'s, made the way a login makes one, without the password."""
+
+    def login() -> str:
+        client = Client()
+        client.force_login(user)
+        return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    return _on_own_connection(login)
+
+
+def logged_in(
+    browser: Browser, base_url: str, user: AbstractBaseUser, viewport: dict = DESKTOP
+) -> BrowserContext:
     """A browser context (Playwright's) in which ``user`` is logged in."""
     context = browser.new_context(viewport=viewport, base_url=base_url)
     cookie = {"name": settings.SESSION_COOKIE_NAME, "value": session_key(user)}
@@ -136,7 +153,22 @@ def logged_in(browser, base_url: str, user, viewport: dict = DESKTOP):
     return context
 
 
-def open_page(context, path: str):
+@contextmanager
+def session(
+    browser: Browser, base_url: str, user: AbstractBaseUser, viewport: dict = DESKTOP
+) -> Iterator[BrowserContext]:
+    """``logged_in`` for the duration, then closed and its session deleted: a command run
+    against a real database leaves no live session behind."""
+    context = logged_in(browser, base_url, user, viewport)
+    try:
+        yield context
+    finally:
+        keys = [c["value"] for c in context.cookies() if c["name"] == settings.SESSION_COOKIE_NAME]
+        context.close()
+        _on_own_connection(lambda: Session.objects.filter(session_key__in=keys).delete())
+
+
+def open_page(context: BrowserContext, path: str) -> Page:
     """A new tab at ``path``, once every chart on it is drawn."""
     page = context.new_page()
     page.goto(path)

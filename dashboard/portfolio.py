@@ -1,23 +1,22 @@
 """What the overview and portfolio pages show of accounts: NAV curves, latest snapshots,
-cash balances, open alerts."""
+the day's P&L, cash balances."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from dashboard import charts
-from risk.models import RiskAlert
-from trading.models import PortfolioSnapshot
+from trading.models import CashEntry, PortfolioSnapshot
 
 NAV_HISTORY = timedelta(days=370)
 
 
-def nav_chart(snapshots) -> dict:
+def nav_chart(snapshots: QuerySet[PortfolioSnapshot]) -> dict:
     """One NAV line per account over the last year of ``snapshots`` (a scoped queryset)."""
     since = timezone.now() - NAV_HISTORY
     rows = (
@@ -28,22 +27,28 @@ def nav_chart(snapshots) -> dict:
     return charts.chart(*charts.lines(charts.curves(rows)))
 
 
-def latest_snapshots(snapshots) -> list[PortfolioSnapshot]:
+def latest_snapshots(snapshots: QuerySet[PortfolioSnapshot]) -> list[PortfolioSnapshot]:
     """Each account's newest snapshot: its NAV, cash and the day's P&L."""
     return list(
         snapshots.order_by("account_id", "-ts").distinct("account_id").select_related("account")
     )
 
 
-def pnl_by_currency(latest: list[PortfolioSnapshot]) -> dict[str, Decimal]:
-    """The day's P&L of the newest snapshots, added up per currency (never across them)."""
+def day_pnl(latest: list[PortfolioSnapshot]) -> tuple[date | None, dict[str, Decimal]]:
+    """The newest day among the accounts' latest snapshots, and the P&L of the snapshots of
+    that day added up per currency (never across them); an account whose latest snapshot is
+    older (dormant, or not snapshotted yet today) is left out rather than mixed in."""
+    if not latest:
+        return None, {}
+    day = max(s.ts for s in latest).date()
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for snapshot in latest:
-        totals[snapshot.currency] += snapshot.daily_pnl or Decimal(0)
-    return dict(sorted(totals.items()))
+        if snapshot.ts.date() == day:
+            totals[snapshot.currency] += snapshot.daily_pnl or Decimal(0)
+    return day, dict(sorted(totals.items()))
 
 
-def cash_balances(entries) -> list[dict]:
+def cash_balances(entries: QuerySet[CashEntry]) -> list[dict]:
     """Cash per account and currency: the sum of its entries."""
     return list(
         entries.values("account__name", "currency")
@@ -52,14 +57,7 @@ def cash_balances(entries) -> list[dict]:
     )
 
 
-def open_alerts(alerts, limit: int = 50) -> list[RiskAlert]:
-    """Alerts not yet resolved, newest first."""
-    return list(
-        alerts.exclude(state=RiskAlert.State.RESOLVED)
-        .select_related("account", "limit", "acknowledged_by")
-        .order_by("-raised_at", "-id")[:limit]
-    )
-
-
-def recent_snapshots(snapshots, limit: int = 20) -> list[PortfolioSnapshot]:
+def recent_snapshots(
+    snapshots: QuerySet[PortfolioSnapshot], limit: int = 20
+) -> list[PortfolioSnapshot]:
     return list(snapshots.select_related("account").order_by("-ts", "account__name")[:limit])

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import QuerySet
+
 from marketdata.prices import latest_prices
 from trading.models import Position
 
@@ -33,7 +35,7 @@ class ValuedPosition:
         return self.units * (self.price - self.position.average_cost)
 
 
-def valued_positions(positions) -> list[ValuedPosition]:
+def valued_positions(positions: QuerySet[Position]) -> list[ValuedPosition]:
     """The open positions of ``positions`` (a scoped queryset) with their latest prices: two
     statements whatever their number."""
     rows = list(

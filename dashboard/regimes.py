@@ -26,10 +26,8 @@ ORDER BY m.ord
 
 
 # A match must be history: over this long before the current period's end, so that it is not
-# the current regime's own yesterday and what followed it is known. Nearest neighbours are
-# drawn from a pool this many times k, then the recent ones dropped.
+# the current regime's own yesterday and what followed it is known.
 HORIZON = timedelta(days=28)
-POOL = 10
 
 
 @dataclass(frozen=True)
@@ -57,9 +55,7 @@ def regimes_like_now(instrument: Instrument, k: int = 8) -> RegimeView | None:
     current = current_regime(instrument)
     if current is None:
         return None
-    cutoff = current.period_end - HORIZON
-    pool = similar_regimes(current, k * POOL)
-    matches = [m for m in pool if m.regime.period_end <= cutoff][:k]
+    matches = similar_regimes(current, k, ended_by=current.period_end - HORIZON)
     followed = _followed(matches)
     similar = [SimilarRegime(m, *followed[i]) for i, m in enumerate(matches)]
     return RegimeView(current.label, current.period_end, similar)

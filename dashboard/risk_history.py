@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
+
 from dashboard import charts
 from risk.models import Metric, RiskLimit, RiskMetric
 from trading.models import Account
 
+HISTORY = timedelta(days=370)
 # Historical VaR and CVaR: what the demo's and most desks' limits are set on.
 VAR_METRICS = (Metric.VAR_HISTORICAL, Metric.CVAR_HISTORICAL)
 
 
-def var_chart(user, account: Account) -> tuple[dict, list[RiskLimit]]:
+def var_chart(user: AbstractBaseUser, account: Account) -> tuple[dict, list[RiskLimit]]:
     """``account``'s VaR and CVaR lines (as the user may read them) and the active limits
     drawn on them (each on its metric's line)."""
     rows = (
         RiskMetric.objects.visible_to(user)
-        .filter(account=account, metric__in=VAR_METRICS)
+        .filter(account=account, metric__in=VAR_METRICS, ts__gte=timezone.now() - HISTORY)
         .order_by("metric", "ts")
         .values_list("metric", "ts", "value")
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from trading.models import Account
@@ -14,7 +15,7 @@ class AccountScope:
     choices: list[Account]  # every account the user may read, for the filter's menu
     selected: Account | None  # the one asked for, or None for all of them
 
-    def narrow(self, queryset):
+    def narrow(self, queryset: QuerySet) -> QuerySet:
         """``queryset`` (account-scoped, already ``visible_to`` the user) to the selection."""
         return queryset if self.selected is None else queryset.filter(account=self.selected)
 

@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from dashboard import charts
+from signals import fusion
 from signals.models import FusedSignal, Signal, SignalPerformance
 
 FUSED_HISTORY = timedelta(days=180)
@@ -63,13 +64,21 @@ def latest_fused() -> list[FusedSignal]:
     )
 
 
+# Each active instrument's last fused weight of each day (fusion runs every 15 minutes: a
+# half year of runs would be 17,000 points a line), by the fusion method the job runs.
+DAILY_FUSED_SQL = """
+SELECT DISTINCT ON (i.symbol, date_trunc('day', f.ts)) i.symbol, f.ts, f.target_weight
+FROM signals_fusedsignal f JOIN marketdata_instrument i ON i.id = f.instrument_id
+WHERE f.ts >= %s AND f.method = %s AND i.active
+ORDER BY i.symbol, date_trunc('day', f.ts), f.ts DESC
+"""
+
+
 def fused_chart() -> dict:
-    """Each instrument's fused target weight over the last half year."""
-    rows = (
-        FusedSignal.objects.filter(ts__gte=timezone.now() - FUSED_HISTORY)
-        .order_by("instrument__symbol", "ts")
-        .values_list("instrument__symbol", "ts", "target_weight")
-    )
+    """Each active instrument's fused target weight, a point a day over the last half year."""
+    with connection.cursor() as cursor:
+        cursor.execute(DAILY_FUSED_SQL, [timezone.now() - FUSED_HISTORY, fusion.METHOD])
+        rows = cursor.fetchall()
     return charts.chart(*charts.lines(charts.curves(rows)))
 
 

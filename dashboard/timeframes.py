@@ -9,12 +9,13 @@ chart shows legibly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 
 from django.db.models import F
 
 from marketdata.buckets import BucketRequest, bucketed
 from marketdata.models import Instrument, MinuteBar
+from marketdata.prices import Price
 from qvp_site.db.intervals import Interval, parse_interval
 
 
@@ -24,6 +25,11 @@ class Timeframe:
     label: str
     width: Interval
     candles: int  # how many buckets the chart spans, ending with the latest bar's
+
+    @property
+    def intraday(self) -> bool:
+        """Whether the time axis shows times of day."""
+        return self.width.fixed < timedelta(days=1)
 
 
 TIMEFRAMES = {
@@ -50,18 +56,23 @@ def timeframe(key: str | None) -> Timeframe:
     return TIMEFRAMES.get(key or DEFAULT, TIMEFRAMES[DEFAULT])
 
 
-def candles(instrument: Instrument, tf: Timeframe, latest: datetime | None) -> Candles:
-    """``tf``'s candles of ``instrument`` up to its ``latest`` bar (none without one)."""
+def candles(instrument: Instrument, tf: Timeframe, latest: Price | None) -> Candles:
+    """``tf``'s candles of ``instrument`` up to its ``latest`` price's bar (none without one).
+    An instrument with daily bars only has its 1d and 1w candles from those."""
     if latest is None:
+        return Candles(tf, [], "")
+    daily_only = latest.source == "daily"
+    if daily_only and tf.intraday:
         return Candles(tf, [], "")
     if tf.key == "1m":
         bars = (
-            MinuteBar.objects.filter(instrument=instrument, ts__lte=latest)
+            MinuteBar.objects.filter(instrument=instrument, ts__lte=latest.ts)
             .order_by("-ts")
             .values("open", "high", "low", "close", "volume", bucket=F("ts"))[: tf.candles]
         )
         return Candles(tf, list(reversed(bars)), MinuteBar._meta.db_table)
-    end = tf.width.add(tf.width.floor(latest))
+    end = tf.width.add(tf.width.floor(latest.ts))
     start = tf.width.add(end, -tf.candles)
-    found = bucketed(BucketRequest(instrument.pk, tf.width, start, end))
+    bars = "1d" if daily_only else "1m"
+    found = bucketed(BucketRequest(instrument.pk, tf.width, start, end, timeframe=bars))
     return Candles(tf, found.rows, found.source)

@@ -7,7 +7,8 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("instruments/", views.instruments, name="instruments"),
-    path("instruments/<str:symbol>/", views.instrument, name="instrument"),
+    # A path: symbols like BRK/B and BTC/USD hold slashes.
+    path("instruments/<path:symbol>/", views.instrument, name="instrument"),
     path("portfolio/", views.portfolio_page, name="portfolio"),
     path("risk/", views.risk_page, name="risk"),
     path(

@@ -7,6 +7,8 @@ applies too. Each page costs a fixed number of queries, whatever the data (teste
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, transaction
@@ -15,7 +17,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import portfolio, regimes, risk_history, signal_board, system_status, timeframes
+from dashboard import (
+    alerts,
+    portfolio,
+    regimes,
+    risk_history,
+    signal_board,
+    system_status,
+    timeframes,
+)
 from dashboard.charts import candles as candle_series
 from dashboard.charts import chart
 from dashboard.freshness import freshness
@@ -31,6 +41,8 @@ from risk.models import RiskAlert
 from trading.models import Account, CashEntry, Execution, Order, PortfolioSnapshot, Position
 
 RECENT = 50
+RESOLUTION_LENGTH = RiskAlert._meta.get_field("resolution").max_length
+logger = logging.getLogger(__name__)
 
 
 @require_GET
@@ -38,15 +50,19 @@ def overview(request: HttpRequest) -> HttpResponse:
     user = request.user
     snapshots = PortfolioSnapshot.objects.visible_to(user)
     latest = portfolio.latest_snapshots(snapshots)
+    unresolved = alerts.unresolved(RiskAlert.objects.visible_to(user))
+    pnl_day, pnl = portfolio.day_pnl(latest)
     return render(
         request,
         "dashboard/overview.html",
         {
             "nav": portfolio.nav_chart(snapshots),
             "latest": latest,
-            "pnl_today": portfolio.pnl_by_currency(latest),
+            "pnl": pnl,
+            "pnl_day": pnl_day,
             "positions": valued_positions(Position.objects.visible_to(user)),
-            "alerts": portfolio.open_alerts(RiskAlert.objects.visible_to(user), limit=10),
+            "alerts": alerts.open_alerts(unresolved, limit=10),
+            "alert_count": unresolved.count(),
             "freshness": freshness(),
         },
     )
@@ -66,7 +82,7 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
     found = get_object_or_404(Instrument, symbol=symbol)
     tf = timeframes.timeframe(request.GET.get("tf"))
     price = latest_prices([found.pk]).get(found.pk)
-    bars = timeframes.candles(found, tf, price.ts if price else None)
+    bars = timeframes.candles(found, tf, price)
     volatility, window = volatility_chart(found)
     return render(
         request,
@@ -77,7 +93,7 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
             "price": price,
             "timeframe": tf,
             "timeframes": timeframes.TIMEFRAMES.values(),
-            "candles": chart(*candle_series(bars.rows, found.symbol), intraday=tf.key != "1d"),
+            "candles": chart(*candle_series(bars.rows, found.symbol), intraday=tf.intraday),
             "source": bars.source,
             "volatility": volatility,
             "volatility_window": window,
@@ -117,7 +133,7 @@ def risk_page(request: HttpRequest) -> HttpResponse:
     scope = account_scope(request)
     account = scope.selected or (scope.choices[0] if scope.choices else None)
     var, limits = risk_history.var_chart(user, account) if account else (chart(), [])
-    alerts = portfolio.open_alerts(RiskAlert.objects.visible_to(user).filter(account=account))
+    listed = alerts.open_alerts(RiskAlert.objects.visible_to(user).filter(account=account))
     tradable = set(Account.objects.tradable_by(user).values_list("pk", flat=True))
     return render(
         request,
@@ -127,8 +143,8 @@ def risk_page(request: HttpRequest) -> HttpResponse:
             "account": account,
             "var": var,
             "limits": limits,
-            "alerts": alerts,
-            "actionable": {a.pk for a in alerts if a.account_id in tradable},
+            "alerts": listed,
+            "actionable": {a.pk for a in listed if a.account_id in tradable},
         },
     )
 
@@ -140,18 +156,26 @@ def alert_action(request: HttpRequest, pk: int, action: str) -> HttpResponseRedi
     alert = get_object_or_404(RiskAlert.objects.visible_to(request.user), pk=pk)
     if not Account.objects.tradable_by(request.user).filter(pk=alert.account_id).exists():
         raise PermissionDenied("You may read this account's alerts, not change them.")
+    back = HttpResponseRedirect(f"{reverse('dashboard:risk')}?account={alert.account_id}")
+    resolution = request.POST.get("resolution", "").strip()
+    if len(resolution) > RESOLUTION_LENGTH:
+        messages.error(request, f"A resolution is {RESOLUTION_LENGTH} characters at most.")
+        return back
     try:
         with transaction.atomic():
             locked = RiskAlert.objects.select_for_update().get(pk=alert.pk)
             if action == "acknowledge":
                 risk_alerts.acknowledge(locked, request.user)
             else:
-                risk_alerts.resolve(locked, request.user, request.POST.get("resolution", ""))
-    except (risk_alerts.AlertStateError, DatabaseError) as error:
+                risk_alerts.resolve(locked, request.user, resolution)
+    except risk_alerts.AlertStateError as error:
         messages.error(request, f"Alert {alert.pk} not changed: {error}")
+    except DatabaseError:
+        logger.exception("alert %s: %s refused by the database", alert.pk, action)
+        messages.error(request, f"Alert {alert.pk} not changed: the database refused it.")
     else:
         messages.success(request, f"Alert {alert.pk} {action}d.")
-    return HttpResponseRedirect(f"{reverse('dashboard:risk')}?account={alert.account_id}")
+    return back
 
 
 @require_GET
@@ -170,6 +194,10 @@ def signals_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def system(request: HttpRequest) -> HttpResponse:
+    """For staff only, as the admin and /metrics are: job output names accounts and their
+    figures, failures show server paths."""
+    if not request.user.is_staff:
+        raise PermissionDenied("The system page is for staff.")
     return render(
         request,
         "dashboard/system.html",

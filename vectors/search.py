@@ -168,11 +168,15 @@ REGIME_FIELDS = [
 ]
 
 
-def regimes_queryset(current: VolatilityRegime, k: int) -> QuerySet:
+def regimes_queryset(
+    current: VolatilityRegime, k: int, ended_by: datetime | None = None
+) -> QuerySet:
     distance = CosineDistance("signature", np.asarray(current.signature, dtype=np.float32))
+    found = VolatilityRegime.objects.filter(feature_set_id=current.feature_set_id)
+    if ended_by is not None:
+        found = found.filter(period_end__lte=ended_by)
     return (
-        VolatilityRegime.objects.filter(feature_set_id=current.feature_set_id)
-        .exclude(id=current.id)
+        found.exclude(id=current.id)
         .annotate(distance=distance, symbol=F("instrument__symbol"))
         .order_by("distance")
         .values_list(*REGIME_FIELDS, "symbol", "distance")[:k]
@@ -187,9 +191,12 @@ def current_regime(instrument: Instrument) -> VolatilityRegime | None:
     )
 
 
-def similar_regimes(current: VolatilityRegime, k: int = 10) -> list[RegimeMatch]:
-    """The k past periods (any instrument) whose signatures are nearest ``current``'s."""
-    names, rows = scanned(*compiled(regimes_queryset(current, k)), k)
+def similar_regimes(
+    current: VolatilityRegime, k: int = 10, ended_by: datetime | None = None
+) -> list[RegimeMatch]:
+    """The k past periods (any instrument) whose signatures are nearest ``current``'s, only
+    those ending by ``ended_by`` if given (the iterative index scan keeps k rows coming)."""
+    names, rows = scanned(*compiled(regimes_queryset(current, k, ended_by)), k)
     found = []
     for row in rows:
         values = dict(zip(names, row, strict=True))

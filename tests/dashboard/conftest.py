@@ -15,8 +15,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db.models import Max, Min
 from django.test import override_settings
 
+from marketdata.models import MinuteBar
+from qvp_site.db.aggregates import refresh_table
 from trading.models import Account
 from trading.querysets import AUDITORS
 
@@ -37,14 +40,24 @@ class Demo:
 @pytest.fixture(scope="package")
 def demo(django_db_setup, django_db_blocker) -> Demo:
     with django_db_blocker.unblock():
-        call_command("seed_demo", days=DEMO_DAYS, stdout=StringIO())
         try:
+            call_command("seed_demo", days=DEMO_DAYS, stdout=StringIO())
             # The hasher the tests use (tests/conftest.py): a login checks against it.
             with override_settings(PASSWORD_HASHERS=FAST_HASHERS):
                 people = _people()
             yield people
         finally:
-            call_command("flush", interactive=False, verbosity=0)
+            _empty()
+
+
+def _empty() -> None:
+    """What the demo left: the bars' buckets in the aggregates first (a flush empties the
+    model tables only, and the next instruments would reuse the demo's ids), then the rest."""
+    span = MinuteBar.objects.aggregate(first=Min("ts"), last=Max("ts"))
+    MinuteBar.objects.all().delete()
+    if span["first"] is not None:
+        refresh_table("marketdata_minutebar", span["first"], span["last"])
+    call_command("flush", interactive=False, verbosity=0)
 
 
 def _people() -> Demo:

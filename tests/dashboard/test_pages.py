@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import pytest
 from django.db import connection
-from django.db.models import Max
+from django.db.models import Max, Sum
 
 from marketdata.models import DailyBar, Instrument, MinuteBar
 from risk.models import RiskAlert
@@ -40,24 +40,29 @@ def test_pages_need_a_login(client, demo, db, path):
     assert response["Location"].startswith("/accounts/login/")
 
 
-# A page's queries do not grow with the data: the demo holds a year of bars for five symbols,
-# thousands of signals and hundreds of snapshots, and every list is bounded.
+# A page's queries do not grow with the data: the demo holds months of minute bars for five
+# symbols, thousands of signals and hundreds of snapshots, and every list is bounded. A desk's
+# trader costs a query or two more than a superuser (her groups).
+@pytest.mark.parametrize("who", ["operator", "trader"])
 @pytest.mark.parametrize(
     ("path", "queries"),
     [
-        ("/", 14),
-        ("/instruments/SPY/?tf=1d", 18),
-        ("/instruments/SPY/?tf=1m", 18),
-        ("/portfolio/", 14),
-        ("/risk/", 14),
-        ("/signals/", 12),
+        ("/", 16),
+        ("/instruments/SPY/?tf=1m", 20),
+        ("/instruments/SPY/?tf=1h", 20),
+        ("/instruments/SPY/?tf=1d", 20),
+        ("/instruments/SPY/?tf=1w", 20),
+        ("/portfolio/", 16),
+        ("/risk/", 16),
+        ("/signals/", 14),
     ],
 )
 def test_each_page_renders_in_a_bounded_number_of_queries(
-    operator, django_assert_max_num_queries, path, queries
+    demo, django_assert_max_num_queries, who, path, queries
 ):
+    viewer = client_of(getattr(demo, who))
     with django_assert_max_num_queries(queries):
-        response = operator.get(path)
+        response = viewer.get(path)
     assert response.status_code == 200
 
 
@@ -106,16 +111,30 @@ def test_the_overview_values_positions_at_the_latest_prices(operator, demo):
     assert f"{market_value:,.2f}".encode() in response.content
 
 
-def test_today_s_pnl_is_added_up_per_currency_never_across(operator, demo):
-    pnl = operator.get("/").context["pnl_today"]
-    latest = {
-        s.currency: s.daily_pnl
-        for s in PortfolioSnapshot.objects.filter(
-            ts=PortfolioSnapshot.objects.aggregate(ts=Max("ts"))["ts"]
-        )
-    }
-    assert pnl == latest  # one demo account in USD, one in EUR
-    assert set(pnl) == {"USD", "EUR"}
+def test_the_day_s_pnl_is_added_up_per_currency_never_across(operator, demo):
+    response = operator.get("/")
+    last = PortfolioSnapshot.objects.aggregate(ts=Max("ts"))["ts"]
+    expected = (
+        PortfolioSnapshot.objects.filter(ts__date=last.date())
+        .values("currency")
+        .annotate(total=Sum("daily_pnl"))
+    )
+    assert response.context["pnl"] == {row["currency"]: row["total"] for row in expected}
+    assert set(response.context["pnl"]) == {"USD", "EUR"}  # the demo's two accounts
+    assert response.context["pnl_day"] == last.date()
+
+
+def test_an_account_whose_latest_snapshot_is_older_is_left_out_of_the_day_s_pnl(operator, demo):
+    last = PortfolioSnapshot.objects.aggregate(ts=Max("ts"))["ts"]
+    PortfolioSnapshot.objects.filter(account=demo.stat_arb, ts__date=last.date()).delete()
+    assert set(operator.get("/").context["pnl"]) == {"USD"}
+
+
+def test_the_open_alert_count_is_not_the_length_of_the_list(operator, demo):
+    response = operator.get("/")
+    unresolved = RiskAlert.objects.exclude(state="resolved").count()
+    assert response.context["alert_count"] == unresolved
+    assert len(response.context["alerts"]) == min(unresolved, 10)
 
 
 def test_the_overview_shows_each_symbol_s_latest_bar(operator):
@@ -173,11 +192,35 @@ def test_an_unknown_symbol_is_a_404(operator):
     assert operator.get("/instruments/NOPE/").status_code == 404
 
 
+def test_a_symbol_with_a_slash_has_its_page(operator):
+    Instrument.objects.create(symbol="BRK/B", asset_class="equity")
+    assert operator.get("/").status_code == 200  # every symbol's page is linked there
+    response = operator.get("/instruments/BRK/B/")
+    assert response.status_code == 200
+    assert response.context["instrument"].symbol == "BRK/B"
+
+
+def test_an_instrument_with_daily_bars_only_has_daily_and_weekly_candles(operator):
+    fund = Instrument.objects.create(symbol="FUND.D", asset_class="equity")
+    days = [datetime(2026, 3, d, tzinfo=UTC) for d in (2, 3, 4, 5, 6, 9, 10)]
+    DailyBar.objects.bulk_create(
+        DailyBar(instrument=fund, ts=day, open=10, high=20, low=9, close=10 + i, volume=100)
+        for i, day in enumerate(days)
+    )
+    daily = operator.get("/instruments/FUND.D/?tf=1d")
+    assert daily.context["source"] == "marketdata_dailybar"
+    candles = chart_data(daily, "chart-candles")["series"][0]["data"]
+    assert [c["close"] for c in candles] == [10.0 + i for i in range(len(days))]
+    weekly = chart_data(operator.get("/instruments/FUND.D/?tf=1w"), "chart-candles")
+    assert [c["close"] for c in weekly["series"][0]["data"]] == [14.0, 16.0]
+    assert b"No bars" in operator.get("/instruments/FUND.D/?tf=1h").content
+
+
 def test_similar_regimes_are_history_with_what_followed(operator):
     response = operator.get("/instruments/SPY/")
     view = response.context["regimes"]
     current = current_regime(Instrument.objects.get(symbol="SPY"))
-    assert view.similar, "the demo has regimes a month and more old"
+    assert len(view.similar) == 8, "the demo has many regimes a month and more old"
     distances = [r.match.distance for r in view.similar]
     assert distances == sorted(distances)
     for regime in view.similar:
@@ -198,10 +241,11 @@ def test_similar_regimes_are_history_with_what_followed(operator):
 
 def test_a_trader_sees_only_her_desk_s_accounts(demo):
     trader = client_of(demo.trader)
-    for path in ("/", "/portfolio/", "/risk/"):
+    for path in ("/", "/portfolio/", "/risk/", "/signals/", "/instruments/SPY/"):
         html = trader.get(path).content.decode()
-        assert "demo-macro" in html, path
         assert "demo-stat-arb" not in html, path
+        if path in ("/", "/portfolio/", "/risk/"):
+            assert "demo-macro" in html, path
     # Asking for another desk's account selects nothing of it: still only her own.
     response = trader.get(f"/portfolio/?account={demo.stat_arb.pk}")
     assert response.context["scope"].selected is None
@@ -229,7 +273,8 @@ def test_the_risk_chart_draws_var_with_its_limit(operator, demo):
 
 
 def test_an_operator_acknowledges_then_resolves_an_alert(operator, demo):
-    alert = RiskAlert.objects.filter(account=demo.macro, state="open").first()
+    # The newest: the browser tests acknowledge the oldest (their changes are committed).
+    alert = RiskAlert.objects.filter(account=demo.macro, state="open").order_by("-id").first()
     response = operator.post(f"/risk/alerts/{alert.pk}/acknowledge/")
     assert response.status_code == 302
     alert.refresh_from_db()
@@ -248,6 +293,16 @@ def test_an_operator_acknowledges_then_resolves_an_alert(operator, demo):
     assert alert.state == "resolved"
 
 
+def test_a_resolution_over_its_length_is_refused_with_a_message(operator, demo):
+    alert = RiskAlert.objects.filter(account=demo.macro, state="open").order_by("-id").first()
+    response = operator.post(
+        f"/risk/alerts/{alert.pk}/resolve/", {"resolution": "x" * 501}, follow=True
+    )
+    assert "500 characters at most" in response.content.decode()
+    alert.refresh_from_db()
+    assert alert.state == "open"
+
+
 def test_auditors_and_other_desks_cannot_touch_an_alert(demo):
     alert = RiskAlert.objects.filter(account=demo.stat_arb, state="open").first()
     auditor = client_of(demo.auditor)
@@ -257,6 +312,15 @@ def test_auditors_and_other_desks_cannot_touch_an_alert(demo):
     assert auditor.get(f"/risk/alerts/{alert.pk}/acknowledge/").status_code == 405
     alert.refresh_from_db()
     assert alert.state == "open"
+
+
+def test_the_system_page_is_for_staff_only(demo):
+    trader = client_of(demo.trader)
+    assert trader.get("/system/").status_code == 403
+    html = trader.get("/").content.decode()
+    assert 'href="/system/"' not in html
+    assert 'href="/admin/"' not in html
+    assert client_of(demo.auditor).get("/system/").status_code == 200  # staff
 
 
 def test_the_system_page_lists_every_time_series_table(operator):
@@ -269,11 +333,3 @@ def test_the_system_page_lists_every_time_series_table(operator):
     for table in tables:
         assert f"<code>{table}</code>" in html
     assert "marketdata_minutebar_1h" in html
-
-
-def test_pages_show_empty_states_without_data(db, django_user_model):
-    """A fresh user with no accounts (and no rights to any) sees pages, not errors."""
-    newcomer = client_of(django_user_model.objects.create_user("newcomer"))
-    for path in ("/", "/portfolio/", "/risk/", "/signals/", "/system/"):
-        assert newcomer.get(path).status_code == 200, path
-    assert "No open positions." in newcomer.get("/portfolio/").content.decode()

@@ -68,3 +68,22 @@ def test_similar_regimes_to_the_current_one(months_of_bars):
         for r in others
     )
     assert distances == pytest.approx(exact[:5], abs=1e-5)
+
+
+def test_similar_regimes_ending_by_a_time_are_the_nearest_of_those(months_of_bars):
+    """The filter is in the search, not after it: k rows still come back, the nearest of the
+    periods that ended by then, though newer ones lie nearer."""
+    regimes.build(months_of_bars.values())
+    current = search.current_regime(months_of_bars["NVDA"])
+    ends = sorted(VolatilityRegime.objects.values_list("period_end", flat=True))
+    cutoff = ends[len(ends) // 2]  # half the periods ended by then
+    matches = search.similar_regimes(current, 5, ended_by=cutoff)
+    signature = np.array(current.signature)
+    older = VolatilityRegime.objects.filter(period_end__lte=cutoff).exclude(id=current.id)
+    assert older.count() > 5
+    exact = sorted(
+        1 - np.dot(signature, r.signature) / np.linalg.norm(signature) / np.linalg.norm(r.signature)
+        for r in older
+    )
+    assert [m.distance for m in matches] == pytest.approx(exact[:5], abs=1e-5)
+    assert all(m.regime.period_end <= cutoff for m in matches)

@@ -37,11 +37,10 @@ class Command(BaseCommand):
                 ("desktop", browser.DESKTOP, ""),
                 ("phone", browser.PHONE, "-phone"),
             ):
-                context = browser.logged_in(chromium, url, viewer, viewport)
-                for page in browser.pages(symbol):
-                    tab = browser.open_page(context, page.path)
-                    target = out / f"{page.name}{suffix}.png"
-                    tab.screenshot(path=str(target), full_page=True)
-                    tab.close()
-                    self.stdout.write(f"{target} ({width})")
-                context.close()
+                with browser.session(chromium, url, viewer, viewport) as context:
+                    for page in browser.pages(symbol):
+                        tab = browser.open_page(context, page.path)
+                        target = out / f"{page.name}{suffix}.png"
+                        tab.screenshot(path=str(target), full_page=True)
+                        tab.close()
+                        self.stdout.write(f"{target} ({width})")

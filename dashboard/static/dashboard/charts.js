@@ -2,8 +2,8 @@
  *
  * Each <div data-chart="ID"> names a <script type="application/json" id="ID"> holding
  * {series: [{type, name, pane, options, data, lines}], intraday} (dashboard/charts.py).
- * Once drawn, the div carries data-drawn="true" and data-points="N": what the browser tests
- * and a reader of the page can check. A file, not inline script: the content security policy
+ * Once drawn, the div carries data-drawn="true" and data-points="N" (data-drawn="error" if
+ * it could not be): what the browser tests and a reader of the page can check. A file, not inline script: the content security policy
  * allows scripts from this site only.
  */
 (function () {
@@ -78,7 +78,16 @@
     el.dataset.drawn = "true";
   }
 
-  document.querySelectorAll("[data-chart]").forEach(draw);
+  // One chart's failure (bad data) is said on its element and in the console; the others
+  // are still drawn.
+  document.querySelectorAll("[data-chart]").forEach(function (el) {
+    try {
+      draw(el);
+    } catch (error) {
+      el.dataset.drawn = "error";
+      console.error("chart " + el.dataset.chart + " not drawn: " + error);
+    }
+  });
   // When the page's charts were all drawn, from the start of navigation (bench/dashboard.py).
   performance.mark("qvp-charts-drawn");
 })();
