@@ -82,7 +82,9 @@ def test_api_answers_401_or_403_not_a_redirect(client, db):
 
 def test_login_page_is_open_and_logged_in_users_see_the_dashboard(client, django_user_model):
     assert client.get("/accounts/login/").status_code == 200
-    user = django_user_model.objects.create_user("quant", password="a-long-test-password")
+    user = django_user_model.objects.create_user(
+        "quant", password="a-long-test-password", is_staff=True
+    )
     client.force_login(user)
     assert client.get("/").status_code == 200
     response = client.get("/system/")
