@@ -42,21 +42,27 @@ def partition_name(table: str, lower: datetime, width: Interval) -> str:
 
 def partitions(cursor, table: str) -> list[Partition]:
     """The range partitions of ``table`` in time order (the refusing default left out)."""
+    return partitions_of(cursor, [table])[table]
+
+
+def partitions_of(cursor, tables: list[str]) -> dict[str, list[Partition]]:
+    """The range partitions of each of ``tables`` in time order, in one query."""
     cursor.execute(
         """
-        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = %s::regclass
+        SELECT t.name, c.relname, pg_get_expr(c.relpartbound, c.oid)
+        FROM unnest(%s::text[]) AS t(name)
+        JOIN pg_inherits i ON i.inhparent = quote_ident(t.name)::regclass
+        JOIN pg_class c ON c.oid = i.inhrelid
         """,
-        [ident(table)],
+        [list(tables)],
     )
-    found = []
-    for name, bound in cursor.fetchall():
+    found: dict[str, list[Partition]] = {table: [] for table in tables}
+    for table, name, bound in cursor.fetchall():
         match = _BOUND.search(bound or "")
         if match:
             lower, upper = (datetime.fromisoformat(v).astimezone(UTC) for v in match.groups())
-            found.append(Partition(name, lower, upper))
-    return sorted(found, key=lambda p: p.lower)
+            found[table].append(Partition(name, lower, upper))
+    return {table: sorted(parts, key=lambda p: p.lower) for table, parts in found.items()}
 
 
 def bounds_covering(

@@ -1,4 +1,8 @@
-"""What the time-series tables look like now: chunks or partitions, sizes, policies, runs."""
+"""What the time-series tables look like now: chunks or partitions, sizes, policies, runs.
+
+A handful of catalog queries for all the tables together, whatever their number (the
+dashboard's system page and ``timeseries_status`` read it), and never a scan of their rows.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from datetime import datetime
 from django.db import connection
 
 from qvp_site.db import catalog, engine, partitions
-from qvp_site.db.quoting import ident
 
 
 @dataclass
@@ -31,35 +34,70 @@ def table_status() -> list[TableStatus]:
     timescaledb = engine.is_timescaledb(connection)
     with connection.cursor() as cursor:
         found = catalog.time_series(cursor)
-        statuses = [
-            _timescaledb_status(cursor, s) if timescaledb else _partitioned_status(cursor, s)
-            for s in found
-        ]
-        for status, series in zip(statuses, found, strict=True):
-            status.aggregates = _aggregate_lines(cursor, series.table)
+        tables = [series.table for series in found]
+        if timescaledb:
+            statuses = _timescaledb_statuses(cursor, found)
+        else:
+            statuses = _partitioned_statuses(cursor, found)
+        aggregates = _aggregate_lines(cursor, tables)
+    for status in statuses:
+        status.aggregates = aggregates.get(status.table, [])
     return statuses
 
 
 def estimate(cursor, table: str) -> tuple[int, int]:
     """The planner's row estimate and the size in bytes of ``table`` with its partitions or
     chunks, from the catalog: no scan, whatever the table's size."""
+    return _estimates(cursor, [table])[table]
+
+
+def _estimates(cursor, tables: list[str]) -> dict[str, tuple[int, int]]:
     cursor.execute(
         """
-        SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint,
+        SELECT t.name, COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint,
                COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint
-        FROM pg_class c
-        WHERE c.oid = %s::regclass
-           OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)
+        FROM unnest(%s::text[]) AS t(name)
+        CROSS JOIN LATERAL (
+            SELECT quote_ident(t.name)::regclass AS oid
+            UNION ALL
+            SELECT inhrelid FROM pg_inherits WHERE inhparent = quote_ident(t.name)::regclass
+        ) AS member
+        JOIN pg_class c ON c.oid = member.oid
+        GROUP BY t.name
         """,
-        [ident(table), ident(table)],
+        [tables],
     )
-    rows, size = cursor.fetchone()
-    return int(rows), int(size)
+    return {table: (int(rows), int(size)) for table, rows, size in cursor.fetchall()}
 
 
-def _partitioned_status(cursor, series) -> TableStatus:
-    parts = partitions.partitions(cursor, series.table)
-    rows, size = estimate(cursor, series.table)
+def _partitioned_statuses(cursor, found: list) -> list[TableStatus]:
+    tables = [series.table for series in found]
+    parts = partitions.partitions_of(cursor, tables)
+    sizes = _estimates(cursor, tables)
+    cursor.execute(
+        "SELECT table_name, retention_last_run, retention_last_result FROM qvp_timeseries_table"
+    )
+    runs = {table: (at, result) for table, at, result in cursor.fetchall()}
+    statuses = []
+    for series in found:
+        own, (rows, size) = parts[series.table], sizes[series.table]
+        statuses.append(
+            TableStatus(
+                table=series.table,
+                kind="partitioned table",
+                chunk_interval=series.chunk_interval.sql(),
+                chunks=len(own),
+                oldest=own[0].lower if own else None,
+                newest=own[-1].upper if own else None,
+                row_estimate=rows,
+                total_bytes=size,
+                policies=_partition_policies(series, *runs.get(series.table, (None, None))),
+            )
+        )
+    return statuses
+
+
+def _partition_policies(series, last_run: datetime | None, last_result: str | None) -> list:
     policies = []
     if series.retention:
         policies.append(f"retention {series.retention.sql()} (drops partitions)")
@@ -67,90 +105,78 @@ def _partitioned_status(cursor, series) -> TableStatus:
         policies.append(
             f"compression after {series.compress_after}: unavailable on plain PostgreSQL"
         )
-    cursor.execute(
-        "SELECT retention_last_run, retention_last_result FROM qvp_timeseries_table"
-        " WHERE table_name = %s",
-        [series.table],
-    )
-    last_run, last_result = cursor.fetchone()
     if last_run:
         policies.append(f"retention last run {last_run:%Y-%m-%d %H:%M}: {last_result}")
-    return TableStatus(
-        table=series.table,
-        kind="partitioned table",
-        chunk_interval=series.chunk_interval.sql(),
-        chunks=len(parts),
-        oldest=parts[0].lower if parts else None,
-        newest=parts[-1].upper if parts else None,
-        row_estimate=int(rows),
-        total_bytes=int(size),
-        policies=policies,
-    )
+    return policies
 
 
-def _timescaledb_status(cursor, series) -> TableStatus:
-    regclass = ident(series.table)
-    cursor.execute(
-        """
-        SELECT count(*), min(range_start), max(range_end), count(*) FILTER (WHERE is_compressed)
-        FROM timescaledb_information.chunks WHERE hypertable_name = %s
-        """,
-        [series.table],
-    )
-    chunks, oldest, newest, compressed = cursor.fetchone()
-    cursor.execute(
-        "SELECT approximate_row_count(%s::regclass), hypertable_size(%s::regclass)",
-        [regclass, regclass],
-    )
-    rows, size = cursor.fetchone()
-    cursor.execute(
-        "SELECT before_compression_total_bytes, after_compression_total_bytes"
-        " FROM hypertable_compression_stats(%s::regclass)",
-        [regclass],
-    )
-    stats = cursor.fetchone()
-    ratio = stats[0] / stats[1] if stats and stats[0] and stats[1] else None
-    cursor.execute(
-        """
-        SELECT j.proc_name, j.schedule_interval, j.config, s.last_run_started_at,
-               s.last_run_status
-        FROM timescaledb_information.jobs j
-        LEFT JOIN timescaledb_information.job_stats s USING (job_id)
-        WHERE j.hypertable_name = %s ORDER BY j.job_id
-        """,
-        [series.table],
-    )
-    policies = [
-        f"{proc} every {every} {config}; last run {started or 'never'} {status or ''}".strip()
-        for proc, every, config, started, status in cursor.fetchall()
-    ]
-    return TableStatus(
-        table=series.table,
-        kind="hypertable",
-        chunk_interval=series.chunk_interval.sql(),
-        chunks=chunks,
-        oldest=oldest,
-        newest=newest,
-        row_estimate=max(int(rows or 0), 0),
-        total_bytes=int(size or 0),
-        compressed_chunks=compressed,
-        compression_ratio=ratio,
-        policies=policies,
-    )
+# Chunks, sizes and compression of every hypertable named, one row each.
+HYPERTABLES_SQL = """
+SELECT t.name, ch.chunks, ch.oldest, ch.newest, ch.compressed,
+       approximate_row_count(quote_ident(t.name)::regclass),
+       hypertable_size(quote_ident(t.name)::regclass),
+       cs.before_compression_total_bytes, cs.after_compression_total_bytes
+FROM unnest(%s::text[]) AS t(name)
+LEFT JOIN LATERAL (
+    SELECT count(*) AS chunks, min(range_start) AS oldest, max(range_end) AS newest,
+           count(*) FILTER (WHERE is_compressed) AS compressed
+    FROM timescaledb_information.chunks WHERE hypertable_name = t.name
+) ch ON true
+LEFT JOIN LATERAL hypertable_compression_stats(quote_ident(t.name)::regclass) cs ON true
+"""
+
+JOBS_SQL = """
+SELECT j.hypertable_name, j.proc_name, j.schedule_interval, j.config, s.last_run_started_at,
+       s.last_run_status
+FROM timescaledb_information.jobs j
+LEFT JOIN timescaledb_information.job_stats s USING (job_id)
+WHERE j.hypertable_name = ANY(%s) ORDER BY j.hypertable_name, j.job_id
+"""
 
 
-def _aggregate_lines(cursor, table: str) -> list[str]:
+def _timescaledb_statuses(cursor, found: list) -> list[TableStatus]:
+    tables = [series.table for series in found]
+    cursor.execute(HYPERTABLES_SQL, [tables])
+    facts = {row[0]: row[1:] for row in cursor.fetchall()}
+    cursor.execute(JOBS_SQL, [tables])
+    policies: dict[str, list[str]] = {table: [] for table in tables}
+    for table, proc, every, config, started, status in cursor.fetchall():
+        line = f"{proc} every {every} {config}; last run {started or 'never'} {status or ''}"
+        policies[table].append(line.strip())
+    statuses = []
+    for series in found:
+        chunks, oldest, newest, compressed, rows, size, before, after = facts[series.table]
+        statuses.append(
+            TableStatus(
+                table=series.table,
+                kind="hypertable",
+                chunk_interval=series.chunk_interval.sql(),
+                chunks=chunks,
+                oldest=oldest,
+                newest=newest,
+                row_estimate=max(int(rows or 0), 0),
+                total_bytes=int(size or 0),
+                compressed_chunks=compressed,
+                compression_ratio=before / after if before and after else None,
+                policies=policies[series.table],
+            )
+        )
+    return statuses
+
+
+def _aggregate_lines(cursor, tables: list[str]) -> dict[str, list[str]]:
     cursor.execute(
-        "SELECT view_name, bucket_width, refreshed_at, refreshed_from, refreshed_to"
-        " FROM qvp_timeseries_aggregate WHERE source_table = %s ORDER BY view_name",
-        [table],
+        "SELECT source_table, view_name, bucket_width, refreshed_at, refreshed_from,"
+        " refreshed_to FROM qvp_timeseries_aggregate WHERE source_table = ANY(%s)"
+        " ORDER BY source_table, view_name",
+        [tables],
     )
-    return [
-        f"{name} by {width}; "
-        + (
+    lines: dict[str, list[str]] = {}
+    for table, name, width, at, lo, hi in cursor.fetchall():
+        refreshed = (
             f"refreshed {at:%Y-%m-%d %H:%M} for {lo:%Y-%m-%d} .. {hi:%Y-%m-%d}"
             if at
             else "never refreshed"
         )
-        for name, width, at, lo, hi in cursor.fetchall()
-    ]
+        lines.setdefault(table, []).append(f"{name} by {width}; {refreshed}")
+    return lines
