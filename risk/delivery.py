@@ -16,13 +16,15 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import requests
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db import connection
+from django.db.models import Count, Exists, Max, OuterRef, Q
 
 from qvp_site.acting import acting_as
 from risk.models import AlertDelivery, RiskAlert
@@ -30,6 +32,7 @@ from risk.models import AlertDelivery, RiskAlert
 log = logging.getLogger("qvp.risk.delivery")
 ACTOR = "risk_alerts"
 SIGNATURE_HEADER = "X-QVP-Signature"
+LOCK_NAMESPACE = "qvp_alert_delivery"
 
 
 @dataclass(frozen=True)
@@ -134,24 +137,53 @@ def deliver(alert_ids: Iterable[int], sleep: Callable[[float], None] = time.slee
         return 0
     with acting_as(ACTOR):  # the application's role reads alerts only when someone acts
         alerts = list(RiskAlert.objects.filter(pk__in=list(alert_ids)).select_related("account"))
-        done = set(
-            AlertDelivery.objects.filter(alert__in=alerts, outcome="delivered").values_list(
-                "alert_id", "channel"
-            )
-        )
-        last = {
-            (row["alert_id"], row["channel"]): row["last"]
-            for row in AlertDelivery.objects.filter(alert__in=alerts)
-            .values("alert_id", "channel")
-            .annotate(last=Max("attempt"))
-        }
+        done = _reached(alerts)
     delivered = 0
     for alert in alerts:  # each is a network call: a loop over alerts, not over rows of data
         for channel, (target, send) in configured.items():
-            if (alert.pk, channel) not in done:
-                first = last.get((alert.pk, channel), 0) + 1
-                delivered += _attempts(alert, channel, target, send, first, sleep)
+            if (alert.pk, channel) in done:
+                continue
+            with _claimed(alert.pk, channel) as mine:
+                reached, last = _progress(alert.pk, channel) if mine else (True, 0)
+                if not reached:
+                    delivered += _attempts(alert, channel, target, send, last + 1, sleep)
     return delivered
+
+
+def _reached(alerts: list[RiskAlert]) -> set[tuple[int, str]]:
+    return set(
+        AlertDelivery.objects.filter(alert__in=alerts, outcome="delivered").values_list(
+            "alert_id", "channel"
+        )
+    )
+
+
+@contextmanager
+def _claimed(alert_id: int, channel: str) -> Iterator[bool]:
+    """Whether this run holds the delivery of the alert by the channel: two runs at once (the
+    scheduler's and one by hand) never send an alert twice; the one that finds it held moves
+    on. A session-level advisory lock, as each attempt commits on its own (the scheduler and
+    commands connect directly, never through a transaction pooler)."""
+    key = [f"{LOCK_NAMESPACE}:{channel}", alert_id]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s), %s)", key)
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s), %s)", key)
+
+
+def _progress(alert_id: int, channel: str) -> tuple[bool, int]:
+    """Whether the channel has reached the alert, and its last attempt's number, read once the
+    delivery is claimed: another run may have delivered it since this one looked."""
+    with acting_as(ACTOR):
+        found = AlertDelivery.objects.filter(alert_id=alert_id, channel=channel).aggregate(
+            reached=Count("pk", filter=Q(outcome="delivered")), last=Max("attempt")
+        )
+    return found["reached"] > 0, found["last"] or 0
 
 
 def _attempts(alert, channel, target, send, first: int, sleep) -> int:

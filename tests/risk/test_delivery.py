@@ -8,12 +8,15 @@ import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest.mock import patch
 
+import psycopg
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
+from django.db import connection
 
-from risk.delivery import SIGNATURE_HEADER, deliver, deliver_undelivered
+from risk.delivery import LOCK_NAMESPACE, SIGNATURE_HEADER, deliver, deliver_undelivered
 from risk.models import AlertDelivery, RiskAlert, RiskLimit
 from risk.runs import RunOptions, compute_risk
 from tests.risk.conftest import day
@@ -201,3 +204,41 @@ def test_an_alert_never_tried_is_delivered_by_the_next_run(configured, receiver,
     assert deliver_undelivered(sleep=lambda s: None) == 1
     assert attempts("webhook") == [(1, "delivered", 200)]
     assert deliver_undelivered(sleep=lambda s: None) == 0  # reached: not again
+
+
+def test_a_delivery_another_run_holds_is_left_to_it(configured, receiver, alert):
+    """Two risk runs at once (the scheduler's and one by hand) must not send an alert twice:
+    the one that finds the (alert, channel) delivery held by the other moves on."""
+    configured.QVP_RISK_ALERT_EMAILS = []
+    params = connection.get_connection_params()
+    key = [f"{LOCK_NAMESPACE}:webhook", alert.pk]
+    with psycopg.connect(**params, autocommit=True) as other_run:
+        other_run.execute("SELECT pg_advisory_lock(hashtext(%s), %s)", key)
+        assert deliver([alert.pk], sleep=lambda s: None) == 0
+        assert receiver.received == []
+        assert attempts("webhook") == []
+        other_run.execute("SELECT pg_advisory_unlock(hashtext(%s), %s)", key)
+    assert deliver([alert.pk], sleep=lambda s: None) == 1
+    assert attempts("webhook") == [(1, "delivered", 200)]
+
+
+def test_a_delivery_made_since_the_run_looked_is_not_made_again(configured, receiver, alert):
+    """The run reads what was delivered, then claims each delivery: another run may have
+    delivered in between. It reads again once it holds the claim."""
+    configured.QVP_RISK_ALERT_EMAILS = []
+    delivered_meanwhile = AlertDelivery(
+        alert=alert,
+        account_id=alert.account_id,
+        channel="webhook",
+        target="elsewhere",
+        attempt=1,
+        outcome="delivered",
+    )
+
+    def looked_before_the_other_run_delivered(alerts):
+        delivered_meanwhile.save()
+        return set()
+
+    with patch("risk.delivery._reached", side_effect=looked_before_the_other_run_delivered):
+        assert deliver([alert.pk], sleep=lambda s: None) == 0
+    assert receiver.received == []
