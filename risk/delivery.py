@@ -1,5 +1,6 @@
-"""Alerts reach people: by email (Django's mail) and by webhook (a POST of JSON whose body is
-signed with HMAC-SHA256), each channel retried with exponential backoff, every attempt and its
+"""Alerts reach people: by email (Django's mail) and by webhook (a POST of JSON signed with
+HMAC-SHA256 over its timestamp and body, so that a receiver can refuse a captured request
+replayed later), each channel retried with exponential backoff, every attempt and its
 outcome recorded in ``AlertDelivery``.
 
 Deliveries happen outside the transaction that raised the alerts (a slow mail server must not
@@ -32,6 +33,7 @@ from risk.models import AlertDelivery, RiskAlert
 log = logging.getLogger("qvp.risk.delivery")
 ACTOR = "risk_alerts"
 SIGNATURE_HEADER = "X-QVP-Signature"
+TIMESTAMP_HEADER = "X-QVP-Timestamp"
 LOCK_NAMESPACE = "qvp_alert_delivery"
 
 
@@ -58,9 +60,11 @@ def payload(alert: RiskAlert) -> dict:
     }
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The signature header's value: ``sha256=<hex HMAC of the body under the secret>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(timestamp: str, body: bytes, secret: str) -> str:
+    """The signature header's value: ``sha256=<hex HMAC of "<timestamp>.<body>" under the
+    secret>``; the timestamp (UNIX seconds) is sent in its own header."""
+    signed = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def send_email(alert: RiskAlert) -> Outcome:
@@ -85,9 +89,11 @@ def send_email(alert: RiskAlert) -> Outcome:
 
 def post_webhook(alert: RiskAlert) -> Outcome:
     body = json.dumps(payload(alert), sort_keys=True).encode()
+    timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(body, settings.QVP_RISK_ALERT_WEBHOOK_SECRET),
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(timestamp, body, settings.QVP_RISK_ALERT_WEBHOOK_SECRET),
     }
     try:
         response = requests.post(

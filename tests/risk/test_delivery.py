@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest.mock import patch
 
@@ -16,7 +17,13 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection
 
-from risk.delivery import LOCK_NAMESPACE, SIGNATURE_HEADER, deliver, deliver_undelivered
+from risk.delivery import (
+    LOCK_NAMESPACE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    deliver,
+    deliver_undelivered,
+)
 from risk.models import AlertDelivery, RiskAlert, RiskLimit
 from risk.runs import RunOptions, compute_risk
 from tests.risk.conftest import day
@@ -99,7 +106,12 @@ def test_email_and_signed_webhook(configured, receiver, alert):
     assert "var_historical" in message.subject
     assert "value: 1500.0" in message.body
     ((headers, body),) = receiver.received
-    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    # Signed over the timestamp and the body: a replay later carries a stale timestamp, and
+    # changing the timestamp breaks the signature.
+    timestamp = headers[TIMESTAMP_HEADER]
+    assert abs(int(timestamp) - time.time()) < 60
+    signed = timestamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     assert headers[SIGNATURE_HEADER] == expected
     data = json.loads(body)
     assert (data["alert"], data["metric"], data["value"]) == (alert.pk, "var_historical", 1500.0)
