@@ -1,5 +1,5 @@
 """Every page needs a logged-in user, but the login pages and /healthz; no body beyond the
-configured size."""
+configured size; no path or query parameter PostgreSQL could not store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
 from django.http import HttpResponse, JsonResponse
 from rest_framework.views import APIView
+
+from qvp_site.parsers import REASON, storable, unstorable
 
 
 class LoginRequiredMiddleware(DjangoLoginRequired):
@@ -42,6 +44,24 @@ class RequestBodyLimitMiddleware:
             return _refuse(request, 400, "Content-Length is not a number")
         if length > limit:
             return _refuse(request, 413, f"the request body exceeds {limit:,} bytes")
+        return self.get_response(request)
+
+
+class UnstorableTextMiddleware:
+    """Refuses with a 400 a path or query parameter holding a NUL or a lone surrogate, which
+    any lookup by it would turn into a database error (a 500): a symbol in a page's path, a
+    filter in the API's query. Bodies are checked by the API's parsers (qvp_site/parsers.py)
+    and by Django's form fields."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not storable(request.path_info):
+            return _refuse(request, 400, f"the path {REASON}")
+        for path, is_key in unstorable(request.GET):
+            where = "a query parameter's name" if is_key else f"query parameter {path[0]!r}"
+            return _refuse(request, 400, f"{where} {REASON}")
         return self.get_response(request)
 
 

@@ -22,12 +22,12 @@ Path = tuple[str | int, ...]
 def unstorable(data, path: Path = ()) -> Iterator[tuple[Path, bool]]:
     """Where ``data`` holds a string PostgreSQL cannot store: (path, whether it is a key)."""
     if isinstance(data, str):
-        if not _storable(data):
+        if not storable(data):
             yield path, False
     elif isinstance(data, dict | QueryDict):
         items = data.lists() if isinstance(data, QueryDict) else data.items()
         for key, value in items:
-            if isinstance(key, str) and not _storable(key):
+            if isinstance(key, str) and not storable(key):
                 yield path, True
             else:
                 yield from unstorable(value, (*path, key))
@@ -36,7 +36,8 @@ def unstorable(data, path: Path = ()) -> Iterator[tuple[Path, bool]]:
             yield from unstorable(value, (*path, index))
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can store ``text``: no NUL, no lone surrogate."""
     if "\x00" in text:
         return False
     if text.isascii():

@@ -253,3 +253,20 @@ def test_a_client_cannot_choose_the_address_it_is_counted_under(db, settings):
         APIClient(HTTP_X_FORWARDED_FOR=f"10.9.9.{n}").get(URL).status_code for n in range(3)
     ]
     assert statuses == [403, 403, 429]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("/instruments/A%00B/", "the path"),  # a page's symbol, looked up as it is
+        ("/api/v1/bars/?symbol=AAPL%00", "query parameter 'symbol'"),
+        ("/portfolio/?account=1&x%00=2", "a query parameter's name"),
+    ],
+)
+def test_a_nul_in_the_path_or_a_query_parameter_is_a_400_not_a_500(bob, url, says):
+    client = APIClient()
+    client.force_login(bob)
+    response = client.get(url)
+    assert response.status_code == 400
+    text = response.json()["detail"] if url.startswith("/api/") else response.content.decode()
+    assert text == f"{says} {REASON}"
