@@ -1,10 +1,11 @@
 """Value at risk and expected shortfall (CVaR) of an account over one day.
 
-Holdings are the account's open positions valued at the latest close as of the time
-(``marketdata.prices``) times the instrument's multiplier; returns are the holdings' daily
-simple returns over the lookback, on the days all of them have one (the database's
-``risk_daily_returns``, which ``calculate_var`` in SQL reads as well). The P&L series is
-what today's holdings would have made on each of those days. Losses are positive numbers.
+Holdings are what the account held at the time (the executions in force then, not today's
+positions), valued at the latest close as of the time times the instrument's multiplier: the
+database's ``risk_holdings``, which ``calculate_var`` in SQL reads as well. Returns are the
+holdings' daily simple returns over the lookback, on the days all of them have one (the
+database's ``risk_daily_returns``, read by ``calculate_var`` too). The P&L series is what
+those holdings would have made on each of those days. Losses are positive numbers.
 
 - historical: the (1 - confidence) quantile of that P&L, interpolated linearly (as SQL's
   ``percentile_cont``); CVaR the mean of the P&L at or below it.
@@ -24,9 +25,6 @@ import pandas as pd
 from django.db import connection
 from django.utils import timezone
 from scipy.stats import norm
-
-from marketdata.prices import latest_prices
-from trading.models import Position
 
 METHODS = ("historical", "parametric", "monte_carlo")
 MC_DRAWS = 20_000
@@ -55,16 +53,15 @@ class VaRResult:
 
 
 def holdings(account_id: int, as_of: datetime) -> Holdings:
-    """Open positions valued at the latest prices as of ``as_of`` (unpriced ones left out)."""
-    rows = list(
-        Position.objects.filter(account_id=account_id)
-        .exclude(quantity=0)
-        .values_list("instrument_id", "quantity", "instrument__multiplier")
-    )
-    prices = latest_prices([r[0] for r in rows], as_of)
-    priced = [(i, float(q) * float(m) * prices[i].price) for i, q, m in rows if i in prices]
-    ids = np.array([i for i, _ in priced], dtype=np.int64)
-    return Holdings(ids, np.array([v for _, v in priced], dtype=float))
+    """What the account held at ``as_of``, valued at the prices of then (unpriced holdings
+    left out)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT instrument_id, value FROM risk_holdings(%s, %s)", [account_id, as_of]
+        )
+        rows = cursor.fetchall()
+    ids = np.array([i for i, _ in rows], dtype=np.int64)
+    return Holdings(ids, np.array([v for _, v in rows], dtype=float))
 
 
 def daily_returns(instrument_ids: np.ndarray, as_of: datetime, lookback: int) -> np.ndarray:

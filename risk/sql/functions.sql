@@ -40,27 +40,38 @@ BEGIN
 END;
 $$;
 
--- What an account holds as of a time: each open position valued at the latest close at or
--- before then (marketdata.prices' lookup) times the instrument's multiplier. Positions with
--- no price by then are left out.
+-- What an account holds as of a time: the executions in force then (fills and corrections,
+-- less those a bust or a correction had replaced by then: the rule of trading/snapshots.py),
+-- summed per instrument, each valued at the latest close at or before the time
+-- (marketdata.prices' lookup) times the instrument's multiplier. Holdings with no price by
+-- then are left out. Never the current positions: a VaR as of last month is last month's.
 CREATE OR REPLACE FUNCTION risk_holdings(p_account bigint, p_as_of timestamptz)
 RETURNS TABLE (instrument_id bigint, quantity float8, price float8, value float8)
 LANGUAGE sql STABLE AS $$
-    SELECT p.instrument_id, p.quantity::float8, latest.close::float8,
-           (p.quantity * i.multiplier)::float8 * latest.close::float8
-    FROM trading_position p
-    JOIN marketdata_instrument i ON i.id = p.instrument_id
+    WITH held AS (
+        SELECT x.instrument_id, sum(x.quantity) AS quantity
+        FROM trading_execution x
+        WHERE x.account_id = p_account AND x.executed_at <= p_as_of AND x.kind <> 'bust'
+          AND NOT EXISTS (SELECT 1 FROM trading_execution s
+                          WHERE s.supersedes_id = x.id AND s.executed_at <= p_as_of)
+        GROUP BY x.instrument_id
+        HAVING sum(x.quantity) <> 0
+    )
+    SELECT h.instrument_id, h.quantity::float8, latest.close::float8,
+           (h.quantity * i.multiplier)::float8 * latest.close::float8
+    FROM held h
+    JOIN marketdata_instrument i ON i.id = h.instrument_id
     CROSS JOIN LATERAL (
         SELECT ts, close FROM (
             (SELECT ts, close FROM marketdata_minutebar
-             WHERE instrument_id = p.instrument_id AND ts <= p_as_of ORDER BY ts DESC LIMIT 1)
+             WHERE instrument_id = h.instrument_id AND ts <= p_as_of ORDER BY ts DESC LIMIT 1)
             UNION ALL
             (SELECT ts, close FROM marketdata_dailybar
-             WHERE instrument_id = p.instrument_id AND ts <= p_as_of ORDER BY ts DESC LIMIT 1)
+             WHERE instrument_id = h.instrument_id AND ts <= p_as_of ORDER BY ts DESC LIMIT 1)
         ) AS candidates
         ORDER BY ts DESC LIMIT 1
     ) AS latest
-    WHERE p.account_id = p_account AND p.quantity <> 0
+    ORDER BY h.instrument_id
 $$;
 
 -- Daily simple returns of instruments: from each one's last p_lookback + 1 daily bars at or

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
 import numpy as np
 import pytest
 from django.db import DataError, connection
 
+from marketdata.models import Instrument
 from risk.var import value_at_risk
 from tests.risk.conftest import closes_from, daily_bars, day, hold, instrument
+from tests.trading.conftest import fill, make_order
+from trading.api import bust_row
+from trading.models import Execution
 
 HAND_RETURNS = [-0.05, -0.02, 0.01, 0.03, 0.04]
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -61,6 +69,27 @@ def test_sql_function_agrees_on_the_hand_portfolio(hand_portfolio):
     assert rows["historical"][0] == 5
     assert rows["historical"][1] == pytest.approx(value)
     assert rows["historical"][2:] == pytest.approx((0.026 * value, 0.05 * value))
+
+
+def test_a_var_as_of_a_time_measures_the_book_of_that_time(hand_portfolio):
+    """Holdings are the executions in force at the time, not today's positions: 100 more
+    shares bought on day 4 are in the VaR as of day 5, not in that of day 4 (Python and SQL
+    alike); a bust of them on day 5 takes them out again from then on."""
+    account, value = hand_portfolio
+    closes = closes_from(HAND_RETURNS, start=10.0)
+    order = make_order(account, Instrument.objects.get(symbol="HAND"), quantity="100")
+    bought = fill(order, Decimal(100), "10", at=day(4) + HOUR)
+    (before,) = value_at_risk(account.id, confidence=0.8, lookback=5, as_of=day(4))
+    assert before.portfolio_value == pytest.approx(100 * closes[4])
+    assert sql_var(account.id, 0.8, 5, day(4))["historical"][1] == pytest.approx(100 * closes[4])
+    (after,) = value_at_risk(account.id, confidence=0.8, lookback=5, as_of=day(5))
+    assert after.portfolio_value == pytest.approx(2 * value)
+    assert after.var == pytest.approx(2 * 0.026 * value)
+    Execution.objects.create(
+        **{**bust_row(bought, "bust-of-day-4", "booked twice"), "executed_at": day(5) + HOUR}
+    )
+    (busted,) = value_at_risk(account.id, confidence=0.8, lookback=5, as_of=day(6))
+    assert busted.portfolio_value == pytest.approx(value)  # the last close is day 5's
 
 
 def test_lookback_takes_the_latest_days(hand_portfolio):
