@@ -205,10 +205,13 @@ def _attempts(alert, channel, target, send, first: int, sleep) -> int:
     return 0
 
 
-def deliver_undelivered(sleep: Callable[[float], None] = time.sleep) -> int:
+def deliver_undelivered(
+    sleep: Callable[[float], None] = time.sleep, skip: Iterable[int] = ()
+) -> int:
     """Deliver the alerts, not yet resolved, that a configured channel has not reached:
     those it failed to reach, and those never tried (a run that stopped before delivering,
-    a channel configured since). ``deliver`` skips the channels that reached them."""
+    a channel configured since); but those in ``skip`` (a run's own alerts, just tried).
+    ``deliver`` skips the channels that reached them."""
     configured = channels()
     if not configured:
         return 0
@@ -220,6 +223,7 @@ def deliver_undelivered(sleep: Callable[[float], None] = time.sleep) -> int:
     with acting_as(ACTOR):
         pending = list(
             RiskAlert.objects.exclude(state=RiskAlert.State.RESOLVED)
+            .exclude(pk__in=list(skip))
             .exclude(reached_by_all)
             .values_list("pk", flat=True)
         )

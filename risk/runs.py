@@ -111,7 +111,8 @@ def compute_risk(
         report.metrics, report.exposures = _store(rows, as_of)
         report.alerts_raised = alerts.raise_alerts(as_of, ids)
     report.deliveries = delivery.deliver(report.alerts_raised)
-    report.deliveries += delivery.deliver_undelivered()
+    # The older undelivered ones: this run's own were just tried, each attempt counted.
+    report.deliveries += delivery.deliver_undelivered(skip=report.alerts_raised)
     return report
 
 

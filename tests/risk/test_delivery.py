@@ -191,6 +191,21 @@ def test_run_delivers_the_alerts_it_raises(configured, receiver, account):
     assert len(mail.outbox) == 1
 
 
+def test_a_run_tries_a_failing_channel_its_attempts_once_per_alert(configured, receiver, account):
+    # Found in review: a run delivered the alerts it raised, then the undelivered ones, which
+    # were the same alerts again: a failing channel was tried twice as many times.
+    configured.QVP_RISK_ALERT_EMAILS = []
+    configured.QVP_RISK_ALERT_BACKOFF_SECONDS = 0
+    receiver.statuses = [500] * 10
+    RiskLimit.objects.create(
+        account=account, metric="gross_exposure", threshold=1, direction="below"
+    )
+    compute_risk(day(2), options=RunOptions(lookback=5))
+    assert attempts("webhook") == [(k, "failed", 500) for k in (1, 2, 3)]
+    compute_risk(day(3), options=RunOptions(lookback=5))  # the next run: attempts numbered on
+    assert [a for a, _, _ in attempts("webhook")] == [1, 2, 3, 4, 5, 6]
+
+
 def test_delivery_as_the_application_role(configured, receiver, alert, as_app_role):
     """The site's role sees alerts only when someone acts: delivery acts as its own system
     actor, reads the alert and records its attempts under row-level security."""
