@@ -11,13 +11,16 @@ reads what it wrote. Commands, the scheduler, the admin and every other request 
 primary only.
 
 A replica is behind the primary by its replication lag (``replica_lag``): a client that wrote
-in one request and reads in the next may not see its write yet on the replica.
+in one request and reads in the next may not see its write yet on the replica. One further
+behind than QVP_REPLICA_MAX_LAG_SECONDS (a replica whose replay stalled) is passed over, its
+lag looked at again every LAG_CHECK_INTERVAL seconds, not at every request.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -29,6 +32,9 @@ from django.db import DatabaseError, connections, transaction
 PRIMARY = "default"
 logger = logging.getLogger(__name__)
 READ_ONLY_METHODS = {"GET", "HEAD", "OPTIONS"}
+LAG_CHECK_INTERVAL = 5.0
+# alias -> (when it was measured, on the monotonic clock; its lag in seconds), per process
+_lag_seen: dict[str, tuple[float, float]] = {}
 
 
 @dataclass
@@ -139,7 +145,7 @@ def request_routing(request):
     if routable(request):
         aliases = replica_aliases()
         for alias in random.sample(aliases, len(aliases)):  # spreading the load
-            if _reachable(alias):
+            if _reachable(alias) and _caught_up(alias):
                 return routed(alias)
     return nullcontext()
 
@@ -153,6 +159,32 @@ def _reachable(alias: str) -> bool:
         logger.warning("replica %s unreachable, reading the primary: %s", alias, error)
         return False
     return True
+
+
+def _caught_up(alias: str) -> bool:
+    """Whether the replica's replay lag is within QVP_REPLICA_MAX_LAG_SECONDS, as measured at
+    most LAG_CHECK_INTERVAL seconds ago."""
+    limit = settings.QVP_REPLICA_MAX_LAG_SECONDS
+    if not limit:
+        return True
+    now = time.monotonic()
+    seen = _lag_seen.get(alias)
+    if seen is None or now - seen[0] > LAG_CHECK_INTERVAL:
+        try:
+            lag = replica_lag(alias)
+        except DatabaseError as error:
+            logger.warning("replica %s: lag unknown, reading the primary: %s", alias, error)
+            return False
+        seen = _lag_seen[alias] = (now, lag["lag_seconds"] if lag else 0.0)
+    if seen[1] > limit:
+        logger.warning("replica %s is %.1f s behind, reading the primary", alias, seen[1])
+        return False
+    return True
+
+
+def forget_lag() -> None:
+    """Measure every replica's lag afresh at the next request (tests, after a change)."""
+    _lag_seen.clear()
 
 
 def replica_lag(alias: str) -> dict | None:

@@ -162,6 +162,9 @@ QVP_TRANSACTION_POOLING = env.bool("QVP_TRANSACTION_POOLING", default=False)
 for _database in DATABASES.values():
     _database["DISABLE_SERVER_SIDE_CURSORS"] = QVP_TRANSACTION_POOLING
 QVP_REPLICA_ALIASES = [alias for alias in DATABASES if alias.startswith("replica_")]
+# A replica further behind than this (seconds of replay lag) is passed over until it catches
+# up: requests read the primary meanwhile. 0 reads a replica however far behind.
+QVP_REPLICA_MAX_LAG_SECONDS = env.int("QVP_REPLICA_MAX_LAG_SECONDS", default=10)
 DATABASE_ROUTERS = ["qvp_site.replicas.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -176,6 +176,24 @@ def test_an_unreachable_replica_is_passed_over(replica, client, desks, settings)
     assert names(client.get("/api/v1/accounts/")) == ["alpha", "theta"]
 
 
+def test_a_replica_too_far_behind_is_passed_over(replica, client, desks, settings):
+    settings.QVP_REPLICA_MAX_LAG_SECONDS = 1
+    wait_replayed()
+    replicas.forget_lag()
+    client.force_login(desks["alice"])
+    assert names(client.get("/api/v1/accounts/")) == ["alpha"]  # caught up: the replica
+    pause_replay()
+    Account.objects.create(name="kappa").groups.add(*desks["alice"].groups.all())
+    time.sleep(1.5)
+    replicas.forget_lag()
+    # The replica has stalled for over a second with kappa received: the primary serves.
+    assert names(client.get("/api/v1/accounts/")) == ["alpha", "kappa"]
+    settings.QVP_REPLICA_MAX_LAG_SECONDS = 0  # no limit: the stalled replica again
+    assert names(client.get("/api/v1/accounts/")) == ["alpha"]
+    resume_replay()
+    replicas.forget_lag()
+
+
 def test_writes_and_unsafe_methods_never_go_to_a_replica(replica, client, desks):
     router = replicas.ReplicaRouter()
     assert router.db_for_read(Account) is None  # outside a routed request: the primary
