@@ -30,7 +30,16 @@ from marketdata.ingest.pipeline import IngestRefused
 from marketdata.models import Instrument
 from qvp_site.db import partitions
 from signals import fusion
-from signals.models import Agent, AgentMetric, FusedSignal, NewsArticle, Signal, SignalPerformance
+from signals.models import (
+    Agent,
+    AgentMetric,
+    AlternativeData,
+    FusedSignal,
+    NewsArticle,
+    Signal,
+    SignalPerformance,
+    SocialSentiment,
+)
 from signals.news_ingest import ingest_news
 from trading.api import AuditorsReadOnly, RefusalsAsResponses, query_parameters
 
@@ -530,3 +539,78 @@ def write_news(items: list[dict]):
                 out.write(json.dumps({**item, "ts": item["ts"].isoformat()}, allow_nan=False))
                 out.write("\n")
         return ingest_news(path)
+
+
+# --- Social sentiment and alternative data (read-only: loaded by their feeds) ----------------
+class SocialSentimentSerializer(serializers.ModelSerializer):
+    symbol = serializers.SlugRelatedField(source="instrument", slug_field="symbol", read_only=True)
+
+    class Meta:
+        model = SocialSentiment
+        fields = ["id", "ts", "symbol", "platform", "sentiment", "mentions", "bullish", "bearish"]
+        read_only_fields = fields
+
+
+class SentimentQuery(SinceUntil):
+    symbol = serializers.CharField(required=False, max_length=64, help_text="the instrument")
+    platform = serializers.CharField(required=False, max_length=50)
+
+
+@extend_schema_view(list=extend_schema(parameters=[SentimentQuery]))
+class SocialSentimentViewSet(QueriedViewSet):
+    """Social sentiment per instrument and platform, newest first."""
+
+    queryset = SocialSentiment.objects.select_related("instrument")
+    serializer_class = SocialSentimentSerializer
+    query_class = SentimentQuery
+
+    def filtered(self, rows, query: dict):
+        if "symbol" in query:
+            rows = rows.for_symbol(query["symbol"])
+        if "platform" in query:
+            rows = rows.filter(platform=query["platform"])
+        return within(rows, query)
+
+
+class AlternativeDataSerializer(serializers.ModelSerializer):
+    symbol = serializers.SlugRelatedField(source="instrument", slug_field="symbol", read_only=True)
+
+    class Meta:
+        model = AlternativeData
+        fields = ["id", "ts", "source", "kind", "symbol", "payload"]
+        read_only_fields = fields
+
+
+class AlternativeDataQuery(SinceUntil):
+    kind = serializers.CharField(required=False, max_length=50)
+    source = serializers.CharField(required=False, max_length=100)
+    symbol = serializers.CharField(required=False, max_length=64, help_text="the instrument")
+    contains = serializers.JSONField(
+        required=False,
+        help_text='payloads holding these values, a JSON object: {"region": "EU"} (GIN index)',
+    )
+
+    def validate_contains(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return value
+
+
+@extend_schema_view(list=extend_schema(parameters=[AlternativeDataQuery]))
+class AlternativeDataViewSet(QueriedViewSet):
+    """Alternative data by kind, source, instrument, time and payload values, newest first."""
+
+    queryset = AlternativeData.objects.select_related("instrument")
+    serializer_class = AlternativeDataSerializer
+    query_class = AlternativeDataQuery
+
+    def filtered(self, rows, query: dict):
+        if "kind" in query:
+            rows = rows.of_kind(query["kind"], query.get("source"))
+        elif "source" in query:
+            rows = rows.filter(source=query["source"])
+        if "symbol" in query:
+            rows = rows.filter(instrument__symbol=query["symbol"])
+        if "contains" in query:
+            rows = rows.matching(**query["contains"])
+        return within(rows, query)

@@ -11,7 +11,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from rest_framework.test import APIClient
 
-from signals.models import Agent, AgentMetric, FusedSignal, NewsArticle, Signal, SignalPerformance
+from signals.models import (
+    Agent,
+    AgentMetric,
+    AlternativeData,
+    FusedSignal,
+    NewsArticle,
+    Signal,
+    SignalPerformance,
+    SocialSentiment,
+)
 from tests.clients import client_of
 from tests.signals.conftest import START
 
@@ -233,3 +242,67 @@ def test_the_application_role_writes_signals_and_fuses(world, writer, as_app_rol
     assert response.status_code == 201, response.json()
     fused = writer.post("/api/v1/signals/fused/", {"as_of": T.isoformat()}, format="json")
     assert fused.status_code == 201, fused.json()
+
+
+def test_social_sentiment_by_symbol_platform_and_time(world, reader, django_assert_max_num_queries):
+    for hours, (instrument, platform) in enumerate(
+        [(world["aapl"], "x"), (world["aapl"], "reddit"), (world["msft"], "x")]
+    ):
+        SocialSentiment.objects.create(
+            instrument=instrument,
+            ts=T + timedelta(hours=hours),
+            platform=platform,
+            sentiment=0.2 * hours,
+            mentions=10 + hours,
+        )
+    with django_assert_max_num_queries(8):  # the instruments joined, not one query a row
+        rows = reader.get("/api/v1/sentiment/").json()["results"]
+    assert [(r["symbol"], r["platform"]) for r in rows] == [
+        ("MSFT", "x"),
+        ("AAPL", "reddit"),
+        ("AAPL", "x"),
+    ]
+    aapl_x = reader.get("/api/v1/sentiment/?symbol=AAPL&platform=x").json()["results"]
+    assert [(r["symbol"], r["mentions"]) for r in aapl_x] == [("AAPL", 10)]
+    later = reader.get(f"/api/v1/sentiment/?since={(T + timedelta(hours=1)).isoformat()}")
+    assert len(later.json()["results"]) == 2
+    refused = reader.get("/api/v1/sentiment/?since=yesterday")
+    assert refused.status_code == 400
+    assert "since" in refused.json()
+    # Read-only: loaded by their feeds, never through the API.
+    assert reader.post("/api/v1/sentiment/", {}, format="json").status_code in (403, 405)
+    assert SocialSentiment.objects.count() == 3
+
+
+def test_alternative_data_by_kind_source_symbol_and_payload(world, reader):
+    rows = [
+        ("orbital", "parking_lots", world["aapl"], {"region": "EU", "cars": 120}),
+        ("orbital", "parking_lots", world["msft"], {"region": "US", "cars": 80}),
+        ("cards", "spending", None, {"region": "EU", "usd": 1.5e6}),
+    ]
+    for hours, (source, kind, instrument, payload) in enumerate(rows):
+        AlternativeData.objects.create(
+            ts=T + timedelta(hours=hours),
+            source=source,
+            kind=kind,
+            instrument=instrument,
+            payload=payload,
+        )
+
+    def kinds(query: str) -> list[tuple]:
+        answer = reader.get(f"/api/v1/alternative-data/{query}")
+        assert answer.status_code == 200, answer.content
+        return [(r["kind"], r["symbol"]) for r in answer.json()["results"]]
+
+    assert kinds("?kind=parking_lots") == [("parking_lots", "MSFT"), ("parking_lots", "AAPL")]
+    assert kinds("?source=cards") == [("spending", None)]
+    assert kinds("?symbol=AAPL") == [("parking_lots", "AAPL")]
+    assert kinds('?contains={"region": "EU"}') == [("spending", None), ("parking_lots", "AAPL")]
+    refused = reader.get("/api/v1/alternative-data/?contains=[1, 2]")
+    assert refused.status_code == 400
+    assert refused.json()["contains"] == ["must be a JSON object"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/sentiment/", "/api/v1/alternative-data/"])
+def test_sentiment_and_alternative_data_refuse_anonymous_users(db, url):
+    assert APIClient().get(url).status_code in (401, 403)
