@@ -60,12 +60,15 @@ class UnstorableTextMiddleware:
         if not storable(request.path_info):
             return _refuse(request, 400, f"the path {REASON}")
         for path, is_key in unstorable(request.GET):
-            where = "a query parameter's name" if is_key else f"query parameter {path[0]!r}"
-            return _refuse(request, 400, f"{where} {REASON}")
+            if is_key:
+                return _refuse(request, 400, f"a query parameter's name {REASON}")
+            # The API's refusals name the field: {"symbol": ["holds a NUL ..."]}.
+            return _refuse(request, 400, f"query parameter {path[0]!r} {REASON}", field=path[0])
         return self.get_response(request)
 
 
-def _refuse(request, status: int, message: str) -> HttpResponse:
+def _refuse(request, status: int, message: str, field: str | None = None) -> HttpResponse:
     if request.path_info.startswith("/api/"):
-        return JsonResponse({"detail": message}, status=status)
+        body = {field: [REASON]} if field else {"detail": message}
+        return JsonResponse(body, status=status)
     return HttpResponse(message, status=status, content_type="text/plain")
