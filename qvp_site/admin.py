@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 from django.apps import apps
 from django.contrib import admin, messages
-from django.db import connection
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -16,8 +15,7 @@ from marketdata.admin import NotCounted
 from qvp_site import tokens
 from qvp_site.admin_access import AuditorsReadOnly
 from qvp_site.admin_export import CsvExport
-from qvp_site.db.audit import AUDIT_TABLE
-from qvp_site.db.quoting import ident
+from qvp_site.db.scans import distinct_leading_values
 from qvp_site.models import (
     ApiToken,
     Archive,
@@ -105,28 +103,6 @@ def history_url(table_name: str, row_key: object) -> str:
     """The audit log's changelist narrowed to one row's entries (the history index's key)."""
     query = urlencode({"table_name": table_name, "row_key": str(row_key)})
     return f"{reverse('admin:qvp_site_auditentry_changelist')}?{query}"
-
-
-def distinct_leading_values(column: str, limit: int = 200, table: str = AUDIT_TABLE) -> list[str]:
-    """Distinct values of a column that leads an index of ``table``, found by skipping
-    through the index from one value to the next (a loose index scan): a handful of index
-    probes, where SELECT DISTINCT would read every row."""
-    col, tab = ident(column), ident(table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH RECURSIVE found(value, n) AS (
-                (SELECT {col}, 1 FROM {tab} ORDER BY {col} LIMIT 1)
-                UNION ALL
-                SELECT (SELECT e.{col} FROM {tab} e WHERE e.{col} > found.value
-                        ORDER BY e.{col} LIMIT 1), n + 1
-                FROM found WHERE found.value IS NOT NULL AND n < %s
-            )
-            SELECT value FROM found WHERE value IS NOT NULL
-            """,
-            [limit],
-        )
-        return [row[0] for row in cursor.fetchall()]
 
 
 class IndexedValueFilter(admin.SimpleListFilter):

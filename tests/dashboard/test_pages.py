@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Max, Sum
 
 from marketdata.models import DailyBar, Instrument, MinuteBar
+from qvp_site.models import JobRun
 from risk.models import RiskAlert
 from tests.clients import client_of
 from trading.models import PortfolioSnapshot, Position
@@ -330,3 +331,16 @@ def test_the_system_page_lists_every_time_series_table(operator):
     for table in tables:
         assert f"<code>{table}</code>" in html
     assert "marketdata_minutebar_1h" in html
+
+
+def test_the_system_page_shows_each_job_s_latest_run(operator):
+    start = datetime(2026, 11, 2, 20, tzinfo=UTC)
+    for day, (job, status) in enumerate(
+        [("maintain", "failed"), ("compute-risk", "succeeded"), ("maintain", "succeeded")]
+    ):
+        JobRun.objects.create(job=job, status=status, started_at=start + timedelta(days=day))
+    jobs = operator.get("/system/").context["jobs"]
+    assert [(j.job, j.status, j.started_at) for j in jobs] == [
+        ("compute-risk", "succeeded", start + timedelta(days=1)),
+        ("maintain", "succeeded", start + timedelta(days=2)),
+    ]
