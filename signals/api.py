@@ -552,7 +552,7 @@ class SocialSentimentSerializer(serializers.ModelSerializer):
 
 
 class SentimentQuery(SinceUntil):
-    symbol = serializers.CharField(required=False, max_length=64, help_text="the instrument")
+    symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     platform = serializers.CharField(required=False, max_length=50)
 
 
@@ -565,11 +565,9 @@ class SocialSentimentViewSet(QueriedViewSet):
     query_class = SentimentQuery
 
     def filtered(self, rows, query: dict):
-        if "symbol" in query:
-            rows = rows.for_symbol(query["symbol"])
         if "platform" in query:
             rows = rows.filter(platform=query["platform"])
-        return within(rows, query)
+        return within(symbols_filter(rows, query), query)
 
 
 class AlternativeDataSerializer(serializers.ModelSerializer):
@@ -584,7 +582,7 @@ class AlternativeDataSerializer(serializers.ModelSerializer):
 class AlternativeDataQuery(SinceUntil):
     kind = serializers.CharField(required=False, max_length=50)
     source = serializers.CharField(required=False, max_length=100)
-    symbol = serializers.CharField(required=False, max_length=64, help_text="the instrument")
+    symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     contains = serializers.JSONField(
         required=False,
         help_text='payloads holding these values, a JSON object: {"region": "EU"} (GIN index)',
@@ -609,8 +607,6 @@ class AlternativeDataViewSet(QueriedViewSet):
             rows = rows.of_kind(query["kind"], query.get("source"))
         elif "source" in query:
             rows = rows.filter(source=query["source"])
-        if "symbol" in query:
-            rows = rows.filter(instrument__symbol=query["symbol"])
         if "contains" in query:
             rows = rows.matching(**query["contains"])
-        return within(rows, query)
+        return within(symbols_filter(rows, query), query)

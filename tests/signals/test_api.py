@@ -262,7 +262,7 @@ def test_social_sentiment_by_symbol_platform_and_time(world, reader, django_asse
         ("AAPL", "reddit"),
         ("AAPL", "x"),
     ]
-    aapl_x = reader.get("/api/v1/sentiment/?symbol=AAPL&platform=x").json()["results"]
+    aapl_x = reader.get("/api/v1/sentiment/?symbols=AAPL&platform=x").json()["results"]
     assert [(r["symbol"], r["mentions"]) for r in aapl_x] == [("AAPL", 10)]
     later = reader.get(f"/api/v1/sentiment/?since={(T + timedelta(hours=1)).isoformat()}")
     assert len(later.json()["results"]) == 2
@@ -296,7 +296,10 @@ def test_alternative_data_by_kind_source_symbol_and_payload(world, reader):
 
     assert kinds("?kind=parking_lots") == [("parking_lots", "MSFT"), ("parking_lots", "AAPL")]
     assert kinds("?source=cards") == [("spending", None)]
-    assert kinds("?symbol=AAPL") == [("parking_lots", "AAPL")]
+    assert kinds("?symbols=AAPL") == [("parking_lots", "AAPL")]
+    unknown = reader.get("/api/v1/alternative-data/?symbols=NOPE")
+    assert unknown.status_code == 400
+    assert unknown.json()["symbols"] == ["unknown symbols: NOPE"]
     assert kinds('?contains={"region": "EU"}') == [("spending", None), ("parking_lots", "AAPL")]
     refused = reader.get("/api/v1/alternative-data/?contains=[1, 2]")
     assert refused.status_code == 400
