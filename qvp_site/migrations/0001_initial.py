@@ -1,6 +1,16 @@
+"""The extensions, and the time-series catalog with the plain engine's functions
+(qvp_site/sql/timeseries/0001.sql)."""
+
 from django.db import migrations, models
 
-import qvp_site.db.operations
+from qvp_site.db.extensions import InstallExtensions
+from qvp_site.db.sqlfiles import read_sql
+
+UNINSTALL_TIMESERIES = """
+DROP FUNCTION IF EXISTS qvp_refuse_unpartitioned_row();
+DROP FUNCTION IF EXISTS qvp_bucket_floor(interval, timestamptz);
+DROP TABLE IF EXISTS qvp_timeseries_aggregate, qvp_timeseries_table;
+"""
 
 
 class Migration(migrations.Migration):
@@ -9,7 +19,8 @@ class Migration(migrations.Migration):
     dependencies = []
 
     operations = [
-        qvp_site.db.operations.InstallTimeSeriesSupport(),
+        InstallExtensions(),
+        migrations.RunSQL(read_sql("qvp_site", "timeseries", "0001"), UNINSTALL_TIMESERIES),
         migrations.CreateModel(
             name="JobRun",
             fields=[

@@ -1,8 +1,23 @@
-"""The audit log, its hash chain and protection; the app role's way to make partitions."""
+"""The audit log, its hash chain and protection (qvp_site/sql/audit/0002.sql); the app role's
+way to make partitions (qvp_site/sql/partitions/0002.sql)."""
 
 from django.db import migrations, models
 
-from qvp_site.db import audit, functions
+from qvp_site.db.sqlfiles import read_sql
+
+UNINSTALL_AUDIT = """
+DROP TRIGGER IF EXISTS qvp_audit_append_only ON qvp_site_auditentry;
+DROP TRIGGER IF EXISTS qvp_audit_truncate ON qvp_site_auditentry;
+DROP TRIGGER IF EXISTS qvp_audit_seal ON qvp_audit_head;
+DROP FUNCTION IF EXISTS qvp_audit_guard_truncate(), qvp_audit_refuse_change(), qvp_audit_row(),
+    qvp_audit_lock_head(), qvp_audit_seal();
+DROP FUNCTION IF EXISTS qvp_audit_hash(text, bigint, text, text, text, jsonb, jsonb, text, text,
+    timestamptz);
+DROP TABLE IF EXISTS qvp_audit_head;
+"""
+DROP_CREATE_PARTITION = (
+    "DROP FUNCTION IF EXISTS qvp_create_partition(regclass, text, timestamptz, timestamptz);"
+)
 
 
 class Migration(migrations.Migration):
@@ -50,6 +65,6 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        audit.InstallAuditLog(),
-        migrations.RunSQL(functions.CREATE_PARTITION_SQL, functions.DROP_CREATE_PARTITION_SQL),
+        migrations.RunSQL(read_sql("qvp_site", "audit", "0002"), UNINSTALL_AUDIT),
+        migrations.RunSQL(read_sql("qvp_site", "partitions", "0002"), DROP_CREATE_PARTITION),
     ]

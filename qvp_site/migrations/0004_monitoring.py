@@ -1,28 +1,26 @@
-"""The monitoring views (system_health and the views behind it): see qvp_site/db/monitoring.py."""
+"""The monitoring views, system_health and the views behind it (qvp_site/sql/monitoring/0004.sql),
+granted to the roles create_db_roles made before this migration ran."""
 
 from django.db import migrations
 
-from qvp_site.db import monitoring
+from qvp_site.db.sqlfiles import read_sql
 
-# Roles that create_db_roles made before this migration ran get the functions now; roles made
-# later get them from create_db_roles itself.
-GRANT_EXISTING_ROLES = """
-DO $$
-DECLARE
-    role_name text;
-    fn text;
-BEGIN
-    FOR role_name IN SELECT rolname FROM pg_roles
-                     WHERE rolname IN ('trading_app', 'trading_readonly') LOOP
-        FOREACH fn IN ARRAY {} LOOP
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, role_name);
-        END LOOP;
-        EXECUTE format('GRANT SELECT ON %s TO %I', '{}', role_name);
-    END LOOP;
-END $$;
-""".format(
-    "ARRAY[" + ", ".join(f"'{f}'" for f in monitoring.FUNCTIONS) + "]",
-    ", ".join(monitoring.VIEWS),
+VIEWS = (
+    "system_health",
+    "system_slow_statements",
+    "system_replication",
+    "system_connections",
+    "system_index_usage",
+    "system_table_sizes",
+)
+FUNCTIONS = (
+    "qvp_index_usage()",
+    "qvp_connections()",
+    "qvp_replication()",
+    "qvp_slow_statements(integer)",
+)
+UNINSTALL = "".join(f"DROP VIEW IF EXISTS {v};" for v in VIEWS) + "".join(
+    f"DROP FUNCTION IF EXISTS {f};" for f in FUNCTIONS
 )
 
 
@@ -30,5 +28,5 @@ class Migration(migrations.Migration):
     dependencies = [("qvp_site", "0003_pending_refresh")]
 
     operations = [
-        migrations.RunSQL(monitoring.INSTALL + GRANT_EXISTING_ROLES, monitoring.UNINSTALL),
+        migrations.RunSQL(read_sql("qvp_site", "monitoring", "0004"), UNINSTALL),
     ]

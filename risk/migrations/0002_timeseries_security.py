@@ -1,12 +1,12 @@
-"""Time series, row-level security, the audit trail on limits, the alerts' rules, and the SQL
-functions (calculate_var, calculate_portfolio_metrics)."""
+"""Time series, row-level security (risk/sql/security/0002.sql), the audit trail on limits, the
+alerts' rules (risk/sql/alerts/0002.sql), and the SQL functions (risk/sql/functions/0002.sql:
+calculate_var, calculate_portfolio_metrics)."""
 
 from django.db import migrations
 
 from qvp_site.db.audit import AuditChanges
 from qvp_site.db.operations import CreateHypertable
-from risk.sqlfiles import read
-from trading.security import drop_policies_sql, policies_sql
+from qvp_site.db.sqlfiles import read_sql
 
 SCOPED = [
     "risk_riskmetric",
@@ -15,6 +15,12 @@ SCOPED = [
     "risk_riskalert",
     "risk_alertdelivery",
 ]
+
+DROP_SECURITY = "".join(
+    f'DROP POLICY IF EXISTS account_{name} ON "{table}";'
+    for table in SCOPED
+    for name in ("read", "insert", "update", "delete")
+) + "".join(f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY;' for table in SCOPED)
 
 DROP_FUNCTIONS = """
 DROP FUNCTION IF EXISTS calculate_portfolio_metrics();
@@ -41,8 +47,8 @@ class Migration(migrations.Migration):
         CreateHypertable("VolatilityEstimate", "ts", "1 year"),
         CreateHypertable("RiskMetric", "ts", "90 days"),
         CreateHypertable("FactorExposure", "ts", "90 days"),
-        *[migrations.RunSQL(policies_sql(table), drop_policies_sql(table)) for table in SCOPED],
+        migrations.RunSQL(read_sql("risk", "security", "0002"), DROP_SECURITY),
         AuditChanges("RiskLimit"),
-        migrations.RunSQL(read("alerts.sql"), DROP_ALERT_RULES),
-        migrations.RunSQL(read("functions.sql"), DROP_FUNCTIONS),
+        migrations.RunSQL(read_sql("risk", "alerts", "0002"), DROP_ALERT_RULES),
+        migrations.RunSQL(read_sql("risk", "functions", "0002"), DROP_FUNCTIONS),
     ]

@@ -1,10 +1,9 @@
-"""signals_price_at, signals_signal_outcomes and calculate_signal_performance (sql/performance.sql)."""
-
-from pathlib import Path
+"""signals_price_at, signals_signal_outcomes and calculate_signal_performance
+(signals/sql/performance/0003.sql)."""
 
 from django.db import migrations
 
-SQL = (Path(__file__).resolve().parent.parent / "sql" / "performance.sql").read_text()
+from qvp_site.db.sqlfiles import read_sql
 
 DROP = """
 DROP FUNCTION IF EXISTS calculate_signal_performance(text, integer, timestamptz);
@@ -19,4 +18,4 @@ class Migration(migrations.Migration):
         ("marketdata", "0002_timeseries"),
     ]
 
-    operations = [migrations.RunSQL(SQL, DROP)]
+    operations = [migrations.RunSQL(read_sql("signals", "performance", "0003"), DROP)]

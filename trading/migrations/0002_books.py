@@ -1,4 +1,4 @@
-"""The database keeps the books (trading/sql/books.sql); portfolio snapshots are a time series.
+"""The database keeps the books (trading/sql/books/0002.sql); portfolio snapshots are a time series.
 
 Snapshots are not compressed: they carry row-level security, which TimescaleDB's compression
 does not allow. Nothing in trading has a retention policy: regulators set minimums, not maximums.
@@ -7,18 +7,17 @@ does not allow. Nothing in trading has a retention policy: regulators set minimu
 from django.db import migrations
 
 from qvp_site.db.operations import CreateHypertable
-from trading.sqlfiles import read
+from qvp_site.db.sqlfiles import read_sql
 
 DROP_BOOKS = """
 DROP TRIGGER IF EXISTS trading_cash_from_executions ON trading_cashentry;
 DROP TRIGGER IF EXISTS trading_cash_never_edited ON trading_cashentry;
 DROP TRIGGER IF EXISTS trading_position_kept_by_executions ON trading_position;
 DROP TRIGGER IF EXISTS trading_execution_never_edited ON trading_execution;
-DROP TRIGGER IF EXISTS trading_settle_executions ON trading_execution;
 DROP TRIGGER IF EXISTS trading_execution_books ON trading_execution;
 DROP TRIGGER IF EXISTS trading_order_lifecycle ON trading_order;
 DROP FUNCTION IF EXISTS trading_cash_from_executions(), trading_execution_books(),
-    trading_settle_executions(),
+    trading_book_cash(trading_execution, text, numeric),
     trading_replay_position(trading_position, bigint, trading_execution, numeric),
     trading_position_for_update(bigint, bigint), trading_execution_sane(trading_execution),
     trading_refuse_edit(), trading_refuse_direct_write(), trading_order_lifecycle(),
@@ -33,6 +32,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunSQL(read("books.sql"), DROP_BOOKS),
+        migrations.RunSQL(read_sql("trading", "books", "0002"), DROP_BOOKS),
         CreateHypertable("PortfolioSnapshot", "ts", "90 days"),
     ]

@@ -2,16 +2,27 @@
 
 Its view permissions are granted here where they exist already, and after every migrate by
 ``qvp_site.admin_access.grant_auditors_view`` (on a fresh database Django makes permissions only
-after the last migration, and later apps are covered the same way).
+after the last migration, and later apps are covered the same way). The code is this
+migration's own, as it was when released: it imports nothing of the project.
 """
 
 from django.db import migrations
 
-from qvp_site.admin_access import ensure_auditors, project_app_labels
+AUDITORS = "auditors"
+# The project's apps when this migration was released; later ones get their view permissions
+# from grant_auditors_view.
+APP_LABELS = ["qvp_site", "marketdata", "trading"]
 
 
 def create_auditors(apps, schema_editor):
-    ensure_auditors(apps, schema_editor.connection.alias, project_app_labels())
+    using = schema_editor.connection.alias
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    group, _ = group_model.objects.using(using).get_or_create(name=AUDITORS)
+    views = permission_model.objects.using(using).filter(
+        content_type__app_label__in=APP_LABELS, codename__startswith="view_"
+    )
+    group.permissions.add(*views)
 
 
 class Migration(migrations.Migration):
