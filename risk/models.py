@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from marketdata.models import Instrument
+from qvp_site.db.audit import audited
 from risk.estimators import ESTIMATORS
 from trading.models import Account, check
 from trading.querysets import AccountScopedQuerySet
@@ -126,6 +127,7 @@ class FactorExposure(models.Model):
         return f"{self.account_id} {self.factor} {self.exposure:.4g}"
 
 
+@audited
 class RiskLimit(models.Model):
     """A bound on an account's metric: breached when the metric is above (or below) it."""
 

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from marketdata.models import Instrument
+from qvp_site.db.audit import audited
 from trading.querysets import AccountQuerySet, AccountScopedQuerySet
 
 QUANTITY = {"max_digits": 20, "decimal_places": 8}
@@ -36,6 +37,7 @@ def check(name: str, condition: Q) -> models.CheckConstraint:
     return models.CheckConstraint(condition=condition, name=name)
 
 
+@audited
 class Account(models.Model):
     name = models.CharField(max_length=100, unique=True)
     base_currency = models.CharField(max_length=3, default="USD")
@@ -56,6 +58,7 @@ class Account(models.Model):
         return self.name
 
 
+@audited
 class Order(models.Model):
     class Type(models.TextChoices):
         MARKET = "market", "market"
@@ -160,6 +163,7 @@ class Order(models.Model):
         return self.status in self.OPEN
 
 
+@audited
 class Execution(models.Model):
     class Kind(models.TextChoices):
         FILL = "fill", "fill"
@@ -239,6 +243,7 @@ class Execution(models.Model):
         return f"{self.exec_id} {self.quantity}@{self.price}"
 
 
+@audited
 class Position(models.Model):
     """Kept by the executions' trigger; read-only everywhere else."""
 
@@ -268,6 +273,7 @@ class Position(models.Model):
         return f"{self.account_id}/{self.instrument_id}: {self.quantity}"
 
 
+@audited
 class CashEntry(models.Model):
     """A movement of cash: deposits, withdrawals and adjustments by people; the cash side and
     fee of each execution by the database (kinds ``trade`` and ``fee``)."""

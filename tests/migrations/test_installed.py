@@ -1,0 +1,97 @@
+"""What the migrations leave installed is the latest version of each SQL family, and the audit
+triggers sit exactly on the tables whose models are declared ``@audited``.
+
+The latest versions are installed into a scratch schema (first on the search path, in a
+transaction rolled back afterwards) and each function and view is compared with its namesake in
+public through the catalog: ``pg_get_functiondef`` and ``pg_get_viewdef`` reformat what a file
+says, so the files' text is never compared with the database.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.db import connection, transaction
+
+from qvp_site.db import sqlfiles
+from qvp_site.db.audit import AUDITED_MODELS
+
+SCRATCH = "qvp_latest_sql"
+
+# Each function's definition with its schema taken out, keyed on name and argument types.
+FUNCTIONS_IN = """
+SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       replace(pg_get_functiondef(p.oid), n.nspname || '.', '')
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %s AND p.prokind IN ('f', 'p')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+"""
+VIEWS_IN = """
+SELECT c.relname, replace(pg_get_viewdef(c.oid), n.nspname || '.', '')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind = 'v'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+"""
+
+
+def _definitions(cursor, query: str, schema: str) -> dict[str, str]:
+    cursor.execute(query, [schema])
+    return dict(cursor.fetchall())
+
+
+@pytest.fixture
+def latest(db):
+    """The functions and views of every family's latest version, as installed alone."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {SCRATCH}")
+        cursor.execute(f"SET LOCAL search_path = {SCRATCH}, public")
+        for app_label, family in sqlfiles.families():
+            cursor.execute(sqlfiles.latest_sql(app_label, family))
+        cursor.execute("SET LOCAL search_path = public")
+        functions = _definitions(cursor, FUNCTIONS_IN, SCRATCH)
+        views = _definitions(cursor, VIEWS_IN, SCRATCH)
+        transaction.set_rollback(True)
+    return functions, views
+
+
+def test_every_function_installed_is_its_latest_version(latest):
+    functions, _views = latest
+    assert functions, "the latest SQL versions define no function"
+    with connection.cursor() as cursor:
+        installed = _definitions(cursor, FUNCTIONS_IN, "public")
+    missing = sorted(set(functions) - set(installed))
+    differing = sorted(
+        name for name in functions if name in installed and installed[name] != functions[name]
+    )
+    assert not missing, f"functions of the latest SQL versions not installed: {missing}"
+    assert not differing, f"installed functions unlike their latest version: {differing}"
+
+
+def test_every_view_installed_is_its_latest_version(latest):
+    _functions, views = latest
+    with connection.cursor() as cursor:
+        installed = _definitions(cursor, VIEWS_IN, "public")
+    differing = sorted(name for name in views if installed.get(name) != views[name])
+    assert not differing, f"views missing or unlike their latest version: {differing}"
+
+
+def _audited_tables(cursor) -> set[str]:
+    cursor.execute(
+        "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE t.tgname IN ('qvp_audit', 'qvp_audit_lock') AND NOT t.tgisinternal"
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def test_the_audited_tables_are_those_declared_beside_their_models(db):
+    declared = {apps.get_model(label)._meta.db_table for label in AUDITED_MODELS}
+    assert declared >= {"trading_order", "trading_execution", "risk_risklimit"}
+    with connection.cursor() as cursor:
+        assert _audited_tables(cursor) == declared
+        cursor.execute(
+            "SELECT c.relname, count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE t.tgname IN ('qvp_audit', 'qvp_audit_lock') GROUP BY c.relname"
+        )
+        assert all(count == 2 for _table, count in cursor.fetchall()), (
+            "each audited table has its statement lock and its row trigger"
+        )
