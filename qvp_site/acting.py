@@ -4,7 +4,7 @@ Each request and command runs in a transaction that starts with
 ``set_config('qvp.user_id', ..., true)`` and ``set_config('qvp.actor', ..., true)``: local to
 that transaction, so a pooled connection never carries one user's identity into another's.
 A program or command with no user acts as ``system:<name>``, which row-level security lets
-read and write every account (see ``trading/sql/security.sql``).
+read and write every account (see ``trading/sql/security/0003.sql``).
 """
 
 from __future__ import annotations

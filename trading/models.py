@@ -1,6 +1,6 @@
 """Trading records: accounts, orders, executions, positions, cash, portfolio snapshots, backtests.
 
-The database keeps the books (see ``trading/sql/books.sql``): an execution's triggers move its
+The database keeps the books (see ``trading/sql/books/0005.sql``): an execution's triggers move its
 order's filled quantity and status, the position and the cash ledger in the same transaction,
 and refuse what breaks a rule, whichever door the row came through. Money and quantities are
 NUMERIC. Orders and executions are ordinary tables (unique keys, foreign keys); portfolio

@@ -1,7 +1,7 @@
 """Which accounts a user may see or trade, as QuerySet methods.
 
 The same rule is enforced again by the database's row-level security
-(``trading/sql/security.sql``): superusers see and trade every
+(``trading/sql/security/0003.sql``): superusers see and trade every
 account, the ``auditors`` group reads every account and changes none, everyone else sees and
 trades the accounts their groups are granted. An auditor changes nothing, even where a group
 would grant it.

@@ -69,29 +69,30 @@ LEFT JOIN LATERAL (SELECT id, hash FROM {AUDIT_TABLE} ORDER BY id DESC LIMIT 1) 
 """
 
 
-def audit_triggers_sql(table: str) -> str:
+def audit_triggers_sql(table: str) -> list[str]:
     name = ident(table)
-    return (
+    return [
         f"CREATE OR REPLACE TRIGGER qvp_audit_lock BEFORE INSERT OR UPDATE OR DELETE ON {name}"
-        " FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head();"
-        f" CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON {name}"
-        " FOR EACH ROW EXECUTE FUNCTION qvp_audit_row();"
-    )
+        " FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head()",
+        f"CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON {name}"
+        " FOR EACH ROW EXECUTE FUNCTION qvp_audit_row()",
+    ]
 
 
-def drop_audit_triggers_sql(table: str) -> str:
+def drop_audit_triggers_sql(table: str) -> list[str]:
     name = ident(table)
-    return (
-        f"DROP TRIGGER IF EXISTS qvp_audit ON {name};"
-        f" DROP TRIGGER IF EXISTS qvp_audit_lock ON {name};"
-    )
+    return [
+        f"DROP TRIGGER IF EXISTS qvp_audit ON {name}",
+        f"DROP TRIGGER IF EXISTS qvp_audit_lock ON {name}",
+    ]
 
 
 class AuditChanges(Operation):
     """Record every insert, update and delete of a model's table in the audit log."""
 
     reversible = True
-    reduces_to_sql = False
+    # Its statements go through schema_editor.execute: sqlmigrate shows them.
+    reduces_to_sql = True
 
     def __init__(self, model_name: str):
         self.model_name = model_name
@@ -107,11 +108,13 @@ class AuditChanges(Operation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if table := self._table(app_label, schema_editor, to_state):
-            schema_editor.execute(audit_triggers_sql(table))
+            for statement in audit_triggers_sql(table):
+                schema_editor.execute(statement)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if table := self._table(app_label, schema_editor, from_state):
-            schema_editor.execute(drop_audit_triggers_sql(table))
+            for statement in drop_audit_triggers_sql(table):
+                schema_editor.execute(statement)
 
     def describe(self):
         return f"Audit every change of {self.model_name}"

@@ -16,7 +16,8 @@ class InstallExtensions(Operation):
     """
 
     reversible = True
-    reduces_to_sql = False
+    # Its statements go through schema_editor.execute: sqlmigrate shows them.
+    reduces_to_sql = True
 
     def state_forwards(self, app_label, state):
         pass
