@@ -1,6 +1,6 @@
 """The time-series catalog: which tables are time series, their policies and aggregates.
 
-Kept in two tables of our own (created by qvp_site's first migration) so that both engines
+Kept in two tables of our own (qvp_site/sql/timeseries/0001.sql) so that both engines
 answer the same questions; on TimescaleDB its own catalog holds the chunks and jobs.
 """
 
@@ -13,32 +13,15 @@ from django.conf import settings
 
 from qvp_site.db.intervals import Interval, parse_interval
 
-CATALOG_SQL = """
-CREATE TABLE IF NOT EXISTS qvp_timeseries_table (
-    table_name text PRIMARY KEY,
-    time_column text NOT NULL,
-    chunk_interval text NOT NULL,
-    retention_default text,
-    compress_after text,
-    compress_segment_by text[] NOT NULL DEFAULT '{}',
-    compress_order_by text,
-    retention_last_run timestamptz,
-    retention_last_result text,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS qvp_timeseries_aggregate (
-    view_name text PRIMARY KEY,
-    source_table text NOT NULL,
-    time_column text NOT NULL,
-    bucket_width text NOT NULL,
-    group_by text[] NOT NULL DEFAULT '{}',
-    columns jsonb NOT NULL,
-    refresh_window text NOT NULL,
-    refreshed_at timestamptz,
-    refreshed_from timestamptz,
-    refreshed_to timestamptz
-);
-"""
+
+def retention_in_force(table: str, default: str | None) -> Interval | None:
+    """The retention of ``table``: the QVP_RETENTION setting, else ``default`` (the migration's);
+    None for none. A migration calls it with the default from its arguments (it must not read
+    the catalog), the catalog's readers with the default recorded."""
+    value = settings.QVP_RETENTION.get(table, default)
+    if value is None or str(value).strip().lower() in {"", "off", "none"}:
+        return None
+    return parse_interval(value)
 
 
 @dataclass(frozen=True)
@@ -54,10 +37,7 @@ class TimeSeries:
     @property
     def retention(self) -> Interval | None:
         """The retention in force: the QVP_RETENTION setting, else the migration's default."""
-        value = settings.QVP_RETENTION.get(self.table, self.retention_default)
-        if value is None or str(value).strip().lower() in {"", "off", "none"}:
-            return None
-        return parse_interval(value)
+        return retention_in_force(self.table, self.retention_default)
 
 
 @dataclass(frozen=True)

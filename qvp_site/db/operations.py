@@ -4,32 +4,42 @@ Written the way ``django.contrib.postgres.operations.CreateExtension`` is: rever
 ``describe()`` and ``migration_name_fragment``, idempotent SQL with quoted names. They leave
 Django's model state alone: a time-series table is still the model's table, whose database
 primary key becomes ``(id, time)`` because both engines need the time in every unique key.
+
+Every statement goes through ``schema_editor.execute``, so ``sqlmigrate`` shows it, and
+depends on the arguments, the model state and the engine only: what depends on the rows or
+the catalog is decided by the server in a DO block (``qvp_site.db.plpgsql``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from django.db import router
 from django.db.migrations.operations.base import Operation
-from django.utils import timezone
 
 from qvp_site.db import aggregates, engine, partitions
-from qvp_site.db.catalog import CATALOG_SQL, Aggregate
-from qvp_site.db.functions import INSTALL_SQL, UNINSTALL_SQL
-from qvp_site.db.intervals import parse_interval
-from qvp_site.db.policies import sync_retention_policy
+from qvp_site.db.catalog import Aggregate, retention_in_force
+from qvp_site.db.intervals import Interval, parse_interval
+from qvp_site.db.plpgsql import do_block, indent, interval, regclass
+from qvp_site.db.policies import retention_policy_sql
 from qvp_site.db.quoting import ident, literal
-from qvp_site.db.rebuild import rebuild_table
+from qvp_site.db.rebuild import rebuild_plpgsql
 
 
 class TimeSeriesOperation(Operation):
-    """Shared plumbing: no model-state change, the model's table and columns, routing."""
+    """Shared plumbing: no model-state change, the model's table and columns, routing, and
+    statements run through the schema editor (so that ``sqlmigrate`` shows them)."""
 
     reversible = True
-    reduces_to_sql = False
+    reduces_to_sql = True
     model_name: str
+
+    @staticmethod
+    def _execute(schema_editor, statements: Iterable[str]) -> None:
+        """Run ``statements`` as they are: without parameters, what ``sqlmigrate`` collects
+        is the very text that runs, % signs included."""
+        for statement in statements:
+            schema_editor.execute(statement, params=None)
 
     def state_forwards(self, app_label, state):
         pass
@@ -52,57 +62,14 @@ class TimeSeriesOperation(Operation):
         raise NotImplementedError
 
 
-class InstallTimeSeriesSupport(Operation):
-    """The extensions (pgvector, and TimescaleDB where the engine is in use), our catalog and
-    SQL functions. Backwards drops what it installed, as ``CreateExtension`` does."""
-
-    reversible = True
-    reduces_to_sql = False
-
-    def state_forwards(self, app_label, state):
-        pass
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if not router.allow_migrate(schema_editor.connection.alias, app_label):
-            return
-        engine.forget()
-        info = engine.detect(schema_editor.connection)
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            if info.is_timescaledb:
-                cursor.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            cursor.execute(CATALOG_SQL)
-            cursor.execute(INSTALL_SQL)
-        engine.forget()
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if not router.allow_migrate(schema_editor.connection.alias, app_label):
-            return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(UNINSTALL_SQL)
-            cursor.execute("DROP TABLE IF EXISTS qvp_timeseries_aggregate, qvp_timeseries_table")
-            cursor.execute("DROP EXTENSION IF EXISTS timescaledb")
-            cursor.execute("DROP EXTENSION IF EXISTS vector")
-        engine.forget()
-
-    def describe(self):
-        return "Install time-series support (extensions, catalog, functions)"
-
-    @property
-    def migration_name_fragment(self):
-        return "install_timeseries_support"
-
-    def deconstruct(self):
-        return self.__class__.__qualname__, [], {}
-
-
 class CreateHypertable(TimeSeriesOperation):
     """Make a model's table a time series chunked by ``time_column`` every ``chunk_interval``.
 
     TimescaleDB: ``create_hypertable``. Plain PostgreSQL: native range partitioning, with
     partitions from the oldest row to a little ahead of now, and a default partition that
     refuses rows no partition holds. Must come before triggers, policies or grants on the
-    table, since the plain engine rebuilds it.
+    table, since the plain engine rebuilds it. Whether the table is converted already, and
+    what it holds, the server reads as the SQL runs (a DO block).
     """
 
     def __init__(self, model_name: str, time_column: str, chunk_interval: str):
@@ -126,74 +93,24 @@ class CreateHypertable(TimeSeriesOperation):
         column = model._meta.get_field(self.time_column).column
         pk = model._meta.pk.column
         width = parse_interval(self.chunk_interval)
-        connection = schema_editor.connection
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO qvp_timeseries_table (table_name, time_column, chunk_interval)"
-                " VALUES (%s, %s, %s) ON CONFLICT (table_name) DO UPDATE"
-                " SET time_column = EXCLUDED.time_column, chunk_interval = EXCLUDED.chunk_interval",
-                [table, column, width.sql()],
-            )
-            if engine.is_timescaledb(connection):
-                self._hypertable(cursor, table, column, pk, width)
-            else:
-                self._partitioned(cursor, table, column, pk, width)
-
-    @staticmethod
-    def _hypertable(cursor, table, column, pk, width):
-        cursor.execute(
-            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
-            [table],
-        )
-        if cursor.fetchone():
-            return
-        cursor.execute(
-            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
-            [ident(table)],
-        )
-        for (name,) in cursor.fetchall():
-            cursor.execute(f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(name)}")
-        cursor.execute(
-            f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(table + '_pkey')}"
-            f" PRIMARY KEY ({ident(pk)}, {ident(column)})"
-        )
-        cursor.execute(
-            "SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval),"
-            " create_default_indexes => false, migrate_data => true)",
-            [ident(table), column, width.sql()],
-        )
-
-    @staticmethod
-    def _partitioned(cursor, table, column, pk, width):
-        cursor.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", [ident(table)])
-        if cursor.fetchone()[0] == "p":
-            return
-
-        def create_partitions(new_table: str) -> None:
-            cursor.execute(f"SELECT min({ident(column)}), max({ident(column)}) FROM {ident(table)}")
-            oldest, newest = cursor.fetchone()
-            now = timezone.now()
-            start = min(oldest or now, now)
-            end = max(newest or now, partitions.ahead_of(width, now))
-            partitions.create_partitions(cursor, table, width, start, end, parent=new_table)
-
-        rebuild_table(
-            cursor,
-            table,
-            primary_key=[pk, column],
-            partition_column=column,
-            before_copy=create_partitions,
-        )
-        partitions.create_refusing_default(cursor, table, column)
+        if engine.is_timescaledb(schema_editor.connection):
+            convert = _hypertable_sql(table, column, pk, width)
+        else:
+            convert = _partitioned_sql(table, column, pk, width)
+        self._execute(schema_editor, [_register_sql(table, column, width), convert])
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         table = self._table(app_label, schema_editor, from_state)
         if table is None:
             return
         pk = self._model(app_label, from_state)._meta.pk.column
-        with schema_editor.connection.cursor() as cursor:
-            rebuild_table(cursor, table, primary_key=[pk])
-            cursor.execute("DELETE FROM qvp_timeseries_table WHERE table_name = %s", [table])
+        self._execute(
+            schema_editor,
+            [
+                do_block(rebuild_plpgsql(table, primary_key=[pk])),
+                f"DELETE FROM qvp_timeseries_table WHERE table_name = {literal(table)}",
+            ],
+        )
 
     def describe(self):
         return (
@@ -204,6 +121,71 @@ class CreateHypertable(TimeSeriesOperation):
     @property
     def migration_name_fragment(self):
         return f"create_hypertable_{self.model_name.lower()}"
+
+
+def _register_sql(table: str, column: str, width: Interval) -> str:
+    values = ", ".join(literal(v) for v in (table, column, width.sql()))
+    return (
+        "INSERT INTO qvp_timeseries_table (table_name, time_column, chunk_interval)"
+        f" VALUES ({values}) ON CONFLICT (table_name) DO UPDATE"
+        " SET time_column = EXCLUDED.time_column, chunk_interval = EXCLUDED.chunk_interval"
+    )
+
+
+def _hypertable_sql(table: str, column: str, pk: str, width: Interval) -> str:
+    """create_hypertable, once the primary key is ``(pk, time)``; nothing where the table is
+    a hypertable already."""
+    return do_block(f"""
+DECLARE
+    qvp_constraint name;
+BEGIN
+    IF EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+               WHERE hypertable_name = {literal(table)}) THEN
+        RETURN;  -- converted already
+    END IF;
+    FOR qvp_constraint IN
+        SELECT conname FROM pg_constraint WHERE conrelid = {regclass(table)} AND contype = 'p'
+    LOOP
+        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', {literal(table)}, qvp_constraint);
+    END LOOP;
+    ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(table + "_pkey")}
+        PRIMARY KEY ({ident(pk)}, {ident(column)});
+    PERFORM create_hypertable({regclass(table)}, by_range({literal(column)}, {interval(width)}),
+                              create_default_indexes => false, migrate_data => true);
+END
+""")
+
+
+def _partitioned_sql(table: str, column: str, pk: str, width: Interval) -> str:
+    """The table rebuilt partitioned by range, unless it is: partitions from its oldest row
+    (or now) to ahead of now and beyond its newest, then the refusing default partition."""
+    time = ident(column)
+
+    def create_partitions(new_table: str) -> str:
+        return partitions.covering_partitions_plpgsql(
+            table,
+            width,
+            parent=new_table,
+            start_sql=f"least((SELECT min({time}) FROM {ident(table)}), now())",
+            end_sql=(
+                f"greatest((SELECT max({time}) FROM {ident(table)}),"
+                f" {partitions.ahead_of_sql(width)})"
+            ),
+        )
+
+    rebuild = rebuild_plpgsql(
+        table, primary_key=[pk, column], partition_column=column, before_copy=create_partitions
+    )
+    default = "\n".join(f"{s};" for s in partitions.refusing_default_sql(table, column))
+    return do_block(f"""
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = {regclass(table)}) = 'p' THEN
+        RETURN;  -- converted already
+    END IF;
+{indent(rebuild)}
+{indent(default)}
+END
+""")
 
 
 class AddCompressionPolicy(TimeSeriesOperation):
@@ -237,46 +219,43 @@ class AddCompressionPolicy(TimeSeriesOperation):
             return
         model = self._model(app_label, to_state)
         segment = [model._meta.get_field(f).column for f in self.segment_by]
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE qvp_timeseries_table SET compress_after = %s, compress_segment_by = %s,"
-                " compress_order_by = %s WHERE table_name = %s",
-                [self.compress_after, segment, self.order_by, table],
-            )
-            if not engine.is_timescaledb(schema_editor.connection):
-                return
-            options = ["timescaledb.compress"]
-            if segment:
-                options.append(f"timescaledb.compress_segmentby = {literal(','.join(segment))}")
-            if self.order_by:
-                options.append(f"timescaledb.compress_orderby = {literal(self.order_by)}")
-            cursor.execute(f"ALTER TABLE {ident(table)} SET ({', '.join(options)})")
-            cursor.execute(
-                "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => true)",
-                [ident(table), parse_interval(self.compress_after).sql()],
-            )
+        statements = [
+            f"UPDATE qvp_timeseries_table SET compress_after = {literal(self.compress_after)},"
+            f" compress_segment_by = {literal(segment)},"
+            f" compress_order_by = {literal(self.order_by)} WHERE table_name = {literal(table)}"
+        ]
+        if engine.is_timescaledb(schema_editor.connection):
+            statements += self._compression_sql(table, segment)
+        self._execute(schema_editor, statements)
+
+    def _compression_sql(self, table: str, segment: list[str]) -> list[str]:
+        options = ["timescaledb.compress"]
+        if segment:
+            options.append(f"timescaledb.compress_segmentby = {literal(','.join(segment))}")
+        if self.order_by:
+            options.append(f"timescaledb.compress_orderby = {literal(self.order_by)}")
+        after = interval(parse_interval(self.compress_after))
+        return [
+            f"ALTER TABLE {ident(table)} SET ({', '.join(options)})",
+            f"SELECT add_compression_policy({regclass(table)}, {after}, if_not_exists => true)",
+        ]
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         table = self._table(app_label, schema_editor, from_state)
         if table is None:
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE qvp_timeseries_table SET compress_after = NULL,"
-                " compress_segment_by = '{}', compress_order_by = NULL WHERE table_name = %s",
-                [table],
-            )
-            if not engine.is_timescaledb(schema_editor.connection):
-                return
-            cursor.execute(
-                "SELECT remove_compression_policy(%s::regclass, if_exists => true)", [ident(table)]
-            )
-            cursor.execute(
+        statements = [
+            "UPDATE qvp_timeseries_table SET compress_after = NULL, compress_segment_by = '{}',"
+            f" compress_order_by = NULL WHERE table_name = {literal(table)}"
+        ]
+        if engine.is_timescaledb(schema_editor.connection):
+            statements += [
+                f"SELECT remove_compression_policy({regclass(table)}, if_exists => true)",
                 "SELECT decompress_chunk(c, if_compressed => true)"
-                " FROM show_chunks(%s::regclass) c",
-                [ident(table)],
-            )
-            cursor.execute(f"ALTER TABLE {ident(table)} SET (timescaledb.compress = false)")
+                f" FROM show_chunks({regclass(table)}) c",
+                f"ALTER TABLE {ident(table)} SET (timescaledb.compress = false)",
+            ]
+        self._execute(schema_editor, statements)
 
     def describe(self):
         return f"Compress {self.model_name} chunks older than {self.compress_after}"
@@ -289,8 +268,9 @@ class AddCompressionPolicy(TimeSeriesOperation):
 class AddRetentionPolicy(TimeSeriesOperation):
     """Drop chunks older than ``drop_after`` (counted back from now).
 
-    The value here is the default; ``QVP_RETENTION`` overrides it per table and ``maintain``
-    brings TimescaleDB's policy in line with the setting. Plain PostgreSQL drops partitions.
+    The value here is the default; ``QVP_RETENTION`` overrides it per table (the migration
+    reads the setting) and ``maintain`` brings TimescaleDB's policy in line with the setting
+    later on. Plain PostgreSQL drops partitions.
     """
 
     def __init__(self, model_name: str, drop_after: str):
@@ -305,28 +285,26 @@ class AddRetentionPolicy(TimeSeriesOperation):
         table = self._table(app_label, schema_editor, to_state)
         if table is None:
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE qvp_timeseries_table SET retention_default = %s WHERE table_name = %s",
-                [self.drop_after, table],
-            )
-            if engine.is_timescaledb(schema_editor.connection):
-                sync_retention_policy(cursor, table)
+        statements = [
+            f"UPDATE qvp_timeseries_table SET retention_default = {literal(self.drop_after)}"
+            f" WHERE table_name = {literal(table)}"
+        ]
+        if engine.is_timescaledb(schema_editor.connection):
+            wanted = retention_in_force(table, self.drop_after)
+            statements.append(retention_policy_sql(table, wanted))
+        self._execute(schema_editor, statements)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         table = self._table(app_label, schema_editor, from_state)
         if table is None:
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE qvp_timeseries_table SET retention_default = NULL WHERE table_name = %s",
-                [table],
-            )
-            if engine.is_timescaledb(schema_editor.connection):
-                cursor.execute(
-                    "SELECT remove_retention_policy(%s::regclass, if_exists => true)",
-                    [ident(table)],
-                )
+        statements = [
+            "UPDATE qvp_timeseries_table SET retention_default = NULL"
+            f" WHERE table_name = {literal(table)}"
+        ]
+        if engine.is_timescaledb(schema_editor.connection):
+            statements.append(retention_policy_sql(table, None))
+        self._execute(schema_editor, statements)
 
     def describe(self):
         return f"Drop {self.model_name} chunks older than {self.drop_after}"
@@ -342,7 +320,8 @@ class CreateContinuousAggregate(TimeSeriesOperation):
     ``columns`` are ``(name, function, field)`` with function one of first, last, min, max,
     sum, avg, count. TimescaleDB: a continuous aggregate created WITH NO DATA (migrations run
     in transactions) plus a refresh policy. Plain PostgreSQL: a summary table keyed on
-    ``group_by`` and the bucket, which ``maintain`` and loads refresh by range.
+    ``group_by`` and the bucket, which ``maintain`` and loads refresh by range. Either is
+    created only where no relation has its name (decided by the server).
     """
 
     def __init__(
@@ -401,57 +380,51 @@ class CreateContinuousAggregate(TimeSeriesOperation):
         timescaledb = engine.is_timescaledb(schema_editor.connection)
         definition = self._definition(model)
         select = aggregates.select_sql(definition, timescaledb=timescaledb)
-        groups = definition.group_by
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass(%s)", [ident(self.name)])
-            if cursor.fetchone()[0] is None:
-                if timescaledb:
-                    self._create_continuous(cursor, select)
-                else:
-                    key = ", ".join(ident(c) for c in [*groups, "bucket"])
-                    cursor.execute(f"CREATE TABLE {ident(self.name)} AS {select} WITH NO DATA")
-                    cursor.execute(
-                        f"ALTER TABLE {ident(self.name)} ADD CONSTRAINT"
-                        f" {ident(self.name[:58] + '_pkey')} PRIMARY KEY ({key})"
-                    )
-            cursor.execute(
-                "INSERT INTO qvp_timeseries_aggregate (view_name, source_table, time_column,"
-                " bucket_width, group_by, columns, refresh_window) VALUES (%s, %s, %s, %s, %s,"
-                " %s::jsonb, %s) ON CONFLICT (view_name) DO NOTHING",
-                [
-                    self.name,
-                    definition.source_table,
-                    definition.time_column,
-                    definition.bucket_width.sql(),
-                    groups,
-                    json.dumps([list(c) for c in definition.columns]),
-                    definition.refresh_window.sql(),
-                ],
-            )
+        if timescaledb:
+            create = self._continuous_sql(select)
+        else:
+            create = self._summary_sql(definition, select)
+        body = "\n".join(f"{statement};" for statement in create)
+        unless_present = do_block(f"""
+BEGIN
+    IF to_regclass({literal(ident(self.name))}) IS NULL THEN
+{indent(body, 8)}
+    END IF;
+END
+""")
+        self._execute(schema_editor, [unless_present, _register_aggregate_sql(definition)])
 
-    def _create_continuous(self, cursor, select):
+    def _continuous_sql(self, select: str) -> list[str]:
         width = parse_interval(self.bucket)
-        cursor.execute(
+        window = parse_interval(self.refresh_window)
+        return [
             f"CREATE MATERIALIZED VIEW {ident(self.name)} WITH (timescaledb.continuous,"
-            f" timescaledb.materialized_only = true) AS {select} WITH NO DATA"
-        )
-        cursor.execute(
-            "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => %s::interval,"
-            " end_offset => %s::interval, schedule_interval => %s::interval,"
-            " if_not_exists => true)",
-            [ident(self.name), parse_interval(self.refresh_window).sql(), width.sql(), "1 hour"],
-        )
+            f" timescaledb.materialized_only = true) AS {select} WITH NO DATA",
+            f"PERFORM add_continuous_aggregate_policy({regclass(self.name)},"
+            f" start_offset => {interval(window)}, end_offset => {interval(width)},"
+            f" schedule_interval => {interval('1 hour')}, if_not_exists => true)",
+        ]
+
+    def _summary_sql(self, definition: Aggregate, select: str) -> list[str]:
+        key = ", ".join(ident(c) for c in [*definition.group_by, "bucket"])
+        return [
+            f"CREATE TABLE {ident(self.name)} AS {select} WITH NO DATA",
+            f"ALTER TABLE {ident(self.name)} ADD CONSTRAINT"
+            f" {ident(self.name[:58] + '_pkey')} PRIMARY KEY ({key})",
+        ]
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         model = self._model(app_label, from_state)
         if not self._allowed(schema_editor, model):
             return
-        with schema_editor.connection.cursor() as cursor:
-            if engine.is_timescaledb(schema_editor.connection):
-                cursor.execute(f"DROP MATERIALIZED VIEW IF EXISTS {ident(self.name)}")
-            else:
-                cursor.execute(f"DROP TABLE IF EXISTS {ident(self.name)}")
-            cursor.execute("DELETE FROM qvp_timeseries_aggregate WHERE view_name = %s", [self.name])
+        kind = "MATERIALIZED VIEW" if engine.is_timescaledb(schema_editor.connection) else "TABLE"
+        self._execute(
+            schema_editor,
+            [
+                f"DROP {kind} IF EXISTS {ident(self.name)}",
+                f"DELETE FROM qvp_timeseries_aggregate WHERE view_name = {literal(self.name)}",
+            ],
+        )
 
     def describe(self):
         return f"Create continuous aggregate {self.name} of {self.model_name} by {self.bucket}"
@@ -459,3 +432,22 @@ class CreateContinuousAggregate(TimeSeriesOperation):
     @property
     def migration_name_fragment(self):
         return f"aggregate_{self.name.lower()}"
+
+
+def _register_aggregate_sql(definition: Aggregate) -> str:
+    values = ", ".join(
+        [
+            literal(definition.name),
+            literal(definition.source_table),
+            literal(definition.time_column),
+            literal(definition.bucket_width.sql()),
+            literal(definition.group_by),
+            f"{literal(json.dumps([list(c) for c in definition.columns]))}::jsonb",
+            literal(definition.refresh_window.sql()),
+        ]
+    )
+    return (
+        "INSERT INTO qvp_timeseries_aggregate (view_name, source_table, time_column,"
+        f" bucket_width, group_by, columns, refresh_window) VALUES ({values})"
+        " ON CONFLICT (view_name) DO NOTHING"
+    )

@@ -17,6 +17,7 @@ from django.db import transaction
 
 from qvp_site.db import catalog, engine
 from qvp_site.db.intervals import Interval
+from qvp_site.db.plpgsql import interval, utc_add
 from qvp_site.db.quoting import ident, literal
 
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
@@ -33,10 +34,13 @@ def default_partition_name(table: str) -> str:
     return f"{table[:48]}_default"
 
 
+def _whole_days(width: Interval) -> bool:
+    """Whether partitions of ``width`` all start at midnight, so their names need no time."""
+    return width.is_calendar or width.fixed.total_seconds() % 86400 == 0
+
+
 def partition_name(table: str, lower: datetime, width: Interval) -> str:
-    stamp = (
-        "%Y%m%d" if width.is_calendar or width.fixed.total_seconds() % 86400 == 0 else "%Y%m%dT%H%M"
-    )
+    stamp = "%Y%m%d" if _whole_days(width) else "%Y%m%dT%H%M"
     return f"{table[:48]}_p{lower.astimezone(UTC).strftime(stamp)}"
 
 
@@ -78,41 +82,64 @@ def bounds_covering(
     return ranges
 
 
+def _lock_key(table: str) -> str:
+    return f"qvp_partitions:{table}"
+
+
 def create_partitions(
-    cursor,
-    table: str,
-    width: Interval,
-    start: datetime,
-    end: datetime,
-    *,
-    parent: str | None = None,
+    cursor, table: str, width: Interval, start: datetime, end: datetime
 ) -> list[str]:
     """Create the missing partitions of ``table`` covering [start, end]; returns their names.
 
-    ``parent`` is the table to attach them to when it is not yet named ``table`` (a rebuild).
     The caller holds the transaction; an advisory lock keyed on the table serialises creators.
     """
-    parent = parent or table
-    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_partitions:{table}"])
-    existing = {(p.lower, p.upper) for p in partitions(cursor, parent)}
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_lock_key(table)])
+    existing = {(p.lower, p.upper) for p in partitions(cursor, table)}
     created = []
     for lower, upper in bounds_covering(width, start, end):
         if (lower, upper) in existing:
             continue
         name = partition_name(table, lower, width)
-        if parent == table:  # through the owner's function: the app's role runs no DDL
-            cursor.execute(
-                "SELECT qvp_create_partition(%s::regclass, %s, %s, %s)",
-                [ident(table), name, lower, upper],
-            )
-        else:  # a rebuild, in a migration, as the owner, before the table is registered
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(parent)}"
-                " FOR VALUES FROM (%s) TO (%s)",
-                [lower, upper],
-            )
+        # Through the owner's function: the application's role runs no DDL.
+        cursor.execute(
+            "SELECT qvp_create_partition(%s::regclass, %s, %s, %s)",
+            [ident(table), name, lower, upper],
+        )
         created.append(name)
     return created
+
+
+def covering_partitions_plpgsql(
+    table: str, width: Interval, *, parent: str, start_sql: str, end_sql: str
+) -> str:
+    """A PL/pgSQL block that attaches to ``parent`` the partitions of ``table`` covering
+    [start_sql, end_sql] (expressions the server evaluates), named and bounded as
+    ``create_partitions`` makes them: for a rebuild, where only the server knows the rows.
+
+    ``parent`` is the table being built, not yet named ``table``. The bounds step in UTC, as
+    ``Interval.add`` does; ``qvp_bucket_floor`` aligns the first as ``Interval.floor`` does.
+    """
+    width_sql = interval(width)
+    stamp = "YYYYMMDD" if _whole_days(width) else 'YYYYMMDD"T"HH24MI'
+    prefix = literal(f"{table[:48]}_p")
+    name = f"{prefix} || to_char(qvp_lower AT TIME ZONE 'UTC', {literal(stamp)})"
+    return f"""
+DECLARE
+    qvp_first timestamptz := qvp_bucket_floor({width_sql}, {start_sql});
+    qvp_last timestamptz := {end_sql};
+    qvp_lower timestamptz;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext({literal(_lock_key(table))}));
+    FOR qvp_lower IN
+        SELECT bound AT TIME ZONE 'UTC' FROM generate_series(
+            qvp_first AT TIME ZONE 'UTC', qvp_last AT TIME ZONE 'UTC', {width_sql}) AS bound
+    LOOP
+        EXECUTE format(
+            'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+            {name}, {literal(parent)}, qvp_lower, {utc_add("qvp_lower", width_sql)});
+    END LOOP;
+END;
+"""
 
 
 def ensure_partitions(
@@ -136,20 +163,20 @@ def prepare_load(table: str, start: datetime, end: datetime, using=None) -> list
     return ensure_partitions(table, series.chunk_interval, start, end, using=conn)
 
 
-def create_refusing_default(cursor, table: str, time_column: str) -> None:
+def refusing_default_sql(table: str, time_column: str) -> list[str]:
     """A default partition whose trigger refuses every row, naming the range it lacks."""
     name = default_partition_name(table)
-    cursor.execute(f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(table)} DEFAULT")
     args = ", ".join(literal(v) for v in (table, time_column))
-    cursor.execute(
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ident(name)} PARTITION OF {ident(table)} DEFAULT",
         "CREATE OR REPLACE TRIGGER qvp_refuse_unpartitioned BEFORE INSERT OR UPDATE"
-        f" ON {ident(name)} FOR EACH ROW EXECUTE FUNCTION qvp_refuse_unpartitioned_row({args})"
-    )
+        f" ON {ident(name)} FOR EACH ROW EXECUTE FUNCTION qvp_refuse_unpartitioned_row({args})",
+    ]
 
 
 def drop_partitions_before(cursor, table: str, cutoff: datetime) -> list[str]:
     """Retention: drop whole partitions whose every row is older than ``cutoff``."""
-    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_partitions:{table}"])
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_lock_key(table)])
     dropped = []
     for part in partitions(cursor, table):
         if part.upper <= cutoff:
@@ -161,3 +188,11 @@ def drop_partitions_before(cursor, table: str, cutoff: datetime) -> list[str]:
 def ahead_of(width: Interval, now: datetime) -> datetime:
     """How far ahead of now partitions exist: two chunks past the current one, a week at least."""
     return max(width.add(width.floor(now), 2), now + timedelta(days=7))
+
+
+def ahead_of_sql(width: Interval) -> str:
+    """``ahead_of(width, now)`` as a SQL expression, for the server to evaluate."""
+    width_sql = interval(width)
+    chunks = utc_add(f"qvp_bucket_floor({width_sql}, now())", f"2 * {width_sql}")
+    week = utc_add("now()", "interval '7 days'")
+    return f"greatest({chunks}, {week})"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from qvp_site.db import catalog
-from qvp_site.db.quoting import ident
+from qvp_site.db.intervals import Interval
+from qvp_site.db.plpgsql import do_block, interval, regclass
+from qvp_site.db.quoting import ident, literal
 
 
 def sync_retention_policy(cursor, table: str) -> str:
@@ -32,3 +34,25 @@ def sync_retention_policy(cursor, table: str) -> str:
         [regclass, wanted.sql()],
     )
     return f"retention policy set to {wanted.sql()}"
+
+
+def retention_policy_sql(table: str, drop_after: Interval | None) -> str:
+    """SQL giving ``table`` a retention job that drops chunks older than ``drop_after``, or
+    none: what ``sync_retention_policy`` does, decided by the server. A job that already
+    drops after the same interval is left alone, keeping its id and its history."""
+    remove = f"remove_retention_policy({regclass(table)}, if_exists => true)"
+    if drop_after is None:
+        return f"SELECT {remove}"
+    wanted = interval(drop_after)
+    return do_block(f"""
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM timescaledb_information.jobs
+        WHERE proc_name = 'policy_retention' AND hypertable_name = {literal(table)}
+          AND (config->>'drop_after')::interval = {wanted}
+    ) THEN
+        PERFORM {remove};
+        PERFORM add_retention_policy({regclass(table)}, drop_after => {wanted});
+    END IF;
+END
+""")

@@ -3,101 +3,103 @@
 PostgreSQL cannot turn an ordinary table into a partitioned one, nor a hypertable back into
 an ordinary table, so both directions copy into a new table with the same columns and then
 recreate the constraints and indexes under their original names (Django refers to them).
+
+The rebuild is a PL/pgSQL block, the same text for every database: which constraints and
+indexes the table has, its rows and the server's version are read by the server as it runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from qvp_site.db.quoting import ident
+from qvp_site.db.plpgsql import indent, regclass
+from qvp_site.db.quoting import ident, literal
+
+# PostgreSQL puts an identity column on a partitioned table from version 17 on.
+IDENTITY_ON_PARTITIONED = 170000
 
 
-def _saved_definitions(cursor, table: str) -> tuple[list[str], list[str]]:
-    """Constraints (but the primary key and NOT NULL) and free-standing indexes, as DDL."""
-    cursor.execute(
-        """
-        SELECT format('ALTER TABLE %%I ADD CONSTRAINT %%I %%s', %s, conname,
-                      pg_get_constraintdef(oid))
-        FROM pg_constraint
-        WHERE conrelid = %s::regclass AND contype IN ('c', 'u', 'f', 'x') AND conislocal
-        ORDER BY contype, conname
-        """,
-        [table, ident(table)],
-    )
-    constraints = [row[0] for row in cursor.fetchall()]
-    cursor.execute(
-        """
-        SELECT pg_get_indexdef(i.indexrelid)
-        FROM pg_index i
-        WHERE i.indrelid = %s::regclass
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid
-                          AND c.conrelid = i.indrelid)
-        ORDER BY i.indexrelid
-        """,
-        [ident(table)],
-    )
-    return constraints, [row[0] for row in cursor.fetchall()]
-
-
-def _server_version(cursor) -> int:
-    cursor.execute("SELECT current_setting('server_version_num')::int")
-    return cursor.fetchone()[0]
-
-
-def rebuild_table(
-    cursor,
+def rebuild_plpgsql(
     table: str,
     *,
     primary_key: Sequence[str],
     partition_column: str | None = None,
-    before_copy: Callable[[str], None] | None = None,
-) -> None:
-    """Recreate ``table`` (partitioned by range of ``partition_column`` when given).
+    before_copy: Callable[[str], str] | None = None,
+) -> str:
+    """A PL/pgSQL block recreating ``table`` (partitioned by range of ``partition_column``
+    when given) with its rows, primary key, id generator, constraints and indexes.
 
-    ``before_copy(new_table)`` runs once the new, empty table exists, so that partitions for
-    the rows about to be copied can be created.
+    ``before_copy(new_table)`` gives PL/pgSQL to run once the new, empty table exists, so
+    that partitions for the rows about to be copied can be created.
     """
     new = f"{table[:50]}__qvp_new"
-    constraints, indexes = _saved_definitions(cursor, table)
     partition = f" PARTITION BY RANGE ({ident(partition_column)})" if partition_column else ""
-    cursor.execute(
-        f"CREATE TABLE {ident(new)} (LIKE {ident(table)} INCLUDING DEFAULTS INCLUDING GENERATED"
-        f" INCLUDING STORAGE INCLUDING COMMENTS INCLUDING STATISTICS){partition}"
-    )
-    if before_copy is not None:
-        before_copy(new)
-    cursor.execute(f"INSERT INTO {ident(new)} SELECT * FROM {ident(table)}")
-    cursor.execute(f"DROP TABLE {ident(table)}")
-    cursor.execute(f"ALTER TABLE {ident(new)} RENAME TO {ident(table)}")
     pk_sql = ", ".join(ident(c) for c in primary_key)
-    cursor.execute(
-        f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(table + '_pkey')} PRIMARY KEY ({pk_sql})"
-    )
-    _restore_identity(cursor, table, primary_key[0], partitioned=bool(partition_column))
-    for statement in constraints + indexes:
-        cursor.execute(statement)
+    identity = _identity_plpgsql(table, primary_key[0], partitioned=bool(partition_column))
+    return f"""
+DECLARE
+    qvp_saved text[];
+    qvp_statement text;
+BEGIN
+{indent(_save_definitions_plpgsql(table))}
+    CREATE TABLE {ident(new)} (LIKE {ident(table)} INCLUDING DEFAULTS INCLUDING GENERATED
+        INCLUDING STORAGE INCLUDING COMMENTS INCLUDING STATISTICS){partition};
+{indent(before_copy(new) if before_copy else "")}
+    INSERT INTO {ident(new)} SELECT * FROM {ident(table)};
+    DROP TABLE {ident(table)};
+    ALTER TABLE {ident(new)} RENAME TO {ident(table)};
+    ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(table + "_pkey")} PRIMARY KEY ({pk_sql});
+{indent(identity)}
+    FOREACH qvp_statement IN ARRAY qvp_saved LOOP
+        EXECUTE qvp_statement;
+    END LOOP;
+END;
+"""
 
 
-def _restore_identity(cursor, table: str, column: str, *, partitioned: bool) -> None:
-    """Give the id column back its generator: identity, or a sequence where PostgreSQL < 17
-    cannot put an identity column on a partitioned table."""
-    if partitioned and _server_version(cursor) < 170000:
-        seq = f"{table[:55]}_id_seq"
-        cursor.execute(
-            f"CREATE SEQUENCE IF NOT EXISTS {ident(seq)} OWNED BY {ident(table)}.{ident(column)}"
-        )
-        cursor.execute(
-            f"ALTER TABLE {ident(table)} ALTER COLUMN {ident(column)}"
-            " SET DEFAULT nextval(%s::regclass)",
-            [ident(seq)],
-        )
-    else:
-        cursor.execute(
-            f"ALTER TABLE {ident(table)} ALTER COLUMN {ident(column)}"
-            " ADD GENERATED BY DEFAULT AS IDENTITY"
-        )
-    cursor.execute(
-        "SELECT setval(pg_get_serial_sequence(%s, %s),"
-        f" COALESCE(MAX({ident(column)}), 0) + 1, false) FROM {ident(table)}",
-        [ident(table), column],
+def _save_definitions_plpgsql(table: str) -> str:
+    """Into ``qvp_saved``: the constraints (but the primary key and NOT NULL) and the
+    free-standing indexes of ``table``, as the DDL that recreates them."""
+    oid = regclass(table)
+    return f"""
+qvp_saved := ARRAY(
+    SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', {literal(table)}, conname,
+                  pg_get_constraintdef(oid))
+    FROM pg_constraint
+    WHERE conrelid = {oid} AND contype IN ('c', 'u', 'f', 'x') AND conislocal
+    ORDER BY contype, conname
+) || ARRAY(
+    SELECT pg_get_indexdef(i.indexrelid)
+    FROM pg_index i
+    WHERE i.indrelid = {oid}
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid
+                      AND c.conrelid = i.indrelid)
+    ORDER BY i.indexrelid
+);
+"""
+
+
+def _identity_plpgsql(table: str, column: str, *, partitioned: bool) -> str:
+    """Give the id column back its generator, carrying on past the copied rows: identity, or
+    a sequence where PostgreSQL < 17 cannot put an identity column on a partitioned table."""
+    add_identity = (
+        f"ALTER TABLE {ident(table)} ALTER COLUMN {ident(column)}"
+        " ADD GENERATED BY DEFAULT AS IDENTITY;"
     )
+    restart = (
+        f"PERFORM setval(pg_get_serial_sequence({literal(ident(table))}, {literal(column)}),"
+        f" COALESCE(MAX({ident(column)}), 0) + 1, false) FROM {ident(table)};"
+    )
+    if not partitioned:
+        return f"{add_identity}\n{restart}"
+    seq = f"{table[:55]}_id_seq"
+    return f"""
+IF current_setting('server_version_num')::int < {IDENTITY_ON_PARTITIONED} THEN
+    CREATE SEQUENCE IF NOT EXISTS {ident(seq)} OWNED BY {ident(table)}.{ident(column)};
+    ALTER TABLE {ident(table)} ALTER COLUMN {ident(column)}
+        SET DEFAULT nextval({literal(ident(seq))}::regclass);
+ELSE
+    {add_identity}
+END IF;
+{restart}
+"""

@@ -15,6 +15,9 @@ two triggers that keep its promises, for raw SQL too:
 Both raise ``foreign_key_violation`` with the constraint name a foreign key would have, and
 the same message. Unlike a foreign key, TRUNCATE of the parent alone is not refused: only
 the owner may truncate, and test flushes truncate every table at once.
+
+The two trigger functions are versioned SQL (``marketdata/sql/references/``), installed by the
+migration that first enforces a reference; the operation makes only the triggers.
 """
 
 from __future__ import annotations
@@ -25,59 +28,6 @@ from django.db.migrations.operations.base import Operation
 from qvp_site.db import engine
 from qvp_site.db.quoting import ident, literal
 
-FUNCTIONS_SQL = """
-CREATE OR REPLACE FUNCTION qvp_check_reference() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
--- TG_ARGV: child column, parent table, parent column, constraint name.
-DECLARE
-    missing text;
-BEGIN
-    EXECUTE format(
-        'WITH wanted AS (SELECT DISTINCT %1$I AS key FROM qvp_new_rows WHERE %1$I IS NOT NULL),'
-        ' found AS (SELECT p.%3$I AS key FROM %2$I p WHERE p.%3$I IN (SELECT key FROM wanted)'
-        '           FOR KEY SHARE OF p)'
-        ' SELECT min(key)::text FROM wanted WHERE key NOT IN (SELECT key FROM found)',
-        TG_ARGV[0], TG_ARGV[1], TG_ARGV[2])
-    INTO missing;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"',
-            TG_TABLE_NAME, TG_ARGV[3]
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = TG_ARGV[3],
-                  TABLE = TG_TABLE_NAME,
-                  DETAIL = format('Key (%s)=(%s) is not present in table "%s".',
-                                  TG_ARGV[0], missing, TG_ARGV[1]);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION qvp_protect_referenced() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
--- TG_ARGV: child table, child column, parent column, constraint name.
-DECLARE
-    old_key text := to_jsonb(OLD) ->> TG_ARGV[2];
-    referenced boolean;
-BEGIN
-    IF TG_OP = 'UPDATE' AND old_key IS NOT DISTINCT FROM (to_jsonb(NEW) ->> TG_ARGV[2]) THEN
-        RETURN NEW;
-    END IF;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I c WHERE c.%I = ($1).%I)',
-                   TG_ARGV[0], TG_ARGV[1], TG_ARGV[2])
-    INTO referenced USING OLD;
-    IF referenced THEN
-        RAISE EXCEPTION
-            'update or delete on table "%" violates foreign key constraint "%" on table "%"',
-            TG_TABLE_NAME, TG_ARGV[3], TG_ARGV[0]
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = TG_ARGV[3],
-                  TABLE = TG_TABLE_NAME,
-                  DETAIL = format('Key (%s)=(%s) is still referenced from table "%s".',
-                                  TG_ARGV[2], old_key, TG_ARGV[0]);
-    END IF;
-    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
-END
-$$;
-"""
-
 
 def _names(child: str, column: str) -> tuple[str, str, str]:
     """The child's statement triggers, and the parent's row trigger (names under 63 bytes)."""
@@ -85,33 +35,33 @@ def _names(child: str, column: str) -> tuple[str, str, str]:
     return f"qvp_ref_{stem}_ins", f"qvp_ref_{stem}_upd", f"qvp_ref_{stem}_protect"
 
 
-def enforce_sql(child: str, column: str, parent: str, key: str, constraint: str) -> str:
+def enforce_sql(child: str, column: str, parent: str, key: str, constraint: str) -> list[str]:
+    """The triggers on ``child`` and ``parent``, one statement each."""
     insert, update, protect = _names(child, column)
     check_args = ", ".join(literal(v) for v in (column, parent, key, constraint))
     protect_args = ", ".join(literal(v) for v in (child, column, key, constraint))
-    return f"""
-{FUNCTIONS_SQL}
-DROP TRIGGER IF EXISTS {ident(insert)} ON {ident(child)};
-CREATE TRIGGER {ident(insert)} AFTER INSERT ON {ident(child)}
-    REFERENCING NEW TABLE AS qvp_new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION qvp_check_reference({check_args});
-DROP TRIGGER IF EXISTS {ident(update)} ON {ident(child)};
-CREATE TRIGGER {ident(update)} AFTER UPDATE ON {ident(child)}
-    REFERENCING NEW TABLE AS qvp_new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION qvp_check_reference({check_args});
-DROP TRIGGER IF EXISTS {ident(protect)} ON {ident(parent)};
-CREATE TRIGGER {ident(protect)} BEFORE DELETE OR UPDATE OF {ident(key)} ON {ident(parent)}
-    FOR EACH ROW EXECUTE FUNCTION qvp_protect_referenced({protect_args});
-"""
+    return [
+        f"DROP TRIGGER IF EXISTS {ident(insert)} ON {ident(child)}",
+        f"CREATE TRIGGER {ident(insert)} AFTER INSERT ON {ident(child)}"
+        " REFERENCING NEW TABLE AS qvp_new_rows FOR EACH STATEMENT"
+        f" EXECUTE FUNCTION qvp_check_reference({check_args})",
+        f"DROP TRIGGER IF EXISTS {ident(update)} ON {ident(child)}",
+        f"CREATE TRIGGER {ident(update)} AFTER UPDATE ON {ident(child)}"
+        " REFERENCING NEW TABLE AS qvp_new_rows FOR EACH STATEMENT"
+        f" EXECUTE FUNCTION qvp_check_reference({check_args})",
+        f"DROP TRIGGER IF EXISTS {ident(protect)} ON {ident(parent)}",
+        f"CREATE TRIGGER {ident(protect)} BEFORE DELETE OR UPDATE OF {ident(key)}"
+        f" ON {ident(parent)} FOR EACH ROW EXECUTE FUNCTION qvp_protect_referenced({protect_args})",
+    ]
 
 
-def drop_sql(child: str, column: str, parent: str) -> str:
+def drop_sql(child: str, column: str, parent: str) -> list[str]:
     insert, update, protect = _names(child, column)
-    return (
-        f"DROP TRIGGER IF EXISTS {ident(insert)} ON {ident(child)};"
-        f"DROP TRIGGER IF EXISTS {ident(update)} ON {ident(child)};"
-        f"DROP TRIGGER IF EXISTS {ident(protect)} ON {ident(parent)};"
-    )
+    return [
+        f"DROP TRIGGER IF EXISTS {ident(insert)} ON {ident(child)}",
+        f"DROP TRIGGER IF EXISTS {ident(update)} ON {ident(child)}",
+        f"DROP TRIGGER IF EXISTS {ident(protect)} ON {ident(parent)}",
+    ]
 
 
 class EnforceReference(Operation):
@@ -120,7 +70,7 @@ class EnforceReference(Operation):
     constraint, in the same migration."""
 
     reversible = True
-    reduces_to_sql = False
+    reduces_to_sql = True
 
     def __init__(self, model_name: str, field_name: str):
         self.model_name = model_name
@@ -144,14 +94,13 @@ class EnforceReference(Operation):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         _require_transition_tables(schema_editor.connection)
         if reference := self._reference(app_label, schema_editor, to_state):
-            # Without parameters: the functions' bodies hold % signs of their own.
-            with schema_editor.connection.cursor() as cursor:
-                cursor.execute(enforce_sql(*reference))
+            for statement in enforce_sql(*reference):
+                schema_editor.execute(statement, params=None)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if reference := self._reference(app_label, schema_editor, from_state):
-            with schema_editor.connection.cursor() as cursor:
-                cursor.execute(drop_sql(*reference[:3]))
+            for statement in drop_sql(*reference[:3]):
+                schema_editor.execute(statement, params=None)
 
     def describe(self):
         return f"Check {self.model_name}.{self.field_name} once per statement"

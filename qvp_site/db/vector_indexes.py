@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from django.db.migrations.operations.base import Operation
 
-from qvp_site.db.quoting import ident
+from qvp_site.db.plpgsql import do_block, warnings_logged
+from qvp_site.db.quoting import ident, literal
 
 logger = logging.getLogger(__name__)
 
@@ -74,38 +75,66 @@ class VectorIndex:
 
     def sql(self, rows: int = 0) -> str:
         """CREATE INDEX IF NOT EXISTS; ``rows`` sets an IVFFlat's lists when none were given."""
-        opclass = DISTANCES[self.distance][0]
         if self.method == HNSW:
             options = f"m = {int(self.m)}, ef_construction = {int(self.ef_construction)}"
         else:
             options = f"lists = {int(self.lists or ivfflat_lists(rows))}"
+        return f"{self._head()} WITH ({options})"
+
+    def _head(self) -> str:
+        """The CREATE INDEX statement up to its options."""
+        opclass = DISTANCES[self.distance][0]
         return (
             f"CREATE INDEX IF NOT EXISTS {ident(self.name)} ON {ident(self.table)}"
-            f" USING {self.method} ({ident(self.column)} {opclass}) WITH ({options})"
+            f" USING {self.method} ({ident(self.column)} {opclass})"
         )
+
+    def build_sql(self) -> list[str]:
+        """The statements that build the index, the same whatever the table holds: an HNSW at
+        once; an IVFFlat only where the table has rows, its lists from their count unless
+        given, decided by the server (a warning says so when it is skipped)."""
+        memory = f"SET LOCAL maintenance_work_mem = {literal(BUILD_MEMORY)}"
+        if self.method == HNSW:
+            return [memory, self.sql()]
+        note = (
+            f"IVFFlat index {self.name} not built: {self.table} has no rows to draw its lists"
+            " from; call create_vector_index after loading data"
+        )
+        lists = str(int(self.lists)) if self.lists else _IVFFLAT_LISTS_SQL
+        return [
+            do_block(f"""
+DECLARE
+    qvp_rows bigint := (SELECT count(*) FROM {ident(self.table)});
+BEGIN
+    IF qvp_rows = 0 THEN
+        RAISE WARNING '%', {literal(note)};
+        RETURN;
+    END IF;
+    {memory};
+    EXECUTE {literal(self._head() + " WITH (lists = ")} || ({lists})::text || ')';
+END
+""")
+        ]
+
+
+# ivfflat_lists(qvp_rows), for the server.
+_IVFFLAT_LISTS_SQL = (
+    "CASE WHEN qvp_rows <= 1000000 THEN greatest(1, qvp_rows / 1000)"
+    " ELSE floor(sqrt(qvp_rows))::bigint END"
+)
 
 
 def create_vector_index(cursor, index: VectorIndex) -> bool:
     """Build ``index`` unless it exists; an IVFFlat on an empty table is skipped (False)."""
-    rows = 0
-    if index.method == IVFFLAT:
-        cursor.execute(f"SELECT count(*) FROM {ident(index.table)}")
-        rows = cursor.fetchone()[0]
-        if rows == 0:
-            logger.warning(
-                "IVFFlat index %s not built: %s has no rows to draw its lists from;"
-                " call create_vector_index after loading data",
-                index.name,
-                index.table,
-            )
-            return False
-    cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
-    cursor.execute(index.sql(rows))
-    return True
+    with warnings_logged(cursor.connection, logger):
+        for statement in index.build_sql():
+            cursor.execute(statement)
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [ident(index.name)])
+    return cursor.fetchone()[0]
 
 
-def drop_vector_index(cursor, name: str) -> None:
-    cursor.execute(f"DROP INDEX IF EXISTS {ident(name)}")
+def drop_index_sql(name: str) -> str:
+    return f"DROP INDEX IF EXISTS {ident(name)}"
 
 
 def vector_index_definitions(cursor, table: str) -> dict[str, str]:
@@ -124,7 +153,7 @@ class CreateVectorIndex(Operation):
     """An HNSW (default) or IVFFlat index on ``field`` of ``model_name`` for ``distance``."""
 
     reversible = True
-    reduces_to_sql = False
+    reduces_to_sql = True
 
     def __init__(
         self,
@@ -171,15 +200,18 @@ class CreateVectorIndex(Operation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         index = self._target(app_label, schema_editor, to_state)
-        if index is not None:
-            with schema_editor.connection.cursor() as cursor:
-                create_vector_index(cursor, index)
+        if index is None:
+            return
+        connection = schema_editor.connection
+        connection.ensure_connection()
+        with warnings_logged(connection.connection, logger):
+            for statement in index.build_sql():
+                schema_editor.execute(statement, params=None)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         index = self._target(app_label, schema_editor, from_state)
         if index is not None:
-            with schema_editor.connection.cursor() as cursor:
-                drop_vector_index(cursor, index.name)
+            schema_editor.execute(drop_index_sql(index.name), params=None)
 
     def describe(self):
         if self.method == HNSW:

@@ -17,7 +17,8 @@ from django.db import DatabaseError, IntegrityError, connection, migrations, mod
 from django.db.migrations.state import ProjectState
 from django.utils import timezone
 
-from qvp_site.db import aggregates, catalog, engine
+from qvp_site.db import aggregates, catalog, engine, partitions
+from qvp_site.db.intervals import parse_interval
 from qvp_site.db.maintenance import maintain
 from qvp_site.db.operations import (
     AddCompressionPolicy,
@@ -25,7 +26,7 @@ from qvp_site.db.operations import (
     CreateContinuousAggregate,
     CreateHypertable,
 )
-from tests.migration_ops import apply_operation
+from tests.migration_ops import apply_operation, collect_sql, run_script
 
 APP = "tsops"
 TABLE = "tsops_reading"
@@ -51,6 +52,7 @@ CREATE_READING = migrations.CreateModel(
 
 
 apply = partial(apply_operation, APP)
+collect = partial(collect_sql, APP)
 
 
 @pytest.fixture
@@ -372,7 +374,8 @@ def test_before_postgresql_17_ids_come_from_a_sequence(reading_state, timescaled
     """PostgreSQL 16 has no identity columns on partitioned tables: a sequence serves instead."""
     if timescaledb:
         pytest.skip("hypertables keep their identity column on every version")
-    monkeypatch.setattr("qvp_site.db.rebuild._server_version", lambda cursor: 160000)
+    # The server decides by its version: this one is made to count as one before identity.
+    monkeypatch.setattr("qvp_site.db.rebuild.IDENTITY_ON_PARTITIONED", 10_000_000)
     Reading = reading(reading_state)
     Reading.objects.create(ts=timezone.now(), sensor="a", value=1.0)
     Reading = reading(hypertable(reading_state))
@@ -426,3 +429,120 @@ def test_two_maintains_at_once_both_succeed(reading_state):
     assert errors == []
     created = [line for line in reports if line.startswith(f"{TABLE}:") and "2021" in line]
     assert len(created) == 1 or engine.is_timescaledb()  # one of them made the partitions
+
+
+HOURLY = CreateContinuousAggregate(
+    "tsops_hourly", "Reading", "ts", "1h", [("high", "max", "value")], ["sensor"]
+)
+
+
+@pytest.mark.parametrize("backwards", [False, True], ids=["forwards", "backwards"])
+@pytest.mark.parametrize(
+    "operation",
+    [
+        CreateHypertable("Reading", "ts", "7 days"),
+        AddCompressionPolicy("Reading", "7 days", ["sensor"], "ts DESC"),
+        AddRetentionPolicy("Reading", "90 days"),
+        HOURLY,
+    ],
+    ids=lambda operation: type(operation).__name__,
+)
+def test_sqlmigrate_collects_the_sql_and_it_does_not_depend_on_the_data(
+    reading_state, operation, backwards
+):
+    """What sqlmigrate shows is what runs on every database of the engine: the same for an
+    empty table, a table with rows, and a table already converted; collecting runs nothing."""
+    empty = collect(reading_state, operation, backwards=backwards)
+    assert empty
+    assert all(statement.strip() for statement in empty)
+    assert table_kind() == "ordinary"
+    Reading = reading(reading_state)
+    Reading.objects.create(ts=datetime(2020, 3, 4, 10, 30, tzinfo=UTC), sensor="a", value=1.0)
+    Reading.objects.create(ts=timezone.now(), sensor="a", value=2.0)
+    assert collect(reading_state, operation, backwards=backwards) == empty
+    hypertable(reading_state)
+    assert collect(reading_state, operation, backwards=backwards) == empty
+
+
+def test_the_collected_sql_run_by_hand_converts_the_table_and_back(reading_state, timescaledb):
+    Reading = reading(reading_state)
+    old = datetime(2020, 3, 4, 10, 30, tzinfo=UTC)
+    Reading.objects.create(ts=old, sensor="a", value=1.0)
+    Reading.objects.create(ts=timezone.now(), sensor="a", value=2.0)
+    names_before = names_on_table()
+    operation = CreateHypertable("Reading", "ts", "7 days")
+    forwards = collect(reading_state, operation)
+
+    run_script(forwards)
+    assert table_kind() == expected_kind(timescaledb)
+    assert (primary_key_columns(), names_on_table()) == (["id", "ts"], names_before)
+    with connection.cursor() as cursor:
+        assert catalog.time_series(cursor, TABLE)[0].chunk_interval == parse_interval("7 days")
+        made = [] if timescaledb else partitions.partitions(cursor, TABLE)
+    run_script(forwards)  # again: nothing changes
+    with connection.cursor() as cursor:
+        assert ([] if timescaledb else partitions.partitions(cursor, TABLE)) == made
+    assert Reading.objects.create(ts=old, sensor="b", value=3.0).id == 3
+
+    run_script(collect(reading_state, operation, backwards=True))
+    assert table_kind() == "ordinary"
+    assert (primary_key_columns(), names_on_table()) == (["id"], names_before)
+    assert sorted(Reading.objects.values_list("value", flat=True)) == [1, 2, 3]
+    with connection.cursor() as cursor:
+        assert not catalog.time_series(cursor, TABLE)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "oldest_age"),
+    [("7 days", timedelta(days=100)), ("6 hours", timedelta(days=3)), ("1 month", None)],
+)
+def test_partitions_are_those_the_python_rules_name_and_bound(
+    reading_state, timescaledb, chunk, oldest_age
+):
+    """The server makes the partitions of a rebuild as ``partitions.create_partitions`` does:
+    from the oldest row to ``ahead_of`` now, aligned and named by the same rules."""
+    if timescaledb:
+        pytest.skip("TimescaleDB creates chunks on demand; partitions are the plain engine's")
+    width = parse_interval(chunk)
+    before = timezone.now()
+    oldest = before - oldest_age if oldest_age else datetime(2024, 2, 29, 5, 7, tzinfo=UTC)
+    reading(reading_state).objects.create(ts=oldest, sensor="a", value=1.0)
+    hypertable(reading_state, chunk)
+    after = timezone.now()
+    with connection.cursor() as cursor:
+        made = [(p.name, p.lower, p.upper) for p in partitions.partitions(cursor, TABLE)]
+
+    def expected(now: datetime) -> list[tuple]:
+        bounds = partitions.bounds_covering(width, oldest, partitions.ahead_of(width, now))
+        return [(partitions.partition_name(TABLE, lo, width), lo, up) for lo, up in bounds]
+
+    assert made in (expected(before), expected(after))
+    assert ("T" in made[0][0]) == (chunk == "6 hours")  # a time in the name below a day
+
+
+def retention_jobs() -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT job_id, (config->>'drop_after')::interval FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_retention' AND hypertable_name = %s",
+            [TABLE],
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.timescaledb
+def test_the_retention_policy_is_the_setting_s_and_an_equal_one_is_kept(reading_state, settings):
+    state = hypertable(reading_state)
+    operation = AddRetentionPolicy("Reading", "90 days")
+    settings.QVP_RETENTION = {TABLE: "30 days"}
+    apply(state, operation)
+    ((job, drop_after),) = retention_jobs()
+    assert drop_after == timedelta(days=30)
+    apply(state, operation)
+    assert retention_jobs() == [(job, drop_after)]  # the same job, its history kept
+    settings.QVP_RETENTION = {}
+    apply(state, operation)
+    assert [after for _, after in retention_jobs()] == [timedelta(days=90)]
+    settings.QVP_RETENTION = {TABLE: "off"}
+    apply(state, operation)
+    assert retention_jobs() == []

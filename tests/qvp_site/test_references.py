@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, migrations, models, transactio
 from django.db.migrations.state import ProjectState
 
 from qvp_site.db.references import EnforceReference
-from tests.migration_ops import apply_operation
+from tests.migration_ops import apply_operation, collect_sql, run_script
 
 APP = "refops"
 PARENT, CHILD = "refops_desk", "refops_trade"
@@ -111,6 +111,18 @@ def test_forwards_twice_changes_nothing_and_backwards_removes_the_triggers(table
     apply(tables, EnforceReference("Trade", "desk"), backwards=True)
     assert triggers() == []
     execute(f"INSERT INTO {CHILD} (desk_id, quantity) VALUES (42, 1)")  # unchecked now
+
+
+def test_the_sql_sqlmigrate_shows_runs_as_a_script_and_enforces_the_reference(tables):
+    """The functions' bodies hold % signs: collected and run as text, they are kept as is."""
+    operation = EnforceReference("Trade", "desk")
+    installed = triggers()
+    run_script(collect_sql(APP, tables, operation, backwards=True))
+    assert triggers() == []
+    run_script(collect_sql(APP, tables, operation))
+    assert triggers() == installed
+    with pytest.raises(IntegrityError, match=RULE), transaction.atomic():
+        execute(f"INSERT INTO {CHILD} (desk_id, quantity) VALUES (2, 1)")
 
 
 def test_describe_name_fragment_and_deconstruct():

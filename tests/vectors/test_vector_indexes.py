@@ -20,7 +20,7 @@ from qvp_site.db.vector_indexes import (
     ivfflat_lists,
     vector_index_definitions,
 )
-from tests.migration_ops import apply_operation
+from tests.migration_ops import apply_operation, collect_sql, run_script
 
 APP = "vecops"
 TABLE = "vecops_point"
@@ -37,6 +37,7 @@ CREATE_POINT = migrations.CreateModel(
 
 
 apply = partial(apply_operation, APP)
+collect = partial(collect_sql, APP)
 
 
 @pytest.fixture
@@ -106,6 +107,33 @@ def test_ivfflat_takes_its_lists_from_the_row_count(point_state):
     assert indexes() == {}
     apply(state, CreateVectorIndex("Point", "point_ivf", "embedding", "cosine", "ivfflat", lists=7))
     assert "vector_cosine_ops) WITH (lists='7')" in indexes()["point_ivf"]
+
+
+@pytest.mark.parametrize("method", ["hnsw", "ivfflat"])
+def test_sqlmigrate_shows_the_same_sql_for_an_empty_and_a_filled_table(point_state, method):
+    operation = CreateVectorIndex("Point", "point_idx", "embedding", method=method)
+    forwards, backwards = (
+        collect(point_state, operation),
+        collect(point_state, operation, backwards=True),
+    )
+    assert forwards
+    assert backwards
+    fill(1200)
+    assert collect(point_state, operation) == forwards
+    assert collect(point_state, operation, backwards=True) == backwards
+    assert indexes() == {}  # collecting built nothing
+
+
+def test_the_collected_ivfflat_sql_sizes_its_lists_when_it_runs(point_state):
+    operation = CreateVectorIndex("Point", "point_ivf", "embedding", method="ivfflat")
+    forwards = collect(point_state, operation)
+    run_script(forwards)
+    assert indexes() == {}  # an empty table: skipped
+    fill(5000)
+    run_script(forwards)
+    assert "WITH (lists='5')" in indexes()["point_ivf"]
+    run_script(collect(point_state, operation, backwards=True))
+    assert indexes() == {}
 
 
 def test_lists_follow_pgvectors_advice():
