@@ -1,0 +1,80 @@
+"""``sqlmigrate`` shows what each migration runs, and what it runs on an engine never changes.
+
+Each project migration's ``sqlmigrate`` output, forwards and backwards, is kept per engine in
+``sqlmigrate/<engine>/``. The output is for the engine the test database has; the operations
+read nothing else of the database, so it is the same on every database of that engine.
+
+A migration without a snapshot on this engine (a new migration, or an engine added) fails with
+how to record it: run the tests with ``QVP_RECORD_SQLMIGRATE=1`` and commit the files written.
+A recorded snapshot is never rewritten: a released migration must not change what it runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db.migrations import RunPython
+from django.db.migrations.loader import MigrationLoader
+
+from qvp_site.db import engine
+
+SNAPSHOTS = Path(__file__).resolve().parent / "sqlmigrate"
+APPS = ("qvp_site", "marketdata", "trading", "risk", "signals", "vectors")
+RECORD = os.environ.get("QVP_RECORD_SQLMIGRATE") == "1"
+
+
+def _migrations() -> list[tuple[str, str]]:
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return sorted(key for key in loader.disk_migrations if key[0] in APPS)
+
+
+def _sqlmigrate(app_label: str, name: str, *, backwards: bool) -> str:
+    out = StringIO()
+    call_command("sqlmigrate", app_label, name, backwards=backwards, stdout=out, no_color=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("direction", ["forwards", "backwards"])
+@pytest.mark.parametrize(
+    ("app_label", "name"), _migrations(), ids=[f"{a}/{n}" for a, n in _migrations()]
+)
+def test_sqlmigrate_output_is_the_released_one(db, app_label, name, direction):
+    output = _sqlmigrate(app_label, name, backwards=direction == "backwards")
+    snapshot = SNAPSHOTS / engine.detect().engine / app_label / f"{name}.{direction}.sql"
+    if not snapshot.exists():
+        if not RECORD:
+            pytest.fail(
+                f"no sqlmigrate snapshot {snapshot.relative_to(SNAPSHOTS.parent)}: record it"
+                " with QVP_RECORD_SQLMIGRATE=1 and commit it"
+            )
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.write_text(output)
+    recorded = snapshot.read_text()
+    diff = "".join(
+        difflib.unified_diff(
+            recorded.splitlines(keepends=True),
+            output.splitlines(keepends=True),
+            "released",
+            "now",
+        )
+    )
+    assert output == recorded, (
+        f"{app_label} {name} {direction} runs other SQL than released:\n{diff}"
+    )
+
+
+def test_every_operation_but_python_shows_its_sql():
+    """No operation of a project migration hides from sqlmigrate (RunPython alone is code)."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    hidden = [
+        f"{app_label} {name}: {operation.describe()}"
+        for app_label, name in _migrations()
+        for operation in loader.disk_migrations[app_label, name].operations
+        if not operation.reduces_to_sql and not isinstance(operation, RunPython)
+    ]
+    assert not hidden, f"operations sqlmigrate cannot show: {hidden}"
