@@ -1,53 +1,53 @@
 """The market-data REST API: instruments, bars, bucketed bars, ticks and latest prices.
 
-Serializers and thin viewsets over the querysets, ``marketdata.buckets`` and
-``marketdata.prices``. Query parameters go through serializers, so bad input is a 400 that
-names the parameter, and the schema describes them. Instruments are read-only here: ingest
-creates them and the admin edits them.
+Serializers and thin viewsets over the querysets, ``marketdata.buckets``,
+``marketdata.prices`` and ``marketdata.batches`` (a posted batch of bars, written by the
+ingest pipeline); the shared kit is ``qvp_site.api``. Query parameters go through serializers,
+so bad input is a 400 that names the parameter, and the schema describes them. Instruments
+are read-only here: ingest creates them and the admin edits them.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, pagination, serializers, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.batches import BarBatchSerializer, write_batch
+from marketdata.batches import KINDS, write_batch
 from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, bucketed
+from marketdata.fields import SymbolField, SymbolListField
 from marketdata.ingest.pipeline import IngestRefused
 from marketdata.models import Instrument, MinuteBar, Tick
 from marketdata.prices import Price, latest_prices
+from qvp_site.api import (
+    MAX_BATCH,
+    CursorPagination,
+    FiniteFloatField,
+    PageNumberPagination,
+    TimeField,
+    TimeRangeQuery,
+    query_parameters,
+    schema_parameters,
+    within,
+)
 from qvp_site.db.intervals import Interval, parse_interval
 
 MAX_BUCKETS = 20_000
-MAX_SYMBOLS = 1_000
 # Widths a bucket may have: from the bar's own period up to ten years.
 MAX_WIDTH_MONTHS, MAX_WIDTH = 120, timedelta(days=3660)
 TIMEFRAME_WIDTHS = {"1m": timedelta(minutes=1), "1d": timedelta(days=1)}
-# Times the API accepts: far enough out for any history, never near datetime's limits.
-EARLIEST, LATEST = datetime(1800, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
 
 
 # --- Pagination ------------------------------------------------------------------------------
-class PageNumberPagination(pagination.PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = settings.API_MAX_PAGE_SIZE
-
-
-class TimeCursorPagination(pagination.CursorPagination):
-    """Pages in time order, by position rather than offset: each page is an index range
-    scan, and pages stay stable while new rows arrive."""
+class TimeCursorPagination(CursorPagination):
+    """Bars in time order."""
 
     ordering = "ts"
-    page_size_query_param = "page_size"
-    max_page_size = settings.API_MAX_PAGE_SIZE
 
 
 class TickCursorPagination(TimeCursorPagination):
@@ -55,50 +55,6 @@ class TickCursorPagination(TimeCursorPagination):
 
 
 # --- Query parameters ------------------------------------------------------------------------
-class SymbolField(serializers.CharField):
-    """An instrument's symbol; validates to the Instrument, refusing unknown symbols."""
-
-    def run_validation(self, data=serializers.empty) -> Instrument:
-        # Looked up after CharField's own checks, which refuse NUL characters PostgreSQL can't take.
-        symbol = super().run_validation(data)
-        instrument = Instrument.objects.filter(symbol=symbol).first()
-        if instrument is None:
-            raise serializers.ValidationError(f"unknown symbol {symbol!r}")
-        return instrument
-
-
-class SymbolListField(serializers.CharField):
-    """Comma-separated symbols; validates to their Instruments in the order given."""
-
-    def run_validation(self, data=serializers.empty) -> list[Instrument]:
-        text = super().run_validation(data)
-        names = [n for n in dict.fromkeys(s.strip() for s in text.split(",")) if n]
-        if not names or len(names) > MAX_SYMBOLS:
-            raise serializers.ValidationError(f"give 1 to {MAX_SYMBOLS} symbols, comma-separated")
-        found = {i.symbol: i for i in Instrument.objects.filter(symbol__in=names)}
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise serializers.ValidationError(f"unknown symbols: {', '.join(unknown)}")
-        return [found[n] for n in names]
-
-
-class TimeField(serializers.DateTimeField):
-    """An ISO 8601 time or date, UTC unless it carries an offset."""
-
-    # A "+" left unencoded in a query string arrives as a space: "...T09:30:00 01:00".
-    _SPACED_OFFSET = re.compile(r" (\d\d:?\d\d)$")
-
-    def to_internal_value(self, value) -> datetime:
-        if isinstance(value, str):
-            value = self._SPACED_OFFSET.sub(r"+\1", value.strip())
-        moment = super().to_internal_value(value)
-        if not EARLIEST <= moment < LATEST:
-            raise serializers.ValidationError(
-                f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
-            )
-        return moment
-
-
 class WidthField(serializers.CharField):
     """A bucket width: 1h, 1d, 1w, 1mo, or any interval such as "15 minutes"."""
 
@@ -115,16 +71,8 @@ class WidthField(serializers.CharField):
         return width
 
 
-class RangeQuery(serializers.Serializer):
+class RangeQuery(TimeRangeQuery):
     symbol = SymbolField(help_text="the instrument's symbol (required)")
-    start = TimeField(required=False, help_text="from this time on (inclusive), ISO 8601")
-    end = TimeField(required=False, help_text="before this time (exclusive), ISO 8601")
-
-    def validate(self, attrs: dict) -> dict:
-        start, end = attrs.get("start"), attrs.get("end")
-        if start is not None and end is not None and start >= end:
-            raise serializers.ValidationError({"start": "must be before end"})
-        return attrs
 
 
 class BarQuery(RangeQuery):
@@ -165,11 +113,49 @@ class LatestPriceQuery(serializers.Serializer):
     as_of = TimeField(required=False, help_text="the price at this time (default: now)")
 
 
-def parameters(serializer_class: type[serializers.Serializer], request: Request) -> dict:
-    """The request's query parameters, validated (a 400 naming each bad one otherwise)."""
-    query = serializer_class(data=request.query_params)
-    query.is_valid(raise_exception=True)
-    return query.validated_data
+# --- Batches ---------------------------------------------------------------------------------
+class BatchBarSerializer(serializers.Serializer):
+    ts = serializers.DateTimeField()
+    open = FiniteFloatField()
+    high = FiniteFloatField()
+    low = FiniteFloatField()
+    close = FiniteFloatField()
+    volume = FiniteFloatField(required=False, allow_null=True, min_value=0)
+
+    def validate(self, attrs: dict) -> dict:
+        errors = {}
+        for name in ("open", "high", "low", "close"):
+            if attrs[name] <= 0:
+                errors[name] = "must be positive"
+        if attrs["high"] < max(attrs["open"], attrs["close"], attrs["low"]):
+            errors["high"] = "is below the open, close or low"
+        if attrs["low"] > min(attrs["open"], attrs["close"]):
+            errors["low"] = "is above the open or close"
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+# Bars of one symbol and timeframe, validated item by item: the index and field of each bad
+# item is named. (A docstring would become the schema's description.)
+class BarBatchSerializer(serializers.Serializer):
+    symbol = serializers.SlugRelatedField(
+        slug_field="symbol", queryset=Instrument.objects.all(), help_text="an existing symbol"
+    )
+    timeframe = serializers.ChoiceField(choices=sorted(KINDS), default="1m")
+    bars = serializers.ListField(
+        child=BatchBarSerializer(), allow_empty=False, max_length=MAX_BATCH
+    )
+
+    def validate_bars(self, bars: list[dict]) -> list[dict]:
+        seen: dict = {}
+        for index, bar in enumerate(bars):
+            if bar["ts"] in seen:
+                raise serializers.ValidationError(
+                    {index: {"ts": [f"repeats the time of item {seen[bar['ts']]}"]}}
+                )
+            seen[bar["ts"]] = index
+        return bars
 
 
 # --- Responses -------------------------------------------------------------------------------
@@ -256,11 +242,9 @@ class InstrumentViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset()
         if self.action != "list" or getattr(self, "swagger_fake_view", False):
             return queryset
-        query = parameters(InstrumentQuery, self.request)
-        lookups = {k: v for k, v in query.items() if v is not None}
-        return queryset.filter(**lookups)
+        return queryset.filter(**query_parameters(InstrumentQuery, self.request))
 
-    @extend_schema(parameters=[InstrumentQuery])
+    @extend_schema(parameters=schema_parameters(InstrumentQuery))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -283,11 +267,11 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        query = parameters(BarQuery, self.request)
+        query = query_parameters(BarQuery, self.request)
         bars = TIMEFRAMES[query["timeframe"]].objects.filter(instrument=query["symbol"])
-        return bars.between(query.get("start"), query.get("end"))
+        return within(bars, query)
 
-    @extend_schema(parameters=[BarQuery])
+    @extend_schema(parameters=schema_parameters(BarQuery))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -305,12 +289,12 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             raise serializers.ValidationError({"bars": items or [str(refusal)]}) from refusal
         return Response(BatchResultSerializer(result).data, status=201)
 
-    @extend_schema(parameters=[BucketQuery], responses=BucketsSerializer)
+    @extend_schema(parameters=schema_parameters(BucketQuery), responses=BucketsSerializer)
     @action(detail=False, pagination_class=None)
     def buckets(self, request: Request) -> Response:
         """OHLCV in buckets of a width over [start, end), from the hourly or daily aggregate
         where it serves the request, else from the bars."""
-        query = parameters(BucketQuery, request)
+        query = query_parameters(BucketQuery, request)
         instrument = query["symbol"]
         found = bucketed(
             BucketRequest(
@@ -343,11 +327,10 @@ class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        query = parameters(RangeQuery, self.request)
-        ticks = Tick.objects.filter(instrument=query["symbol"])
-        return ticks.between(query.get("start"), query.get("end"))
+        query = query_parameters(RangeQuery, self.request)
+        return within(Tick.objects.filter(instrument=query["symbol"]), query)
 
-    @extend_schema(parameters=[RangeQuery])
+    @extend_schema(parameters=schema_parameters(RangeQuery))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -355,11 +338,11 @@ class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class PriceViewSet(viewsets.ViewSet):
     """Latest prices, as trading and risk value positions (``marketdata.prices``)."""
 
-    @extend_schema(parameters=[LatestPriceQuery], responses=LatestPricesSerializer)
+    @extend_schema(parameters=schema_parameters(LatestPriceQuery), responses=LatestPricesSerializer)
     @action(detail=False)
     def latest(self, request: Request) -> Response:
         """The close of the newest bar at or before as_of for each symbol."""
-        query = parameters(LatestPriceQuery, request)
+        query = query_parameters(LatestPriceQuery, request)
         as_of = query.get("as_of") or timezone.now()
         instruments = query["symbols"]
         found = latest_prices([i.id for i in instruments], as_of=as_of)

@@ -1,6 +1,6 @@
 """Who may do what in the admin: auditors read everything and change nothing.
 
-Auditors are the members of the group ``auditors`` (``trading.querysets.AUDITORS``, the name
+Auditors are the members of the group ``auditors`` (``qvp_site.auditors.AUDITORS``, the name
 row-level security reads too). They log into the admin as staff users and hold the view
 permission on every model of the project's apps:
 
@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS
 
-from trading.querysets import AUDITORS, is_auditor
+from qvp_site.auditors import AUDITORS, is_auditor
 
 
 def is_auditor_request(request) -> bool:

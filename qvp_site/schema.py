@@ -27,7 +27,7 @@ ERROR = {
     "description": "Why the request was refused.",
 }
 # DRF's refusals of bad input: {field: [reasons]} for an object, a list of those for a batch;
-# or a rule of the database: {detail, rule, index} (trading/api.py's Refused).
+# or a rule of the database: {detail, rule, index} (qvp_site/api/errors.py's Refused).
 VALIDATION_ERROR = {
     "oneOf": [{"type": "object"}, {"type": "array"}],
     "description": (

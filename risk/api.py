@@ -1,9 +1,10 @@
 """The risk REST API under /api/v1/risk/: metrics, VaR on demand, limits, alerts (acknowledge,
 resolve), volatility estimates, factor exposures.
 
-Scoped as trading's API (``trading.api``): lists hold the accounts the user may see, changes
-need an account the user may trade (never an auditor's), and row-level security applies the
-same rule again. Bad input is a 400 naming the field.
+Scoped by account as trading's API (``trading.api.scoping``): lists hold the accounts the user
+may see, changes need an account the user may trade (never an auditor's), and row-level
+security applies the same rule again. Bad input is a 400 naming the field; the shared kit is
+``qvp_site.api``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,21 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.api import SymbolField, TimeField
-from marketdata.batches import FiniteFloatField
+from marketdata.fields import SymbolField
+from qvp_site.api import (
+    FiniteFloatField,
+    NewestFirstPagination,
+    QueriedViewSet,
+    ReadOnlyForAuditors,
+    RefusalSerializer,
+    Refused,
+    TimeField,
+    TimeRangeQuery,
+    newest_first,
+    query_parameters,
+    schema_parameters,
+    time_lookups,
+)
 from risk import var
 from risk.alerts import AlertStateError, acknowledge, resolve
 from risk.estimators import ESTIMATORS
@@ -30,28 +44,16 @@ from risk.models import (
     Severity,
     VolatilityEstimate,
 )
-from trading.api import (
+from trading.api.scoping import (
     AccountQuery,
-    AuditorsReadOnly,
-    NewestFirstPagination,
-    RefusalSerializer,
-    Refused,
     ScopedViewSet,
-    SinceUntilQuery,
     TradableAccountField,
     VisibleAccountField,
-    judged_by_database,
-    query_parameters,
-    since_until,
 )
 
 
-class NewestFirst(NewestFirstPagination):
-    ordering = ("-ts", "-id")
-
-
 # --- Metrics and exposures -------------------------------------------------------------------
-class MetricQuery(AccountQuery, SinceUntilQuery):
+class MetricQuery(AccountQuery, TimeRangeQuery):
     metric = serializers.ChoiceField(choices=Metric.choices, required=False)
 
 
@@ -62,18 +64,18 @@ class MetricSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_view(list=extend_schema(parameters=[MetricQuery]))
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(MetricQuery)))
 class MetricViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Risk metrics of your accounts over time, newest first (read-only; compute_risk writes)."""
 
     queryset = RiskMetric.objects.all()
     serializer_class = MetricSerializer
-    pagination_class = NewestFirst
+    pagination_class = NewestFirstPagination
     query_class = MetricQuery
-    lookups = {"account": "account", "metric": "metric", **since_until("ts")}
+    lookups = {"account": "account", "metric": "metric", **time_lookups("ts")}
 
 
-class ExposureQuery(AccountQuery, SinceUntilQuery):
+class ExposureQuery(AccountQuery, TimeRangeQuery):
     factor = serializers.ChoiceField(choices=Factor.choices, required=False)
 
 
@@ -84,15 +86,15 @@ class ExposureSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_view(list=extend_schema(parameters=[ExposureQuery]))
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(ExposureQuery)))
 class ExposureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Factor exposures of your accounts over time, newest first (read-only)."""
 
     queryset = FactorExposure.objects.all()
     serializer_class = ExposureSerializer
-    pagination_class = NewestFirst
+    pagination_class = NewestFirstPagination
     query_class = ExposureQuery
-    lookups = {"account": "account", "factor": "factor", **since_until("ts")}
+    lookups = {"account": "account", "factor": "factor", **time_lookups("ts")}
 
 
 # --- VaR on demand ---------------------------------------------------------------------------
@@ -127,7 +129,7 @@ class VaRViewSet(viewsets.ViewSet):
 
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(parameters=[VaRQuery], responses={200: VaRSerializer})
+    @extend_schema(parameters=schema_parameters(VaRQuery), responses={200: VaRSerializer})
     def list(self, request: Request) -> Response:
         query = query_parameters(VaRQuery, request)
         (result,) = var.value_at_risk(
@@ -176,7 +178,7 @@ class LimitSerializer(serializers.ModelSerializer):
         return attrs
 
 
-@extend_schema_view(list=extend_schema(parameters=[LimitQuery]))
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(LimitQuery)))
 class LimitViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -194,11 +196,11 @@ class LimitViewSet(
     lookups = {"account": "account", "metric": "metric", "active": "active"}
 
     def perform_create(self, serializer) -> None:
-        with judged_by_database():
+        with self.judged():
             serializer.save()
 
     def perform_update(self, serializer) -> None:
-        with judged_by_database():
+        with self.judged():
             serializer.save()
 
     @extend_schema(responses={204: None, 409: RefusalSerializer})
@@ -210,13 +212,13 @@ class LimitViewSet(
                 "risk_limit_has_alerts",
                 status.HTTP_409_CONFLICT,
             )
-        with judged_by_database():
+        with self.judged():
             limit.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Alerts ----------------------------------------------------------------------------------
-class AlertQuery(AccountQuery, SinceUntilQuery):
+class AlertQuery(AccountQuery, TimeRangeQuery):
     state = serializers.ChoiceField(choices=RiskAlert.State.choices, required=False)
     severity = serializers.ChoiceField(choices=Severity.choices, required=False)
 
@@ -252,23 +254,19 @@ class ResolveSerializer(serializers.Serializer):
     resolution = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
-class AlertPagination(NewestFirstPagination):
-    ordering = ("-raised_at", "-id")
-
-
-@extend_schema_view(list=extend_schema(parameters=[AlertQuery]))
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(AlertQuery)))
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Alerts raised by your accounts' limits, newest first; acknowledge and resolve them."""
 
     queryset = RiskAlert.objects.select_related("acknowledged_by", "resolved_by")
     serializer_class = AlertSerializer
-    pagination_class = AlertPagination
+    pagination_class = newest_first("raised_at")
     query_class = AlertQuery
     lookups = {
         "account": "account",
         "state": "state",
         "severity": "severity",
-        **since_until("raised_at"),
+        **time_lookups("raised_at"),
     }
 
     def _locked(self) -> RiskAlert:
@@ -279,7 +277,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         with transaction.atomic():
             alert = self._locked()
             try:
-                with judged_by_database():
+                with self.judged():
                     change(alert)
             except AlertStateError as error:
                 raise Refused(str(error), "risk_alert_legal_transition", 409) from error
@@ -305,7 +303,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
 
 
 # --- Volatility ------------------------------------------------------------------------------
-class VolatilityQuery(SinceUntilQuery):
+class VolatilityQuery(TimeRangeQuery):
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
     estimator = serializers.ChoiceField(choices=sorted(ESTIMATORS), required=False)
     timeframe = serializers.ChoiceField(choices=["1m", "1d"], required=False)
@@ -321,26 +319,20 @@ class VolatilitySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_view(list=extend_schema(parameters=[VolatilityQuery]))
-class VolatilityViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(VolatilityQuery)))
+class VolatilityViewSet(mixins.ListModelMixin, QueriedViewSet):
     """Volatility estimates of instruments (annualised), newest first (market data: every
     authenticated user reads them)."""
 
     queryset = VolatilityEstimate.objects.select_related("instrument")
     serializer_class = VolatilitySerializer
-    pagination_class = NewestFirst
-    permission_classes = [permissions.IsAuthenticated, AuditorsReadOnly]
+    pagination_class = NewestFirstPagination
+    permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors]
+    query_class = VolatilityQuery
     lookups = {
         "symbol": "instrument",
         "estimator": "estimator",
         "timeframe": "timeframe",
         "window": "window",
-        **since_until("ts"),
+        **time_lookups("ts"),
     }
-
-    def get_queryset(self):
-        rows = self.queryset.all()
-        if getattr(self, "swagger_fake_view", False):
-            return rows
-        query = query_parameters(VolatilityQuery, self.request)
-        return rows.filter(**{self.lookups[name]: value for name, value in query.items()})

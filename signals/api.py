@@ -1,35 +1,47 @@
 """The signals REST API: agents with their metrics, signals (batches), fused signals,
-performance, news.
+performance, news, social sentiment and alternative data.
 
 Every endpoint needs a logged-in user; writes need the model's add (or change) permission,
-which no auditor is given effect to (``AuditorsReadOnly``). A batch of signals is validated
-as a whole, set-based (two queries name every unknown agent and symbol, whatever the batch's
-size), refused with the index and field of each bad item, and written by one INSERT from
-arrays: nothing is written from a bad batch. Agents and instruments are named (agent name,
-symbol) in writes and answers.
+which no auditor is given effect to (``ReadOnlyForAuditors``). A batch of signals is validated
+as a whole, set-based (``signals.batches``: two queries name every unknown agent and symbol,
+whatever the batch's size), refused with the index and field of each bad item, and written by
+one INSERT from arrays: nothing is written from a bad batch. News goes through the load of
+``ingest_news``, from memory. Agents and instruments are named (agent name, symbol) in writes
+and answers.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 
-from django.db import connection
-from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.api import PageNumberPagination, SymbolListField, TimeCursorPagination, TimeField
-from marketdata.batches import FiniteFloatField
+from marketdata.fields import SymbolListField
 from marketdata.ingest.pipeline import IngestRefused
-from marketdata.models import Instrument
+from qvp_site.api import (
+    MAX_BATCH,
+    Batch,
+    FiniteFloatField,
+    NewestFirstPagination,
+    PageNumberPagination,
+    QueriedViewSet,
+    ReadOnlyForAuditors,
+    RefusalsAsResponses,
+    TimeField,
+    TimeRangeQuery,
+    WritesNeedModelPermission,
+    query_parameters,
+    schema_parameters,
+    within,
+)
 from qvp_site.db import partitions
 from signals import fusion
+from signals.batches import insert_signals, resolve_names
 from signals.models import (
     Agent,
     AgentMetric,
@@ -41,61 +53,21 @@ from signals.models import (
     SocialSentiment,
 )
 from signals.news_ingest import ingest_news
-from trading.api import AuditorsReadOnly, RefusalsAsResponses, query_parameters
 
-MAX_BATCH = 10_000
 MAX_HORIZON = timedelta(days=366)
+PERMISSIONS = [permissions.IsAuthenticated, ReadOnlyForAuditors, WritesNeedModelPermission]
 
 
-class WritesNeedPermission(permissions.DjangoModelPermissions):
-    """Reads for every logged-in user; writes need the model's add/change/delete permission."""
-
-    perms_map = {**permissions.DjangoModelPermissions.perms_map, "GET": [], "HEAD": []}
-
-
-PERMISSIONS = [permissions.IsAuthenticated, AuditorsReadOnly, WritesNeedPermission]
-
-
-class NewestFirst(TimeCursorPagination):
-    ordering = ("-ts", "-id")
-
-
-class SinceUntil(serializers.Serializer):
-    since = TimeField(required=False, help_text="from this time on (inclusive), ISO 8601")
-    until = TimeField(required=False, help_text="before this time (exclusive), ISO 8601")
-
-    def validate(self, attrs: dict) -> dict:
-        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"since": "must be before until"})
-        return attrs
-
-
-def within(rows, query: dict):
-    return rows.between(query.get("since"), query.get("until"))
-
-
-def symbols_filter(rows, query: dict, lookup: str = "instrument__in"):
+def symbols_filter(rows: QuerySet, query: dict, lookup: str = "instrument__in") -> QuerySet:
     return rows.filter(**{lookup: query["symbols"]}) if "symbols" in query else rows
 
 
-class QueriedViewSet(
-    RefusalsAsResponses, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+class SignalsListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, QueriedViewSet):
     """Rows for any logged-in user, the list filtered by a validated query (a 400 naming each
-    bad parameter), newest first."""
+    bad parameter) in ``filtered``, newest first."""
 
     permission_classes = PERMISSIONS
-    pagination_class = NewestFirst
-    query_class: type[serializers.Serializer]
-
-    def get_queryset(self):
-        rows = super().get_queryset()
-        if self.action != "list" or getattr(self, "swagger_fake_view", False):
-            return rows
-        return self.filtered(rows, query_parameters(self.query_class, self.request))
-
-    def filtered(self, rows, query: dict):
-        raise NotImplementedError
+    pagination_class = NewestFirstPagination
 
 
 # --- Agents and their metrics ------------------------------------------------------------------
@@ -187,9 +159,11 @@ class AgentViewSet(
         return with_latest_metric(Agent.objects.prefetch_related(performance))
 
     @extend_schema(
-        parameters=[SinceUntil], request=AgentMetricSerializer, responses=AgentMetricSerializer
+        parameters=schema_parameters(TimeRangeQuery),
+        request=AgentMetricSerializer,
+        responses=AgentMetricSerializer,
     )
-    @action(detail=True, methods=["get", "post"], pagination_class=NewestFirst)
+    @action(detail=True, methods=["get", "post"], pagination_class=NewestFirstPagination)
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         """GET: the agent's metrics, newest first; POST: record one (needs add_agentmetric)."""
         agent = self.get_object()
@@ -202,7 +176,7 @@ class AgentViewSet(
             partitions.prepare_load(AgentMetric._meta.db_table, ts, ts)
             saved = metric.save(agent=agent)
             return Response(AgentMetricSerializer(saved).data, status=201)
-        query = query_parameters(SinceUntil, request)
+        query = query_parameters(TimeRangeQuery, request)
         rows = within(AgentMetric.objects.filter(agent=agent), query)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(AgentMetricSerializer(page, many=True).data)
@@ -280,81 +254,14 @@ def validate_batch(items) -> list[dict]:
             valid[index] = dict(child.run_validation(raw))
         except serializers.ValidationError as error:
             errors[index] = error.detail
-    for index, problems in named_references(valid).items():
+    for index, problems in resolve_names(valid).items():
         errors[index] = {**problems, **errors.get(index, {})}
     if errors:
         raise serializers.ValidationError(dict(sorted(errors.items())))
     return [valid[index] for index in range(len(items))]
 
 
-def named_references(valid: dict[int, dict]) -> dict[int, dict]:
-    """Unknown or inactive agents, unknown symbols and repeats, by item index; the items
-    that pass get their agent and instrument ids."""
-    values = valid.values()
-    agents = {
-        a.name: a
-        for a in Agent.objects.filter(name__in={i["agent"] for i in values}).only(
-            "id", "name", "active"
-        )
-    }
-    instruments = dict(
-        Instrument.objects.filter(symbol__in={i["symbol"] for i in values}).values_list(
-            "symbol", "id"
-        )
-    )
-    errors: dict[int, dict] = {}
-    seen: dict[tuple, int] = {}
-    for index, item in valid.items():
-        problems = {}
-        agent = agents.get(item["agent"])
-        if agent is None:
-            problems["agent"] = [f"unknown agent {item['agent']!r}"]
-        elif not agent.active:
-            problems["agent"] = [f"agent {item['agent']!r} is not active"]
-        if item["symbol"] not in instruments:
-            problems["symbol"] = [f"unknown symbol {item['symbol']!r}"]
-        key = (item["agent"], item["symbol"], item["ts"])
-        if key in seen:
-            problems["ts"] = [f"repeats the agent, symbol and time of item {seen[key]}"]
-        seen.setdefault(key, index)
-        if problems:
-            errors[index] = problems
-        else:
-            item["agent_id"], item["instrument_id"] = agent.id, instruments[item["symbol"]]
-    return errors
-
-
-INSERT_SIGNALS_SQL = """
-INSERT INTO signals_signal
-    (agent_id, instrument_id, ts, direction, strength, confidence, horizon, explanation)
-SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::smallint[],
-                     %s::double precision[], %s::double precision[], %s::interval[],
-                     %s::jsonb[])
-ON CONFLICT (agent_id, instrument_id, ts) DO NOTHING
-"""
-
-
-def insert_signals(items: list[dict]) -> int:
-    """One INSERT for the whole batch (a signal already recorded is left as it is); how many
-    were new. The partitions the batch needs are made first."""
-    times = [i["ts"] for i in items]
-    partitions.prepare_load(Signal._meta.db_table, min(times), max(times))
-    columns = [
-        [i["agent_id"] for i in items],
-        [i["instrument_id"] for i in items],
-        times,
-        [i["direction"] for i in items],
-        [i["strength"] for i in items],
-        [i["confidence"] for i in items],
-        [i["horizon"] for i in items],
-        [json.dumps(i["explanation"]) for i in items],
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(INSERT_SIGNALS_SQL, columns)
-        return cursor.rowcount
-
-
-class SignalQuery(SinceUntil):
+class SignalQuery(TimeRangeQuery):
     agent = serializers.CharField(required=False, help_text="an agent's name")
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
 
@@ -364,8 +271,8 @@ class BatchAnswer(serializers.Serializer):
     unchanged = serializers.IntegerField(help_text="signals recorded before (left as they were)")
 
 
-@extend_schema_view(list=extend_schema(parameters=[SignalQuery]))
-class SignalViewSet(QueriedViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(SignalQuery)))
+class SignalViewSet(SignalsListViewSet):
     """Signals, newest first, filtered by agent, symbols and time; create one or a batch."""
 
     queryset = Signal.objects.select_related("agent", "instrument")
@@ -387,8 +294,7 @@ class SignalViewSet(QueriedViewSet):
         ),
     )
     def create(self, request: Request) -> Response:
-        single = not isinstance(request.data, list)
-        items = validate_batch([request.data] if single else request.data)
+        items = validate_batch(Batch.of(request.data).items)
         created = insert_signals(items)
         answer = {"created": created, "unchanged": len(items) - created}
         return Response(answer, status=201 if created else 200)
@@ -412,7 +318,7 @@ class FusedSignalSerializer(serializers.ModelSerializer):
         ]
 
 
-class FusedQuery(SinceUntil):
+class FusedQuery(TimeRangeQuery):
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     method = serializers.CharField(required=False, max_length=50)
 
@@ -422,8 +328,8 @@ class FuseRequest(serializers.Serializer):
     symbols = SymbolListField(required=False, help_text="comma-separated symbols (default: all)")
 
 
-@extend_schema_view(list=extend_schema(parameters=[FusedQuery]))
-class FusedSignalViewSet(QueriedViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(FusedQuery)))
+class FusedSignalViewSet(SignalsListViewSet):
     """Fused signals, newest first; POST fuses the running signals now (or as of a time)."""
 
     queryset = FusedSignal.objects.select_related("instrument")
@@ -451,8 +357,8 @@ class PerformanceQuery(serializers.Serializer):
     days = serializers.IntegerField(required=False, min_value=1, help_text="window in days")
 
 
-@extend_schema_view(list=extend_schema(parameters=[PerformanceQuery]))
-class PerformanceViewSet(QueriedViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(PerformanceQuery)))
+class PerformanceViewSet(SignalsListViewSet):
     """Each agent's performance per window, as the scheduler last measured it."""
 
     queryset = SignalPerformance.objects.select_related("agent").order_by(
@@ -486,13 +392,13 @@ class NewsArticleSerializer(serializers.ModelSerializer):
         validators = []
 
 
-class NewsQuery(SinceUntil):
+class NewsQuery(TimeRangeQuery):
     symbol = serializers.CharField(required=False, max_length=64, help_text="articles about it")
     source = serializers.CharField(required=False, max_length=100)
 
 
-@extend_schema_view(list=extend_schema(parameters=[NewsQuery]))
-class NewsViewSet(QueriedViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(NewsQuery)))
+class NewsViewSet(SignalsListViewSet):
     """News, newest first, by symbol, source and time; POST one article or a batch, checked
     and written by the same load as ``ingest_news``."""
 
@@ -509,36 +415,16 @@ class NewsViewSet(QueriedViewSet):
 
     @extend_schema(request=NewsArticleSerializer(many=True), responses={201: BatchAnswer})
     def create(self, request: Request) -> Response:
-        single = not isinstance(request.data, list)
-        items = [request.data] if single else request.data
-        batch = NewsArticleSerializer(
-            data=items, many=True, allow_empty=False, max_length=MAX_BATCH
-        )
-        if not batch.is_valid():
-            errors = batch.errors
-            if isinstance(errors, list):
-                errors = {index: error for index, error in enumerate(errors) if error}
-            raise serializers.ValidationError(errors)
+        batch = Batch.of(request.data).validated(NewsArticleSerializer)
         try:
-            result = write_news(batch.validated_data)
+            result = ingest_news(batch.validated_data, name="the posted articles")
         except IngestRefused as refusal:
-            # Line n of the file holds item n - 1.
+            # Row n is item n - 1.
             raise serializers.ValidationError(
-                {line - 1: [reason] for line, reason in refusal.rows} or [str(refusal)]
+                {row - 1: [reason] for row, reason in refusal.rows} or [str(refusal)]
             ) from refusal
         answer = {"created": result.inserted, "unchanged": result.unchanged}
         return Response(answer, status=201 if result.inserted else 200)
-
-
-def write_news(items: list[dict]):
-    """The batch as a JSON-lines file through ``ingest_news``: the same checks and write."""
-    with tempfile.TemporaryDirectory(prefix="qvp-news-") as folder:
-        path = Path(folder) / "api-batch.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            for item in items:
-                out.write(json.dumps({**item, "ts": item["ts"].isoformat()}, allow_nan=False))
-                out.write("\n")
-        return ingest_news(path)
 
 
 # --- Social sentiment and alternative data (read-only: loaded by their feeds) ----------------
@@ -551,13 +437,13 @@ class SocialSentimentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SentimentQuery(SinceUntil):
+class SentimentQuery(TimeRangeQuery):
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     platform = serializers.CharField(required=False, max_length=50)
 
 
-@extend_schema_view(list=extend_schema(parameters=[SentimentQuery]))
-class SocialSentimentViewSet(QueriedViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(SentimentQuery)))
+class SocialSentimentViewSet(SignalsListViewSet):
     """Social sentiment per instrument and platform, newest first."""
 
     queryset = SocialSentiment.objects.select_related("instrument")
@@ -579,7 +465,7 @@ class AlternativeDataSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AlternativeDataQuery(SinceUntil):
+class AlternativeDataQuery(TimeRangeQuery):
     kind = serializers.CharField(required=False, max_length=50)
     source = serializers.CharField(required=False, max_length=100)
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
@@ -594,8 +480,8 @@ class AlternativeDataQuery(SinceUntil):
         return value
 
 
-@extend_schema_view(list=extend_schema(parameters=[AlternativeDataQuery]))
-class AlternativeDataViewSet(QueriedViewSet):
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(AlternativeDataQuery)))
+class AlternativeDataViewSet(SignalsListViewSet):
     """Alternative data by kind, source, instrument, time and payload values, newest first."""
 
     queryset = AlternativeData.objects.select_related("instrument")

@@ -6,12 +6,18 @@ nothing (the articles' key is source, headline and time).
 CSV (and Parquet) files go through marketdata's reader and staging unchanged, with a layout
 of the news columns. JSON lines are COPYed one document a line (backslashes doubled, so
 COPY's text format hands each line over untouched) and typed in SQL into the same staging
-table, so the checks and the write are the same for both.
+table, so the checks and the write are the same for both. Articles already in memory (the
+API's batches: an iterable of dicts) are written as JSON lines into COPY straight from memory,
+never through a file, and a bad one is named by its row (the first is row 1).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
+from os import PathLike
 from pathlib import Path
 
 from django.db import DatabaseError, connection, transaction
@@ -28,6 +34,7 @@ from signals.models import NewsArticle
 STAGE, REJECTED = staging.STAGE, staging.REJECTED
 JSON_LINES = "qvp_news_json"
 TABLE = NewsArticle._meta.db_table
+LINES_PER_BLOCK = 10_000  # articles in memory handed to COPY at a time
 
 # role: (header names that mean it, best first; its type in the staging table)
 ROLES = {
@@ -110,15 +117,24 @@ class NewsResult:
     layout: str = ""
 
 
-def ingest_news(path: Path | str, progress: staging.Progress | None = None) -> NewsResult:
-    """Load a CSV, Parquet or JSON-lines file of news; raises IngestRefused (nothing
-    written) when the file cannot be read or any of its lines is bad."""
-    path = Path(path)
+Articles = Iterable[Mapping[str, object]]
+
+
+def ingest_news(
+    source: Path | str | Articles,
+    progress: staging.Progress | None = None,
+    name: str = "articles",
+) -> NewsResult:
+    """Load a CSV, Parquet or JSON-lines file of news, or articles already in memory (dicts
+    of the JSON-lines fields; ``name`` names them in a refusal); raises IngestRefused
+    (nothing written) when the file cannot be read or any of its lines or rows is bad."""
+    is_file = isinstance(source, str | PathLike)
+    name = Path(source).name if is_file else name
     progress = progress or _Quiet()
     try:
-        return _ingest(path, progress)
+        return _ingest(Path(source) if is_file else source, name, progress)
     except (LayoutError, ReadError) as error:
-        raise IngestRefused(f"refused {path.name}: {error}") from error
+        raise IngestRefused(f"refused {name}: {error}") from error
     finally:
         with connection.cursor() as cursor:
             try:
@@ -128,20 +144,24 @@ def ingest_news(path: Path | str, progress: staging.Progress | None = None) -> N
                 pass  # the connection is gone: so are its TEMP tables
 
 
-def _ingest(path: Path, progress) -> NewsResult:
+def _ingest(source: Path | Articles, name: str, progress) -> NewsResult:
     result = NewsResult()
     with transaction.atomic(), connection.cursor() as cursor:
-        if _is_json_lines(path):
-            result.rows_read = _stage_json_lines(cursor, path, progress)
-            result.layout = "JSON lines"
-            label = "line"
+        if not isinstance(source, Path):
+            result.rows_read = _stage_json_lines(cursor, _json_lines(source), name, None, progress)
+            result.layout, label = "JSON lines", "row"
+        elif _is_json_lines(source):
+            blocks = _file_blocks(source)
+            size = source.stat().st_size
+            result.rows_read = _stage_json_lines(cursor, blocks, name, size, progress)
+            result.layout, label = "JSON lines", "line"
         else:
-            source = open_source(path)
-            layout = news_layout(source.header)
+            found = open_source(source)
+            layout = news_layout(found.header)
             result.layout = layout.describe()
-            result.rows_read = staging.load(cursor, source, layout, progress)
-            label = source.position_label
-        _refuse_bad_rows(cursor, path, label)
+            result.rows_read = staging.load(cursor, found, layout, progress)
+            label = found.position_label
+        _refuse_bad_rows(cursor, name, label)
         cursor.execute(f"SELECT min(ts), max(ts) FROM {STAGE}")
         first, last = cursor.fetchone()
     if first is None:
@@ -191,17 +211,43 @@ def _is_json_lines(path: Path) -> bool:
         return f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
-def _stage_json_lines(cursor, path: Path, progress) -> int:
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while block := f.read(BLOCK_SIZE):
+            yield block
+
+
+def _json_lines(articles: Articles) -> Iterator[bytes]:
+    """Each article as one line of JSON (times in ISO 8601), in blocks of lines."""
+    lines = []
+    for article in articles:
+        lines.append(json.dumps(article, default=_iso, allow_nan=False))
+        if len(lines) == LINES_PER_BLOCK:
+            yield ("\n".join(lines) + "\n").encode()
+            lines = []
+    if lines:
+        yield ("\n".join(lines) + "\n").encode()
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _stage_json_lines(
+    cursor, blocks: Iterable[bytes], name: str, size: int | None, progress
+) -> int:
     """COPY each line as one text value (backslashes doubled for COPY's text format; the
     delimiter is a control character, which JSON text never holds raw), then type them."""
     cursor.execute(f"DROP TABLE IF EXISTS {JSON_LINES}, {STAGE}")
     cursor.execute(
         f"CREATE TEMP TABLE {JSON_LINES} (line bigint GENERATED BY DEFAULT AS IDENTITY, doc text)"
     )
-    progress.start(f"loading {path.name}", path.stat().st_size, "B")
+    progress.start(f"loading {name}", size, "B")
     statement = f"COPY {JSON_LINES} (doc) FROM STDIN (DELIMITER E'\\x01')"
-    with path.open("rb") as f, connection.wrap_database_errors, cursor.copy(statement) as copy:
-        while block := f.read(BLOCK_SIZE):
+    with connection.wrap_database_errors, cursor.copy(statement) as copy:
+        for block in blocks:
             copy.write(block.replace(b"\\", b"\\\\"))
             progress.update(len(block))
     cursor.execute(_typed_json_sql())
@@ -240,7 +286,7 @@ def _typed_json_sql() -> str:
     )
 
 
-def _refuse_bad_rows(cursor, path: Path, label: str) -> None:
+def _refuse_bad_rows(cursor, name: str, label: str) -> None:
     _stage_missing_roles(cursor)
     cursor.execute(f"DROP TABLE IF EXISTS {REJECTED}")
     cursor.execute(CHECK_SQL)
@@ -250,7 +296,7 @@ def _refuse_bad_rows(cursor, path: Path, label: str) -> None:
     cursor.execute(f"SELECT line, reason FROM {REJECTED} ORDER BY line LIMIT {SHOWN}")
     first = cursor.fetchall()
     rows = "row" if total == 1 else "rows"
-    lines = [f"refused {path.name}: {total} bad {rows}, nothing written"]
+    lines = [f"refused {name}: {total} bad {rows}, nothing written"]
     lines += [f"  {label} {position}: {reason}" for position, reason in first]
     if total > len(first):
         lines.append(f"  ... and {total - len(first)} more")

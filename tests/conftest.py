@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import tempfile
 from io import StringIO
 
 import psycopg
@@ -111,3 +112,22 @@ def as_app_role(db, app_role_password):
     row-level security and the role's limits apply to the ORM and the API from here on."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
+
+
+@pytest.fixture
+def no_temporary_files(monkeypatch):
+    """Every way the standard library makes a temporary file or folder fails the test: for
+    loads from memory, which must never go through a file."""
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a temporary file was made")
+
+    for name in (
+        "mkstemp",
+        "mkdtemp",
+        "NamedTemporaryFile",
+        "TemporaryFile",
+        "SpooledTemporaryFile",
+        "TemporaryDirectory",
+    ):
+        monkeypatch.setattr(tempfile, name, refused)

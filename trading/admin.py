@@ -22,13 +22,14 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, router, transaction
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from marketdata.admin import NotCounted
 from qvp_site.admin import history_url
 from qvp_site.admin_access import AuditorsReadOnly, is_auditor_request
 from qvp_site.admin_export import CsvExport
+from qvp_site.refusals import RuleRefusal
+from trading import books
 from trading.models import (
     Account,
     BacktestRun,
@@ -47,9 +48,12 @@ REFUSAL_STATES = ("23", "42501", "P0001")
 _REFUSAL = "_qvp_database_refusal"
 
 
-def refusal_message(error: DatabaseError) -> str | None:
+def refusal_message(error: DatabaseError | RuleRefusal) -> str | None:
     """The refusal as a person should read it, naming the rule; None when ``error`` is not a
-    refusal (a lost connection, say, stays a server error)."""
+    refusal (a lost connection, say, stays a server error). A rule checked ahead of the
+    database (``trading.books``) reads as the database's own."""
+    if isinstance(error, RuleRefusal):
+        return f"Refused by the database rule {error.rule}: {error.message}"
     cause = error.__cause__
     sqlstate = getattr(cause, "sqlstate", None) or ""
     if not sqlstate.startswith(REFUSAL_STATES):
@@ -137,7 +141,7 @@ class TradingAdmin(CsvExport, AuditorsReadOnly, NotCounted, admin.ModelAdmin):
             try:
                 with transaction.atomic(using=router.db_for_write(self.model)):
                     write(obj)
-            except DatabaseError as error:
+            except (DatabaseError, RuleRefusal) as error:
                 message = refusal_message(error)
                 if message is None:
                     raise
@@ -338,31 +342,21 @@ class ExecutionAdmin(NoChanges, AccountScopedAdmin):
     def has_bust_permission(self, request) -> bool:
         return self.may(request, "add")
 
+    def save_model(self, request, obj: Execution, form, change: bool) -> None:
+        """Booked as every door books (``trading.books``); the database refuses what breaks
+        a rule, shown on the form by its name."""
+        booked = books.book(books.row_of(obj))
+        # None: the same execution booked already (a replay); the form shows that record.
+        obj.pk = booked or Execution.objects.only("pk").get(exec_id=obj.exec_id).pk
+
     @admin.action(description="Bust the selected executions", permissions=["bust"])
     def bust(self, request, queryset) -> None:
         reason = f"busted in the admin by {request.user.get_username()}"
 
         def bust_one(execution: Execution) -> None:
-            # The mirror image of the execution; the database restores the order, the
-            # position and the cash, and refuses a second bust or a bust of a bust.
             # A fresh exec id, so that a second bust is refused as such rather than as a
-            # clash of ids.
-            quantity = -execution.quantity
-            Execution.objects.create(
-                exec_id=f"bust-{execution.pk}-{uuid4().hex[:16]}",
-                order_id=execution.order_id,
-                account_id=execution.account_id,
-                instrument_id=execution.instrument_id,
-                side="buy" if quantity > 0 else "sell",
-                quantity=quantity,
-                price=execution.price,
-                fee=-execution.fee,
-                liquidity=execution.liquidity,
-                executed_at=timezone.now(),
-                kind=Execution.Kind.BUST,
-                supersedes=execution,
-                reason=reason,
-            )
+            # clash of ids; the order, the position and the cash are restored.
+            books.bust(execution, f"bust-{execution.pk}-{uuid4().hex[:16]}", reason)
 
         self.write_each(request, queryset, bust_one, "Busted")
 

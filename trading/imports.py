@@ -5,10 +5,11 @@ TEMP staging table (``marketdata.ingest.staging``), every field as text so that 
 refuses a value: SQL then parses each one and finds every bad line with all its reasons
 (unparseable numbers and times, unknown accounts, orders and symbols, an order of another
 account or instrument, a side against the sign of the quantity...). One bad line refuses the
-file. A good file is booked by one INSERT ... SELECT ... ORDER BY line: the database's
-triggers book each execution in file order (order, position, cash) and refuse what breaks a
-rule that depends on the order of the rows (a fill beyond the order's quantity); such a
-refusal names the line of its execution and rolls everything back.
+file. A good file is booked by one INSERT ... SELECT ... ORDER BY line (``trading.books``, the
+way the API and the admin book too): the database's triggers book each execution in file
+order (order, position, cash) and refuse what breaks a rule that depends on the order of the
+rows (a fill beyond the order's quantity); such a refusal names the line of its execution and
+rolls everything back.
 
 Executions already booked with the same terms are left alone (a file imported twice books
 nothing the second time); with other terms they are refused. Ids of the new executions are
@@ -32,6 +33,7 @@ from marketdata.ingest.pipeline import _refusal
 from marketdata.ingest.readers import ReadError, Source, open_source
 from qvp_site.acting import acting_as
 from qvp_site.db.quoting import ident
+from trading import books
 
 ACTOR = "import_executions"
 REQUIRED = (
@@ -113,7 +115,7 @@ def _layout(source: Source) -> Layout:
     if problems:
         expected = ", ".join([*REQUIRED, *(f"[{c}]" for c in OPTIONAL)])
         raise ImportRefused(
-            f"refused {source.path.name}: {'; '.join(problems)} (the header names {expected})"
+            f"refused {source.name}: {'; '.join(problems)} (the header names {expected})"
         )
     columns = tuple(StageColumn(n, "text", h) for n, h in zip(names, source.header, strict=True))
     return Layout(columns=columns, roles={n: n for n in names}, ts_kind="text")
@@ -293,7 +295,8 @@ def _find_bad_rows(cursor) -> Rejection:
 
 
 def _book(cursor, source: Source) -> int:
-    """Insert the new executions in file order; a trigger's refusal names its line."""
+    """Book the new executions in file order (``trading.books``, as every door books them);
+    a trigger's refusal names its line."""
     cursor.execute(
         f"""
         UPDATE {ROWS} SET id = nextval(pg_get_serial_sequence('trading_execution', 'id'))
@@ -302,25 +305,33 @@ def _book(cursor, source: Source) -> int:
     )
     try:
         with transaction.atomic():
-            cursor.execute(
-                f"""
-                INSERT INTO trading_execution (id, exec_id, order_id, account_id,
-                    instrument_id, side, quantity, price, fee, liquidity, executed_at, kind,
-                    supersedes_id, reason)
-                SELECT r.id, r.exec_id, r.order_id, r.account_id, r.instrument_id, r.side_n,
-                       r.quantity_n, r.price_n, r.fee_v, r.liquidity_n, r.executed_at_t,
-                       r.kind_n,
-                       coalesce(r.supersedes_id, (SELECT e.id FROM {ROWS} e
-                                                  WHERE e.exec_id = r.supersedes
-                                                  ORDER BY e.line LIMIT 1)),
-                       coalesce(r.reason, '')
-                FROM {ROWS} r WHERE r.id IS NOT NULL
-                ORDER BY r.line
-                """
-            )
-            return cursor.rowcount
+            return books.book_query(cursor, BOOKED_VALUES, BOOKED_FROM)
     except DatabaseError as error:
         raise ImportRefused(_trigger_refusal(cursor, source, error)) from error
+
+
+# Each booked column from a staged line (``r``); a bust or a correction may name the
+# execution of an earlier line, by the id taken for it from the sequence.
+BOOKED_VALUES = {
+    "id": "r.id",
+    "exec_id": "r.exec_id",
+    "order_id": "r.order_id",
+    "account_id": "r.account_id",
+    "instrument_id": "r.instrument_id",
+    "side": "r.side_n",
+    "quantity": "r.quantity_n",
+    "price": "r.price_n",
+    "fee": "r.fee_v",
+    "liquidity": "r.liquidity_n",
+    "executed_at": "r.executed_at_t",
+    "kind": "r.kind_n",
+    "supersedes_id": (
+        f"coalesce(r.supersedes_id, (SELECT e.id FROM {ROWS} e"
+        " WHERE e.exec_id = r.supersedes ORDER BY e.line LIMIT 1))"
+    ),
+    "reason": "coalesce(r.reason, '')",
+}
+BOOKED_FROM = f"FROM {ROWS} r WHERE r.id IS NOT NULL ORDER BY r.line"
 
 
 def _trigger_refusal(cursor, source: Source, error: DatabaseError) -> str:
@@ -333,5 +344,5 @@ def _trigger_refusal(cursor, source: Source, error: DatabaseError) -> str:
     )
     (line,) = cursor.fetchone()
     if line is None:
-        return f"refused {source.path.name}: {message}; nothing written"
+        return f"refused {source.name}: {message}; nothing written"
     return _refusal(source, Rejection(total=1, first=[(line, message)]))

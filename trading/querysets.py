@@ -11,18 +11,10 @@ from __future__ import annotations
 
 from django.db import models
 
-AUDITORS = "auditors"
+# The auditors group is the site's (qvp_site/auditors.py), re-exported for this module's readers.
+from qvp_site.auditors import AUDITORS, is_auditor
 
-
-def is_auditor(user) -> bool:
-    """Whether ``user`` is in the auditors group: asked once per user object, i.e. once per
-    request (permissions, querysets and serializers all ask)."""
-    if not user.is_authenticated:
-        return False
-    cached = getattr(user, "_qvp_is_auditor", None)
-    if cached is None:
-        cached = user._qvp_is_auditor = user.groups.filter(name=AUDITORS).exists()
-    return cached
+__all__ = ["AUDITORS", "AccountQuerySet", "AccountScopedQuerySet", "is_auditor", "reads_everything"]
 
 
 def reads_everything(user) -> bool:

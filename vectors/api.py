@@ -14,12 +14,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.api import SymbolField, SymbolListField, TimeField, parameters
+from marketdata.fields import SymbolField, SymbolListField
+from qvp_site.api import TimeField, id_field, query_parameters, schema_parameters
 from vectors import patterns, search
 from vectors.embeddings import FEATURES
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
-
-MAX_ID = 2**63 - 1
 
 
 class FeatureSearchSerializer(serializers.Serializer):
@@ -28,9 +27,7 @@ class FeatureSearchSerializer(serializers.Serializer):
         required=False,
         help_text=f"a query vector of {FEATURE_DIMENSIONS} standardised features",
     )
-    id = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_ID, help_text="or a stored embedding's id"
-    )
+    id = id_field(required=False, help_text="or a stored embedding's id")
     k = serializers.IntegerField(default=10, min_value=1, max_value=search.MAX_K)
     metric = serializers.ChoiceField(choices=search.METRIC_CHOICES, default="cosine")
     symbols = SymbolListField(required=False, help_text="only these instruments, comma-separated")
@@ -161,11 +158,13 @@ def _regime(regime, symbol: str, distance: float | None = None) -> dict:
 class RegimeViewSet(viewsets.ViewSet):
     """Volatility regimes."""
 
-    @extend_schema(parameters=[SimilarRegimesQuery], responses=SimilarRegimesSerializer)
+    @extend_schema(
+        parameters=schema_parameters(SimilarRegimesQuery), responses=SimilarRegimesSerializer
+    )
     @action(detail=False)
     def similar(self, request: Request) -> Response:
         """The instrument's latest regime and the k past periods most like it."""
-        query = parameters(SimilarRegimesQuery, request)
+        query = query_parameters(SimilarRegimesQuery, request)
         instrument = query["symbol"]
         current = search.current_regime(instrument)
         if current is None:
@@ -219,11 +218,11 @@ class RecommendationSerializer(serializers.Serializer):
 class StrategyViewSet(viewsets.ViewSet):
     """Strategy recommendations from patterns."""
 
-    @extend_schema(parameters=[RecommendQuery], responses=RecommendationSerializer)
+    @extend_schema(parameters=schema_parameters(RecommendQuery), responses=RecommendationSerializer)
     @action(detail=False)
     def recommend(self, request: Request) -> Response:
         """The strategies ranked for the instrument's current market state, with evidence."""
-        query = parameters(RecommendQuery, request)
+        query = query_parameters(RecommendQuery, request)
         instrument = query["symbol"]
         feature_set = patterns.STATES.stored()
         if feature_set is None:

@@ -1,4 +1,6 @@
 """A file's way into the market-data tables: stage -> check -> write, recorded as an Ingest.
+Rows already in memory (``ingest_rows``: the API's batches) take the same way, never written to
+a file for it.
 
 Three short steps on one connection, because the partitions a load needs must be created in
 their own transaction (creating one locks the parent table) before the load's:
@@ -16,6 +18,7 @@ import contextlib
 import csv
 import hashlib
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +28,7 @@ from django.utils import timezone
 
 from marketdata.ingest import checks, staging, writes
 from marketdata.ingest.layouts import LayoutError, detect
-from marketdata.ingest.readers import ReadError, Source, open_source
+from marketdata.ingest.readers import ReadError, RowsSource, Source, open_source
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Ingest, Instrument
 from qvp_site.db import aggregates, partitions
@@ -94,9 +97,50 @@ def ingest_file(
     """Load ``path`` as ``options`` say; raises IngestRefused for a file with bad rows (and
     nothing written). Every call leaves an Ingest record, whatever the outcome."""
     path = Path(path)
+    origin = _Origin(
+        name=path.name,
+        where=str(path.resolve()),
+        open=lambda: open_source(path, options.delimiter),
+        digest=lambda: _sha256(path),
+    )
+    return _load(origin, options, user, os_user, progress)
+
+
+def ingest_rows(
+    name: str,
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    options: IngestOptions,
+    *,
+    user=None,
+    progress: staging.Progress | None = None,
+) -> IngestResult:
+    """Load rows already in memory (values in ``header``'s order, e.g. a batch posted to the
+    API) by a file's road: COPY, the same checks and write, an Ingest record named ``name``.
+    A bad row is named by its number, the first row being row 1. Nothing is written to disk,
+    so rejected rows cannot be set aside: ``options.skip_invalid`` is refused."""
+    if options.skip_invalid:
+        raise ValueError("rows in memory have no file beside which to set bad rows aside")
+    source = RowsSource.of(name, header, rows)
+    origin = _Origin(name=name, where="", open=lambda: source, digest=source.sha256)
+    return _load(origin, options, user, "", progress)
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where a load's rows come from: its name, its path (if a file), how to read it, and
+    the digest the Ingest record keeps."""
+
+    name: str
+    where: str
+    open: Callable[[], Source]
+    digest: Callable[[], str]
+
+
+def _load(origin: _Origin, options: IngestOptions, user, os_user: str, progress) -> IngestResult:
     record = Ingest.objects.create(
-        file_name=path.name[:255],
-        path=str(path.resolve()),
+        file_name=origin.name[:255],
+        path=origin.where,
         kind=options.kind,
         symbol=options.symbol,
         user=user,
@@ -105,26 +149,30 @@ def ingest_file(
     result = IngestResult(record=record)
     started = time.monotonic()
     try:
-        _ingest(path, options, result, progress or _NoProgress())
+        _ingest(origin.open, options, result, progress or _NoProgress())
     except IngestRefused as refusal:
         result.rejected = refusal.rejected
-        _finish(result, path, started, Ingest.Status.REFUSED, str(refusal))
+        _finish(result, origin, started, Ingest.Status.REFUSED, str(refusal))
         raise
     except (LayoutError, ReadError) as error:
-        refusal = IngestRefused(f"refused {path.name}: {error}")
-        _finish(result, path, started, Ingest.Status.REFUSED, str(refusal))
+        refusal = IngestRefused(f"refused {origin.name}: {error}")
+        _finish(result, origin, started, Ingest.Status.REFUSED, str(refusal))
         raise refusal from error
     except BaseException as error:
         # Record the failure if the connection still can; the error itself matters more.
         with contextlib.suppress(DatabaseError):
-            _finish(result, path, started, Ingest.Status.FAILED, f"{type(error).__name__}: {error}")
+            _finish(
+                result, origin, started, Ingest.Status.FAILED, f"{type(error).__name__}: {error}"
+            )
         raise
-    _finish(result, path, started, Ingest.Status.LOADED)
+    _finish(result, origin, started, Ingest.Status.LOADED)
     return result
 
 
-def _ingest(path: Path, options: IngestOptions, result: IngestResult, progress) -> None:
-    source = open_source(path, options.delimiter)
+def _ingest(
+    read: Callable[[], Source], options: IngestOptions, result: IngestResult, progress
+) -> None:
+    source = read()
     target = TARGETS[options.kind]
     layout = detect(source.header, source.sample, target, options.columns)
     result.layout = layout.describe()
@@ -282,14 +330,16 @@ def _write_rejects(cursor, source: Source) -> Path:
 
 def _refusal(source: Source, rejection: checks.Rejection) -> str:
     rows = "row" if rejection.total == 1 else "rows"
-    lines = [f"refused {source.path.name}: {rejection.total} bad {rows}, nothing written"]
+    lines = [f"refused {source.name}: {rejection.total} bad {rows}, nothing written"]
     lines += [f"  {source.position_label} {pos}: {reason}" for pos, reason in rejection.first]
     if rejection.total > len(rejection.first):
         lines.append(f"  ... and {rejection.total - len(rejection.first)} more")
     return "\n".join(lines)
 
 
-def _finish(result: IngestResult, path: Path, started: float, status: str, error: str = "") -> None:
+def _finish(
+    result: IngestResult, origin: _Origin, started: float, status: str, error: str = ""
+) -> None:
     result.seconds = time.monotonic() - started
     record = result.record
     record.status = status
@@ -304,7 +354,7 @@ def _finish(result: IngestResult, path: Path, started: float, status: str, error
         if result.instrument_created:  # its creation was rolled back with the load
             record.instrument, record.instrument_created = None, False
     with contextlib.suppress(OSError):
-        record.sha256 = _sha256(path)
+        record.sha256 = origin.digest()
     record.save()
 
 

@@ -1,21 +1,25 @@
-"""Files as a stream of CSV bytes for COPY, plus their header and first rows.
+"""Files, or rows in memory, as a stream of CSV bytes for COPY, plus their header and first rows.
 
 The fast path hands PostgreSQL the file's own bytes, block by block: COPY's CSV parser splits
 and types the fields (CRLF included), so Python does no work per row. ``rows()`` is the slow,
 forgiving reading (Python's csv module, exact line numbers, any field count) used only when
 COPY refuses the file, and to copy rejected rows out. Parquet is turned into CSV per record
-batch by pyarrow, so both formats take the same road.
+batch by pyarrow, and rows already in memory (a batch posted to the API) are written as CSV
+into memory, so all take the same road, and none goes through a temporary file.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 BLOCK_SIZE = 1 << 20
+ROWS_PER_BLOCK = 10_000  # rows in memory handed to COPY at a time
 SAMPLE_ROWS = 5
 DELIMITERS = (",", ";", "\t", "|")
 
@@ -28,7 +32,8 @@ class ReadError(ValueError):
 class Source:
     """A file to load: its header, a sample of rows, and its data as CSV bytes."""
 
-    path: Path
+    path: Path | None  # None: rows in memory
+    name: str  # what refusals and progress call it: the file's name
     header: list[str]
     sample: list[list[str]]
     delimiter: str
@@ -76,6 +81,7 @@ class CsvSource(Source):
         parsed = list(csv.reader([header_line, *sample_text], delimiter=delimiter))
         source = cls(
             path=path,
+            name=path.name,
             header=parsed[0],
             sample=[row for row in parsed[1:] if row],
             delimiter=delimiter,
@@ -134,6 +140,7 @@ class ParquetSource(Source):
             break
         return cls(
             path=path,
+            name=path.name,
             header=header,
             sample=sample,
             delimiter=",",
@@ -155,6 +162,61 @@ class ParquetSource(Source):
             line for block, _ in self.blocks() for line in io.StringIO(block.decode(), newline="")
         )
         yield from enumerate(csv.reader(lines), start=self.first_position)
+
+
+class RowsSource(Source):
+    """Rows already in memory, each a sequence of values in the header's order, read as a CSV
+    file of them would be (the first row is row 1), without one being written."""
+
+    fields: list[list[str]]
+
+    @classmethod
+    def of(cls, name: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> RowsSource:
+        fields = [[_as_text(value) for value in row] for row in rows]
+        source = cls(
+            path=None,
+            name=name,
+            header=list(header),
+            sample=fields[:SAMPLE_ROWS],
+            delimiter=",",
+            first_position=1,
+            position_label="row",
+            total=len(fields),
+            unit="rows",
+        )
+        source.fields = fields
+        return source
+
+    def blocks(self) -> Iterator[tuple[bytes, int]]:
+        for start in range(0, len(self.fields), ROWS_PER_BLOCK):
+            chunk = self.fields[start : start + ROWS_PER_BLOCK]
+            yield _csv_lines(chunk), len(chunk)
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        yield from enumerate(self.fields, start=self.first_position)
+
+    def sha256(self) -> str:
+        """The digest of the header and rows as CSV, as a file of them would have."""
+        digest = hashlib.sha256(_csv_lines([self.header]))
+        for block, _ in self.blocks():
+            digest.update(block)
+        return digest.hexdigest()
+
+
+def _csv_lines(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _as_text(value: object) -> str:
+    """A value as a CSV field: empty for None (COPY reads it as NULL), ISO 8601 for a time,
+    a float's shortest exact text (``str`` is ``repr`` for floats)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _batch_csv(batch) -> bytes:

@@ -62,7 +62,7 @@ def _copy_typed(cursor, source: Source, layout: Layout, progress: Progress) -> i
     definitions = ", ".join(f"{ident(c.name)} {c.type}" for c in layout.columns)
     cursor.execute(f"CREATE TEMP TABLE {STAGE} ({_line(source)}, {definitions}, bad text)")
     names = ", ".join(ident(c.name) for c in layout.columns)
-    progress.start(f"loading {source.path.name}", source.total, source.unit)
+    progress.start(f"loading {source.name}", source.total, source.unit)
     return _copy_blocks(cursor, source, progress, f"{STAGE} ({names})")
 
 
@@ -70,7 +70,7 @@ def _copy_text(cursor, source: Source, layout: Layout, progress: Progress) -> in
     """A field that does not parse: COPY the fields as text, then type them in SQL."""
     cursor.execute(f"CREATE TEMP TABLE {RAW} ({_line(source)}, {_raw_columns(layout)})")
     names = ", ".join(f"f{i}" for i in range(layout.field_count))
-    progress.start(f"loading {source.path.name} as text", source.total, source.unit)
+    progress.start(f"loading {source.name} as text", source.total, source.unit)
     staged = _copy_blocks(cursor, source, progress, f"{RAW} ({names})")
     _type_raw(cursor, layout)
     return staged
@@ -81,7 +81,7 @@ def _copy_forgiving(cursor, source: Source, layout: Layout, progress: Progress) 
     csv module reads them, with exact line numbers, and SQL types them."""
     count = layout.field_count
     cursor.execute(f"CREATE TEMP TABLE {RAW} (line bigint, {_raw_columns(layout)})")
-    progress.start(f"reading {source.path.name} line by line", None, "rows")
+    progress.start(f"reading {source.name} line by line", None, "rows")
     staged = 0
     with connection.wrap_database_errors, cursor.copy(f"COPY {RAW} FROM STDIN") as copy:
         for position, row in source.rows():

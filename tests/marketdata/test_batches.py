@@ -91,7 +91,7 @@ def test_anonymous_batches_are_refused(client, instrument):
 def test_the_database_checks_still_name_the_item_when_the_serializer_lets_a_row_through(
     api, monkeypatch
 ):
-    monkeypatch.setattr("marketdata.batches.BatchBarSerializer.validate", lambda self, attrs: attrs)
+    monkeypatch.setattr("marketdata.api.BatchBarSerializer.validate", lambda self, attrs: attrs)
     response = post(api, [item(0), item(1), item(2, high=10.2)])
     assert response.status_code == 400
     assert list(response.json()["bars"]) == ["2"]

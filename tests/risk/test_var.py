@@ -13,7 +13,7 @@ from marketdata.models import Instrument
 from risk.var import value_at_risk
 from tests.risk.conftest import closes_from, daily_bars, day, hold, instrument
 from tests.trading.conftest import fill, make_order
-from trading.api import bust_row
+from trading.books import bust_row
 from trading.models import Execution
 
 HAND_RETURNS = [-0.05, -0.02, 0.01, 0.03, 0.04]

@@ -9,7 +9,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from marketdata.ingest.pipeline import IngestRefused
 from signals.models import NewsArticle
+from signals.news_ingest import ingest_news
 
 CSV = """published_at,source,headline,body,symbols,sentiment,url
 2024-05-13T14:00:00Z,Reuters,Apple beats estimates,Revenue up,AAPL,0.6,https://example.com/a
@@ -105,3 +107,41 @@ def test_bad_json_lines_are_refused_whole(partitioned, aapl, tmp_path):
     assert "line 4: not a JSON object" in message
     assert "line 5: unknown symbol(s) ZZZ" in message
     assert NewsArticle.objects.count() == 0
+
+
+# --- articles in memory (the API's batches) --------------------------------------------------
+ARTICLE = {"ts": datetime(2024, 5, 13, 14, tzinfo=UTC), "source": "DJ", "headline": "fine",
+           "symbols": ["AAPL"], "sentiment": 0.5}  # fmt: skip
+
+
+def test_articles_in_memory_load_without_a_file(partitioned, aapl, no_temporary_files):
+    second = {**ARTICLE, "headline": 'Say "hi" \\ bye', "body": "line one\nline two"}
+    result = ingest_news([ARTICLE, second])
+    assert (result.rows_read, result.inserted, result.unchanged) == (2, 2, 0)
+    assert NewsArticle.objects.get(headline='Say "hi" \\ bye').body == "line one\nline two"
+    assert ingest_news([ARTICLE]).unchanged == 1
+
+
+def test_a_bad_article_in_memory_is_refused_by_its_row(partitioned, aapl, no_temporary_files):
+    articles = [ARTICLE, {**ARTICLE, "headline": "b", "sentiment": 1.5},
+                {**ARTICLE, "headline": "c", "symbols": ["ZZZ"]}]  # fmt: skip
+    with pytest.raises(IngestRefused) as refused:
+        ingest_news(articles, name="the posted articles")
+    message = str(refused.value)
+    assert message.startswith("refused the posted articles: 2 bad rows, nothing written")
+    assert "row 2: sentiment 1.5 outside [-1, 1]" in message
+    assert "row 3: unknown symbol(s) ZZZ" in message
+    assert refused.value.rows == [(2, "sentiment 1.5 outside [-1, 1]"),
+                                  (3, "unknown symbol(s) ZZZ")]  # fmt: skip
+    assert NewsArticle.objects.count() == 0
+
+
+def test_the_api_batch_of_news_writes_no_temporary_file(
+    partitioned, aapl, admin_client, no_temporary_files
+):
+    bad = {**ARTICLE, "ts": ARTICLE["ts"].isoformat(), "symbols": ["ZZZ"]}
+    response = admin_client.post("/api/v1/news/", [bad], content_type="application/json")
+    assert (response.status_code, response.json()) == (400, {"0": ["unknown symbol(s) ZZZ"]})
+    good = {**bad, "symbols": ["AAPL"]}
+    response = admin_client.post("/api/v1/news/", good, content_type="application/json")
+    assert (response.status_code, response.json()) == (201, {"created": 1, "unchanged": 0})

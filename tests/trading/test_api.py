@@ -19,7 +19,7 @@ from qvp_site.acting import declare
 from qvp_site.db import partitions
 from tests.clients import client_of
 from tests.trading.conftest import T0, fill, make_order
-from trading import api
+from trading.api import executions, orders
 from trading.models import (
     Account,
     BacktestRun,
@@ -372,7 +372,7 @@ def test_a_batch_beyond_the_orders_quantity_is_refused_naming_the_item(alice, or
 def test_the_database_judges_what_the_serializer_lets_through(alice, order, monkeypatch):
     """With the serializer's quantity check gone, the trigger refuses the batch's second
     fill: 400 with the rule and the item, and the first fill is undone with it."""
-    monkeypatch.setattr(api, "fill_problem", lambda item, filled: None)
+    monkeypatch.setattr(executions, "fill_problem", lambda item, filled: None)
     batch = [execution(order, 60, exec_id="a"), execution(order, 60, exec_id="b")]
     body = post(alice, "/api/v1/executions/", batch, status=400)
     assert (body["rule"], body["index"]) == ("execution_within_order_quantity", 1)
@@ -383,7 +383,7 @@ def test_the_database_judges_what_the_serializer_lets_through(alice, order, monk
 
 
 def test_a_check_constraint_answers_with_its_name(alice, desks, monkeypatch):
-    monkeypatch.setattr(api, "price_problems", lambda attrs: {})
+    monkeypatch.setattr(orders, "price_problems", lambda attrs: {})
     body = post(alice, "/api/v1/orders/", an_order(desks["alpha"], limit_price="10"), status=400)
     assert body["rule"] == "order_prices_match_type"
     assert Order.objects.count() == 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ValidationError
 
-from marketdata.api import SymbolListField
+from marketdata.fields import SymbolListField
 from qvp_site.acting import acting_as
 from signals import fusion
 from signals.management.arguments import parse_as_of

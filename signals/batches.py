@@ -1,0 +1,81 @@
+"""Signals recorded in batches (the API's ``POST /api/v1/signals/``): the agents and symbols a
+batch names resolved in one query each, whatever its size, and the batch written by one
+INSERT from arrays. A signal recorded already (same agent, symbol and time) is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import connection
+
+from marketdata.models import Instrument
+from qvp_site.db import partitions
+from signals.models import Agent, Signal
+
+
+def resolve_names(valid: dict[int, dict]) -> dict[int, dict]:
+    """Unknown or inactive agents, unknown symbols and repeats, by item index; the items
+    that pass get their agent and instrument ids."""
+    values = valid.values()
+    agents = {
+        a.name: a
+        for a in Agent.objects.filter(name__in={i["agent"] for i in values}).only(
+            "id", "name", "active"
+        )
+    }
+    instruments = dict(
+        Instrument.objects.filter(symbol__in={i["symbol"] for i in values}).values_list(
+            "symbol", "id"
+        )
+    )
+    errors: dict[int, dict] = {}
+    seen: dict[tuple, int] = {}
+    for index, item in valid.items():
+        problems = {}
+        agent = agents.get(item["agent"])
+        if agent is None:
+            problems["agent"] = [f"unknown agent {item['agent']!r}"]
+        elif not agent.active:
+            problems["agent"] = [f"agent {item['agent']!r} is not active"]
+        if item["symbol"] not in instruments:
+            problems["symbol"] = [f"unknown symbol {item['symbol']!r}"]
+        key = (item["agent"], item["symbol"], item["ts"])
+        if key in seen:
+            problems["ts"] = [f"repeats the agent, symbol and time of item {seen[key]}"]
+        seen.setdefault(key, index)
+        if problems:
+            errors[index] = problems
+        else:
+            item["agent_id"], item["instrument_id"] = agent.id, instruments[item["symbol"]]
+    return errors
+
+
+INSERT_SIGNALS_SQL = """
+INSERT INTO signals_signal
+    (agent_id, instrument_id, ts, direction, strength, confidence, horizon, explanation)
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::smallint[],
+                     %s::double precision[], %s::double precision[], %s::interval[],
+                     %s::jsonb[])
+ON CONFLICT (agent_id, instrument_id, ts) DO NOTHING
+"""
+
+
+def insert_signals(items: list[dict]) -> int:
+    """One INSERT for the whole batch (a signal already recorded is left as it is); how many
+    were new. The partitions the batch needs are made first."""
+    times = [i["ts"] for i in items]
+    partitions.prepare_load(Signal._meta.db_table, min(times), max(times))
+    columns = [
+        [i["agent_id"] for i in items],
+        [i["instrument_id"] for i in items],
+        times,
+        [i["direction"] for i in items],
+        [i["strength"] for i in items],
+        [i["confidence"] for i in items],
+        [i["horizon"] for i in items],
+        [json.dumps(i["explanation"]) for i in items],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT_SIGNALS_SQL, columns)
+        return cursor.rowcount

@@ -1,0 +1,157 @@
+"""``/api/v1/backtests/``: backtest runs with their trades (not account-scoped): anyone but
+an auditor may record one; its trades come with it, written once."""
+
+from __future__ import annotations
+
+from django.db.models import Count
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata.fields import symbol_relation
+from qvp_site.api import (
+    MAX_BATCH,
+    FiniteFloatField,
+    PageNumberPagination,
+    ReadOnlyForAuditors,
+    RefusalsAsResponses,
+    query_parameters,
+    schema_parameters,
+)
+from trading.api.executions import sign_problem
+from trading.models import BacktestRun, BacktestTrade
+
+
+class BacktestQuery(serializers.Serializer):
+    strategy = serializers.CharField(required=False, max_length=100)
+    status = serializers.ChoiceField(choices=BacktestRun.Status.choices, required=False)
+
+
+class BacktestTradeSerializer(serializers.ModelSerializer):
+    instrument = symbol_relation()
+
+    class Meta:
+        model = BacktestTrade
+        fields = ["id", "instrument", "ts", "side", "quantity", "price", "fee", "pnl"]
+        read_only_fields = ["id"]
+
+    def validate(self, attrs: dict) -> dict:
+        errors = {}
+        problem = sign_problem(attrs["side"], attrs["quantity"])
+        if problem:
+            errors["quantity"] = problem
+        if attrs["price"] <= 0:
+            errors["price"] = "must be positive"
+        if attrs.get("fee", 0) < 0:
+            errors["fee"] = "must not be negative"
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+def fraction(**kwargs) -> FiniteFloatField:
+    return FiniteFloatField(required=False, allow_null=True, min_value=0, max_value=1, **kwargs)
+
+
+class BacktestRunSerializer(serializers.ModelSerializer):
+    """A backtest run; its trades may come with it (``trades``, written once, listed at
+    ``backtests/{id}/trades/``)."""
+
+    total_return = FiniteFloatField(required=False, allow_null=True)
+    sharpe = FiniteFloatField(required=False, allow_null=True)
+    sortino = FiniteFloatField(required=False, allow_null=True)
+    max_drawdown = fraction(help_text="a fraction, 0 to 1")
+    hit_rate = fraction(help_text="a fraction, 0 to 1")
+    turnover = FiniteFloatField(required=False, allow_null=True, min_value=0)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    trade_count = serializers.IntegerField(read_only=True)
+    trades = serializers.ListField(
+        child=BacktestTradeSerializer(), required=False, write_only=True, max_length=MAX_BATCH
+    )
+
+    class Meta:
+        model = BacktestRun
+        fields = [
+            "id",
+            # Writable.
+            "strategy",
+            "parameters",
+            "period_start",
+            "period_end",
+            "status",
+            "initial_capital",
+            "total_return",
+            "sharpe",
+            "sortino",
+            "max_drawdown",
+            "hit_rate",
+            "turnover",
+            "error",
+            "finished_at",
+            "trades",
+            # Read-only.
+            "created_by",
+            "created_at",
+            "trade_count",
+        ]
+        read_only_fields = ["id", "created_by", "created_at", "trade_count"]
+
+    def validate(self, attrs: dict) -> dict:
+        start, end = attrs["period_start"], attrs["period_end"]
+        if end <= start:
+            raise serializers.ValidationError({"period_end": "must be after period_start"})
+        if attrs.get("initial_capital", 1) <= 0:
+            raise serializers.ValidationError({"initial_capital": "must be positive"})
+        outside = {
+            index: {"ts": ["lies outside the run's period"]}
+            for index, trade in enumerate(attrs.get("trades", []))
+            if not start <= trade["ts"] <= end
+        }
+        if outside:
+            raise serializers.ValidationError({"trades": outside})
+        return attrs
+
+    def create(self, validated_data: dict) -> BacktestRun:
+        trades = validated_data.pop("trades", [])
+        run = BacktestRun.objects.create(created_by=self.context["request"].user, **validated_data)
+        BacktestTrade.objects.bulk_create(BacktestTrade(run=run, **trade) for trade in trades)
+        run.trade_count = len(trades)
+        return run
+
+
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(BacktestQuery)))
+class BacktestViewSet(
+    RefusalsAsResponses,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Backtest runs (not account-scoped): anyone but an auditor may record one."""
+
+    # Ordered explicitly: Django drops Meta.ordering from a query that aggregates.
+    queryset = (
+        BacktestRun.objects.select_related("created_by")
+        .annotate(trade_count=Count("trades"))
+        .order_by("-created_at", "-id")
+    )
+    serializer_class = BacktestRunSerializer
+    pagination_class = PageNumberPagination
+    permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors]
+
+    def get_queryset(self):
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return self.queryset.all()
+        query = query_parameters(BacktestQuery, self.request)
+        return self.queryset.filter(**query)
+
+    @extend_schema(responses=BacktestTradeSerializer(many=True))
+    @action(detail=True, serializer_class=BacktestTradeSerializer)
+    def trades(self, request: Request, pk: str | None = None) -> Response:
+        """The run's trades in time order."""
+        run = self.get_object()
+        trades = BacktestTrade.objects.filter(run=run).select_related("instrument")
+        page = self.paginate_queryset(trades)
+        return self.get_paginated_response(BacktestTradeSerializer(page, many=True).data)

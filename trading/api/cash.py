@@ -1,0 +1,89 @@
+"""``/api/v1/cash/``: the cash ledger of the user's accounts. People post deposits,
+withdrawals and adjustments; the trade and fee entries are the database's, written with each
+execution."""
+
+from __future__ import annotations
+
+import re
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers
+
+from qvp_site.api import TimeField, TimeRangeQuery, schema_parameters, time_lookups
+from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
+from trading.models import CashEntry
+
+PEOPLE_CASH_KINDS = (
+    CashEntry.Kind.DEPOSIT,
+    CashEntry.Kind.WITHDRAWAL,
+    CashEntry.Kind.ADJUSTMENT,
+)
+CURRENCY = re.compile(r"^[A-Z0-9]{3,5}$")
+
+
+class CashQuery(AccountQuery, TimeRangeQuery):
+    kind = serializers.ChoiceField(choices=CashEntry.Kind.choices, required=False)
+    currency = serializers.RegexField(CURRENCY, required=False)
+
+
+class CashEntrySerializer(serializers.ModelSerializer):
+    """A movement of cash. People write deposits, withdrawals and adjustments; the trade and
+    fee entries are the database's, written with each execution."""
+
+    account = TradableAccountField(help_text="an account id you may trade")
+    currency = serializers.RegexField(
+        CURRENCY, max_length=5, required=False, help_text="default: the account's base currency"
+    )
+    entry_at = TimeField(required=False, help_text="default: now")
+
+    class Meta:
+        model = CashEntry
+        fields = [
+            "id",
+            # Writable.
+            "account",
+            "kind",
+            "amount",
+            "currency",
+            "entry_at",
+            "note",
+            # Read-only.
+            "execution",
+            "created_at",
+        ]
+        read_only_fields = ["id", "execution", "created_at"]
+
+    def validate_kind(self, kind: str) -> str:
+        if kind not in PEOPLE_CASH_KINDS:
+            raise serializers.ValidationError(f"{kind} entries are written by executions only")
+        return kind
+
+    def validate(self, attrs: dict) -> dict:
+        amount, kind = attrs["amount"], attrs["kind"]
+        if amount == 0:
+            raise serializers.ValidationError({"amount": "must not be zero"})
+        if kind == CashEntry.Kind.DEPOSIT and amount < 0:
+            raise serializers.ValidationError({"amount": "a deposit is positive"})
+        if kind == CashEntry.Kind.WITHDRAWAL and amount > 0:
+            raise serializers.ValidationError({"amount": "a withdrawal is negative"})
+        attrs.setdefault("currency", attrs["account"].base_currency)
+        attrs.setdefault("entry_at", timezone.now())
+        return attrs
+
+
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(CashQuery)))
+class CashViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
+):
+    """The cash ledger of your accounts; deposits, withdrawals and adjustments are posted."""
+
+    queryset = CashEntry.objects.all()
+    serializer_class = CashEntrySerializer
+    query_class = CashQuery
+    lookups = {
+        "account": "account",
+        "kind": "kind",
+        "currency": "currency",
+        **time_lookups("entry_at"),
+    }

@@ -1,0 +1,324 @@
+"""``/api/v1/executions/``: executions of the user's accounts: book one or a batch, list,
+retrieve, bust.
+
+Booked by ``trading.books``, the one way into the books. The serializers check ahead of the
+database what it would refuse (the order open, within its quantity, the side matching the
+sign), counting a batch's earlier fills, so that a refusal names the item and field; an exec id
+booked already with the same terms is a replay (the booked record comes back), with other
+terms a conflict (409).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata.fields import SymbolField, symbol_relation
+from qvp_site.api import (
+    MAX_BATCH,
+    Batch,
+    RefusalSerializer,
+    Refused,
+    TimeField,
+    TimeRangeQuery,
+    as_id,
+    id_field,
+    newest_first,
+    requesting_user,
+    schema_parameters,
+    time_lookups,
+)
+from trading import books
+from trading.api.scoping import AccountQuery, ScopedViewSet
+from trading.models import Account, Execution, Order, Side
+
+CLOSED = frozenset(set(Order.Status.values) - set(Order.OPEN) - {Order.Status.FILLED})
+
+
+class ExecutionQuery(AccountQuery, TimeRangeQuery):
+    order = id_field(required=False, help_text="an order id")
+    symbol = SymbolField(required=False, help_text="the instrument's symbol")
+    kind = serializers.ChoiceField(choices=Execution.Kind.choices, required=False)
+
+
+class TradableOrderField(serializers.PrimaryKeyRelatedField):
+    """An order of an account the user may trade; a batch's orders come from the context,
+    looked up in one query, else from the database."""
+
+    default_error_messages = {"does_not_exist": "no order {pk_value} that you may trade"}
+
+    def __init__(self, **kwargs):
+        super().__init__(queryset=Order.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        return Order.objects.filter(account__in=Account.objects.tradable_by(requesting_user(self)))
+
+    def to_internal_value(self, data) -> Order:
+        found = self.context.get("orders", {}).get(as_id(data))
+        return found if found is not None else super().to_internal_value(data)
+
+
+def terms(execution: Execution | dict) -> tuple:
+    """What the database compares when an exec id comes again (trading_execution_books)."""
+    if isinstance(execution, Execution):
+        e = execution
+        return (e.order_id, e.quantity, e.price, e.fee, e.kind, e.executed_at, e.supersedes_id)
+    e = execution
+    return (e["order"].pk, e["quantity"], e["price"], e["fee"], "fill", e["executed_at"], None)
+
+
+class ExecutionBatchSerializer(serializers.ListSerializer):
+    """A batch: items that repeat a booked exec id are replays (``replays``); the rest must
+    keep their orders open and within quantity, counting the batch's earlier fills."""
+
+    replays: set[int]
+
+    def validate(self, items: list[dict]) -> list[dict]:
+        booked, earlier = self.context.get("booked", {}), {}
+        errors, conflicts, self.replays, filled = {}, [], set(), {}
+        for index, item in enumerate(items):
+            before = booked.get(item["exec_id"]) or earlier.get(item["exec_id"])
+            if before is not None and terms(before) == terms(item):
+                self.replays.add(index)
+                continue
+            if before is not None:
+                conflicts.append(index)
+                continue
+            earlier[item["exec_id"]] = item
+            problem = fill_problem(item, filled)
+            if problem:
+                errors[index] = problem
+        if errors:
+            raise serializers.ValidationError(errors)
+        if conflicts:
+            index = conflicts[0]
+            message = f"execution {items[index]['exec_id']}: already booked with different terms"
+            single = self.context.get("single", False)
+            raise Refused(message, "trading_execution_exec_id_key", 409, None if single else index)
+        return items
+
+
+def fill_problem(item: dict, filled: dict[int, Decimal]) -> dict | None:
+    """The database's execution_order_open and execution_within_order_quantity, ahead of it."""
+    order = item["order"]
+    if order.status in CLOSED:
+        return {"order": [f"order {order.pk} is {order.status} and takes no fills"]}
+    done, size = filled.get(order.pk, order.filled_quantity), abs(item["quantity"])
+    if done + size > order.quantity:
+        return {
+            "quantity": [
+                f"fills {size} of order {order.pk} beyond its quantity {order.quantity}"
+                f" ({done} filled already)"
+            ]
+        }
+    filled[order.pk] = done + size
+    return None
+
+
+def sign_problem(side: str, quantity: Decimal) -> str | None:
+    """The database's execution_side_matches_sign, for executions and backtest trades."""
+    if quantity == 0:
+        return "must not be zero"
+    if (side == Side.BUY) != (quantity > 0):
+        return "is signed by its side: buys positive, sells negative"
+    return None
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    """An execution. Quantity is signed (buys positive) and its side must match the order's;
+    the account and instrument are the order's."""
+
+    exec_id = serializers.CharField(max_length=64, help_text="unique; posting it again is a replay")
+    order = TradableOrderField(help_text="an order id of an account you may trade")
+    instrument = symbol_relation(read_only=True)
+    executed_at = TimeField()
+
+    class Meta:
+        model = Execution
+        list_serializer_class = ExecutionBatchSerializer
+        fields = [
+            "id",
+            "exec_id",
+            "order",
+            "account",
+            "instrument",
+            "side",
+            "quantity",
+            "price",
+            "fee",
+            "liquidity",
+            "executed_at",
+            "kind",
+            "supersedes",
+            "reason",
+            "position_sequence",
+            "order_filled_after",
+            "position_quantity_after",
+            "position_average_cost_after",
+            "position_realized_pnl_after",
+            "created_at",
+        ]
+        # Where the order and the position stood after it: written by the database's books.
+        read_only_fields = [
+            "id",
+            "account",
+            "kind",
+            "supersedes",
+            "position_sequence",
+            "order_filled_after",
+            "position_quantity_after",
+            "position_average_cost_after",
+            "position_realized_pnl_after",
+            "created_at",
+        ]
+
+    def validate(self, attrs: dict) -> dict:
+        errors, order = {}, attrs["order"]
+        problem = sign_problem(attrs["side"], attrs["quantity"])
+        if problem:
+            errors["quantity"] = problem
+        if attrs["price"] <= 0:
+            errors["price"] = "must be positive"
+        if attrs.get("fee", 0) < 0:
+            errors["fee"] = "must not be negative"
+        if attrs["side"] != order.side:
+            errors["side"] = f"order {order.pk} is a {order.side} order"
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs.setdefault("fee", Decimal(0))
+        return attrs
+
+
+def batch_context(items: list, request: Request) -> dict:
+    """The batch's tradable orders and already booked executions, one query each."""
+    if len(items) > MAX_BATCH:  # refused by the serializer: no lookups for it
+        return {"request": request}
+    dicts = [item for item in items if isinstance(item, dict)]
+    order_ids = {as_id(item.get("order")) for item in dicts} - {None}
+    # Only strings PostgreSQL can take (not a JSON object: unhashable too); the serializer
+    # refuses the others by name.
+    exec_ids = {
+        e
+        for e in (item.get("exec_id") for item in dicts)
+        if isinstance(e, str) and "\x00" not in e and len(e) <= 64
+    }
+    tradable = Account.objects.tradable_by(request.user)
+    orders = Order.objects.filter(pk__in=order_ids, account__in=tradable)
+    booked = Execution.objects.visible_to(request.user).filter(exec_id__in=exec_ids)
+    return {
+        "request": request,
+        "orders": {order.pk: order for order in orders},
+        "booked": {execution.exec_id: execution for execution in booked},
+    }
+
+
+class BustSerializer(serializers.Serializer):
+    exec_id = serializers.CharField(
+        max_length=64, required=False, help_text="the bust's exec id (default: <original>-bust)"
+    )
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+EXECUTIONS_IN = PolymorphicProxySerializer(
+    component_name="ExecutionOrBatch",
+    serializers=[ExecutionSerializer, ExecutionSerializer(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
+
+
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(ExecutionQuery)))
+class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Executions of your accounts: book them (one or a batch), list, retrieve, bust."""
+
+    queryset = Execution.objects.select_related("instrument")
+    serializer_class = ExecutionSerializer
+    pagination_class = newest_first("executed_at")
+    query_class = ExecutionQuery
+    lookups = {
+        "account": "account",
+        "order": "order_id",
+        "symbol": "instrument",
+        "kind": "kind",
+        **time_lookups("executed_at"),
+    }
+
+    @extend_schema(
+        request=EXECUTIONS_IN,
+        responses={
+            201: EXECUTIONS_IN,
+            200: EXECUTIONS_IN,
+            409: RefusalSerializer,
+        },
+        description=(
+            "Book one execution (an object) or a batch (a list of up to 10,000). A batch is "
+            "refused whole, with the index and field of each bad item. An exec id booked "
+            "already with the same terms is a replay: the existing record comes back, and the "
+            "answer is 200 when nothing new was booked; with different terms, 409."
+        ),
+    )
+    def create(self, request: Request) -> Response:
+        posted = Batch.of(request.data)
+        batch = posted.validated(
+            ExecutionSerializer,
+            lambda items: {**batch_context(items, request), "single": posted.single},
+            one_by_its_fields=True,
+        )
+        created = self._book(batch.validated_data, batch.replays, posted.single)
+        booked = self._booked([item["exec_id"] for item in batch.validated_data])
+        data = ExecutionSerializer(booked, many=True).data
+        return Response(data[0] if posted.single else data, status=201 if created else 200)
+
+    def _book(self, items: list[dict], replays: set[int], single: bool) -> int:
+        """Book the batch's new executions, whole or not at all: how many were new."""
+        created = 0
+        with transaction.atomic():
+            for index, item in enumerate(items):
+                if index in replays:
+                    continue
+                with self.judged(None if single else index):
+                    created += books.book(fill_row(item)) is not None
+        return created
+
+    def _booked(self, exec_ids: list[str]) -> list[Execution]:
+        found = {e.exec_id: e for e in self.get_queryset().filter(exec_id__in=exec_ids)}
+        missing = [e for e in exec_ids if e not in found]
+        if missing:  # booked in an account the user may no longer see
+            raise Refused(f"execution {missing[0]}: already booked", "exec_id_unique", 409)
+        return [found[e] for e in exec_ids]
+
+    @extend_schema(
+        request=BustSerializer,
+        responses={201: ExecutionSerializer, 409: RefusalSerializer},
+        description="Cancel an execution by a new, linked one that mirrors it: the order, the "
+        "position and the cash are restored. An execution is busted once (409 after).",
+    )
+    @action(detail=True, methods=["post"])
+    def bust(self, request: Request, pk: str | None = None) -> Response:
+        original = self.get_object()
+        params = BustSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        given = params.validated_data
+        with self.judged():
+            exec_id = books.bust(original, given.get("exec_id"), given["reason"])
+        bust = self.get_queryset().get(exec_id=exec_id)
+        return Response(self.get_serializer(bust).data, status=201)
+
+
+def fill_row(item: dict) -> dict[str, object]:
+    """A validated item as the row ``trading.books`` books."""
+    given = {name: item[name] for name in ("fee", "liquidity", "reason") if name in item}
+    return books.fill_row(
+        item["order"],
+        item["exec_id"],
+        item["quantity"],
+        item["price"],
+        item["executed_at"],
+        **given,
+    )

@@ -1,0 +1,147 @@
+"""``/api/v1/orders/``: orders of the user's accounts: create, list, retrieve, cancel.
+
+The serializer mirrors the database's rules (prices by order type, a positive quantity, one
+client order id per account), so bad input is a 400 naming the field; the database judges the
+lifecycle (``order_legal_transition``: 409).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata.fields import SymbolField, symbol_relation
+from qvp_site.api import RefusalSerializer, TimeRangeQuery, schema_parameters, time_lookups
+from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
+from trading.models import Order
+
+
+class OrderQuery(AccountQuery, TimeRangeQuery):
+    status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
+    symbol = SymbolField(required=False, help_text="the instrument's symbol")
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    """An order; ``instrument`` is the symbol. Status and fills are kept by the database."""
+
+    account = TradableAccountField(help_text="an account id you may trade")
+    instrument = symbol_relation()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            # Writable: the order's terms, which never change afterwards.
+            "account",
+            "instrument",
+            "client_order_id",
+            "side",
+            "order_type",
+            "quantity",
+            "limit_price",
+            "stop_price",
+            "time_in_force",
+            # Read-only: the lifecycle.
+            "filled_quantity",
+            "status",
+            "status_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "filled_quantity",
+            "status",
+            "status_reason",
+            "created_at",
+            "updated_at",
+        ]
+        # (account, client_order_id) is checked in validate(), naming the field.
+        validators = []
+
+    def validate(self, attrs: dict) -> dict:
+        errors = price_problems(attrs)
+        if attrs["quantity"] <= 0:
+            errors["quantity"] = "must be positive"
+        taken = Order.objects.filter(
+            account=attrs["account"], client_order_id=attrs["client_order_id"]
+        )
+        if taken.exists():
+            errors["client_order_id"] = f"already used in account {attrs['account']}"
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+# Which prices each order type carries (the database's order_prices_match_type).
+PRICES_BY_TYPE = {
+    Order.Type.MARKET: set(),
+    Order.Type.LIMIT: {"limit_price"},
+    Order.Type.STOP: {"stop_price"},
+    Order.Type.STOP_LIMIT: {"limit_price", "stop_price"},
+}
+
+
+def price_problems(attrs: dict) -> dict[str, str]:
+    kind, errors = attrs.get("order_type", Order.Type.MARKET), {}
+    for name in ("limit_price", "stop_price"):
+        price, wanted = attrs.get(name), name in PRICES_BY_TYPE[kind]
+        if price is not None and price <= 0:
+            errors[name] = "must be positive"
+        elif wanted and price is None:
+            errors[name] = f"a {kind} order needs one"
+        elif not wanted and price is not None:
+            errors[name] = f"a {kind} order has none"
+    return errors
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+@extend_schema_view(list=extend_schema(parameters=schema_parameters(OrderQuery)))
+class OrderViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
+):
+    """Orders of your accounts: create, list, retrieve, cancel."""
+
+    queryset = Order.objects.select_related("instrument")
+    serializer_class = OrderSerializer
+    query_class = OrderQuery
+    lookups = {
+        "account": "account",
+        "status": "status",
+        "symbol": "instrument",
+        **time_lookups("created_at"),
+    }
+
+    # 400: bad fields, or a database refusal; documented for every operation by
+    # qvp_site.schema.document_refusals.
+    @extend_schema(responses={201: OrderSerializer})
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        return super().create(request, *args, **kwargs)
+
+    @extend_schema(
+        request=CancelSerializer,
+        responses={200: OrderSerializer, 409: RefusalSerializer},
+        description="Cancel the order. An order already cancelled is returned as it is; one "
+        "no longer open is refused by the database, 409, naming its current state.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        order = self.get_object()
+        params = CancelSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        if order.status == Order.Status.CANCELLED:  # cancelling again changes nothing
+            return Response(self.get_serializer(order).data)
+        # Only the lifecycle columns: the application's role may update no others, and the
+        # database judges the transition (order_legal_transition).
+        with self.judged():
+            Order.objects.filter(pk=order.pk).update(
+                status=Order.Status.CANCELLED, status_reason=params.validated_data["reason"]
+            )
+        order.refresh_from_db(fields=["status", "status_reason", "updated_at"])
+        return Response(self.get_serializer(order).data)

@@ -1,0 +1,151 @@
+"""Booking executions: the one way an execution enters the books, whatever the door (the API,
+the admin, ``import_executions``).
+
+The database keeps the books (``trading/sql/books/``): its trigger checks each execution
+against its order and moves the order, the position and the cash in the same statement, and
+refuses what breaks a rule, naming it. Every door books through this module, with one
+statement (``INSERT ... RETURNING id`` of ``COLUMNS``; the trigger skips an execution booked
+already with the same terms, so a replay returns no id), so they book alike and are refused
+alike:
+
+- ``book(row)``: one execution (the API's fills, the admin's add form);
+- ``book_query(cursor, values, source)``: the executions a query yields, in its order
+  (``import_executions``' staged file: one statement for the whole file);
+- ``bust(original)``: the execution that cancels ``original`` (the API and the admin's bust),
+  refused ahead of the database, by the database's rule names, when ``original`` is a bust or
+  was superseded already (``qvp_site.refusals.RuleRefusal``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from qvp_site.db.quoting import ident
+from qvp_site.refusals import RuleRefusal
+from trading.models import Execution, Order, Side
+
+# The columns an execution is inserted with; the database sets the rest (position sequence,
+# where the order and position stood after it, created_at). Inserted by SQL because the
+# trigger skips a replay: no row comes back, which the ORM's create() cannot take.
+COLUMNS = (
+    "exec_id",
+    "order_id",
+    "account_id",
+    "instrument_id",
+    "side",
+    "quantity",
+    "price",
+    "fee",
+    "liquidity",
+    "executed_at",
+    "kind",
+    "supersedes_id",
+    "reason",
+)
+TABLE = ident(Execution._meta.db_table)
+INSERT = "INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING id".format(
+    table=TABLE,
+    columns=", ".join(ident(c) for c in COLUMNS),
+    values=", ".join(["%s"] * len(COLUMNS)),
+)
+MAX_EXEC_ID = 64
+
+
+def book(row: Mapping[str, object]) -> int | None:
+    """Insert one execution (a value for each of ``COLUMNS``) through the books' trigger:
+    its id, or None for a replay of one booked already with the same terms."""
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT, [row[c] for c in COLUMNS])
+        found = cursor.fetchone()
+    return found[0] if found else None
+
+
+def book_query(cursor, values: Mapping[str, str], source: str) -> int:
+    """Insert the executions a query yields, in its order, through the books' trigger, in
+    one statement: ``values`` gives an SQL expression for each of ``COLUMNS`` (and may give
+    the ``id``), ``source`` the query's ``FROM ... ORDER BY ...``. How many were booked."""
+    missing = [c for c in COLUMNS if c not in values]
+    if missing:
+        raise ValueError(f"no value for {', '.join(missing)}")
+    columns = [c for c in ("id", *COLUMNS) if c in values]
+    cursor.execute(
+        f"INSERT INTO {TABLE} ({', '.join(ident(c) for c in columns)})"
+        f" SELECT {', '.join(values[c] for c in columns)} {source}"
+    )
+    return cursor.rowcount
+
+
+def fill_row(
+    order: Order, exec_id: str, quantity: Decimal, price: Decimal, executed_at, **terms: object
+) -> dict[str, object]:
+    """A fill of ``order``: its account, instrument and side are the order's; ``terms`` may
+    give ``fee``, ``liquidity`` and ``reason``."""
+    return {
+        "exec_id": exec_id,
+        "order_id": order.pk,
+        "account_id": order.account_id,
+        "instrument_id": order.instrument_id,
+        "side": order.side,
+        "quantity": quantity,
+        "price": price,
+        "fee": terms.get("fee", Decimal(0)),
+        "liquidity": terms.get("liquidity", Execution.Liquidity.UNKNOWN),
+        "executed_at": executed_at,
+        "kind": Execution.Kind.FILL,
+        "supersedes_id": None,
+        "reason": terms.get("reason", ""),
+    }
+
+
+def row_of(execution: Execution) -> dict[str, object]:
+    """An unsaved Execution's values (the admin's add form) as a row to book."""
+    return {column: getattr(execution, column) for column in COLUMNS}
+
+
+def bust_row(original: Execution, exec_id: str, reason: str) -> dict[str, object]:
+    """The mirror of ``original`` that cancels it (the database checks it mirrors)."""
+    return {
+        "exec_id": exec_id,
+        "order_id": original.order_id,
+        "account_id": original.account_id,
+        "instrument_id": original.instrument_id,
+        "side": Side.SELL if original.side == Side.BUY else Side.BUY,
+        "quantity": -original.quantity,
+        "price": original.price,
+        "fee": -original.fee,
+        "liquidity": original.liquidity,
+        "executed_at": timezone.now(),
+        "kind": Execution.Kind.BUST,
+        "supersedes_id": original.pk,
+        "reason": reason,
+    }
+
+
+def default_bust_id(original: Execution) -> str:
+    exec_id = f"{original.exec_id}-bust"
+    return exec_id if len(exec_id) <= MAX_EXEC_ID else f"bust-{original.pk}"
+
+
+def refuse_bust(original: Execution) -> None:
+    """The database's rules on busts, ahead of it, with its rule names: the refusal names the
+    execution that superseded ``original`` (which the trigger does not)."""
+    if original.kind == Execution.Kind.BUST:
+        message = f"execution {original.exec_id} is a bust; it cannot be busted"
+        raise RuleRefusal(message, "execution_supersedes_same_order")
+    later = Execution.objects.filter(supersedes=original).first()
+    if later is not None:
+        message = f"execution {original.exec_id} was already busted or corrected by {later.exec_id}"
+        raise RuleRefusal(message, "execution_superseded_once", conflict=True)
+
+
+def bust(original: Execution, exec_id: str | None = None, reason: str = "") -> str:
+    """Book the bust of ``original`` (under ``exec_id``, by default ``<original>-bust``): the
+    order, the position and the cash are restored. Its exec id."""
+    refuse_bust(original)
+    exec_id = exec_id or default_bust_id(original)
+    book(bust_row(original, exec_id, reason))
+    return exec_id
