@@ -7,6 +7,7 @@ never run the same job at once; every run, skip and failure is recorded as a Job
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -16,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import psycopg
 from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections, connection
@@ -75,17 +77,23 @@ def run_job(job: Job) -> JobRun:
     """Run ``job`` once unless another scheduler is running it; record the outcome."""
     lock = connection.get_new_connection(connection.get_connection_params())
     lock.autocommit = True
+    key = lock_key(job.name)
+    acquired = False
     try:
-        acquired = lock.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(job.name)]).fetchone()[
-            0
-        ]
+        acquired = lock.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
         if not acquired:
             now = timezone.now()
             logger.info("job %s skipped: it is running elsewhere", job.name)
             return _record(job, JobRun.Status.SKIPPED, now, "running elsewhere")
         return _run_locked(job)
     finally:
-        lock.close()  # closing the session releases the advisory lock
+        # Released before the session closes: the server lets go of a closed session's locks
+        # a moment later, and a run started in that moment would be skipped. A broken session
+        # has lost its locks already.
+        if acquired:
+            with contextlib.suppress(psycopg.Error):
+                lock.execute("SELECT pg_advisory_unlock(%s)", [key])
+        lock.close()
         close_old_connections()
 
 
