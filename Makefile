@@ -36,6 +36,7 @@ run: $(STAMP) $(ASSETS)
 
 test: $(STAMP) $(ASSETS) $(CHROMIUM)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # A screenshot of each dashboard page with the demo data, into docs/screenshots/.
@@ -43,9 +44,11 @@ screenshots: $(STAMP) $(ASSETS) $(CHROMIUM)
 	$(MANAGE) prepare_site
 	$(MANAGE) screenshots --out docs/screenshots
 
+# The type check's configuration, files and exceptions: [tool.mypy] in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

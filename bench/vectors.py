@@ -50,10 +50,11 @@ from django.db import connection, transaction  # noqa: E402
 
 from marketdata import demo  # noqa: E402
 from marketdata.models import Instrument  # noqa: E402
+from qvp_site.db.binary_copy import columns_of, copy_columns  # noqa: E402
+from qvp_site.db.set_aside import ForeignKeysSetAside  # noqa: E402
 from qvp_site.db.vector_indexes import IVFFLAT, VectorIndex, ivfflat_lists  # noqa: E402
 from vectors import embeddings, features, search  # noqa: E402
 from vectors.embeddings import FEATURES, TABLE  # noqa: E402
-from vectors.store import ForeignKeysSetAside, columns_of, copy_columns  # noqa: E402
 
 HNSW_NAME, IVF_NAME = "featureembedding_cosine_hnsw", "bench_featureembedding_ivfflat"
 EF_SEARCH = (10, 20, 40, 80, 160)
@@ -101,7 +102,7 @@ def setup(vectors: np.ndarray, raw: np.ndarray) -> tuple[list[int], object]:
 
 def load(vectors, raw, instrument_ids, feature_set) -> tuple[float, float]:
     """COPY rates (rows/s): complete rows into the table, and the vector column alone; the
-    time counts the rows' checks and encoding (vectors.store.columns_of), the foreign keys
+    time counts the rows' checks and encoding (qvp_site.db.binary_copy.columns_of), the foreign keys
     set aside and checked after (as a first build does) and the commit."""
     n = len(vectors)
     owners = np.array(instrument_ids)[np.arange(n) % len(instrument_ids)]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.models import Session
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
@@ -27,7 +26,8 @@ from django.db import connections
 from django.test import Client
 
 if TYPE_CHECKING:  # a development dependency: the site runs without it
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from django.contrib.auth.models import User
+    from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 T = TypeVar("T")
 CHROMIUM = Path(os.environ.get("QVP_CHROMIUM", "/usr/bin/chromium"))
@@ -41,8 +41,8 @@ CHROMIUM_ARGS = (
     "--disable-quic",
     "--no-first-run",
 )
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 ALL_CHARTS_DRAWN = (
     "() => [...document.querySelectorAll('[data-chart]')].every(el => el.dataset.drawn === 'true')"
 )
@@ -132,7 +132,7 @@ def _on_own_connection(work: Callable[[], T]) -> T:
         return pool.submit(run).result()
 
 
-def session_key(user: AbstractBaseUser) -> str:
+def session_key(user: User) -> str:
     """A session of ``user``'s, made the way a login makes one, without the password."""
 
     def login() -> str:
@@ -144,18 +144,26 @@ def session_key(user: AbstractBaseUser) -> str:
 
 
 def logged_in(
-    browser: Browser, base_url: str, user: AbstractBaseUser, viewport: dict = DESKTOP
+    browser: Browser, base_url: str, user: User, viewport: ViewportSize = DESKTOP
 ) -> BrowserContext:
     """A browser context (Playwright's) in which ``user`` is logged in."""
     context = browser.new_context(viewport=viewport, base_url=base_url)
-    cookie = {"name": settings.SESSION_COOKIE_NAME, "value": session_key(user)}
-    context.add_cookies([{**cookie, "url": base_url, "httpOnly": True}])
+    context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": session_key(user),
+                "url": base_url,
+                "httpOnly": True,
+            }
+        ]
+    )
     return context
 
 
 @contextmanager
 def session(
-    browser: Browser, base_url: str, user: AbstractBaseUser, viewport: dict = DESKTOP
+    browser: Browser, base_url: str, user: User, viewport: ViewportSize = DESKTOP
 ) -> Iterator[BrowserContext]:
     """``logged_in`` for the duration, then closed and its session deleted: a command run
     against a real database leaves no live session behind."""

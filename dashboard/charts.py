@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 
 UP = "#1a7f5a"
 DOWN = "#c0392b"
@@ -50,7 +51,7 @@ def line(
     }
 
 
-def curves(rows: Iterable[tuple[str, datetime, float]]) -> dict[str, list]:
+def curves(rows: Iterable[tuple[str, datetime, float | Decimal]]) -> dict[str, list]:
     """(name, time, value) rows, ordered by name then time, as each name's points."""
     found: dict[str, list] = defaultdict(list)
     for name, ts, value in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from dashboard import charts
@@ -16,7 +17,9 @@ HISTORY = timedelta(days=370)
 VAR_METRICS = (Metric.VAR_HISTORICAL, Metric.CVAR_HISTORICAL)
 
 
-def var_chart(user: AbstractBaseUser, account: Account) -> tuple[dict, list[RiskLimit]]:
+def var_chart(
+    user: AbstractBaseUser | AnonymousUser, account: Account
+) -> tuple[dict, list[RiskLimit]]:
     """``account``'s VaR and CVaR lines (as the user may read them) and the active limits
     drawn on them (each on its metric's line)."""
     rows = (

@@ -73,6 +73,6 @@ def candles(instrument: Instrument, tf: Timeframe, latest: Price | None) -> Cand
         return Candles(tf, list(reversed(bars)), MinuteBar._meta.db_table)
     end = tf.width.add(tf.width.floor(latest.ts))
     start = tf.width.add(end, -tf.candles)
-    bars = "1d" if daily_only else "1m"
-    found = bucketed(BucketRequest(instrument.pk, tf.width, start, end, timeframe=bars))
+    source = "1d" if daily_only else "1m"
+    found = bucketed(BucketRequest(instrument.pk, tf.width, start, end, timeframe=source))
     return Candles(tf, found.rows, found.source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -41,7 +41,16 @@ from risk.models import RiskAlert
 from trading.models import Account, CashEntry, Execution, Order, PortfolioSnapshot, Position
 
 RECENT = 50
-RESOLUTION_LENGTH = RiskAlert._meta.get_field("resolution").max_length
+
+
+def _resolution_length() -> int:
+    length = RiskAlert._meta.get_field("resolution").max_length
+    if length is None:
+        raise ImproperlyConfigured("RiskAlert.resolution has no max_length")
+    return length
+
+
+RESOLUTION_LENGTH = _resolution_length()
 logger = logging.getLogger(__name__)
 
 

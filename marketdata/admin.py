@@ -4,44 +4,9 @@ no date hierarchy, lists ordered by the key the tables are indexed on."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.core.paginator import Paginator
-from django.db import connections
-from django.utils.functional import cached_property
 
 from marketdata.models import DailyBar, Ingest, Instrument, MinuteBar, OptionQuote, Tick
-from qvp_site.admin_access import AuditorsReadOnly
-from qvp_site.admin_export import CsvExport
-from qvp_site.db import status
-
-
-class EstimatedCountPaginator(Paginator):
-    """Counts from the planner's estimate past a threshold instead of scanning every row."""
-
-    exact_below = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        query = self.object_list.query
-        if query.where:  # filtered: count exactly, but never past a bound
-            return self.object_list[: self.exact_below + 1].count()
-        with connections[self.object_list.db].cursor() as cursor:
-            rows, _size = status.estimate(cursor, self.object_list.model._meta.db_table)
-        return self.object_list.count() if rows < self.exact_below else rows
-
-
-class NotCounted:
-    """ModelAdmin mixin for tables that grow without end: no full count, no facet counts
-    (a count per filter choice over millions of rows), a paginator that does not count."""
-
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
-
-
-class LargeTableAdmin(CsvExport, AuditorsReadOnly, NotCounted, admin.ModelAdmin):
-    raw_id_fields = ["instrument"]
-    list_select_related = ["instrument"]
+from qvp_site.admin_bases import AuditorsReadOnly, CsvExport, LargeTableAdmin, NotCounted
 
 
 @admin.register(Instrument)

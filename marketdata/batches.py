@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
-from marketdata.ingest.pipeline import IngestOptions, IngestRefused, IngestResult, ingest_rows
+from marketdata.ingest.pipeline import IngestOptions, IngestResult, ingest_rows
 from marketdata.models import Ingest, Instrument
+from qvp_site.loading.refusals import IngestRefused
 
 KINDS = {"1m": Ingest.Kind.BARS_1M, "1d": Ingest.Kind.BARS_1D}
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")

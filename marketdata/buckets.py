@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import connection
-from django.db.backends.postgresql.base import ServerBindingCursor
+
+# Django 5.1+; django-stubs does not list it yet.
+from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 from django.db.models import Count
 from psycopg import pq
 
@@ -106,7 +108,7 @@ def covers(name: str, request: BucketRequest) -> bool:
     """Whether aggregate ``name`` holds a bucket for every bar of the range: no bar lies
     before its first bucket or after its last (each an index probe of a few partitions)."""
     width = dict(AGGREGATES)[name]
-    key = [request.instrument_id, request.start, request.end]
+    key: list[Any] = [request.instrument_id, request.start, request.end]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT min(bucket), max(bucket) FROM {ident(name)}"

@@ -33,7 +33,7 @@ class SymbolListField(NamedRecordListField):
         )
 
 
-def symbol_relation(**kwargs: Any) -> serializers.SlugRelatedField:
+def symbol_relation(**kwargs: Any) -> serializers.SlugRelatedField[Instrument]:
     """A model serializer's instrument, written and shown as its symbol."""
     if not kwargs.get("read_only"):
         kwargs["queryset"] = Instrument.objects.all()

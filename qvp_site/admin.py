@@ -4,18 +4,21 @@ log (all read-only), and the API tokens of programs."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 from django.apps import apps
 from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from marketdata.admin import NotCounted
 from qvp_site import tokens
-from qvp_site.admin_access import AuditorsReadOnly
-from qvp_site.admin_export import CsvExport
-from qvp_site.db.scans import distinct_leading_values
+from qvp_site.admin_bases import (
+    AuditorsReadOnly,
+    CsvExport,
+    IndexedValueFilter,
+    NotCounted,
+    ReadOnlyAdmin,
+    history_url,
+)
 from qvp_site.models import (
     ApiToken,
     Archive,
@@ -24,19 +27,6 @@ from qvp_site.models import (
     TimeSeriesAggregate,
     TimeSeriesTable,
 )
-
-
-class ReadOnlyAdmin(CsvExport, admin.ModelAdmin):
-    """Written by the scheduler, by commands or by migrations, never by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(TimeSeriesTable)
@@ -97,25 +87,6 @@ class ArchiveAdmin(ReadOnlyAdmin):
 
 
 # --- The audit log ------------------------------------------------------------------------------
-
-
-def history_url(table_name: str, row_key: object) -> str:
-    """The audit log's changelist narrowed to one row's entries (the history index's key)."""
-    query = urlencode({"table_name": table_name, "row_key": str(row_key)})
-    return f"{reverse('admin:qvp_site_auditentry_changelist')}?{query}"
-
-
-class IndexedValueFilter(admin.SimpleListFilter):
-    """Choices from the values present, without a scan (``parameter_name`` must lead an index
-    of the model's table); filters on equality."""
-
-    def lookups(self, request, model_admin):
-        table = model_admin.model._meta.db_table
-        return [(v, v) for v in distinct_leading_values(self.parameter_name, table=table)]
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        return queryset.filter(**{self.parameter_name: value}) if value else queryset
 
 
 class AuditedTableFilter(IndexedValueFilter):

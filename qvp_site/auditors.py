@@ -8,11 +8,11 @@ The name is the site's, not an app's: row-level security reads it in the databas
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:  # imported by models modules (trading.querysets): no auth models at load
     from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, PermissionsMixin
 
 AUDITORS = "auditors"
 
@@ -22,7 +22,10 @@ def is_auditor(user: AbstractBaseUser | AnonymousUser) -> bool:
     request (permissions, querysets and serializers all ask)."""
     if not user.is_authenticated:
         return False
-    cached = getattr(user, "_qvp_is_auditor", None)
+    cached: bool | None = getattr(user, "_qvp_is_auditor", None)
     if cached is None:
-        cached = user._qvp_is_auditor = user.groups.filter(name=AUDITORS).exists()
+        member = cast("PermissionsMixin", user)  # the site's users have groups
+        cached = member.groups.filter(name=AUDITORS).exists()
+        # Kept on the user object, which declares no such attribute (hence setattr).
+        setattr(user, "_qvp_is_auditor", cached)  # noqa: B010
     return cached

@@ -23,11 +23,13 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connections
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from qvp_site.db import roles
 from qvp_site.db.audit import FIRST_BROKEN_LINK_SQL, GENESIS, HEAD_SQL
@@ -38,6 +40,24 @@ class BackupError(Exception):
 
 
 # --- Connections and binaries ------------------------------------------------------------------
+def _connect(params: dict[str, str], **options: Any) -> psycopg.Connection[Any]:
+    """A connection with libpq's ``params`` (as ``libpq_params`` gives them)."""
+    return psycopg.connect(make_conninfo(**params), **options)
+
+
+def _row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The one row a query returns (a query that always returns one)."""
+    found = cursor.fetchone()
+    if found is None:
+        raise BackupError("the server returned no row")
+    return found
+
+
+def _first(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first value of the one row a query returns."""
+    return _row(cursor)[0]
+
+
 def libpq_params(using: str = "default", dbname: str | None = None) -> dict[str, str]:
     """libpq keywords for the Django database ``using`` (or another database on its server)."""
     db = connections[using].settings_dict
@@ -122,13 +142,13 @@ def row_counts(conn: psycopg.Connection) -> dict[str, int]:
 
 def audit_chain_problem(conn: psycopg.Connection) -> str | None:
     """None when the audit log's hash chain is intact and its head is the last entry."""
-    exists = conn.execute("SELECT to_regclass('qvp_site_auditentry') IS NOT NULL").fetchone()[0]
+    exists = _first(conn.execute("SELECT to_regclass('qvp_site_auditentry') IS NOT NULL"))
     if not exists:
         return None
     broken = conn.execute(FIRST_BROKEN_LINK_SQL).fetchone()
     if broken is not None:
         return f"audit chain broken at entry {broken[0]} ({broken[1]} does not match)"
-    head_id, head_hash, last_id, last_hash, _count = conn.execute(HEAD_SQL).fetchone()
+    head_id, head_hash, last_id, last_hash, _count = _row(conn.execute(HEAD_SQL))
     if (head_id, head_hash) != (last_id, last_hash or GENESIS):
         return f"audit chain head names entry {head_id}, but the last entry is {last_id}"
     return None
@@ -182,15 +202,15 @@ def backup(dump: Path, using: str = "default") -> Manifest:
     dump.parent.mkdir(parents=True, exist_ok=True)
     params = libpq_params(using)
     partial = dump.with_name(dump.name + ".partial")
-    with psycopg.connect(**params) as conn:
+    with _connect(params) as conn:
         tool = pg_tool("pg_dump", server_major(conn))
         # One snapshot for the counts and the dump: the manifest describes exactly this dump.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot = _first(conn.execute("SELECT pg_export_snapshot()"))
         manifest = Manifest(
             database=params["dbname"],
             created_at=datetime.now(UTC).isoformat(),
-            server_version=conn.execute("SHOW server_version").fetchone()[0],
+            server_version=_first(conn.execute("SHOW server_version")),
             timescaledb=timescaledb_version(conn),
             pg_dump=subprocess.run([tool, "--version"], capture_output=True, text=True).stdout,
             row_counts=row_counts(conn),
@@ -236,7 +256,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
     if jobs < 1:
         raise BackupError(f"--jobs must be at least 1, not {jobs}")
     admin = libpq_params(using, dbname="postgres")
-    with psycopg.connect(**admin, autocommit=True) as conn:
+    with _connect(admin, autocommit=True) as conn:
         tool = pg_tool("pg_restore", server_major(conn))
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
             raise BackupError(f"database {database!r} exists: restore into a new database")
@@ -249,7 +269,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
     target = libpq_params(using, dbname=database)
     try:
         warnings = _pg_restore(tool, dump, target, manifest, jobs)
-        with psycopg.connect(**target) as conn:
+        with _connect(target) as conn:
             counts = row_counts(conn)
             problem = audit_chain_problem(conn)
     except BaseException:
@@ -266,7 +286,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
 def _pg_restore(tool: str, dump: Path, target: dict, manifest: Manifest, jobs: int) -> str:
     if not manifest.timescaledb:
         return _run_pg_restore(tool, dump, target, [f"--jobs={jobs}"])
-    with psycopg.connect(**target, autocommit=True) as conn:
+    with _connect(target, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(
                 sql.Literal(manifest.timescaledb)
@@ -276,7 +296,7 @@ def _pg_restore(tool: str, dump: Path, target: dict, manifest: Manifest, jobs: i
     try:
         return _pg_restore_timescaledb(tool, dump, target, jobs)
     finally:
-        with psycopg.connect(**target, autocommit=True) as conn:
+        with _connect(target, autocommit=True) as conn:
             conn.execute("SELECT timescaledb_post_restore()")
 
 
@@ -318,7 +338,7 @@ def _run_pg_restore(tool: str, dump: Path, target: dict, options: list[str]) -> 
 
 
 def drop_database(database: str, using: str = "default") -> None:
-    with psycopg.connect(**libpq_params(using, dbname="postgres"), autocommit=True) as conn:
+    with _connect(libpq_params(using, dbname="postgres"), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )

@@ -6,6 +6,7 @@ error, not ``False``) and adds choices, so a typo in production stops the proces
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import environ
@@ -18,7 +19,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 class Env(environ.Env):
     """environ.Env with strict booleans and enumerated choices."""
 
-    def bool(self, var: str, default: Any = environ.Env.NOTSET) -> bool:  # type: ignore[override]
+    def bool(self, var: str, default: Any = environ.Env.NOTSET) -> bool:
         raw = self.str(var, default=None)
         if raw is None:
             if default is environ.Env.NOTSET:
@@ -33,7 +34,7 @@ class Env(environ.Env):
             f"{var}={raw!r} is not a boolean: use one of {sorted(TRUE_WORDS | FALSE_WORDS - {''})}"
         )
 
-    def int(self, var: str, default: Any = environ.Env.NOTSET) -> int:  # type: ignore[override]
+    def int(self, var: str, default: Any = environ.Env.NOTSET) -> int:
         try:
             return super().int(var, default=default)
         except ValueError as error:
@@ -45,7 +46,7 @@ class Env(environ.Env):
             raise ImproperlyConfigured(f"{var}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def positive_int(self, var: str, default: int) -> int:
+    def positive_int(self, var: str, default: builtins.int) -> builtins.int:
         value = self.int(var, default=default)
         if value <= 0:
             raise ImproperlyConfigured(f"{var}={value} must be a positive integer")

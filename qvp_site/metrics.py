@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -42,7 +42,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 REQUESTS = Counter("qvp_http_requests", "HTTP requests answered", ["method", "route", "status"])
@@ -170,7 +170,7 @@ def _connections(cursor) -> Iterator:
 class _ThisProcess(Collector):
     """The default registry (this process's counters), when not in multiprocess mode."""
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()
 
 

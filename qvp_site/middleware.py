@@ -3,6 +3,8 @@ configured size; no path or query parameter PostgreSQL could not store."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
 from django.http import HttpResponse, JsonResponse
@@ -63,12 +65,14 @@ class UnstorableTextMiddleware:
             if is_key:
                 return _refuse(request, 400, f"a query parameter's name {REASON}")
             # The API's refusals name the field: {"symbol": ["holds a NUL ..."]}.
-            return _refuse(request, 400, f"query parameter {path[0]!r} {REASON}", field=path[0])
+            return _refuse(
+                request, 400, f"query parameter {path[0]!r} {REASON}", field=str(path[0])
+            )
         return self.get_response(request)
 
 
 def _refuse(request, status: int, message: str, field: str | None = None) -> HttpResponse:
     if request.path_info.startswith("/api/"):
-        body = {field: [REASON]} if field else {"detail": message}
+        body: dict[str, Any] = {field: [REASON]} if field else {"detail": message}
         return JsonResponse(body, status=status)
     return HttpResponse(message, status=status, content_type="text/plain")

@@ -10,6 +10,7 @@ field. Here they are a 400 naming the field, in the shape of the serializers' re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from django.http import QueryDict
 from rest_framework import parsers
@@ -57,7 +58,7 @@ def refusal(path: Path, is_key: bool) -> dict:
     reason = f"{where}: {REASON}" if where else REASON
     if is_key:
         reason = f"a key in {where or 'it'} {REASON}"
-    body: dict | list = [reason]
+    body: Any = [reason]  # the reason, nested in a dict under each name of its path
     for name in reversed(named or ["non_field_errors"]):
         body = {name: body}
     return body

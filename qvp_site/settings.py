@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -374,7 +375,7 @@ QVP_SCHEDULE = env.dict("QVP_SCHEDULE", default={})
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("QVP_LOG_LEVEL", ("debug", "info", "warning", "error"), default="info")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},

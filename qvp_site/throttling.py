@@ -10,15 +10,27 @@ of QVP_API_THROTTLE_ANON per address.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.settings import api_settings
 
+if TYPE_CHECKING:
+    _RateThrottle = throttling.SimpleRateThrottle  # the mixin goes on DRF's throttles
+else:
+    _RateThrottle = object
 
-class _CurrentRates:
+
+class _CurrentRates(_RateThrottle):
     """Rates read from the settings when used, not when DRF was imported."""
 
-    def get_rate(self):
-        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+    def get_rate(self) -> str | None:
+        # Texts such as "100/min" (the stubs say numbers).
+        rates: dict[str, str | None] = api_settings.DEFAULT_THROTTLE_RATES  # type: ignore[assignment]
+        if self.scope is None:
+            raise ImproperlyConfigured(f"{type(self).__name__} has no throttle scope")
+        return rates[self.scope]
 
 
 class UserRateThrottle(_CurrentRates, throttling.UserRateThrottle):
@@ -36,7 +48,7 @@ class _PerAddress(_CurrentRates, throttling.SimpleRateThrottle):
 def count_anonymous(request) -> None:
     """Count a request without a user against its address; raises Throttled past the rate."""
     limit = _PerAddress()
-    if not limit.allow_request(request, None):
+    if not limit.allow_request(request, None):  # type: ignore[arg-type]  # needs no view
         raise exceptions.Throttled(limit.wait())
 
 

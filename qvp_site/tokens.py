@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -37,7 +37,7 @@ def issue_key(token: ApiToken) -> str:
 
 
 def create_token(
-    user: AbstractBaseUser, name: str, *, expires_at: datetime | None = None, created_by: str = ""
+    user: User, name: str, *, expires_at: datetime | None = None, created_by: str = ""
 ) -> tuple[ApiToken, str]:
     """A new token for ``user``; returns it and its key, which is never shown again."""
     token = ApiToken(user=user, name=name, expires_at=expires_at, created_by=created_by)

@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models.expressions import Combinable
 
 from qvp_site.acting import acting_as
 from risk.models import AlertDelivery, RiskAlert
@@ -38,7 +40,7 @@ LOCK_NAMESPACE = "qvp_alert_delivery"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     delivered: bool
     status_code: int | None = None
     error: str = ""
@@ -67,7 +69,7 @@ def sign(timestamp: str, body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def send_email(alert: RiskAlert) -> Outcome:
+def send_email(alert: RiskAlert) -> DeliveryOutcome:
     data = payload(alert)
     subject = (
         f"[QVP {alert.severity.upper()}] {data['account_name']}: {alert.metric} "
@@ -83,11 +85,11 @@ def send_email(alert: RiskAlert) -> Outcome:
             fail_silently=False,
         )
     except Exception as error:  # any failure of the mail server is a failed attempt
-        return Outcome(False, error=f"{type(error).__name__}: {error}")
-    return Outcome(True)
+        return DeliveryOutcome(False, error=f"{type(error).__name__}: {error}")
+    return DeliveryOutcome(True)
 
 
-def post_webhook(alert: RiskAlert) -> Outcome:
+def post_webhook(alert: RiskAlert) -> DeliveryOutcome:
     body = json.dumps(payload(alert), sort_keys=True).encode()
     timestamp = str(int(time.time()))
     headers = {
@@ -105,15 +107,15 @@ def post_webhook(alert: RiskAlert) -> Outcome:
             allow_redirects=False,
         )
     except requests.RequestException as error:
-        return Outcome(False, error=f"{type(error).__name__}: {error}")
+        return DeliveryOutcome(False, error=f"{type(error).__name__}: {error}")
     if 200 <= response.status_code < 300:
-        return Outcome(True, response.status_code)
-    return Outcome(False, response.status_code, f"HTTP {response.status_code}")
+        return DeliveryOutcome(True, response.status_code)
+    return DeliveryOutcome(False, response.status_code, f"HTTP {response.status_code}")
 
 
-def channels() -> dict[str, tuple[str, Callable[[RiskAlert], Outcome]]]:
+def channels() -> dict[str, tuple[str, Callable[[RiskAlert], DeliveryOutcome]]]:
     """The configured channels: name -> (target, sender)."""
-    found = {}
+    found: dict[str, tuple[str, Callable[[RiskAlert], DeliveryOutcome]]] = {}
     if settings.QVP_RISK_ALERT_EMAILS:
         found["email"] = (", ".join(settings.QVP_RISK_ALERT_EMAILS), send_email)
     if settings.QVP_RISK_ALERT_WEBHOOK_URL:
@@ -121,7 +123,9 @@ def channels() -> dict[str, tuple[str, Callable[[RiskAlert], Outcome]]]:
     return found
 
 
-def _record(alert: RiskAlert, channel: str, target: str, attempt: int, outcome: Outcome) -> None:
+def _record(
+    alert: RiskAlert, channel: str, target: str, attempt: int, outcome: DeliveryOutcome
+) -> None:
     with acting_as(ACTOR):
         AlertDelivery.objects.create(
             alert=alert,
@@ -170,7 +174,7 @@ def _claimed(alert_id: int, channel: str) -> Iterator[bool]:
     scheduler's and one by hand) never send an alert twice; the one that finds it held moves
     on. A session-level advisory lock, as each attempt commits on its own (the scheduler and
     commands connect directly, never through a transaction pooler)."""
-    key = [f"{LOCK_NAMESPACE}:{channel}", alert_id]
+    key: list[Any] = [f"{LOCK_NAMESPACE}:{channel}", alert_id]
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s), %s)", key)
         held = cursor.fetchone()[0]
@@ -215,7 +219,7 @@ def deliver_undelivered(
     configured = channels()
     if not configured:
         return 0
-    reached_by_all = Q()
+    reached_by_all: Q | Combinable = Q()
     for channel in configured:
         reached_by_all &= Exists(
             AlertDelivery.objects.filter(alert=OuterRef("pk"), channel=channel, outcome="delivered")

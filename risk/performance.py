@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from django.db import connection
@@ -24,7 +25,7 @@ YEAR = 252
 
 
 @dataclass(frozen=True)
-class Performance:
+class PortfolioPerformance:
     observations: int
     total_return: float | None
     volatility: float | None
@@ -48,7 +49,12 @@ ORDER BY s.ts
 def paired_returns(account_id: int, as_of: datetime, lookback: int, benchmark: str) -> np.ndarray:
     """The account's daily returns (column 0) and the benchmark's on the same days (column 1,
     NaN where it has none)."""
-    params = {"account": account_id, "as_of": as_of, "lookback": lookback, "benchmark": benchmark}
+    params: dict[str, Any] = {
+        "account": account_id,
+        "as_of": as_of,
+        "lookback": lookback,
+        "benchmark": benchmark,
+    }
     with connection.cursor() as cursor:
         cursor.execute(PAIRED_RETURNS_SQL, params)
         rows = cursor.fetchall()
@@ -71,18 +77,22 @@ def beta(returns: np.ndarray, bench: np.ndarray) -> float | None:
     return _ratio(float(np.cov(returns, bench, ddof=1)[0, 1]), float(np.var(bench, ddof=1)))
 
 
-def performance_of(returns: np.ndarray, bench: np.ndarray, risk_free: float = 0.0) -> Performance:
+def performance_of(
+    returns: np.ndarray, bench: np.ndarray, risk_free: float = 0.0
+) -> PortfolioPerformance:
     """Metrics of daily ``returns``; ``bench`` the benchmark's returns paired with some of them."""
     n = len(returns)
     if n < 2:
         total = float(np.prod(1 + returns) - 1) if n else None
-        return Performance(n, total, None, None, None, max_drawdown(returns) if n else None, None)
+        return PortfolioPerformance(
+            n, total, None, None, None, max_drawdown(returns) if n else None, None
+        )
     excess = returns - risk_free / YEAR
     sd = float(returns.std(ddof=1))
     downside = float(np.sqrt(np.mean(np.minimum(excess, 0) ** 2)))
     root = np.sqrt(YEAR)
     sharpe, sortino = _ratio(excess.mean(), sd), _ratio(excess.mean(), downside)
-    return Performance(
+    return PortfolioPerformance(
         observations=n,
         total_return=float(np.prod(1 + returns) - 1),
         volatility=sd * root,
@@ -100,7 +110,7 @@ def portfolio_performance(
     lookback: int = YEAR,
     benchmark: str = "SPY",
     risk_free: float = 0.0,
-) -> Performance:
+) -> PortfolioPerformance:
     both = paired_returns(account_id, as_of, lookback, benchmark)
     paired = both[~np.isnan(both[:, 1])]
     return performance_of(both[:, 0], paired, risk_free)

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from marketdata.admin import LargeTableAdmin, NotCounted
-from qvp_site.admin import IndexedValueFilter
-from qvp_site.admin_access import AuditorsReadOnly
-from qvp_site.admin_export import CsvExport
+from qvp_site.admin_bases import (
+    AuditorsReadOnly,
+    CsvExport,
+    IndexedValueFilter,
+    LargeTableAdmin,
+    NotCounted,
+    ViewOnly,
+)
 from signals.models import (
     Agent,
     AgentMetric,
@@ -22,19 +26,6 @@ from signals.models import (
     SocialSentiment,
     SystemLog,
 )
-
-
-class Record:
-    """A record of what happened: viewed, never added, changed or deleted here."""
-
-    def has_add_permission(self, request, *args) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class TimeSeriesAdmin(LargeTableAdmin):
@@ -72,7 +63,7 @@ class AgentAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
 
 
 @admin.register(Signal)
-class SignalAdmin(Record, TimeSeriesAdmin):
+class SignalAdmin(ViewOnly, TimeSeriesAdmin):
     list_display = ["ts", "agent", "instrument", "direction", "strength", "confidence", "horizon"]
     list_filter = by_time(DirectionFilter, "agent")
     list_select_related = ["agent", "instrument"]
@@ -81,14 +72,14 @@ class SignalAdmin(Record, TimeSeriesAdmin):
 
 
 @admin.register(FusedSignal)
-class FusedSignalAdmin(Record, TimeSeriesAdmin):
+class FusedSignalAdmin(ViewOnly, TimeSeriesAdmin):
     list_display = ["ts", "instrument", "target_weight", "confidence", "method", "input_count"]
     list_filter = by_time()
     search_fields = ["instrument__symbol__exact", "method__exact"]
 
 
 @admin.register(SignalPerformance)
-class SignalPerformanceAdmin(Record, CsvExport, AuditorsReadOnly, admin.ModelAdmin):
+class SignalPerformanceAdmin(ViewOnly, CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     list_display = [
         "agent",
         "window_days",
@@ -137,7 +128,7 @@ class AlternativeDataAdmin(TimeSeriesAdmin):
 
 
 @admin.register(AgentMetric)
-class AgentMetricAdmin(Record, TimeSeriesAdmin):
+class AgentMetricAdmin(ViewOnly, TimeSeriesAdmin):
     list_display = ["ts", "agent", "latency_ms", "errors", "signals_emitted"]
     list_filter = by_time("agent")
     list_select_related = ["agent"]
@@ -145,7 +136,7 @@ class AgentMetricAdmin(Record, TimeSeriesAdmin):
 
 
 @admin.register(SystemLog)
-class SystemLogAdmin(Record, TimeSeriesAdmin):
+class SystemLogAdmin(ViewOnly, TimeSeriesAdmin):
     list_display = ["ts", "level", "logger", "message"]
     list_filter = by_time("level")
     raw_id_fields: list[str] = []

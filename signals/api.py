@@ -13,16 +13,17 @@ and answers.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from marketdata.fields import SymbolListField
-from marketdata.ingest.pipeline import IngestRefused
 from qvp_site.api import (
     MAX_BATCH,
     Batch,
@@ -40,6 +41,7 @@ from qvp_site.api import (
     within,
 )
 from qvp_site.db import partitions
+from qvp_site.loading.refusals import IngestRefused
 from signals import fusion
 from signals.batches import insert_signals, resolve_names
 from signals.models import (
@@ -67,12 +69,14 @@ class SignalsListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Queri
     bad parameter) in ``filtered``, newest first."""
 
     permission_classes = PERMISSIONS
-    pagination_class = NewestFirstPagination
+    pagination_class: type[BasePagination] | None = NewestFirstPagination
 
 
 # --- Agents and their metrics ------------------------------------------------------------------
 class SignalPerformanceSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    agent: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
 
     class Meta:
         model = SignalPerformance
@@ -117,7 +121,8 @@ class AgentSerializer(serializers.ModelSerializer):
             "performance",
         ]
 
-    def get_latest_metric(self, agent: Agent) -> dict | None:
+    def get_latest_metric(self, agent: Any) -> dict[str, Any] | None:
+        """``agent``: an Agent its queryset annotated with its latest metric (``metric_*``)."""
         if getattr(agent, "metric_ts", None) is None:
             return None
         return {
@@ -246,7 +251,7 @@ def validate_batch(items) -> list[dict]:
         raise serializers.ValidationError(
             {"non_field_errors": [f"send one signal or a list of 1 to {MAX_BATCH:,}"]}
         )
-    errors: dict[int, dict] = {}
+    errors: dict[int, Any] = {}
     valid: dict[int, dict] = {}
     child = SignalSerializer()  # one serializer for every item, as DRF's lists do
     for index, raw in enumerate(items):
@@ -257,7 +262,8 @@ def validate_batch(items) -> list[dict]:
     for index, problems in resolve_names(valid).items():
         errors[index] = {**problems, **errors.get(index, {})}
     if errors:
-        raise serializers.ValidationError(dict(sorted(errors.items())))
+        by_index: dict[Any, Any] = dict(sorted(errors.items()))  # int keys: DRF writes text
+        raise serializers.ValidationError(by_index)
     return [valid[index] for index in range(len(items))]
 
 
@@ -302,7 +308,9 @@ class SignalViewSet(SignalsListViewSet):
 
 # --- Fused signals and performance --------------------------------------------------------------
 class FusedSignalSerializer(serializers.ModelSerializer):
-    symbol = serializers.SlugRelatedField(source="instrument", slug_field="symbol", read_only=True)
+    symbol: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        source="instrument", slug_field="symbol", read_only=True
+    )
 
     class Meta:
         model = FusedSignal
@@ -389,12 +397,15 @@ class NewsArticleSerializer(serializers.ModelSerializer):
         fields = ["id", "ts", "source", "headline", "body", "url", "symbols", "sentiment"]
         read_only_fields = ["id"]
         # The natural key is checked by the load (a repeat is left as it was), not here.
-        validators = []
+        validators: list[Any] = []
 
 
 class NewsQuery(TimeRangeQuery):
     symbol = serializers.CharField(required=False, max_length=64, help_text="articles about it")
-    source = serializers.CharField(required=False, max_length=100)
+    # A declared field, not Field.source: DRF's metaclass takes it into _declared_fields.
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False, max_length=100
+    )
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(NewsQuery)))
@@ -420,16 +431,17 @@ class NewsViewSet(SignalsListViewSet):
             result = ingest_news(batch.validated_data, name="the posted articles")
         except IngestRefused as refusal:
             # Row n is item n - 1.
-            raise serializers.ValidationError(
-                {row - 1: [reason] for row, reason in refusal.rows} or [str(refusal)]
-            ) from refusal
+            by_item: dict[Any, Any] = {row - 1: [reason] for row, reason in refusal.rows}
+            raise serializers.ValidationError(by_item or [str(refusal)]) from refusal
         answer = {"created": result.inserted, "unchanged": result.unchanged}
         return Response(answer, status=201 if result.inserted else 200)
 
 
 # --- Social sentiment and alternative data (read-only: loaded by their feeds) ----------------
 class SocialSentimentSerializer(serializers.ModelSerializer):
-    symbol = serializers.SlugRelatedField(source="instrument", slug_field="symbol", read_only=True)
+    symbol: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        source="instrument", slug_field="symbol", read_only=True
+    )
 
     class Meta:
         model = SocialSentiment
@@ -457,7 +469,9 @@ class SocialSentimentViewSet(SignalsListViewSet):
 
 
 class AlternativeDataSerializer(serializers.ModelSerializer):
-    symbol = serializers.SlugRelatedField(source="instrument", slug_field="symbol", read_only=True)
+    symbol: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        source="instrument", slug_field="symbol", read_only=True
+    )
 
     class Meta:
         model = AlternativeData
@@ -467,7 +481,10 @@ class AlternativeDataSerializer(serializers.ModelSerializer):
 
 class AlternativeDataQuery(TimeRangeQuery):
     kind = serializers.CharField(required=False, max_length=50)
-    source = serializers.CharField(required=False, max_length=100)
+    # A declared field, not Field.source: DRF's metaclass takes it into _declared_fields.
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False, max_length=100
+    )
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     contains = serializers.JSONField(
         required=False,

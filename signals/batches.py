@@ -6,6 +6,7 @@ INSERT from arrays. A signal recorded already (same agent, symbol and time) is l
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.db import connection
 
@@ -14,7 +15,7 @@ from qvp_site.db import partitions
 from signals.models import Agent, Signal
 
 
-def resolve_names(valid: dict[int, dict]) -> dict[int, dict]:
+def resolve_names(valid: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Unknown or inactive agents, unknown symbols and repeats, by item index; the items
     that pass get their agent and instrument ids."""
     values = valid.values()
@@ -29,10 +30,10 @@ def resolve_names(valid: dict[int, dict]) -> dict[int, dict]:
             "symbol", "id"
         )
     )
-    errors: dict[int, dict] = {}
-    seen: dict[tuple, int] = {}
+    errors: dict[int, dict[str, Any]] = {}
+    seen: dict[tuple[str, str, Any], int] = {}
     for index, item in valid.items():
-        problems = {}
+        problems: dict[str, list[str]] = {}
         agent = agents.get(item["agent"])
         if agent is None:
             problems["agent"] = [f"unknown agent {item['agent']!r}"]
@@ -44,7 +45,7 @@ def resolve_names(valid: dict[int, dict]) -> dict[int, dict]:
         if key in seen:
             problems["ts"] = [f"repeats the agent, symbol and time of item {seen[key]}"]
         seen.setdefault(key, index)
-        if problems:
+        if agent is None or problems:  # an unknown agent is a problem
             errors[index] = problems
         else:
             item["agent_id"], item["instrument_id"] = agent.id, instruments[item["symbol"]]
@@ -61,7 +62,7 @@ ON CONFLICT (agent_id, instrument_id, ts) DO NOTHING
 """
 
 
-def insert_signals(items: list[dict]) -> int:
+def insert_signals(items: list[dict[str, Any]]) -> int:
     """One INSERT for the whole batch (a signal already recorded is left as it is); how many
     were new. The partitions the batch needs are made first."""
     times = [i["ts"] for i in items]
@@ -78,4 +79,4 @@ def insert_signals(items: list[dict]) -> int:
     ]
     with connection.cursor() as cursor:
         cursor.execute(INSERT_SIGNALS_SQL, columns)
-        return cursor.rowcount
+        return int(cursor.rowcount)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -85,7 +86,7 @@ def fuse(as_of: datetime | None = None, instrument_ids: list[int] | None = None)
     (or those given); a second run for the same time replaces the first."""
     as_of = as_of or timezone.now()
     partitions.prepare_load(FusedSignal._meta.db_table, as_of, as_of)
-    params = {
+    params: dict[str, Any] = {
         "as_of": as_of,
         "lookback": LOOKBACK,
         "instruments": instrument_ids,

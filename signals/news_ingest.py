@@ -1,9 +1,9 @@
-"""News files into NewsArticle by the market-data ingest's road: staged by COPY with line
-numbers, checked in one SQL statement that names each bad line and all its reasons, refused
-whole when any line is bad, then written by one INSERT ... SELECT. Re-loading a file changes
-nothing (the articles' key is source, headline and time).
+"""News files into NewsArticle by the loading engine's road (``qvp_site.loading``): staged by COPY
+with line numbers, checked in one SQL statement that names each bad line and all its reasons,
+refused whole when any line is bad, then written by one INSERT ... SELECT. Re-loading a file
+changes nothing (the articles' key is source, headline and time).
 
-CSV (and Parquet) files go through marketdata's reader and staging unchanged, with a layout
+CSV (and Parquet) files go through the engine's reader and staging unchanged, with a layout
 of the news columns. JSON lines are COPYed one document a line (backslashes doubled, so
 COPY's text format hands each line over untouched) and typed in SQL into the same staging
 table, so the checks and the write are the same for both. Articles already in memory (the
@@ -22,13 +22,14 @@ from pathlib import Path
 
 from django.db import DatabaseError, connection, transaction
 
-from marketdata.ingest import staging
-from marketdata.ingest.checks import SHOWN
-from marketdata.ingest.layouts import Layout, LayoutError, StageColumn, normalize
-from marketdata.ingest.pipeline import IngestRefused
-from marketdata.ingest.readers import BLOCK_SIZE, ReadError, open_source
 from qvp_site.db import partitions
 from qvp_site.db.quoting import ident, literal
+from qvp_site.loading import staging
+from qvp_site.loading.checks import rejection
+from qvp_site.loading.layout import Layout, LayoutError, StageColumn, normalize
+from qvp_site.loading.progress import NoProgress, Progress
+from qvp_site.loading.readers import BLOCK_SIZE, ReadError, open_source
+from qvp_site.loading.refusals import IngestRefused, refused
 from signals.models import NewsArticle
 
 STAGE, REJECTED = staging.STAGE, staging.REJECTED
@@ -122,7 +123,7 @@ Articles = Iterable[Mapping[str, object]]
 
 def ingest_news(
     source: Path | str | Articles,
-    progress: staging.Progress | None = None,
+    progress: Progress | None = None,
     name: str = "articles",
 ) -> NewsResult:
     """Load a CSV, Parquet or JSON-lines file of news, or articles already in memory (dicts
@@ -130,7 +131,7 @@ def ingest_news(
     (nothing written) when the file cannot be read or any of its lines or rows is bad."""
     is_file = isinstance(source, str | PathLike)
     name = Path(source).name if is_file else name
-    progress = progress or _Quiet()
+    progress = progress or NoProgress()
     try:
         return _ingest(Path(source) if is_file else source, name, progress)
     except (LayoutError, ReadError) as error:
@@ -290,17 +291,9 @@ def _refuse_bad_rows(cursor, name: str, label: str) -> None:
     _stage_missing_roles(cursor)
     cursor.execute(f"DROP TABLE IF EXISTS {REJECTED}")
     cursor.execute(CHECK_SQL)
-    total = cursor.rowcount
-    if not total:
-        return
-    cursor.execute(f"SELECT line, reason FROM {REJECTED} ORDER BY line LIMIT {SHOWN}")
-    first = cursor.fetchall()
-    rows = "row" if total == 1 else "rows"
-    lines = [f"refused {name}: {total} bad {rows}, nothing written"]
-    lines += [f"  {label} {position}: {reason}" for position, reason in first]
-    if total > len(first):
-        lines.append(f"  ... and {total - len(first)} more")
-    raise IngestRefused("\n".join(lines), total, first)
+    bad = rejection(cursor, cursor.rowcount)
+    if bad.total:
+        raise refused(name, label, bad)
 
 
 def _stage_missing_roles(cursor) -> None:
@@ -315,11 +308,3 @@ def _stage_missing_roles(cursor) -> None:
             cursor.execute(f"ALTER TABLE {STAGE} ADD COLUMN {ident(role)} {type_}")
     if "bad" not in present:
         cursor.execute(f"ALTER TABLE {STAGE} ADD COLUMN bad text")
-
-
-class _Quiet:
-    def start(self, description: str, total: int | None, unit: str) -> None:
-        pass
-
-    def update(self, advance: int) -> None:
-        pass

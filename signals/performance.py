@@ -33,7 +33,7 @@ RETURNING (SELECT name FROM signals_agent WHERE id = sp.agent_id), window_days, 
 
 
 @dataclass(frozen=True)
-class Performance:
+class AgentPerformance:
     agent: str
     window_days: int
     window_start: datetime
@@ -45,19 +45,19 @@ class Performance:
     cumulative_return: float | None
 
 
-def calculate(agent_name: str, days: int, as_of: datetime | None = None) -> Performance:
+def calculate(agent_name: str, days: int, as_of: datetime | None = None) -> AgentPerformance:
     """``calculate_signal_performance(agent_name, days, as_of)``, not stored."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT * FROM calculate_signal_performance(%s, %s, %s)",
             [agent_name, days, as_of or timezone.now()],
         )
-        return Performance(*cursor.fetchone())
+        return AgentPerformance(*cursor.fetchone())
 
 
 def refresh(
     windows: list[int], agent_names: list[str] | None = None, as_of: datetime | None = None
-) -> list[Performance]:
+) -> list[AgentPerformance]:
     """Compute and store the performance of the named agents (every active agent when None)
     over each window of days; returns what was stored, by agent and window."""
     with connection.cursor() as cursor:
@@ -65,5 +65,5 @@ def refresh(
             REFRESH_SQL,
             {"windows": windows, "names": agent_names, "as_of": as_of or timezone.now()},
         )
-        rows = [Performance(*row) for row in cursor.fetchall()]
+        rows = [AgentPerformance(*row) for row in cursor.fetchall()]
     return sorted(rows, key=lambda p: (p.agent, p.window_days))

@@ -169,7 +169,7 @@ class DatabaseLogHandler(logging.Handler):
             self.queue.task_done()
 
     def _take(self, limit: int) -> list[Row]:
-        batch = []
+        batch: list[Row] = []
         while len(batch) < limit:
             try:
                 batch.append(self.queue.get_nowait())
@@ -237,7 +237,9 @@ class DatabaseLogHandler(logging.Handler):
         with self._counts:
             return {"written": self.written, "dropped": self.dropped, "queued": self.queue.qsize()}
 
-    def flush(self, timeout: float = 2.0) -> bool:
+    # Handler.flush() returns nothing; this one also says whether the queue drained in time
+    # (logging calls it without arguments, which it takes).
+    def flush(self, timeout: float = 2.0) -> bool:  # type: ignore[override]
         """Wait up to ``timeout`` seconds until every queued record is written or dropped;
         whether that happened. (logging.shutdown flushes at exit: the default is short, so
         an exit never waits long on a dead database.)"""

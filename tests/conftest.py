@@ -16,6 +16,14 @@ from django.dispatch import receiver
 
 from qvp_site.db import engine, roles
 
+# Fixtures shared across the test packages (tests/fixtures/): plugins, so that no conftest
+# imports another's.
+pytest_plugins = [
+    "tests.fixtures.marketdata",
+    "tests.fixtures.trading",
+    "tests.fixtures.trading_api",
+]
+
 
 @receiver(connection_created)
 def _tests_may_empty_the_audit_log(sender, connection, **kwargs):

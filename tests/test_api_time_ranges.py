@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.db import partitions
-from tests.trading.conftest import make_order
+from tests.fixtures.trading import make_order
 from trading.models import Account, Order
 
 T0 = datetime(2024, 5, 13, 14, 0, tzinfo=UTC)

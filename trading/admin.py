@@ -24,10 +24,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from marketdata.admin import NotCounted
-from qvp_site.admin import history_url
-from qvp_site.admin_access import AuditorsReadOnly, is_auditor_request
-from qvp_site.admin_export import CsvExport
+from qvp_site.admin_access import is_auditor_request
+from qvp_site.admin_bases import AuditorsReadOnly, CsvExport, NotCounted, history_url
 from qvp_site.refusals import RuleRefusal
 from trading import books
 from trading.models import (

@@ -19,7 +19,9 @@ alike:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 from django.utils import timezone
@@ -27,6 +29,9 @@ from django.utils import timezone
 from qvp_site.db.quoting import ident
 from qvp_site.refusals import RuleRefusal
 from trading.models import Execution, Order, Side
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 # The columns an execution is inserted with; the database sets the rest (position sequence,
 # where the order and position stood after it, created_at). Inserted by SQL because the
@@ -59,12 +64,13 @@ def book(row: Mapping[str, object]) -> int | None:
     """Insert one execution (a value for each of ``COLUMNS``) through the books' trigger:
     its id, or None for a replay of one booked already with the same terms."""
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, [row[c] for c in COLUMNS])
+        params: list[Any] = [row[c] for c in COLUMNS]
+        cursor.execute(INSERT, params)
         found = cursor.fetchone()
-    return found[0] if found else None
+    return int(found[0]) if found else None
 
 
-def book_query(cursor, values: Mapping[str, str], source: str) -> int:
+def book_query(cursor: CursorWrapper, values: Mapping[str, str], source: str) -> int:
     """Insert the executions a query yields, in its order, through the books' trigger, in
     one statement: ``values`` gives an SQL expression for each of ``COLUMNS`` (and may give
     the ``id``), ``source`` the query's ``FROM ... ORDER BY ...``. How many were booked."""
@@ -76,11 +82,16 @@ def book_query(cursor, values: Mapping[str, str], source: str) -> int:
         f"INSERT INTO {TABLE} ({', '.join(ident(c) for c in columns)})"
         f" SELECT {', '.join(values[c] for c in columns)} {source}"
     )
-    return cursor.rowcount
+    return int(cursor.rowcount)
 
 
 def fill_row(
-    order: Order, exec_id: str, quantity: Decimal, price: Decimal, executed_at, **terms: object
+    order: Order,
+    exec_id: str,
+    quantity: Decimal,
+    price: Decimal,
+    executed_at: datetime,
+    **terms: object,
 ) -> dict[str, object]:
     """A fill of ``order``: its account, instrument and side are the order's; ``terms`` may
     give ``fee``, ``liquidity`` and ``reason``."""

@@ -87,7 +87,8 @@ class Market:
         return i if i < len(ts) and ts[i] == at else None
 
     def close(self, symbol: str, i: int) -> Decimal:
-        places = max(0, -Decimal(str(self.specs[symbol].tick_size)).as_tuple().exponent)
+        exponent = Decimal(str(self.specs[symbol].tick_size)).as_tuple().exponent
+        places = max(0, -int(exponent))  # a tick size is finite: its exponent is a number
         return Decimal(f"{self.bars[symbol].close[i]:.{places}f}")
 
     def time(self, symbol: str, i: int) -> datetime:

@@ -1,7 +1,7 @@
 """Loading a file of executions: stage -> check in SQL -> book in file order, or nothing.
 
-The file (CSV, or Parquet through the same reader) goes by COPY into the market-data ingest's
-TEMP staging table (``marketdata.ingest.staging``), every field as text so that COPY never
+The file (CSV, or Parquet through the same reader) goes by COPY into the loading engine's
+TEMP staging table (``qvp_site.loading.staging``), every field as text so that COPY never
 refuses a value: SQL then parses each one and finds every bad line with all its reasons
 (unparseable numbers and times, unknown accounts, orders and symbols, an order of another
 account or instrument, a side against the sign of the quantity...). One bad line refuses the
@@ -26,13 +26,14 @@ from pathlib import Path
 
 from django.db import DatabaseError, connection, transaction
 
-from marketdata.ingest import staging
-from marketdata.ingest.checks import SHOWN, Rejection
-from marketdata.ingest.layouts import Layout, StageColumn
-from marketdata.ingest.pipeline import _refusal
-from marketdata.ingest.readers import ReadError, Source, open_source
 from qvp_site.acting import acting_as
 from qvp_site.db.quoting import ident
+from qvp_site.loading import staging
+from qvp_site.loading.checks import Rejection, rejection
+from qvp_site.loading.layout import Layout, StageColumn
+from qvp_site.loading.progress import Progress
+from qvp_site.loading.readers import ReadError, Source, open_source
+from qvp_site.loading.refusals import refusal_message
 from trading import books
 
 ACTOR = "import_executions"
@@ -69,7 +70,7 @@ class ImportResult:
         return self.rows_read - self.booked
 
 
-def import_executions(path: Path | str, progress: staging.Progress) -> ImportResult:
+def import_executions(path: Path | str, progress: Progress) -> ImportResult:
     """Book the executions of ``path`` in file order, all or none (ImportRefused)."""
     started = time.monotonic()
     path = Path(path)
@@ -87,9 +88,9 @@ def import_executions(path: Path | str, progress: staging.Progress) -> ImportRes
             # Lines find each other by exec id (repeats, busts of earlier lines); TEMP tables
             # are never analysed by autovacuum.
             cursor.execute(f"CREATE INDEX ON {ROWS} (exec_id, line); ANALYZE {ROWS}")
-            rejection = _find_bad_rows(cursor)
-            if rejection.total:
-                raise ImportRefused(_refusal(source, rejection))
+            bad = _find_bad_rows(cursor)
+            if bad.total:
+                raise ImportRefused(refusal_message(source.name, source.position_label, bad))
             booked = _book(cursor, source)
     finally:
         with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
@@ -289,9 +290,7 @@ def _find_bad_rows(cursor) -> Rejection:
         WHERE {where}
         """
     )
-    total = cursor.rowcount
-    cursor.execute(f"SELECT line, reason FROM {staging.REJECTED} ORDER BY line LIMIT {SHOWN}")
-    return Rejection(total=total, first=cursor.fetchall())
+    return rejection(cursor, cursor.rowcount)
 
 
 def _book(cursor, source: Source) -> int:
@@ -345,4 +344,5 @@ def _trigger_refusal(cursor, source: Source, error: DatabaseError) -> str:
     (line,) = cursor.fetchone()
     if line is None:
         return f"refused {source.name}: {message}; nothing written"
-    return _refusal(source, Rejection(total=1, first=[(line, message)]))
+    only = Rejection(total=1, first=[(line, message)])
+    return refusal_message(source.name, source.position_label, only)

@@ -10,6 +10,7 @@ snapshots are a time-series table. Nothing here is ever deleted automatically.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -21,11 +22,19 @@ from marketdata.models import Instrument
 from qvp_site.db.audit import audited
 from trading.querysets import AccountQuerySet, AccountScopedQuerySet
 
-QUANTITY = {"max_digits": 20, "decimal_places": 8}
-PRICE = {"max_digits": 20, "decimal_places": 8}
-MONEY = {"max_digits": 24, "decimal_places": 8}
+
+class Digits(TypedDict):
+    """A DecimalField's size, spread into its arguments."""
+
+    max_digits: int
+    decimal_places: int
+
+
+QUANTITY: Digits = {"max_digits": 20, "decimal_places": 8}
+PRICE: Digits = {"max_digits": 20, "decimal_places": 8}
+MONEY: Digits = {"max_digits": 24, "decimal_places": 8}
 # Average cost keeps more places than a price: it is a running weighted mean.
-AVERAGE = {"max_digits": 28, "decimal_places": 12}
+AVERAGE: Digits = {"max_digits": 28, "decimal_places": 12}
 
 
 class Side(models.TextChoices):

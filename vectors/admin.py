@@ -8,22 +8,13 @@ import math
 
 from django.contrib import admin
 
-from marketdata.admin import NotCounted
-from qvp_site.admin import IndexedValueFilter
-from qvp_site.admin_export import CsvExport
+from qvp_site.admin_bases import CsvExport, IndexedValueFilter, NotCounted, ViewOnly
 from vectors.models import FeatureEmbedding, FeatureSet, StrategyPattern, VolatilityRegime
 from vectors.regimes import LABELS
 
 
-class DerivedAdmin(CsvExport, NotCounted, admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+class DerivedAdmin(ViewOnly, CsvExport, NotCounted, admin.ModelAdmin):
+    """Rows derived by build_embeddings and build_patterns: rebuilt, never edited."""
 
 
 class RegimeLabelFilter(admin.SimpleListFilter):

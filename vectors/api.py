@@ -131,7 +131,9 @@ class RegimeSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
-    label = serializers.CharField()
+    # A declared field: DRF's metaclass takes it into _declared_fields, so it never stands
+    # for Field.label, as the checker reads the class.
+    label = serializers.CharField()  # type: ignore[assignment]
     cluster = serializers.IntegerField(allow_null=True)
     distance = serializers.FloatField(required=False)
 

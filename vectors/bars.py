@@ -71,9 +71,14 @@ def load(
             params,
         )
         rows = np.array(cursor.fetchall(), dtype=float).reshape(-1, 6)
+    open_, high, low, close, volume = (np.ascontiguousarray(rows[:, i]) for i in range(1, 6))
     return Series(
         rows[:, 0].astype(np.int64).astype("M8[us]"),
-        *(np.ascontiguousarray(rows[:, i]) for i in range(1, 6)),
+        open_,
+        high,
+        low,
+        close,
+        volume,
         period=DAY if daily else MINUTE,
     )
 

@@ -17,17 +17,11 @@ from django.db import connection, transaction
 from django.db.models import Max
 
 from marketdata.models import Instrument
+from qvp_site.db.binary_copy import columns_of, copy_columns
+from qvp_site.db.set_aside import ForeignKeysSetAside, IndexesSetAside, table_is_empty
 from vectors import bars, features
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
-from vectors.store import (
-    ForeignKeysSetAside,
-    IndexesSetAside,
-    SetSpec,
-    columns_of,
-    copy_columns,
-    scaler_of,
-    table_is_empty,
-)
+from vectors.store import SetSpec, scaler_of
 
 FEATURES = SetSpec(
     name="bars-1m",
@@ -151,7 +145,7 @@ def columns(
     vectors: np.ndarray,
     raw: np.ndarray,
 ) -> list:
-    """The table's COPY columns for these rows (checked: see vectors.store.columns_of)."""
+    """The table's COPY columns for these rows (checked: see qvp_site.db.binary_copy.columns_of)."""
     ids = np.broadcast_to(np.asarray(instrument_ids, dtype=np.int64), (len(closes),))
     sets = np.full(len(closes), feature_set_id, dtype=np.int64)
     values = (ids, sets, closes, vectors, raw)

@@ -25,12 +25,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from marketdata.models import Instrument
+from qvp_site.db.binary_copy import copy_rows
+from qvp_site.db.set_aside import IndexesSetAside, table_is_empty
 from risk.estimators import PERIODS_PER_YEAR
 from trading.models import BacktestRun, BacktestTrade
 from vectors import bars, features
 from vectors.embeddings import BUILD_LOCK
 from vectors.models import FeatureSet, StrategyPattern
-from vectors.store import IndexesSetAside, SetSpec, copy_rows, scaler_of, table_is_empty
+from vectors.store import SetSpec, scaler_of
 
 HORIZON = 60  # minutes held
 DECISION_EVERY = 60  # minutes between decisions

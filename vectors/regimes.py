@@ -28,11 +28,12 @@ from psycopg.types.json import Jsonb
 from sklearn.cluster import KMeans
 
 from marketdata.models import Instrument
+from qvp_site.db.binary_copy import copy_rows
 from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
 from vectors import bars
 from vectors.embeddings import BUILD_LOCK
 from vectors.models import FeatureSet, VolatilityRegime
-from vectors.store import SetSpec, copy_rows, scaler_of
+from vectors.store import SetSpec, scaler_of
 
 DAILY_WINDOWS = (5, 10, 21, 42, 63)
 MINUTE_WINDOWS = (30, 60, 120, 240)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -117,7 +118,8 @@ FEATURES_SQL = (
 def features_sql(query: FeatureQuery) -> tuple[str, list]:
     """The k nearest embeddings' rows, nearest first (the SQL the index must serve): only the
     columns a result shows, the symbol joined in, no vector or raw features sent back."""
-    where, params = ["e.feature_set_id = %s"], [query.feature_set.pk]
+    where: list[str] = ["e.feature_set_id = %s"]
+    params: list[Any] = [query.feature_set.pk]
     if query.instruments:
         where.append("e.instrument_id = ANY(%s)")
         params.append([int(i) for i in query.instruments])

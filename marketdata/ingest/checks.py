@@ -9,14 +9,11 @@ history, and the same time twice in one file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from marketdata.ingest.layouts import Layout
-from marketdata.ingest.staging import REJECTED, STAGE
 from marketdata.ingest.targets import ROLE_TYPES, Target
 from qvp_site.db.quoting import ident
-
-SHOWN = 20  # bad rows listed in a refusal; the rest are counted
+from qvp_site.loading.checks import Rejection, rejection
+from qvp_site.loading.layout import Layout
+from qvp_site.loading.staging import REJECTED, STAGE
 
 _SIDE_SQL = (
     "CASE COALESCE(lower(btrim({c})), '') WHEN 'buy' THEN 'buy' WHEN 'b' THEN 'buy'"
@@ -62,14 +59,6 @@ _TICK_RULES = [
     ("price IS NOT NULL AND size IS NULL AND bad IS NULL", "'trade without a size'"),
     ("side IS NULL", "format('unknown side %L', side_raw)"),
 ]
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """The bad rows of a file: how many, and the first few (position, reason)."""
-
-    total: int
-    first: list[tuple[int, str]]
 
 
 def rows_sql(layout: Layout, target: Target, tz: str) -> str:
@@ -120,17 +109,7 @@ def find_bad_rows(
         f"CREATE TEMP TABLE {REJECTED} AS WITH {', '.join(ctes)}"
         f" SELECT s.line, concat_ws('; ', {reasons}) AS reason FROM s{join} WHERE {where}"
     )
-    total = cursor.rowcount
-    first = []
-    if total:
-        cursor.execute(f"SELECT line, reason FROM {REJECTED} ORDER BY line LIMIT {SHOWN}")
-        first = cursor.fetchall()
-    return Rejection(total=total, first=first)
-
-
-def all_rejected(cursor) -> list[tuple[int, str]]:
-    cursor.execute(f"SELECT line, reason FROM {REJECTED} ORDER BY line")
-    return cursor.fetchall()
+    return rejection(cursor, cursor.rowcount)
 
 
 def _rules(layout: Layout, target: Target) -> list[tuple[str, str]]:

@@ -1,19 +1,21 @@
-"""What ``ingest_bars`` and ``ingest_ticks`` share: their options, progress bar and summary."""
+"""What ``ingest_bars`` and ``ingest_ticks`` share: their options and summary."""
 
 from __future__ import annotations
 
 import getpass
-import sys
 import zoneinfo
 from argparse import ArgumentParser
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.ingest.layouts import LayoutError, parse_columns_option
-from marketdata.ingest.pipeline import IngestOptions, IngestRefused, IngestResult, ingest_file
+from marketdata.ingest.layouts import parse_columns_option
+from marketdata.ingest.pipeline import IngestOptions, IngestResult, ingest_file
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Instrument
+from qvp_site.loading.layout import LayoutError
+from qvp_site.loading.progress import ProgressBar
+from qvp_site.loading.refusals import IngestRefused
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -91,39 +93,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except OSError:  # no name for this uid (some containers)
         return ""
-
-
-class ProgressBar:
-    """A tqdm bar on stderr when stdout is a terminal; nothing otherwise (logs, pipes, tests)."""
-
-    def __init__(self, command: BaseCommand):
-        self.enabled = command.stdout.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def start(self, description: str, total: int | None, unit: str) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        self.close()
-        self.bar = tqdm(
-            total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr, leave=False
-        )
-
-    def update(self, advance: int) -> None:
-        if self.bar is not None:
-            self.bar.update(advance)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _report(

@@ -26,24 +26,20 @@ from pathlib import Path
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from marketdata.ingest import checks, staging, writes
-from marketdata.ingest.layouts import LayoutError, detect
-from marketdata.ingest.readers import ReadError, RowsSource, Source, open_source
+from marketdata.ingest import checks, writes
+from marketdata.ingest.layouts import detect
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Ingest, Instrument
 from qvp_site.db import aggregates, partitions
+from qvp_site.loading import staging
+from qvp_site.loading.checks import all_rejected
+from qvp_site.loading.layout import LayoutError
+from qvp_site.loading.progress import NoProgress, Progress
+from qvp_site.loading.readers import ReadError, RowsSource, Source, open_source
+from qvp_site.loading.refusals import IngestRefused, refused
 
 _UNIQUE_VIOLATION = "23505"
 _QUOTE_CURRENCIES = ("USDT", "USDC", "BUSD", "USD", "EUR", "GBP", "JPY", "BTC", "ETH")
-
-
-class IngestRefused(Exception):
-    """The file was not loaded: its bad rows, or a layout that cannot be read."""
-
-    def __init__(self, message: str, rejected: int = 0, rows: list[tuple[int, str]] | None = None):
-        super().__init__(message)
-        self.rejected = rejected
-        self.rows = rows or []  # the first bad rows: (line or row position, reason)
 
 
 @dataclass
@@ -78,21 +74,13 @@ class IngestResult:
         return self.rows_read / self.seconds if self.seconds else 0.0
 
 
-class _NoProgress:
-    def start(self, description: str, total: int | None, unit: str) -> None:
-        pass
-
-    def update(self, advance: int) -> None:
-        pass
-
-
 def ingest_file(
     path: Path | str,
     options: IngestOptions,
     *,
     user=None,
     os_user: str = "",
-    progress: staging.Progress | None = None,
+    progress: Progress | None = None,
 ) -> IngestResult:
     """Load ``path`` as ``options`` say; raises IngestRefused for a file with bad rows (and
     nothing written). Every call leaves an Ingest record, whatever the outcome."""
@@ -113,7 +101,7 @@ def ingest_rows(
     options: IngestOptions,
     *,
     user=None,
-    progress: staging.Progress | None = None,
+    progress: Progress | None = None,
 ) -> IngestResult:
     """Load rows already in memory (values in ``header``'s order, e.g. a batch posted to the
     API) by a file's road: COPY, the same checks and write, an Ingest record named ``name``.
@@ -149,7 +137,7 @@ def _load(origin: _Origin, options: IngestOptions, user, os_user: str, progress)
     result = IngestResult(record=record)
     started = time.monotonic()
     try:
-        _ingest(origin.open, options, result, progress or _NoProgress())
+        _ingest(origin.open, options, result, progress or NoProgress())
     except IngestRefused as refusal:
         result.rejected = refusal.rejected
         _finish(result, origin, started, Ingest.Status.REFUSED, str(refusal))
@@ -219,7 +207,7 @@ def _stage_and_check(source, layout, target, options, result, progress):
                 label=source.position_label,
             )
         if rejection.total and not options.skip_invalid:
-            raise IngestRefused(_refusal(source, rejection), rejection.total, rejection.first)
+            raise refused(source.name, source.position_label, rejection)
         result.rejected = rejection.total
         if rejection.total:
             staging.drop_rejected_rows(cursor)
@@ -288,7 +276,7 @@ def _refuse_duplicates(cursor, source, layout, target, options) -> None:
         cursor, layout, target, options.tz, duplicates=True, label=source.position_label
     )
     if rejection.total:
-        raise IngestRefused(_refusal(source, rejection), rejection.total, rejection.first)
+        raise refused(source.name, source.position_label, rejection)
 
 
 def _instrument(options: IngestOptions) -> tuple[Instrument, bool]:
@@ -315,7 +303,7 @@ def _currency(symbol: str, asset_class: str) -> str:
 
 def _write_rejects(cursor, source: Source) -> Path:
     """``<name>.rejected.csv`` beside the file: each rejected row, its reason, its fields."""
-    reasons = dict(checks.all_rejected(cursor))
+    reasons = dict(all_rejected(cursor))
     path = source.path.with_name(f"{source.path.stem}.rejected.csv")
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
@@ -326,15 +314,6 @@ def _write_rejects(cursor, source: Source) -> Path:
                 if not reasons:
                     break
     return path
-
-
-def _refusal(source: Source, rejection: checks.Rejection) -> str:
-    rows = "row" if rejection.total == 1 else "rows"
-    lines = [f"refused {source.name}: {rejection.total} bad {rows}, nothing written"]
-    lines += [f"  {source.position_label} {pos}: {reason}" for pos, reason in rejection.first]
-    if rejection.total > len(rejection.first):
-        lines.append(f"  ... and {rejection.total - len(rejection.first)} more")
-    return "\n".join(lines)
 
 
 def _finish(

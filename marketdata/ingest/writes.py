@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from marketdata.ingest.checks import rows_sql
-from marketdata.ingest.layouts import Layout
 from marketdata.ingest.targets import Target
 from qvp_site.db.quoting import ident
+from qvp_site.loading.layout import Layout
 
 # The position among rows of the same time, for ticks whose file has no trade id.
 _POSITION_SQL = "row_number() OVER (PARTITION BY ts ORDER BY line) - 1"

@@ -10,13 +10,21 @@ not touch: never a 500. Which of an app's rules are conflicts is the app's to sa
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
 from qvp_site.refusals import RuleRefusal
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
+
+    _ViewBase = APIView  # the mixin goes on views: its super() is theirs
+else:
+    _ViewBase = object
 
 UNIQUE_VIOLATION = "23505"
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -32,9 +40,10 @@ class Refused(exceptions.APIException):
         super().__init__(message)
         self.status_code = status
         # Set plainly rather than through APIException, which would turn the index into text.
-        self.detail = {"detail": message, "rule": rule}
+        detail: dict[str, Any] = {"detail": message, "rule": rule}
         if index is not None:
-            self.detail["index"] = index
+            detail["index"] = index
+        self.detail = detail
 
     @classmethod
     def of(cls, refusal: RuleRefusal, index: int | None = None) -> Refused:
@@ -78,14 +87,14 @@ def judged_by_database(
         raise answer from error
 
 
-class RefusalsAsResponses:
+class RefusalsAsResponses(_ViewBase):
     """Views whose refusals by a rule answer 4xx (with the rule), never 500.
 
     ``conflict_rules``: the rules whose refusal is a conflict with a record's state (409)."""
 
     conflict_rules: frozenset[str] = frozenset()
 
-    def judged(self, index: int | None = None):
+    def judged(self, index: int | None = None) -> AbstractContextManager[None]:
         """``judged_by_database`` with this view's conflict rules."""
         return judged_by_database(index, self.conflict_rules)
 
@@ -98,7 +107,7 @@ class RefusalsAsResponses:
 
 
 # The body of a refusal, for the schema (a docstring here would become its description).
-class RefusalSerializer(serializers.Serializer):
+class RefusalSerializer(serializers.Serializer[Any]):
     detail = serializers.CharField(help_text="the rule's message")
     rule = serializers.CharField(help_text="the database constraint or rule that refused")
     index = serializers.IntegerField(required=False, help_text="the batch item refused")

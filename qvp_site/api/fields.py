@@ -16,6 +16,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import models
 from rest_framework import serializers
+from rest_framework.request import Request
 
 # Database keys are bigint: a larger id in a request is simply not found, never a query error.
 MAX_ID = 2**63 - 1
@@ -65,22 +66,25 @@ def as_id(value: object) -> int | None:
     return None
 
 
-def requesting_user(field: serializers.Field) -> AbstractBaseUser | AnonymousUser:
+def requesting_user(
+    field: serializers.Field[Any, Any, Any, Any],
+) -> AbstractBaseUser | AnonymousUser:
     """The user a serializer field validates for (from the view's request)."""
-    return field.context["request"].user
+    request: Request = field.context["request"]
+    return request.user
 
 
 class NamedRecordField(serializers.CharField):
     """A record named by a unique text key; validates to the record, refusing unknown names."""
 
-    def __init__(self, *, queryset: models.QuerySet, key: str, noun: str, **kwargs: Any):
+    def __init__(self, *, queryset: models.QuerySet[Any], key: str, noun: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.queryset, self.key, self.noun = queryset, key, noun
 
     def run_validation(self, data: Any = serializers.empty) -> models.Model:
         # Looked up after CharField's own checks, which refuse NUL characters PostgreSQL can't take.
         name = super().run_validation(data)
-        record = self.queryset.filter(**{self.key: name}).first()
+        record: models.Model | None = self.queryset.filter(**{self.key: name}).first()
         if record is None:
             raise serializers.ValidationError(f"unknown {self.noun} {name!r}")
         return record
@@ -89,7 +93,9 @@ class NamedRecordField(serializers.CharField):
 class NamedRecordListField(serializers.CharField):
     """Comma-separated names of records; validates to the records in the order given."""
 
-    def __init__(self, *, queryset: models.QuerySet, key: str, noun: str, most: int, **kwargs: Any):
+    def __init__(
+        self, *, queryset: models.QuerySet[Any], key: str, noun: str, most: int, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.queryset, self.key, self.noun, self.most = queryset, key, noun, most
 

@@ -22,7 +22,7 @@ from qvp_site.api.fields import TimeField
 DEPRECATED_NAMES = {"start": "since", "end": "until"}
 
 
-class TimeRangeQuery(serializers.Serializer):
+class TimeRangeQuery(serializers.Serializer[Any]):
     """``start`` <= time < ``end``, either bound open unless a subclass requires it."""
 
     start = TimeField(required=False, help_text="from this time on (inclusive), ISO 8601")
@@ -45,7 +45,7 @@ class TimeRangeQuery(serializers.Serializer):
         except serializers.ValidationError as error:
             raise serializers.ValidationError(self._as_given(error.detail)) from error
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         start, end = attrs.get("start"), attrs.get("end")
         if start is not None and end is not None and start >= end:
             raise serializers.ValidationError({"start": f"must be before {self._name('end')}"})
@@ -53,7 +53,8 @@ class TimeRangeQuery(serializers.Serializer):
 
     def _name(self, bound: str) -> str:
         """The name the client gave ``bound`` under."""
-        return getattr(self, "given_as", {}).get(bound, bound)
+        given: dict[str, str] = getattr(self, "given_as", {})
+        return given.get(bound, bound)
 
     def _as_given(self, detail: Any) -> Any:
         if not isinstance(detail, dict):
@@ -96,7 +97,7 @@ def time_lookups(column: str) -> dict[str, str]:
     return {"start": f"{column}__gte", "end": f"{column}__lt"}
 
 
-def within(rows: QuerySet, query: dict[str, Any], column: str = "ts") -> QuerySet:
+def within(rows: QuerySet[Any], query: dict[str, Any], column: str = "ts") -> QuerySet[Any]:
     """``rows`` whose ``column`` lies in the query's range (either bound may be open)."""
     lookups = time_lookups(column)
     return rows.filter(**{lookups[bound]: query[bound] for bound in lookups if bound in query})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import OperationalError, connections, transaction
 
@@ -17,6 +18,9 @@ from qvp_site.db import catalog, engine
 from qvp_site.db.buckets import bucket_sql, edge_sql
 from qvp_site.db.catalog import Aggregate
 from qvp_site.db.quoting import ident
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 FUNCTIONS = ("first", "last", "min", "max", "sum", "avg", "count")
 CONCURRENT_REFRESH_ATTEMPTS = 10
@@ -52,7 +56,7 @@ def aligned(agg: Aggregate, start: datetime, end: datetime) -> tuple[datetime, d
 
 def refresh(
     agg: Aggregate, start: datetime, end: datetime, using: str = "default", *, force: bool = False
-) -> tuple:
+) -> tuple[datetime, datetime]:
     """Recompute the buckets of ``agg`` that overlap [start, end]; returns the range done.
 
     TimescaleDB recomputes only the buckets its invalidation log says changed, unless
@@ -91,7 +95,9 @@ def refresh(
     return lower, upper
 
 
-def _mark_pending(connection, name: str, lower: datetime, upper: datetime) -> None:
+def _mark_pending(
+    connection: BaseDatabaseWrapper, name: str, lower: datetime, upper: datetime
+) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE qvp_timeseries_aggregate SET pending_from = least(pending_from, %s),"
@@ -100,7 +106,7 @@ def _mark_pending(connection, name: str, lower: datetime, upper: datetime) -> No
         )
 
 
-def refresh_pending(agg: Aggregate, using: str = "default") -> tuple | None:
+def refresh_pending(agg: Aggregate, using: str = "default") -> tuple[datetime, datetime] | None:
     """Refresh the range loads by the application's role left pending; None if none was."""
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
@@ -124,18 +130,18 @@ def refresh_pending(agg: Aggregate, using: str = "default") -> tuple | None:
         raise
 
 
-def _owns(connection, relation: str) -> bool:
+def _owns(connection: BaseDatabaseWrapper, relation: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class"
             " WHERE oid = %s::regclass",
             [ident(relation)],
         )
-        return cursor.fetchone()[0]
+        return bool(cursor.fetchone()[0])
 
 
 def _refresh_continuous(
-    connection, name: str, lower: datetime, upper: datetime, force: bool
+    connection: BaseDatabaseWrapper, name: str, lower: datetime, upper: datetime, force: bool
 ) -> None:
     """CALL refresh_continuous_aggregate, waiting out a concurrent refresh of the same window
     (TimescaleDB refuses a second one rather than queueing it)."""
@@ -153,7 +159,9 @@ def _refresh_continuous(
             time.sleep(0.2 * (attempt + 1))
 
 
-def refresh_table(table: str, start: datetime, end: datetime, using: str = "default") -> list:
+def refresh_table(
+    table: str, start: datetime, end: datetime, using: str = "default"
+) -> list[tuple[str, datetime, datetime]]:
     """Refresh every aggregate over ``table`` for [start, end], which a load has just written:
     every bucket of the range is recomputed (``refresh``'s ``force``)."""
     with connections[using].cursor() as cursor:

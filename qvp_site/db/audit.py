@@ -26,13 +26,20 @@ installs a table's triggers uses ``AuditChanges``, and ``tests/migrations`` comp
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db.migrations.operations.base import Operation
 
 from qvp_site.db.quoting import ident
 
-ModelClass = TypeVar("ModelClass", bound=type)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations.state import ProjectState
+    from django.db.models import Model
+
+ModelClass = TypeVar("ModelClass", bound="type[Model]")
 
 # Models declared audited (``app_label.ModelName``), filled as their modules load.
 AUDITED_MODELS: set[str] = set()
@@ -97,31 +104,46 @@ class AuditChanges(Operation):
     def __init__(self, model_name: str):
         self.model_name = model_name
 
-    def state_forwards(self, app_label, state):
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
         pass
 
-    def _table(self, app_label, schema_editor, state) -> str | None:
+    def _table(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> str | None:
         model = state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return None
-        return model._meta.db_table
+        table: str = model._meta.db_table
+        return table
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         if table := self._table(app_label, schema_editor, to_state):
             for statement in audit_triggers_sql(table):
                 schema_editor.execute(statement)
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         if table := self._table(app_label, schema_editor, from_state):
             for statement in drop_audit_triggers_sql(table):
                 schema_editor.execute(statement)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"Audit every change of {self.model_name}"
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"audit_{self.model_name.lower()}"
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [self.model_name], {}

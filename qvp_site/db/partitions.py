@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import connection as default_connection
 from django.db import transaction
@@ -19,6 +20,10 @@ from qvp_site.db import catalog, engine
 from qvp_site.db.intervals import Interval
 from qvp_site.db.plpgsql import interval, utc_add
 from qvp_site.db.quoting import ident, literal
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
 
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
@@ -44,12 +49,12 @@ def partition_name(table: str, lower: datetime, width: Interval) -> str:
     return f"{table[:48]}_p{lower.astimezone(UTC).strftime(stamp)}"
 
 
-def partitions(cursor, table: str) -> list[Partition]:
+def partitions(cursor: CursorWrapper, table: str) -> list[Partition]:
     """The range partitions of ``table`` in time order (the refusing default left out)."""
     return partitions_of(cursor, [table])[table]
 
 
-def partitions_of(cursor, tables: list[str]) -> dict[str, list[Partition]]:
+def partitions_of(cursor: CursorWrapper, tables: list[str]) -> dict[str, list[Partition]]:
     """The range partitions of each of ``tables`` in time order, in one query."""
     cursor.execute(
         """
@@ -87,7 +92,7 @@ def _lock_key(table: str) -> str:
 
 
 def create_partitions(
-    cursor, table: str, width: Interval, start: datetime, end: datetime
+    cursor: CursorWrapper, table: str, width: Interval, start: datetime, end: datetime
 ) -> list[str]:
     """Create the missing partitions of ``table`` covering [start, end]; returns their names.
 
@@ -143,7 +148,11 @@ END;
 
 
 def ensure_partitions(
-    table: str, width: Interval, start: datetime, end: datetime, using=None
+    table: str,
+    width: Interval,
+    start: datetime,
+    end: datetime,
+    using: BaseDatabaseWrapper | None = None,
 ) -> list[str]:
     """Create the partitions a load of [start, end] needs, in their own short transaction."""
     conn = using or default_connection
@@ -151,7 +160,9 @@ def ensure_partitions(
         return create_partitions(cursor, table, width, start, end)
 
 
-def prepare_load(table: str, start: datetime, end: datetime, using=None) -> list[str]:
+def prepare_load(
+    table: str, start: datetime, end: datetime, using: BaseDatabaseWrapper | None = None
+) -> list[str]:
     """Before a load of ``table``'s rows in [start, end]: on plain PostgreSQL, create the
     partitions it needs (chunk width from the catalog) in their own short transaction; on
     TimescaleDB nothing, since hypertables make their chunks as rows arrive."""
@@ -174,7 +185,7 @@ def refusing_default_sql(table: str, time_column: str) -> list[str]:
     ]
 
 
-def drop_partitions_before(cursor, table: str, cutoff: datetime) -> list[str]:
+def drop_partitions_before(cursor: CursorWrapper, table: str, cutoff: datetime) -> list[str]:
     """Retention: drop whole partitions whose every row is older than ``cutoff``."""
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_lock_key(table)])
     dropped = []

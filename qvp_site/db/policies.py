@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qvp_site.db import catalog
 from qvp_site.db.intervals import Interval
 from qvp_site.db.plpgsql import do_block, interval, regclass
 from qvp_site.db.quoting import ident, literal
 
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
-def sync_retention_policy(cursor, table: str) -> str:
+
+def sync_retention_policy(cursor: CursorWrapper, table: str) -> str:
     """Make ``table``'s retention job match the retention in force; says what it did."""
     (series,) = catalog.time_series(cursor, table)
     wanted = series.retention

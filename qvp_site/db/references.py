@@ -22,11 +22,20 @@ migration that first enforces a reference; the operation makes only the triggers
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.core.exceptions import ImproperlyConfigured
 from django.db.migrations.operations.base import Operation
 
 from qvp_site.db import engine
 from qvp_site.db.quoting import ident, literal
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations.state import ProjectState
 
 
 def _names(child: str, column: str) -> tuple[str, str, str]:
@@ -76,10 +85,12 @@ class EnforceReference(Operation):
         self.model_name = model_name
         self.field_name = field_name
 
-    def state_forwards(self, app_label, state):
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
         pass
 
-    def _reference(self, app_label, schema_editor, state) -> tuple[str, ...] | None:
+    def _reference(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> tuple[str, ...] | None:
         model = state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return None
@@ -91,25 +102,37 @@ class EnforceReference(Operation):
         constraint = f"{child}_{column}_fkey"
         return child, column, parent, key, constraint
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         _require_transition_tables(schema_editor.connection)
         if reference := self._reference(app_label, schema_editor, to_state):
             for statement in enforce_sql(*reference):
                 schema_editor.execute(statement, params=None)
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         if reference := self._reference(app_label, schema_editor, from_state):
             for statement in drop_sql(*reference[:3]):
                 schema_editor.execute(statement, params=None)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"Check {self.model_name}.{self.field_name} once per statement"
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"reference_{self.model_name.lower()}_{self.field_name.lower()}"
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [self.model_name, self.field_name], {}
 
 
@@ -117,7 +140,7 @@ class EnforceReference(Operation):
 TIMESCALEDB_TRANSITION_TABLES = (2, 18)
 
 
-def _require_transition_tables(connection) -> None:
+def _require_transition_tables(connection: BaseDatabaseWrapper) -> None:
     version = engine.detect(connection).timescaledb_version
     if version and tuple(int(p) for p in version.split(".")[:2]) < TIMESCALEDB_TRANSITION_TABLES:
         raise ImproperlyConfigured(

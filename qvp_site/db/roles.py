@@ -10,12 +10,17 @@ Per-table limits of ``trading_app`` beyond SELECT come from each app's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from psycopg import sql
 
 # The monitoring views' functions: read by both roles, revoked from PUBLIC.
 from qvp_site.db.monitoring import FUNCTIONS as MONITORING_FUNCTIONS
+
+if TYPE_CHECKING:
+    import psycopg
+    from django.db.backends.utils import CursorWrapper
 
 APP_ROLE = "trading_app"
 READONLY_ROLE = "trading_readonly"
@@ -36,7 +41,7 @@ def limits() -> dict[str, str]:
     return found
 
 
-def ensure_role(cursor, role: RoleSpec) -> bool:
+def ensure_role(cursor: CursorWrapper | psycopg.Cursor[Any], role: RoleSpec) -> bool:
     """Create the login role if missing (True when created); set its password if given."""
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role.name])
     created = cursor.fetchone() is None
@@ -65,7 +70,7 @@ def ensure_role(cursor, role: RoleSpec) -> bool:
     return created
 
 
-def grant(cursor, database: str, owner: str) -> None:
+def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
     """Apply every grant, idempotently: the same statements on every run."""
     app, readonly = sql.Identifier(APP_ROLE), sql.Identifier(READONLY_ROLE)
     owner_id, db = sql.Identifier(owner), sql.Identifier(database)
@@ -96,7 +101,7 @@ def grant(cursor, database: str, owner: str) -> None:
     _timescaledb_internals(cursor, app, readonly)
 
 
-def _narrow(cursor, app) -> None:
+def _narrow(cursor: CursorWrapper, app: sql.Identifier) -> None:
     cursor.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace")
     present = {row[0] for row in cursor.fetchall()}
     for table, privileges in limits().items():
@@ -114,7 +119,7 @@ def _narrow(cursor, app) -> None:
 OWNERS_FUNCTIONS = ("qvp_create_partition(regclass, text, timestamptz, timestamptz)",)
 
 
-def _owners_functions(cursor, app, readonly) -> None:
+def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier) -> None:
     for signature, grantees in [(s, [app]) for s in OWNERS_FUNCTIONS] + [
         (s, [app, readonly]) for s in MONITORING_FUNCTIONS
     ]:
@@ -127,7 +132,9 @@ def _owners_functions(cursor, app, readonly) -> None:
             )
 
 
-def _timescaledb_internals(cursor, app, readonly) -> None:
+def _timescaledb_internals(
+    cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier
+) -> None:
     """Reading a continuous aggregate reads its materialization in TimescaleDB's schemas."""
     cursor.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname IN"

@@ -4,12 +4,14 @@ through the index from one value to the next, where SELECT DISTINCT would read e
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 
 from qvp_site.db.quoting import ident
 
 
-def distinct_leading_values(column: str, table: str, limit: int = 200) -> list:
+def distinct_leading_values(column: str, table: str, limit: int = 200) -> list[Any]:
     """Distinct values of a column that leads an index of ``table``, found by skipping
     through the index from one value to the next (a loose index scan): a handful of index
     probes, where SELECT DISTINCT would read every row."""

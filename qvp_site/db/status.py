@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import connection
 
 from qvp_site.db import catalog, engine, partitions
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
+
+    from qvp_site.db.catalog import TimeSeries
 
 
 @dataclass
@@ -45,13 +51,13 @@ def table_status() -> list[TableStatus]:
     return statuses
 
 
-def estimate(cursor, table: str) -> tuple[int, int]:
+def estimate(cursor: CursorWrapper, table: str) -> tuple[int, int]:
     """The planner's row estimate and the size in bytes of ``table`` with its partitions or
     chunks, from the catalog: no scan, whatever the table's size."""
     return _estimates(cursor, [table])[table]
 
 
-def _estimates(cursor, tables: list[str]) -> dict[str, tuple[int, int]]:
+def _estimates(cursor: CursorWrapper, tables: list[str]) -> dict[str, tuple[int, int]]:
     cursor.execute(
         """
         SELECT t.name, COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint,
@@ -70,7 +76,7 @@ def _estimates(cursor, tables: list[str]) -> dict[str, tuple[int, int]]:
     return {table: (int(rows), int(size)) for table, rows, size in cursor.fetchall()}
 
 
-def _partitioned_statuses(cursor, found: list) -> list[TableStatus]:
+def _partitioned_statuses(cursor: CursorWrapper, found: list[TimeSeries]) -> list[TableStatus]:
     tables = [series.table for series in found]
     parts = partitions.partitions_of(cursor, tables)
     sizes = _estimates(cursor, tables)
@@ -97,7 +103,9 @@ def _partitioned_statuses(cursor, found: list) -> list[TableStatus]:
     return statuses
 
 
-def _partition_policies(series, last_run: datetime | None, last_result: str | None) -> list:
+def _partition_policies(
+    series: TimeSeries, last_run: datetime | None, last_result: str | None
+) -> list[str]:
     policies = []
     if series.retention:
         policies.append(f"retention {series.retention.sql()} (drops partitions)")
@@ -134,7 +142,7 @@ WHERE j.hypertable_name = ANY(%s) ORDER BY j.hypertable_name, j.job_id
 """
 
 
-def _timescaledb_statuses(cursor, found: list) -> list[TableStatus]:
+def _timescaledb_statuses(cursor: CursorWrapper, found: list[TimeSeries]) -> list[TableStatus]:
     tables = [series.table for series in found]
     cursor.execute(HYPERTABLES_SQL, [tables])
     facts = {row[0]: row[1:] for row in cursor.fetchall()}
@@ -164,7 +172,7 @@ def _timescaledb_statuses(cursor, found: list) -> list[TableStatus]:
     return statuses
 
 
-def _aggregate_lines(cursor, tables: list[str]) -> dict[str, list[str]]:
+def _aggregate_lines(cursor: CursorWrapper, tables: list[str]) -> dict[str, list[str]]:
     cursor.execute(
         "SELECT source_table, view_name, bucket_width, refreshed_at, refreshed_from,"
         " refreshed_to FROM qvp_timeseries_aggregate WHERE source_table = ANY(%s)"

@@ -19,11 +19,19 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db.migrations.operations.base import Operation
 
 from qvp_site.db.plpgsql import do_block, warnings_logged
 from qvp_site.db.quoting import ident, literal
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.backends.utils import CursorWrapper
+    from django.db.migrations.state import ProjectState
 
 logger = logging.getLogger(__name__)
 
@@ -124,20 +132,20 @@ _IVFFLAT_LISTS_SQL = (
 )
 
 
-def create_vector_index(cursor, index: VectorIndex) -> bool:
+def create_vector_index(cursor: CursorWrapper, index: VectorIndex) -> bool:
     """Build ``index`` unless it exists; an IVFFlat on an empty table is skipped (False)."""
     with warnings_logged(cursor.connection, logger):
         for statement in index.build_sql():
             cursor.execute(statement)
     cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [ident(index.name)])
-    return cursor.fetchone()[0]
+    return bool(cursor.fetchone()[0])
 
 
 def drop_index_sql(name: str) -> str:
     return f"DROP INDEX IF EXISTS {ident(name)}"
 
 
-def vector_index_definitions(cursor, table: str) -> dict[str, str]:
+def vector_index_definitions(cursor: CursorWrapper, table: str) -> dict[str, str]:
     """The HNSW and IVFFlat indexes on ``table`` as {name: CREATE INDEX statement}, so that a
     bulk load can drop them and build them again as they were."""
     cursor.execute(
@@ -188,17 +196,25 @@ class CreateVectorIndex(Operation):
             lists=self.lists,
         )
 
-    def state_forwards(self, app_label, state):
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
         pass
 
-    def _target(self, app_label, schema_editor, state) -> VectorIndex | None:
+    def _target(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> VectorIndex | None:
         model = state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return None
         column = model._meta.get_field(self.field).column
         return self._index(model._meta.db_table, column)
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         index = self._target(app_label, schema_editor, to_state)
         if index is None:
             return
@@ -208,12 +224,18 @@ class CreateVectorIndex(Operation):
             for statement in index.build_sql():
                 schema_editor.execute(statement, params=None)
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         index = self._target(app_label, schema_editor, from_state)
         if index is not None:
             schema_editor.execute(drop_index_sql(index.name), params=None)
 
-    def describe(self):
+    def describe(self) -> str:
         if self.method == HNSW:
             how = f"m={self.m}, ef_construction={self.ef_construction}"
         else:
@@ -224,11 +246,15 @@ class CreateVectorIndex(Operation):
         )
 
     @property
-    def migration_name_fragment(self):
+    def migration_name_fragment(self) -> str:
         return f"{self.method}_{self.name.lower()}"
 
-    def deconstruct(self):
-        kwargs = {"model_name": self.model_name, "name": self.name, "field": self.field}
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "model_name": self.model_name,
+            "name": self.name,
+            "field": self.field,
+        }
         defaults = {"distance": "cosine", "method": HNSW, "m": 16, "ef_construction": 64}
         for key, default in defaults.items():
             if getattr(self, key) != default:

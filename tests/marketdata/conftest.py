@@ -4,15 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from marketdata.models import Instrument
 from qvp_site.db import partitions
 
 START = datetime(2024, 5, 13, tzinfo=UTC)  # a Monday
-
-
-@pytest.fixture
-def instrument(db):
-    return Instrument.objects.create(symbol="AAPL", asset_class="equity", exchange="XNAS")
 
 
 @pytest.fixture

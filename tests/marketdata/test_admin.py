@@ -33,7 +33,7 @@ def test_bar_changelist_counts_nothing_in_full_and_issues_few_queries(
     admin_client, many_bars, monkeypatch
 ):
     # Past the threshold the paginator takes the planner's estimate instead of COUNT(*).
-    monkeypatch.setattr("marketdata.admin.EstimatedCountPaginator.exact_below", 100)
+    monkeypatch.setattr("qvp_site.admin_bases.EstimatedCountPaginator.exact_below", 100)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE marketdata_minutebar")
     with CaptureQueriesContext(connection) as queries:

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from marketdata.ingest.pipeline import IngestOptions, IngestRefused, ingest_rows
+from marketdata.ingest.pipeline import IngestOptions, ingest_rows
 from marketdata.models import DailyBar, Ingest
+from qvp_site.loading.refusals import IngestRefused
 from tests.marketdata.conftest import START
 
 HEADER = ("timestamp", "open", "high", "low", "close", "volume")

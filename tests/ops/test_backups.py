@@ -16,7 +16,7 @@ from django.utils import timezone
 from marketdata.models import MinuteBar
 from qvp_site import backups
 from qvp_site.db.partitions import prepare_load
-from tests.trading.conftest import fill, make_order
+from tests.fixtures.trading import fill, make_order
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from qvp_site.db.partitions import prepare_load
-from tests.trading.conftest import fill, make_order
+from tests.fixtures.trading import fill, make_order
 
 
 def rows(sql: str, params=None) -> list[dict]:

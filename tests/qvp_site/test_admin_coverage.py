@@ -32,9 +32,9 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from marketdata.admin import EstimatedCountPaginator
 from marketdata.models import Instrument
 from qvp_site.admin_access import project_app_labels
+from qvp_site.admin_bases import EstimatedCountPaginator
 from qvp_site.admin_export import CsvExport
 from qvp_site.models import TimeSeriesTable
 from trading.models import Account

@@ -19,11 +19,9 @@ from marketdata.models import Instrument, MinuteBar
 from qvp_site.admin_export import neutralised
 from qvp_site.db import partitions, roles
 from qvp_site.models import AuditEntry
-from tests.trading import conftest as trading
-from tests.trading.conftest import T0, make_order
+from tests.fixtures.trading import T0, make_order
 from trading.models import CashEntry, Order
 
-desks, instrument = trading.desks, trading.instrument  # the trading tests' fixtures
 ORDERS = reverse("admin:trading_order_changelist")
 ORDERS_CSV = reverse("admin:trading_order_export_csv")
 

@@ -20,7 +20,7 @@ from marketdata.models import Instrument
 from qvp_site.acting import acting_as
 from qvp_site.db.audit import GENESIS
 from qvp_site.models import AuditEntry
-from tests.trading.conftest import fill, make_order
+from tests.fixtures.trading import fill, make_order
 from trading.models import Account, CashEntry, Order, Position
 
 HASH = re.compile(r"[0-9a-f]{64}")

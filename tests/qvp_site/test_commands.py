@@ -58,7 +58,7 @@ def test_the_embedded_server_is_under_var_and_listens_on_a_socket_only(db):
 @pytest.mark.parametrize(
     ("cover", "message"),
     [
-        (["2024-13-01", "2024-12-31"], "is not a date or time"),
+        (["2024-13-01", "2024-12-31"], r"argument --cover: .*is not an ISO date or time"),
         (["2024-06-01", "2024-01-01"], "START is after END"),
     ],
 )

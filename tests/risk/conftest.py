@@ -9,7 +9,7 @@ import pytest
 from marketdata.models import DailyBar, Instrument
 from qvp_site.db import partitions
 from risk.models import FactorExposure, RiskAlert, RiskLimit, RiskMetric, VolatilityEstimate
-from tests.trading.conftest import desks, fill, make_order  # noqa: F401  (fixtures)
+from tests.fixtures.trading import fill, make_order
 from trading.models import Account
 
 # Daily bars at midnight UTC from START on, one per calendar day (the SQL keys days by date).
@@ -77,7 +77,7 @@ def account(db) -> Account:
 
 
 @pytest.fixture
-def books(desks):  # noqa: F811  (the fixture imported above)
+def books(desks):
     """For each of alpha and beta: a position, a metric, an exposure, a limit and its alert."""
     stock = instrument("HAND")
     daily_bars(stock, closes_from([-0.05, -0.02, 0.01, 0.03, 0.04], 10.0))

@@ -11,8 +11,8 @@ from django.db import DataError, connection
 
 from marketdata.models import Instrument
 from risk.var import value_at_risk
+from tests.fixtures.trading import fill, make_order
 from tests.risk.conftest import closes_from, daily_bars, day, hold, instrument
-from tests.trading.conftest import fill, make_order
 from trading.books import bust_row
 from trading.models import Execution
 

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from marketdata.ingest.pipeline import IngestRefused
+from qvp_site.loading.refusals import IngestRefused
 from signals.models import NewsArticle
 from signals.news_ingest import ingest_news
 

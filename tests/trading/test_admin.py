@@ -16,11 +16,11 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from qvp_site.admin import history_url
 from qvp_site.admin_access import project_app_labels
+from qvp_site.admin_bases import history_url
 from qvp_site.db import partitions
 from qvp_site.models import AuditEntry
-from tests.trading.conftest import T0, fill, make_order
+from tests.fixtures.trading import T0, fill, make_order
 from trading.models import (
     BacktestRun,
     BacktestTrade,

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from tests.trading.conftest import fill, make_order
+from tests.fixtures.trading import fill, make_order
 from trading import books
 from trading.models import Execution, Order, Position
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from tests.trading.conftest import T0, fill, make_order
+from tests.fixtures.trading import T0, fill, make_order
 from trading.models import CashEntry, Execution, Order, Position
 
 D = Decimal

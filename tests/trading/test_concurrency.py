@@ -16,7 +16,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from marketdata.models import Instrument
-from tests.trading.conftest import T0, make_order
+from tests.fixtures.trading import T0, make_order
 from trading.models import Account, Execution, Position
 from trading.replay import replay
 

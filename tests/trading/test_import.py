@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from marketdata.models import Instrument
 from qvp_site.models import AuditEntry
-from tests.trading.conftest import make_order
+from tests.fixtures.trading import make_order
 from trading.models import CashEntry, Execution, Order, Position
 
 HEADER = "exec_id,account,client_order_id,symbol,side,quantity,price,fee,liquidity,executed_at"

@@ -12,7 +12,7 @@ from psycopg import errors
 
 from qvp_site.acting import declare
 from qvp_site.db import engine
-from tests.trading.conftest import fill, make_order
+from tests.fixtures.trading import fill, make_order
 from trading.models import Account, Order
 
 

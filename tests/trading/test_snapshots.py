@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from marketdata.models import DailyBar, Instrument, MinuteBar
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
-from tests.trading.conftest import T0, fill, make_order
+from tests.fixtures.trading import T0, fill, make_order
 from trading.models import Account, CashEntry, PortfolioSnapshot
 from trading.snapshots import take_snapshot_series, take_snapshots, take_snapshots_at
 

@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django.db import connection
 
 from marketdata.models import Instrument
+from qvp_site.db.binary_copy import copy_rows
 from trading.models import BacktestRun, BacktestTrade
 from vectors import bars, patterns, search
 from vectors.models import StrategyPattern
-from vectors.store import copy_rows
 
 from .conftest import plan
 from .test_search import make_set

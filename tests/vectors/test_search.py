@@ -11,9 +11,9 @@ from django.db import DataError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from marketdata.models import Instrument
+from qvp_site.db.binary_copy import copy_columns, copy_rows
 from vectors import embeddings, regimes, search
 from vectors.models import FeatureEmbedding, FeatureSet, VolatilityRegime
-from vectors.store import copy_columns, copy_rows
 
 from .conftest import plan
 

@@ -1,5 +1,6 @@
-"""Binary COPY built with numpy (vectors.store.copy_columns): what goes in comes back, across
-chunks, with unknown raw values as NULL elements; bad vectors refused naming their row."""
+"""Binary COPY built with numpy (qvp_site.db.binary_copy.copy_columns): what goes in comes
+back, across chunks, with unknown raw values as NULL elements; bad vectors refused naming
+their row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from django.db import DataError, IntegrityError, connection, transaction
 
 from marketdata.models import Instrument
-from vectors import embeddings, store
+from qvp_site.db import binary_copy, set_aside
+from vectors import embeddings
 from vectors.models import FeatureEmbedding
 
 from .test_search import make_set
@@ -44,11 +46,11 @@ def read_back() -> list[tuple]:
 
 
 def test_what_is_copied_comes_back_exactly(table, monkeypatch):
-    monkeypatch.setattr(store, "CHUNK_ROWS", 7)  # several chunks, the last one short
+    monkeypatch.setattr(binary_copy, "CHUNK_ROWS", 7)  # several chunks, the last one short
     n, ts, v, raw = rows(30)
     raw[3, 1], raw[17, 0], raw[17, 2] = np.nan, np.inf, -np.inf  # unknown: NULL elements
-    columns = store.columns_of(COLUMNS, TYPES, (n, ts, v, raw), {"v": 4})
-    assert store.copy_columns(table, columns) == 30
+    columns = binary_copy.columns_of(COLUMNS, TYPES, (n, ts, v, raw), {"v": 4})
+    assert binary_copy.copy_columns(table, columns) == 30
     order = np.argsort(n)
     got = read_back()
     assert [r[0] for r in got] == n[order].tolist()
@@ -67,9 +69,9 @@ def test_a_wrong_dimension_is_refused_naming_the_row(table):
     n, ts, v, raw = rows(3)
     ragged = [v[0], v[1], v[2][:3]]
     with pytest.raises(ValueError, match="row 2: v has 3 dimensions, not 4"):
-        store.columns_of(COLUMNS, TYPES, (n, ts, ragged, raw), {"v": 4})
+        binary_copy.columns_of(COLUMNS, TYPES, (n, ts, ragged, raw), {"v": 4})
     with pytest.raises(ValueError, match="row 0: v has 4 dimensions, not 5"):
-        store.columns_of(COLUMNS, TYPES, (n, ts, v, raw), {"v": 5})
+        binary_copy.columns_of(COLUMNS, TYPES, (n, ts, v, raw), {"v": 5})
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39])  # 1e39 overflows a float4
@@ -78,14 +80,14 @@ def test_nan_or_infinity_in_a_vector_is_refused_naming_the_row(table, bad):
     v = v.astype(np.float64)
     v[3, 2] = bad
     with pytest.raises(ValueError, match="row 3: v has NaN or infinite values"):
-        store.columns_of(COLUMNS, TYPES, (n, ts, v, raw), {"v": 4})
+        binary_copy.columns_of(COLUMNS, TYPES, (n, ts, v, raw), {"v": 4})
     assert read_back() == []
 
 
 def test_times_must_say_they_are_utc(table):
     n, _, v, raw = rows(1)
     with pytest.raises(TypeError, match="ts: timestamptz values must be datetime64"):
-        store.columns_of(COLUMNS, TYPES, (n, [datetime.now(UTC)], v, raw), {"v": 4})
+        binary_copy.columns_of(COLUMNS, TYPES, (n, [datetime.now(UTC)], v, raw), {"v": 4})
 
 
 def test_the_database_still_has_the_last_word(table):
@@ -93,9 +95,9 @@ def test_the_database_still_has_the_last_word(table):
     # the whole COPY, naming the line.
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE narrow (v vector(3))")
-    columns = store.columns_of(("v",), ("vector",), (rows(2)[2],), {"v": 4})
+    columns = binary_copy.columns_of(("v",), ("vector",), (rows(2)[2],), {"v": 4})
     with pytest.raises(DataError, match="expected 3 dimensions, not 4"), transaction.atomic():
-        store.copy_columns("narrow", columns)
+        binary_copy.copy_columns("narrow", columns)
 
 
 def foreign_keys() -> list[tuple]:
@@ -121,9 +123,11 @@ def test_a_bulk_load_adds_its_foreign_keys_back_checked(db):
     before = foreign_keys()
     assert len(before) == 2
     with transaction.atomic():
-        with store.ForeignKeysSetAside(embeddings.TABLE):
+        with set_aside.ForeignKeysSetAside(embeddings.TABLE):
             assert foreign_keys() == []
-            store.copy_columns(embeddings.TABLE, embedding_columns(instrument.id, feature_set.id))
+            binary_copy.copy_columns(
+                embeddings.TABLE, embedding_columns(instrument.id, feature_set.id)
+            )
         assert foreign_keys() == before
     assert FeatureEmbedding.objects.count() == 3
     # A row pointing nowhere fails the whole load when the key comes back.
@@ -132,8 +136,8 @@ def test_a_bulk_load_adds_its_foreign_keys_back_checked(db):
     with (
         pytest.raises(IntegrityError, match="not present in table"),
         transaction.atomic(),
-        store.ForeignKeysSetAside(embeddings.TABLE),
+        set_aside.ForeignKeysSetAside(embeddings.TABLE),
     ):
-        store.copy_columns(embeddings.TABLE, rows)
+        binary_copy.copy_columns(embeddings.TABLE, rows)
     assert FeatureEmbedding.objects.count() == 3
     assert foreign_keys() == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -20,7 +22,7 @@ class SuperusersCreate(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or request.user.is_superuser
 
 
-class AccountSerializer(serializers.ModelSerializer):
+class AccountSerializer(serializers.ModelSerializer[Account]):
     groups = serializers.SlugRelatedField(
         many=True,
         slug_field="name",
@@ -42,7 +44,7 @@ class AccountViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Account],
 ):
     """Accounts the user's groups grant (every account for superusers and auditors);
     superusers create them."""
@@ -52,7 +54,7 @@ class AccountViewSet(
     pagination_class = PageNumberPagination
     permission_classes = [permissions.IsAuthenticated, SuperusersCreate]
 
-    def get_queryset(self) -> QuerySet:
+    def get_queryset(self) -> QuerySet[Any]:
         # all() first: visible_to() returns the queryset itself to those who read everything,
         # and the class attribute's cache must never be shared between requests.
         return self.queryset.all().visible_to(self.request.user)

@@ -3,7 +3,9 @@ an auditor may record one; its trades come with it, written once."""
 
 from __future__ import annotations
 
-from django.db.models import Count
+from typing import Any
+
+from django.db.models import Count, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
@@ -24,12 +26,12 @@ from trading.api.executions import sign_problem
 from trading.models import BacktestRun, BacktestTrade
 
 
-class BacktestQuery(serializers.Serializer):
+class BacktestQuery(serializers.Serializer[Any]):
     strategy = serializers.CharField(required=False, max_length=100)
     status = serializers.ChoiceField(choices=BacktestRun.Status.choices, required=False)
 
 
-class BacktestTradeSerializer(serializers.ModelSerializer):
+class BacktestTradeSerializer(serializers.ModelSerializer[BacktestTrade]):
     instrument = symbol_relation()
 
     class Meta:
@@ -37,7 +39,7 @@ class BacktestTradeSerializer(serializers.ModelSerializer):
         fields = ["id", "instrument", "ts", "side", "quantity", "price", "fee", "pnl"]
         read_only_fields = ["id"]
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = {}
         problem = sign_problem(attrs["side"], attrs["quantity"])
         if problem:
@@ -51,11 +53,11 @@ class BacktestTradeSerializer(serializers.ModelSerializer):
         return attrs
 
 
-def fraction(**kwargs) -> FiniteFloatField:
+def fraction(**kwargs: Any) -> FiniteFloatField:
     return FiniteFloatField(required=False, allow_null=True, min_value=0, max_value=1, **kwargs)
 
 
-class BacktestRunSerializer(serializers.ModelSerializer):
+class BacktestRunSerializer(serializers.ModelSerializer[BacktestRun]):
     """A backtest run; its trades may come with it (``trades``, written once, listed at
     ``backtests/{id}/trades/``)."""
 
@@ -65,7 +67,9 @@ class BacktestRunSerializer(serializers.ModelSerializer):
     max_drawdown = fraction(help_text="a fraction, 0 to 1")
     hit_rate = fraction(help_text="a fraction, 0 to 1")
     turnover = FiniteFloatField(required=False, allow_null=True, min_value=0)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     trade_count = serializers.IntegerField(read_only=True)
     trades = serializers.ListField(
         child=BacktestTradeSerializer(), required=False, write_only=True, max_length=MAX_BATCH
@@ -98,13 +102,13 @@ class BacktestRunSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "created_by", "created_at", "trade_count"]
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         start, end = attrs["period_start"], attrs["period_end"]
         if end <= start:
             raise serializers.ValidationError({"period_end": "must be after period_start"})
         if attrs.get("initial_capital", 1) <= 0:
             raise serializers.ValidationError({"initial_capital": "must be positive"})
-        outside = {
+        outside: dict[Any, Any] = {  # by the trade's index (an int; DRF writes it as text)
             index: {"ts": ["lies outside the run's period"]}
             for index, trade in enumerate(attrs.get("trades", []))
             if not start <= trade["ts"] <= end
@@ -113,11 +117,12 @@ class BacktestRunSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"trades": outside})
         return attrs
 
-    def create(self, validated_data: dict) -> BacktestRun:
+    def create(self, validated_data: dict[str, Any]) -> BacktestRun:
         trades = validated_data.pop("trades", [])
         run = BacktestRun.objects.create(created_by=self.context["request"].user, **validated_data)
         BacktestTrade.objects.bulk_create(BacktestTrade(run=run, **trade) for trade in trades)
-        run.trade_count = len(trades)
+        # What the list's queryset annotates (the model declares no such attribute).
+        setattr(run, "trade_count", len(trades))  # noqa: B010
         return run
 
 
@@ -127,7 +132,7 @@ class BacktestViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Any],  # runs, and a run's trades (``trades``)
 ):
     """Backtest runs (not account-scoped): anyone but an auditor may record one."""
 
@@ -141,7 +146,7 @@ class BacktestViewSet(
     pagination_class = PageNumberPagination
     permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Any]:
         if self.action != "list" or getattr(self, "swagger_fake_view", False):
             return self.queryset.all()
         query = query_parameters(BacktestQuery, self.request)

@@ -5,6 +5,7 @@ execution."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -27,7 +28,7 @@ class CashQuery(AccountQuery, TimeRangeQuery):
     currency = serializers.RegexField(CURRENCY, required=False)
 
 
-class CashEntrySerializer(serializers.ModelSerializer):
+class CashEntrySerializer(serializers.ModelSerializer[CashEntry]):
     """A movement of cash. People write deposits, withdrawals and adjustments; the trade and
     fee entries are the database's, written with each execution."""
 
@@ -59,7 +60,7 @@ class CashEntrySerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"{kind} entries are written by executions only")
         return kind
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         amount, kind = attrs["amount"], attrs["kind"]
         if amount == 0:
             raise serializers.ValidationError({"amount": "must not be zero"})

@@ -11,8 +11,10 @@ terms a conflict (409).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any, cast
 
 from django.db import transaction
+from django.db.models import QuerySet
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -47,41 +49,48 @@ class ExecutionQuery(AccountQuery, TimeRangeQuery):
     kind = serializers.ChoiceField(choices=Execution.Kind.choices, required=False)
 
 
-class TradableOrderField(serializers.PrimaryKeyRelatedField):
+class TradableOrderField(serializers.PrimaryKeyRelatedField[Order]):
     """An order of an account the user may trade; a batch's orders come from the context,
     looked up in one query, else from the database."""
 
     default_error_messages = {"does_not_exist": "no order {pk_value} that you may trade"}
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(queryset=Order.objects.all(), **kwargs)
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Order]:
         return Order.objects.filter(account__in=Account.objects.tradable_by(requesting_user(self)))
 
-    def to_internal_value(self, data) -> Order:
-        found = self.context.get("orders", {}).get(as_id(data))
-        return found if found is not None else super().to_internal_value(data)
+    def to_internal_value(self, data: Any) -> Order:
+        found: Order | None = self.context.get("orders", {}).get(as_id(data))
+        if found is not None:
+            return found
+        order: Order = super().to_internal_value(data)
+        return order
 
 
-def terms(execution: Execution | dict) -> tuple:
+def terms(execution: Execution | dict[str, Any]) -> tuple[Any, ...]:
     """What the database compares when an exec id comes again (trading_execution_books)."""
     if isinstance(execution, Execution):
         e = execution
         return (e.order_id, e.quantity, e.price, e.fee, e.kind, e.executed_at, e.supersedes_id)
-    e = execution
-    return (e["order"].pk, e["quantity"], e["price"], e["fee"], "fill", e["executed_at"], None)
+    d = execution
+    return (d["order"].pk, d["quantity"], d["price"], d["fee"], "fill", d["executed_at"], None)
 
 
-class ExecutionBatchSerializer(serializers.ListSerializer):
+class ExecutionBatchSerializer(serializers.ListSerializer[Any]):
     """A batch: items that repeat a booked exec id are replays (``replays``); the rest must
     keep their orders open and within quantity, counting the batch's earlier fills."""
 
     replays: set[int]
 
-    def validate(self, items: list[dict]) -> list[dict]:
-        booked, earlier = self.context.get("booked", {}), {}
-        errors, conflicts, self.replays, filled = {}, [], set(), {}
+    def validate(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        booked: dict[str, Execution] = self.context.get("booked", {})
+        earlier: dict[str, dict[str, Any]] = {}
+        errors: dict[Any, Any] = {}  # by the item's index (an int; DRF writes it as text)
+        conflicts: list[int] = []
+        filled: dict[int, Decimal] = {}
+        self.replays = set()
         for index, item in enumerate(items):
             before = booked.get(item["exec_id"]) or earlier.get(item["exec_id"])
             if before is not None and terms(before) == terms(item):
@@ -104,7 +113,7 @@ class ExecutionBatchSerializer(serializers.ListSerializer):
         return items
 
 
-def fill_problem(item: dict, filled: dict[int, Decimal]) -> dict | None:
+def fill_problem(item: dict[str, Any], filled: dict[int, Decimal]) -> dict[str, Any] | None:
     """The database's execution_order_open and execution_within_order_quantity, ahead of it."""
     order = item["order"]
     if order.status in CLOSED:
@@ -130,7 +139,7 @@ def sign_problem(side: str, quantity: Decimal) -> str | None:
     return None
 
 
-class ExecutionSerializer(serializers.ModelSerializer):
+class ExecutionSerializer(serializers.ModelSerializer[Execution]):
     """An execution. Quantity is signed (buys positive) and its side must match the order's;
     the account and instrument are the order's."""
 
@@ -178,7 +187,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors, order = {}, attrs["order"]
         problem = sign_problem(attrs["side"], attrs["quantity"])
         if problem:
@@ -195,7 +204,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return attrs
 
 
-def batch_context(items: list, request: Request) -> dict:
+def batch_context(items: list[Any], request: Request) -> dict[str, Any]:
     """The batch's tradable orders and already booked executions, one query each."""
     if len(items) > MAX_BATCH:  # refused by the serializer: no lookups for it
         return {"request": request}
@@ -218,7 +227,7 @@ def batch_context(items: list, request: Request) -> dict:
     }
 
 
-class BustSerializer(serializers.Serializer):
+class BustSerializer(serializers.Serializer[Any]):
     exec_id = serializers.CharField(
         max_length=64, required=False, help_text="the bust's exec id (default: <original>-bust)"
     )
@@ -270,12 +279,14 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
             lambda items: {**batch_context(items, request), "single": posted.single},
             one_by_its_fields=True,
         )
-        created = self._book(batch.validated_data, batch.replays, posted.single)
+        # ExecutionSerializer's list serializer (its Meta's list_serializer_class).
+        replays = cast(ExecutionBatchSerializer, batch).replays
+        created = self._book(batch.validated_data, replays, posted.single)
         booked = self._booked([item["exec_id"] for item in batch.validated_data])
         data = ExecutionSerializer(booked, many=True).data
         return Response(data[0] if posted.single else data, status=201 if created else 200)
 
-    def _book(self, items: list[dict], replays: set[int], single: bool) -> int:
+    def _book(self, items: list[dict[str, Any]], replays: set[int], single: bool) -> int:
         """Book the batch's new executions, whole or not at all: how many were new."""
         created = 0
         with transaction.atomic():
@@ -311,7 +322,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
         return Response(self.get_serializer(bust).data, status=201)
 
 
-def fill_row(item: dict) -> dict[str, object]:
+def fill_row(item: dict[str, Any]) -> dict[str, object]:
     """A validated item as the row ``trading.books`` books."""
     given = {name: item[name] for name in ("fee", "liquidity", "reason") if name in item}
     return books.fill_row(

@@ -7,6 +7,8 @@ lifecycle (``order_legal_transition``: 409).
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -24,7 +26,7 @@ class OrderQuery(AccountQuery, TimeRangeQuery):
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(serializers.ModelSerializer[Order]):
     """An order; ``instrument`` is the symbol. Status and fills are kept by the database."""
 
     account = TradableAccountField(help_text="an account id you may trade")
@@ -60,9 +62,9 @@ class OrderSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         # (account, client_order_id) is checked in validate(), naming the field.
-        validators = []
+        validators: list[Any] = []
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = price_problems(attrs)
         if attrs["quantity"] <= 0:
             errors["quantity"] = "must be positive"
@@ -85,7 +87,7 @@ PRICES_BY_TYPE = {
 }
 
 
-def price_problems(attrs: dict) -> dict[str, str]:
+def price_problems(attrs: dict[str, Any]) -> dict[str, str]:
     kind, errors = attrs.get("order_type", Order.Type.MARKET), {}
     for name in ("limit_price", "stop_price"):
         price, wanted = attrs.get(name), name in PRICES_BY_TYPE[kind]
@@ -98,7 +100,7 @@ def price_problems(attrs: dict) -> dict[str, str]:
     return errors
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
@@ -121,7 +123,7 @@ class OrderViewSet(
     # 400: bad fields, or a database refusal; documented for every operation by
     # qvp_site.schema.document_refusals.
     @extend_schema(responses={201: OrderSerializer})
-    def create(self, request: Request, *args, **kwargs) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().create(request, *args, **kwargs)
 
     @extend_schema(

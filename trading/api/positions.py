@@ -16,7 +16,7 @@ class PositionQuery(AccountQuery):
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
 
 
-class PositionSerializer(serializers.ModelSerializer):
+class PositionSerializer(serializers.ModelSerializer[Position]):
     instrument = symbol_relation(read_only=True)
 
     class Meta:

@@ -6,10 +6,11 @@ the user may not see is refused as unknown, so that none is revealed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from rest_framework import permissions, serializers
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -21,6 +22,7 @@ from qvp_site.api import (
     requesting_user,
 )
 from trading.models import Account
+from trading.querysets import AccountScopedQuerySet
 
 # Refusals that conflict with a record's state rather than being bad data: answered 409.
 CONFLICT_RULES = frozenset({"order_legal_transition", "execution_superseded_once"})
@@ -34,13 +36,14 @@ class VisibleAccountField(serializers.IntegerField):
 
     def run_validation(self, data: Any = serializers.empty) -> Account:
         pk = super().run_validation(data)
-        account = Account.objects.visible_to(requesting_user(self)).filter(pk=pk).first()
+        visible = Account.objects.visible_to(requesting_user(self))
+        account: Account | None = visible.filter(pk=pk).first()
         if account is None:
             raise serializers.ValidationError(f"no account {pk} that you may see")
         return account
 
 
-class TradableAccountField(serializers.PrimaryKeyRelatedField):
+class TradableAccountField(serializers.PrimaryKeyRelatedField[Account]):
     """An account the user may trade; others are refused as unknown, so none is revealed."""
 
     default_error_messages = {"does_not_exist": "no account {pk_value} that you may trade"}
@@ -48,11 +51,11 @@ class TradableAccountField(serializers.PrimaryKeyRelatedField):
     def __init__(self, **kwargs: Any):
         super().__init__(queryset=Account.objects.all(), **kwargs)
 
-    def get_queryset(self) -> QuerySet:
+    def get_queryset(self) -> QuerySet[Any]:
         return Account.objects.tradable_by(requesting_user(self))
 
 
-class AccountQuery(serializers.Serializer):
+class AccountQuery(serializers.Serializer[Any]):
     account = VisibleAccountField(required=False, help_text="an account id")
 
 
@@ -61,7 +64,7 @@ class TradesTheAccount(permissions.BasePermission):
 
     message = "you may not trade this account"
 
-    def has_object_permission(self, request: Request, view: APIView, obj: Model) -> bool:
+    def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
         if request.method in permissions.SAFE_METHODS:
             return True
         tradable = Account.objects.tradable_by(request.user)
@@ -72,8 +75,10 @@ class ScopedViewSet(QueriedViewSet):
     """Records of the accounts the user may see, filtered by a validated query."""
 
     permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors, TradesTheAccount]
-    pagination_class = PageNumberPagination
+    pagination_class: type[BasePagination] | None = PageNumberPagination
     conflict_rules = CONFLICT_RULES
 
-    def visible(self, rows: QuerySet) -> QuerySet:
-        return rows.visible_to(self.request.user)
+    def visible(self, rows: QuerySet[Any]) -> QuerySet[Any]:
+        # Every scoped model's manager is an AccountScopedQuerySet's (trading/models.py).
+        scoped: AccountScopedQuerySet = cast(AccountScopedQuerySet, rows)
+        return scoped.visible_to(self.request.user)

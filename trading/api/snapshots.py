@@ -15,7 +15,7 @@ class SnapshotQuery(AccountQuery, TimeRangeQuery):
     pass
 
 
-class SnapshotSerializer(serializers.ModelSerializer):
+class SnapshotSerializer(serializers.ModelSerializer[PortfolioSnapshot]):
     class Meta:
         model = PortfolioSnapshot
         fields = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -10,17 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from qvp_site import archives
 from qvp_site.acting import acting_as
 from qvp_site.models import Archive
-
-
-def moment(value: str) -> datetime:
-    """An ISO date (midnight UTC) or date and time (UTC unless it names its offset)."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise CommandError(f"--before {value!r}: not an ISO date or date and time") from error
-    if len(value) == 10:
-        parsed = datetime.combine(date.fromisoformat(value), time())
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+from qvp_site.times import TIME_HELP, time_argument
 
 
 class Command(BaseCommand):
@@ -34,7 +24,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--table", help="a time-series table, e.g. marketdata_minutebar")
-        parser.add_argument("--before", help="archive rows older than this (ISO date, UTC)")
+        parser.add_argument(
+            "--before", type=time_argument, help=f"archive rows older than this ({TIME_HELP})"
+        )
         parser.add_argument("--directory", type=Path, help="where to write the file")
         parser.add_argument("--restore", type=int, metavar="ID", help="load archive ID back")
         parser.add_argument("--list", action="store_true", help="list the archives")
@@ -50,11 +42,11 @@ class Command(BaseCommand):
         except archives.ArchiveError as error:
             raise CommandError(str(error)) from error
 
-    def _archive(self, table: str | None, before: str | None, directory: Path | None) -> None:
+    def _archive(self, table: str | None, before: datetime | None, directory: Path | None) -> None:
         if not table or not before:
             raise CommandError("give --table and --before (or --restore ID, or --list)")
         with acting_as("archive"):
-            record = archives.archive(table, moment(before), directory)
+            record = archives.archive(table, before, directory)
         self.stdout.write(
             f"archive {record.pk}: {record.rows} rows of {table} before "
             f"{record.before.isoformat()} to {record.path} ({record.size_bytes} bytes, "

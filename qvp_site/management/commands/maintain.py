@@ -1,21 +1,9 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
 
 from qvp_site.db.maintenance import maintain
-
-
-def _moment(value: str) -> datetime:
-    try:
-        moment = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
-    except ValueError:  # well formed but impossible, such as month 13
-        moment = None
-    if moment is None:
-        raise CommandError(f"--cover: {value!r} is not a date or time (YYYY-MM-DD[THH:MM])")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+from qvp_site.times import TIME_HELP, time_argument
 
 
 class Command(BaseCommand):
@@ -32,13 +20,14 @@ class Command(BaseCommand):
             "--cover",
             nargs=2,
             metavar=("START", "END"),
-            help="also create the partitions covering START..END (plain PostgreSQL)",
+            type=time_argument,
+            help=f"also create the partitions covering START..END (plain PostgreSQL; {TIME_HELP})",
         )
 
     def handle(self, *args, **options):
         cover = None
         if options["cover"]:
-            cover = (_moment(options["cover"][0]), _moment(options["cover"][1]))
+            cover = tuple(options["cover"])
             if cover[0] > cover[1]:
                 raise CommandError("--cover: START is after END")
         maintain(

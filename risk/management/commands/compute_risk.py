@@ -3,8 +3,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from qvp_site.times import TIME_HELP, time_argument
 from risk.runs import RunOptions, compute_risk
-from trading.management.commands.snapshot_portfolios import account_ids, moment
+from trading.management.commands.snapshot_portfolios import account_ids
 
 
 class Command(BaseCommand):
@@ -26,8 +27,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--as-of",
-            type=moment,
-            help="the time to compute at, YYYY-MM-DD[THH:MM] (UTC unless a zone is given)",
+            type=time_argument,
+            help=f"the time to compute at, {TIME_HELP} (default: now)",
         )
         parser.add_argument("--confidence", type=float, default=0.95, help="VaR confidence")
         parser.add_argument("--lookback", type=int, default=252, help="days of returns")

@@ -5,8 +5,8 @@ from django.utils import timezone
 
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
+from qvp_site.times import TIME_HELP, time_argument
 from risk.anomalies import detect
-from trading.management.commands.snapshot_portfolios import moment
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--symbol", required=True, help="the instrument's symbol")
         parser.add_argument("--hours", type=float, default=24.0, help="the window (default 24)")
         parser.add_argument(
-            "--as-of", type=moment, help="the window's end, YYYY-MM-DD[THH:MM] (default: now)"
+            "--as-of", type=time_argument, help=f"the window's end, {TIME_HELP} (default: now)"
         )
         parser.add_argument(
             "--threshold",

@@ -5,8 +5,8 @@ from rest_framework.exceptions import ValidationError
 
 from marketdata.fields import SymbolListField
 from qvp_site.acting import acting_as
+from qvp_site.times import TIME_HELP, time_argument
 from signals import fusion
-from signals.management.arguments import parse_as_of
 
 
 class Command(BaseCommand):
@@ -18,11 +18,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--as-of", help="the time to fuse at, ISO 8601 (default: now)")
+        parser.add_argument(
+            "--as-of", type=time_argument, help=f"the time to fuse at, {TIME_HELP} (default: now)"
+        )
         parser.add_argument("--symbols", help="comma-separated symbols (default: all)")
 
     def handle(self, *args, as_of, symbols, **options):
-        moment = parse_as_of(as_of)
         ids = None
         if symbols:
             try:
@@ -30,7 +31,7 @@ class Command(BaseCommand):
             except ValidationError as error:
                 raise CommandError(f"--symbols: {'; '.join(error.detail)}") from error
         with acting_as("fuse_signals"):
-            result = fusion.fuse(moment, ids)
+            result = fusion.fuse(as_of, ids)
         for fused in result.fused:
             self.stdout.write(
                 f"{fused.instrument.symbol}: target weight {fused.target_weight:+.4f},"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.ingest.command import ProgressBar
-from marketdata.ingest.pipeline import IngestRefused
+from qvp_site.loading.progress import ProgressBar
+from qvp_site.loading.refusals import IngestRefused
 from signals.news_ingest import ingest_news
 
 

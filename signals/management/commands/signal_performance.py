@@ -4,9 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from qvp_site.acting import acting_as
-from signals.management.arguments import parse_as_of
+from qvp_site.times import TIME_HELP, time_argument
 from signals.models import Agent
-from signals.performance import Performance, refresh
+from signals.performance import AgentPerformance, refresh
 
 
 class Command(BaseCommand):
@@ -27,20 +27,21 @@ class Command(BaseCommand):
             action="append",
             help="window in days, counted back from --as-of (repeatable; default 30)",
         )
-        parser.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
+        parser.add_argument(
+            "--as-of", type=time_argument, help=f"end of the window, {TIME_HELP} (default: now)"
+        )
 
     def handle(self, *args, agent, all, days, as_of, **options):
         windows = sorted(set(days or [30]))
         if any(d < 1 for d in windows):
             raise CommandError("--days must be at least 1")
-        moment = parse_as_of(as_of)
         if agent:
             known = set(Agent.objects.filter(name__in=agent).values_list("name", flat=True))
             if unknown := sorted(set(agent) - known):
                 raise CommandError(f"no agent named {', '.join(unknown)}")
         try:
             with acting_as("signal_performance"):
-                rows = refresh(windows, agent, moment)
+                rows = refresh(windows, agent, as_of)
         except DatabaseError as error:
             raise CommandError(str(error).strip()) from error
         for row in rows:
@@ -48,7 +49,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(rows)} performance row(s) stored.")
 
 
-def describe(p: Performance) -> str:
+def describe(p: AgentPerformance) -> str:
     def pct(value):
         return "n/a" if value is None else f"{value:+.2%}"
 

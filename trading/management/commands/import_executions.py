@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.ingest.command import ProgressBar
+from qvp_site.loading.progress import ProgressBar
 from trading.imports import OPTIONAL, REQUIRED, ImportRefused, import_executions
 
 

@@ -1,26 +1,13 @@
 from __future__ import annotations
 
-import argparse
-from datetime import UTC, datetime
-
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
+from qvp_site.times import TIME_HELP, time_argument
 from trading.models import Account, PortfolioSnapshot
 from trading.snapshots import ACTOR, TABLE, take_snapshots
-
-
-def moment(value: str) -> datetime:
-    """An ISO date or time for argparse; a time without a zone is UTC."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an ISO date or time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])"
-        ) from error
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def account_ids(names: list[str] | None) -> list[int] | None:
@@ -52,8 +39,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--as-of",
-            type=moment,
-            help="the time to value at, YYYY-MM-DD[THH:MM] (UTC unless a zone is given)",
+            type=time_argument,
+            help=f"the time to value at, {TIME_HELP} (default: now)",
         )
 
     def handle(self, *args, account=None, as_of=None, **options):

@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
-from trading.management.commands.snapshot_portfolios import moment
+from qvp_site.times import TIME_HELP, time_argument
 from vectors import embeddings, regimes
 
 ACTOR = "build_embeddings"
@@ -37,8 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--symbol", action="append", metavar="S", help="only this symbol")
         parser.add_argument(
             "--since",
-            type=moment,
-            help="windows closing from this time on, YYYY-MM-DD[THH:MM] (default: after the "
+            type=time_argument,
+            help=f"windows closing from this time on, {TIME_HELP} (default: after the "
             "newest stored)",
         )
         parser.add_argument("--rebuild", action="store_true", help="reload every window")

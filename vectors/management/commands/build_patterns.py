@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from qvp_site.acting import acting_as
-from trading.management.commands.snapshot_portfolios import moment
+from qvp_site.times import TIME_HELP, time_argument
 from vectors import patterns
 from vectors.management.commands.build_embeddings import named_instruments
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--symbol", action="append", metavar="S", help="only this symbol")
         parser.add_argument(
-            "--since", type=moment, help="decisions from this time on, YYYY-MM-DD[THH:MM]"
+            "--since", type=time_argument, help=f"decisions from this time on, {TIME_HELP}"
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -12,13 +12,17 @@ identity's numbering on the fast roads: market data has none.)
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from django.db import DataError, connection, transaction
 
-from marketdata.ingest.layouts import Layout, StageColumn
-from marketdata.ingest.readers import Source
 from qvp_site.db.quoting import ident, literal
+from qvp_site.loading.layout import Layout, StageColumn
+from qvp_site.loading.progress import Progress
+from qvp_site.loading.readers import Source
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 STAGE = "qvp_ingest_stage"
 RAW = "qvp_ingest_raw"
@@ -35,17 +39,11 @@ _WHAT = {
 }
 
 
-class Progress(Protocol):
-    def start(self, description: str, total: int | None, unit: str) -> None: ...
-
-    def update(self, advance: int) -> None: ...
-
-
-def drop(cursor) -> None:
+def drop(cursor: CursorWrapper) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {RAW}, {REJECTED}")
 
 
-def load(cursor, source: Source, layout: Layout, progress: Progress) -> int:
+def load(cursor: CursorWrapper, source: Source, layout: Layout, progress: Progress) -> int:
     """Stage every data row of ``source``; returns how many rows were staged."""
     drop(cursor)
     for attempt in (_copy_typed, _copy_text):
@@ -57,7 +55,7 @@ def load(cursor, source: Source, layout: Layout, progress: Progress) -> int:
     return _copy_forgiving(cursor, source, layout, progress)
 
 
-def _copy_typed(cursor, source: Source, layout: Layout, progress: Progress) -> int:
+def _copy_typed(cursor: CursorWrapper, source: Source, layout: Layout, progress: Progress) -> int:
     """COPY parses every field into its type: a clean file needs nothing more."""
     definitions = ", ".join(f"{ident(c.name)} {c.type}" for c in layout.columns)
     cursor.execute(f"CREATE TEMP TABLE {STAGE} ({_line(source)}, {definitions}, bad text)")
@@ -66,7 +64,7 @@ def _copy_typed(cursor, source: Source, layout: Layout, progress: Progress) -> i
     return _copy_blocks(cursor, source, progress, f"{STAGE} ({names})")
 
 
-def _copy_text(cursor, source: Source, layout: Layout, progress: Progress) -> int:
+def _copy_text(cursor: CursorWrapper, source: Source, layout: Layout, progress: Progress) -> int:
     """A field that does not parse: COPY the fields as text, then type them in SQL."""
     cursor.execute(f"CREATE TEMP TABLE {RAW} ({_line(source)}, {_raw_columns(layout)})")
     names = ", ".join(f"f{i}" for i in range(layout.field_count))
@@ -76,7 +74,9 @@ def _copy_text(cursor, source: Source, layout: Layout, progress: Progress) -> in
     return staged
 
 
-def _copy_forgiving(cursor, source: Source, layout: Layout, progress: Progress) -> int:
+def _copy_forgiving(
+    cursor: CursorWrapper, source: Source, layout: Layout, progress: Progress
+) -> int:
     """Rows COPY cannot split (a field more or less, a blank line, a stray quote): Python's
     csv module reads them, with exact line numbers, and SQL types them."""
     count = layout.field_count
@@ -105,17 +105,18 @@ def _raw_columns(layout: Layout) -> str:
     return ", ".join([f"fields integer DEFAULT {count}", *(f"f{i} text" for i in range(count))])
 
 
-def _copy_blocks(cursor, source: Source, progress: Progress, into: str) -> int:
+def _copy_blocks(cursor: CursorWrapper, source: Source, progress: Progress, into: str) -> int:
     statement = f"COPY {into} FROM STDIN (FORMAT csv, DELIMITER {literal(source.delimiter)})"
     with connection.wrap_database_errors, cursor.copy(statement) as copy:
         for block, advance in source.blocks():
             if block:
                 copy.write(block)
             progress.update(advance)
-    return cursor.rowcount
+    copied: int = cursor.rowcount
+    return copied
 
 
-def _type_raw(cursor, layout: Layout) -> None:
+def _type_raw(cursor: CursorWrapper, layout: Layout) -> None:
     cursor.execute(_typed_from_raw_sql(layout))
     cursor.execute(f"DROP TABLE {RAW}")
 
@@ -156,5 +157,5 @@ def _label(column: StageColumn) -> str:
     return (column.header or "time").replace("'", "''").replace("%", "%%")
 
 
-def drop_rejected_rows(cursor) -> None:
+def drop_rejected_rows(cursor: CursorWrapper) -> None:
     cursor.execute(f"DELETE FROM {STAGE} AS s USING {REJECTED} AS r WHERE s.line = r.line")

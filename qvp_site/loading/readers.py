@@ -17,6 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 BLOCK_SIZE = 1 << 20
 ROWS_PER_BLOCK = 10_000  # rows in memory handed to COPY at a time
@@ -62,6 +66,7 @@ def open_source(path: Path, delimiter: str | None = None) -> Source:
 
 
 class CsvSource(Source):
+    path: Path  # always a file
     header_end: int = 0  # byte offset where the data rows start
 
     @classmethod
@@ -125,6 +130,8 @@ class CsvSource(Source):
 
 
 class ParquetSource(Source):
+    path: Path  # always a file
+
     @classmethod
     def open(cls, path: Path) -> ParquetSource:
         import pyarrow.parquet as pq
@@ -219,7 +226,7 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _batch_csv(batch) -> bytes:
+def _batch_csv(batch: pa.RecordBatch) -> bytes:
     """A record batch as CSV lines, no header. pyarrow writes timestamps ISO-8601 (with a Z
     when they carry a time zone) and nulls as empty fields, which COPY reads as NULL."""
     import pyarrow.csv as pacsv
@@ -238,5 +245,5 @@ def _decode(line: bytes, path: Path) -> str:
 
 def _sniff_delimiter(header_line: str) -> str:
     counts = {d: header_line.count(d) for d in DELIMITERS}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","

@@ -1,3 +1,10 @@
+"""manage.py seed_demo: the demo data of every app, in order (bars, then trading, risk,
+signals and vectors over them).
+
+It lives in the dashboard because it sits on top of every app, as the dashboard does: each
+app keeps its own ``demo`` module, and only this command knows them all.
+"""
+
 from __future__ import annotations
 
 import time
@@ -18,6 +25,7 @@ from vectors import demo as vectors_demo
 
 
 def symbol_list(value: str) -> list[str]:
+    """``--symbols``: a comma-separated list, upper-cased, blanks dropped."""
     return [s.strip().upper() for s in value.split(",") if s.strip()]
 
 
