@@ -28,9 +28,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from django.db.migrations.operations.base import Operation
-
 from qvp_site.db.quoting import ident
+from qvp_site.db.sql_operation import SqlOperation
 
 if TYPE_CHECKING:
     from typing import Any
@@ -94,49 +93,23 @@ def drop_audit_triggers_sql(table: str) -> list[str]:
     ]
 
 
-class AuditChanges(Operation):
+class AuditChanges(SqlOperation):
     """Record every insert, update and delete of a model's table in the audit log."""
-
-    reversible = True
-    # Its statements go through schema_editor.execute: sqlmigrate shows them.
-    reduces_to_sql = True
 
     def __init__(self, model_name: str):
         self.model_name = model_name
 
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        pass
-
-    def _table(
+    def forwards_sql(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
-    ) -> str | None:
-        model = state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return None
-        table: str = model._meta.db_table
-        return table
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        return [] if model is None else audit_triggers_sql(model._meta.db_table)
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if table := self._table(app_label, schema_editor, to_state):
-            for statement in audit_triggers_sql(table):
-                schema_editor.execute(statement)
-
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if table := self._table(app_label, schema_editor, from_state):
-            for statement in drop_audit_triggers_sql(table):
-                schema_editor.execute(statement)
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        return [] if model is None else drop_audit_triggers_sql(model._meta.db_table)
 
     def describe(self) -> str:
         return f"Audit every change of {self.model_name}"

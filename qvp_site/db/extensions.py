@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.db import router
-from django.db.migrations.operations.base import Operation
 
 from qvp_site.db import engine
+from qvp_site.db.sql_operation import SqlOperation
 
 if TYPE_CHECKING:
     from typing import Any
@@ -16,24 +16,31 @@ if TYPE_CHECKING:
     from django.db.migrations.state import ProjectState
 
 
-class InstallExtensions(Operation):
+class InstallExtensions(SqlOperation):
     """``CREATE EXTENSION`` for pgvector, and for TimescaleDB where the engine uses it.
 
     The engine is read from the server (``engine.detect``): the one fact of the catalog the
     statements depend on. Backwards drops what it installed, as ``CreateExtension`` does.
     """
 
-    reversible = True
-    # Its statements go through schema_editor.execute: sqlmigrate shows them.
-    reduces_to_sql = True
-
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        pass
-
-    def _extensions(self, schema_editor: BaseDatabaseSchemaEditor) -> list[str]:
+    def _extensions(self, app_label: str, schema_editor: BaseDatabaseSchemaEditor) -> list[str]:
+        if not router.allow_migrate(schema_editor.connection.alias, app_label):
+            return []
         engine.forget()
         timescaledb = engine.detect(schema_editor.connection).is_timescaledb
         return ["vector", "timescaledb"] if timescaledb else ["vector"]
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        names = self._extensions(app_label, schema_editor)
+        return [f"CREATE EXTENSION IF NOT EXISTS {name}" for name in names]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        names = reversed(self._extensions(app_label, schema_editor))
+        return [f"DROP EXTENSION IF EXISTS {name}" for name in names]
 
     def database_forwards(
         self,
@@ -42,11 +49,8 @@ class InstallExtensions(Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        if not router.allow_migrate(schema_editor.connection.alias, app_label):
-            return
-        for name in self._extensions(schema_editor):
-            schema_editor.execute(f"CREATE EXTENSION IF NOT EXISTS {name}")
-        engine.forget()
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+        engine.forget()  # the engine detected changes with the extension
 
     def database_backwards(
         self,
@@ -55,10 +59,7 @@ class InstallExtensions(Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        if not router.allow_migrate(schema_editor.connection.alias, app_label):
-            return
-        for name in reversed(self._extensions(schema_editor)):
-            schema_editor.execute(f"DROP EXTENSION IF EXISTS {name}")
+        super().database_backwards(app_label, schema_editor, from_state, to_state)
         engine.forget()
 
     def describe(self) -> str:

@@ -13,11 +13,10 @@ the catalog is decided by the server in a DO block (``qvp_site.db.plpgsql``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db import models
-from django.db.migrations.operations.base import Operation
 
 from qvp_site.db import aggregates, engine, partitions
 from qvp_site.db.catalog import Aggregate, retention_in_force
@@ -26,6 +25,7 @@ from qvp_site.db.plpgsql import do_block, indent, interval, regclass
 from qvp_site.db.policies import retention_policy_sql
 from qvp_site.db.quoting import ident, literal
 from qvp_site.db.rebuild import rebuild_plpgsql
+from qvp_site.db.sql_operation import SqlOperation
 
 if TYPE_CHECKING:
     from typing import Any
@@ -43,36 +43,20 @@ def _column(model: type[models.Model], name: str) -> str:
     return field.column
 
 
-class TimeSeriesOperation(Operation):
-    """Shared plumbing: no model-state change, the model's table and columns, routing, and
-    statements run through the schema editor (so that ``sqlmigrate`` shows them)."""
+class TimeSeriesOperation(SqlOperation):
+    """Shared plumbing: the model's table and columns, routing."""
 
-    reversible = True
-    reduces_to_sql = True
     model_name: str
-
-    @staticmethod
-    def _execute(schema_editor: BaseDatabaseSchemaEditor, statements: Iterable[str]) -> None:
-        """Run ``statements`` as they are: without parameters, what ``sqlmigrate`` collects
-        is the very text that runs, % signs included."""
-        for statement in statements:
-            schema_editor.execute(statement, params=None)
-
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        pass
 
     def _model(self, app_label: str, state: ProjectState) -> type[Model]:
         return state.apps.get_model(app_label, self.model_name)
-
-    def _allowed(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> bool:
-        return self.allow_migrate_model(schema_editor.connection.alias, model)
 
     def _table(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
     ) -> str | None:
         """The model's table, or None where the router keeps the model off this database."""
-        model = self._model(app_label, state)
-        return model._meta.db_table if self._allowed(schema_editor, model) else None
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        return None if model is None else model._meta.db_table
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [], self._kwargs()
@@ -104,17 +88,13 @@ class CreateHypertable(TimeSeriesOperation):
             "chunk_interval": self.chunk_interval,
         }
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        table = self._table(app_label, schema_editor, to_state)
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
         if table is None:
-            return
-        model = self._model(app_label, to_state)
+            return []
+        model = self._model(app_label, state)
         column = _column(model, self.time_column)
         pk = model._meta.pk.column
         width = parse_interval(self.chunk_interval)
@@ -122,26 +102,19 @@ class CreateHypertable(TimeSeriesOperation):
             convert = _hypertable_sql(table, column, pk, width)
         else:
             convert = _partitioned_sql(table, column, pk, width)
-        self._execute(schema_editor, [_register_sql(table, column, width), convert])
+        return [_register_sql(table, column, width), convert]
 
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        table = self._table(app_label, schema_editor, from_state)
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
         if table is None:
-            return
-        pk = self._model(app_label, from_state)._meta.pk.column
-        self._execute(
-            schema_editor,
-            [
-                do_block(rebuild_plpgsql(table, primary_key=[pk])),
-                f"DELETE FROM qvp_timeseries_table WHERE table_name = {literal(table)}",
-            ],
-        )
+            return []
+        pk = self._model(app_label, state)._meta.pk.column
+        return [
+            do_block(rebuild_plpgsql(table, primary_key=[pk])),
+            f"DELETE FROM qvp_timeseries_table WHERE table_name = {literal(table)}",
+        ]
 
     def describe(self) -> str:
         return (
@@ -247,17 +220,13 @@ class AddCompressionPolicy(TimeSeriesOperation):
             kwargs["order_by"] = self.order_by
         return kwargs
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        table = self._table(app_label, schema_editor, to_state)
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
         if table is None:
-            return
-        model = self._model(app_label, to_state)
+            return []
+        model = self._model(app_label, state)
         segment = [_column(model, f) for f in self.segment_by]
         statements = [
             f"UPDATE qvp_timeseries_table SET compress_after = {literal(self.compress_after)},"
@@ -266,7 +235,7 @@ class AddCompressionPolicy(TimeSeriesOperation):
         ]
         if engine.is_timescaledb(schema_editor.connection):
             statements += self._compression_sql(table, segment)
-        self._execute(schema_editor, statements)
+        return statements
 
     def _compression_sql(self, table: str, segment: list[str]) -> list[str]:
         options = ["timescaledb.compress"]
@@ -280,16 +249,12 @@ class AddCompressionPolicy(TimeSeriesOperation):
             f"SELECT add_compression_policy({regclass(table)}, {after}, if_not_exists => true)",
         ]
 
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        table = self._table(app_label, schema_editor, from_state)
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
         if table is None:
-            return
+            return []
         statements = [
             "UPDATE qvp_timeseries_table SET compress_after = NULL, compress_segment_by = '{}',"
             f" compress_order_by = NULL WHERE table_name = {literal(table)}"
@@ -301,7 +266,7 @@ class AddCompressionPolicy(TimeSeriesOperation):
                 f" FROM show_chunks({regclass(table)}) c",
                 f"ALTER TABLE {ident(table)} SET (timescaledb.compress = false)",
             ]
-        self._execute(schema_editor, statements)
+        return statements
 
     def describe(self) -> str:
         return f"Compress {self.model_name} chunks older than {self.compress_after}"
@@ -327,16 +292,12 @@ class AddRetentionPolicy(TimeSeriesOperation):
     def _kwargs(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "drop_after": self.drop_after}
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        table = self._table(app_label, schema_editor, to_state)
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
         if table is None:
-            return
+            return []
         statements = [
             f"UPDATE qvp_timeseries_table SET retention_default = {literal(self.drop_after)}"
             f" WHERE table_name = {literal(table)}"
@@ -344,25 +305,21 @@ class AddRetentionPolicy(TimeSeriesOperation):
         if engine.is_timescaledb(schema_editor.connection):
             wanted = retention_in_force(table, self.drop_after)
             statements.append(retention_policy_sql(table, wanted))
-        self._execute(schema_editor, statements)
+        return statements
 
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        table = self._table(app_label, schema_editor, from_state)
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
         if table is None:
-            return
+            return []
         statements = [
             "UPDATE qvp_timeseries_table SET retention_default = NULL"
             f" WHERE table_name = {literal(table)}"
         ]
         if engine.is_timescaledb(schema_editor.connection):
             statements.append(retention_policy_sql(table, None))
-        self._execute(schema_editor, statements)
+        return statements
 
     def describe(self) -> str:
         return f"Drop {self.model_name} chunks older than {self.drop_after}"
@@ -430,16 +387,12 @@ class CreateContinuousAggregate(TimeSeriesOperation):
             refresh_window=parse_interval(self.refresh_window),
         )
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        model = self._model(app_label, to_state)
-        if not self._allowed(schema_editor, model):
-            return
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None:
+            return []
         timescaledb = engine.is_timescaledb(schema_editor.connection)
         definition = self._definition(model)
         select = aggregates.select_sql(definition, timescaledb=timescaledb)
@@ -455,7 +408,7 @@ BEGIN
     END IF;
 END
 """)
-        self._execute(schema_editor, [unless_present, _register_aggregate_sql(definition)])
+        return [unless_present, _register_aggregate_sql(definition)]
 
     def _continuous_sql(self, select: str) -> list[str]:
         width = parse_interval(self.bucket)
@@ -476,24 +429,17 @@ END
             f" {ident(self.name[:58] + '_pkey')} PRIMARY KEY ({key})",
         ]
 
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        model = self._model(app_label, from_state)
-        if not self._allowed(schema_editor, model):
-            return
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None:
+            return []
         kind = "MATERIALIZED VIEW" if engine.is_timescaledb(schema_editor.connection) else "TABLE"
-        self._execute(
-            schema_editor,
-            [
-                f"DROP {kind} IF EXISTS {ident(self.name)}",
-                f"DELETE FROM qvp_timeseries_aggregate WHERE view_name = {literal(self.name)}",
-            ],
-        )
+        return [
+            f"DROP {kind} IF EXISTS {ident(self.name)}",
+            f"DELETE FROM qvp_timeseries_aggregate WHERE view_name = {literal(self.name)}",
+        ]
 
     def describe(self) -> str:
         return f"Create continuous aggregate {self.name} of {self.model_name} by {self.bucket}"

@@ -25,10 +25,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.migrations.operations.base import Operation
 
 from qvp_site.db import engine
 from qvp_site.db.quoting import ident, literal
+from qvp_site.db.sql_operation import SqlOperation
 
 if TYPE_CHECKING:
     from typing import Any
@@ -73,26 +73,20 @@ def drop_sql(child: str, column: str, parent: str) -> list[str]:
     ]
 
 
-class EnforceReference(Operation):
+class EnforceReference(SqlOperation):
     """Check ``model_name.field_name`` (a ForeignKey with ``db_constraint=False``) by
     statement, as the module's docstring says. Put it after the AlterField that drops the
     constraint, in the same migration."""
-
-    reversible = True
-    reduces_to_sql = True
 
     def __init__(self, model_name: str, field_name: str):
         self.model_name = model_name
         self.field_name = field_name
 
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        pass
-
     def _reference(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
     ) -> tuple[str, ...] | None:
-        model = state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None:
             return None
         field = model._meta.get_field(self.field_name)
         child, column = model._meta.db_table, field.column
@@ -102,28 +96,18 @@ class EnforceReference(Operation):
         constraint = f"{child}_{column}_fkey"
         return child, column, parent, key, constraint
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
         _require_transition_tables(schema_editor.connection)
-        if reference := self._reference(app_label, schema_editor, to_state):
-            for statement in enforce_sql(*reference):
-                schema_editor.execute(statement, params=None)
+        reference = self._reference(app_label, schema_editor, state)
+        return [] if reference is None else enforce_sql(*reference)
 
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if reference := self._reference(app_label, schema_editor, from_state):
-            for statement in drop_sql(*reference[:3]):
-                schema_editor.execute(statement, params=None)
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        reference = self._reference(app_label, schema_editor, state)
+        return [] if reference is None else drop_sql(*reference[:3])
 
     def describe(self) -> str:
         return f"Check {self.model_name}.{self.field_name} once per statement"

@@ -21,10 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.migrations.operations.base import Operation
-
 from qvp_site.db.plpgsql import do_block, warnings_logged
 from qvp_site.db.quoting import ident, literal
+from qvp_site.db.sql_operation import SqlOperation
 
 if TYPE_CHECKING:
     from typing import Any
@@ -157,11 +156,8 @@ def vector_index_definitions(cursor: CursorWrapper, table: str) -> dict[str, str
     return dict(cursor.fetchall())
 
 
-class CreateVectorIndex(Operation):
+class CreateVectorIndex(SqlOperation):
     """An HNSW (default) or IVFFlat index on ``field`` of ``model_name`` for ``distance``."""
-
-    reversible = True
-    reduces_to_sql = True
 
     def __init__(
         self,
@@ -196,17 +192,26 @@ class CreateVectorIndex(Operation):
             lists=self.lists,
         )
 
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        pass
-
     def _target(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
     ) -> VectorIndex | None:
-        model = state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None:
             return None
         column = model._meta.get_field(self.field).column
         return self._index(model._meta.db_table, column)
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        index = self._target(app_label, schema_editor, state)
+        return [] if index is None else index.build_sql()
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        index = self._target(app_label, schema_editor, state)
+        return [] if index is None else [drop_index_sql(index.name)]
 
     def database_forwards(
         self,
@@ -215,25 +220,11 @@ class CreateVectorIndex(Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        index = self._target(app_label, schema_editor, to_state)
-        if index is None:
-            return
+        # An IVFFlat index on an empty table is skipped with a server WARNING: logged here.
         connection = schema_editor.connection
         connection.ensure_connection()
         with warnings_logged(connection.connection, logger):
-            for statement in index.build_sql():
-                schema_editor.execute(statement, params=None)
-
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        index = self._target(app_label, schema_editor, from_state)
-        if index is not None:
-            schema_editor.execute(drop_index_sql(index.name), params=None)
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
 
     def describe(self) -> str:
         if self.method == HNSW:
