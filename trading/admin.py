@@ -319,20 +319,10 @@ class ExecutionAdmin(NoChanges, AccountScopedAdmin):
         "instrument__symbol__exact",
     ]
     search_help_text = "An exact exec id, client order id or instrument symbol."
+    # What an execution is booked with (``books.COLUMNS``), by the model's field names.
     add_fields = [
-        "exec_id",
-        "order",
-        "account",
-        "instrument",
-        "side",
-        "quantity",
-        "price",
-        "fee",
-        "liquidity",
-        "executed_at",
-        "kind",
-        "supersedes",
-        "reason",
+        {f.column: f.name for f in Execution._meta.concrete_fields}[column]
+        for column in books.COLUMNS
     ]
     audited = True
     actions = ["bust"]
