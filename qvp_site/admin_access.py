@@ -82,12 +82,16 @@ def ensure_auditors(apps, using: str, app_labels: list[str]) -> None:
     group.permissions.add(*views)
 
 
+# Installed packages whose records auditors read too: the login lockouts (qvp_site/logins.py).
+VIEWED_PACKAGES = ("axes",)
+
+
 def grant_auditors_view(
     app_config: AppConfig, using: str = DEFAULT_DB_ALIAS, apps=global_apps, **kwargs
 ) -> None:
     """post_migrate: after Django has made ``app_config``'s permissions (its handler is
     connected earlier, by django.contrib.auth), give auditors the view ones."""
-    if not is_project_app(app_config):
+    if not (is_project_app(app_config) or app_config.label in VIEWED_PACKAGES):
         return
     try:
         apps.get_model("auth", "Permission")

@@ -1,5 +1,6 @@
 """Every page needs a logged-in user, but the login pages and /healthz; no body beyond the
-configured size; no path or query parameter PostgreSQL could not store."""
+configured size; no path or query parameter PostgreSQL could not store; static files served
+without the manifest that lists them all."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
+from django.contrib.staticfiles.storage import staticfiles_storage
 from django.http import HttpResponse, JsonResponse
 from rest_framework.views import APIView
+from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
 
 from qvp_site.parsers import REASON, storable, unstorable
 
@@ -25,6 +28,30 @@ class LoginRequiredMiddleware(DjangoLoginRequired):
         if isinstance(view_class, type) and issubclass(view_class, APIView):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+MANIFEST = "staticfiles.json"
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, which serves every file of STATIC_ROOT (and of the finders under DEBUG),
+    but for the manifest ``collectstatic`` writes there (``staticfiles.json``): a map of every
+    static file, the admin's and the API docs' included, to its hashed name, which tells a
+    visitor what the site runs and helps nobody load a page. It falls through to a 404."""
+
+    def __init__(self, get_response=None, settings=settings):
+        super().__init__(get_response, settings=settings)
+        # Django's name for it, and the storage's own should it name it otherwise; their
+        # compressed copies too, should a compressing storage ever write them.
+        names = {MANIFEST, getattr(staticfiles_storage, "manifest_name", MANIFEST)}
+        self.hidden = {
+            f"{self.static_prefix}{name}{suffix}" for name in names for suffix in ("", ".gz", ".br")
+        }
+
+    def __call__(self, request):
+        if request.path_info in self.hidden:
+            return self.get_response(request)
+        return super().__call__(request)
 
 
 class RequestBodyLimitMiddleware:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "csp",
     "drf_spectacular_sidecar",  # the docs' Swagger UI files, served from here, never a CDN
+    "axes",  # failed logins, throttled per (user, address): qvp_site/logins.py
     "qvp_site.apps.QvpSiteConfig",
     "marketdata.apps.MarketdataConfig",
     "trading.apps.TradingConfig",
@@ -74,11 +76,15 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "qvp_site.middleware.RequestBodyLimitMiddleware",
     "qvp_site.middleware.UnstorableTextMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, minus the manifest of every static file (qvp_site/middleware.py).
+    "qvp_site.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Turns a locked-out login into its 429 outside the request's transaction, which a 429
+    # would roll back with the failure that locked it (qvp_site/logins.py).
+    "axes.middleware.AxesMiddleware",
     "qvp_site.acting.ActingUserMiddleware",
     "qvp_site.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -213,6 +219,43 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Logins (django-axes; qvp_site/logins.py) ------------------------------------------------
+# Failed logins are counted per user name and address together, so that guessing from one
+# address locks that pair only: the user logs in from elsewhere, others from that address.
+# From AXES_FAILURE_LIMIT failures on, the pair waits QVP_LOGIN_BACKOFF_SECONDS after its last
+# failure, twice that after the next, and so on up to QVP_LOGIN_BACKOFF_MAX_SECONDS; failures
+# are forgotten QVP_LOGIN_MEMORY_HOURS after the last one, or at a successful login.
+AUTHENTICATION_BACKENDS = [
+    "qvp_site.logins.LoginThrottleBackend",  # first: a locked pair's password is not checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "qvp_site.logins.BackoffHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.positive_int("QVP_LOGIN_FAILURE_LIMIT", default=5)
+QVP_LOGIN_BACKOFF = timedelta(seconds=env.positive_int("QVP_LOGIN_BACKOFF_SECONDS", default=60))
+QVP_LOGIN_BACKOFF_MAX = timedelta(
+    seconds=env.positive_int("QVP_LOGIN_BACKOFF_MAX_SECONDS", default=3600)
+)
+QVP_LOGIN_MEMORY = timedelta(hours=env.positive_int("QVP_LOGIN_MEMORY_HOURS", default=24))
+if QVP_LOGIN_BACKOFF_MAX < QVP_LOGIN_BACKOFF or QVP_LOGIN_MEMORY < QVP_LOGIN_BACKOFF_MAX:
+    raise ImproperlyConfigured(
+        "Logins: QVP_LOGIN_BACKOFF_SECONDS <= QVP_LOGIN_BACKOFF_MAX_SECONDS <= the memory"
+    )
+AXES_COOLOFF_TIME = "qvp_site.logins.cool_off"
+AXES_LOCKOUT_CALLABLE = "qvp_site.logins.lockout_response"
+# The address DRF's throttles count by: never a client's own X-Forwarded-For.
+AXES_CLIENT_IP_CALLABLE = "qvp_site.logins.client_address"
+AXES_RESET_ON_SUCCESS = True
+# Kept out of the failures' copy of the form: the user name is the record's own column, and
+# a CSRF token has nothing to tell anyone reading the table.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+# A refused attempt is not counted: it would only push the time further.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Only failures are kept (axes_accessattempt), not a row per successful login.
+AXES_DISABLE_ACCESS_LOG = True
+# The admin's list is registered by qvp_site/logins_admin.py, read-only for auditors.
+AXES_ENABLE_ADMIN = False
 
 # The cache holds the API's request counts (throttling). Shared by the web workers of one
 # machine as files under var/ by default; set DJANGO_CACHE_URL (e.g. redis://...) to share

@@ -4,13 +4,23 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from qvp_site import metrics, views
+from qvp_site import (
+    logins_admin,  # noqa: F401  (the admin's failed logins and login form, before its URLs)
+    metrics,
+    views,
+)
+from qvp_site.logins import LoginForm
 
 urlpatterns = [
     path("", include("dashboard.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/",
+        # Its form tells a locked-out (user, address) when to try again (qvp_site/logins.py).
+        auth_views.LoginView.as_view(authentication_form=LoginForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(settings.ADMIN_URL, admin.site.urls),
     path("api/v1/", include("qvp_site.api_urls")),

@@ -128,8 +128,9 @@ def scratch():
 
 
 def _leftovers(schema: dict[str, list[tuple]]) -> list[tuple]:
-    """What of the project is still in public: anything but Django's own tables."""
-    django_tables = ("auth_", "django_")
+    """What of the project is still in public: anything but Django's own tables and those of
+    the installed packages with tables (axes: failed logins)."""
+    django_tables = ("auth_", "django_", "axes_")
     return (
         [row for row in schema["relations"] if not row[0].startswith(django_tables)]
         + schema["functions"]

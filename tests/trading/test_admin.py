@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from qvp_site.admin_access import project_app_labels
+from qvp_site.admin_access import VIEWED_PACKAGES, project_app_labels
 from qvp_site.admin_bases import history_url
 from qvp_site.db import partitions
 from qvp_site.models import AuditEntry
@@ -104,7 +104,9 @@ def test_the_auditors_group_may_view_every_project_model_and_nothing_more(db):
         for model in apps.get_app_config(label).get_models():
             assert (label, f"view_{model._meta.model_name}") in granted
     assert all(codename.startswith("view_") for _label, codename in granted)
-    assert {label for label, _codename in granted} <= set(project_app_labels())
+    # The project's apps, and the login lockouts (staff see them; auditors only view them).
+    assert {label for label, _codename in granted} <= {*project_app_labels(), *VIEWED_PACKAGES}
+    assert ("axes", "view_accessattempt") in granted
     assert "auth" not in project_app_labels()
 
 
