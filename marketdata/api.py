@@ -5,6 +5,10 @@ Serializers and thin viewsets over the querysets, ``marketdata.buckets``,
 ingest pipeline); the shared kit is ``qvp_site.api``. Query parameters go through serializers,
 so bad input is a 400 that names the parameter, and the schema describes them. Instruments
 are read-only here: ingest creates them and the admin edits them.
+
+Every logged-in user reads market data; writing it needs the Django permission of the model
+written (the group ``operators`` holds them, ``qvp_site.operators``) and is never an auditor's
+(``WRITERS``): bars move valuations, VaR and snapshots.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +26,7 @@ from rest_framework.response import Response
 from marketdata.batches import KINDS, write_batch
 from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, bucketed
 from marketdata.fields import SymbolField, SymbolListField
-from marketdata.models import Instrument, MinuteBar, Tick
+from marketdata.models import Ingest, Instrument, MinuteBar, Tick
 from marketdata.prices import Price, latest_prices
 from qvp_site.api import (
     MAX_BATCH,
@@ -35,6 +39,7 @@ from qvp_site.api import (
     schema_parameters,
     within,
 )
+from qvp_site.api.permissions import WritesNeedModelPermission, model_permissions
 from qvp_site.db.intervals import Interval, parse_interval
 from qvp_site.loading.refusals import IngestRefused
 
@@ -45,6 +50,7 @@ MAX_BUCKETS = 20_000
 # Widths a bucket may have: from the bar's own period up to ten years.
 MAX_WIDTH_MONTHS, MAX_WIDTH = 120, timedelta(days=3660)
 TIMEFRAME_WIDTHS = {"1m": timedelta(minutes=1), "1d": timedelta(days=1)}
+WRITERS = [permissions.IsAuthenticated, WritesNeedModelPermission]
 
 
 # --- Pagination ------------------------------------------------------------------------------
@@ -249,6 +255,7 @@ class InstrumentViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Instrument.objects.all()
     serializer_class = InstrumentSerializer
     pagination_class = PageNumberPagination
+    permission_classes = WRITERS
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -275,6 +282,16 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = MinuteBar.objects.none()  # the table depends on ?timeframe=: get_queryset
     serializer_class = BarSerializer
     pagination_class = TimeCursorPagination
+    permission_classes = WRITERS
+
+    def write_permissions(self, request: Request) -> set[str]:
+        """A batch is upserted into the table of its timeframe (add, and change: it overwrites
+        bars) and recorded as an Ingest. A timeframe the batch does not name or that does not
+        exist asks for the default's: the serializer refuses the latter with a 400."""
+        data: object = request.data  # a list, or any JSON, until the serializer has read it
+        timeframe = data.get("timeframe") if isinstance(data, dict) else None
+        model = TIMEFRAMES.get(timeframe, MinuteBar) if isinstance(timeframe, str) else MinuteBar
+        return model_permissions(model, "add", "change") | model_permissions(Ingest, "add")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -295,7 +312,7 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         batch.is_valid(raise_exception=True)
         data = batch.validated_data
         try:
-            # The endpoint's permission lets in only authenticated users.
+            # The endpoint's permissions let in only authenticated users.
             user = cast("AbstractBaseUser", request.user)
             result = write_batch(data["symbol"], data["timeframe"], data["bars"], user)
         except IngestRefused as refusal:
@@ -340,6 +357,7 @@ class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = Tick.objects.none()
     serializer_class = TickSerializer
     pagination_class = TickCursorPagination
+    permission_classes = WRITERS
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -354,6 +372,8 @@ class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 class PriceViewSet(viewsets.ViewSet):
     """Latest prices, as trading and risk value positions (``marketdata.prices``)."""
+
+    permission_classes = WRITERS
 
     @extend_schema(parameters=schema_parameters(LatestPriceQuery), responses=LatestPricesSerializer)
     @action(detail=False)

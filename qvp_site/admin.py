@@ -1,5 +1,6 @@
 """Admin for the site's records: scheduler runs, the time-series catalog, archives and the audit
-log (all read-only), and the API tokens of programs."""
+log (all read-only), the API tokens of programs, and Django's users and groups (re-registered
+so that auditors change none of them, whatever permissions a group gives them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -227,7 +232,13 @@ class ApiTokenAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     actions = ["revoke_tokens"]
 
     def get_fields(self, request, obj=None):
-        return ["user", "name", "expires_at"] if obj is None else self.list_display
+        if obj is not None:
+            return self.list_display
+        # A token acts as its user: only the superuser names another one (tokens.may_issue);
+        # everyone else makes tokens for themselves, and is not offered the field.
+        if request.user.is_superuser:
+            return ["user", "name", "expires_at"]
+        return ["name", "expires_at"]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.list_display
@@ -238,6 +249,10 @@ class ApiTokenAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
+        if not request.user.is_superuser:
+            obj.user = request.user
+        if not tokens.may_issue(request.user, obj.user):
+            raise PermissionDenied
         obj.created_by = request.user.get_username()
         key = tokens.issue_key(obj)
         super().save_model(request, obj, form, change)
@@ -249,3 +264,47 @@ class ApiTokenAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     def revoke_tokens(self, request, queryset):
         count = tokens.revoke(queryset, request.user.get_username())
         self.message_user(request, f"Revoked {count} token(s).")
+
+
+# --- Django's users and groups ------------------------------------------------------------------
+# Re-registered with AuditorsReadOnly: an auditor whose other group grants add_group or
+# change_user would otherwise create groups, or put themselves in one, from the admin.
+
+
+# What makes a user more powerful: only a superuser grants it, or a staff user allowed to
+# change users could make themselves superuser, join any group or take over the superuser.
+_PRIVILEGES = ("is_superuser", "is_staff", "groups", "user_permissions")
+
+
+class SiteUserAdmin(AuditorsReadOnly, auth_admin.UserAdmin):
+    """Django's user admin; auditors view users and change none (passwords included).
+    Privileges are granted by superusers only, and only a superuser changes a superuser."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else fields + _PRIVILEGES
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class SiteGroupAdmin(AuditorsReadOnly, auth_admin.GroupAdmin):
+    """Django's group admin; auditors view groups and change none. A group's permissions are
+    granted by superusers only (a staff user could otherwise widen their own group)."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else (*fields, "permissions")
+
+
+for _model, _admin in ((get_user_model(), SiteUserAdmin), (Group, SiteGroupAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin)

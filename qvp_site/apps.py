@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class QvpSiteConfig(AppConfig):
@@ -22,3 +23,8 @@ class QvpSiteConfig(AppConfig):
 
     def ready(self) -> None:
         from qvp_site import schema  # noqa: F401  (registers the OpenAPI extensions)
+        from qvp_site.operators import grant_operators_permissions
+
+        # After every migrate (see qvp_site/operators.py): the operators group gets the
+        # market-data write permissions a fresh database has only after its last migration.
+        post_migrate.connect(grant_operators_permissions, dispatch_uid="qvp_operators_write")

@@ -36,6 +36,14 @@ def issue_key(token: ApiToken) -> str:
     return key
 
 
+def may_issue(requester: User, user: User) -> bool:
+    """Whether ``requester`` may make a token for ``user``: a token acts as its user, so a
+    user makes tokens for themselves only, and one for another user is the superuser's alone
+    (a staff user with add_apitoken would otherwise act as anyone, the superuser included).
+    The command ``api_token`` is run by whoever owns the site's shell and is not asked."""
+    return requester.is_active and (requester.is_superuser or requester.pk == user.pk)
+
+
 def create_token(
     user: User, name: str, *, expires_at: datetime | None = None, created_by: str = ""
 ) -> tuple[ApiToken, str]:

@@ -23,11 +23,11 @@ from qvp_site.api import (
     FiniteFloatField,
     NewestFirstPagination,
     QueriedViewSet,
-    ReadOnlyForAuditors,
     RefusalSerializer,
     Refused,
     TimeField,
     TimeRangeQuery,
+    WritesNeedModelPermission,
     newest_first,
     query_parameters,
     schema_parameters,
@@ -129,7 +129,7 @@ class VaRSerializer(serializers.Serializer):
 class VaRViewSet(viewsets.ViewSet):
     """Value at risk and CVaR of an account, computed on demand (nothing stored)."""
 
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, WritesNeedModelPermission]
 
     @extend_schema(parameters=schema_parameters(VaRQuery), responses={200: VaRSerializer})
     def list(self, request: Request) -> Response:
@@ -333,7 +333,7 @@ class VolatilityViewSet(mixins.ListModelMixin, QueriedViewSet):
     queryset = VolatilityEstimate.objects.select_related("instrument")
     serializer_class = VolatilitySerializer
     pagination_class = NewestFirstPagination
-    permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors]
+    permission_classes = [permissions.IsAuthenticated, WritesNeedModelPermission]
     query_class = VolatilityQuery
     lookups = {
         "symbol": "instrument",

@@ -1,13 +1,13 @@
 """The signals REST API: agents with their metrics, signals (batches), fused signals,
 performance, news, social sentiment and alternative data.
 
-Every endpoint needs a logged-in user; writes need the model's add (or change) permission,
-which no auditor is given effect to (``ReadOnlyForAuditors``). A batch of signals is validated
-as a whole, set-based (``signals.batches``: two queries name every unknown agent and symbol,
-whatever the batch's size), refused with the index and field of each bad item, and written by
-one INSERT from arrays: nothing is written from a bad batch. News goes through the load of
-``ingest_news``, from memory. Agents and instruments are named (agent name, symbol) in writes
-and answers.
+Every endpoint needs a logged-in user; writes need the permission of the model written (add,
+or change), and no auditor writes whatever their permissions (``WritesNeedModelPermission``).
+A batch of signals is validated as a whole, set-based (``signals.batches``: two queries name
+every unknown agent and symbol, whatever the batch's size), refused with the index and field of
+each bad item, and written by one INSERT from arrays: nothing is written from a bad batch. News
+goes through the load of ``ingest_news``, from memory. Agents and instruments are named (agent
+name, symbol) in writes and answers.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from qvp_site.api import (
     NewestFirstPagination,
     PageNumberPagination,
     QueriedViewSet,
-    ReadOnlyForAuditors,
     RefusalsAsResponses,
     TimeField,
     TimeRangeQuery,
@@ -40,6 +39,7 @@ from qvp_site.api import (
     schema_parameters,
     within,
 )
+from qvp_site.api.permissions import ACTIONS, model_permissions
 from qvp_site.db import partitions
 from qvp_site.loading.refusals import IngestRefused
 from signals import fusion
@@ -57,7 +57,7 @@ from signals.models import (
 from signals.news_ingest import ingest_news
 
 MAX_HORIZON = timedelta(days=366)
-PERMISSIONS = [permissions.IsAuthenticated, ReadOnlyForAuditors, WritesNeedModelPermission]
+PERMISSIONS = [permissions.IsAuthenticated, WritesNeedModelPermission]
 
 
 def symbols_filter(rows: QuerySet, query: dict, lookup: str = "instrument__in") -> QuerySet:
@@ -159,6 +159,12 @@ class AgentViewSet(
     permission_classes = PERMISSIONS
     pagination_class = PageNumberPagination
 
+    def write_permissions(self, request: Request) -> set[str]:
+        """Recording a metric writes an AgentMetric, not the agent; the rest writes agents."""
+        if self.action == "metrics":
+            return model_permissions(AgentMetric, "add")
+        return model_permissions(Agent, ACTIONS[request.method or "POST"])
+
     def get_queryset(self):
         performance = Prefetch("performance", SignalPerformance.objects.select_related("agent"))
         return with_latest_metric(Agent.objects.prefetch_related(performance))
@@ -172,9 +178,7 @@ class AgentViewSet(
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         """GET: the agent's metrics, newest first; POST: record one (needs add_agentmetric)."""
         agent = self.get_object()
-        if request.method == "POST":
-            if not request.user.has_perm("signals.add_agentmetric"):
-                self.permission_denied(request, "you may not record agent metrics")
+        if request.method == "POST":  # add_agentmetric: write_permissions
             metric = AgentMetricSerializer(data=request.data)
             metric.is_valid(raise_exception=True)
             ts = metric.validated_data["ts"]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -24,6 +24,7 @@ from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
 from marketdata.models import DailyBar, Instrument
+from qvp_site.operators import OPERATORS
 from qvp_site.tokens import create_token
 from trading.models import Account
 
@@ -73,7 +74,10 @@ def token_headers(db, _one_connection, django_user_model):
     desk = Group.objects.create(name="fuzz desk")
     Account.objects.create(name="fuzz", base_currency="USD").groups.add(desk)
     user = django_user_model.objects.create_user("fuzzer")
-    user.groups.add(desk)
+    # The writes need their model's permission: the fuzzer writes market data (operators) and
+    # backtests, so that their validation is what gets fuzzed.
+    user.groups.add(desk, Group.objects.get(name=OPERATORS))
+    user.user_permissions.add(Permission.objects.get(codename="add_backtestrun"))
     _, key = create_token(user, "schemathesis")
     return {"Authorization": f"Token {key}"}
 

@@ -10,7 +10,8 @@ The rules, model by model:
   a model pointing to an account can be narrowed to one;
 * search: a model pointing to an instrument is searchable by its symbol, a model with a
   unique name (symbol, name, exec id) by that name;
-* auditors (holding every permission, even) may view and never add, change or delete;
+* auditors (holding every permission, even) may view and never add, change or delete, in
+  every registered admin (Django's users and groups included);
 * every changelist offers the CSV export (``CsvExport``);
 * every table that grows with the business (all but the reference tables of ``MAY_COUNT``):
   no full count, a paginator that does not count (``EstimatedCountPaginator``), no facet
@@ -173,6 +174,81 @@ def test_auditors_view_and_change_nothing(powerful_auditor, model):
         for name in getattr(action[0], "allowed_permissions", ())
         if name != "view"
     )
+
+
+# The site's log, which records each refusal (a 403 is a warning).
+LOGS = {"signals.systemlog"}
+# Every model the admin shows, Django's users and groups included.
+REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label_lower)
+
+
+@pytest.fixture
+def almighty_auditor(db):
+    """An auditor whose other group grants every permission there is (auth's included)."""
+    auditor = get_user_model().objects.create_user("auditor-all", is_staff=True)
+    everything = Group.objects.create(name="everything")
+    everything.permissions.set(Permission.objects.all())
+    auditor.groups.add(Group.objects.get(name="auditors"), everything)
+    return get_user_model().objects.get(pk=auditor.pk)  # no cached permissions
+
+
+@pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label_lower)
+def test_auditors_add_change_delete_nothing_in_any_registered_admin(almighty_auditor, model):
+    found = admin.site._registry[model]
+    request = RequestFactory().get("/")
+    request.user = almighty_auditor
+    assert found.has_view_permission(request), model._meta.label
+    for name in ("add", "change", "delete"):
+        assert not getattr(found, f"has_{name}_permission")(request), (model._meta.label, name)
+
+
+@pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label_lower)
+def test_auditors_add_forms_are_refused_through_the_admin(client, almighty_auditor, model):
+    client.force_login(almighty_auditor)
+    opts = model._meta
+    add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
+    count = model._default_manager.count()
+    assert client.get(add).status_code == 403, opts.label
+    assert client.post(add, {}).status_code == 403, opts.label
+    if opts.label_lower not in LOGS:  # the log gets the refusals' warnings
+        assert model._default_manager.count() == count
+
+
+def test_auditors_change_no_user_nor_group_through_the_admin(client, almighty_auditor):
+    """Today's hole: an auditor whose group grants add_group made groups (and could put
+    themselves in one, or make themselves a superuser)."""
+    client.force_login(almighty_auditor)
+    victim = get_user_model().objects.create_user("victim", password="pw-victim-1234")
+    group = Group.objects.get(name="everything")
+    users, groups = "/admin/auth/user/", "/admin/auth/group/"
+    attempts = [
+        (f"{groups}add/", {"name": "mine", "permissions": []}),
+        (f"{groups}{group.pk}/change/", {"name": "renamed"}),
+        (f"{groups}{group.pk}/delete/", {"post": "yes"}),
+        (groups, {"action": "delete_selected", "_selected_action": [group.pk], "post": "yes"}),
+        (
+            f"{users}add/",
+            {"username": "made", "password1": "x-Pw-12345!", "password2": "x-Pw-12345!"},
+        ),
+        (
+            f"{users}{almighty_auditor.pk}/change/",
+            {"username": "auditor-all", "is_staff": "on", "is_superuser": "on"},
+        ),
+        (f"{users}{victim.pk}/password/", {"password1": "n-Pw-12345!", "password2": "n-Pw-12345!"}),
+        (f"{users}{victim.pk}/delete/", {"post": "yes"}),
+    ]
+    before = (
+        list(Group.objects.order_by("pk").values_list("pk", "name")),
+        list(get_user_model().objects.order_by("pk").values_list("pk", "password", "is_superuser")),
+    )
+    for url, body in attempts:
+        assert client.post(url, body).status_code == 403, url
+    after = (
+        list(Group.objects.order_by("pk").values_list("pk", "name")),
+        list(get_user_model().objects.order_by("pk").values_list("pk", "password", "is_superuser")),
+    )
+    assert after == before
+    assert client.get(f"{users}{victim.pk}/change/").status_code == 200  # they still read
 
 
 @pytest.mark.parametrize("model", LARGE, ids=lambda m: m._meta.label_lower)

@@ -11,7 +11,7 @@ from io import StringIO
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
@@ -27,7 +27,10 @@ URL = "/api/v1/instruments/"
 
 @pytest.fixture
 def bob(django_user_model):
-    return django_user_model.objects.create_user("bob")
+    user = django_user_model.objects.create_user("bob")
+    # Backtests are written with the model's permission (a bad body is then a 400).
+    user.user_permissions.add(Permission.objects.get(codename="add_backtestrun"))
+    return user
 
 
 def client_with(key: str, keyword: str = "Token") -> APIClient:

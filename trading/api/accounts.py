@@ -16,7 +16,7 @@ from trading.models import Account
 
 
 class SuperusersCreate(permissions.BasePermission):
-    message = "only superusers create accounts"
+    message: Any = {"detail": "only superusers create accounts", "rule": "superusers_create"}
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return request.method in permissions.SAFE_METHODS or request.user.is_superuser

@@ -1,5 +1,5 @@
-"""``/api/v1/backtests/``: backtest runs with their trades (not account-scoped): anyone but
-an auditor may record one; its trades come with it, written once."""
+"""``/api/v1/backtests/``: backtest runs with their trades (not account-scoped): recording one
+needs add_backtestrun, never an auditor's; its trades come with it, written once."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from qvp_site.api import (
     MAX_BATCH,
     FiniteFloatField,
     PageNumberPagination,
-    ReadOnlyForAuditors,
     RefusalsAsResponses,
+    WritesNeedModelPermission,
     query_parameters,
     schema_parameters,
 )
@@ -134,7 +134,7 @@ class BacktestViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet[Any],  # runs, and a run's trades (``trades``)
 ):
-    """Backtest runs (not account-scoped): anyone but an auditor may record one."""
+    """Backtest runs (not account-scoped): recording one needs add_backtestrun."""
 
     # Ordered explicitly: Django drops Meta.ordering from a query that aggregates.
     queryset = (
@@ -144,7 +144,7 @@ class BacktestViewSet(
     )
     serializer_class = BacktestRunSerializer
     pagination_class = PageNumberPagination
-    permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors]
+    permission_classes = [permissions.IsAuthenticated, WritesNeedModelPermission]
 
     def get_queryset(self) -> QuerySet[Any]:
         if self.action != "list" or getattr(self, "swagger_fake_view", False):

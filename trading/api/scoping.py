@@ -71,10 +71,27 @@ class TradesTheAccount(permissions.BasePermission):
         return tradable.filter(pk=obj.account_id).exists()
 
 
+class TradesSomeAccount(permissions.BasePermission):
+    """A write to account-scoped records needs an account the user may trade: a user whose
+    groups grant none (nor an auditor) is refused every write up front, naming no account."""
+
+    message: Any = {"detail": "you may trade no account", "rule": "trades_an_account"}
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return Account.objects.tradable_by(request.user).exists()
+
+
 class ScopedViewSet(QueriedViewSet):
     """Records of the accounts the user may see, filtered by a validated query."""
 
-    permission_classes = [permissions.IsAuthenticated, ReadOnlyForAuditors, TradesTheAccount]
+    permission_classes = [
+        permissions.IsAuthenticated,
+        ReadOnlyForAuditors,
+        TradesSomeAccount,
+        TradesTheAccount,
+    ]
     pagination_class: type[BasePagination] | None = PageNumberPagination
     conflict_rules = CONFLICT_RULES
 
