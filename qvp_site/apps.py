@@ -12,6 +12,12 @@ class QvpSiteConfig(AppConfig):
         "qvp_site_auditentry": "",
         "qvp_audit_head": "",
         "django_migrations": "",
+        # The time-series catalog: made by migrations; the application records the aggregate
+        # ranges it refreshed (plain PostgreSQL) or leaves to the next maintain (TimescaleDB).
+        "qvp_timeseries_table": "",
+        "qvp_timeseries_aggregate": (
+            "UPDATE (refreshed_at, refreshed_from, refreshed_to, pending_from, pending_to)"
+        ),
         # The monitoring views (qvp_site/db/monitoring.py): read only.
         "system_health": "",
         "system_table_sizes": "",

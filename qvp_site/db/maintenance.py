@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from django.db import connection, transaction
 from django.utils import timezone
 
-from qvp_site.db import aggregates, catalog, engine, partitions
+from qvp_site.db import aggregates, catalog, engine, partitions, roles
 from qvp_site.db.catalog import TimeSeries
 from qvp_site.db.intervals import parse_interval
 from qvp_site.db.policies import sync_retention_policy
@@ -96,6 +96,8 @@ def _timescaledb_table(series: TimeSeries, now: datetime, report: Report) -> Non
                 [regclass, parse_interval(series.compress_after).sql()],
             )
             report(f"{series.table}: {cursor.fetchone()[0]} chunk(s) compressed or already so")
+            # What compression makes has the hypertable's grants: closed (qvp_site/db/roles.py).
+            roles.close_chunks(cursor)
 
 
 def _refresh_aggregates(series: TimeSeries, now: datetime, report: Report) -> None:

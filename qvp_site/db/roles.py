@@ -2,13 +2,30 @@
 
 ``trading_app`` is the application: it reads and writes data but runs no DDL, cannot change
 the audit log, and is subject to row-level security (it owns nothing). ``trading_readonly``
-reads everything (reporting, auditors' SQL). Migrations and maintenance run as the owner.
-Per-table limits of ``trading_app`` beyond SELECT come from each app's
-``AppConfig.app_role_privileges``; tables not listed get SELECT, INSERT, UPDATE, DELETE.
+reads what reporting and auditors' SQL need, and no secret. Migrations and maintenance run as
+the owner.
+
+Each role's access is an allow-list, applied relation by relation on every run (never ``ON ALL
+TABLES``, never default privileges): a table made later gets its grants when this command runs
+again, which it does after every migrate.
+
+- ``trading_app``: the tables of every installed app's models, the relations the apps list in
+  ``AppConfig.app_role_privileges`` and the aggregates; SELECT on each, and besides SELECT what
+  ``app_role_privileges`` says (tables not listed get INSERT, UPDATE, DELETE; views SELECT only).
+- ``trading_readonly``: SELECT on the same relations of ``READONLY_APPS`` only, column by column
+  where a table holds a secret (``SECRET_COLUMNS``). Sessions, the admin's log and any app
+  added later (django-axes...) are not on its list.
+- Neither role has any privilege on a partition or a TimescaleDB chunk: row-level security
+  applies to the parent a query names, so a partition named directly would bypass it. A
+  partition made later (``qvp_create_partition``, ``maintain``) gets no grant, since nothing
+  grants by default. TimescaleDB copies a hypertable's grants to every chunk it makes: the
+  grants are taken off the chunks on each run, by a trigger on each hypertable for chunks a
+  load makes, and after ``maintain`` compresses (``close_chunks``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +39,45 @@ if TYPE_CHECKING:
     import psycopg
     from django.db.backends.utils import CursorWrapper
 
+    Cursor = CursorWrapper | psycopg.Cursor[Any]
+
 APP_ROLE = "trading_app"
 READONLY_ROLE = "trading_readonly"
-FULL = "SELECT, INSERT, UPDATE, DELETE"
+WRITES = "INSERT, UPDATE, DELETE"
+
+# The apps whose relations trading_readonly reads: the project's, and who is who.
+READONLY_APPS = (
+    "auth",
+    "contenttypes",
+    "qvp_site",
+    "marketdata",
+    "trading",
+    "risk",
+    "signals",
+    "vectors",
+    "dashboard",
+)
+
+# Columns only the application reads: it checks passwords and API tokens against them. A
+# password hash or a token digest read elsewhere can be attacked offline or replayed.
+SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "auth_user": ("password",),
+    "qvp_site_apitoken": ("digest",),
+}
+
+# Relation kinds that are read only, whatever app_role_privileges says.
+VIEW_KINDS = ("v", "m")
+
+# Where TimescaleDB keeps chunks, compressed chunks and aggregates' materializations.
+CHUNK_SCHEMA = "_timescaledb_internal"
+
+_DEFAULT_ACL_OBJECTS = {
+    "r": "TABLES",
+    "S": "SEQUENCES",
+    "f": "FUNCTIONS",
+    "T": "TYPES",
+    "n": "SCHEMAS",
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +94,19 @@ def limits() -> dict[str, str]:
     return found
 
 
-def ensure_role(cursor: CursorWrapper | psycopg.Cursor[Any], role: RoleSpec) -> bool:
+def app_relations(labels: Collection[str] | None = None) -> set[str]:
+    """The relations the apps (those of ``labels``, or all) declare: their models' tables,
+    many-to-many tables included, and what their ``app_role_privileges`` name."""
+    found: set[str] = set()
+    for config in apps.get_app_configs():
+        if labels is not None and config.label not in labels:
+            continue
+        found.update(m._meta.db_table for m in config.get_models(include_auto_created=True))
+        found.update(getattr(config, "app_role_privileges", {}))
+    return found
+
+
+def ensure_role(cursor: Cursor, role: RoleSpec) -> bool:
     """Create the login role if missing (True when created); set its password if given."""
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role.name])
     created = cursor.fetchone() is None
@@ -71,52 +136,122 @@ def ensure_role(cursor: CursorWrapper | psycopg.Cursor[Any], role: RoleSpec) -> 
 
 
 def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
-    """Apply every grant, idempotently: the same statements on every run."""
+    """Apply every grant, idempotently: what each role had is revoked, then its allow-list is
+    granted, in the caller's transaction (other sessions never see a role with nothing)."""
     app, readonly = sql.Identifier(APP_ROLE), sql.Identifier(READONLY_ROLE)
-    owner_id, db = sql.Identifier(owner), sql.Identifier(database)
-    statements = [
+    db = sql.Identifier(database)
+    for statement in (
         sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, app),
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, readonly),
         sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {}, {}").format(app, readonly),
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}, {}").format(app, readonly),
-        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(readonly),
-        sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA public TO {}").format(sql.SQL(FULL), app),
+        # Partitions included: what earlier versions of this command granted goes too.
+        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}, {}").format(app, readonly),
+        sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(readonly),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(app),
-        # Tables that later migrations create get the same, until the next run narrows them.
-        sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT {} ON TABLES TO {}"
-        ).format(owner_id, sql.SQL(FULL), app),
-        sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}"
-        ).format(owner_id, readonly),
-        sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public"
-            " GRANT USAGE, SELECT ON SEQUENCES TO {}"
-        ).format(owner_id, app),
-    ]
-    for statement in statements:
+    ):
         cursor.execute(statement)
-    _narrow(cursor, app)
+    _revoke_default_privileges(cursor)
+    present = _relations(cursor)
+    for role, access in (
+        (app, app_access(cursor, present)),
+        (readonly, readonly_access(cursor, present)),
+    ):
+        for table, privileges in sorted(access.items()):
+            cursor.execute(
+                sql.SQL("GRANT {} ON {} TO {}").format(privileges, sql.Identifier(table), role)
+            )
     _owners_functions(cursor, app, readonly)
-    _timescaledb_internals(cursor, app, readonly)
+    _timescaledb_schemas(cursor, app, readonly)
 
 
-def _narrow(cursor: CursorWrapper, app: sql.Identifier) -> None:
-    cursor.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace")
-    present = {row[0] for row in cursor.fetchall()}
-    for table, privileges in limits().items():
-        if table not in present:
-            continue
-        name = sql.Identifier(table)
-        cursor.execute(
-            sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(name, app)
+def _relations(cursor: CursorWrapper) -> dict[str, str]:
+    """The relations of public -> their kind, partitions and inheritance children left out."""
+    cursor.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c"
+        " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+        " AND NOT c.relispartition"
+        " AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)"
+    )
+    return dict(cursor.fetchall())
+
+
+def _aggregates(cursor: CursorWrapper) -> set[str]:
+    """The aggregates the time-series catalog registers (views or tables, per engine)."""
+    cursor.execute("SELECT to_regclass('qvp_timeseries_aggregate') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return set()
+    cursor.execute("SELECT view_name FROM qvp_timeseries_aggregate")
+    return {row[0] for row in cursor.fetchall()}
+
+
+def app_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
+    """Table -> the privileges trading_app gets on it."""
+    allowed = (app_relations() | _aggregates(cursor)) & present.keys()
+    limited = limits()
+    access: dict[str, sql.Composable] = {}
+    for table in allowed:
+        writes = "" if present[table] in VIEW_KINDS else limited.get(table, WRITES)
+        access[table] = sql.SQL(f"SELECT, {writes}" if writes else "SELECT")
+    return access
+
+
+def readonly_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
+    """Table -> the privileges trading_readonly gets on it: SELECT, of some columns only
+    where the table holds a secret."""
+    allowed = (app_relations(READONLY_APPS) | _aggregates(cursor)) & present.keys()
+    return {table: _select(cursor, table) for table in allowed}
+
+
+def _select(cursor: CursorWrapper, table: str) -> sql.Composable:
+    secrets = SECRET_COLUMNS.get(table)
+    if not secrets:
+        return sql.SQL("SELECT")
+    cursor.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = quote_ident(%s)::regclass"
+        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [table],
+    )
+    columns = [row[0] for row in cursor.fetchall() if row[0] not in secrets]
+    return sql.SQL("SELECT ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+def _revoke_default_privileges(cursor: CursorWrapper) -> None:
+    """Default privileges would hand the roles every table made later, partitions included
+    (``qvp_create_partition`` and ``maintain`` create them as the owner): revoke any there
+    are, whoever set them (of the roles the caller may act for)."""
+    cursor.execute(
+        "SELECT DISTINCT d.defaclrole::regrole::text, d.defaclnamespace::regnamespace::text,"
+        " d.defaclobjtype FROM pg_default_acl d, aclexplode(d.defaclacl) a"
+        " WHERE a.grantee IN (SELECT oid FROM pg_roles WHERE rolname IN (%s, %s))"
+        " AND pg_has_role(d.defaclrole, 'USAGE')",
+        [APP_ROLE, READONLY_ROLE],
+    )
+    for role, namespace, kind in cursor.fetchall():
+        in_schema = (
+            sql.SQL(" IN SCHEMA {}").format(sql.SQL(namespace))
+            if namespace not in ("-", "0")
+            else sql.SQL("")
         )
-        if privileges:
-            cursor.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), name, app))
+        cursor.execute(
+            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE ALL ON {} FROM {}, {}").format(
+                sql.SQL(role),
+                in_schema,
+                sql.SQL(_DEFAULT_ACL_OBJECTS[kind]),
+                sql.Identifier(APP_ROLE),
+                sql.Identifier(READONLY_ROLE),
+            )
+        )
 
 
 # Functions that run as the owner on the application's behalf (revoked from PUBLIC).
-OWNERS_FUNCTIONS = ("qvp_create_partition(regclass, text, timestamptz, timestamptz)",)
+OWNERS_FUNCTIONS = (
+    "qvp_create_partition(regclass, text, timestamptz, timestamptz)",
+    "trading_cancel_order(bigint, text)",
+    "trading_add_cash(bigint, text, numeric, text, timestamptz, text)",
+    "marketdata_merge_bars(regclass, bigint, timestamptz[], double precision[], double precision[],"
+    " double precision[], double precision[], double precision[], double precision[], integer[])",
+)
 
 
 def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier) -> None:
@@ -132,17 +267,114 @@ def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.
             )
 
 
-def _timescaledb_internals(
+def _timescaledb_schemas(
     cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier
 ) -> None:
-    """Reading a continuous aggregate reads its materialization in TimescaleDB's schemas."""
-    cursor.execute(
-        "SELECT nspname FROM pg_namespace WHERE nspname IN"
-        " ('_timescaledb_internal', 'timescaledb_information', '_timescaledb_catalog')"
-    )
-    for (schema,) in cursor.fetchall():
+    """Close TimescaleDB's chunks; keep its catalog and information views readable.
+
+    TimescaleDB looks its own schemas up as the session's role, so each role may use them
+    (``_timescaledb_internal`` included): what closes a chunk is that no role but the owner has
+    a privilege on it. The grants above reached every chunk (a grant on a hypertable goes to
+    its chunks), so they are taken off again; a chunk a load makes later gets its
+    hypertable's grants, which the trigger ``qvp_close_chunks`` (qvp_site/sql/chunks/0007.sql)
+    takes off at the end of the statement. Reading or writing through the hypertable checks
+    the hypertable's grants only, and a continuous aggregate reads its materialization with its
+    owner's rights.
+    """
+    cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+    if cursor.fetchone() is None:
+        return
+    for schema in (CHUNK_SCHEMA, "_timescaledb_catalog", "timescaledb_information"):
         cursor.execute(
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(
                 sql.Identifier(schema), app, readonly
             )
         )
+    cursor.execute(
+        "SELECT quote_ident(hypertable_name) FROM timescaledb_information.hypertables"
+        " WHERE hypertable_schema = 'public'"
+    )
+    hypertables = [row[0] for row in cursor.fetchall()]
+    cursor.execute("SELECT to_regprocedure('qvp_close_chunks()') IS NOT NULL")
+    if cursor.fetchone()[0]:
+        for hypertable in hypertables:
+            cursor.execute(
+                sql.SQL(
+                    "CREATE OR REPLACE TRIGGER qvp_close_chunks AFTER INSERT OR UPDATE ON {}"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION qvp_close_chunks()"
+                ).format(sql.SQL(hypertable))
+            )
+    close_chunks(cursor)
+
+
+def close_chunks(cursor: CursorWrapper) -> list[str]:
+    """Take every grant but the owner's off TimescaleDB's chunks and the relations behind
+    compression and continuous aggregates (those compression makes copy the hypertable's
+    grants); returns the relations closed. Run as the owner, by this command and after
+    ``maintain`` compresses."""
+    cursor.execute(_OPEN_CHUNKS_SQL, [CHUNK_SCHEMA])
+    found = cursor.fetchall()
+    for relation, grantees in found:
+        cursor.execute(f"REVOKE ALL ON TABLE {relation} FROM {grantees}")
+    return [relation for relation, _ in found]
+
+
+# The relations of the chunks' schema (not the extension's own) with a grant to a role other
+# than their owner, and those roles, quoted.
+_OPEN_CHUNKS_SQL = """
+SELECT c.oid::regclass::text,
+       string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                ELSE quote_ident(r.rolname) END, ', ')
+FROM pg_class c
+CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)
+  AND a.grantee <> c.relowner
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+GROUP BY c.oid
+"""
+
+
+def role_access(cursor: Cursor, role: str) -> list[str]:
+    """Every column (and table, for what is granted per table) ``role`` may read or write, as
+    ``relation.column PRIVILEGE`` lines, sorted: the relations of the schemas it may use but
+    those of extensions, partitions and chunks (closed to both roles, tested on their own)."""
+    # MAINTAIN (VACUUM, ANALYZE, REFRESH, LOCK...) exists from PostgreSQL 17.
+    cursor.execute("SELECT current_setting('server_version_num')::int >= 170000")
+    (maintain,) = cursor.fetchone() or (False,)
+    table_privileges = ["DELETE", "TRUNCATE", "TRIGGER"] + (["MAINTAIN"] if maintain else [])
+    cursor.execute(
+        _ROLE_ACCESS_SQL,
+        {"role": role, "columns": list(COLUMN_PRIVILEGES), "tables": table_privileges},
+    )
+    return sorted(row[0] for row in cursor.fetchall())
+
+
+COLUMN_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "REFERENCES")
+
+_ROLE_ACCESS_SQL = """
+WITH relation AS (
+    SELECT c.oid,
+           CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END
+               AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+      AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
+      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_depend d WHERE d.deptype = 'e' AND (
+              (d.classid = 'pg_class'::regclass AND d.objid = c.oid)
+              OR (d.classid = 'pg_namespace'::regclass AND d.objid = n.oid)))
+)
+SELECT r.name || '.' || a.attname || ' ' || p.privilege
+FROM relation r
+JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+CROSS JOIN unnest(%(columns)s::text[]) AS p(privilege)
+WHERE has_column_privilege(%(role)s, r.oid, a.attnum, p.privilege)
+UNION ALL
+SELECT r.name || '.* ' || p.privilege
+FROM relation r CROSS JOIN unnest(%(tables)s::text[]) AS p(privilege)
+WHERE has_table_privilege(%(role)s, r.oid, p.privilege)
+"""

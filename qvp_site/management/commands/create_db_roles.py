@@ -9,9 +9,12 @@ from qvp_site.db import roles
 class Command(BaseCommand):
     help = (
         "Create or update the database roles trading_app (the application: no DDL, no change "
-        "to the audit log, subject to row-level security) and trading_readonly (SELECT only), "
-        "and apply their grants. Idempotent; run as the owner after each migrate. Passwords "
-        "come from QVP_APP_DB_PASSWORD and QVP_READONLY_DB_PASSWORD (left unchanged if unset)."
+        "to the audit log, subject to row-level security) and trading_readonly (SELECT on the "
+        "project's tables, no secret), and apply their grants: each role's allow-list, table by "
+        "table, nothing on partitions or TimescaleDB chunks, no default privileges (a table "
+        "made later gets its grants at the next run). Idempotent; run as the owner after each "
+        "migrate. Passwords come from QVP_APP_DB_PASSWORD and QVP_READONLY_DB_PASSWORD (left "
+        "unchanged if unset)."
     )
 
     def handle(self, *args, **options):
