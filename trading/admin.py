@@ -276,10 +276,9 @@ class OrderAdmin(NoChanges, AccountScopedAdmin):
         reason = f"cancelled in the admin by {request.user.get_username()}"
 
         def cancel_one(order: Order) -> None:
-            # Only the columns the application's role may update; the database decides
-            # whether the order may go from its current status to cancelled.
-            order.status, order.status_reason = Order.Status.CANCELLED, reason
-            order.save(update_fields=["status", "status_reason"])
+            # By the owner's function (the application's role may not update orders); the
+            # database decides whether the order may go from its current status to cancelled.
+            books.cancel_order(order.pk, reason)
 
         self.write_each(request, queryset, cancel_one, "Cancelled")
 
@@ -318,7 +317,7 @@ class ExecutionAdmin(NoChanges, AccountScopedAdmin):
         "order__client_order_id__exact",
         "instrument__symbol__exact",
     ]
-    search_help_text = "An exact exec id, client order id or instrument symbol."
+    search_help_text = "An exact exec id (unique within an account), client order id or symbol."
     # What an execution is booked with (``books.COLUMNS``), by the model's field names.
     add_fields = [
         {f.column: f.name for f in Execution._meta.concrete_fields}[column]
@@ -335,7 +334,8 @@ class ExecutionAdmin(NoChanges, AccountScopedAdmin):
         a rule, shown on the form by its name."""
         booked = books.book(books.row_of(obj))
         # None: the same execution booked already (a replay); the form shows that record.
-        obj.pk = booked or Execution.objects.only("pk").get(exec_id=obj.exec_id).pk
+        replayed = Execution.objects.only("pk").filter(account=obj.account_id, exec_id=obj.exec_id)
+        obj.pk = booked or replayed.get().pk
 
     @admin.action(description="Bust the selected executions", permissions=["bust"])
     def bust(self, request, queryset) -> None:
@@ -409,6 +409,18 @@ class CashEntryAdmin(NoChanges, AccountScopedAdmin):
     search_help_text = "The exact exec id of the execution that booked it."
     add_fields = ["account", "kind", "amount", "currency", "entry_at", "note"]
     audited = True
+
+    def save_model(self, request, obj: CashEntry, form, change: bool) -> None:
+        """Added by the owner's function, as every door adds cash (``trading.books``): the
+        application's role may not insert cash entries."""
+        obj.pk = books.add_cash(
+            obj.account_id,
+            obj.kind,
+            obj.amount,
+            currency=obj.currency,
+            entry_at=obj.entry_at,
+            note=obj.note,
+        )
 
 
 @admin.register(PortfolioSnapshot)

@@ -14,6 +14,11 @@ alike:
 - ``bust(original)``: the execution that cancels ``original`` (the API and the admin's bust),
   refused ahead of the database, by the database's rule names, when ``original`` is a bust or
   was superseded already (``qvp_site.refusals.RuleRefusal``).
+
+Orders are cancelled and cash is added by the owner's functions too (``cancel_order``,
+``add_cash``): the application's role may not update an order nor insert a cash entry itself,
+so that nothing but the books writes fills, statuses driven by fills, or trade and fee cash.
+An exec id is unique within its account: every lookup by exec id names the account too.
 """
 
 from __future__ import annotations
@@ -160,3 +165,32 @@ def bust(original: Execution, exec_id: str | None = None, reason: str = "") -> s
     exec_id = exec_id or default_bust_id(original)
     book(bust_row(original, exec_id, reason))
     return exec_id
+
+
+def cancel_order(order_id: int, reason: str = "") -> None:
+    """Cancel the order by the owner's ``trading_cancel_order``, which checks that the acting
+    user may trade its account; the database judges the transition
+    (``order_legal_transition``). An order cancelled already is left as it is."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM trading_cancel_order(%s, %s)", [order_id, reason])
+
+
+def add_cash(
+    account_id: int,
+    kind: str,
+    amount: Decimal,
+    *,
+    currency: str | None = None,
+    entry_at: datetime | None = None,
+    note: str = "",
+) -> int:
+    """Add a deposit, withdrawal or adjustment by the owner's ``trading_add_cash`` (the
+    account's currency and now unless given), which checks that the acting user may trade the
+    account; trade and fee entries are refused. The entry's id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM trading_add_cash(%s, %s, %s, %s, %s, %s)",
+            [account_id, kind, amount, currency, entry_at, note],
+        )
+        (entry_id,) = cursor.fetchone()
+    return int(entry_id)

@@ -27,6 +27,7 @@ from django.contrib.auth.models import Group
 from marketdata import demo as bars_demo
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
+from trading import books
 from trading.models import Account, CashEntry, Execution, Order
 from trading.snapshots import take_snapshots_at
 
@@ -211,18 +212,17 @@ def _deposits(accounts: dict[DemoAccount, Account], market: Market) -> None:
     days = market.days()
     # (day, capital times num / den, hour UTC)
     moves = ((0, 1, 1, 12), (len(days) // 2, 1, 4, 12), (len(days) * 3 // 4, -1, 10, 21))
-    CashEntry.objects.bulk_create(
-        CashEntry(
-            account=account,
-            kind="deposit" if num > 0 else "withdrawal",
-            amount=Decimal(spec.capital * num // den),
-            currency=account.base_currency,
-            entry_at=_day(days[day]) + timedelta(hours=hour),
-            note="demo",
-        )
-        for spec, account in accounts.items()
-        for day, num, den, hour in moves
-    )
+    # Through the books' function, as every door adds cash (a few entries).
+    for spec, account in accounts.items():
+        for day, num, den, hour in moves:
+            books.add_cash(
+                account.pk,
+                CashEntry.Kind.DEPOSIT if num > 0 else CashEntry.Kind.WITHDRAWAL,
+                Decimal(spec.capital * num // den),
+                currency=account.base_currency,
+                entry_at=_day(days[day]) + timedelta(hours=hour),
+                note="demo",
+            )
 
 
 def _book(accounts: dict[DemoAccount, Account], plans: dict, market: Market) -> int:
@@ -249,8 +249,9 @@ def _book(accounts: dict[DemoAccount, Account], plans: dict, market: Market) -> 
     executions.sort(key=lambda e: (e.executed_at, e.exec_id))
     Execution.objects.bulk_create(executions)
     _bust(executions[len(executions) // 2])
-    cancelled = [o.pk for plan, o in orders if plan.cancel]
-    Order.objects.filter(pk__in=cancelled).update(status="cancelled", status_reason="demo")
+    for plan, order in orders:
+        if plan.cancel:
+            books.cancel_order(order.pk, "demo")
     return len(executions) + 1
 
 

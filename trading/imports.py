@@ -11,6 +11,8 @@ order (order, position, cash) and refuse what breaks a rule that depends on the 
 rows (a fill beyond the order's quantity); such a refusal names the line of its execution and
 rolls everything back.
 
+An exec id names an execution within its account (the line's ``account``): the same exec id
+in two accounts is two executions, and a bust or correction names one of its own account.
 Executions already booked with the same terms are left alone (a file imported twice books
 nothing the second time); with other terms they are refused. Ids of the new executions are
 taken from the sequence before the insert, so that a bust or a correction may name an
@@ -85,9 +87,9 @@ def import_executions(path: Path | str, progress: Progress) -> ImportResult:
             cursor.execute("SELECT set_config('timezone', 'UTC', true)")
             rows_read = staging.load(cursor, source, layout, progress)
             cursor.execute(_rows_sql(layout))
-            # Lines find each other by exec id (repeats, busts of earlier lines); TEMP tables
-            # are never analysed by autovacuum.
-            cursor.execute(f"CREATE INDEX ON {ROWS} (exec_id, line); ANALYZE {ROWS}")
+            # Lines find each other by exec id within an account (repeats, busts of earlier
+            # lines); TEMP tables are never analysed by autovacuum.
+            cursor.execute(f"CREATE INDEX ON {ROWS} (exec_id, account_id, line); ANALYZE {ROWS}")
             bad = _find_bad_rows(cursor)
             if bad.total:
                 raise ImportRefused(refusal_message(source.name, source.position_label, bad))
@@ -159,8 +161,8 @@ def _rows_sql(layout: Layout) -> str:
     LEFT JOIN marketdata_instrument i ON i.symbol = t.symbol
     LEFT JOIN trading_order o ON o.account_id = a.id AND o.client_order_id = t.client_order_id
     LEFT JOIN marketdata_instrument oi ON oi.id = o.instrument_id
-    LEFT JOIN trading_execution s ON s.exec_id = t.supersedes
-    LEFT JOIN trading_execution x ON x.exec_id = t.exec_id
+    LEFT JOIN trading_execution s ON s.exec_id = t.supersedes AND s.account_id = a.id
+    LEFT JOIN trading_execution x ON x.exec_id = t.exec_id AND x.account_id = a.id
     """
 
 
@@ -235,7 +237,8 @@ RULES = [
     ),
     (
         "supersedes IS NOT NULL AND supersedes_id IS NULL AND NOT EXISTS (SELECT 1 FROM"
-        f" {ROWS} e WHERE e.exec_id = r.supersedes AND e.line < r.line)",
+        f" {ROWS} e WHERE e.exec_id = r.supersedes AND e.account_id = r.account_id"
+        " AND e.line < r.line)",
         "format('supersedes %L, which is neither booked nor on an earlier line', supersedes)",
     ),
     (
@@ -283,7 +286,7 @@ def _find_bad_rows(cursor) -> Rejection:
         FROM {ROWS} r
         LEFT JOIN LATERAL (
             SELECT e.line FROM {ROWS} e
-            WHERE e.exec_id = r.exec_id AND e.line < r.line
+            WHERE e.exec_id = r.exec_id AND e.account_id = r.account_id AND e.line < r.line
               AND ({earlier}) IS DISTINCT FROM ({this})
             ORDER BY e.line LIMIT 1
         ) AS first ON true
@@ -326,7 +329,8 @@ BOOKED_VALUES = {
     "kind": "r.kind_n",
     "supersedes_id": (
         f"coalesce(r.supersedes_id, (SELECT e.id FROM {ROWS} e"
-        " WHERE e.exec_id = r.supersedes ORDER BY e.line LIMIT 1))"
+        " WHERE e.exec_id = r.supersedes AND e.account_id = r.account_id"
+        " ORDER BY e.line LIMIT 1))"
     ),
     "reason": "coalesce(r.reason, '')",
 }

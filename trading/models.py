@@ -1,6 +1,6 @@
 """Trading records: accounts, orders, executions, positions, cash, portfolio snapshots, backtests.
 
-The database keeps the books (see ``trading/sql/books/0005.sql``): an execution's triggers move its
+The database keeps the books (see ``trading/sql/books/0007.sql``): an execution's triggers move its
 order's filled quantity and status, the position and the cash ledger in the same transaction,
 and refuse what breaks a rule, whichever door the row came through. Money and quantities are
 NUMERIC. Orders and executions are ordinary tables (unique keys, foreign keys); portfolio
@@ -186,7 +186,9 @@ class Execution(models.Model):
         AUCTION = "auction", "auction"
         UNKNOWN = "unknown", "unknown"
 
-    exec_id = models.CharField(max_length=64, unique=True)
+    # Unique within the account (execution_exec_id_unique_per_account): another account's exec
+    # ids neither block this one's nor can be learnt from it.
+    exec_id = models.CharField(max_length=64)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="executions")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="executions")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
@@ -236,6 +238,10 @@ class Execution(models.Model):
                 | Q(kind__in=["bust", "correction"], supersedes__isnull=False),
             ),
             check("execution_exec_id_not_empty", ~Q(exec_id="")),
+            # exec_id first, so that the index also serves a search by exec id alone.
+            models.UniqueConstraint(
+                fields=["exec_id", "account"], name="execution_exec_id_unique_per_account"
+            ),
         ]
         indexes = [
             models.Index(fields=["order", "executed_at"], name="execution_per_order_idx"),

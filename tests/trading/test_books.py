@@ -275,8 +275,20 @@ def test_same_execution_twice_is_booked_once(account, instrument):
         assert cursor.fetchall() == []  # skipped, not an error: the fill is full already
     assert Execution.objects.get().pk == first.pk
     assert position(account, instrument).quantity == D(10)
-    with refused("trading_execution_exec_id_key"):
+    with refused("execution_exec_id_unique_per_account"):
         fill(order, 5, "99", exec_id="dup-1", at=T0)
+
+
+def test_an_exec_id_is_unique_within_its_account_only(account, instrument):
+    from trading.models import Account
+
+    other = Account.objects.create(name="other")
+    mine = fill(make_order(account, instrument, quantity="10"), 10, "100", exec_id="venue-7")
+    theirs = fill(make_order(other, instrument, quantity="10"), 3, "99", exec_id="venue-7")
+    assert (mine.account_id, theirs.account_id) == (account.pk, other.pk)
+    assert Position.objects.get(account=other).quantity == D(3)
+    with refused("execution_exec_id_unique_per_account"):
+        fill(make_order(other, instrument, quantity="10"), 4, "99", exec_id="venue-7")
 
 
 def bust(execution: Execution, exec_id: str = "bust-1") -> Execution:

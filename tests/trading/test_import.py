@@ -213,3 +213,29 @@ def test_an_overfill_is_refused_with_the_line_of_the_execution(tmp_path, orders)
     assert "beyond its quantity 100" in message
     assert not Execution.objects.exists()
     assert Order.objects.get(client_order_id="o-buy").filled_quantity == 0
+
+
+def test_an_exec_id_names_an_execution_within_its_account(tmp_path, orders, instrument):
+    """The same exec ids in two accounts are two executions; a bust names one of its own
+    account, whether booked already or on an earlier line; a replay is one of its account."""
+    from trading.models import Account
+
+    beta = Account.objects.create(name="beta")
+    make_order(beta, instrument, client_order_id="o-buy", quantity="100")
+    run(write(tmp_path, GOOD[0]))  # e1 in alpha
+    header = f"{HEADER},kind,supersedes,reason"
+    path = write(
+        tmp_path,
+        "e1,alpha,o-buy,AAPL,buy,60,190.5,1.2,added,2024-05-13T14:30:00Z,,,",  # a replay
+        "e1,beta,o-buy,AAPL,buy,10,200,0,added,2024-05-13T14:30:00Z,,,",
+        "e2,beta,o-buy,AAPL,buy,5,201,0,added,2024-05-13T14:31:00Z,,,",
+        "e9,beta,o-buy,AAPL,sell,-10,200,0,added,2024-05-13T15:00:00Z,bust,e1,beta's own",
+        "e9,alpha,o-buy,AAPL,buy,20,191,0,added,2024-05-13T15:01:00Z,correction,e1,alpha's",
+        header=header,
+    )
+    assert "5 rows read, 4 booked, 1 already booked" in run(path)
+    booked = {(e.account.name, e.exec_id): e for e in Execution.objects.select_related("account")}
+    assert booked["beta", "e9"].supersedes == booked["beta", "e1"]
+    assert booked["alpha", "e9"].supersedes == booked["alpha", "e1"]
+    quantities = dict(Position.objects.values_list("account__name", "quantity"))
+    assert quantities == {"alpha": 20, "beta": 5}

@@ -35,9 +35,12 @@ def names(conn, table="trading_account", column="name") -> list[str]:
 @pytest.fixture
 def books(desks, instrument):
     """An order and a fill in each desk's account, committed."""
+    records = dict(desks)
     for name in ("alpha", "beta"):
-        fill(make_order(desks[name], instrument, client_order_id=f"{name}-1"), 5, "10")
-    return desks
+        order = make_order(desks[name], instrument, client_order_id=f"{name}-1")
+        fill(order, 5, "10")
+        records[f"{name}-order"] = order
+    return records
 
 
 def insert_order(conn, account, instrument, client_order_id="raw"):
@@ -73,14 +76,17 @@ def test_writes_outside_ones_accounts_are_refused(books, instrument, connect_as_
     denied = pytest.raises(errors.InsufficientPrivilege, match="row-level security")
     with denied, acting(conn, books["alice"]):
         insert_order(conn, books["beta"], instrument)
+    denied = pytest.raises(errors.InsufficientPrivilege, match="row-level security")
     with acting(conn, books["alice"]):
         insert_order(conn, books["alpha"], instrument)
         # Another desk's rows are invisible, so an update or delete reaches none of them.
         changed = conn.execute(
-            "UPDATE trading_order SET status = 'cancelled' WHERE account_id = %s",
-            [books["beta"].pk],
+            "UPDATE trading_account SET name = name || '-x' WHERE id = %s", [books["beta"].pk]
         )
         assert changed.rowcount == 0
+    # Orders are cancelled by the owner's function, which applies the same rule.
+    with denied, acting(conn, books["alice"]):
+        conn.execute("SELECT trading_cancel_order(%s, '')", [books["beta-order"].pk])
     assert Order.objects.get(client_order_id="beta-1").status == "partially_filled"
 
 
@@ -111,6 +117,9 @@ def test_inactive_user_sees_nothing(books, connect_as_app):
         "UPDATE trading_position SET quantity = 0",
         "DELETE FROM trading_position",
         "UPDATE trading_order SET filled_quantity = 0",
+        "UPDATE trading_order SET status = 'cancelled'",
+        "INSERT INTO trading_cashentry (account_id, kind, amount, currency, entry_at, note,"
+        " created_at) SELECT id, 'deposit', 1, 'USD', now(), '', now() FROM trading_account",
         "UPDATE trading_order SET quantity = 1",
         "DELETE FROM trading_order",
         "UPDATE trading_execution SET price = 1",
@@ -136,13 +145,11 @@ def test_the_app_role_can_do_its_work(books, instrument, connect_as_app):
     with acting(conn, books["alice"]):
         insert_order(conn, books["alpha"], instrument, "app-1")
         conn.execute(
-            "UPDATE trading_order SET status = 'cancelled', status_reason = 'test'"
+            "SELECT trading_cancel_order(id, 'test') FROM trading_order"
             " WHERE client_order_id = 'app-1'"
         )
         conn.execute(
-            "INSERT INTO trading_cashentry (account_id, kind, amount, currency, entry_at, note,"
-            " created_at) VALUES (%s, 'deposit', 1000, 'USD', now(), '', now())",
-            [books["alpha"].pk],
+            "SELECT trading_add_cash(%s, 'deposit', 1000, 'USD', now(), '')", [books["alpha"].pk]
         )
         assert conn.execute("SELECT count(*) FROM qvp_site_auditentry").fetchone()[0] > 0
 
@@ -190,3 +197,43 @@ def test_orm_under_the_app_role_sees_the_users_accounts(desks, as_app_role):
     with transaction.atomic():
         declare(desks["audrey"])
         assert list(Account.objects.values_list("name", flat=True)) == ["alpha", "beta"]
+
+
+def snapshot_partitions(desks) -> list[str]:
+    """A snapshot of each desk's account, committed; the partitions or chunks holding them."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from trading.models import PortfolioSnapshot
+
+    zero, now = Decimal(0), timezone.now()
+    for name in ("alpha", "beta"):
+        PortfolioSnapshot.objects.create(
+            account=desks[name], ts=now, currency="USD", cash=zero, market_value=zero,
+            nav=zero, gross_exposure=zero, net_exposure=zero,
+        )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT tableoid::regclass::text FROM trading_portfoliosnapshot")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_partition_is_no_way_around_row_level_security(books, connect_as_app):
+    """Named directly, a partition (or chunk) would show every account's snapshots to nobody
+    and let alice change bob's: the application's role has no privilege on it at all."""
+    conn = connect_as_app()
+    held = snapshot_partitions(books)
+    assert held
+    assert "trading_portfoliosnapshot" not in held
+    assert conn.execute("SELECT count(*) FROM trading_portfoliosnapshot").fetchone()[0] == 0
+    for partition in held:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(f"SELECT count(*) FROM {partition}")
+        for statement in (
+            f"UPDATE {partition} SET nav = 1 WHERE account_id = %s",
+            f"DELETE FROM {partition} WHERE account_id = %s",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege), acting(conn, books["alice"]):
+                conn.execute(statement, [books["beta"].pk])
+    with acting(conn, books["alice"]):
+        assert conn.execute("SELECT count(*) FROM trading_portfoliosnapshot").fetchone()[0] == 1

@@ -1,6 +1,6 @@
 """``/api/v1/cash/``: the cash ledger of the user's accounts. People post deposits,
-withdrawals and adjustments; the trade and fee entries are the database's, written with each
-execution."""
+withdrawals and adjustments (through the owner's ``trading_add_cash``: ``trading.books``); the
+trade and fee entries are the database's, written with each execution."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 
 from qvp_site.api import TimeField, TimeRangeQuery, schema_parameters, time_lookups
+from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
 from trading.models import CashEntry
 
@@ -72,6 +73,18 @@ class CashEntrySerializer(serializers.ModelSerializer[CashEntry]):
         attrs.setdefault("entry_at", timezone.now())
         return attrs
 
+    def create(self, validated_data: dict[str, Any]) -> CashEntry:
+        # By the owner's function: the application's role may not insert cash entries.
+        entry_id = books.add_cash(
+            validated_data["account"].pk,
+            validated_data["kind"],
+            validated_data["amount"],
+            currency=validated_data["currency"],
+            entry_at=validated_data["entry_at"],
+            note=validated_data.get("note", ""),
+        )
+        return CashEntry.objects.get(pk=entry_id)
+
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(CashQuery)))
 class CashViewSet(
@@ -88,3 +101,7 @@ class CashViewSet(
         "currency": "currency",
         **time_lookups("entry_at"),
     }
+
+    def perform_create(self, serializer: serializers.BaseSerializer[CashEntry]) -> None:
+        with self.judged():
+            serializer.save()

@@ -4,8 +4,9 @@ retrieve, bust.
 Booked by ``trading.books``, the one way into the books. The serializers check ahead of the
 database what it would refuse (the order open, within its quantity, the side matching the
 sign), counting a batch's earlier fills, so that a refusal names the item and field; an exec id
-booked already with the same terms is a replay (the booked record comes back), with other
-terms a conflict (409).
+booked already in the order's account with the same terms is a replay (the booked record comes
+back), with other terms a conflict (409). Exec ids are unique within an account: another
+account's, which the user may not see, neither conflict nor show.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from trading.api.scoping import AccountQuery, ScopedViewSet
 from trading.models import Account, Execution, Order, Side
 
 CLOSED = frozenset(set(Order.Status.values) - set(Order.OPEN) - {Order.Status.FILLED})
+# The unique constraint (and the books' refusal) of an exec id booked in the account already.
+EXEC_ID_RULE = "execution_exec_id_unique_per_account"
 
 
 class ExecutionQuery(AccountQuery, TimeRangeQuery):
@@ -69,6 +72,16 @@ class TradableOrderField(serializers.PrimaryKeyRelatedField[Order]):
         return order
 
 
+ExecKey = tuple[int, str]
+
+
+def key(execution: Execution | dict[str, Any]) -> ExecKey:
+    """What names an execution: its account and exec id (unique together)."""
+    if isinstance(execution, Execution):
+        return (execution.account_id, execution.exec_id)
+    return (execution["order"].account_id, execution["exec_id"])
+
+
 def terms(execution: Execution | dict[str, Any]) -> tuple[Any, ...]:
     """What the database compares when an exec id comes again (trading_execution_books)."""
     if isinstance(execution, Execution):
@@ -85,21 +98,21 @@ class ExecutionBatchSerializer(serializers.ListSerializer[Any]):
     replays: set[int]
 
     def validate(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        booked: dict[str, Execution] = self.context.get("booked", {})
-        earlier: dict[str, dict[str, Any]] = {}
+        booked: dict[ExecKey, Execution] = self.context.get("booked", {})
+        earlier: dict[ExecKey, dict[str, Any]] = {}
         errors: dict[Any, Any] = {}  # by the item's index (an int; DRF writes it as text)
         conflicts: list[int] = []
         filled: dict[int, Decimal] = {}
         self.replays = set()
         for index, item in enumerate(items):
-            before = booked.get(item["exec_id"]) or earlier.get(item["exec_id"])
+            before = booked.get(key(item)) or earlier.get(key(item))
             if before is not None and terms(before) == terms(item):
                 self.replays.add(index)
                 continue
             if before is not None:
                 conflicts.append(index)
                 continue
-            earlier[item["exec_id"]] = item
+            earlier[key(item)] = item
             problem = fill_problem(item, filled)
             if problem:
                 errors[index] = problem
@@ -109,7 +122,7 @@ class ExecutionBatchSerializer(serializers.ListSerializer[Any]):
             index = conflicts[0]
             message = f"execution {items[index]['exec_id']}: already booked with different terms"
             single = self.context.get("single", False)
-            raise Refused(message, "trading_execution_exec_id_key", 409, None if single else index)
+            raise Refused(message, EXEC_ID_RULE, 409, None if single else index)
         return items
 
 
@@ -143,7 +156,9 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
     """An execution. Quantity is signed (buys positive) and its side must match the order's;
     the account and instrument are the order's."""
 
-    exec_id = serializers.CharField(max_length=64, help_text="unique; posting it again is a replay")
+    exec_id = serializers.CharField(
+        max_length=64, help_text="unique in the order's account; posting it again is a replay"
+    )
     order = TradableOrderField(help_text="an order id of an account you may trade")
     instrument = symbol_relation(read_only=True)
     executed_at = TimeField()
@@ -219,11 +234,15 @@ def batch_context(items: list[Any], request: Request) -> dict[str, Any]:
     }
     tradable = Account.objects.tradable_by(request.user)
     orders = Order.objects.filter(pk__in=order_ids, account__in=tradable)
-    booked = Execution.objects.visible_to(request.user).filter(exec_id__in=exec_ids)
+    orders_by_id = {order.pk: order for order in orders}
+    # Only the accounts of the batch's orders, which the user may trade: an exec id of an
+    # account the user may not see is never looked at.
+    accounts = {order.account_id for order in orders_by_id.values()}
+    booked = Execution.objects.filter(account__in=accounts, exec_id__in=exec_ids)
     return {
         "request": request,
-        "orders": {order.pk: order for order in orders},
-        "booked": {execution.exec_id: execution for execution in booked},
+        "orders": orders_by_id,
+        "booked": {key(execution): execution for execution in booked},
     }
 
 
@@ -282,7 +301,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
         # ExecutionSerializer's list serializer (its Meta's list_serializer_class).
         replays = cast(ExecutionBatchSerializer, batch).replays
         created = self._book(batch.validated_data, replays, posted.single)
-        booked = self._booked([item["exec_id"] for item in batch.validated_data])
+        booked = self._booked([key(item) for item in batch.validated_data])
         data = ExecutionSerializer(booked, many=True).data
         return Response(data[0] if posted.single else data, status=201 if created else 200)
 
@@ -297,12 +316,15 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
                     created += books.book(fill_row(item)) is not None
         return created
 
-    def _booked(self, exec_ids: list[str]) -> list[Execution]:
-        found = {e.exec_id: e for e in self.get_queryset().filter(exec_id__in=exec_ids)}
-        missing = [e for e in exec_ids if e not in found]
+    def _booked(self, keys: list[ExecKey]) -> list[Execution]:
+        rows = self.get_queryset().filter(
+            account__in={account for account, _ in keys}, exec_id__in={e for _, e in keys}
+        )
+        found = {key(e): e for e in rows}
+        missing = [k for k in keys if k not in found]
         if missing:  # booked in an account the user may no longer see
-            raise Refused(f"execution {missing[0]}: already booked", "exec_id_unique", 409)
-        return [found[e] for e in exec_ids]
+            raise Refused(f"execution {missing[0][1]}: already booked", EXEC_ID_RULE, 409)
+        return [found[k] for k in keys]
 
     @extend_schema(
         request=BustSerializer,
@@ -318,7 +340,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
         given = params.validated_data
         with self.judged():
             exec_id = books.bust(original, given.get("exec_id"), given["reason"])
-        bust = self.get_queryset().get(exec_id=exec_id)
+        bust = self.get_queryset().get(account=original.account_id, exec_id=exec_id)
         return Response(self.get_serializer(bust).data, status=201)
 
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from marketdata.fields import SymbolField, symbol_relation
 from qvp_site.api import RefusalSerializer, TimeRangeQuery, schema_parameters, time_lookups
+from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
 from trading.models import Order
 
@@ -139,11 +140,9 @@ class OrderViewSet(
         params.is_valid(raise_exception=True)
         if order.status == Order.Status.CANCELLED:  # cancelling again changes nothing
             return Response(self.get_serializer(order).data)
-        # Only the lifecycle columns: the application's role may update no others, and the
+        # By the owner's function (the application's role may not update orders); the
         # database judges the transition (order_legal_transition).
         with self.judged():
-            Order.objects.filter(pk=order.pk).update(
-                status=Order.Status.CANCELLED, status_reason=params.validated_data["reason"]
-            )
+            books.cancel_order(order.pk, params.validated_data["reason"])
         order.refresh_from_db(fields=["status", "status_reason", "updated_at"])
         return Response(self.get_serializer(order).data)

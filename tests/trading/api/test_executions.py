@@ -32,7 +32,7 @@ def test_an_execution_posted_twice_is_booked_once(alice, order):
 def test_the_same_exec_id_with_other_terms_is_a_conflict(alice, order):
     post(alice, "/api/v1/executions/", execution(order, 30))
     body = post(alice, "/api/v1/executions/", execution(order, 31), status=409)
-    assert body["rule"] == "trading_execution_exec_id_key"
+    assert body["rule"] == "execution_exec_id_unique_per_account"
     assert "x-1" in body["detail"]
     assert Execution.objects.get(exec_id="x-1").quantity == 30
 
@@ -144,7 +144,7 @@ def test_a_bust_takes_the_clients_exec_id(alice, order):
     assert bust["exec_id"] == "venue-b-77"
     other = post(alice, "/api/v1/executions/", execution(order, 5, exec_id="other"))
     taken = post(alice, f"/api/v1/executions/{other['id']}/bust/", {"exec_id": "x-1"}, 409)
-    assert (taken["rule"], Execution.objects.count()) == ("trading_execution_exec_id_key", 3)
+    assert (taken["rule"], Execution.objects.count()) == ("execution_exec_id_unique_per_account", 3)
 
 
 @pytest.mark.parametrize(
@@ -188,3 +188,45 @@ def test_orders_fills_and_busts_under_the_application_role(books, as_app_role):
     assert (cancelled["status"], D(cancelled["filled_quantity"])) == ("cancelled", 0)
     post(alice, "/api/v1/cash/", {"account": books["alpha"].id, "kind": "deposit", "amount": "1"})
     post(alice, "/api/v1/backtests/", backtest())
+
+
+def test_two_accounts_book_the_same_exec_id(books, as_app_role):
+    """An exec id is unique within its account: alice's account takes the exec id beta's
+    holds, with other terms, and neither learns of the other (no conflict, no replay)."""
+    alice, bob = client_of(books["alice"]), client_of(books["bob"])
+    alpha_order, beta_order = books["alpha-order"], books["beta-order"]
+    taken = books["beta-fill"].exec_id
+    mine = post(alice, "/api/v1/executions/", execution(alpha_order, 7, "11", exec_id=taken))
+    assert (mine["account"], mine["exec_id"], D(mine["quantity"])) == (books["alpha"].id, taken, 7)
+    # Again: alice's own execution comes back as the replay, never beta's.
+    replay = post(alice, "/api/v1/executions/", execution(alpha_order, 7, "11", exec_id=taken), 200)
+    assert replay["id"] == mine["id"]
+    # In a batch too, and bob books an exec id alice's account holds.
+    batch = [execution(alpha_order, 1, exec_id="shared-1"), execution(alpha_order, 1, "12")]
+    post(alice, "/api/v1/executions/", batch)
+    theirs = post(bob, "/api/v1/executions/", execution(beta_order, 2, exec_id="shared-1"))
+    assert theirs["account"] == books["beta"].id
+    # A bust may take an exec id of another account.
+    bust = post(alice, f"/api/v1/executions/{mine['id']}/bust/", {"exec_id": "shared-1-b"})
+    post(bob, f"/api/v1/executions/{theirs['id']}/bust/", {"exec_id": "shared-1-b"})
+    assert bust["supersedes"] == mine["id"]
+    # Each account's own exec id with other terms is still a conflict.
+    body = post(alice, "/api/v1/executions/", execution(alpha_order, 2, exec_id=taken), 409)
+    assert body["rule"] == "execution_exec_id_unique_per_account"
+
+
+def test_another_accounts_exec_ids_tell_a_user_nothing(books):
+    """Posting, replaying and busting under beta's exec ids answers alice exactly as under
+    exec ids nobody holds: her own executions, never a 409 about beta's."""
+    alice, order = client_of(books["alice"]), books["alpha-order"]
+    answers = []
+    for exec_id in (books["beta-fill"].exec_id, "nobody-has-it"):
+        first = alice.post(
+            "/api/v1/executions/", execution(order, 3, exec_id=exec_id), format="json"
+        )
+        again = alice.post(
+            "/api/v1/executions/", execution(order, 3, exec_id=exec_id), format="json"
+        )
+        answers.append((first.status_code, again.status_code, first.json()["account"]))
+    assert answers == [(201, 200, books["alpha"].id)] * 2
+    assert Execution.objects.get(pk=books["beta-fill"].pk).quantity == 50
