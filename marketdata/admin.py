@@ -1,12 +1,22 @@
 """Admin for market data that stays fast on millions of rows: no full counts, raw id fields,
-no date hierarchy, lists ordered by the key the tables are indexed on."""
+no date hierarchy, lists ordered by the key the tables are indexed on.
+
+Bars, ticks and option quotes are viewed here, never added, changed or deleted: they come by
+loads (``ingest_bars``, ``ingest_ticks``, ``POST /api/v1/bars/``), which record an Ingest, and
+the application's database role may not UPDATE or DELETE them (marketdata/apps.py)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from marketdata.models import DailyBar, Ingest, Instrument, MinuteBar, OptionQuote, Tick
-from qvp_site.admin_bases import AuditorsReadOnly, CsvExport, LargeTableAdmin, NotCounted
+from qvp_site.admin_bases import (
+    AuditorsReadOnly,
+    CsvExport,
+    LargeTableAdmin,
+    NotCounted,
+    ViewOnly,
+)
 
 
 @admin.register(Instrument)
@@ -16,7 +26,7 @@ class InstrumentAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     search_fields = ["symbol"]
 
 
-class BarAdmin(LargeTableAdmin):
+class BarAdmin(ViewOnly, LargeTableAdmin):
     list_display = ["instrument", "ts", "open", "high", "low", "close", "volume"]
     list_filter = [("ts", admin.DateFieldListFilter)]
     search_fields = ["instrument__symbol__exact"]
@@ -28,7 +38,7 @@ admin.site.register(DailyBar, BarAdmin)
 
 
 @admin.register(Tick)
-class TickAdmin(LargeTableAdmin):
+class TickAdmin(ViewOnly, LargeTableAdmin):
     list_display = ["instrument", "ts", "sequence", "kind", "price", "size", "bid", "ask", "side"]
     list_filter = ["kind", "side", ("ts", admin.DateFieldListFilter)]
     search_fields = ["instrument__symbol__exact"]
@@ -36,7 +46,7 @@ class TickAdmin(LargeTableAdmin):
 
 
 @admin.register(OptionQuote)
-class OptionQuoteAdmin(LargeTableAdmin):
+class OptionQuoteAdmin(ViewOnly, LargeTableAdmin):
     list_display = ["underlying", "ts", "expiry", "strike", "right", "bid", "ask", "iv", "delta"]
     list_filter = [
         "right",

@@ -259,16 +259,14 @@ def _write_rows(cursor, source, layout, target, options, instrument_id, span) ->
         _refuse_duplicates(cursor, source, layout, target, options)
     try:
         with transaction.atomic():
-            return writes.write(
-                cursor, layout, target, options.tz, instrument_id, span, upsert=upsert
-            )
+            return writes.write(cursor, layout, target, options.tz, instrument_id, upsert=upsert)
     except IntegrityError as error:
         if upsert or getattr(error.__cause__, "sqlstate", None) != _UNIQUE_VIOLATION:
             raise
     # The unique index met a key twice: in the file (which rows?), or written by another
     # load since we looked (then upsert).
     _refuse_duplicates(cursor, source, layout, target, options)
-    return writes.write(cursor, layout, target, options.tz, instrument_id, span, upsert=True)
+    return writes.write(cursor, layout, target, options.tz, instrument_id, upsert=True)
 
 
 def _refuse_duplicates(cursor, source, layout, target, options) -> None:
