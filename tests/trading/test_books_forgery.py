@@ -233,19 +233,29 @@ def test_the_app_role_cancels_and_adds_cash_through_the_functions(books, connect
         ("bonus", 5, "cash_kind_known"),
     ],
 )
-def test_the_cash_function_keeps_the_ledgers_rules(books, connect_as_app, kind, amount, rule):
+@pytest.mark.parametrize("marker", ["", "writing"])
+def test_the_cash_function_keeps_the_ledgers_rules(
+    books, connect_as_app, kind, amount, rule, marker
+):
+    """Whatever the caller sets qvp.books to: the function runs as the tables' owner, so a
+    marker that leaked into it would pass for the books writing."""
     conn = connect_as_app()
-    with pytest.raises(errors.IntegrityError) as refused, acting(conn, books["alice"]):
-        conn.execute(CASH, [books["alpha"].pk, kind, amount, ""])
+    with acting(conn, books["alice"]):
+        conn.execute("SELECT set_config('qvp.books', %s, true)", [marker])
+        with pytest.raises(errors.IntegrityError) as refused, conn.transaction():
+            conn.execute(CASH, [books["alpha"].pk, kind, amount, ""])
     assert refused.value.diag.constraint_name == rule
 
 
-def test_the_cancel_function_keeps_the_lifecycle(books, connect_as_app, instrument):
+@pytest.mark.parametrize("marker", ["", "writing"])
+def test_the_cancel_function_keeps_the_lifecycle(books, connect_as_app, instrument, marker):
     filled = make_order(books["alpha"], instrument, client_order_id="full", quantity="5")
     fill(filled, 5, "10")
     conn = connect_as_app()
-    with pytest.raises(errors.CheckViolation) as refused, acting(conn, books["alice"]):
-        conn.execute(CANCEL, [filled.pk, ""])
+    with acting(conn, books["alice"]):
+        conn.execute("SELECT set_config('qvp.books', %s, true)", [marker])
+        with pytest.raises(errors.CheckViolation) as refused, conn.transaction():
+            conn.execute(CANCEL, [filled.pk, ""])
     assert refused.value.diag.constraint_name == "order_legal_transition"
     assert Order.objects.get(pk=filled.pk).status == "filled"
 

@@ -420,7 +420,9 @@ CREATE OR REPLACE TRIGGER trading_cash_from_executions BEFORE INSERT
     ON trading_cashentry FOR EACH ROW EXECUTE FUNCTION trading_cash_from_executions();
 REVOKE ALL ON FUNCTION trading_execution_books(), trading_settle_executions() FROM PUBLIC;
 
--- What the application asks of the books, as the owner: each checks, as row-level security
+-- What the application asks of the books, as the owner: each clears qvp.books for its
+-- duration (a caller's own setting would otherwise pass for the books writing, since these
+-- run as the tables' owner) and checks, as row-level security
 -- does for the application's own writes, that the acting user (qvp.user_id, or a command's
 -- qvp.actor) may trade the account; the owner itself bypasses row-level security, so nothing
 -- else would. An account or order the user may not trade is refused like one that does not
@@ -435,7 +437,7 @@ $$;
 -- Cancel an order: the lifecycle trigger judges the transition (order_legal_transition);
 -- an order cancelled already comes back as it is.
 CREATE OR REPLACE FUNCTION trading_cancel_order(target bigint, reason text) RETURNS trading_order
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET qvp.books = '' AS $$
 DECLARE
     o trading_order;
 BEGIN
@@ -458,7 +460,7 @@ END $$;
 CREATE OR REPLACE FUNCTION trading_add_cash(
     account bigint, kind text, amount numeric, currency text, entry_at timestamptz, note text
 ) RETURNS trading_cashentry
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET qvp.books = '' AS $$
 DECLARE
     entry trading_cashentry;
 BEGIN
