@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from qvp_site.db.passwords import set_password
 from qvp_site.db.roles import APP_ROLE, READONLY_ROLE
 
 if TYPE_CHECKING:
@@ -196,11 +197,7 @@ def require_passwords(var_dir: Path, server: EmbeddedServer) -> None:
         with server.connect(autocommit=True) as conn:  # trust still holds: no password asked
             for role in LOGINS:
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    conn.execute(
-                        sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                            sql.Identifier(role), sql.Literal(password(var_dir, role))
-                        )
-                    )
+                    set_password(conn.cursor(), role, password(var_dir, role))
             _replace_owned(hba, PG_HBA)
             conn.execute("SELECT pg_reload_conf()")
         _wait_for_passwords(var_dir, server)

@@ -34,6 +34,7 @@ from psycopg import sql
 
 # The monitoring views' functions: read by both roles, revoked from PUBLIC.
 from qvp_site.db.monitoring import FUNCTIONS as MONITORING_FUNCTIONS
+from qvp_site.db.passwords import set_password
 
 if TYPE_CHECKING:
     import psycopg
@@ -127,11 +128,7 @@ def ensure_role(cursor: Cursor, role: RoleSpec) -> bool:
     else:
         cursor.execute(statement)
     if role.password:
-        cursor.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(role.name), sql.Literal(role.password)
-            )
-        )
+        set_password(cursor, role.name, role.password)
     return created
 
 

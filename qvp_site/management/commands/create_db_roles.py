@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from qvp_site.db import roles
+from qvp_site.db import passwords, roles
 
 
 class Command(BaseCommand):
@@ -33,4 +33,8 @@ class Command(BaseCommand):
                 password = "password set" if spec.password else "password unchanged"
                 self.stdout.write(f"{spec.name}: {state}, {password}")
             roles.grant(cursor, database, owner)
+            # Passwords are sent as verifiers; what earlier versions sent in clear goes.
+            forgotten = passwords.forget_clear_passwords(cursor)
         self.stdout.write(f"grants applied on {database} (owner {owner})")
+        if forgotten:
+            self.stdout.write(f"{forgotten} statements with a password in clear forgotten")
