@@ -278,21 +278,29 @@ _PRIVILEGES = ("is_superuser", "is_staff", "groups", "user_permissions")
 
 class SiteUserAdmin(AuditorsReadOnly, auth_admin.UserAdmin):
     """Django's user admin; auditors view users and change none (passwords included).
-    Privileges are granted by superusers only, and only a superuser changes a superuser."""
+    Privileges are granted by superusers only. A staff user allowed to change users changes
+    their own record only (never their privileges): setting another user's password would be
+    logging in as them, with groups the staff user was never granted."""
 
     def get_readonly_fields(self, request, obj=None):
         fields = tuple(super().get_readonly_fields(request, obj))
         return fields if request.user.is_superuser else fields + _PRIVILEGES
 
     def has_change_permission(self, request, obj=None) -> bool:
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+        if not _may_change_user(request.user, obj):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+        if not _may_change_user(request.user, obj):
             return False
         return super().has_delete_permission(request, obj)
+
+
+def _may_change_user(requester, user) -> bool:
+    """Whether ``requester`` may change (or delete) ``user``: a superuser anyone, others
+    themselves (``user`` None: the question of the list, answered per row)."""
+    return user is None or requester.is_superuser or user.pk == requester.pk
 
 
 class SiteGroupAdmin(AuditorsReadOnly, auth_admin.GroupAdmin):

@@ -1,6 +1,7 @@
 """A staff user allowed to change users and groups cannot make anyone more powerful: the
 superuser flag, staff status, groups, permissions and group permissions are granted by
-superusers only, and only a superuser changes (or takes over) a superuser."""
+superusers only, and only a superuser changes (or takes over, by setting a password) another
+user."""
 
 from __future__ import annotations
 
@@ -93,3 +94,33 @@ def test_the_superuser_still_grants_privileges(client, helpdesk, root):
     client.force_login(root)
     client.post(f"{USERS}{helpdesk.pk}/change/", _user_form(helpdesk, groups=[desk.pk]))
     assert list(helpdesk.groups.all()) == [desk]
+
+
+@pytest.mark.parametrize("target", ["trader", "operator"])
+def test_staff_cannot_take_over_another_user_by_password(client, helpdesk, target):
+    user = get_user_model().objects.create_user(target, password="pw-original-1234")
+    user.groups.add(Group.objects.create(name=f"{target}s-desk"))
+    client.force_login(helpdesk)
+    form = {"password1": "taken-over-1234", "password2": "taken-over-1234",
+            "usable_password": "true"}  # fmt: skip
+    assert client.post(f"{USERS}{user.pk}/password/", form).status_code == 403
+    assert (
+        client.post(
+            f"{USERS}{user.pk}/change/", _user_form(user, email="x@evil.example")
+        ).status_code
+        == 403
+    )
+    assert client.post(f"{USERS}{user.pk}/delete/", {"post": "yes"}).status_code == 403
+    user.refresh_from_db()
+    assert user.check_password("pw-original-1234")
+    assert user.email == ""
+
+
+def test_staff_change_their_own_record_but_not_its_privileges(client, helpdesk):
+    client.force_login(helpdesk)
+    response = client.post(
+        f"{USERS}{helpdesk.pk}/change/", _user_form(helpdesk, email="hd@desk.example")
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    helpdesk.refresh_from_db()
+    assert helpdesk.email == "hd@desk.example"
