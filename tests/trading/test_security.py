@@ -177,6 +177,31 @@ def test_the_app_role_makes_partitions_only_through_the_owners_function(books, c
         )
 
 
+@pytest.mark.parametrize(
+    ("name", "lower", "upper"),
+    [
+        # A partition's name over one second: the real one could never be made.
+        ("marketdata_minutebar_p20300114", "2030-01-14", "2030-01-14 00:00:01"),
+        # Wide, overlapping the partitions to come.
+        ("marketdata_minutebar_p20300114", "2030-01-14", "2031-01-14"),
+        # Not aligned to the table's chunk interval (weeks from Monday 2000-01-03).
+        ("marketdata_minutebar_p20300115", "2030-01-15", "2030-01-22"),
+        # Right bounds under another name.
+        ("marketdata_minutebar_pzzz", "2030-01-14", "2030-01-21"),
+    ],
+)
+def test_the_partition_function_makes_only_partitions_qvp_makes(
+    books, connect_as_app, name, lower, upper
+):
+    if engine.is_timescaledb():
+        pytest.skip("TimescaleDB makes its chunks itself")
+    conn = connect_as_app()
+    with pytest.raises(errors.InvalidParameterValue, match="not one qvp makes"):
+        conn.execute("SELECT qvp_create_partition('marketdata_minutebar'::regclass, %s, %s, %s)",
+                     [name, lower, upper])  # fmt: skip
+    assert conn.execute("SELECT to_regclass(%s) IS NULL", [name]).fetchone()[0]
+
+
 def test_readonly_role_reads_every_account_and_writes_nothing(books, app_role_password):
     with connection.cursor() as cursor:
         cursor.execute("SET ROLE trading_readonly")
