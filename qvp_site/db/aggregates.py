@@ -67,13 +67,15 @@ def refresh(
     """
     connection = connections[using]
     lower, upper = aligned(agg, start, end)
+    if not _owns(connection, agg.name):
+        # Only the owner refreshes: TimescaleDB's rule, and the application's role may not
+        # write market data's summaries on plain PostgreSQL either (it could rewrite any
+        # bucket). It leaves the range pending; the next `maintain` (the scheduler, as the
+        # owner) refreshes it.
+        _mark_pending(connection, agg.name, start, end)
+        logger.info("%s: [%s, %s) left to the next maintain", agg.name, lower, upper)
+        return lower, upper
     if engine.is_timescaledb(connection):
-        if not _owns(connection, agg.name):
-            # TimescaleDB lets only the owner refresh. The application's role leaves the range
-            # pending; the next `maintain` (the scheduler, as the owner) refreshes it.
-            _mark_pending(connection, agg.name, start, end)
-            logger.info("%s: [%s, %s) left to the next maintain", agg.name, lower, upper)
-            return lower, upper
         _refresh_continuous(connection, agg.name, lower, upper, force)
     else:
         where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"

@@ -183,12 +183,15 @@ def _aggregates(cursor: CursorWrapper) -> set[str]:
 
 
 def app_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
-    """Table -> the privileges trading_app gets on it."""
-    allowed = (app_relations() | _aggregates(cursor)) & present.keys()
+    """Table -> the privileges trading_app gets on it. Aggregates are read only: the owner
+    refreshes them (qvp_site/db/aggregates.py), on plain PostgreSQL as on TimescaleDB."""
+    aggregates = _aggregates(cursor)
+    allowed = (app_relations() | aggregates) & present.keys()
     limited = limits()
     access: dict[str, sql.Composable] = {}
     for table in allowed:
-        writes = "" if present[table] in VIEW_KINDS else limited.get(table, WRITES)
+        read_only = present[table] in VIEW_KINDS or table in aggregates
+        writes = "" if read_only else limited.get(table, WRITES)
         access[table] = sql.SQL(f"SELECT, {writes}" if writes else "SELECT")
     return access
 

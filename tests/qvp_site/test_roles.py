@@ -7,7 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from qvp_site.db import aggregates, catalog, roles
 
@@ -41,8 +41,8 @@ def test_app_role_owns_nothing(db, app_role_password):
         assert cursor.fetchone()[0] == 0
 
 
-@pytest.mark.timescaledb
 def test_refresh_by_the_app_role_is_left_to_maintain(transactional_db, app_role_password):
+    """On both engines: the application's role may not write the summaries."""
     with connection.cursor() as cursor:
         (agg,) = [a for a in catalog.aggregates(cursor) if a.name == "marketdata_minutebar_1h"]
     start, end = datetime(2024, 5, 13, tzinfo=UTC), datetime(2024, 5, 13, 5, tzinfo=UTC)
@@ -73,3 +73,26 @@ def test_the_app_role_detects_the_engine_as_the_owner_does(as_app_role):
         assert engine.detect() == owner_view
     finally:
         engine.forget()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {agg} SET close = 999999",
+        "DELETE FROM {agg}",
+        "INSERT INTO {agg} SELECT * FROM {agg} LIMIT 1",
+        "TRUNCATE {agg}",
+    ],
+)
+def test_the_app_role_writes_no_aggregate(db, app_role_password, statement):
+    """The buckets the API and the dashboard serve are the owner's to write."""
+    with connection.cursor() as cursor:
+        names = [a.name for a in catalog.aggregates(cursor)]
+    assert names
+    for name in names:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
+            refused = pytest.raises(DatabaseError, match=r"permission denied|not a table")
+            with refused, transaction.atomic():  # a table here, a view on TimescaleDB
+                cursor.execute(statement.format(agg=name))
+            cursor.execute("RESET ROLE")
