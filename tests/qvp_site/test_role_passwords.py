@@ -8,7 +8,6 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
 from psycopg import sql
@@ -35,19 +34,20 @@ def _statements_as_readonly() -> str:
 @pytest.fixture
 def secret_password(app_role_password, settings):
     """create_db_roles run with a known password for trading_readonly (restored after)."""
+    original = settings.QVP_READONLY_DB_PASSWORD  # the generated one on the embedded server
     settings.QVP_READONLY_DB_PASSWORD = SECRET
     yield SECRET
-    settings.QVP_READONLY_DB_PASSWORD = ""
+    settings.QVP_READONLY_DB_PASSWORD = original
     call_command("create_db_roles", stdout=StringIO())
 
 
-def test_the_roles_passwords_are_sent_as_verifiers(db, secret_password):
+def test_the_roles_passwords_are_sent_as_verifiers(db, secret_password, app_role_password):
     with connection.cursor() as cursor:  # what create_db_roles does, before it cleans up
         roles.ensure_role(cursor, roles.RoleSpec(roles.READONLY_ROLE, SECRET))
-        roles.ensure_role(cursor, roles.RoleSpec(roles.APP_ROLE, settings.QVP_APP_DB_PASSWORD))
+        roles.ensure_role(cursor, roles.RoleSpec(roles.APP_ROLE, app_role_password))
     shown = _statements_as_readonly()
     assert SECRET not in shown
-    assert settings.QVP_APP_DB_PASSWORD not in shown
+    assert app_role_password not in shown
 
 
 def test_passwords_an_earlier_version_sent_in_clear_are_forgotten(db, secret_password):
