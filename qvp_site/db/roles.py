@@ -254,15 +254,29 @@ OWNERS_FUNCTIONS = (
 )
 
 
+# The owner's functions row-level security's policies call (trading/sql/security/0003.sql):
+# whoever queries an account-scoped table runs them, so both roles may; PUBLIC may not (any
+# other role on the server could ask who is an auditor and which accounts a user's groups see).
+POLICY_FUNCTIONS = (
+    "trading_sees_all(boolean, name)",
+    "trading_is_auditor(bigint)",
+    "trading_group_accounts(boolean)",
+)
+
+
 def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier) -> None:
-    for signature, grantees in [(s, [app]) for s in OWNERS_FUNCTIONS] + [
-        (s, [app, readonly]) for s in MONITORING_FUNCTIONS
-    ]:
+    for signature, grantees in (
+        [(s, [app]) for s in OWNERS_FUNCTIONS]
+        + [(s, [app, readonly]) for s in MONITORING_FUNCTIONS]
+        + [(s, [app, readonly]) for s in POLICY_FUNCTIONS]
+    ):
         cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [signature])
         if cursor.fetchone()[0]:
+            function = sql.SQL(signature)
+            cursor.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(function))
             cursor.execute(
                 sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-                    sql.SQL(signature), sql.SQL(", ").join(grantees)
+                    function, sql.SQL(", ").join(grantees)
                 )
             )
 

@@ -150,3 +150,17 @@ def test_a_table_gets_its_grants_when_create_db_roles_runs(db, app_role_password
     call_command("create_db_roles", stdout=StringIO())
     assert as_role(roles.READONLY_ROLE, "SELECT name FROM signals_agent") == []
     assert as_role(roles.APP_ROLE, "SELECT name FROM signals_agent") == []
+
+
+def test_no_owners_function_is_executable_by_public(db, app_role_password):
+    """A SECURITY DEFINER function runs with the owner's rights: each is executed by the roles
+    that need it, never by PUBLIC (any role on the server). Trigger functions are left out:
+    nobody can call one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p"
+            " WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef"
+            " AND p.prorettype <> 'trigger'::regtype"
+            " AND has_function_privilege('public', p.oid, 'EXECUTE')"
+        )
+        assert cursor.fetchall() == []
