@@ -262,6 +262,10 @@ class ApiTokenAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke_tokens(self, request, queryset):
+        # Anyone may revoke their own tokens; another user's are the superuser's to revoke (a
+        # staff user could otherwise cut the superuser's programs off).
+        if not request.user.is_superuser:
+            queryset = queryset.filter(user=request.user)
         count = tokens.revoke(queryset, request.user.get_username())
         self.message_user(request, f"Revoked {count} token(s).")
 

@@ -58,3 +58,17 @@ def test_the_rule(staff, root):
     assert not any(may_issue(staff, user) for user in (root, other))
     staff.is_active = False
     assert not may_issue(staff, staff)
+
+
+def test_staff_revoke_their_own_tokens_only(client, staff, root):
+    theirs = ApiToken.objects.create(user=root, name="root's", prefix="rrrrrrrr", digest="a" * 64)
+    own = ApiToken.objects.create(user=staff, name="sam's", prefix="ssssssss", digest="b" * 64)
+    client.force_login(staff)
+    client.post(
+        "/admin/qvp_site/apitoken/",
+        {"action": "revoke_tokens", "_selected_action": [theirs.pk, own.pk]},
+    )
+    theirs.refresh_from_db()
+    own.refresh_from_db()
+    assert theirs.revoked_at is None
+    assert own.revoked_at is not None
