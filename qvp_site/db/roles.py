@@ -324,30 +324,18 @@ def _timescaledb_schemas(
 def close_chunks(cursor: CursorWrapper) -> list[str]:
     """Take every grant but the owner's off TimescaleDB's chunks and the relations behind
     compression and continuous aggregates (those compression makes copy the hypertable's
-    grants); returns the relations closed. Run as the owner, by this command and after
-    ``maintain`` compresses."""
-    cursor.execute(_OPEN_CHUNKS_SQL, [CHUNK_SCHEMA])
-    found = cursor.fetchall()
-    for relation, grantees in found:
-        cursor.execute(f"REVOKE ALL ON TABLE {relation} FROM {grantees}")
-    return [relation for relation, _ in found]
-
-
-# The relations of the chunks' schema (not the extension's own) with a grant to a role other
-# than their owner, and those roles, quoted.
-_OPEN_CHUNKS_SQL = """
-SELECT c.oid::regclass::text,
-       string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                ELSE quote_ident(r.rolname) END, ', ')
-FROM pg_class c
-CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-LEFT JOIN pg_roles r ON r.oid = a.grantee
-WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)
-  AND a.grantee <> c.relowner
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                  AND d.objid = c.oid AND d.deptype = 'e')
-GROUP BY c.oid
-"""
+    grants), not the extension's own; returns the relations closed. Run as the owner, by this
+    command and after ``maintain`` compresses, with the function the chunks' trigger uses
+    (qvp_site/sql/chunks/0007.sql)."""
+    cursor.execute(
+        "SELECT relation::text FROM qvp_close_relations(ARRAY("
+        " SELECT c.oid::regclass FROM pg_class c"
+        " WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)"
+        " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
+        " AND d.objid = c.oid AND d.deptype = 'e'))) AS relation",
+        [CHUNK_SCHEMA],
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def role_access(cursor: Cursor, role: str) -> list[str]:
