@@ -90,13 +90,14 @@ def _timescaledb_table(series: TimeSeries, now: datetime, report: Report) -> Non
             _record_retention(cursor, series.table, result)
             report(f"{series.table}: retention {retention.sql()}: {result}")
         if series.compress_after:
+            # What compression makes has the hypertable's grants: the function closes it in
+            # this transaction (qvp_site/sql/compression/0009.sql), as the job does.
             cursor.execute(
-                "SELECT count(compress_chunk(c, if_not_compressed => true))"
-                " FROM show_chunks(%s::regclass, older_than => %s::interval) c",
+                "SELECT qvp_compress_chunks(%s::regclass, %s::interval)",
                 [regclass, parse_interval(series.compress_after).sql()],
             )
             report(f"{series.table}: {cursor.fetchone()[0]} chunk(s) compressed or already so")
-            # What compression makes has the hypertable's grants: closed (qvp_site/db/roles.py).
+            # And whatever else is open there: a chunk the owner compressed by hand.
             roles.close_chunks(cursor)
 
 

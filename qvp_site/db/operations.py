@@ -276,6 +276,65 @@ class AddCompressionPolicy(TimeSeriesOperation):
         return f"compress_{self.model_name.lower()}"
 
 
+# The job that compresses and closes in one transaction (qvp_site/sql/compression/0009.sql).
+COMPRESS_JOB = "qvp_compress_job"
+
+
+class ReplaceCompressionPolicy(TimeSeriesOperation):
+    """TimescaleDB: the model's compression policy (``AddCompressionPolicy``) gives way to the
+    job ``qvp_compress_job``, on the same schedule and age. A chunk TimescaleDB's policy
+    compressed kept the hypertable's grants until ``maintain`` closed it; the job closes it in
+    the transaction that compresses it. Nothing to do on plain PostgreSQL. Every table
+    compressed on TimescaleDB needs it after its ``AddCompressionPolicy``
+    (tests/qvp_site/test_compression_job.py checks that no policy is left)."""
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
+        if table is None or not engine.is_timescaledb(schema_editor.connection):
+            return []
+        return [
+            f"SELECT add_job({literal(COMPRESS_JOB)}, j.schedule_interval,"
+            " config => jsonb_build_object("
+            f"'hypertable', {literal(table)}, 'compress_after', j.config->>'compress_after'),"
+            f" job_name => {literal(f'Compress and close {table}')})"
+            " FROM timescaledb_information.jobs j WHERE j.proc_name = 'policy_compression'"
+            f" AND j.hypertable_schema = 'public' AND j.hypertable_name = {literal(table)}",
+            f"SELECT remove_compression_policy({regclass(table)}, if_exists => true)",
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
+        if table is None or not engine.is_timescaledb(schema_editor.connection):
+            return []
+        return [
+            f"SELECT add_compression_policy({regclass(table)},"
+            " (j.config->>'compress_after')::interval, schedule_interval => j.schedule_interval,"
+            " if_not_exists => true)"
+            f" FROM timescaledb_information.jobs j WHERE j.proc_name = {literal(COMPRESS_JOB)}"
+            f" AND j.config->>'hypertable' = {literal(table)}",
+            "SELECT delete_job(job_id) FROM timescaledb_information.jobs"
+            f" WHERE proc_name = {literal(COMPRESS_JOB)}"
+            f" AND config->>'hypertable' = {literal(table)}",
+        ]
+
+    def describe(self) -> str:
+        return f"Compress {self.model_name} with {COMPRESS_JOB}, which closes what it compresses"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"compress_job_{self.model_name.lower()}"
+
+
 class AddRetentionPolicy(TimeSeriesOperation):
     """Drop chunks older than ``drop_after`` (counted back from now).
 

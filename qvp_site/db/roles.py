@@ -20,7 +20,8 @@ again, which it does after every migrate.
   partition made later (``qvp_create_partition``, ``maintain``) gets no grant, since nothing
   grants by default. TimescaleDB copies a hypertable's grants to every chunk it makes: the
   grants are taken off the chunks on each run, by a trigger on each hypertable for chunks a
-  load makes, and after ``maintain`` compresses (``close_chunks``).
+  load makes, and in the transaction that compresses a chunk (``maintain`` and the
+  compression job both call ``qvp_compress_chunks``, qvp_site/sql/compression/0009.sql).
 """
 
 from __future__ import annotations
@@ -323,18 +324,10 @@ def _timescaledb_schemas(
 
 def close_chunks(cursor: CursorWrapper) -> list[str]:
     """Take every grant but the owner's off TimescaleDB's chunks and the relations behind
-    compression and continuous aggregates (those compression makes copy the hypertable's
-    grants), not the extension's own; returns the relations closed. Run as the owner, by this
-    command and after ``maintain`` compresses, with the function the chunks' trigger uses
-    (qvp_site/sql/chunks/0007.sql)."""
-    cursor.execute(
-        "SELECT relation::text FROM qvp_close_relations(ARRAY("
-        " SELECT c.oid::regclass FROM pg_class c"
-        " WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)"
-        " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
-        " AND d.objid = c.oid AND d.deptype = 'e'))) AS relation",
-        [CHUNK_SCHEMA],
-    )
+    compression and continuous aggregates, not the extension's own; returns the relations
+    closed. Run as the owner by this command, with the function compression closes with
+    (qvp_site/sql/compression/0009.sql)."""
+    cursor.execute("SELECT relation::text FROM qvp_close_timescaledb_chunks() AS relation")
     return [row[0] for row in cursor.fetchall()]
 
 

@@ -134,11 +134,12 @@ LEFT JOIN LATERAL hypertable_compression_stats(quote_ident(t.name)::regclass) cs
 """
 
 JOBS_SQL = """
-SELECT j.hypertable_name, j.proc_name, j.schedule_interval, j.config, s.last_run_started_at,
+SELECT t.name, j.proc_name, j.schedule_interval, j.config, s.last_run_started_at,
        s.last_run_status
 FROM timescaledb_information.jobs j
+CROSS JOIN LATERAL (SELECT coalesce(j.hypertable_name, j.config->>'hypertable')) AS t(name)
 LEFT JOIN timescaledb_information.job_stats s USING (job_id)
-WHERE j.hypertable_name = ANY(%s) ORDER BY j.hypertable_name, j.job_id
+WHERE t.name = ANY(%s) ORDER BY t.name, j.job_id
 """
 
 
