@@ -40,8 +40,9 @@ WORKDIR /app
 COPY . .
 # Where settings.STATICFILES_DIRS finds it; collectstatic below copies it into the static root.
 COPY --from=assets /build/node_modules/lightweight-charts/dist /app/node_modules/lightweight-charts/dist
+# var/audit exists in the image so that compose's audit volume starts owned by qvp.
 RUN python -m compileall -q /app \
-    && install -d -o qvp -g qvp /app/var
+    && install -d -o qvp -g qvp /app/var /app/var/audit
 
 USER qvp
 # Throwaway values, for this step only: settings need a key, and a DATABASE_URL keeps them from

@@ -27,6 +27,7 @@ from qvp_site.admin_bases import (
 from qvp_site.models import (
     ApiToken,
     Archive,
+    AuditCheckpoint,
     AuditEntry,
     JobRun,
     TimeSeriesAggregate,
@@ -203,6 +204,20 @@ class AuditEntryAdmin(AuditorsReadOnly, NotCounted, ReadOnlyAdmin):
 
 def _models_by_table() -> dict:
     return {model._meta.db_table: model for model in apps.get_models()}
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(AuditorsReadOnly, NotCounted, ReadOnlyAdmin):
+    """The chain's heads the sealer signed (qvp_site/audit_sealer.py): read-only for everyone;
+    ``verify_audit`` checks them with the public keys."""
+
+    list_display = ["seq", "hash", "signed_at", "key_id"]
+    list_filter = [("signed_at", admin.DateFieldListFilter)]
+    search_fields = ["hash__exact", "key_id__exact"]
+    search_help_text = "A chain hash or a key id, exactly."
+    ordering = ["-seq"]
+    fields = ["seq", "hash", "signed_at", "key_id", "signature"]
+    readonly_fields = fields
 
 
 @admin.register(ApiToken)

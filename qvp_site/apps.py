@@ -7,10 +7,13 @@ class QvpSiteConfig(AppConfig):
     verbose_name = "QVP site and time-series machinery"
 
     # See qvp_site/db/roles.py: the application reads the audit log and never writes it (its
-    # trigger does, as the owner); the chain head only the trigger moves.
+    # trigger does, as the owner); the entries' links and the chain head only the owner's
+    # qvp_audit_link sets. The sealer, which runs as the application, stores the checkpoints
+    # it signs (append-only, by trigger).
     app_role_privileges = {
         "qvp_site_auditentry": "",
         "qvp_audit_head": "",
+        "qvp_site_auditcheckpoint": "INSERT",
         "django_migrations": "",
         # The time-series catalog: made by migrations; the application records the aggregate
         # ranges it refreshed (plain PostgreSQL) or leaves to the next maintain (TimescaleDB).

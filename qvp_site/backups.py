@@ -32,8 +32,9 @@ from django.db import connections
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from qvp_site.audit_keys import read_keyring
+from qvp_site.audit_verify import Report, chain_problems, checkpoint_problems
 from qvp_site.db import roles
-from qvp_site.db.audit import FIRST_BROKEN_LINK_SQL, GENESIS, HEAD_SQL
 
 
 class BackupError(Exception):
@@ -144,17 +145,17 @@ def row_counts(conn: psycopg.Connection) -> dict[str, int]:
 
 
 def audit_chain_problem(conn: psycopg.Connection) -> str | None:
-    """None when the audit log's hash chain is intact and its head is the last entry."""
+    """None when the audit log's hash chain is intact, its head is the last linked entry and
+    each checkpoint the database holds is signed by a key of the keyring and still reached
+    (the checkpoint file may hold later ones than a backup: it is verify_audit's)."""
     exists = _first(conn.execute("SELECT to_regclass('qvp_site_auditentry') IS NOT NULL"))
     if not exists:
         return None
-    broken = conn.execute(FIRST_BROKEN_LINK_SQL).fetchone()
-    if broken is not None:
-        return f"audit chain broken at entry {broken[0]} ({broken[1]} does not match)"
-    head_id, head_hash, last_id, last_hash, _count = _row(conn.execute(HEAD_SQL))
-    if (head_id, head_hash) != (last_id, last_hash or GENESIS):
-        return f"audit chain head names entry {head_id}, but the last entry is {last_id}"
-    return None
+    report = Report()
+    with conn.cursor() as cursor:
+        chain_problems(cursor, report)
+        checkpoint_problems(cursor, report, read_keyring(settings.QVP_AUDIT_PUBLIC_KEYS), None)
+    return "; ".join(report.problems) or None
 
 
 def timescaledb_version(conn: psycopg.Connection) -> str | None:

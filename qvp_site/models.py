@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from qvp_site.db.audit import audited
+
 
 class JobRun(models.Model):
     """One run (or skip) of a scheduled job, with its outcome."""
@@ -83,27 +85,32 @@ class AuditEntry(models.Model):
     """One insert, update or delete of an audited table, written by the database's trigger.
 
     Append-only: the application's role may only read it, and a trigger refuses updates and
-    deletes to everyone. Each entry's hash covers its content and the previous entry's hash
-    (see ``qvp_site/db/audit.py``), so an edited, removed or inserted entry breaks the chain
-    at that point, which ``manage.py verify_audit`` reports.
+    deletes to everyone but the sealer's one step, which links an entry into the hash chain
+    (``seq``, ``prev_hash``, ``hash``) after its transaction commits; signed checkpoints
+    (``AuditCheckpoint``) anchor the chain. See ``qvp_site/db/audit.py``; ``manage.py
+    verify_audit`` checks it all.
     """
 
     class Operation(models.TextChoices):
         INSERT = "INSERT", "insert"
         UPDATE = "UPDATE", "update"
         DELETE = "DELETE", "delete"
+        SNAPSHOT = "SNAPSHOT", "state when auditing began"
 
     table_name = models.CharField(max_length=63)
     row_key = models.CharField(max_length=100)
-    operation = models.CharField(max_length=6, choices=Operation.choices)
+    operation = models.CharField(max_length=8, choices=Operation.choices)
     old_row = models.JSONField(null=True)
     new_row = models.JSONField(null=True)
     # The application user who acted (or the command), else the database role.
     actor = models.CharField(max_length=150)
     db_role = models.CharField(max_length=63)
     at = models.DateTimeField()
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
+    # The entry's place in the chain and its links, set by the sealer: null until then (not
+    # an empty string, which would be a link of its own).
+    seq = models.BigIntegerField(null=True, unique=True)
+    prev_hash = models.CharField(max_length=64, null=True)  # noqa: DJ001
+    hash = models.CharField(max_length=64, null=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-id"]
@@ -112,6 +119,10 @@ class AuditEntry(models.Model):
             models.Index(fields=["table_name", "row_key", "id"], name="audit_history_of_row_idx"),
             models.Index(fields=["actor", "-at"], name="audit_by_actor_idx"),
             models.Index(fields=["-at"], name="audit_recent_idx"),
+            # The sealer's next round: the entries not linked yet.
+            models.Index(
+                fields=["id"], condition=models.Q(seq__isnull=True), name="audit_unlinked_idx"
+            ),
         ]
         # The audit trail is written only by the database: no add, change or delete anywhere.
         default_permissions = ("view",)
@@ -120,6 +131,29 @@ class AuditEntry(models.Model):
         return f"{self.operation} {self.table_name} {self.row_key} by {self.actor}"
 
 
+class AuditCheckpoint(models.Model):
+    """The chain's head at ``seq`` (its ``hash``), signed with Ed25519 by the sealer with a
+    key the database never holds; also appended to the checkpoint file outside the database.
+    Append-only, as the entries are."""
+
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    key_id = models.CharField(
+        max_length=16, help_text="the signing key's id (its public key's digest)"
+    )
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["-seq"], name="audit_checkpoint_seq_idx")]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"checkpoint at entry {self.seq} by key {self.key_id}"
+
+
+@audited
 class ApiToken(models.Model):
     """A key a program authenticates with, acting as its user. Only a SHA-256 digest of the key
     is kept: the key itself is shown once, when the token is created (qvp_site/tokens.py).

@@ -429,6 +429,27 @@ QVP_METRICS_TOKEN = env.str("QVP_METRICS_TOKEN", default="")
 # Where `manage.py archive` writes Parquet files of old time-series rows.
 QVP_ARCHIVE_DIR = Path(env.str("QVP_ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
 
+# --- Audit chain ----------------------------------------------------------------------------
+# The sealer signs the chain's head with an Ed25519 key the database never holds: the private
+# key's raw 32 bytes in hex in QVP_AUDIT_SIGNING_KEY (the environment of the application's
+# user), else a PEM file (made by `manage.py audit_key --create`). Auditors verify with the
+# public keys alone: the keyring file lists every key ever used, by key id.
+QVP_AUDIT_SIGNING_KEY = env.str("QVP_AUDIT_SIGNING_KEY", default="")
+QVP_AUDIT_SIGNING_KEY_FILE = Path(
+    env.str("QVP_AUDIT_SIGNING_KEY_FILE", default=str(VAR_DIR / "secrets" / "audit_signing_key"))
+)
+QVP_AUDIT_PUBLIC_KEYS = Path(
+    env.str("QVP_AUDIT_PUBLIC_KEYS", default=str(VAR_DIR / "audit" / "public_keys.json"))
+)
+# Each checkpoint is also appended here, outside the database.
+QVP_AUDIT_CHECKPOINTS = Path(
+    env.str("QVP_AUDIT_CHECKPOINTS", default=str(VAR_DIR / "audit" / "checkpoints.jsonl"))
+)
+# The sealer's round every this many seconds (sooner when a batch asks for one), and how old
+# an entry may be before verify_audit fails for want of a signature.
+QVP_AUDIT_SEAL_SECONDS = env.float("QVP_AUDIT_SEAL_SECONDS", default=5.0)
+QVP_AUDIT_UNSIGNED_WINDOW = env.float("QVP_AUDIT_UNSIGNED_WINDOW", default=60.0)
+
 # --- Scheduler ------------------------------------------------------------------------------
 # Job timetables as cron expressions; override one with QVP_SCHEDULE="maintain=*/15 * * * *".
 QVP_SCHEDULE = env.dict("QVP_SCHEDULE", default={})

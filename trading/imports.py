@@ -29,6 +29,7 @@ from pathlib import Path
 from django.db import DatabaseError, connection, transaction
 
 from qvp_site.acting import acting_as
+from qvp_site.audit_sealer import request_seal
 from qvp_site.db.quoting import ident
 from qvp_site.loading import staging
 from qvp_site.loading.checks import Rejection, rejection
@@ -94,6 +95,8 @@ def import_executions(path: Path | str, progress: Progress) -> ImportResult:
             if bad.total:
                 raise ImportRefused(refusal_message(source.name, source.position_label, bad))
             booked = _book(cursor, source)
+            if booked:
+                request_seal(cursor)  # the sealer signs the batch once it commits
     finally:
         with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
             staging.drop(cursor)

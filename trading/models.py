@@ -67,6 +67,10 @@ class Account(models.Model):
         return self.name
 
 
+# Which groups see an account: part of the record (trading 0008).
+audited(Account.groups.through)
+
+
 @audited
 class Order(models.Model):
     class Type(models.TextChoices):

@@ -1,34 +1,38 @@
-"""The audit trail: a trigger writes every change of an audited table into a hash chain.
+"""The audit trail: a trigger writes every change of an audited table; a sealer links the
+entries into a hash chain and signs its head with a key the database never holds.
 
-Each entry's hash is SHA-256 over the previous entry's hash and the entry's own content, so an
-entry edited, removed or slipped in later breaks the chain where it happened.
+Each linked entry's hash is SHA-256 over the previous entry's hash and the entry's own content
+(``qvp_audit_hash``), so an entry edited, removed or slipped in breaks the chain where it
+happened; anyone can recompute it from an export. A superuser could re-hash the whole chain,
+so the chain is anchored by checkpoints: the head's position and hash, signed with Ed25519 by
+the sealer (``qvp_site/audit_sealer.py``), kept in ``qvp_site_auditcheckpoint`` and in a file
+outside the database. ``verify_audit`` checks the links, the signatures against the public
+keys alone, that the chain still reaches every checkpoint, and that every audited row's live
+state is the last state the log records (a change made with triggers off shows there).
 
-How the chain stays linear under concurrent writers: the chain head (one row in
-``qvp_audit_head``) is taken by a statement-level trigger before an audited statement touches
-any row: the transaction's first audited statement updates it (``locked_by``), which holds it
-until the transaction ends. Writers to audited tables therefore take turns from their first
-audited statement to their commit; taking the head before any row lock means two writers never
-hold each other's rows (no deadlock through the head). The cost is that audited transactions
-do not overlap, which ``bench/executions.py`` measures. Within the transaction the last hash
-is carried in a transaction-local setting, so the head row is written twice per transaction,
-not once per entry (a row updated thousands of times in one transaction makes every later
-lookup of it walk all its versions). A deferred trigger seals the head with the last entry at
-commit. Under REPEATABLE READ a writer that waited for the head gets a serialization failure
-rather than a stale head, so the chain cannot fork.
+No global queue: a writer takes no shared lock. The row trigger writes the entry unlinked
+(``seq`` null); the sealer's ``qvp_audit_link`` links the entries committed since its last
+round in the order it finds them (oldest id first), so the chain's order is the order of
+linking, and the entries of a transaction still open join a later round. Writers of
+different accounts never wait for each other; what is not signed yet is the window the
+setting ``QVP_AUDIT_UNSIGNED_WINDOW`` bounds and ``verify_audit`` reports.
 
 Who acted comes from the transaction's ``qvp.actor`` setting (``qvp_site.acting``), else the
-database role.
+database role. A trigger's arguments name columns kept out of the record (a password hash, a
+token's digest, the time of a login), and an update that changes nothing else writes no entry.
 
 The chain's SQL is versioned with the migrations that install it (``qvp_site/sql/audit/``).
-Which tables are audited is declared beside their models with ``@audited``; the migration that
-installs a table's triggers uses ``AuditChanges``, and ``tests/migrations`` compares the two.
+Which tables are audited is declared beside their models with ``@audited`` (and here, for
+Django's own tables, in ``AUDITED_MODELS``); the migration that installs a table's triggers
+uses ``AuditChanges``, and ``tests/migrations`` compares the two.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from qvp_site.db.quoting import ident
+from qvp_site.db.quoting import ident, literal
 from qvp_site.db.sql_operation import SqlOperation
 
 if TYPE_CHECKING:
@@ -40,8 +44,14 @@ if TYPE_CHECKING:
 
 ModelClass = TypeVar("ModelClass", bound="type[Model]")
 
-# Models declared audited (``app_label.ModelName``), filled as their modules load.
-AUDITED_MODELS: set[str] = set()
+# Models declared audited (``app_label.ModelName``), filled as their modules load, and
+# Django's tables that say who may see which account (audited by qvp_site 0010, trading 0008).
+AUDITED_MODELS: set[str] = {
+    "auth.User",
+    "auth.User_groups",
+    "auth.User_user_permissions",
+    "auth.Group_permissions",
+}
 
 
 def audited(model: ModelClass) -> ModelClass:
@@ -54,34 +64,42 @@ def audited(model: ModelClass) -> ModelClass:
 GENESIS = "0" * 64
 AUDIT_TABLE = "qvp_site_auditentry"
 
-# The first entry that does not follow from the one before it; then whether the head agrees
-# with the last entry (an entry removed from the end leaves the head pointing past it).
+# The first linked entry that does not follow from the one before it, in chain order: its
+# place (a gap means entries were removed), its link, or its own hash.
 FIRST_BROKEN_LINK_SQL = f"""
-SELECT id, CASE WHEN prev_hash <> coalesce(previous, '{GENESIS}') THEN 'prev_hash'
+SELECT id, CASE WHEN seq <> expected THEN 'seq'
+               WHEN prev_hash <> coalesce(previous, '{GENESIS}') THEN 'prev_hash'
                ELSE 'hash' END
 FROM (
-    SELECT id, prev_hash, hash, lag(hash) OVER (ORDER BY id) AS previous,
+    SELECT id, seq, prev_hash, hash, lag(hash) OVER chain AS previous,
+           row_number() OVER chain AS expected,
            qvp_audit_hash(prev_hash, id, table_name, row_key, operation, old_row, new_row,
                           actor, db_role, at) AS computed
-    FROM {AUDIT_TABLE}
+    FROM {AUDIT_TABLE} WHERE seq IS NOT NULL
+    WINDOW chain AS (ORDER BY seq)
 ) AS chain
-WHERE prev_hash <> coalesce(previous, '{GENESIS}') OR hash <> computed
-ORDER BY id LIMIT 1
+WHERE seq <> expected OR prev_hash <> coalesce(previous, '{GENESIS}') OR hash <> computed
+ORDER BY seq LIMIT 1
 """
+# The head the sealer recorded, the last linked entry, and how many entries are linked.
 HEAD_SQL = f"""
-SELECT h.last_id, h.last_hash, e.id, e.hash, (SELECT count(*) FROM {AUDIT_TABLE})
+SELECT h.last_seq, h.last_hash, e.seq, e.hash,
+       (SELECT count(*) FROM {AUDIT_TABLE} WHERE seq IS NOT NULL)
 FROM qvp_audit_head h
-LEFT JOIN LATERAL (SELECT id, hash FROM {AUDIT_TABLE} ORDER BY id DESC LIMIT 1) e ON true
+LEFT JOIN LATERAL (SELECT seq, hash FROM {AUDIT_TABLE} WHERE seq IS NOT NULL
+                   ORDER BY seq DESC LIMIT 1) e ON true
 """
 
 
-def audit_triggers_sql(table: str) -> list[str]:
+def audit_triggers_sql(table: str, left_out: Sequence[str] = ()) -> list[str]:
+    """The audit triggers of ``table``; ``left_out`` names columns kept out of its entries."""
     name = ident(table)
+    arguments = ", ".join(literal(column) for column in left_out)
     return [
         f"CREATE OR REPLACE TRIGGER qvp_audit_lock BEFORE INSERT OR UPDATE OR DELETE ON {name}"
         " FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head()",
         f"CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON {name}"
-        " FOR EACH ROW EXECUTE FUNCTION qvp_audit_row()",
+        f" FOR EACH ROW EXECUTE FUNCTION qvp_audit_row({arguments})",
     ]
 
 

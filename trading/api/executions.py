@@ -14,7 +14,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
@@ -37,6 +37,7 @@ from qvp_site.api import (
     schema_parameters,
     time_lookups,
 )
+from qvp_site.audit_sealer import request_seal
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet
 from trading.models import Account, Execution, Order, Side
@@ -314,6 +315,9 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
                     continue
                 with self.judged(None if single else index):
                     created += books.book(fill_row(item)) is not None
+            if not single and created:
+                with connection.cursor() as cursor:
+                    request_seal(cursor)  # the sealer signs a batch at once, not in 5 s
         return created
 
     def _booked(self, keys: list[ExecKey]) -> list[Execution]:

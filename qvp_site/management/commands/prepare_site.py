@@ -13,7 +13,8 @@ ADMIN = "admin"
 class Command(BaseCommand):
     help = (
         "Make the site ready to serve (what `make run` calls): migrate, create the database "
-        "roles and their grants, collect static files, "
+        "roles and their grants, make the audit signing key if there is none, collect static "
+        "files, "
         "load demo data into an empty database, and make sure the admin user can log in "
         "(password from QVP_ADMIN_PASSWORD, else generated once and printed)."
     )
@@ -21,6 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("create_db_roles", stdout=self.stdout)
+        # The audit chain's signing key, made once unless the environment holds it.
+        call_command("audit_key", "--create", stdout=self.stdout)
         call_command("collectstatic", interactive=False, verbosity=0)
         if "seed_demo" in get_commands():
             call_command("seed_demo", if_empty=True, stdout=self.stdout)

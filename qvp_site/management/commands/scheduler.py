@@ -8,6 +8,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from django.core.management.base import BaseCommand, CommandError
 
+from qvp_site.audit_sealer import start_sealer
 from qvp_site.scheduler import discover, run_job
 
 
@@ -44,7 +45,13 @@ class Command(BaseCommand):
                 trigger = CronTrigger.from_crontab(job.timetable, timezone=UTC)
                 scheduler.add_job(run_job, trigger, args=[job], id=job.name, name=job.name)
                 self.stdout.write(f"scheduled {job.name}: {job.timetable}")
+        sealer = start_sealer()
+        if sealer is not None:
+            self.stdout.write(f"sealing the audit chain every {sealer.every:g} s")
         signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
         self.stdout.write("scheduler running; Ctrl-C or SIGTERM stops it")
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
             scheduler.start()
+        if sealer is not None:
+            sealer.stop()
+            sealer.join(timeout=10)

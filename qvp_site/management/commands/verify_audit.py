@@ -1,67 +1,74 @@
-"""Walk the audit log's hash chain and name the first broken link."""
+"""Verify the audit trail: links, signed checkpoints, the window not yet signed, live rows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
+from django.utils import timezone
 
-from qvp_site.db.audit import FIRST_BROKEN_LINK_SQL, GENESIS, HEAD_SQL
-from qvp_site.models import AuditEntry
+from qvp_site.audit_keys import AuditKeyError, read_keyring
+from qvp_site.audit_verify import Report, verify
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the audit log: recompute every entry's hash and its link to the entry before "
-        "it (one pass in SQL), then check that the chain head names the last entry. Prints "
-        "'audit chain intact: N entries, head <hash>', or names the first broken link and "
-        "exits with status 1."
+        "Verify the audit trail with the public keys alone: every link of the hash chain, every "
+        "signed checkpoint (in the database and in the checkpoint file) and that the chain "
+        "still reaches it, how long the newest entries have waited for a signature, and that "
+        "every audited row is the last state the log records. Names each problem by table, row "
+        "and entry and exits with status 1; else prints 'audit chain intact: ...'."
     )
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--public-keys",
+            type=Path,
+            default=settings.QVP_AUDIT_PUBLIC_KEYS,
+            help="the keyring: key id -> Ed25519 public key in hex (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--checkpoints",
+            type=Path,
+            default=settings.QVP_AUDIT_CHECKPOINTS,
+            help="the checkpoint file the sealer appends to (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--skip-rows",
+            action="store_true",
+            help="leave out the comparison of every audited row with the log (the slow part)",
+        )
+
+    def handle(self, *args, public_keys: Path, checkpoints: Path, skip_rows: bool, **options):
+        try:
+            keyring = read_keyring(public_keys)
+        except AuditKeyError as error:
+            raise CommandError(str(error)) from error
         outermost = not connection.in_atomic_block
         with transaction.atomic(), connection.cursor() as cursor:
             if outermost:
-                # One snapshot for the chain and the head: a writer committing between the
-                # two reads would otherwise look like a head past the last entry.
+                # One snapshot for the chain, the checkpoints and the rows.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            else:
-                # Inside a transaction that wrote to audited tables, the head is sealed only
-                # at its commit: seal it now (then defer the seal again for later writes).
-                cursor.execute("SET CONSTRAINTS qvp_audit_seal IMMEDIATE")
-                cursor.execute("SET CONSTRAINTS qvp_audit_seal DEFERRED")
-            cursor.execute(FIRST_BROKEN_LINK_SQL)
-            broken = cursor.fetchone()
-            if broken is not None:
-                raise CommandError(broken_link_message(*broken))
-            cursor.execute(HEAD_SQL)
-            head_id, head_hash, last_id, last_hash, count = cursor.fetchone()
-        if (head_id, head_hash) != (last_id, last_hash or GENESIS):
-            raise CommandError(head_mismatch_message(head_id, head_hash, last_id, last_hash))
-        self.stdout.write(f"audit chain intact: {count} entries, head {head_hash}")
+            report = verify(cursor, keyring, checkpoints, rows=not skip_rows)
+        self._window(report)
+        if report.problems:
+            raise CommandError("\n".join(report.problems))
+        self.stdout.write(
+            f"audit chain intact: {report.linked} entries linked, head {report.head_hash};"
+            f" {report.checkpoints} signed checkpoints; {report.unsigned} entries not yet signed"
+            + ("" if skip_rows else f"; {report.rows_checked} audited rows match the log")
+        )
 
-
-def broken_link_message(entry_id: int, wrong: str) -> str:
-    entry = AuditEntry.objects.get(pk=entry_id)
-    where = (
-        f"audit chain broken at entry {entry.pk} ({entry.operation} of {entry.table_name} "
-        f"row {entry.row_key} at {entry.at:%Y-%m-%d %H:%M:%S%z})"
-    )
-    if wrong == "hash":
-        return f"{where}: its hash does not match its content (the entry was altered)"
-    before = AuditEntry.objects.filter(pk__lt=entry.pk).order_by("-pk").first()
-    previous = f"entry {before.pk}" if before else "the start of the log"
-    return (
-        f"{where}: its link to the previous entry is wrong (its prev_hash is not the hash of "
-        f"{previous}): entries before it were removed, inserted or altered"
-    )
-
-
-def head_mismatch_message(
-    head_id: int | None, head_hash: str, last_id: int | None, last_hash: str | None
-) -> str:
-    last = f"entry {last_id} (hash {last_hash})" if last_id else "no entry (the log is empty)"
-    named = f"entry {head_id} (hash {head_hash})" if head_id else f"no entry (hash {head_hash})"
-    return (
-        f"audit chain head names {named} but the log ends at {last}: entries were removed "
-        "from the end of the log, or the head was altered"
-    )
+    def _window(self, report: Report) -> None:
+        if report.oldest_unsigned is None:
+            return
+        waited = (timezone.now() - report.oldest_unsigned).total_seconds()
+        window = settings.QVP_AUDIT_UNSIGNED_WINDOW
+        if waited > window:
+            report.problems.append(
+                f"{report.unsigned} entries not yet signed, the oldest for {waited:.0f} s: longer"
+                f" than QVP_AUDIT_UNSIGNED_WINDOW ({window:.0f} s). Is the sealer running"
+                " (the scheduler, or `manage.py seal_audit`) with its key?"
+            )

@@ -1,0 +1,146 @@
+"""The sealer: links the audit entries committed since its last round into the chain and signs
+the new head (qvp_site/db/audit.py says why the two steps are apart from the writers).
+
+A round links in the database (``qvp_audit_link``, one transaction), then signs the head with
+the key the database never holds, appends the checkpoint to the file outside the database
+(flushed to disk) and stores it in ``qvp_site_auditcheckpoint``. It runs in the scheduler's
+process every ``QVP_AUDIT_SEAL_SECONDS``, sooner when a batch asks for it (``request_seal``: a
+NOTIFY the sealer listens for), and as ``manage.py seal_audit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from qvp_site.audit_keys import Checkpoint, add_to_keyring, sign, signing_key
+from qvp_site.models import AuditCheckpoint
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from django.db.backends.utils import CursorWrapper
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "qvp_audit_seal"
+# Entries linked per transaction: a backlog is linked in bounded steps.
+LINK_STEP = 50_000
+
+
+def request_seal(cursor: CursorWrapper | psycopg.Cursor[Any]) -> None:
+    """Ask the sealer for a round once the current transaction commits (after a batch)."""
+    cursor.execute(f"NOTIFY {CHANNEL}")
+
+
+def seal(key: Ed25519PrivateKey, checkpoints: Path | None = None) -> Checkpoint | None:
+    """One round: link what is committed, then sign the head if no checkpoint has it yet.
+    Returns the checkpoint made, or None when there was nothing new."""
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT head_seq, head_hash, linked FROM qvp_audit_link(%s)", [LINK_STEP]
+            )
+            head_seq, head_hash, linked = cursor.fetchone()
+        if linked < LINK_STEP:
+            break
+    last = AuditCheckpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
+    if head_seq == 0 or last == head_seq:
+        return None
+    checkpoint = sign(key, head_seq, head_hash, timezone.now())
+    append_checkpoint(checkpoints or settings.QVP_AUDIT_CHECKPOINTS, checkpoint)
+    AuditCheckpoint.objects.create(
+        seq=checkpoint.seq,
+        hash=checkpoint.hash,
+        signed_at=checkpoint.signed_at,
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+    )
+    return checkpoint
+
+
+def append_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """One JSON line per checkpoint, on disk before the database has it: a checkpoint the
+    database lost is still in the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write(checkpoint.as_line() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+class Sealer(threading.Thread):
+    """Rounds until ``stop()``: every ``every`` seconds, or as soon as a batch asks."""
+
+    def __init__(self, key: Ed25519PrivateKey, every: float | None = None):
+        super().__init__(name="audit-sealer", daemon=True)
+        self.key = key
+        self.every = settings.QVP_AUDIT_SEAL_SECONDS if every is None else every
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        listener = _listen()
+        try:
+            while not self._stopping.is_set():
+                self._round()
+                _wait(listener, self.every, self._stopping)
+        finally:
+            listener.close()
+            connection.close()
+
+    def _round(self) -> None:
+        close_old_connections()
+        try:
+            made = seal(self.key)
+        except Exception:  # a failed round is logged and retried; the window shows it
+            logger.exception("audit sealer: round failed")
+            connection.close()
+            return
+        if made is not None:
+            logger.info("audit sealer: signed entry %s (%s)", made.seq, made.hash)
+
+
+def _listen() -> psycopg.Connection[Any]:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    listener = psycopg.connect(**params, autocommit=True)
+    listener.execute(f"LISTEN {CHANNEL}")
+    return listener
+
+
+def _wait(listener: psycopg.Connection[Any], seconds: float, stopping: threading.Event) -> None:
+    """Until a batch asks for a round, ``seconds`` pass, or the sealer stops."""
+    step = min(seconds, 1.0)
+    waited = 0.0
+    while waited < seconds and not stopping.is_set():
+        for _notice in listener.notifies(timeout=step, stop_after=1):
+            return
+        waited += step
+
+
+def start_sealer() -> Sealer | None:
+    """The sealer thread of this process, started; None (said in the log) without a key."""
+    key = signing_key()
+    if key is None:
+        logger.warning(
+            "audit sealer off: no signing key (QVP_AUDIT_SIGNING_KEY, or the file %s; make one"
+            " with `manage.py audit_key --create`)",
+            settings.QVP_AUDIT_SIGNING_KEY_FILE,
+        )
+        return None
+    # Auditors verify with the keyring: the key in force is always in it.
+    add_to_keyring(settings.QVP_AUDIT_PUBLIC_KEYS, key.public_key())
+    sealer = Sealer(key)
+    sealer.start()
+    return sealer

@@ -1,0 +1,146 @@
+-- The audit chain without a global queue (see qvp_site/db/audit.py). Installed by qvp_site
+-- 0010, over version 0002: a writer no longer takes the chain's head. The row trigger writes
+-- the entry alone; the sealer (qvp_site/audit_sealer.py) links the entries committed since its
+-- last round, in the order it finds them, with qvp_audit_link, then signs the new head with a
+-- key the database never holds. qvp_audit_hash is version 0002's, unchanged.
+
+-- Kept because released migrations put its statement trigger on every audited table; since
+-- 0010 it takes nothing (the head it took made audited transactions wait for each other).
+CREATE OR REPLACE FUNCTION qvp_audit_lock_head() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    RETURN NULL;
+END $$;
+
+-- One entry per changed row, unlinked (seq, prev_hash and hash are the sealer's). The trigger's
+-- arguments name columns kept out of the record (a password hash, a token's digest, a login's
+-- time); an update that changes no other column writes no entry. Rows are rendered in UTC,
+-- whatever the writer's time zone, so that an entry compares with the row it records.
+CREATE OR REPLACE FUNCTION qvp_audit_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    left_out text[] := '{}';
+    old_row jsonb;
+    new_row jsonb;
+BEGIN
+    IF TG_NARGS > 0 THEN left_out := TG_ARGV; END IF;
+    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD) - left_out; END IF;
+    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW) - left_out; END IF;
+    IF TG_OP = 'UPDATE' AND old_row = new_row THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO qvp_site_auditentry (table_name, row_key, operation, old_row, new_row, actor,
+                                     db_role, at)
+    VALUES (TG_TABLE_NAME, coalesce(new_row, old_row) ->> 'id', TG_OP, old_row, new_row,
+            coalesce(nullif(current_setting('qvp.actor', true), ''), session_user),
+            session_user, clock_timestamp());
+    RETURN NULL;
+END $$;
+
+-- The state of every row of `relation` when its auditing begins, one SNAPSHOT entry each, so
+-- that every live row has a recorded state to be compared with (verify_audit).
+CREATE OR REPLACE FUNCTION qvp_audit_snapshot(relation regclass, left_out text[] DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    written bigint;
+BEGIN
+    EXECUTE format(
+        'INSERT INTO qvp_site_auditentry (table_name, row_key, operation, new_row, actor,'
+        ' db_role, at) SELECT %L, r.id::text, ''SNAPSHOT'', to_jsonb(r) - $1, ''migration'','
+        ' session_user, clock_timestamp() FROM %s r ORDER BY r.id',
+        (SELECT relname FROM pg_class WHERE oid = relation), relation)
+    USING left_out;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END $$;
+REVOKE ALL ON FUNCTION qvp_audit_snapshot(regclass, text[]) FROM PUBLIC;
+
+-- The sealer's step in the database: link up to `max_entries` entries not linked yet, oldest
+-- first, each to the one before, and move the head; returns the head and how many were
+-- linked. Entries of transactions still open are not visible and are linked by a later round,
+-- after those linked now: the chain's order (seq) is the order entries were linked in. The
+-- head's row lock lets one linker run at a time.
+CREATE OR REPLACE FUNCTION qvp_audit_link(max_entries integer DEFAULT 100000)
+RETURNS TABLE (head_seq bigint, head_hash text, linked integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    at_seq bigint;
+    at_hash text;
+    at_entry bigint;
+    entry record;
+    ids bigint[] := '{}';
+    links text[] := '{}';
+    hashes text[] := '{}';
+BEGIN
+    SELECT h.last_seq, h.last_hash, h.last_id INTO at_seq, at_hash, at_entry
+    FROM qvp_audit_head h FOR UPDATE;
+    FOR entry IN
+        SELECT e.id, e.table_name, e.row_key, e.operation, e.old_row, e.new_row, e.actor,
+               e.db_role, e.at
+        FROM qvp_site_auditentry e WHERE e.seq IS NULL ORDER BY e.id LIMIT max_entries
+    LOOP
+        ids := ids || entry.id;
+        links := links || at_hash;
+        at_hash := qvp_audit_hash(at_hash, entry.id, entry.table_name, entry.row_key,
+                                  entry.operation, entry.old_row, entry.new_row, entry.actor,
+                                  entry.db_role, entry.at);
+        hashes := hashes || at_hash;
+        at_entry := entry.id;
+    END LOOP;
+    IF cardinality(ids) > 0 THEN
+        UPDATE qvp_site_auditentry e
+        SET seq = at_seq + l.n, prev_hash = l.link, hash = l.entry_hash
+        FROM unnest(ids, links, hashes) WITH ORDINALITY AS l(entry_id, link, entry_hash, n)
+        WHERE e.id = l.entry_id;
+        at_seq := at_seq + cardinality(ids);
+        UPDATE qvp_audit_head h SET last_seq = at_seq, last_hash = at_hash, last_id = at_entry;
+    END IF;
+    RETURN QUERY SELECT at_seq, at_hash, cardinality(ids);
+END $$;
+REVOKE ALL ON FUNCTION qvp_audit_link(integer) FROM PUBLIC;
+
+-- Entries are append-only: the one change allowed is the sealer's linking of an entry not
+-- linked yet, which leaves its content as it was.
+CREATE OR REPLACE FUNCTION qvp_audit_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+       AND (NEW.id, NEW.table_name, NEW.row_key, NEW.operation, NEW.old_row, NEW.new_row,
+            NEW.actor, NEW.db_role, NEW.at)
+           IS NOT DISTINCT FROM (OLD.id, OLD.table_name, OLD.row_key, OLD.operation,
+                                 OLD.old_row, OLD.new_row, OLD.actor, OLD.db_role, OLD.at)
+    THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'the audit log is append-only: % of entry % refused', TG_OP, OLD.id
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+
+-- Emptying the log (test flushes) starts a new chain; outside tests it is refused.
+CREATE OR REPLACE FUNCTION qvp_audit_guard_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('qvp.allow_audit_truncate', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'the audit log is append-only: TRUNCATE refused'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE qvp_audit_head SET last_id = NULL, last_seq = 0, locked_by = NULL,
+        last_hash = '0000000000000000000000000000000000000000000000000000000000000000';
+    RETURN NULL;
+END $$;
+
+-- Signed checkpoints are append-only too (qvp_site_auditcheckpoint).
+CREATE OR REPLACE FUNCTION qvp_audit_refuse_checkpoint_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit checkpoints are append-only: % of checkpoint % refused', TG_OP, OLD.id
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+
+CREATE OR REPLACE TRIGGER qvp_audit_checkpoint_append_only
+    BEFORE UPDATE OR DELETE ON qvp_site_auditcheckpoint
+    FOR EACH ROW EXECUTE FUNCTION qvp_audit_refuse_checkpoint_change();
+CREATE OR REPLACE TRIGGER qvp_audit_checkpoint_truncate BEFORE TRUNCATE ON qvp_site_auditcheckpoint
+    FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_guard_truncate();
+REVOKE ALL ON FUNCTION qvp_audit_lock_head(), qvp_audit_row() FROM PUBLIC;
