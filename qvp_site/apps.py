@@ -7,13 +7,17 @@ class QvpSiteConfig(AppConfig):
     verbose_name = "QVP site and time-series machinery"
 
     # See qvp_site/db/roles.py: the application reads the audit log and never writes it (its
-    # trigger does, as the owner); the entries' links and the chain head only the owner's
-    # qvp_audit_link sets. The sealer, which runs as the application, stores the checkpoints
-    # it signs (append-only, by trigger).
+    # trigger does, as the owner); the entries' links, the chain head and the checkpoints only
+    # the sealer writes, which runs as the owner (the scheduler's process): a checkpoint the
+    # application could write would be one more thing verify_audit must reject for ever.
     app_role_privileges = {
         "qvp_site_auditentry": "",
         "qvp_audit_head": "",
-        "qvp_site_auditcheckpoint": "INSERT",
+        "qvp_site_auditcheckpoint": "",
+        # Django's catalog of models and permissions: written by migrations only. A codename
+        # the application could swap would change what a permission grants.
+        "auth_permission": "",
+        "django_content_type": "",
         "django_migrations": "",
         # The time-series catalog: made by migrations; the application records the aggregate
         # ranges it refreshed (plain PostgreSQL) or leaves to the next maintain (TimescaleDB).

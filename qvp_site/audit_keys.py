@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -44,6 +46,39 @@ class Checkpoint:
 
     def as_line(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def parse_checkpoint(fields: dict[str, Any]) -> Checkpoint:
+    """A checkpoint from its JSON form; ValueError naming the field that is not as signed."""
+    checks: dict[str, Callable[[Any], bool]] = {
+        "seq": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "hash": lambda v: isinstance(v, str) and _hex(v, 64),
+        "signed_at": lambda v: isinstance(v, str) and 0 < len(v) <= 64,
+        "key_id": lambda v: isinstance(v, str) and _hex(v, KEY_ID_LENGTH),
+        "signature": lambda v: isinstance(v, str) and _hex(v, 128),
+    }
+    for name, valid in checks.items():
+        if name not in fields or not valid(fields[name]):
+            raise ValueError(f"{name} is missing or malformed: {fields.get(name)!r}")
+    return Checkpoint(**{name: fields[name] for name in checks})
+
+
+def _hex(value: str, length: int) -> bool:
+    return len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
+# A checkpoint's time as the database gives it without a time zone's help: microseconds
+# since the epoch (SQL), read back into the text the sealer signed.
+SIGNED_AT_MICROS_SQL = (
+    "CASE WHEN isfinite(signed_at) THEN (extract(epoch FROM signed_at) * 1000000)::bigint END"
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def signed_at_text(micros: int | None) -> str:
+    """``signed_at`` as the sealer signed it (UTC ISO 8601); "" when there is none (a time no
+    datetime holds, written by hand: its signature then fails)."""
+    return "" if micros is None else (EPOCH + timedelta(microseconds=micros)).isoformat()
 
 
 def checkpoint_message(seq: int, head_hash: str, signed_at: str, key_id: str) -> bytes:

@@ -20,12 +20,26 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from qvp_site.audit_keys import AuditKeyError, Checkpoint, read_keyring, signature_problem
+from qvp_site.audit_keys import (
+    AuditKeyError,
+    Checkpoint,
+    parse_checkpoint,
+    read_keyring,
+    signature_problem,
+)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 GENESIS = "0" * 64
 SEPARATOR = "\x1f"
+# The fields qvp_audit_hash joins: the previous hash, id, table, row key, operation, old and
+# new rows, actor, database role, time.
+FIELDS = 10
 
 
 def entry_hash(fields: list[str]) -> str:
@@ -33,44 +47,82 @@ def entry_hash(fields: list[str]) -> str:
     return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, dict]]:
+def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with path.open() as lines:
         for number, line in enumerate(lines, start=1):
             if line.strip():
-                yield number, json.loads(line)
+                found = json.loads(line)
+                if not isinstance(found, dict):
+                    raise ValueError(f"{path} line {number}: not a JSON object")
+                yield number, found
 
 
-def link_problems(entries: Iterable[tuple[int, dict]]) -> tuple[list[str], dict[int, str]]:
-    """Each line whose hash or link does not hold; and seq -> hash of the export."""
-    problems: list[str] = []
-    hashes: dict[int, str] = {}
-    previous: dict | None = None
+@dataclass
+class Chain:
+    """What the export's entries say: seq -> hash, and where it starts."""
+
+    hashes: dict[int, str] = field(default_factory=dict)
+    first_seq: int = 0
+    first_link: str = GENESIS
+    problems: list[str] = field(default_factory=list)
+
+
+def _fields_problem(entry: dict[str, Any]) -> str | None:
+    """The fields must be the ten strings the hash joined, none holding the separator: else
+    two contents could hash alike."""
+    fields = entry.get("fields")
+    if not isinstance(fields, list) or len(fields) != FIELDS:
+        return f"it does not hold the {FIELDS} fields its hash covers"
+    if not all(isinstance(f, str) and SEPARATOR not in f for f in fields):
+        return "a field is not text, or holds the 0x1F that separates the fields"
+    if not isinstance(entry.get("seq"), int) or not isinstance(entry.get("hash"), str):
+        return "its seq or hash is malformed"
+    return None
+
+
+def read_chain(entries: Iterable[tuple[int, dict[str, Any]]]) -> Chain:
+    """Each line whose hash or link does not hold, and the export's hashes by place."""
+    chain = Chain()
+    previous: dict[str, Any] | None = None
     for number, entry in entries:
+        where = f"line {number} (entry {entry.get('id')}, #{entry.get('seq')} of the chain)"
+        problem = _fields_problem(entry)
+        if problem:
+            chain.problems.append(f"{where}: {problem}")
+            continue
         seq, fields = entry["seq"], entry["fields"]
-        where = f"line {number} (entry {entry['id']}, #{seq} of the chain)"
         if entry_hash(fields) != entry["hash"]:
-            problems.append(f"{where}: its hash does not match its content")
-        if previous is not None and (seq != previous["seq"] + 1 or fields[0] != previous["hash"]):
-            problems.append(f"{where}: it does not follow entry #{previous['seq']} of the export")
-        elif previous is None and seq == 1 and fields[0] != GENESIS:
-            problems.append(f"{where}: the chain's first entry does not start from {GENESIS}")
-        hashes[seq] = entry["hash"]
+            chain.problems.append(f"{where}: its hash does not match its content")
+        if previous is None:
+            chain.first_seq, chain.first_link = seq, fields[0]
+        elif seq != previous["seq"] + 1 or fields[0] != previous["hash"]:
+            chain.problems.append(f"{where}: it does not follow entry #{previous['seq']}")
+        chain.hashes[seq] = entry["hash"]
         previous = entry
-    return problems, hashes
+    return chain
 
 
 def checkpoint_problems(
-    checkpoints: Iterable[tuple[int, dict]], hashes: dict[int, str], keyring_path: Path
-) -> list[str]:
-    keyring = read_keyring(keyring_path)
-    problems = []
+    checkpoints: Iterable[tuple[int, dict[str, Any]]],
+    chain: Chain,
+    keyring: dict[str, Ed25519PublicKey],
+) -> list[Checkpoint]:
+    """The checkpoints that verify and agree with the export; the others named in
+    ``chain.problems``."""
+    valid = []
     for number, fields in checkpoints:
-        checkpoint = Checkpoint(**{k: fields[k] for k in Checkpoint.__dataclass_fields__})
-        where = f"checkpoint line {number} (entry #{checkpoint.seq} of the chain)"
-        problem = signature_problem(checkpoint, keyring) or _reach(checkpoint, hashes)
+        where = f"checkpoint line {number} (entry #{fields.get('seq')} of the chain)"
+        try:
+            checkpoint = parse_checkpoint(fields)
+        except ValueError as error:
+            chain.problems.append(f"{where}: not a checkpoint ({error})")
+            continue
+        problem = signature_problem(checkpoint, keyring) or _reach(checkpoint, chain.hashes)
         if problem:
-            problems.append(f"{where}: {problem}")
-    return problems
+            chain.problems.append(f"{where}: {problem}")
+        else:
+            valid.append(checkpoint)
+    return valid
 
 
 def _reach(checkpoint: Checkpoint, hashes: dict[int, str]) -> str | None:
@@ -89,6 +141,26 @@ def _reach(checkpoint: Checkpoint, hashes: dict[int, str]) -> str | None:
     return None
 
 
+def anchor_problems(chain: Chain, valid: list[Checkpoint]) -> list[str]:
+    """An export is vouched for only from a known start (the chain's first entry, or a signed
+    checkpoint just before its first entry) up to a signed checkpoint within it."""
+    if not chain.hashes:
+        return []
+    problems = []
+    vouched = chain.first_seq == 1 and chain.first_link == GENESIS
+    vouched = vouched or any(
+        c.seq == chain.first_seq - 1 and c.hash == chain.first_link for c in valid
+    )
+    if not vouched:
+        problems.append(
+            f"the export starts at #{chain.first_seq} from hash {chain.first_link}, which"
+            " neither the chain's start nor a signed checkpoint vouches for"
+        )
+    if not any(c.seq in chain.hashes for c in valid):
+        problems.append("no signed checkpoint falls within the export: nothing vouches for it")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", type=Path, help="the file `manage.py export_audit` wrote")
@@ -96,21 +168,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, help="the sealer's checkpoint file")
     options = parser.parse_args(argv)
     try:
+        keyring = read_keyring(options.public_keys)
         lines = list(read_lines(options.export))
-        problems, hashes = link_problems((n, e) for n, e in lines if e["kind"] == "entry")
-        signed = [(n, e) for n, e in lines if e["kind"] == "checkpoint"]
+        signed = [(n, e) for n, e in lines if e.get("kind") == "checkpoint"]
         if options.checkpoints:
             signed += list(read_lines(options.checkpoints))
-        problems += checkpoint_problems(signed, hashes, options.public_keys)
-    except (OSError, ValueError, KeyError, TypeError, AuditKeyError) as error:
+    except (OSError, ValueError, AuditKeyError) as error:
         print(f"cannot verify: {error}", file=sys.stderr)
         return 2
+    chain = read_chain((n, e) for n, e in lines if e.get("kind") == "entry")
+    valid = checkpoint_problems(signed, chain, keyring)
+    problems = chain.problems + anchor_problems(chain, valid)
     for problem in problems:
         print(problem)
     if problems:
         return 1
-    head = hashes[max(hashes)] if hashes else GENESIS
-    print(f"audit export intact: {len(hashes)} entries, {len(signed)} checkpoints, head {head}")
+    head = chain.hashes[max(chain.hashes)] if chain.hashes else GENESIS
+    after = sum(1 for seq in chain.hashes if seq > max((c.seq for c in valid), default=0))
+    print(
+        f"audit export intact: {len(chain.hashes)} entries, {len(valid)} checkpoints, head"
+        f" {head}; {after} entries after the last checkpoint are not signed yet"
+    )
     return 0
 
 

@@ -10,9 +10,13 @@ NOTIFY the sealer listens for), and as ``manage.py seal_audit``.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +25,15 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from qvp_site.audit_keys import Checkpoint, add_to_keyring, sign, signing_key
+from qvp_site.audit_keys import (
+    Checkpoint,
+    add_to_keyring,
+    key_id,
+    parse_checkpoint,
+    sign,
+    signature_problem,
+    signing_key,
+)
 from qvp_site.models import AuditCheckpoint
 
 if TYPE_CHECKING:
@@ -40,30 +52,83 @@ def request_seal(cursor: CursorWrapper | psycopg.Cursor[Any]) -> None:
     cursor.execute(f"NOTIFY {CHANNEL}")
 
 
-def seal(key: Ed25519PrivateKey, checkpoints: Path | None = None) -> Checkpoint | None:
-    """One round: link what is committed, then sign the head if no checkpoint has it yet.
-    Returns the checkpoint made, or None when there was nothing new."""
+@dataclass(frozen=True)
+class Round:
+    """What a round signed: a new checkpoint, or the same head again (a heartbeat)."""
+
+    checkpoint: Checkpoint
+    new: bool
+
+
+def seal(key: Ed25519PrivateKey, checkpoints: Path | None = None) -> Round | None:
+    """One round: link what is committed, then sign the head if this key has not signed it
+    yet (a checkpoint, stored and appended to the file). A head that does not move is signed
+    again into the head's heartbeat every half window, so that verify_audit can tell a silent
+    sealer from a quiet desk. Returns what was signed, or None."""
+    head_seq, head_hash = _link()
+    if head_seq == 0:
+        return None
+    if not _checkpointed(key, head_seq, head_hash):
+        checkpoint = sign(key, head_seq, head_hash, timezone.now())
+        append_checkpoint(checkpoints or settings.QVP_AUDIT_CHECKPOINTS, checkpoint)
+        AuditCheckpoint.objects.create(**asdict(checkpoint))
+        _beat(checkpoint)
+        return Round(checkpoint, new=True)
+    if _heartbeat_age(key) > settings.QVP_AUDIT_UNSIGNED_WINDOW / 2:
+        beat = sign(key, head_seq, head_hash, timezone.now())
+        _beat(beat)
+        return Round(beat, new=False)
+    return None
+
+
+def _link() -> tuple[int, str]:
+    """Link every committed entry, in bounded steps; the head."""
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT head_seq, head_hash, linked FROM qvp_audit_link(%s)", [LINK_STEP]
-            )
+            cursor.execute("SELECT * FROM qvp_audit_link(%s)", [LINK_STEP])
             head_seq, head_hash, linked = cursor.fetchone()
         if linked < LINK_STEP:
-            break
-    last = AuditCheckpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
-    if head_seq == 0 or last == head_seq:
-        return None
-    checkpoint = sign(key, head_seq, head_hash, timezone.now())
-    append_checkpoint(checkpoints or settings.QVP_AUDIT_CHECKPOINTS, checkpoint)
-    AuditCheckpoint.objects.create(
-        seq=checkpoint.seq,
-        hash=checkpoint.hash,
-        signed_at=checkpoint.signed_at,
-        key_id=checkpoint.key_id,
-        signature=checkpoint.signature,
-    )
-    return checkpoint
+            return head_seq, head_hash
+
+
+def _checkpointed(key: Ed25519PrivateKey, head_seq: int, head_hash: str) -> bool:
+    """Whether this key signed a checkpoint of this head. Only a signature that verifies
+    counts: a row someone else wrote cannot stop a round."""
+    public = key.public_key()
+    kid = key_id(public)
+    rows = AuditCheckpoint.objects.filter(key_id=kid, seq=head_seq, hash=head_hash)
+    for row in rows.order_by("-id")[:3]:
+        signed = Checkpoint(
+            seq=row.seq,
+            hash=row.hash,
+            signed_at=row.signed_at.astimezone(UTC).isoformat(),
+            key_id=row.key_id,
+            signature=row.signature,
+        )
+        if signature_problem(signed, {kid: public}) is None:
+            return True
+    return False
+
+
+def _beat(checkpoint: Checkpoint) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE qvp_audit_head SET heartbeat = %s::jsonb", [checkpoint.as_line()])
+
+
+def _heartbeat_age(key: Ed25519PrivateKey) -> float:
+    """Seconds since this key last signed the head's heartbeat (infinite: never, or not a
+    signature of this key)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT heartbeat FROM qvp_audit_head")
+        found = cursor.fetchone()
+    try:
+        beat = parse_checkpoint(json.loads(found[0]) if found and found[0] else {})
+    except ValueError:
+        return math.inf
+    public = key.public_key()
+    if signature_problem(beat, {key_id(public): public}) is not None:
+        return math.inf
+    return (timezone.now() - datetime.fromisoformat(beat.signed_at)).total_seconds()
 
 
 def append_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -106,8 +171,10 @@ class Sealer(threading.Thread):
             logger.exception("audit sealer: round failed")
             connection.close()
             return
-        if made is not None:
-            logger.info("audit sealer: signed entry %s (%s)", made.seq, made.hash)
+        if made is not None and made.new:
+            logger.info(
+                "audit sealer: signed entry %s (%s)", made.checkpoint.seq, made.checkpoint.hash
+            )
 
 
 def _listen() -> psycopg.Connection[Any]:
@@ -129,6 +196,15 @@ def _wait(listener: psycopg.Connection[Any], seconds: float, stopping: threading
         waited += step
 
 
+def _database_runs_as_us() -> bool:
+    """Whether the embedded server's data folder is this process's user's (not when the site
+    runs as root: the server then runs as its own user)."""
+    if not settings.EMBEDDED_DATABASE:
+        return False
+    pgdata = settings.VAR_DIR / "pgdata"
+    return pgdata.exists() and pgdata.stat().st_uid == os.getuid()
+
+
 def start_sealer() -> Sealer | None:
     """The sealer thread of this process, started; None (said in the log) without a key."""
     key = signing_key()
@@ -139,6 +215,12 @@ def start_sealer() -> Sealer | None:
             settings.QVP_AUDIT_SIGNING_KEY_FILE,
         )
         return None
+    if _database_runs_as_us():
+        logger.warning(
+            "audit sealer: the embedded server runs as this OS user, so its superuser can read"
+            " the signing key and the checkpoint file through SQL; in production keep them"
+            " under another user or host (README, threat model)"
+        )
     # Auditors verify with the keyring: the key in force is always in it.
     add_to_keyring(settings.QVP_AUDIT_PUBLIC_KEYS, key.public_key())
     sealer = Sealer(key)

@@ -1,40 +1,63 @@
 """What ``verify_audit`` checks, each check naming what it finds by table, row and entry:
 
 - the links: every linked entry, in chain order, follows from the one before (no gap, no
-  altered entry), and the head the sealer recorded is the last linked entry;
+  altered entry, no field the hash cannot pin down), and the head the sealer recorded is the
+  last linked entry;
 - the checkpoints, in the database and in the file outside it: each signed by a key of the
   keyring, and the chain still holds each one's hash at its place (a rewritten or truncated
-  chain fails here, whoever re-hashed it); a checkpoint of the file the database lost is named;
-- the window: entries not yet signed, and how old the oldest is, against
+  chain fails here, whoever re-hashed it); a checkpoint of the file the database lost is named,
+  and so is a missing file;
+- the window: entries not yet signed and how old the oldest is, and how long ago the sealer
+  last signed (it signs again at least every half window), against
   ``QVP_AUDIT_UNSIGNED_WINDOW``;
-- the rows: each audited table still has its triggers, enabled, and each of its live rows is
-  the last state the log records for it (a change made with triggers off, or by
-  ``session_replication_role = replica``, shows here).
+- the rows: each audited table still has its trigger, enabled for every session, keeping out
+  exactly the columns declared (``LEFT_OUT``), and each live row is the last state the log
+  records for it (a change made with triggers off, or by ``session_replication_role =
+  replica``, shows here).
 
-Works on a Django cursor or a psycopg one (``restore`` checks a database it just loaded).
+Times are computed by the server and read as text or seconds, so that no value an attacker
+wrote (an infinite time, a time zone) can stop the check. Works on a Django cursor or a
+psycopg one (``restore`` checks a database it has just loaded).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from django.apps import apps
+from django.db import DatabaseError
 from psycopg import sql
 
-from qvp_site.audit_keys import Checkpoint, signature_problem
-from qvp_site.db.audit import AUDIT_TABLE, AUDITED_MODELS, FIRST_BROKEN_LINK_SQL, GENESIS, HEAD_SQL
+from qvp_site.audit_keys import (
+    SIGNED_AT_MICROS_SQL,
+    Checkpoint,
+    parse_checkpoint,
+    signature_problem,
+    signed_at_text,
+)
+from qvp_site.db import sqlfiles
+from qvp_site.db.audit import (
+    AUDIT_TABLE,
+    AUDITED_MODELS,
+    FIRST_BROKEN_LINK_SQL,
+    GENESIS,
+    HEAD_SQL,
+    LEFT_OUT,
+)
 
 if TYPE_CHECKING:
-    import psycopg
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from django.db.backends.utils import CursorWrapper
 
     Cursor = CursorWrapper | psycopg.Cursor[Any]
 
+# pg_trigger.tgtype of FOR EACH ROW (1) AFTER INSERT (4) OR DELETE (8) OR UPDATE (16).
+AFTER_EACH_ROW_CHANGE = 1 | 4 | 8 | 16
 # Rows named per table at most; the count says how many more.
 ROWS_NAMED = 50
 # Types without an equality operator: compared as text.
@@ -47,7 +70,10 @@ class Report:
     linked: int = 0
     head_hash: str = GENESIS
     unsigned: int = 0
-    oldest_unsigned: datetime | None = None
+    # Seconds since the oldest entry not yet signed was written, and since the newest valid
+    # checkpoint was signed (None: there is none).
+    oldest_unsigned_age: float | None = None
+    last_signed_age: float | None = None
     checkpoints: int = 0
     rows_checked: int = 0
 
@@ -79,25 +105,31 @@ def chain_problems(cursor: Cursor, report: Report) -> None:
 
 def _describe(cursor: Cursor, entry_id: int) -> str:
     cursor.execute(
-        f"SELECT seq, operation, table_name, row_key, at FROM {AUDIT_TABLE} WHERE id = %s",
+        "SELECT seq, operation, table_name, row_key, (at AT TIME ZONE 'UTC')::text"
+        f" FROM {AUDIT_TABLE} WHERE id = %s",
         [entry_id],
     )
     seq, operation, table, row_key, at = _one(cursor)
     place = f"#{seq} of the chain" if seq is not None else "not linked yet"
-    when = f"{at:%Y-%m-%d %H:%M:%S%z}"
-    return f"entry {entry_id} ({place}: {operation} of {table} row {row_key} at {when})"
+    return f"entry {entry_id} ({place}: {operation} of {table} row {row_key} at {at} UTC)"
+
+
+BROKEN = {
+    "hash": "its hash does not match its content (the entry was altered)",
+    "seq": "entries before it in the chain are missing (removed)",
+    "ambiguous": (
+        "a field its hash covers is empty (NULL) or holds the 0x1F that separates the fields,"
+        " so another content could hash alike (the entry was altered)"
+    ),
+    "prev_hash": (
+        "its link to the entry before it is wrong (its prev_hash is not that entry's hash):"
+        " entries before it were removed, inserted or altered"
+    ),
+}
 
 
 def _broken_link(cursor: Cursor, entry_id: int, wrong: str) -> str:
-    where = f"audit chain broken at {_describe(cursor, entry_id)}"
-    if wrong == "hash":
-        return f"{where}: its hash does not match its content (the entry was altered)"
-    if wrong == "seq":
-        return f"{where}: entries before it in the chain are missing (removed)"
-    return (
-        f"{where}: its link to the entry before it is wrong (its prev_hash is not that entry's"
-        " hash): entries before it were removed, inserted or altered"
-    )
+    return f"audit chain broken at {_describe(cursor, entry_id)}: {BROKEN[wrong]}"
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -107,29 +139,27 @@ def checkpoint_problems(
     keyring: dict[str, Ed25519PublicKey],
     checkpoint_file: Path | None,
 ) -> None:
-    cursor.execute(
-        "SELECT id, seq, hash, signed_at, key_id, signature FROM qvp_site_auditcheckpoint"
-        " ORDER BY seq, id"
-    )
-    stored = {
-        row[0]: Checkpoint(
-            seq=row[1], hash=row[2], signed_at=row[3].isoformat(), key_id=row[4], signature=row[5]
-        )
-        for row in cursor.fetchall()
-    }
+    stored = _stored_checkpoints(cursor)
     from_file = _read_file(checkpoint_file, report) if checkpoint_file else {}
+    if checkpoint_file and not checkpoint_file.exists() and report.linked:
+        report.problems.append(
+            f"no checkpoint file at {checkpoint_file}, yet {report.linked} entries are linked:"
+            " the sealer appends every checkpoint to it (give its copy with --checkpoints)"
+        )
     report.checkpoints = len(stored)
-    chain = _chain_hashes(cursor, {c.seq for c in [*stored.values(), *from_file.values()]})
-    signed: list[int] = []
-    for name, checkpoint in [
+    named = [
         *((f"checkpoint {i} of the database", c) for i, c in stored.items()),
         *((f"checkpoint on line {n} of {checkpoint_file}", c) for n, c in from_file.items()),
-    ]:
+    ]
+    chain = _chain_hashes(cursor, {c.seq for _name, c in named})
+    valid: list[Checkpoint] = []
+    for name, checkpoint in named:
         problem = signature_problem(checkpoint, keyring) or _reach_problem(checkpoint, chain)
         if problem:
             report.problems.append(f"{name} (entry #{checkpoint.seq} of the chain): {problem}")
         else:
-            signed.append(checkpoint.seq)
+            valid.append(checkpoint)
+    heartbeat = _heartbeat(cursor, report, keyring, chain)
     kept = set(stored.values())
     for line, checkpoint in from_file.items():
         if checkpoint not in kept:
@@ -137,7 +167,45 @@ def checkpoint_problems(
                 f"checkpoint on line {line} of {checkpoint_file} (entry #{checkpoint.seq} of the"
                 " chain) is not in the database: checkpoints were removed from it"
             )
-    _window(cursor, report, max(signed, default=0))
+    _window(cursor, report, valid + heartbeat)
+
+
+def _heartbeat(
+    cursor: Cursor,
+    report: Report,
+    keyring: dict[str, Ed25519PublicKey],
+    chain: dict[int, str],
+) -> list[Checkpoint]:
+    """The head's heartbeat (the sealer's latest signature of a head that did not move), when
+    it verifies; named when it does not."""
+    cursor.execute("SELECT heartbeat::text FROM qvp_audit_head")
+    found = cursor.fetchone()
+    if not found or found[0] is None:
+        return []
+    try:
+        beat = parse_checkpoint(json.loads(found[0]))
+    except ValueError as error:
+        report.problems.append(f"the chain head's heartbeat is not a checkpoint ({error})")
+        return []
+    chain = chain | _chain_hashes(cursor, {beat.seq})
+    problem = signature_problem(beat, keyring) or _reach_problem(beat, chain)
+    if problem:
+        report.problems.append(f"the chain head's heartbeat (entry #{beat.seq}): {problem}")
+        return []
+    return [beat]
+
+
+def _stored_checkpoints(cursor: Cursor) -> dict[int, Checkpoint]:
+    cursor.execute(
+        f"SELECT id, seq, hash, {SIGNED_AT_MICROS_SQL}, key_id, signature"
+        " FROM qvp_site_auditcheckpoint ORDER BY seq, id"
+    )
+    return {
+        i: Checkpoint(
+            seq=seq, hash=hash_, signed_at=signed_at_text(micros), key_id=kid, signature=sig
+        )
+        for i, seq, hash_, micros, kid, sig in cursor.fetchall()
+    }
 
 
 def _read_file(path: Path, report: Report) -> dict[int, Checkpoint]:
@@ -149,8 +217,10 @@ def _read_file(path: Path, report: Report) -> dict[int, Checkpoint]:
             continue
         try:
             fields = json.loads(line)
-            found[number] = Checkpoint(**{k: fields[k] for k in Checkpoint.__dataclass_fields__})
-        except (ValueError, KeyError, TypeError) as error:
+            if not isinstance(fields, dict):
+                raise ValueError("not a JSON object")
+            found[number] = parse_checkpoint(fields)
+        except ValueError as error:
             report.problems.append(f"{path} line {number}: not a checkpoint ({error})")
     return found
 
@@ -172,43 +242,132 @@ def _reach_problem(checkpoint: Checkpoint, chain: dict[int, str]) -> str | None:
     return None
 
 
-def _window(cursor: Cursor, report: Report, signed_up_to: int) -> None:
+def _window(cursor: Cursor, report: Report, valid: list[Checkpoint]) -> None:
+    """What is not signed yet, and how long the sealer has been silent (ages in seconds, by
+    the server's clock; an entry's time is whatever wrote it, a signed time is not)."""
+    signed_up_to = max((c.seq for c in valid), default=0)
+    # ISO 8601 in UTC, as the sealer writes it: ordered as text.
+    last_signed = max((c.signed_at for c in valid), default=None)
     cursor.execute(
-        f"SELECT count(*), min(at) FROM {AUDIT_TABLE} WHERE seq IS NULL OR seq > %s",
-        [signed_up_to],
+        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at))::float8,"
+        " extract(epoch FROM clock_timestamp() - %s::timestamptz)::float8"
+        f" FROM {AUDIT_TABLE} WHERE seq IS NULL OR seq > %s",
+        [last_signed, signed_up_to],
     )
-    report.unsigned, report.oldest_unsigned = _one(cursor)
+    report.unsigned, report.oldest_unsigned_age, report.last_signed_age = _one(cursor)
+
+
+def window_problems(report: Report, window: float) -> None:
+    """Entries waiting longer than ``window`` seconds for a signature, or a sealer silent
+    longer than that while the chain has entries."""
+    if report.unsigned and (report.oldest_unsigned_age or 0) > window:
+        report.problems.append(
+            f"{report.unsigned} entries not yet signed, the oldest for"
+            f" {report.oldest_unsigned_age:.0f} s: longer than QVP_AUDIT_UNSIGNED_WINDOW"
+            f" ({window:.0f} s). Is the sealer running (the scheduler, or `manage.py"
+            " seal_audit`) with its key?"
+        )
+    silent = report.last_signed_age
+    if report.linked and (silent is None or silent > window):
+        since = "never" if silent is None else f"{silent:.0f} s ago"
+        report.problems.append(
+            f"the sealer last signed the chain {since}, longer than QVP_AUDIT_UNSIGNED_WINDOW"
+            f" ({window:.0f} s) ago, though it signs at least every half window: what changed"
+            " meanwhile was not anchored. Is the sealer running with its key?"
+        )
+
+
+# --- the functions the chain depends on --------------------------------------------------------
+def function_problems(cursor: Cursor, report: Report) -> None:
+    """Each audit function as its latest SQL version defines it: the same body and the same
+    settings (a search_path changed would let another function stand in for one it calls). A
+    superuser who rewrote the trigger's function could drop a column from every entry."""
+    expected = audit_functions()
+    cursor.execute(
+        "SELECT p.proname, p.prosrc, coalesce(p.proconfig, '{}'), p.prosecdef FROM pg_proc p"
+        " WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)",
+        [sorted(expected)],
+    )
+    found = {name: (body, sorted(config), definer) for name, body, config, definer in cursor}
+    for name, (body, config, definer) in sorted(expected.items()):
+        if name not in found:
+            report.problems.append(f"the audit function {name} is gone")
+        elif found[name] != (body, sorted(config), definer):
+            report.problems.append(
+                f"the audit function {name} is not as its SQL version defines it (its body,"
+                " settings or SECURITY DEFINER were changed)"
+            )
+
+
+_FUNCTION = re.compile(
+    r"CREATE OR REPLACE (?:FUNCTION|PROCEDURE) (\w+)\(.*?\)(.*?)AS \$\$(.*?)\$\$", re.DOTALL
+)
+_SETTING = re.compile(r"SET (\w+) = (.+?)(?=\s+SET\s|\s+AS\s|$)", re.DOTALL)
+
+
+def audit_functions() -> dict[str, tuple[str, list[str], bool]]:
+    """name -> (body, settings as pg_proc keeps them, SECURITY DEFINER), from the audit
+    family's latest version, which defines every function of the chain."""
+    text = sqlfiles.latest_sql("qvp_site", "audit")
+    found = {}
+    for name, header, body in _FUNCTION.findall(text):
+        settings = [
+            f"{_GUC_NAMES.get(k.lower(), k)}={v.strip().strip(chr(39))}"
+            for k, v in _SETTING.findall(header + " AS ")
+        ]
+        found[name] = (body, settings, "SECURITY DEFINER" in header)
+    return found
+
+
+# GUC names as pg_proc keeps them.
+_GUC_NAMES = {"timezone": "TimeZone", "search_path": "search_path"}
 
 
 # --- live rows ----------------------------------------------------------------------------------
 def row_problems(cursor: Cursor, report: Report) -> None:
     for table in audited_tables():
-        left_out = _trigger_problem_or_left_out(cursor, table, report)
-        if left_out is not None:
-            _compare_rows(cursor, table, left_out, report)
+        if _trigger_in_order(cursor, table, report):
+            _compare_rows(cursor, table, LEFT_OUT.get(table, ()), report)
 
 
 def audited_tables() -> list[str]:
     return sorted(apps.get_model(label)._meta.db_table for label in AUDITED_MODELS)
 
 
-def _trigger_problem_or_left_out(cursor: Cursor, table: str, report: Report) -> list[str] | None:
+def _trigger_in_order(cursor: Cursor, table: str, report: Report) -> bool:
+    """Whether ``table``'s audit trigger is there, fires in every session ('O': origin, the
+    default; 'A': always) and keeps out exactly the declared columns. A problem says what
+    else; the rows are still compared where the trigger exists."""
     cursor.execute(
-        "SELECT t.tgenabled, t.tgargs FROM pg_trigger t"
+        "SELECT t.tgenabled, t.tgargs, t.tgfoid::regproc::text, t.tgtype FROM pg_trigger t"
         " WHERE t.tgrelid = to_regclass(%s) AND t.tgname = 'qvp_audit'",
         [table],
     )
     found = cursor.fetchone()
     if found is None:
         report.problems.append(f"{table}: its audit trigger is gone; its changes go unrecorded")
-        return None
-    enabled, arguments = found
-    if enabled == "D":
-        report.problems.append(f"{table}: its audit trigger is disabled; its changes go unrecorded")
-    return [a.decode() for a in bytes(arguments).split(b"\x00") if a]
+        return False
+    enabled, arguments, function, kind = found
+    if (function, kind) != ("qvp_audit_row", AFTER_EACH_ROW_CHANGE):
+        report.problems.append(
+            f"{table}: its audit trigger calls {function} (type {kind}), not qvp_audit_row"
+            " after each row inserted, updated or deleted"
+        )
+    if enabled not in ("O", "A"):
+        report.problems.append(
+            f"{table}: its audit trigger is {'disabled' if enabled == 'D' else 'replica-only'};"
+            " its changes go unrecorded"
+        )
+    left_out = tuple(a.decode() for a in bytes(arguments).split(b"\x00") if a)
+    if left_out != LEFT_OUT.get(table, ()):
+        report.problems.append(
+            f"{table}: its audit trigger keeps {', '.join(left_out) or 'nothing'} out of the"
+            f" record, not the declared {', '.join(LEFT_OUT.get(table, ())) or 'nothing'}"
+        )
+    return True
 
 
-def _compare_rows(cursor: Cursor, table: str, left_out: list[str], report: Report) -> None:
+def _compare_rows(cursor: Cursor, table: str, left_out: tuple[str, ...], report: Report) -> None:
     cursor.execute(
         "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
@@ -216,14 +375,26 @@ def _compare_rows(cursor: Cursor, table: str, left_out: list[str], report: Repor
         [table],
     )
     columns = [(name, kind) for name, kind in cursor.fetchall() if name not in left_out]
-    cursor.execute(_rows_sql(table, columns), [table])
-    rows = cursor.fetchall()
-    cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
-    report.rows_checked += _one(cursor)[0]
-    for row_key, entry, operation, live, differing in rows[:ROWS_NAMED]:
+    # In a savepoint: an entry holding what its column cannot take (written by hand) makes the
+    # comparison fail, and that is named rather than ending the check.
+    cursor.execute("SAVEPOINT qvp_audit_rows")
+    try:
+        cursor.execute(_rows_sql(table, columns), [table])
+        rows = cursor.fetchall()
+        cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        report.rows_checked += _one(cursor)[0]
+    except (DatabaseError, psycopg.Error) as error:
+        cursor.execute("ROLLBACK TO SAVEPOINT qvp_audit_rows")
+        first_line = str(error).splitlines()[0]
         report.problems.append(
-            f"{table} row {row_key}: " + _row_problem(entry, operation, live, differing)
+            f"{table}: its rows cannot be compared with the log ({first_line}): an entry holds"
+            " a value its column cannot take (written by hand)"
         )
+        return
+    cursor.execute("RELEASE SAVEPOINT qvp_audit_rows")
+    for row_key, entry, operation, live, differing in rows[:ROWS_NAMED]:
+        problem = _row_problem(entry, operation, live, differing)
+        report.problems.append(f"{table} row {row_key}: {problem}")
     if len(rows) > ROWS_NAMED:
         report.problems.append(f"{table}: {len(rows) - ROWS_NAMED} more rows unlike the log")
 
@@ -258,8 +429,11 @@ def _rows_sql(table: str, columns: list[tuple[str, str]]) -> sql.Composed:
     return sql.SQL(
         """
         WITH last AS (
+            -- The last in chain order: entries not linked yet are the newest, then by place
+            -- (not by id, which whoever writes the log by hand chooses).
             SELECT DISTINCT ON (row_key) id, row_key, operation, new_row
-            FROM {audit} WHERE table_name = %s ORDER BY row_key, id DESC
+            FROM {audit} WHERE table_name = %s
+            ORDER BY row_key, seq IS NULL DESC, seq DESC, id DESC
         ), recorded AS (
             SELECT l.*, r AS recorded
             FROM last l, jsonb_populate_record(NULL::{table}, coalesce(l.new_row, '{{}}')) r
@@ -281,11 +455,14 @@ def verify(
     cursor: Cursor,
     keyring: dict[str, Ed25519PublicKey],
     checkpoint_file: Path | None,
+    window: float,
     rows: bool = True,
 ) -> Report:
     report = Report()
     chain_problems(cursor, report)
     checkpoint_problems(cursor, report, keyring, checkpoint_file)
+    window_problems(report, window)
+    function_problems(cursor, report)
     if rows:
         row_problems(cursor, report)
     return report

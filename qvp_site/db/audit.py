@@ -45,9 +45,12 @@ if TYPE_CHECKING:
 ModelClass = TypeVar("ModelClass", bound="type[Model]")
 
 # Models declared audited (``app_label.ModelName``), filled as their modules load, and
-# Django's tables that say who may see which account (audited by qvp_site 0010, trading 0008).
+# Django's tables that say who may see and do what (audited by qvp_site 0010, trading 0008).
 AUDITED_MODELS: set[str] = {
     "auth.User",
+    "auth.Group",
+    "auth.Permission",
+    "contenttypes.ContentType",
     "auth.User_groups",
     "auth.User_user_permissions",
     "auth.Group_permissions",
@@ -62,23 +65,38 @@ def audited(model: ModelClass) -> ModelClass:
 
 
 GENESIS = "0" * 64
+
+# Columns kept out of an audited table's entries (its trigger's arguments, set by the migration
+# that audits it): secrets, and what changes on every login or use. verify_audit holds each
+# table's trigger to this, so that a column cannot be dropped from the record unseen.
+LEFT_OUT: dict[str, tuple[str, ...]] = {
+    "auth_user": ("password", "last_login"),
+    "qvp_site_apitoken": ("digest", "last_used_at"),
+}
 AUDIT_TABLE = "qvp_site_auditentry"
 
 # The first linked entry that does not follow from the one before it, in chain order: its
-# place (a gap means entries were removed), its link, or its own hash.
+# place (a gap means entries were removed), a field the hash cannot pin down (NULL, or holding
+# the 0x1F that separates the fields: two entries could then hash alike), its link, or its own
+# hash.
 FIRST_BROKEN_LINK_SQL = f"""
 SELECT id, CASE WHEN seq <> expected THEN 'seq'
+               WHEN ambiguous THEN 'ambiguous'
                WHEN prev_hash <> coalesce(previous, '{GENESIS}') THEN 'prev_hash'
                ELSE 'hash' END
 FROM (
     SELECT id, seq, prev_hash, hash, lag(hash) OVER chain AS previous,
            row_number() OVER chain AS expected,
+           strpos(concat(prev_hash, table_name, row_key, operation, actor, db_role), chr(31)) > 0
+           OR num_nulls(prev_hash, table_name, row_key, operation, actor, db_role, at) > 0
+               AS ambiguous,
            qvp_audit_hash(prev_hash, id, table_name, row_key, operation, old_row, new_row,
                           actor, db_role, at) AS computed
     FROM {AUDIT_TABLE} WHERE seq IS NOT NULL
     WINDOW chain AS (ORDER BY seq)
 ) AS chain
-WHERE seq <> expected OR prev_hash <> coalesce(previous, '{GENESIS}') OR hash <> computed
+WHERE seq <> expected OR ambiguous OR prev_hash <> coalesce(previous, '{GENESIS}')
+   OR hash IS DISTINCT FROM computed
 ORDER BY seq LIMIT 1
 """
 # The head the sealer recorded, the last linked entry, and how many entries are linked.

@@ -247,7 +247,6 @@ def _revoke_default_privileges(cursor: CursorWrapper) -> None:
 
 # Functions that run as the owner on the application's behalf (revoked from PUBLIC).
 OWNERS_FUNCTIONS = (
-    "qvp_audit_link(integer)",
     "qvp_create_partition(regclass, text, timestamptz, timestamptz)",
     "trading_cancel_order(bigint, text)",
     "trading_add_cash(bigint, text, numeric, text, timestamptz, text)",

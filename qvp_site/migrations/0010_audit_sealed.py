@@ -2,8 +2,9 @@
 (qvp_site/sql/audit/0010.sql; qvp_site/db/audit.py): entries are written unlinked and linked
 by the sealer, which signs the head into ``AuditCheckpoint``. Entries linked before keep their
 hashes, in their order. Who may see and do what is recorded too: users (but their password
-hash and the time of their last login), their groups and permissions, groups' permissions,
-API tokens (but their digest and last use), each from a snapshot of its rows as they are."""
+hash and the time of their last login), their groups and permissions, groups and their
+permissions, permissions and content types themselves, API tokens (but their digest and last
+use), each from a snapshot of its rows as they are."""
 
 from django.db import migrations, models
 
@@ -13,6 +14,9 @@ from qvp_site.db.sqlfiles import read_sql
 # The chain so far is linear in id order (version 0002 took the head per transaction).
 LINK_EXISTING = """
 ALTER TABLE qvp_audit_head ADD COLUMN last_seq bigint NOT NULL DEFAULT 0;
+-- The sealer's latest signature of the head, renewed while the head does not move: how
+-- verify_audit tells a silent sealer (qvp_site/audit_sealer.py).
+ALTER TABLE qvp_audit_head ADD COLUMN heartbeat jsonb;
 DROP TRIGGER IF EXISTS qvp_audit_seal ON qvp_audit_head;
 DROP FUNCTION IF EXISTS qvp_audit_seal();
 ALTER TABLE qvp_site_auditentry DISABLE TRIGGER qvp_audit_append_only;
@@ -30,12 +34,17 @@ DROP TRIGGER IF EXISTS qvp_audit_checkpoint_append_only ON qvp_site_auditcheckpo
 DROP TRIGGER IF EXISTS qvp_audit_checkpoint_truncate ON qvp_site_auditcheckpoint;
 DROP FUNCTION IF EXISTS qvp_audit_link(integer), qvp_audit_snapshot(regclass, text[]),
     qvp_audit_refuse_checkpoint_change();
-ALTER TABLE qvp_audit_head DROP COLUMN last_seq;
+ALTER TABLE qvp_audit_head DROP COLUMN last_seq, DROP COLUMN heartbeat;
 """
 
 # Django's tables, and what their entries leave out.
 AUDITED = {
     "auth_user": ("password", "last_login"),
+    # A group's name decides what it is (the auditors group is found by its name), and a
+    # permission's codename what it grants.
+    "auth_group": (),
+    "auth_permission": (),
+    "django_content_type": (),
     "auth_user_groups": (),
     "auth_user_user_permissions": (),
     "auth_group_permissions": (),
@@ -100,18 +109,30 @@ class Migration(migrations.Migration):
             name="prev_hash",
             field=models.CharField(max_length=64, null=True),
         ),
-        migrations.AlterField(
-            model_name="auditentry",
-            name="operation",
-            field=models.CharField(
-                choices=[
-                    ("INSERT", "insert"),
-                    ("UPDATE", "update"),
-                    ("DELETE", "delete"),
-                    ("SNAPSHOT", "state when auditing began"),
-                ],
-                max_length=8,
-            ),
+        # Widened for SNAPSHOT, and left wide when unapplied: the SNAPSHOT entries stay (the log
+        # is append-only), and version 0002 cares for no length.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="auditentry",
+                    name="operation",
+                    field=models.CharField(
+                        choices=[
+                            ("INSERT", "insert"),
+                            ("UPDATE", "update"),
+                            ("DELETE", "delete"),
+                            ("SNAPSHOT", "state when auditing began"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    "ALTER TABLE qvp_site_auditentry ALTER COLUMN operation TYPE varchar(8)",
+                    migrations.RunSQL.noop,
+                ),
+            ],
         ),
         migrations.AddIndex(
             model_name="auditentry",

@@ -14,6 +14,7 @@ from itertools import pairwise
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django.db import ProgrammingError, connection, transaction
 from psycopg import errors
@@ -301,6 +302,7 @@ def test_entries_left_unsigned_longer_than_the_window_fail(chain, settings):
     assert "1 entries not yet signed" in message
     assert "QVP_AUDIT_UNSIGNED_WINDOW" in message
     seal()
+    settings.QVP_AUDIT_UNSIGNED_WINDOW = 60
     assert "0 entries not yet signed" in verify("--skip-rows")
 
 
@@ -352,10 +354,14 @@ def test_a_disabled_audit_trigger_is_named(chain):
 # --- the application's role ------------------------------------------------------------------
 
 
-def test_the_application_role_seals_but_cannot_rewrite_links_or_checkpoints(chain, connect_as_app):
+def test_the_application_role_can_neither_link_nor_sign(chain, connect_as_app):
+    """Linking and checkpoints are the sealer's, which runs as the owner: a checkpoint the
+    application could write would be one verify_audit must reject for ever."""
     conn = connect_as_app()
-    conn.execute("SELECT * FROM qvp_audit_link(10)")
     for statement in (
+        "SELECT * FROM qvp_audit_link(10)",
+        "INSERT INTO qvp_site_auditcheckpoint (seq, hash, signed_at, key_id, signature)"
+        " VALUES (1, repeat('a', 64), now(), repeat('a', 16), repeat('a', 128))",
         "UPDATE qvp_site_auditentry SET seq = NULL",
         "UPDATE qvp_site_auditcheckpoint SET hash = repeat('b', 64)",
         "DELETE FROM qvp_site_auditcheckpoint",
@@ -365,6 +371,128 @@ def test_the_application_role_seals_but_cannot_rewrite_links_or_checkpoints(chai
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute(statement)
     assert "intact" in verify()
+
+
+# --- attacks found by review: each failed before its fix -------------------------------------
+
+
+def test_a_field_boundary_moved_to_keep_the_hash_is_named(chain):
+    """concat_ws skips NULLs: the table name taking the row key after a 0x1F, the row key made
+    NULL, hashes alike. The signed cancel would vanish from its row's history."""
+    order = Order.objects.get(status=Order.Status.CANCELLED)
+    cancel = AuditEntry.objects.filter(table_name="trading_order", row_key=str(order.pk)).first()
+    with tampering() as cursor:
+        cursor.execute("ALTER TABLE qvp_site_auditentry ALTER COLUMN row_key DROP NOT NULL")
+        cursor.execute(
+            "UPDATE qvp_site_auditentry SET table_name = table_name || chr(31) || row_key,"
+            " row_key = NULL WHERE id = %s",
+            [cancel.pk],
+        )
+    message = refused("--skip-rows")
+    assert f"audit chain broken at entry {cancel.pk} (#{cancel.seq} of the chain" in message
+    assert "holds the 0x1F that separates the fields" in message
+
+
+def test_an_actor_holding_the_separator_is_recorded_without_it(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('qvp.actor', 'ali' || chr(31) || 'ce', true)")
+    Account.objects.create(name="alpha")
+    assert AuditEntry.objects.get(table_name="trading_account").actor == "alice"
+
+
+def test_a_trigger_made_to_leave_a_column_out_is_named(chain):
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            "CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON trading_order"
+            " FOR EACH ROW EXECUTE FUNCTION qvp_audit_row('quantity')"
+        )
+    assert "trading_order: its audit trigger keeps quantity out of the record" in refused()
+
+
+def test_a_trigger_made_replica_only_is_named(chain):
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE trading_order ENABLE REPLICA TRIGGER qvp_audit")
+    assert "trading_order: its audit trigger is replica-only" in refused()
+
+
+def test_a_forged_checkpoint_at_the_head_does_not_stop_the_sealer(chain):
+    """A row claiming the head is signed, by the sealer's own key id: the sealer still signs."""
+    signed = AuditCheckpoint.objects.get()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE qvp_site_auditcheckpoint DISABLE TRIGGER qvp_audit_checkpoint_append_only"
+        )
+        cursor.execute("DELETE FROM qvp_site_auditcheckpoint")
+        cursor.execute(
+            "INSERT INTO qvp_site_auditcheckpoint (seq, hash, signed_at, key_id, signature)"
+            " VALUES (%s, %s, now(), %s, repeat('a', 128))",
+            [signed.seq, signed.hash, signed.key_id],
+        )
+    assert "audit chain signed at entry" in seal()
+
+
+def test_an_entry_its_column_cannot_take_is_named_not_a_crash(chain):
+    order = Order.objects.order_by("id").first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO qvp_site_auditentry (table_name, row_key, operation, new_row, actor,"
+            " db_role, at) VALUES ('trading_order', %s, 'UPDATE', %s, 'x', 'x', now())",
+            [str(order.pk), json.dumps({"id": order.pk, "quantity": "abc"})],
+        )
+    message = refused()
+    assert "trading_order: its rows cannot be compared with the log" in message
+
+
+def test_an_infinite_time_is_named_not_a_crash(chain):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO qvp_site_auditentry (table_name, row_key, operation, new_row, actor,"
+            " db_role, at) VALUES ('x', '1', 'INSERT', '{}', 'x', 'x', '-infinity')"
+        )
+    assert "entries not yet signed, the oldest for inf s" in refused("--skip-rows")
+
+
+def test_a_silent_sealer_is_named_and_a_round_signs_the_head_again(chain, settings):
+    """The sealer signs a head that does not move again (the head's heartbeat) every half
+    window, so a long silence shows even if the entries' own times were rewritten."""
+    settings.QVP_AUDIT_UNSIGNED_WINDOW = 2
+    time.sleep(2.1)
+    assert "the sealer last signed the chain" in refused("--skip-rows")
+    assert "signed again (heartbeat)" in seal()
+    assert AuditCheckpoint.objects.count() == 1  # a heartbeat is not a checkpoint
+    assert "intact" in verify("--skip-rows")
+
+
+def test_a_forged_heartbeat_is_named(chain):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE qvp_audit_head SET heartbeat = jsonb_set(heartbeat, '{signed_at}',"
+            " to_jsonb('2099-01-01T00:00:00+00:00'::text))"
+        )
+    assert "the chain head's heartbeat" in refused("--skip-rows")
+
+
+def test_a_missing_checkpoint_file_is_named(chain, keys):
+    keys.QVP_AUDIT_CHECKPOINTS.unlink()
+    assert f"no checkpoint file at {keys.QVP_AUDIT_CHECKPOINTS}" in refused("--skip-rows")
+
+
+@pytest.mark.parametrize("line", ['{"seq": "x"}', "[1, 2]", '{"seq": 1, "hash": 5}'])
+def test_a_malformed_checkpoint_line_is_named_not_a_crash(chain, keys, line):
+    with keys.QVP_AUDIT_CHECKPOINTS.open("a") as out:
+        out.write(line + "\n")
+    assert f"{keys.QVP_AUDIT_CHECKPOINTS} line 2: not a checkpoint" in refused("--skip-rows")
+
+
+def test_checkpoints_verify_whatever_the_sessions_time_zone(chain):
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Europe/Paris'")
+        try:
+            assert "intact" in verify("--skip-rows")
+        finally:
+            cursor.execute("SET TIME ZONE 'UTC'")
 
 
 # --- offline: an export, the public keys, no database ----------------------------------------
@@ -393,7 +521,7 @@ def test_an_export_verifies_offline_with_the_public_keys_alone(export, keys, cha
         keys.QVP_AUDIT_CHECKPOINTS,
     )
     assert status == 0, printed
-    assert f"{len(chain)} entries, 2 checkpoints, head {chain[-1].hash}" in printed
+    assert f"{len(chain)} entries, 2 checkpoints, head {chain[-1].hash}; 0 entries after" in printed
 
 
 def test_an_edited_export_is_named_by_line(export, keys, chain):
@@ -455,3 +583,70 @@ def test_the_sealer_signs_a_batch_as_soon_as_it_asks(transactional_db, keys):
     assert checkpoint.seq == batch.seq
     assert checkpoint.hash == batch.hash
     assert not AuditEntry.objects.filter(seq__isnull=True).exists()
+
+
+def test_an_export_nothing_vouches_for_is_refused(chain, keys, tmp_path):
+    """A made-up stretch of chain, consistent in itself, from a start no checkpoint signed."""
+    previous, lines = "f" * 64, []
+    for seq in range(1000, 1003):
+        fields = [previous, str(seq), "trading_order", "1", "INSERT", "", "{}", "m", "x", "1.0"]
+        previous = audit_offline.entry_hash(fields)
+        line = {"kind": "entry", "seq": seq, "id": seq, "hash": previous, "fields": fields}
+        lines.append(json.dumps(line))
+    path = tmp_path / "made-up.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    status, printed = offline(
+        path,
+        "--public-keys",
+        keys.QVP_AUDIT_PUBLIC_KEYS,
+        "--checkpoints",
+        keys.QVP_AUDIT_CHECKPOINTS,
+    )
+    assert status == 1
+    assert "which neither the chain's start nor a signed checkpoint vouches for" in printed
+    assert "no signed checkpoint falls within the export" in printed
+
+
+def test_an_audit_function_rewritten_is_named(chain):
+    """The trigger's function made to leave a column out of every entry: no row compares
+    differently (the entries lack the column), but the function is not the file's."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'qvp_audit_row'")
+        (body,) = cursor.fetchone()
+        forged = body.replace("to_jsonb(NEW) - left_out", "to_jsonb(NEW) - left_out - 'quantity'")
+        cursor.execute(
+            "CREATE OR REPLACE FUNCTION qvp_audit_row() RETURNS trigger LANGUAGE plpgsql"
+            " SECURITY DEFINER SET search_path = public, pg_temp SET TimeZone = 'UTC'"
+            f" AS $body${forged}$body$"
+        )
+    assert "the audit function qvp_audit_row is not as its SQL version defines it" in refused()
+
+
+def test_a_group_renamed_is_recorded(db):
+    """The auditors group is found by its name: renaming a group to it is part of the record."""
+    desk = Group.objects.create(name="desk")
+    desk.name = "readers"
+    desk.save()
+    renamed = AuditEntry.objects.filter(table_name="auth_group", row_key=str(desk.pk)).first()
+    assert (renamed.old_row["name"], renamed.new_row["name"]) == ("desk", "readers")
+
+
+def test_the_application_role_cannot_rewrite_what_a_permission_grants(connect_as_app):
+    conn = connect_as_app()
+    for statement in (
+        "UPDATE auth_permission SET codename = 'view_order' WHERE codename = 'change_order'",
+        "UPDATE django_content_type SET model = 'order' WHERE model = 'account'",
+        "DELETE FROM auth_permission",
+    ):
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_a_trigger_pointed_at_another_function_is_named(chain):
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            "CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT ON trading_order"
+            " FOR EACH ROW EXECUTE FUNCTION qvp_audit_row()"
+        )
+    assert "trading_order: its audit trigger calls qvp_audit_row (type 5)" in refused()

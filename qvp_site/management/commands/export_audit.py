@@ -8,6 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
+from qvp_site.audit_keys import SIGNED_AT_MICROS_SQL, signed_at_text
 from qvp_site.db.audit import AUDIT_TABLE
 
 # The fields qvp_audit_hash joins, as it renders them (qvp_site/sql/audit/0002.sql).
@@ -17,8 +18,8 @@ SELECT seq, id, hash, ARRAY[prev_hash, id::text, table_name, row_key, operation,
        extract(epoch FROM at)::text]
 FROM {AUDIT_TABLE} WHERE seq >= %s ORDER BY seq
 """
-CHECKPOINTS_SQL = """
-SELECT seq, hash, signed_at, key_id, signature FROM qvp_site_auditcheckpoint
+CHECKPOINTS_SQL = f"""
+SELECT seq, hash, {SIGNED_AT_MICROS_SQL}, key_id, signature FROM qvp_site_auditcheckpoint
 WHERE seq >= %s ORDER BY seq, id
 """
 BATCH = 10_000
@@ -50,9 +51,9 @@ class Command(BaseCommand):
                         file.write(json.dumps({**line, "fields": fields}) + "\n")
                     entries += len(rows)
             cursor.execute(CHECKPOINTS_SQL, [from_seq])
-            for seq, hash_, signed_at, key_id, signature in cursor.fetchall():
+            for seq, hash_, micros, key_id, signature in cursor.fetchall():
                 line = {"kind": "checkpoint", "seq": seq, "hash": hash_, "key_id": key_id}
-                signed = {"signed_at": signed_at.isoformat(), "signature": signature}
+                signed = {"signed_at": signed_at_text(micros), "signature": signature}
                 file.write(json.dumps({**line, **signed}) + "\n")
                 checkpoints += 1
         self.stdout.write(f"{out}: {entries} entries, {checkpoints} checkpoints")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import ProgrammingError
 
 from qvp_site.audit_keys import AuditKeyError, signing_key
 from qvp_site.audit_sealer import Sealer, seal
@@ -42,10 +43,15 @@ class Command(BaseCommand):
                 sealer.stop()
                 sealer.join(timeout=10)
             return
-        made = seal(key)
+        try:
+            made = seal(key)
+        except ProgrammingError as error:  # linking is the owner's
+            raise CommandError(f"{error}: run the sealer as the database's owner") from error
         if made is None:
             self.stdout.write("audit chain: nothing new to sign")
-        else:
-            self.stdout.write(
-                f"audit chain signed at entry #{made.seq} (hash {made.hash}) by key {made.key_id}"
-            )
+            return
+        signed = made.checkpoint
+        what = "signed" if made.new else "signed again (heartbeat)"
+        self.stdout.write(
+            f"audit chain {what} at entry #{signed.seq} (hash {signed.hash}) by key {signed.key_id}"
+        )

@@ -2,7 +2,19 @@
 -- 0010, over version 0002: a writer no longer takes the chain's head. The row trigger writes
 -- the entry alone; the sealer (qvp_site/audit_sealer.py) links the entries committed since its
 -- last round, in the order it finds them, with qvp_audit_link, then signs the new head with a
--- key the database never holds. qvp_audit_hash is version 0002's, unchanged.
+-- key the database never holds. Every function of the chain is here, so that verify_audit
+-- can hold the installed ones to this file (qvp_audit_hash as version 0002 had it).
+
+-- The one definition of an entry's hash, used by the trigger and by verify_audit.
+CREATE OR REPLACE FUNCTION qvp_audit_hash(
+    prev_hash text, id bigint, table_name text, row_key text, operation text,
+    old_row jsonb, new_row jsonb, actor text, db_role text, at timestamptz
+) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(sha256(convert_to(concat_ws(E'\x1f',
+        prev_hash, id::text, table_name, row_key, operation,
+        coalesce(old_row::text, ''), coalesce(new_row::text, ''), actor, db_role,
+        extract(epoch FROM at)::text), 'UTF8')), 'hex')
+$$;
 
 -- Kept because released migrations put its statement trigger on every audited table; since
 -- 0010 it takes nothing (the head it took made audited transactions wait for each other).
@@ -32,7 +44,10 @@ BEGIN
     INSERT INTO qvp_site_auditentry (table_name, row_key, operation, old_row, new_row, actor,
                                      db_role, at)
     VALUES (TG_TABLE_NAME, coalesce(new_row, old_row) ->> 'id', TG_OP, old_row, new_row,
-            coalesce(nullif(current_setting('qvp.actor', true), ''), session_user),
+            -- The hash joins the fields with 0x1F: none may hold one (the actor is whatever
+            -- the application set), or a field's end could be moved and keep the hash.
+            translate(coalesce(nullif(current_setting('qvp.actor', true), ''), session_user),
+                      chr(31), ''),
             session_user, clock_timestamp());
     RETURN NULL;
 END $$;

@@ -22,6 +22,21 @@ DROP TRIGGER IF EXISTS qvp_audit_lock ON "auth_user_groups";
 --
 -- Raw SQL operation
 --
+DROP TRIGGER IF EXISTS qvp_audit ON "django_content_type";
+DROP TRIGGER IF EXISTS qvp_audit_lock ON "django_content_type";
+--
+-- Raw SQL operation
+--
+DROP TRIGGER IF EXISTS qvp_audit ON "auth_permission";
+DROP TRIGGER IF EXISTS qvp_audit_lock ON "auth_permission";
+--
+-- Raw SQL operation
+--
+DROP TRIGGER IF EXISTS qvp_audit ON "auth_group";
+DROP TRIGGER IF EXISTS qvp_audit_lock ON "auth_group";
+--
+-- Raw SQL operation
+--
 DROP TRIGGER IF EXISTS qvp_audit ON "auth_user";
 DROP TRIGGER IF EXISTS qvp_audit_lock ON "auth_user";
 --
@@ -33,7 +48,7 @@ DROP TRIGGER IF EXISTS qvp_audit_checkpoint_append_only ON qvp_site_auditcheckpo
 DROP TRIGGER IF EXISTS qvp_audit_checkpoint_truncate ON qvp_site_auditcheckpoint;
 DROP FUNCTION IF EXISTS qvp_audit_link(integer), qvp_audit_snapshot(regclass, text[]),
     qvp_audit_refuse_checkpoint_change();
-ALTER TABLE qvp_audit_head DROP COLUMN last_seq;
+ALTER TABLE qvp_audit_head DROP COLUMN last_seq, DROP COLUMN heartbeat;
 -- The audit log's hash chain, its head, the audit triggers' functions and the log's
 -- protection (see qvp_site/db/audit.py). Installed by qvp_site 0002.
 CREATE TABLE IF NOT EXISTS qvp_audit_head (
@@ -149,9 +164,9 @@ REVOKE ALL ON FUNCTION qvp_audit_lock_head(), qvp_audit_row(), qvp_audit_seal() 
 --
 DROP INDEX IF EXISTS "audit_unlinked_idx";
 --
--- Alter field operation on auditentry
+-- Custom state/database change combination
 --
-ALTER TABLE "qvp_site_auditentry" ALTER COLUMN "operation" TYPE varchar(6);
+-- (no-op)
 --
 -- Alter field prev_hash on auditentry
 --

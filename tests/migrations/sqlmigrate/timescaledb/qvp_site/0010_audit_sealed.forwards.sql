@@ -20,9 +20,9 @@ ALTER TABLE "qvp_site_auditentry" ALTER COLUMN "hash" DROP NOT NULL;
 --
 ALTER TABLE "qvp_site_auditentry" ALTER COLUMN "prev_hash" DROP NOT NULL;
 --
--- Alter field operation on auditentry
+-- Custom state/database change combination
 --
-ALTER TABLE "qvp_site_auditentry" ALTER COLUMN "operation" TYPE varchar(8);
+ALTER TABLE qvp_site_auditentry ALTER COLUMN operation TYPE varchar(8);
 --
 -- Create index audit_unlinked_idx on field(s) id of model auditentry
 --
@@ -32,6 +32,9 @@ CREATE INDEX "audit_unlinked_idx" ON "qvp_site_auditentry" ("id") WHERE "seq" IS
 --
 
 ALTER TABLE qvp_audit_head ADD COLUMN last_seq bigint NOT NULL DEFAULT 0;
+-- The sealer's latest signature of the head, renewed while the head does not move: how
+-- verify_audit tells a silent sealer (qvp_site/audit_sealer.py).
+ALTER TABLE qvp_audit_head ADD COLUMN heartbeat jsonb;
 DROP TRIGGER IF EXISTS qvp_audit_seal ON qvp_audit_head;
 DROP FUNCTION IF EXISTS qvp_audit_seal();
 ALTER TABLE qvp_site_auditentry DISABLE TRIGGER qvp_audit_append_only;
@@ -48,7 +51,19 @@ UPDATE qvp_audit_head SET last_seq = (SELECT count(*) FROM qvp_site_auditentry),
 -- 0010, over version 0002: a writer no longer takes the chain's head. The row trigger writes
 -- the entry alone; the sealer (qvp_site/audit_sealer.py) links the entries committed since its
 -- last round, in the order it finds them, with qvp_audit_link, then signs the new head with a
--- key the database never holds. qvp_audit_hash is version 0002's, unchanged.
+-- key the database never holds. Every function of the chain is here, so that verify_audit
+-- can hold the installed ones to this file (qvp_audit_hash as version 0002 had it).
+
+-- The one definition of an entry's hash, used by the trigger and by verify_audit.
+CREATE OR REPLACE FUNCTION qvp_audit_hash(
+    prev_hash text, id bigint, table_name text, row_key text, operation text,
+    old_row jsonb, new_row jsonb, actor text, db_role text, at timestamptz
+) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(sha256(convert_to(concat_ws(E'\x1f',
+        prev_hash, id::text, table_name, row_key, operation,
+        coalesce(old_row::text, ''), coalesce(new_row::text, ''), actor, db_role,
+        extract(epoch FROM at)::text), 'UTF8')), 'hex')
+$$;
 
 -- Kept because released migrations put its statement trigger on every audited table; since
 -- 0010 it takes nothing (the head it took made audited transactions wait for each other).
@@ -78,7 +93,10 @@ BEGIN
     INSERT INTO qvp_site_auditentry (table_name, row_key, operation, old_row, new_row, actor,
                                      db_role, at)
     VALUES (TG_TABLE_NAME, coalesce(new_row, old_row) ->> 'id', TG_OP, old_row, new_row,
-            coalesce(nullif(current_setting('qvp.actor', true), ''), session_user),
+            -- The hash joins the fields with 0x1F: none may hold one (the actor is whatever
+            -- the application set), or a field's end could be moved and keep the hash.
+            translate(coalesce(nullif(current_setting('qvp.actor', true), ''), session_user),
+                      chr(31), ''),
             session_user, clock_timestamp());
     RETURN NULL;
 END $$;
@@ -197,6 +215,24 @@ REVOKE ALL ON FUNCTION qvp_audit_lock_head(), qvp_audit_row() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER qvp_audit_lock BEFORE INSERT OR UPDATE OR DELETE ON "auth_user" FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head();
 CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON "auth_user" FOR EACH ROW EXECUTE FUNCTION qvp_audit_row('password', 'last_login');
 SELECT qvp_audit_snapshot('auth_user'::regclass, ARRAY['password', 'last_login']::text[]);
+--
+-- Raw SQL operation
+--
+CREATE OR REPLACE TRIGGER qvp_audit_lock BEFORE INSERT OR UPDATE OR DELETE ON "auth_group" FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head();
+CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON "auth_group" FOR EACH ROW EXECUTE FUNCTION qvp_audit_row();
+SELECT qvp_audit_snapshot('auth_group'::regclass, ARRAY[]::text[]);
+--
+-- Raw SQL operation
+--
+CREATE OR REPLACE TRIGGER qvp_audit_lock BEFORE INSERT OR UPDATE OR DELETE ON "auth_permission" FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head();
+CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON "auth_permission" FOR EACH ROW EXECUTE FUNCTION qvp_audit_row();
+SELECT qvp_audit_snapshot('auth_permission'::regclass, ARRAY[]::text[]);
+--
+-- Raw SQL operation
+--
+CREATE OR REPLACE TRIGGER qvp_audit_lock BEFORE INSERT OR UPDATE OR DELETE ON "django_content_type" FOR EACH STATEMENT EXECUTE FUNCTION qvp_audit_lock_head();
+CREATE OR REPLACE TRIGGER qvp_audit AFTER INSERT OR UPDATE OR DELETE ON "django_content_type" FOR EACH ROW EXECUTE FUNCTION qvp_audit_row();
+SELECT qvp_audit_snapshot('django_content_type'::regclass, ARRAY[]::text[]);
 --
 -- Raw SQL operation
 --
