@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 import pytest
@@ -13,10 +14,14 @@ from marketdata.models import Instrument
 
 
 @pytest.fixture
-def prepared(db, monkeypatch):
+def prepared(db, monkeypatch, settings, tmp_path):
     # An instrument makes the database non-empty, so seed_demo --if-empty (tested on its own)
     # leaves it alone and these tests stay fast.
     Instrument.objects.create(symbol="KEEP", asset_class="equity")
+    # The audit signing key it makes goes to the test's folder, not the site's var/.
+    settings.QVP_AUDIT_SIGNING_KEY = ""
+    settings.QVP_AUDIT_SIGNING_KEY_FILE = tmp_path / "secrets" / "audit_signing_key"
+    settings.QVP_AUDIT_PUBLIC_KEYS = tmp_path / "audit" / "public_keys.json"
 
     def run(password: str | None) -> str:
         if password is None:
@@ -38,6 +43,15 @@ def test_prepare_site_generates_an_admin_password_once_and_prints_it(prepared):
     again = prepared(None)
     assert password not in again
     assert authenticate(username="admin", password=password) is not None
+
+
+def test_prepare_site_makes_the_audit_signing_key_once(prepared, settings):
+    prepared(None)
+    key = settings.QVP_AUDIT_SIGNING_KEY_FILE.read_bytes()
+    assert settings.QVP_AUDIT_SIGNING_KEY_FILE.stat().st_mode & 0o077 == 0
+    prepared(None)
+    assert settings.QVP_AUDIT_SIGNING_KEY_FILE.read_bytes() == key
+    assert len(json.loads(settings.QVP_AUDIT_PUBLIC_KEYS.read_text())) == 1
 
 
 def test_prepare_site_takes_the_password_from_the_environment(prepared):

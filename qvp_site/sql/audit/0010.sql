@@ -140,7 +140,7 @@ BEGIN
         RAISE EXCEPTION 'the audit log is append-only: TRUNCATE refused'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    UPDATE qvp_audit_head SET last_id = NULL, last_seq = 0, locked_by = NULL,
+    UPDATE qvp_audit_head SET last_id = NULL, last_seq = 0, locked_by = NULL, heartbeat = NULL,
         last_hash = '0000000000000000000000000000000000000000000000000000000000000000';
     RETURN NULL;
 END $$;
