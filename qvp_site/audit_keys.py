@@ -57,6 +57,8 @@ def parse_checkpoint(fields: dict[str, Any]) -> Checkpoint:
         "key_id": lambda v: isinstance(v, str) and _hex(v, KEY_ID_LENGTH),
         "signature": lambda v: isinstance(v, str) and _hex(v, 128),
     }
+    if not isinstance(fields, dict):
+        raise ValueError(f"not a JSON object: {fields!r}")
     for name, valid in checks.items():
         if name not in fields or not valid(fields[name]):
             raise ValueError(f"{name} is missing or malformed: {fields.get(name)!r}")
@@ -161,7 +163,7 @@ def read_keyring(path: Path) -> dict[str, Ed25519PublicKey]:
 
 def add_to_keyring(path: Path, public: Ed25519PublicKey) -> str:
     """Add ``public`` to the keyring (made if need be); returns its key id."""
-    entries = json.loads(path.read_text()) if path.exists() else {}
+    entries = {k: public_hex(v) for k, v in read_keyring(path).items()}
     kid = key_id(public)
     entries[kid] = public_hex(public)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,9 @@ FIELDS = 10
 
 
 def entry_hash(fields: list[str]) -> str:
-    """``qvp_audit_hash``: SHA-256 over the entry's fields, the previous hash first."""
-    return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
+    """``qvp_audit_hash``: SHA-256 over the entry's fields, the previous hash first (text no
+    UTF-8 holds, such as a lone surrogate, cannot be what the database hashed)."""
+    return hashlib.sha256(SEPARATOR.join(fields).encode(errors="replace")).hexdigest()
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -120,7 +121,7 @@ def checkpoint_problems(
         problem = signature_problem(checkpoint, keyring) or _reach(checkpoint, chain.hashes)
         if problem:
             chain.problems.append(f"{where}: {problem}")
-        else:
+        elif checkpoint not in valid:  # the export's and the file's copies are one
             valid.append(checkpoint)
     return valid
 

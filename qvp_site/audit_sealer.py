@@ -68,10 +68,15 @@ def seal(key: Ed25519PrivateKey, checkpoints: Path | None = None) -> Round | Non
     head_seq, head_hash = _link()
     if head_seq == 0:
         return None
+    path = checkpoints or settings.QVP_AUDIT_CHECKPOINTS
+    _store_lost_line(key, path)
     if not _checkpointed(key, head_seq, head_hash):
         checkpoint = sign(key, head_seq, head_hash, timezone.now())
-        append_checkpoint(checkpoints or settings.QVP_AUDIT_CHECKPOINTS, checkpoint)
-        AuditCheckpoint.objects.create(**asdict(checkpoint))
+        # Stored, then on disk, then committed: a failed append stores nothing; only a
+        # commit lost after the append leaves a line the database lacks (_store_lost_line).
+        with transaction.atomic():
+            AuditCheckpoint.objects.create(**asdict(checkpoint))
+            append_checkpoint(path, checkpoint)
         _beat(checkpoint)
         return Round(checkpoint, new=True)
     if _heartbeat_age(key) > settings.QVP_AUDIT_UNSIGNED_WINDOW / 2:
@@ -108,6 +113,33 @@ def _checkpointed(key: Ed25519PrivateKey, head_seq: int, head_hash: str) -> bool
         if signature_problem(signed, {kid: public}) is None:
             return True
     return False
+
+
+def _store_lost_line(key: Ed25519PrivateKey, path: Path) -> None:
+    """The file's last checkpoint, stored if its commit was lost (the sealer stopped between
+    the file and the commit) and it is this key's: else verify_audit would name it for ever."""
+    line = _last_line(path)
+    if not line:
+        return
+    try:
+        last = parse_checkpoint(json.loads(line))
+    except ValueError:
+        return  # verify_audit names it
+    public = key.public_key()
+    if signature_problem(last, {key_id(public): public}) is not None:
+        return
+    if not AuditCheckpoint.objects.filter(seq=last.seq, signature=last.signature).exists():
+        AuditCheckpoint.objects.create(**asdict(last))
+
+
+def _last_line(path: Path, tail: int = 4096) -> str:
+    """The file's last non-empty line (a checkpoint's line is far shorter than ``tail``)."""
+    if not path.exists():
+        return ""
+    with path.open("rb") as file:
+        file.seek(max(file.seek(0, os.SEEK_END) - tail, 0))
+        lines = file.read().decode(errors="replace").splitlines()
+    return next((line for line in reversed(lines) if line.strip()), "")
 
 
 def _beat(checkpoint: Checkpoint) -> None:
@@ -154,14 +186,33 @@ class Sealer(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
-        listener = _listen()
+        listener: psycopg.Connection[Any] | None = None
         try:
             while not self._stopping.is_set():
                 self._round()
-                _wait(listener, self.every, self._stopping)
+                listener = self._wait(listener)
         finally:
-            listener.close()
+            if listener is not None:
+                listener.close()
             connection.close()
+
+    def _wait(self, listener: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+        """Until a batch asks, the interval passes, or the sealer stops. The listening
+        connection is opened again after a loss (the server restarted, or was not up yet);
+        meanwhile the rounds keep their interval."""
+        try:
+            if listener is None or listener.closed:
+                listener = _listen()
+            _wait(listener, self.every, self._stopping)
+            return listener
+        except psycopg.Error as error:
+            logger.warning(
+                "audit sealer: not listening (%s); rounds go on every %gs", error, self.every
+            )
+            if listener is not None:
+                listener.close()
+            self._stopping.wait(self.every)
+            return None
 
     def _round(self) -> None:
         close_old_connections()

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 # pg_trigger.tgtype of FOR EACH ROW (1) AFTER INSERT (4) OR DELETE (8) OR UPDATE (16).
 AFTER_EACH_ROW_CHANGE = 1 | 4 | 8 | 16
+HEAD_GONE = "the chain's head row (qvp_audit_head) is gone"
 # Rows named per table at most; the count says how many more.
 ROWS_NAMED = 50
 # Types without an equality operator: compared as text.
@@ -76,6 +77,15 @@ class Report:
     last_signed_age: float | None = None
     checkpoints: int = 0
     rows_checked: int = 0
+    # When verify began, by the server's clock (its first statement, which takes the snapshot).
+    began: str = ""
+
+
+def pin_search_path(cursor: Cursor) -> None:
+    """Names resolve to the catalog and public only, for the rest of the transaction: a schema
+    named after the verifying role, or a search_path set on the role or database, would let
+    another function or table stand in for the chain's."""
+    cursor.execute("SELECT set_config('search_path', 'pg_catalog, public', true)")
 
 
 def _one(cursor: Cursor) -> tuple[Any, ...]:
@@ -93,7 +103,11 @@ def chain_problems(cursor: Cursor, report: Report) -> None:
     if broken is not None:
         report.problems.append(_broken_link(cursor, *broken))
     cursor.execute(HEAD_SQL)
-    head_seq, head_hash, last_seq, last_hash, count = _one(cursor)
+    head = cursor.fetchone()
+    if head is None:
+        report.problems.insert(0, f"{HEAD_GONE}: the chain cannot be checked (it was deleted)")
+        return
+    head_seq, head_hash, last_seq, last_hash, count = head
     report.linked, report.head_hash = count, last_hash or GENESIS
     if (head_seq, head_hash) != (last_seq or 0, last_hash or GENESIS):
         last = f"entry {last_seq} of the chain" if last_seq else "no entry (nothing is linked)"
@@ -153,8 +167,13 @@ def checkpoint_problems(
     ]
     chain = _chain_hashes(cursor, {c.seq for _name, c in named})
     valid: list[Checkpoint] = []
+    judged: dict[Checkpoint, str | None] = {}  # the file's copy of a stored one: checked once
     for name, checkpoint in named:
-        problem = signature_problem(checkpoint, keyring) or _reach_problem(checkpoint, chain)
+        if checkpoint not in judged:
+            judged[checkpoint] = signature_problem(checkpoint, keyring) or _reach_problem(
+                checkpoint, chain
+            )
+        problem = judged[checkpoint]
         if problem:
             report.problems.append(f"{name} (entry #{checkpoint.seq} of the chain): {problem}")
         else:
@@ -249,10 +268,13 @@ def _window(cursor: Cursor, report: Report, valid: list[Checkpoint]) -> None:
     # ISO 8601 in UTC, as the sealer writes it: ordered as text.
     last_signed = max((c.signed_at for c in valid), default=None)
     cursor.execute(
-        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at))::float8,"
-        " extract(epoch FROM clock_timestamp() - %s::timestamptz)::float8"
-        f" FROM {AUDIT_TABLE} WHERE seq IS NULL OR seq > %s",
-        [last_signed, signed_up_to],
+        # Ages to when verify began (its snapshot's time): what was signed after it is not in
+        # view, so an age measured to the clock would grow while a long verify runs.
+        "SELECT count(e.id), extract(epoch FROM b.at - min(e.at))::float8,"
+        " extract(epoch FROM b.at - %s::timestamptz)::float8"
+        " FROM (SELECT coalesce(%s::timestamptz, clock_timestamp()) AS at) b"
+        f" LEFT JOIN {AUDIT_TABLE} e ON e.seq IS NULL OR e.seq > %s GROUP BY b.at",
+        [last_signed, report.began or None, signed_up_to],
     )
     report.unsigned, report.oldest_unsigned_age, report.last_signed_age = _one(cursor)
 
@@ -279,24 +301,73 @@ def window_problems(report: Report, window: float) -> None:
 
 # --- the functions the chain depends on --------------------------------------------------------
 def function_problems(cursor: Cursor, report: Report) -> None:
-    """Each audit function as its latest SQL version defines it: the same body and the same
-    settings (a search_path changed would let another function stand in for one it calls). A
-    superuser who rewrote the trigger's function could drop a column from every entry."""
+    """Each audit function as its latest SQL version defines it: one function of its name in
+    the whole database (an overload or a namesake in another schema could stand in for it),
+    in public, with the same body, settings (a search_path changed would let another function
+    stand in for one it calls) and SECURITY DEFINER. A superuser who rewrote the trigger's
+    function could drop a column from every entry."""
     expected = audit_functions()
     cursor.execute(
-        "SELECT p.proname, p.prosrc, coalesce(p.proconfig, '{}'), p.prosecdef FROM pg_proc p"
-        " WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)",
+        "SELECT p.proname, n.nspname, p.prosrc, coalesce(p.proconfig, '{}'), p.prosecdef"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE p.proname = ANY(%s)",
         [sorted(expected)],
     )
-    found = {name: (body, sorted(config), definer) for name, body, config, definer in cursor}
+    found: dict[str, list[tuple[str, tuple[str, list[str], bool]]]] = {}
+    for name, schema, body, config, definer in cursor.fetchall():
+        found.setdefault(name, []).append((schema, (body, sorted(config), definer)))
     for name, (body, config, definer) in sorted(expected.items()):
-        if name not in found:
+        versions = found.get(name, [])
+        if not versions:
             report.problems.append(f"the audit function {name} is gone")
-        elif found[name] != (body, sorted(config), definer):
+        elif len(versions) > 1:
+            where = ", ".join(sorted(schema for schema, _ in versions))
+            report.problems.append(
+                f"the audit function {name} has namesakes (in {where}): another could stand in"
+            )
+        elif versions[0] != ("public", (body, sorted(config), definer)):
             report.problems.append(
                 f"the audit function {name} is not as its SQL version defines it (its body,"
-                " settings or SECURITY DEFINER were changed)"
+                " settings, schema or SECURITY DEFINER were changed)"
             )
+
+
+# The triggers the log's own tables must have, and no others: one more could rewrite what the
+# log is given (a BEFORE INSERT dropping a column) or lift its protection.
+LOG_TRIGGERS = {
+    AUDIT_TABLE: {"qvp_audit_append_only", "qvp_audit_truncate"},
+    "qvp_site_auditcheckpoint": {
+        "qvp_audit_checkpoint_append_only",
+        "qvp_audit_checkpoint_truncate",
+    },
+    "qvp_audit_head": set(),
+}
+
+
+def trigger_problems(cursor: Cursor, report: Report) -> None:
+    cursor.execute(
+        "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t"
+        " JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE c.oid = ANY(%s::regclass[]) AND NOT t.tgisinternal",
+        [[f"public.{table}" for table in LOG_TRIGGERS]],
+    )
+    found: dict[str, dict[str, str]] = {table: {} for table in LOG_TRIGGERS}
+    for table, name, enabled in cursor.fetchall():
+        found[table][name] = enabled
+    cursor.execute(
+        "SELECT DISTINCT c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class"
+        " WHERE c.oid = ANY(%s::regclass[])",
+        [[f"public.{table}" for table in LOG_TRIGGERS]],
+    )
+    for (table,) in cursor.fetchall():
+        report.problems.append(f"{table}: a rule was put on it, which could rewrite its rows")
+    for table, wanted in LOG_TRIGGERS.items():
+        extra = sorted(set(found[table]) - wanted)
+        missing = sorted(wanted - set(found[table]))
+        off = sorted(n for n, enabled in found[table].items() if n in wanted and enabled != "O")
+        for names, what in ((extra, "unexpected"), (missing, "missing"), (off, "not enabled")):
+            if names:
+                report.problems.append(f"{table}: {what} trigger(s) {', '.join(names)}")
 
 
 _FUNCTION = re.compile(
@@ -339,7 +410,9 @@ def _trigger_in_order(cursor: Cursor, table: str, report: Report) -> bool:
     default; 'A': always) and keeps out exactly the declared columns. A problem says what
     else; the rows are still compared where the trigger exists."""
     cursor.execute(
-        "SELECT t.tgenabled, t.tgargs, t.tgfoid::regproc::text, t.tgtype FROM pg_trigger t"
+        "SELECT t.tgenabled, t.tgargs,"
+        " CASE WHEN t.tgfoid = 'public.qvp_audit_row()'::regprocedure THEN 'qvp_audit_row'"
+        " ELSE t.tgfoid::regprocedure::text END, t.tgtype FROM pg_trigger t"
         " WHERE t.tgrelid = to_regclass(%s) AND t.tgname = 'qvp_audit'",
         [table],
     )
@@ -459,10 +532,16 @@ def verify(
     rows: bool = True,
 ) -> Report:
     report = Report()
+    pin_search_path(cursor)
+    cursor.execute("SELECT clock_timestamp()::text")
+    report.began = _one(cursor)[0]
     chain_problems(cursor, report)
+    if report.problems and report.problems[0].startswith(HEAD_GONE):
+        return report
     checkpoint_problems(cursor, report, keyring, checkpoint_file)
     window_problems(report, window)
     function_problems(cursor, report)
+    trigger_problems(cursor, report)
     if rows:
         row_problems(cursor, report)
     return report

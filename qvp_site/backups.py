@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from qvp_site.audit_keys import read_keyring
-from qvp_site.audit_verify import Report, chain_problems, checkpoint_problems
+from qvp_site.audit_verify import Report, chain_problems, checkpoint_problems, pin_search_path
 from qvp_site.db import roles
 
 
@@ -155,7 +155,8 @@ def audit_chain_problem(conn: psycopg.Connection) -> str | None:
     report = Report()
     # Signatures are checked where this machine holds the keyring; the links always.
     keyring = read_keyring(settings.QVP_AUDIT_PUBLIC_KEYS)
-    with conn.cursor() as cursor:
+    with conn.transaction(), conn.cursor() as cursor:
+        pin_search_path(cursor)
         chain_problems(cursor, report)
         if keyring:
             checkpoint_problems(cursor, report, keyring, None)

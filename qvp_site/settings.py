@@ -449,6 +449,11 @@ QVP_AUDIT_CHECKPOINTS = Path(
 # an entry may be before verify_audit fails for want of a signature.
 QVP_AUDIT_SEAL_SECONDS = env.float("QVP_AUDIT_SEAL_SECONDS", default=5.0)
 QVP_AUDIT_UNSIGNED_WINDOW = env.float("QVP_AUDIT_UNSIGNED_WINDOW", default=60.0)
+if not 0 < QVP_AUDIT_SEAL_SECONDS < QVP_AUDIT_UNSIGNED_WINDOW:
+    raise ImproperlyConfigured(
+        "QVP_AUDIT_SEAL_SECONDS must be above 0 and below QVP_AUDIT_UNSIGNED_WINDOW, not"
+        f" {QVP_AUDIT_SEAL_SECONDS} and {QVP_AUDIT_UNSIGNED_WINDOW}"
+    )
 
 # --- Scheduler ------------------------------------------------------------------------------
 # Job timetables as cron expressions; override one with QVP_SCHEDULE="maintain=*/15 * * * *".

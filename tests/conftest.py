@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import tempfile
 from io import StringIO
@@ -30,6 +31,24 @@ def _tests_may_empty_the_audit_log(sender, connection, **kwargs):
     """Test flushes TRUNCATE every table; the audit log allows it only when told (tests)."""
     with connection.cursor() as cursor:
         cursor.execute("SET qvp.allow_audit_truncate = on")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_files_of_the_tests_own(tmp_path_factory):
+    """The audit chain's key, keyring and checkpoint file in a folder of the run's own (and
+    so for the commands tests run as subprocesses): the site's var/audit speaks of the site's
+    database, not the test database."""
+    folder = tmp_path_factory.mktemp("audit")
+    paths = {
+        "QVP_AUDIT_SIGNING_KEY_FILE": folder / "secrets" / "audit_signing_key",
+        "QVP_AUDIT_PUBLIC_KEYS": folder / "public_keys.json",
+        "QVP_AUDIT_CHECKPOINTS": folder / "checkpoints.jsonl",
+    }
+    for name, path in paths.items():
+        setattr(settings, name, path)
+        os.environ[name] = str(path)
+    os.environ.pop("QVP_AUDIT_SIGNING_KEY", None)
+    settings.QVP_AUDIT_SIGNING_KEY = ""
 
 
 @pytest.fixture(autouse=True)

@@ -417,9 +417,11 @@ def test_a_trigger_made_replica_only_is_named(chain):
     assert "trading_order: its audit trigger is replica-only" in refused()
 
 
-def test_a_forged_checkpoint_at_the_head_does_not_stop_the_sealer(chain):
-    """A row claiming the head is signed, by the sealer's own key id: the sealer still signs."""
+def test_a_forged_checkpoint_at_the_head_does_not_stop_the_sealer(chain, keys):
+    """A row claiming the head is signed, by the sealer's own key id, in place of the real
+    one (and the file emptied): the sealer still signs the head."""
     signed = AuditCheckpoint.objects.get()
+    keys.QVP_AUDIT_CHECKPOINTS.write_text("")
     with connection.cursor() as cursor:
         cursor.execute(
             "ALTER TABLE qvp_site_auditcheckpoint DISABLE TRIGGER qvp_audit_checkpoint_append_only"
@@ -521,7 +523,7 @@ def test_an_export_verifies_offline_with_the_public_keys_alone(export, keys, cha
         keys.QVP_AUDIT_CHECKPOINTS,
     )
     assert status == 0, printed
-    assert f"{len(chain)} entries, 2 checkpoints, head {chain[-1].hash}; 0 entries after" in printed
+    assert f"{len(chain)} entries, 1 checkpoints, head {chain[-1].hash}; 0 entries after" in printed
 
 
 def test_an_edited_export_is_named_by_line(export, keys, chain):
@@ -650,3 +652,114 @@ def test_a_trigger_pointed_at_another_function_is_named(chain):
             " FOR EACH ROW EXECUTE FUNCTION qvp_audit_row()"
         )
     assert "trading_order: its audit trigger calls qvp_audit_row (type 5)" in refused()
+
+
+# --- a second review ---------------------------------------------------------------------------
+
+
+def test_a_namesake_in_the_roles_own_schema_cannot_stand_in_for_the_hash(chain):
+    """A schema named after the verifying role comes first on the default search_path."""
+    target = books(chain)[3]
+    role = connection.settings_dict["USER"]
+    with tampering() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{role}"')
+        cursor.execute(
+            f'CREATE FUNCTION "{role}".qvp_audit_hash(text, bigint, text, text, text, jsonb,'
+            " jsonb, text, text, timestamptz) RETURNS text LANGUAGE sql"
+            " AS $$ SELECT hash FROM public.qvp_site_auditentry WHERE id = $2 $$"
+        )
+        cursor.execute(
+            "UPDATE qvp_site_auditentry SET actor = 'mallory' WHERE id = %s", [target.pk]
+        )
+    message = refused("--skip-rows")
+    assert f"audit chain broken at entry {target.pk}" in message
+    assert "the audit function qvp_audit_hash has namesakes" in message
+
+
+def test_an_overload_of_an_audit_function_is_named(chain):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION qvp_audit_hash(unused integer) RETURNS text LANGUAGE sql"
+            " AS $$ SELECT '' $$"
+        )
+    assert "the audit function qvp_audit_hash has namesakes (in public, public)" in refused(
+        "--skip-rows"
+    )
+
+
+def test_a_trigger_on_the_log_itself_is_named(chain):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION strip() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN NEW.new_row := NEW.new_row - 'name'; RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER strip BEFORE INSERT ON qvp_site_auditentry"
+            " FOR EACH ROW EXECUTE FUNCTION strip()"
+        )
+    assert "qvp_site_auditentry: unexpected trigger(s) strip" in refused("--skip-rows")
+
+
+@pytest.mark.parametrize("heartbeat", ["null", "5", '"x"'])
+def test_an_odd_heartbeat_is_named_not_a_crash(chain, heartbeat):
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE qvp_audit_head SET heartbeat = %s::jsonb", [heartbeat])
+    assert "the chain head's heartbeat is not a checkpoint" in refused("--skip-rows")
+    assert "audit chain" in seal()  # the sealer signs a new one rather than failing
+
+
+def test_the_head_row_deleted_is_named_not_a_crash(chain):
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM qvp_audit_head")
+    assert "the chain's head row (qvp_audit_head) is gone" in refused("--skip-rows")
+
+
+def test_a_checkpoint_whose_commit_was_lost_is_stored_by_the_next_round(chain, keys):
+    """The file has it, the database does not (the sealer stopped between the two)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE qvp_site_auditcheckpoint DISABLE TRIGGER qvp_audit_checkpoint_append_only"
+        )
+        cursor.execute("DELETE FROM qvp_site_auditcheckpoint")
+        cursor.execute(
+            "ALTER TABLE qvp_site_auditcheckpoint ENABLE TRIGGER qvp_audit_checkpoint_append_only"
+        )
+    assert "is not in the database" in refused("--skip-rows")
+    seal()
+    assert "intact" in verify("--skip-rows")
+
+
+def test_an_export_from_a_later_entry_is_vouched_for_by_the_checkpoint_before_it(
+    chain, keys, tmp_path
+):
+    Account.objects.create(name="beta")
+    seal()
+    first = chain[-1].seq + 1
+    path = tmp_path / "later.jsonl"
+    call_command("export_audit", str(path), "--from-seq", str(first), stdout=StringIO())
+    status, printed = offline(path, "--public-keys", keys.QVP_AUDIT_PUBLIC_KEYS)
+    assert status == 0, printed
+
+
+def test_the_sealer_listens_again_after_its_connection_is_cut(transactional_db, keys):
+    seal()
+    sealer = Sealer(signing_key(), every=0.5)
+    sealer.start()
+    try:
+        time.sleep(1)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'LISTEN %%' AND datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            )
+        time.sleep(1.5)
+        assert sealer.is_alive()
+        Account.objects.create(name="after")
+        deadline = time.monotonic() + 10
+        while AuditEntry.objects.filter(seq__isnull=True).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sealer.stop()
+        sealer.join(timeout=10)
+    assert not AuditEntry.objects.filter(seq__isnull=True).exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from qvp_site.audit_keys import SIGNED_AT_MICROS_SQL, signed_at_text
@@ -37,6 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--from-seq", type=int, default=1, help="the first entry, by place")
 
     def handle(self, *args, out: Path, from_seq: int, **options):
+        if not out.parent.is_dir():
+            raise CommandError(f"no folder {out.parent} to write {out.name} in")
+        if from_seq < 1:
+            raise CommandError(f"--from-seq must be 1 or more, not {from_seq}")
         entries = checkpoints = 0
         outermost = not connection.in_atomic_block
         with transaction.atomic(), connection.cursor() as cursor, out.open("w") as file:
@@ -50,7 +54,8 @@ class Command(BaseCommand):
                         line = {"kind": "entry", "seq": seq, "id": entry_id, "hash": hash_}
                         file.write(json.dumps({**line, "fields": fields}) + "\n")
                     entries += len(rows)
-            cursor.execute(CHECKPOINTS_SQL, [from_seq])
+            # From the one just before the first entry: it vouches for the export's start.
+            cursor.execute(CHECKPOINTS_SQL, [from_seq - 1])
             for seq, hash_, micros, key_id, signature in cursor.fetchall():
                 line = {"kind": "checkpoint", "seq": seq, "hash": hash_, "key_id": key_id}
                 signed = {"signed_at": signed_at_text(micros), "signature": signature}
