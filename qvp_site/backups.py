@@ -33,7 +33,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from qvp_site.audit_keys import read_keyring
-from qvp_site.audit_verify import Report, chain_problems, checkpoint_problems, pin_search_path
+from qvp_site.audit_report import Report
+from qvp_site.audit_verify import chain_problems, checkpoint_problems, pin_search_path
 from qvp_site.db import roles
 
 
