@@ -4,6 +4,7 @@ import contextlib
 import signal
 from datetime import UTC
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from django.core.management.base import BaseCommand, CommandError
@@ -48,7 +49,14 @@ class Command(BaseCommand):
         sealer = start_sealer()
         if sealer is not None:
             self.stdout.write(f"sealing the audit chain every {sealer.every:g} s")
-        signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+        def stop(*_: object) -> None:
+            # A second signal (a service manager's, then the terminal's) finds it stopped.
+            if sealer is not None:
+                sealer.stop()
+            with contextlib.suppress(SchedulerNotRunningError):
+                scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
         self.stdout.write("scheduler running; Ctrl-C or SIGTERM stops it")
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
             scheduler.start()
