@@ -2,8 +2,9 @@
 the new head (qvp_site/db/audit.py says why the two steps are apart from the writers).
 
 A round links in the database (``qvp_audit_link``, one transaction), then signs the head with
-the key the database never holds, appends the checkpoint to the file outside the database
-(flushed to disk) and stores it in ``qvp_site_auditcheckpoint``. It runs in the scheduler's
+the key the database never holds and, in one transaction, stores the checkpoint in
+``qvp_site_auditcheckpoint`` and appends it to the file outside the database (flushed to disk)
+before committing. It runs as the database's owner, in the scheduler's
 process every ``QVP_AUDIT_SEAL_SECONDS``, sooner when a batch asks for it (``request_seal``: a
 NOTIFY the sealer listens for), and as ``manage.py seal_audit``.
 """
