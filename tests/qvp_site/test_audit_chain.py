@@ -24,6 +24,7 @@ from qvp_site import audit_offline
 from qvp_site.acting import acting_as
 from qvp_site.audit_keys import key_id, sign, signing_key
 from qvp_site.audit_sealer import Sealer, request_seal
+from qvp_site.db import roles
 from qvp_site.db.audit import GENESIS
 from qvp_site.models import AuditCheckpoint, AuditEntry
 from tests.fixtures.trading import fill, make_order
@@ -354,23 +355,64 @@ def test_a_disabled_audit_trigger_is_named(chain):
 # --- the application's role ------------------------------------------------------------------
 
 
+# The sealer's writes and the owner's snapshot: neither role may make them.
+SEALERS_WRITES = (
+    "SELECT * FROM qvp_audit_link(10)",
+    "INSERT INTO qvp_site_auditcheckpoint (seq, hash, signed_at, key_id, signature)"
+    " VALUES (1, repeat('a', 64), now(), repeat('a', 16), repeat('a', 128))",
+    "UPDATE qvp_site_auditentry SET seq = NULL",
+    "UPDATE qvp_site_auditcheckpoint SET hash = repeat('b', 64)",
+    "DELETE FROM qvp_site_auditcheckpoint",
+    "UPDATE qvp_audit_head SET last_seq = 0",
+    "SELECT qvp_audit_snapshot('trading_order'::regclass)",
+)
+
+
 def test_the_application_role_can_neither_link_nor_sign(chain, connect_as_app):
     """Linking and checkpoints are the sealer's, which runs as the owner: a checkpoint the
     application could write would be one verify_audit must reject for ever."""
     conn = connect_as_app()
-    for statement in (
-        "SELECT * FROM qvp_audit_link(10)",
-        "INSERT INTO qvp_site_auditcheckpoint (seq, hash, signed_at, key_id, signature)"
-        " VALUES (1, repeat('a', 64), now(), repeat('a', 16), repeat('a', 128))",
-        "UPDATE qvp_site_auditentry SET seq = NULL",
-        "UPDATE qvp_site_auditcheckpoint SET hash = repeat('b', 64)",
-        "DELETE FROM qvp_site_auditcheckpoint",
-        "UPDATE qvp_audit_head SET last_seq = 0",
-        "SELECT qvp_audit_snapshot('trading_order'::regclass)",
-    ):
+    for statement in SEALERS_WRITES:
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute(statement)
     assert "intact" in verify()
+
+
+def test_the_read_only_role_reads_the_checkpoints_and_writes_nothing(chain, app_role_password):
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {roles.READONLY_ROLE}")
+        for statement in SEALERS_WRITES:
+            with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
+                cursor.execute(statement)
+        cursor.execute("SELECT count(*) FROM qvp_site_auditcheckpoint")
+        assert cursor.fetchone()[0] == 1
+
+
+# --- bad input to the commands ----------------------------------------------------------------
+
+
+def test_a_signing_key_not_in_hex_is_refused_naming_the_setting(db, settings):
+    settings.QVP_AUDIT_SIGNING_KEY = "not-hex"
+    for command in ("audit_key", "seal_audit"):
+        with pytest.raises(CommandError, match="QVP_AUDIT_SIGNING_KEY must be"):
+            call_command(command, stdout=StringIO())
+
+
+def test_a_keyring_that_is_not_one_is_refused_naming_the_file(db, keys):
+    keys.QVP_AUDIT_PUBLIC_KEYS.write_text('{"abc": "zz"}')
+    with pytest.raises(CommandError, match=str(keys.QVP_AUDIT_PUBLIC_KEYS)):
+        verify()
+
+
+def test_sealing_without_a_key_says_how_to_make_one(db, keys):
+    keys.QVP_AUDIT_SIGNING_KEY_FILE.unlink()
+    with pytest.raises(CommandError, match="audit_key --create"):
+        seal()
+
+
+def test_an_export_into_no_folder_is_refused_naming_it(db, tmp_path):
+    with pytest.raises(CommandError, match="no folder"):
+        call_command("export_audit", str(tmp_path / "missing" / "a.jsonl"), stdout=StringIO())
 
 
 # --- attacks found by review: each failed before its fix -------------------------------------
