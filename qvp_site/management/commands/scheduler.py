@@ -49,6 +49,7 @@ class Command(BaseCommand):
         sealer = start_sealer()
         if sealer is not None:
             self.stdout.write(f"sealing the audit chain every {sealer.every:g} s")
+
         def stop(*_: object) -> None:
             # A second signal (a service manager's, then the terminal's) finds it stopped.
             if sealer is not None:
