@@ -64,4 +64,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # Heartbeat files on /dev/shm: a disk-backed /tmp can stall workers under I/O load.
 # PROMETHEUS_MULTIPROC_DIR: each worker's request counters in a file there, added up by
 # GET /metrics (qvp_site/metrics.py); emptied at each start, as counters start from zero.
-CMD ["sh", "-c", "rm -rf /dev/shm/qvp-metrics && mkdir -p /dev/shm/qvp-metrics && PROMETHEUS_MULTIPROC_DIR=/dev/shm/qvp-metrics exec gunicorn qvp_site.wsgi:application --bind 0.0.0.0:8000 --workers \"${GUNICORN_WORKERS:-3}\" --worker-tmp-dir /dev/shm --access-logfile - --error-logfile -"]
+# qvp_site/gunicorn_conf.py: sync workers, whose timeout follows from the time limits.
+CMD ["sh", "-c", "rm -rf /dev/shm/qvp-metrics && mkdir -p /dev/shm/qvp-metrics && PROMETHEUS_MULTIPROC_DIR=/dev/shm/qvp-metrics exec gunicorn qvp_site.wsgi:application -c python:qvp_site.gunicorn_conf --bind 0.0.0.0:8000 --workers \"${GUNICORN_WORKERS:-3}\" --worker-tmp-dir /dev/shm --access-logfile - --error-logfile -"]

@@ -5,6 +5,11 @@ Each request and command runs in a transaction that starts with
 that transaction, so a pooled connection never carries one user's identity into another's.
 A program or command with no user acts as ``system:<name>``, which row-level security lets
 read and write every account (see ``trading/sql/security/0003.sql``).
+
+The same statement sets the transaction's time limit, ``set_config('statement_timeout', ...,
+true)``: a request's, a stream's, a command's or the scheduler's (``qvp_site/time_limits.py``),
+at no extra round trip. A request whose statement runs past its limit answers 503 naming the
+limit, with Retry-After, never a 500, and its transaction is rolled back.
 """
 
 from __future__ import annotations
@@ -12,18 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from rest_framework.authentication import SessionAuthentication
 
-from qvp_site import replicas
+from qvp_site import replicas, time_limits
 from qvp_site.tokens import ApiTokenAuthentication
 
 SYSTEM_PREFIX = "system:"
 
 
-def declare(user=None, *, actor: str | None = None, using: str = "default") -> None:
-    """Tell the database that ``user`` (or the system ``actor``) acts in this transaction."""
+def declare(
+    user=None, *, actor: str | None = None, using: str = "default", limit: str | None = None
+) -> None:
+    """Tell the database that ``user`` (or the system ``actor``) acts in this transaction, and
+    how long each of its statements may take: ``limit``'s time (a context of
+    ``qvp_site.time_limits``), by default the one the code runs in."""
     connection = connections[using]
     if not connection.in_atomic_block:
         raise RuntimeError("declare() outside a transaction would be forgotten at once")
@@ -33,16 +43,30 @@ def declare(user=None, *, actor: str | None = None, using: str = "default") -> N
         user_id, label = "", f"{SYSTEM_PREFIX}{actor}" if actor else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT set_config('qvp.user_id', %s, true), set_config('qvp.actor', %s, true)",
-            [user_id, label],
+            "SELECT set_config('qvp.user_id', %s, true), set_config('qvp.actor', %s, true),"
+            " set_config('statement_timeout', %s, true)",
+            [user_id, label, time_limits.milliseconds(limit or time_limits.current())],
+        )
+
+
+def limit_transaction(using: str = "default") -> None:
+    """The time limit of the context the code runs in, for the transaction open on ``using``,
+    where nobody is named yet (a program's token is read later, by DRF)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true)",
+            [time_limits.milliseconds(time_limits.current())],
         )
 
 
 @contextmanager
-def acting_as(actor: str, user=None, using: str = "default") -> Iterator[None]:
-    """A transaction in which a command (``actor``) or a user acts."""
+def acting_as(
+    actor: str, user=None, using: str = "default", limit: str | None = None
+) -> Iterator[None]:
+    """A transaction in which a command (``actor``) or a user acts, within ``limit``'s time
+    (by default the context's: a command's, the scheduler's)."""
     with transaction.atomic(using=using):
-        declare(user, actor=actor, using=using)
+        declare(user, actor=actor, using=using, limit=limit)
         yield
 
 
@@ -51,24 +75,65 @@ class ActingUserMiddleware:
     starts by naming who acts; a response of 400 or more rolls it back, so a refused request
     leaves nothing behind (DRF's refusals are responses, not exceptions, by the time they get
     here). Programs that log in by token are named by DRF's authentication below, once DRF
-    knows them. Anonymous requests (the login page, /healthz) need neither.
+    knows them. Anonymous requests (the login page, /healthz) need neither: their statements
+    run under the session's default limit (``time_limits.session_default``).
+
+    Every statement of the request runs within QVP_REQUEST_STATEMENT_TIMEOUT; one cancelled
+    (by the limit, or an operator) answers 503 naming the limit, and the transaction is
+    rolled back.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        # Connections opened while serving take the request's limit as their session default.
+        with time_limits.within(time_limits.REQUEST):
+            try:
+                return self._respond(request)
+            except DatabaseError as error:  # in our own statements: not a view's exception
+                if not time_limits.cancelled(error):
+                    raise
+                return cancelled_response(request, error)
+
+    def _respond(self, request):
         if _non_atomic(request) or not _identified(request):
             return self.get_response(request)
         # Read-only requests read a replica when there are some (qvp_site/replicas.py).
-        with transaction.atomic(), replicas.request_routing(request):
+        with transaction.atomic(), replicas.request_routing(request) as routing:
             if request.user.is_authenticated:
-                _declare_request_user(request.user)
+                _declare_request_user(request.user)  # with the request's time limit
                 request._qvp_declared = request.user.pk
+            else:
+                for alias in ["default", *([routing.replica] if routing else [])]:
+                    limit_transaction(alias)
             response = self.get_response(request)
             if response.status_code >= 400:
                 transaction.set_rollback(True)
             return response
+
+    def process_exception(self, request, exception):
+        """A view's (or DRF's) statement cancelled: 503, and the request's transactions are
+        rolled back (one whose statement failed cannot commit anyway)."""
+        if not time_limits.cancelled(exception):
+            return None
+        for connection in connections.all(initialized_only=True):
+            if connection.in_atomic_block:
+                transaction.set_rollback(True, using=connection.alias)
+        return cancelled_response(request, exception)
+
+
+def cancelled_response(request: HttpRequest, error: BaseException) -> HttpResponse:
+    """503 naming the limit: ``{detail, rule}`` for the API, as its other refusals, and a
+    plain page for the dashboard and the admin; with Retry-After."""
+    message = time_limits.message(time_limits.REQUEST, error)
+    response: HttpResponse
+    if request.path_info.startswith("/api/"):
+        response = JsonResponse({"detail": message, "rule": time_limits.RULE}, status=503)
+    else:
+        response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(time_limits.RETRY_AFTER_SECONDS)
+    return response
 
 
 def _declare_request_user(user) -> None:

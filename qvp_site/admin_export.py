@@ -18,6 +18,12 @@ whole table in memory, inside a transaction of their own that names the user to 
 again: the response is iterated after the request's transaction has ended, and without a
 declared user row-level security would show nothing.
 
+That transaction has its own time limit, QVP_STREAM_STATEMENT_TIMEOUT (the request's ended with
+the request's transaction): each statement (each fetch of a chunk) within it, and the stream as
+a whole too, checked between chunks. A stream past its limit is rolled back and cut short (the
+server drops the connection mid-response): the client sees a failed download, never a file that
+looks whole. gunicorn's worker timeout is set above it (``qvp_site/gunicorn_conf.py``).
+
 Text cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a
 carriage return) are prefixed with an apostrophe; numbers are written as numbers.
 """
@@ -40,10 +46,11 @@ from django.contrib.admin.views.main import (
     ChangeList,
 )
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
-from django.db import models
+from django.db import DatabaseError, models
 from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 
+from qvp_site import time_limits
 from qvp_site.acting import acting_as
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -187,6 +194,21 @@ class CsvExport:
 
     def _rows(self, request: HttpRequest, queryset) -> Iterator[tuple]:
         """The rows, read when the response is sent: in a transaction that names the user
-        again (the request's has ended by then), from a server-side cursor in chunks."""
-        with acting_as(EXPORT_ACTOR, user=request.user, using=queryset.db):
-            yield from queryset.iterator(chunk_size=self.export_chunk_size)
+        again (the request's has ended by then), from a server-side cursor in chunks, within
+        the stream's time limit."""
+        deadline = time_limits.Deadline(time_limits.STREAM)
+        chunk = self.export_chunk_size
+        with acting_as(
+            EXPORT_ACTOR, user=request.user, using=queryset.db, limit=time_limits.STREAM
+        ):
+            try:
+                for number, row in enumerate(queryset.iterator(chunk_size=chunk)):
+                    if number % chunk == 0:
+                        deadline.check()
+                    yield row
+            except DatabaseError as error:
+                if not time_limits.cancelled(error):
+                    raise
+                raise time_limits.TimeLimitExceeded(
+                    time_limits.message(time_limits.STREAM, error)
+                ) from error

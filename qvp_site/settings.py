@@ -195,6 +195,49 @@ QVP_REPLICA_ALIASES = [alias for alias in DATABASES if alias.startswith("replica
 QVP_REPLICA_MAX_LAG_SECONDS = env.int("QVP_REPLICA_MAX_LAG_SECONDS", default=10)
 DATABASE_ROUTERS = ["qvp_site.replicas.ReplicaRouter"]
 
+# --- Time limits ---
+# How long one statement may keep the database busy (PostgreSQL's statement_timeout), in
+# seconds; 0 sets none of QVP's own (the server's default for the role applies). Applied local
+# to each transaction, so PgBouncer's transaction pooling never carries one to another client
+# (qvp_site/time_limits.py). A request over its limit answers 503 naming it, rolled back.
+# Commands run by hand have none by default: an operator watches them, and a first load, an
+# archive or a migration on a big table may rightly take long. Scheduled jobs run unattended:
+# a statement running an hour is stuck (a lock wait, a runaway plan) and would hold its locks
+# until someone looked. A streamed export (the admin's CSV) has its own, for each statement and
+# for the whole stream; gunicorn's worker timeout follows from it (qvp_site/gunicorn_conf.py).
+from qvp_site import time_limits as _time_limits  # noqa: E402  (also connects its receiver)
+
+QVP_REQUEST_STATEMENT_TIMEOUT = _time_limits.seconds(
+    "QVP_REQUEST_STATEMENT_TIMEOUT", env.str("QVP_REQUEST_STATEMENT_TIMEOUT", default="30")
+)
+QVP_STREAM_STATEMENT_TIMEOUT = _time_limits.seconds(
+    "QVP_STREAM_STATEMENT_TIMEOUT", env.str("QVP_STREAM_STATEMENT_TIMEOUT", default="300")
+)
+QVP_SCHEDULER_STATEMENT_TIMEOUT = _time_limits.seconds(
+    "QVP_SCHEDULER_STATEMENT_TIMEOUT", env.str("QVP_SCHEDULER_STATEMENT_TIMEOUT", default="3600")
+)
+QVP_COMMAND_STATEMENT_TIMEOUT = _time_limits.seconds(
+    "QVP_COMMAND_STATEMENT_TIMEOUT", env.str("QVP_COMMAND_STATEMENT_TIMEOUT", default="0")
+)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# auto: use TimescaleDB where the server offers it; on: require it; off: plain PostgreSQL.
+QVP_TIMESCALEDB = env.choice("QVP_TIMESCALEDB", ("auto", "on", "off"), default="auto")
+
+# Retention per time-series table ("table=interval", "off" disables). Counted back from now.
+# Market data has none by default: research needs the history.
+QVP_RETENTION = env.dict("QVP_RETENTION", default={})
+
+# Signals' time-series policies (the design documents' figures), read when the signals
+# migrations run: compression where TimescaleDB is present, and the retention each table
+# gets by default (QVP_RETENTION still overrides it per table, applied by `maintain`).
+QVP_SIGNALS_COMPRESS_AFTER = env.str("QVP_SIGNALS_COMPRESS_AFTER", default="30 days")
+QVP_SYSTEMLOG_COMPRESS_AFTER = env.str("QVP_SYSTEMLOG_COMPRESS_AFTER", default="7 days")
+QVP_SYSTEMLOG_RETENTION = env.str("QVP_SYSTEMLOG_RETENTION", default="90 days")
+QVP_NEWS_RETENTION = env.str("QVP_NEWS_RETENTION", default="1 year")
+
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # auto: use TimescaleDB where the server offers it; on: require it; off: plain PostgreSQL.

@@ -9,6 +9,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from django.core.management.base import BaseCommand, CommandError
 
+from qvp_site import time_limits
 from qvp_site.audit_sealer import start_sealer
 from qvp_site.scheduler import discover, run_job
 
@@ -24,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--run", metavar="NAME", help="run one job now and exit")
 
     def handle(self, *args, **options):
+        # Its jobs (commands run in this process) and the sealer get the scheduler's time
+        # limit, QVP_SCHEDULER_STATEMENT_TIMEOUT, not a command's (qvp_site/time_limits.py).
+        time_limits.for_process(time_limits.SCHEDULER)
         jobs = discover()
         if options["list"]:
             for job in jobs.values():
