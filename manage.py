@@ -9,7 +9,18 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from qvp_site.db.postmaster import ServerError
+
+    try:
+        execute_from_command_line(sys.argv)
+    except ServerError as error:  # the embedded server could not be made or started: say why
+        sys.stderr.write(f"the embedded database server: {error}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        # Ctrl-C: what was committed stays, the open transaction is rolled back by the server
+        # when the connection drops. Say so in a line, not a traceback.
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

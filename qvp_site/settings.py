@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from qvp_site.environment import Env
+from qvp_site.private_files import read_private, write_once
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -37,9 +38,8 @@ def _secret_key() -> str:
     path = VAR_DIR / "secret_key"
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        write_once(path, secrets.token_urlsafe(50))
+    return read_private(path)
 
 
 SECRET_KEY = _secret_key()
@@ -124,10 +124,11 @@ if env.str("DATABASE_URL", default=""):
 else:
     from qvp_site.db import embedded, roles
 
-    # Every connection to the embedded server proves a password (scram-sha-256): each role's
-    # is generated on first start and kept in var/secrets/<role> (see qvp_site/db/embedded.py).
-    _server = embedded.start(VAR_DIR)
-    embedded.ensure_database(_server, DATABASE_NAME)
+    # Nothing starts here: the first connection a process makes starts the server (the
+    # backend below, qvp_site/db/embedded_backend). Every connection proves a password
+    # (scram-sha-256): each role's is generated once and kept in var/secrets/<role>.
+    _host, _port = embedded.address(VAR_DIR)
+    _superuser_password = embedded.password(VAR_DIR, embedded.SUPERUSER)
     # What `create_db_roles` sets, and what the app role connects with: the generated ones
     # unless the environment names others.
     QVP_APP_DB_PASSWORD = env.str(
@@ -141,12 +142,12 @@ else:
     _role = env.choice("QVP_DATABASE_ROLE", ("owner", "app"), default="owner")
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "qvp_site.db.embedded_backend",
             "NAME": DATABASE_NAME,
             "USER": roles.APP_ROLE if _role == "app" else embedded.SUPERUSER,
-            "PASSWORD": QVP_APP_DB_PASSWORD if _role == "app" else _server.password,
-            "HOST": _server.socket_dir,
-            "PORT": str(_server.port),
+            "PASSWORD": QVP_APP_DB_PASSWORD if _role == "app" else _superuser_password,
+            "HOST": _host,
+            "PORT": str(_port),
         }
     }
     EMBEDDED_DATABASE = True
@@ -162,7 +163,7 @@ DATABASES["default"].update(
         },
     }
 )
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+if not EMBEDDED_DATABASE and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured(
         "DATABASE_URL must point to PostgreSQL (postgres:// or postgresql://)"
     )
@@ -178,7 +179,7 @@ for _number, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", defa
     if EMBEDDED_DATABASE and not _replica.get("PASSWORD"):
         # A standby of the embedded server has its roles, and so their passwords.
         _replica["PASSWORD"] = {
-            embedded.SUPERUSER: _server.password,
+            embedded.SUPERUSER: _superuser_password,
             roles.APP_ROLE: QVP_APP_DB_PASSWORD,
             roles.READONLY_ROLE: QVP_READONLY_DB_PASSWORD,
         }.get(_replica.get("USER", ""), "")
@@ -219,24 +220,6 @@ QVP_SCHEDULER_STATEMENT_TIMEOUT = _time_limits.seconds(
 QVP_COMMAND_STATEMENT_TIMEOUT = _time_limits.seconds(
     "QVP_COMMAND_STATEMENT_TIMEOUT", env.str("QVP_COMMAND_STATEMENT_TIMEOUT", default="0")
 )
-
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# auto: use TimescaleDB where the server offers it; on: require it; off: plain PostgreSQL.
-QVP_TIMESCALEDB = env.choice("QVP_TIMESCALEDB", ("auto", "on", "off"), default="auto")
-
-# Retention per time-series table ("table=interval", "off" disables). Counted back from now.
-# Market data has none by default: research needs the history.
-QVP_RETENTION = env.dict("QVP_RETENTION", default={})
-
-# Signals' time-series policies (the design documents' figures), read when the signals
-# migrations run: compression where TimescaleDB is present, and the retention each table
-# gets by default (QVP_RETENTION still overrides it per table, applied by `maintain`).
-QVP_SIGNALS_COMPRESS_AFTER = env.str("QVP_SIGNALS_COMPRESS_AFTER", default="30 days")
-QVP_SYSTEMLOG_COMPRESS_AFTER = env.str("QVP_SYSTEMLOG_COMPRESS_AFTER", default="7 days")
-QVP_SYSTEMLOG_RETENTION = env.str("QVP_SYSTEMLOG_RETENTION", default="90 days")
-QVP_NEWS_RETENTION = env.str("QVP_NEWS_RETENTION", default="1 year")
-
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

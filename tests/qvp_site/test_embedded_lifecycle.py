@@ -1,0 +1,101 @@
+"""The embedded server's life is the project's (qvp_site/db/postmaster.py), on scratch sites.
+
+Importing the settings starts nothing; the first connection starts the server; a first start
+killed half-way leaves nothing the next one trips on; the wheel's pid list, whose truncation
+once broke every later start, plays no part; a server that cannot be made says why in a line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qvp_site.db import embedded, postmaster
+from tests.scratch_site import ROOT, ScratchSite, scratch_site
+
+SHOW_HOST = (
+    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'qvp_site.settings';"
+    " django.setup(); from django.conf import settings;"
+    " print(settings.DATABASES['default']['HOST'])"
+)
+
+
+@pytest.fixture
+def site() -> Iterator[ScratchSite]:
+    with scratch_site("lifecycle") as scratch:
+        yield scratch
+
+
+def python(site: ScratchSite, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=site.env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_importing_the_settings_starts_nothing(site):
+    shown = python(site, SHOW_HOST)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == str(postmaster.socket_dir(site.pgdata))
+    assert not site.pgdata.exists()  # no cluster made, no server started
+    site.manage("check")  # a command that needs no database
+    assert not site.pgdata.exists()
+
+
+def test_the_first_connection_starts_the_server_and_a_stopped_one_again(site):
+    site.manage("migrate", "auth", "-v", "0")
+    running = postmaster.read(site.pgdata)
+    assert running is not None
+    assert running.status == "ready"
+    assert site.query("SELECT count(*) FROM auth_user") == [(0,)]
+    assert embedded.stop(site.var_dir)
+    assert postmaster.read(site.pgdata) is None
+    assert not embedded.stop(site.var_dir)  # stopping a stopped server says so, no error
+    site.manage("showmigrations", "auth")  # connects: starts it again
+    assert postmaster.read(site.pgdata) is not None
+
+
+def test_a_first_start_killed_half_way_leaves_nothing_in_the_way(site):
+    site.var_dir.mkdir(parents=True)
+    draft = site.var_dir / ".pgdata.init-4242"
+    (draft / "base").mkdir(parents=True)  # an initdb cut short
+    (site.var_dir / ".pgdata.init-4242.password").write_text("old\n")
+    site.pgdata.mkdir()  # an empty folder, as an older copy of the wheel left it
+    site.manage("showmigrations", "auth")
+    assert (site.pgdata / "PG_VERSION").exists()
+    assert sorted(p.name for p in site.var_dir.glob(".pgdata.init-*")) == []
+
+
+def test_the_wheels_pid_list_plays_no_part(site):
+    site.manage("showmigrations", "auth")
+    assert embedded.stop(site.var_dir)
+    (site.pgdata / ".handle_pids.json").write_text("")  # what a kill mid-rewrite left
+    output = site.manage("showmigrations", "auth")
+    assert "JSONDecodeError" not in output
+    assert postmaster.read(site.pgdata) is not None
+
+
+def test_a_server_that_cannot_be_made_says_why_in_a_line(site):
+    site.pgdata.mkdir(parents=True)
+    (site.pgdata / "notes.txt").write_text("not a cluster")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate"], cwd=ROOT, env=site.env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"{site.pgdata} holds no cluster (no PG_VERSION) but is not empty" in done.stderr
+
+
+def test_a_data_folder_too_deep_for_a_socket_gets_one_under_the_temp_dir():
+    deep = Path("/srv") / ("d" * 120) / "var" / "pgdata"
+    short = Path("/srv/var/pgdata")
+    assert postmaster.socket_dir(short) == short
+    elsewhere = postmaster.socket_dir(deep)
+    assert elsewhere.name.startswith("qvp-pg-")
+    assert len(str(elsewhere / postmaster.SOCKET_NAME)) <= postmaster.SOCKET_PATH_MAX
+    assert postmaster.socket_dir(deep) == elsewhere  # the same every time: settings read it
