@@ -1,10 +1,12 @@
 """`make run`: gunicorn serving the site beside the scheduler, until either stops.
 
-Ctrl-C or SIGTERM stops both. The embedded database keeps running (``make db-stop`` stops it).
+Ctrl-C, SIGTERM or SIGHUP stops both gracefully (requests under way are answered first). The
+embedded database keeps running (``make db-stop`` stops it).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -12,8 +14,17 @@ import subprocess
 import sys
 import time
 
+# prctl(2)'s option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+# The signals that stop `make run`: a terminal's Ctrl-C or closing, a service manager's stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 def main() -> int:
+    # First, so that a stop while the children start is caught too (no KeyboardInterrupt).
+    stopping: list[int] = []
+    for number in STOP_SIGNALS:
+        signal.signal(number, lambda received, _frame: stopping.append(received))
     port = os.environ.get("PORT", "8000")
     workers = os.environ.get("GUNICORN_WORKERS", "2")
     # The site connects as trading_app (on the embedded server; a DATABASE_URL names its own
@@ -22,37 +33,56 @@ def main() -> int:
     # GET /metrics adds up the counters of every gunicorn worker, each kept in a file of this
     # directory (prometheus-client's multiprocess mode, see qvp_site/metrics.py); emptied at
     # each start, so counts start from zero with the server as Prometheus expects.
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
-        os.environ.get("QVP_VAR_DIR", "var"), "metrics"
-    )
+    var_dir = os.environ.get("QVP_VAR_DIR", "var")
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(var_dir, "metrics")
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir)
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application", "--bind",
-         f"127.0.0.1:{port}", "--workers", workers, "--access-logfile", "-"],
-        env={**os.environ, "QVP_DATABASE_ROLE": "app", "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
+    web = _child(
+        [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application",
+         "-c", "python:qvp_site.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
+         "--workers", workers, "--access-logfile", "-",
+         # Its control socket beside the site's data, not one per OS user in ~/.gunicorn.
+         "--control-socket", os.path.join(var_dir, "gunicorn.ctl")],
+        {"QVP_DATABASE_ROLE": "app", "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
     )  # fmt: skip
-    scheduler = subprocess.Popen(
-        [sys.executable, "manage.py", "scheduler"], env={**os.environ, "QVP_DATABASE_ROLE": "owner"}
-    )
+    scheduler = _child([sys.executable, "manage.py", "scheduler"], {"QVP_DATABASE_ROLE": "owner"})
     print(f"QVP is serving on http://127.0.0.1:{port}/ (admin at /admin/, API at /api/v1/)")
-    children = [web, scheduler]
+    return _supervise([web, scheduler], stopping)
 
-    def stop(*_):
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    stop()
+def _child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in a session of its own: a signal to `make run`'s process group (Ctrl-C
+    reaches every process of it) does not reach gunicorn's workers mid-request, where SIGINT
+    quits at once; this process stops them gracefully instead. Should this process die
+    without a word (SIGKILL), the kernel sends the child SIGTERM (Linux's parent-death
+    signal), so nothing is left serving on the port."""
+    parent = os.getpid()
+
+    def in_the_child() -> None:
+        os.setsid()
+        if sys.platform == "linux":
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # died before the signal was asked for
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return subprocess.Popen(command, env={**os.environ, **env}, preexec_fn=in_the_child)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]], stopping: list[int]) -> int:
+    """Wait until a child exits or a stop signal comes (``stopping`` fills), then stop the
+    others: quietly, whatever signals follow (each one only fills ``stopping``)."""
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
     for child in children:
-        child.wait(timeout=30)
-    return web.returncode or 0
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0 if stopping else children[0].returncode or 0
 
 
 if __name__ == "__main__":

@@ -77,22 +77,26 @@ class Command(BaseCommand):
         specs = self._specs(symbols, days)
         end = end or demo.last_completed_weekday()
         started = time.monotonic()
-        batches = {spec: self._generate(spec, end, days, seed) for spec in specs}
-        for minute, daily in batches.values():
-            demo.prepare_partitions(connection, minute, daily)
-        replaced = self._load(batches, replace)
-        first, last = self._range(batches, replaced)
-        # After the commit, as TimescaleDB refuses to refresh inside a transaction: at once
-        # when the command runs on its own, later when a caller holds a transaction.
-        transaction.on_commit(lambda: self._refresh(first, last))
-        trading_demo.seed(batches, seed, self.stdout.write)
-        signals_demo.seed(batches, seed, self.stdout.write)
-        with acting_as("seed_demo"):
-            symbols = [spec.symbol for spec in specs]
-            vectors_demo.seed(
-                list(Instrument.objects.filter(symbol__in=symbols)), self.stdout.write
-            )
-        risk_demo.seed(self.stdout.write)
+        # One transaction: a seed stopped half-way (make run interrupted on its first start)
+        # leaves nothing, so the next start seeds again instead of finding instruments and
+        # skipping the rest for good.
+        with transaction.atomic():
+            batches = {spec: self._generate(spec, end, days, seed) for spec in specs}
+            for minute, daily in batches.values():
+                demo.prepare_partitions(connection, minute, daily)
+            replaced = self._load(batches, replace)
+            first, last = self._range(batches, replaced)
+            # After the commit, as TimescaleDB refuses to refresh inside a transaction: at once
+            # when the command runs on its own, later when a caller holds a transaction.
+            transaction.on_commit(lambda: self._refresh(first, last))
+            trading_demo.seed(batches, seed, self.stdout.write)
+            signals_demo.seed(batches, seed, self.stdout.write)
+            with acting_as("seed_demo"):
+                symbols = [spec.symbol for spec in specs]
+                vectors_demo.seed(
+                    list(Instrument.objects.filter(symbol__in=symbols)), self.stdout.write
+                )
+            risk_demo.seed(self.stdout.write)
         self.stdout.write(f"Seed {seed}: done in {time.monotonic() - started:.1f} s.")
 
     def _refresh(self, first: datetime, last: datetime) -> None:
