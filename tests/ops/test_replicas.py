@@ -35,7 +35,7 @@ def streaming_replica(django_db_setup, django_db_blocker):
     if not settings.EMBEDDED_DATABASE:
         pytest.skip("needs the embedded server to copy (DATABASE_URL points elsewhere)")
     primary = connection.settings_dict
-    user = "embedded_postgres" if os.geteuid() == 0 else None
+    user = postmaster.os_user()
     home = Path(tempfile.mkdtemp(prefix="qvp-replica-"))
     if user:
         shutil.chown(home, user)

@@ -156,7 +156,7 @@ def trusting_cluster() -> Iterator[dict[str, Any]]:
     """A scratch cluster as the wheel's initdb makes it (trust everywhere), running, with data
     and the application's roles (as an older create_db_roles left them), on the socket and on
     127.0.0.1 (another port than any other server's)."""
-    user = "embedded_postgres" if os.geteuid() == 0 else None
+    user = postmaster.os_user()
     home = Path(tempfile.mkdtemp(prefix="qvp-auth-"))
     var_dir = home / "var"
     var_dir.mkdir()
