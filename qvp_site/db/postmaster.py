@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -179,10 +179,20 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryFile("w+") as out:
         done = subprocess.run(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
-            user=os_user(), cwd="/", timeout=PG_CTL_SECONDS + 30, check=False,
+            cwd="/", timeout=PG_CTL_SECONDS + 30, check=False, **_as_server_user(),
         )  # fmt: skip
         out.seek(0)
         return subprocess.CompletedProcess(command, done.returncode, "", out.read())
+
+
+def _as_server_user() -> dict[str, Any]:
+    """As root: run as the server's OS user, with its group alone (root's group and its
+    supplementary groups would otherwise stay with the server's every process)."""
+    user = os_user()
+    if user is None:
+        return {}
+    entry = _server_account(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _tail(log: Path, lines: int = 20) -> str:

@@ -7,6 +7,8 @@ once broke every later start, plays no part; a server that cannot be made says w
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,3 +101,17 @@ def test_a_data_folder_too_deep_for_a_socket_gets_one_under_the_temp_dir():
     assert elsewhere.name.startswith("qvp-pg-")
     assert len(str(elsewhere / postmaster.SOCKET_NAME)) <= postmaster.SOCKET_PATH_MAX
     assert postmaster.socket_dir(deep) == elsewhere  # the same every time: settings read it
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server then runs as another user")
+def test_as_root_the_server_runs_as_its_own_user_and_group_alone(site):
+    site.manage("showmigrations", "auth")
+    running = postmaster.read(site.pgdata)
+    assert running is not None
+    account = pwd.getpwnam(postmaster.SERVER_OS_USER)
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{running.pid}/status").read_text().splitlines()
+    )
+    assert set(status["Uid"].split()) == {str(account.pw_uid)}
+    assert set(status["Gid"].split()) == {str(account.pw_gid)}  # not root's group
+    assert status["Groups"].split() in ([], [str(account.pw_gid)])
