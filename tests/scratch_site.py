@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,13 +82,20 @@ class ScratchSite:
     def crash(self) -> None:
         """``pg_ctl stop -m immediate``: every process of the server quits at once, nothing
         flushed, no checkpoint; the next start replays the WAL."""
-        postmaster.pg_ctl(self.pgdata, "stop", "-m", "immediate")
+        running = postmaster.read(self.pgdata)
+        assert running is not None, "no server to crash"
+        # -W, then wait for this postmaster to be gone: a client that loses its connection
+        # starts the server again at once (qvp_site/db/embedded_backend), and pg_ctl -w would
+        # wait for the new one's postmaster.pid to go too.
+        postmaster.pg_ctl(self.pgdata, "stop", "-m", "immediate", "-W")
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{running.pid}").exists():
+            assert time.monotonic() < deadline, "the server did not stop"
+            time.sleep(0.01)
 
-    def restart(self) -> str:
-        """Start the server again; the log it wrote since it stopped."""
-        before = len(self.log())
-        self.manage("embedded_db", "start")
-        return self.log()[before:]
+    def restart(self) -> None:
+        """Start the server again (unless a client has already)."""
+        embedded.start(self.var_dir)
 
     def stop(self) -> None:
         if postmaster.read(self.pgdata) is not None:

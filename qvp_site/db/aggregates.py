@@ -175,5 +175,35 @@ def refresh_after_commit(
     table: str, start: datetime, end: datetime, using: str = "default"
 ) -> None:
     """Refresh the aggregates over ``table`` for [start, end] once the current transaction
-    commits (at once when there is none)."""
-    transaction.on_commit(lambda: refresh_table(table, start, end, using), using=using)
+    commits (at once when there is none).
+
+    The range is first marked pending in the transaction itself, so that the mark commits with
+    the rows: a process or server that dies between the commit and the refresh leaves the range
+    to the next ``maintain`` (``refresh_pending``), not summaries that never see the rows."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        found = catalog.aggregates(cursor, source_table=table)
+    for agg in found:
+        _mark_pending(connection, agg.name, start, end)
+    transaction.on_commit(lambda: _refresh_marked(found, start, end, using), using=using)
+
+
+def _refresh_marked(found: list[Aggregate], start: datetime, end: datetime, using: str) -> None:
+    connection = connections[using]
+    for agg in found:
+        lower, upper = refresh(agg, start, end, using, force=True)
+        if _owns(connection, agg.name):  # refreshed (a role that may not left it pending)
+            _clear_pending_within(connection, agg.name, lower, upper)
+
+
+def _clear_pending_within(
+    connection: BaseDatabaseWrapper, name: str, lower: datetime, upper: datetime
+) -> None:
+    """Forget the pending range if the refresh just made covers it; a wider one (another
+    load's too) stays for ``maintain``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE qvp_timeseries_aggregate SET pending_from = NULL, pending_to = NULL"
+            " WHERE view_name = %s AND pending_from >= %s AND pending_to <= %s",
+            [name, lower, upper],
+        )
