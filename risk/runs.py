@@ -17,6 +17,7 @@ from django.db import connection
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
+from qvp_site.per_instrument import InstrumentRun
 from risk import alerts, delivery, factors, var
 from risk.models import Metric
 from risk.performance import portfolio_performance
@@ -70,6 +71,10 @@ class RunReport:
     exposures: int = 0
     alerts_raised: list[int] = field(default_factory=list)
     deliveries: int = 0
+    # Instruments skipped or failed by the volatility estimates (the others are stored).
+    instruments: InstrumentRun = field(
+        default_factory=lambda: InstrumentRun("volatility", isolated=False)
+    )
 
 
 @dataclass
@@ -95,9 +100,15 @@ class _Rows:
 
 
 def compute_risk(
-    as_of: datetime, accounts: Iterable[int] | None = None, options: RunOptions = RunOptions()
+    as_of: datetime,
+    accounts: Iterable[int] | None = None,
+    options: RunOptions = RunOptions(),
+    instruments: InstrumentRun | None = None,
 ) -> RunReport:
-    report = RunReport()
+    """The run; ``instruments`` records what each instrument's volatility estimate became
+    (one that fails is recorded there while the others go on; without it, its error stops
+    the run)."""
+    report = RunReport() if instruments is None else RunReport(instruments=instruments)
     ids = (
         sorted(accounts)
         if accounts is not None
@@ -106,7 +117,9 @@ def compute_risk(
     for table in ("risk_riskmetric", "risk_factorexposure"):
         partitions.prepare_load(table, as_of, as_of)
     with acting_as(ACTOR):
-        report.volatility_estimates = compute_volatility(as_of, window=options.volatility_window)
+        report.volatility_estimates = compute_volatility(
+            as_of, window=options.volatility_window, run=report.instruments
+        )
         rows = _measure(ids, as_of, options)
         report.metrics, report.exposures = _store(rows, as_of)
         report.alerts_raised = alerts.raise_alerts(as_of, ids)

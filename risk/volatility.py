@@ -13,7 +13,9 @@ from datetime import datetime
 import numpy as np
 from django.db import connection
 
+from marketdata.models import Instrument
 from qvp_site.db import partitions
+from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
 
 TABLE = "risk_volatilityestimate"
@@ -43,15 +45,16 @@ DO UPDATE SET value = EXCLUDED.value
 """
 
 
-def instruments_with_bars(timeframe: str, as_of: datetime) -> list[int]:
+def _active_instruments(timeframe: str, as_of: datetime) -> list[tuple[int, str, bool]]:
+    """Every active instrument: id, symbol, and whether it has a bar at or before ``as_of``."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id FROM marketdata_instrument i WHERE active AND EXISTS"
-            f" (SELECT 1 FROM {BAR_TABLES[timeframe]} b"
-            "  WHERE b.instrument_id = i.id AND b.ts <= %s) ORDER BY id",
+            "SELECT id, symbol, EXISTS (SELECT 1 FROM"
+            f" {BAR_TABLES[timeframe]} b WHERE b.instrument_id = i.id AND b.ts <= %s)"
+            " FROM marketdata_instrument i WHERE active ORDER BY id",
             [as_of],
         )
-        return [row[0] for row in cursor.fetchall()]
+        return cursor.fetchall()
 
 
 def recent_bars(ids: list[int], timeframe: str, as_of: datetime, bars: int) -> dict[int, dict]:
@@ -87,25 +90,58 @@ def compute_volatility(
     timeframe: str = "1d",
     window: int = 20,
     history: int = 1,
+    run: InstrumentRun | None = None,
 ) -> int:
     """Estimate every instrument's volatility by each estimator over ``window`` bars, for its
-    newest ``history`` bars at or before ``as_of``; returns the estimates written."""
+    newest ``history`` bars at or before ``as_of``; returns the estimates written. In ``run``,
+    an instrument without bars enough is a skip, and one that fails is recorded while the
+    others are stored."""
     if timeframe not in BAR_TABLES:
         raise ValueError(f"timeframe must be one of {', '.join(BAR_TABLES)}")
     if window < 2 or history < 1:
         raise ValueError("window must be at least 2 and history at least 1")
-    ids = (
-        sorted(instruments) if instruments is not None else instruments_with_bars(timeframe, as_of)
-    )
-    series = recent_bars(ids, timeframe, as_of, window + history + WARM_UP)
+    run = run if run is not None else InstrumentRun("volatility", isolated=False)
+    kind = "daily" if timeframe == "1d" else "minute"
+    symbols = _symbols(instruments, timeframe, as_of, run, kind)
+    series = recent_bars(sorted(symbols), timeframe, as_of, window + history + WARM_UP)
+    for missing in sorted(set(symbols) - set(series)):
+        run.skip(symbols[missing], f"no {kind} bars")
     if not series:
         return 0
     tails = [bars["ts"][-history:] for bars in series.values()]
     partitions.prepare_load(TABLE, min(t[0] for t in tails), max(t[-1] for t in tails))
     written = 0
     for instrument, bars in series.items():
-        written += _store(instrument, bars, timeframe, window, history)
+        with run.each(symbols[instrument]):
+            stored = _store(instrument, bars, timeframe, window, history)
+            if not stored:
+                run.skip(
+                    symbols[instrument],
+                    f"{len(bars['ts'])} {kind} bar(s): too few for a {window}-bar estimate",
+                )
+            written += stored
     return written
+
+
+def _symbols(
+    instruments: Iterable[int] | None,
+    timeframe: str,
+    as_of: datetime,
+    run: InstrumentRun,
+    kind: str,
+) -> dict[int, str]:
+    """The instruments to estimate, by id with their symbols; active ones without bars by
+    ``as_of`` are skips of ``run`` when every instrument is asked for."""
+    if instruments is not None:
+        wanted = sorted({int(i) for i in instruments})
+        return dict(Instrument.objects.filter(id__in=wanted).values_list("id", "symbol"))
+    found = {}
+    for id_, symbol, has_bars in _active_instruments(timeframe, as_of):
+        if has_bars:
+            found[id_] = symbol
+        else:
+            run.skip(symbol, f"no {kind} bars")
+    return found
 
 
 def _store(instrument: int, bars: dict, timeframe: str, window: int, history: int) -> int:

@@ -86,6 +86,10 @@ def load(
 def resample(series: Series, minutes: int) -> Series:
     """Bars of ``minutes`` minutes made from minute bars (aligned to the UTC epoch); a bucket
     holds the bars that exist, so a session's last bucket may be shorter."""
+    if not len(series):  # reduceat needs at least one bar
+        empty = np.empty(0)
+        step = np.timedelta64(minutes, "m").astype("m8[us]")
+        return Series(np.empty(0, dtype="M8[us]"), empty, empty, empty, empty, empty, step)
     buckets = series.ts.astype("M8[m]").astype(np.int64) // minutes
     starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
     ends = np.concatenate((starts[1:], [len(series)])) - 1

@@ -16,9 +16,10 @@ import numpy as np
 from django.db import connection, transaction
 from django.db.models import Max
 
-from marketdata.models import Instrument
+from marketdata.models import Instrument, MinuteBar
 from qvp_site.db.binary_copy import columns_of, copy_columns
 from qvp_site.db.set_aside import ForeignKeysSetAside, IndexesSetAside, table_is_empty
+from qvp_site.per_instrument import InstrumentRun
 from vectors import bars, features
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
 from vectors.store import SetSpec, scaler_of
@@ -98,9 +99,13 @@ def build(
     rebuild: bool = False,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
     spec: SetSpec = FEATURES,
+    run: InstrumentRun | None = None,
 ) -> BuildReport:
     """Embed the windows of ``instruments`` not stored yet, in one transaction; ``rebuild``
-    deletes theirs first (bars replaced) and loads without the vector index."""
+    deletes theirs first (bars replaced) and loads without the vector index. An instrument
+    with too few minute bars for a window is a skip in ``run``; one that fails is recorded
+    there and the others go on."""
+    run = run if run is not None else InstrumentRun("embeddings", isolated=False)
     report = BuildReport()
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -110,8 +115,14 @@ def build(
         if rebuild and stored is not None:
             FeatureEmbedding.objects.filter(feature_set=stored, instrument__in=instruments).delete()
         newest = _newest(stored)
-        pending = [pending_windows(i, spec, since, newest.get(i.id)) for i in progress(instruments)]
-        pending = [p for p in pending if len(p.closes)]
+        pending = []
+        for instrument in progress(instruments):
+            with run.each(instrument.symbol):
+                found = pending_windows(instrument, spec, since, newest.get(instrument.id))
+                if len(found.closes):
+                    pending.append(found)
+                elif instrument.id not in newest and since is None:
+                    run.skip(instrument.symbol, _why_no_window(instrument, spec))
         if not pending:
             report.feature_set = stored
             return report
@@ -121,9 +132,20 @@ def build(
         # tables' writes for the shortest time.
         with ForeignKeysSetAside(TABLE, when=bulk), IndexesSetAside(TABLE, when=bulk) as aside:
             for p in pending:
-                report.created[p.instrument.symbol] = _copy(feature_set, p)
+                with run.each(p.instrument.symbol):
+                    report.created[p.instrument.symbol] = _copy(feature_set, p)
         report.feature_set, report.rebuilt_index = feature_set, bool(aside.definitions)
     return report
+
+
+def _why_no_window(instrument: Instrument, spec: SetSpec) -> str:
+    """An instrument with no window embedded yet and none to embed: too few minute bars."""
+    count = MinuteBar.objects.filter(instrument=instrument)[: features.WINDOW + 1].count()
+    if not count:
+        return "no minute bars"
+    if count <= features.WINDOW:
+        return f"{count} minute bar(s), a window needs {features.WINDOW + 1}"
+    return f"no window of {features.WINDOW + 1} bars closes on a {spec.stride}-minute mark"
 
 
 def _newest(feature_set: FeatureSet | None) -> dict[int, datetime]:

@@ -27,6 +27,7 @@ from django.utils import timezone
 from marketdata.models import Instrument
 from qvp_site.db.binary_copy import copy_rows
 from qvp_site.db.set_aside import IndexesSetAside, table_is_empty
+from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import PERIODS_PER_YEAR
 from trading.models import BacktestRun, BacktestTrade
 from vectors import bars, features
@@ -182,48 +183,74 @@ def build(
     *,
     since: datetime | None = None,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
+    run: InstrumentRun | None = None,
 ) -> dict[str, int]:
     """Run every strategy over each instrument's bars (decisions from ``since`` on, or all),
     replacing the runs made here before; store runs, trades and patterns. Returns patterns
-    written per strategy."""
+    written per strategy. An instrument without a decision to test is a skip in ``run``; one
+    that fails is recorded there and the others go on."""
+    run = run if run is not None else InstrumentRun("patterns", isolated=False)
     written: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
         computed = {}
         for instrument in progress(list(instruments)):
-            minute = bars.load(instrument.id, lookback_from=since, lookback=STATE_LOOKBACK)
-            ends = _holdable(minute, bars.stride_ends(minute, DECISION_EVERY, features.WINDOW))
-            if since is not None:
-                moment = np.datetime64(since.astimezone(UTC).replace(tzinfo=None), "us")
-                ends = ends[minute.closes_at()[ends] >= moment]
-            found = states(minute, ends)
-            if len(found.index):
-                computed[instrument] = (minute, found)
+            with run.each(instrument.symbol):
+                minute, found = _decisions(instrument, since)
+                if len(found.index):
+                    computed[instrument] = (minute, found)
+                else:
+                    run.skip(instrument.symbol, _why_no_decision(minute))
         if not computed:
             return written
         feature_set = STATES.fitted(np.concatenate([s.raw for _, s in computed.values()]))
         scaler = scaler_of(feature_set)
         for instrument in computed:
-            _replace_runs(instrument)
+            with run.each(instrument.symbol):
+                _replace_runs(instrument)
         # Replacing every pattern is a bulk load: the HNSW index is built after it.
         with IndexesSetAside(TABLE, when=table_is_empty(TABLE)):
             for instrument, (minute, found) in computed.items():
-                vectors = scaler.transform(found.raw)
-                for strategy, rule in STRATEGIES.items():
-                    position = rule(found.raw)
-                    trade = position != 0
-                    if trade.any():
-                        written[strategy] += _store(
-                            strategy,
-                            instrument,
-                            feature_set,
-                            minute,
-                            found,
-                            vectors,
-                            position,
-                            trade,
-                        )
+                if instrument.symbol in run.failed:
+                    continue
+                with run.each(instrument.symbol):
+                    for strategy, count in _backtest(
+                        instrument, feature_set, minute, found, scaler.transform(found.raw)
+                    ).items():
+                        written[strategy] += count
+    return written
+
+
+def _decisions(instrument: Instrument, since: datetime | None) -> tuple[bars.Series, States]:
+    """The instrument's minute bars, and its market states at the decisions that can be held."""
+    minute = bars.load(instrument.id, lookback_from=since, lookback=STATE_LOOKBACK)
+    ends = _holdable(minute, bars.stride_ends(minute, DECISION_EVERY, features.WINDOW))
+    if since is not None:
+        moment = np.datetime64(since.astimezone(UTC).replace(tzinfo=None), "us")
+        ends = ends[minute.closes_at()[ends] >= moment]
+    return minute, states(minute, ends)
+
+
+def _why_no_decision(minute: bars.Series) -> str:
+    if not len(minute):
+        return "no minute bars"
+    return (
+        f"{len(minute)} minute bar(s): no hourly decision with {features.WINDOW} minute and"
+        f" {features.WINDOW} {SLOW_BARS}-minute bars behind it and {HORIZON} minutes after"
+    )
+
+
+def _backtest(instrument, feature_set, minute, found, vectors) -> dict[str, int]:
+    """Each strategy's trades of one instrument stored; patterns written per strategy."""
+    written = {}
+    for strategy, rule in STRATEGIES.items():
+        position = rule(found.raw)
+        trade = position != 0
+        if trade.any():
+            written[strategy] = _store(
+                strategy, instrument, feature_set, minute, found, vectors, position, trade
+            )
     return written
 
 

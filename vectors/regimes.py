@@ -29,6 +29,7 @@ from sklearn.cluster import KMeans
 
 from marketdata.models import Instrument
 from qvp_site.db.binary_copy import copy_rows
+from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
 from vectors import bars
 from vectors.embeddings import BUILD_LOCK
@@ -98,12 +99,13 @@ class Signatures:
 
 
 def _day_ends(minute: bars.Series, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each day's last minute bar, and whether the day has minute bars."""
+    """Index of each day's last minute bar, and whether the day has minute bars (none has
+    when there are no minute bars at all)."""
+    if not len(minute):
+        return np.zeros(len(days), dtype=int), np.zeros(len(days), dtype=bool)
     minute_days = minute.ts.astype("M8[D]")
     last = np.flatnonzero(np.r_[minute_days[1:] != minute_days[:-1], True])
-    at = np.minimum(np.searchsorted(minute_days[last], days), max(len(last) - 1, 0))
-    if not len(last):
-        return np.zeros(len(days), dtype=int), np.zeros(len(days), dtype=bool)
+    at = np.minimum(np.searchsorted(minute_days[last], days), len(last) - 1)
     return last[at], minute_days[last][at] == days
 
 
@@ -143,9 +145,28 @@ def _slice_ewma(ohlc: OHLC, window: int, ends: np.ndarray) -> np.ndarray:
     return np.concatenate(rows) if rows else np.empty(0)
 
 
+def skip_reason(daily: bars.Series, minute: bars.Series) -> str | None:
+    """Why an instrument's bars can give no signature at all (None: they may give some)."""
+    if not len(daily):
+        return "no daily bars"
+    if not len(minute):
+        return "no minute bars"
+    if len(daily) <= FIRST_DAY:
+        return f"{len(daily)} daily bar(s), a signature needs {FIRST_DAY + 1}"
+    return None
+
+
+def _no_signatures() -> Signatures:
+    empty = np.array([], dtype="M8[us]")
+    return Signatures(empty, empty, np.empty((0, len(SIGNATURE_NAMES))))
+
+
 @np.errstate(divide="ignore", invalid="ignore")  # a zero volatility's log is left out below
 def signatures(daily: bars.Series, minute: bars.Series) -> Signatures:
-    """The raw signature of every day with a full daily history and minute bars."""
+    """The raw signature of every day with a full daily history and minute bars (none for
+    an instrument with only one kind of bars, or too few)."""
+    if skip_reason(daily, minute) is not None:
+        return _no_signatures()
     logs = {k: np.log(v) for k, v in _estimates(daily, DAILY_WINDOWS, "1d").items()}
     index, has_minutes = _day_ends(minute, daily.ts.astype("M8[D]"))
     has_minutes &= index >= SLICE - 1
@@ -165,7 +186,7 @@ def signatures(daily: bars.Series, minute: bars.Series) -> Signatures:
     raw = np.column_stack(columns)
     keep = has_minutes & np.isfinite(raw).all(axis=1)
     keep[:FIRST_DAY] = False
-    ends = minute.closes_at()[index] if len(minute) else daily.ts
+    ends = minute.closes_at()[index]
     return Signatures(daily.ts[keep], ends[keep], raw[keep])
 
 
@@ -175,9 +196,13 @@ def build(
     progress: Callable[[Iterable], Iterable] = lambda items: items,
     clusters: int = DEFAULT_CLUSTERS,
     replace: bool = False,
+    run: InstrumentRun | None = None,
 ) -> dict[str, int]:
     """Store the signatures of days not stored yet (``replace``: the instruments' rows are
-    deleted first, as after their bars were replaced), then discover and label the regimes."""
+    deleted first, as after their bars were replaced), then discover and label the regimes.
+    An instrument whose bars give none is a skip in ``run``, one that fails is recorded
+    there and the others go on."""
+    run = run if run is not None else InstrumentRun("regimes", isolated=False)
     created: dict[str, int] = {}
     instruments = list(instruments)
     with transaction.atomic():
@@ -187,16 +212,27 @@ def build(
             VolatilityRegime.objects.filter(instrument__in=instruments).delete()
         computed = {}
         for instrument in progress(instruments):
-            found = signatures(bars.load(instrument.id, daily=True), bars.load(instrument.id))
-            if len(found.raw):
-                computed[instrument] = found
+            with run.each(instrument.symbol):
+                found = _signatures_of(instrument, run)
+                if len(found.raw):
+                    computed[instrument] = found
         if not computed:
             return created
         feature_set = REGIMES.fitted(np.concatenate([s.raw for s in computed.values()]))
         for instrument, found in computed.items():
-            created[instrument.symbol] = _copy_new(instrument, feature_set, found)
+            with run.each(instrument.symbol):
+                created[instrument.symbol] = _copy_new(instrument, feature_set, found)
         discover(feature_set, clusters)
     return created
+
+
+def _signatures_of(instrument: Instrument, run: InstrumentRun) -> Signatures:
+    daily, minute = bars.load(instrument.id, daily=True), bars.load(instrument.id)
+    found = signatures(daily, minute)
+    if not len(found.raw):
+        reason = skip_reason(daily, minute)
+        run.skip(instrument.symbol, reason or "no day with a full daily history and its minutes")
+    return found
 
 
 def _copy_new(instrument: Instrument, feature_set: FeatureSet, found: Signatures) -> int:

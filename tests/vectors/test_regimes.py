@@ -87,3 +87,30 @@ def test_similar_regimes_ending_by_a_time_are_the_nearest_of_those(months_of_bar
     )
     assert [m.distance for m in matches] == pytest.approx(exact[:5], abs=1e-5)
     assert all(m.regime.period_end <= cutoff for m in matches)
+
+
+def _series(count: int, *, daily: bool) -> bars.Series:
+    """``count`` bars one period apart from 2024-01-02, prices drifting up."""
+    period = bars.DAY if daily else bars.MINUTE
+    ts = np.datetime64("2024-01-02T00:00", "us") + np.arange(count) * period
+    close = 100 + np.arange(count, dtype=float)
+    return bars.Series(ts, close, close + 1, close - 1, close, np.ones(count), period)
+
+
+@pytest.mark.parametrize(
+    ("daily", "minute", "reason"),
+    [
+        (300, 0, "no minute bars"),  # a Yahoo download alone
+        (0, 3000, "no daily bars"),  # an FX feed of minutes alone
+        (0, 0, "no daily bars"),  # an instrument without bars
+        (1, 1, "1 daily bar(s), a signature needs 65"),
+    ],
+)
+def test_bars_of_one_kind_or_too_few_give_no_signature_and_say_why(daily, minute, reason):
+    found = regimes.signatures(_series(daily, daily=True), _series(minute, daily=False))
+    assert found.raw.shape == (0, 64)
+    assert regimes.skip_reason(_series(daily, daily=True), _series(minute, daily=False)) == reason
+
+
+def test_no_minute_bars_resample_to_none():
+    assert len(bars.resample(_series(0, daily=False), 30)) == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
 from risk.runs import RunOptions, compute_risk
 from trading.management.commands.snapshot_portfolios import account_ids
@@ -41,9 +42,12 @@ class Command(BaseCommand):
             raise CommandError("--lookback must be at least 2 days")
         as_of = as_of or timezone.now().replace(second=0, microsecond=0)
         run = RunOptions(options["confidence"], options["lookback"], options["benchmark"])
-        report = compute_risk(as_of, account_ids(account), run)
+        report = compute_risk(as_of, account_ids(account), run, InstrumentRun("volatility"))
         self.stdout.write(
             f"Risk as of {as_of:%Y-%m-%d %H:%M:%S %Z}: {report.volatility_estimates} volatility"
             f" estimate(s), {report.metrics} metric(s), {report.exposures} factor exposure(s),"
             f" {len(report.alerts_raised)} alert(s) raised, {report.deliveries} delivered."
         )
+        for line in report.instruments.lines():
+            self.stdout.write(line)
+        raise_if_failed(report.instruments)

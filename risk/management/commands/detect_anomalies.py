@@ -1,24 +1,31 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from marketdata.models import Instrument
+from marketdata.models import Instrument, MinuteBar
 from qvp_site.acting import acting_as
+from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
-from risk.anomalies import detect
+from risk.anomalies import Anomalies, detect
 
 
 class Command(BaseCommand):
     help = (
-        "Detect market-data anomalies of a symbol's minute bars over the last HOURS before a "
-        "time (default: now): returns and volumes that are outliers by a robust z-score "
-        "(median and MAD), and gaps where the exchange's trading calendar says the market was "
-        "open and no bar exists. Prints them and stores them (running again restates them)."
+        "Detect market-data anomalies of a symbol's minute bars (of every active instrument "
+        "with minute bars when no --symbol is given) over the last HOURS before a time "
+        "(default: now): returns and volumes that are outliers by a robust z-score (median "
+        "and MAD), and gaps where the exchange's trading calendar says the market was open "
+        "and no bar exists. Prints them and stores them (running again restates them). An "
+        "instrument without minute bars is skipped; one that fails is named, the others are "
+        "stored, and the command exits with an error."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--symbol", required=True, help="the instrument's symbol")
+        parser.add_argument(
+            "--symbol", action="append", help="the instrument's symbol (repeatable; default all)"
+        )
         parser.add_argument("--hours", type=float, default=24.0, help="the window (default 24)")
         parser.add_argument(
             "--as-of", type=time_argument, help=f"the window's end, {TIME_HELP} (default: now)"
@@ -30,18 +37,45 @@ class Command(BaseCommand):
             help="robust z-score beyond which a bar is an outlier",
         )
 
-    def handle(self, *args, symbol, hours, as_of=None, threshold, **options):
-        instrument = Instrument.objects.filter(symbol=symbol).first()
-        if instrument is None:
-            raise CommandError(f"--symbol: no instrument {symbol!r}")
+    def handle(self, *args, symbol=None, hours, as_of=None, threshold, **options):
+        instruments = self._instruments(symbol)
         if hours <= 0:
             raise CommandError("--hours must be positive")
         if threshold <= 0:
             raise CommandError("--threshold must be positive")
+        run = InstrumentRun("anomalies")
+        end = as_of or timezone.now()
+        # Instruments with minute bars at all, in one query: a daily-only instrument has
+        # no minutes to miss, and its whole window would otherwise read as one gap.
+        with_minutes = set(
+            Instrument.objects.filter(
+                Exists(MinuteBar.objects.filter(instrument=OuterRef("pk"))),
+                id__in=[i.id for i in instruments],
+            ).values_list("id", flat=True)
+        )
         with acting_as("detect_anomalies"):
-            found = detect(instrument, hours, as_of or timezone.now(), threshold)
+            for instrument in instruments:
+                if instrument.id not in with_minutes:
+                    run.skip(instrument.symbol, "no minute bars")
+                    continue
+                with run.each(instrument.symbol):
+                    self._report(detect(instrument, hours, end, threshold))
+        for line in run.lines():
+            self.stdout.write(line)
+        raise_if_failed(run)
+
+    def _instruments(self, symbols: list[str] | None) -> list[Instrument]:
+        if not symbols:
+            return list(Instrument.objects.filter(active=True).order_by("symbol"))
+        found = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
+        for symbol in symbols:
+            if symbol not in found:
+                raise CommandError(f"--symbol: no instrument {symbol!r}")
+        return [found[s] for s in dict.fromkeys(symbols)]
+
+    def _report(self, found: Anomalies) -> None:
         self.stdout.write(
-            f"{symbol}: {found.bars} bar(s) from {found.start:%Y-%m-%d %H:%M} to"
+            f"{found.symbol}: {found.bars} bar(s) from {found.start:%Y-%m-%d %H:%M} to"
             f" {found.end:%Y-%m-%d %H:%M} UTC; {len(found.outliers)} outlier(s),"
             f" {len(found.gaps)} gap(s)"
             + ("" if found.calendar else " (no trading calendar known: gaps not measured)")

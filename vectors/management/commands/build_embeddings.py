@@ -6,6 +6,7 @@ from tqdm import tqdm
 
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
+from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
 from vectors import embeddings, regimes
 
@@ -61,14 +62,23 @@ class Command(BaseCommand):
                 file=self.stderr,
             )
 
+        windows, signatures = InstrumentRun("embeddings"), InstrumentRun("regimes")
         with acting_as(ACTOR):
-            report = embeddings.build(instruments, since=since, rebuild=rebuild, progress=progress)
+            report = embeddings.build(
+                instruments, since=since, rebuild=rebuild, progress=progress, run=windows
+            )
         for name, count in sorted(report.created.items()):
             self.stdout.write(f"{name}: {count:,} feature windows embedded.")
         note = " (HNSW index rebuilt after the load)" if report.rebuilt_index else ""
         self.stdout.write(f"{report.total:,} feature embeddings written{note}.")
         with acting_as(ACTOR):
             created = regimes.build(
-                instruments, clusters=clusters, progress=lambda i: progress(i, "regimes")
+                instruments,
+                clusters=clusters,
+                progress=lambda i: progress(i, "regimes"),
+                run=signatures,
             )
         self.stdout.write(f"{sum(created.values()):,} regime signatures written.")
+        for line in windows.lines() + signatures.lines():
+            self.stdout.write(line)
+        raise_if_failed(windows, signatures)

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from qvp_site.acting import acting_as
+from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
 from vectors import patterns
 from vectors.management.commands.build_embeddings import named_instruments
@@ -33,8 +34,12 @@ class Command(BaseCommand):
                 items, desc="backtests", unit="instrument", disable=no_progress, file=self.stderr
             )
 
+        run = InstrumentRun("patterns")
         with acting_as("build_patterns"):
-            written = patterns.build(instruments, since=since, progress=progress)
+            written = patterns.build(instruments, since=since, progress=progress, run=run)
         for strategy, count in written.items():
             self.stdout.write(f"{strategy}: {count:,} patterns.")
         self.stdout.write(f"{sum(written.values()):,} strategy patterns written.")
+        for line in run.lines():
+            self.stdout.write(line)
+        raise_if_failed(run)
