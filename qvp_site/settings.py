@@ -238,6 +238,13 @@ QVP_SYSTEMLOG_COMPRESS_AFTER = env.str("QVP_SYSTEMLOG_COMPRESS_AFTER", default="
 QVP_SYSTEMLOG_RETENTION = env.str("QVP_SYSTEMLOG_RETENTION", default="90 days")
 QVP_NEWS_RETENTION = env.str("QVP_NEWS_RETENTION", default="1 year")
 
+# How many new partitions (TimescaleDB: chunks) one load may make: a request or file whose
+# rows fall in more intervals that have none yet is refused whole, naming the range, so one
+# request cannot flood the catalog with tables. 520 covers a decade of minute bars (7-day
+# partitions), a file a desk backfills in one load; `maintain --cover` makes more for a bigger
+# backfill, and a lower value bounds what one API request may make.
+QVP_MAX_NEW_PARTITIONS_PER_LOAD = env.positive_int("QVP_MAX_NEW_PARTITIONS_PER_LOAD", default=520)
+
 # --- Auth, API ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

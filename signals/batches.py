@@ -66,7 +66,8 @@ def insert_signals(items: list[dict[str, Any]]) -> int:
     """One INSERT for the whole batch (a signal already recorded is left as it is); how many
     were new. The partitions the batch needs are made first."""
     times = [i["ts"] for i in items]
-    partitions.prepare_load(Signal._meta.db_table, min(times), max(times))
+    # Only where the batch's signals fall; TooManyPartitions for more new ones than a load may make.
+    partitions.prepare_times(Signal._meta.db_table, times)
     columns = [
         [i["agent_id"] for i in items],
         [i["instrument_id"] for i in items],

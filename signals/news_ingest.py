@@ -163,11 +163,13 @@ def _ingest(source: Path | Articles, name: str, progress) -> NewsResult:
             result.rows_read = staging.load(cursor, found, layout, progress)
             label = found.position_label
         _refuse_bad_rows(cursor, name, label)
-        cursor.execute(f"SELECT min(ts), max(ts) FROM {STAGE}")
-        first, last = cursor.fetchone()
-    if first is None:
+        needs = partitions.rows_needs(cursor, TABLE, f"SELECT ts FROM {STAGE}")
+    if needs is None:
         return result
-    partitions.prepare_load(TABLE, first, last)
+    try:  # only the partitions where articles fall, no more new ones than a load may make
+        partitions.make_needed(needs)
+    except partitions.TooManyPartitions as error:
+        raise IngestRefused(f"refused {name}: {error}") from error
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(WRITE_SQL)
         result.inserted = cursor.fetchone()[0]

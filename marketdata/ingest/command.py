@@ -114,6 +114,8 @@ def _report(
     if verbosity >= 2:
         phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.phases.items())
         write(f"Time spent: {phases}.")
+    if result.deferred:
+        write(f"The rows are in; the {result.deferred}")
     if result.rejects_path:
         write(
             command.style.WARNING(

@@ -6,8 +6,10 @@ Three short steps on one connection, because the partitions a load needs must be
 their own transaction (creating one locks the parent table) before the load's:
 
 1. stage and check (a transaction of TEMP tables only): bad rows refuse the file, or with
-   ``skip_invalid`` are set aside; the time range of the good rows is measured;
-2. on plain PostgreSQL, create the partitions that range needs;
+   ``skip_invalid`` are set aside; the intervals the good rows fall in are found;
+2. on plain PostgreSQL, create the partitions of the intervals the rows fall in (and only
+   those), refusing the file where they would be more new ones than a load may make (on
+   TimescaleDB the same count of the chunks the rows would make);
 3. write, in one transaction with the instrument's creation and the rejects file, so a
    failure leaves nothing behind; the aggregates of the range are refreshed after commit.
 """
@@ -68,6 +70,9 @@ class IngestResult:
     first_ts: datetime | None = None
     last_ts: datetime | None = None
     phases: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    # Why the summaries of the rows committed are left to the next `maintain` (the refresh
+    # after the commit failed: the server went away, say); empty when they were refreshed.
+    deferred: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -153,7 +158,7 @@ def _load(origin: _Origin, options: IngestOptions, user, os_user: str, progress)
                 result, origin, started, Ingest.Status.FAILED, f"{type(error).__name__}: {error}"
             )
         raise
-    _finish(result, origin, started, Ingest.Status.LOADED)
+    _finish(result, origin, started, Ingest.Status.LOADED, result.deferred)
     return result
 
 
@@ -165,14 +170,24 @@ def _ingest(
     layout = detect(source.header, source.sample, target, options.columns)
     result.layout = layout.describe()
     try:
-        span = _stage_and_check(source, layout, target, options, result, progress)
-        if span is not None:
+        needs = _stage_and_check(source, layout, target, options, result, progress)
+        span = None if needs is None else (needs.first, needs.last)
+        if needs is not None:
             with _phase(result, "partitions"):
-                partitions.prepare_load(target.table, *span)
+                _make_partitions(source.name, needs)
         _write_and_commit(source, layout, target, options, result, span)
     finally:
         with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
             staging.drop(cursor)
+
+
+def _make_partitions(name: str, needs: partitions.Needs) -> None:
+    """The partitions of the intervals the rows fall in, or a refusal naming the file when
+    they would be more new ones than a load may make (nothing made, nothing written)."""
+    try:
+        partitions.make_needed(needs)
+    except partitions.TooManyPartitions as error:
+        raise IngestRefused(f"refused {name}: {error}") from error
 
 
 @contextlib.contextmanager
@@ -185,7 +200,8 @@ def _phase(result: IngestResult, name: str):
 
 
 def _stage_and_check(source, layout, target, options, result, progress):
-    """Stage and check the file; returns the (first, last) time of the rows to write."""
+    """Stage and check the file; returns the intervals the rows to write fall in (with
+    their first and last time), None where there is none."""
     with transaction.atomic(), connection.cursor() as cursor:
         # Naive times in the file are wall-clock times in --tz; the hash of a big file's
         # keys and the window numbering ticks want more than the default work_mem.
@@ -211,25 +227,35 @@ def _stage_and_check(source, layout, target, options, result, progress):
         result.rejected = rejection.total
         if rejection.total:
             staging.drop_rejected_rows(cursor)
-        cursor.execute(
-            f"SELECT min(ts), max(ts) FROM ({checks.rows_sql(layout, target, options.tz)}) AS s"
+        # In this transaction, which reads the file's naive times in its time zone.
+        needs = partitions.rows_needs(
+            cursor, target.table, checks.rows_sql(layout, target, options.tz)
         )
-        first, last = cursor.fetchone()
-    result.first_ts, result.last_ts = first, last
-    return None if first is None else (first, last)
+    if needs is not None:
+        result.first_ts, result.last_ts = needs.first, needs.last
+    return needs
 
 
 def _write_and_commit(source, layout, target, options, result, span) -> None:
     """Write in one transaction; its commit runs the deferred foreign-key checks, then the
     refresh of the aggregates (TimescaleDB refuses that inside a transaction)."""
     marks = {}
-    with transaction.atomic(), connection.cursor() as cursor:
-        with _phase(result, "write"):
-            changed = _write(cursor, source, layout, target, options, result, span)
-        marks["written"] = time.perf_counter()
-        transaction.on_commit(lambda: marks.setdefault("committed", time.perf_counter()))
-        if changed:
-            aggregates.refresh_after_commit(target.table, *span)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            with _phase(result, "write"):
+                changed = _write(cursor, source, layout, target, options, result, span)
+            marks["written"] = time.perf_counter()
+            transaction.on_commit(lambda: marks.setdefault("committed", time.perf_counter()))
+            if changed:
+                aggregates.refresh_after_commit(target.table, *span)
+    except DatabaseError as error:
+        if "committed" not in marks:
+            raise
+        # The rows are in; only the refresh after the commit failed. Its range was marked
+        # pending in the rows' own transaction, so the next `maintain` refreshes it: the load
+        # stands, and says so. A connection the failure left broken is replaced.
+        result.deferred = f"summaries left to the next maintain: {error}".strip()
+        connection.close_if_unusable_or_obsolete()
     done = time.perf_counter()
     committed = marks.get("committed", done)  # later, when run inside the caller's transaction
     result.phases["commit"] = committed - marks["written"]

@@ -4,20 +4,28 @@ Partitions are created ahead of the data by ``maintain`` and on demand for a loa
 older or later ones, each batch in its own short transaction under an advisory lock (creating
 a partition locks the parent). The only default partition refuses every row with a message
 that names the missing range, so nothing is silently swallowed.
+
+A load makes partitions only for the intervals its rows fall in (found by the server, from the
+staged rows or the batch's times), and no more new ones than QVP_MAX_NEW_PARTITIONS_PER_LOAD:
+two bars in 1900 and 2999 need two partitions, not the eleven hundred between them, and a file
+spread over a thousand years is refused before anything is made. On TimescaleDB, which makes a
+chunk per interval as rows arrive, the same limit counts the chunks the rows would make.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import connection as default_connection
 from django.db import transaction
 
 from qvp_site.db import catalog, engine
-from qvp_site.db.intervals import Interval
+from qvp_site.db.intervals import Interval, parse_interval
 from qvp_site.db.plpgsql import interval, utc_add
 from qvp_site.db.quoting import ident, literal
 
@@ -163,15 +171,182 @@ def ensure_partitions(
 def prepare_load(
     table: str, start: datetime, end: datetime, using: BaseDatabaseWrapper | None = None
 ) -> list[str]:
-    """Before a load of ``table``'s rows in [start, end]: on plain PostgreSQL, create the
-    partitions it needs (chunk width from the catalog) in their own short transaction; on
-    TimescaleDB nothing, since hypertables make their chunks as rows arrive."""
+    """Before a load of ``table``'s rows spread over all of [start, end]: on plain
+    PostgreSQL, create the partitions covering it (chunk width from the catalog) in their own
+    short transaction; on TimescaleDB nothing, since hypertables make their chunks as rows
+    arrive. For what the site computes from its own rows (a job's run at one time, a restored
+    archive, the demo), so not limited; what a request or a file brings goes by
+    ``prepare_times`` or ``rows_needs`` and ``make_needed``, which make only where rows fall,
+    and no more new partitions than QVP_MAX_NEW_PARTITIONS_PER_LOAD."""
     conn = using or default_connection
     if engine.is_timescaledb(conn):
         return []
     with conn.cursor() as cursor:
         (series,) = catalog.time_series(cursor, table)
-    return ensure_partitions(table, series.chunk_interval, start, end, using=conn)
+    width = series.chunk_interval
+    lowers = [lower for lower, _ in bounds_covering(width, start, end)]
+    return make_needed(Needs(table, lowers, start, end, width), using=conn, limited=False)
+
+
+class TooManyPartitions(Exception):
+    """A load whose rows would make more new partitions (chunks) than one load may."""
+
+    def __init__(self, needs: Needs, new: int, limit: int, what: str = "partitions") -> None:
+        self.needs, self.new, self.limit = needs, new, limit
+        super().__init__(
+            f"its rows, from {_utc(needs.first)} to {_utc(needs.last)}, would make {new:,}"
+            f" new {what} of {needs.table}; one load may make at most {limit:,}"
+            " (QVP_MAX_NEW_PARTITIONS_PER_LOAD): send the range in smaller parts"
+        )
+
+
+@dataclass(frozen=True)
+class Needs:
+    """The intervals a load's rows fall in: their lower bounds, aligned as the engine's
+    partitions (or TimescaleDB's chunks) are, and the first and last of the rows' times."""
+
+    table: str
+    lowers: list[datetime]
+    first: datetime
+    last: datetime
+    width: Interval | None = None  # the partitions' (plain PostgreSQL)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(sep=" ")
+
+
+def new_partition_limit() -> int:
+    return int(settings.QVP_MAX_NEW_PARTITIONS_PER_LOAD)
+
+
+def rows_needs(
+    cursor: CursorWrapper, table: str, rows_sql: str, params: Sequence[Any] = ()
+) -> Needs | None:
+    """The intervals the rows of ``rows_sql`` (a query with a ``ts`` column) fall in, found
+    by the server in one statement (a hash of the intervals, never a row in Python), the
+    width read from the catalog in it; None where there is no row. Run where ``rows_sql``
+    reads as the load does (its time zone, its staging tables); it takes ``params``, so a
+    literal % in it is written %%."""
+    timescaledb = engine.is_timescaledb(cursor.db)
+    # As UTC wall times: the load's session may read its file in another zone, and an array
+    # of times with an offset does not come back right from every zone's history.
+    cursor.execute(
+        f"""
+        WITH qvp_width AS ({_TSDB_LENGTH if timescaledb else _PLAIN_WIDTH})
+        SELECT (SELECT width::text FROM qvp_width),
+               array_agg(lower AT TIME ZONE 'UTC' ORDER BY lower),
+               min(first) AT TIME ZONE 'UTC', max(last) AT TIME ZONE 'UTC'
+        FROM (
+            SELECT {_TSDB_FLOOR if timescaledb else _PLAIN_FLOOR} AS lower,
+                   min(ts) AS first, max(ts) AS last
+            FROM ({rows_sql}) AS qvp_rows CROSS JOIN qvp_width WHERE ts IS NOT NULL GROUP BY 1
+        ) AS qvp_intervals
+        """,
+        [table, *params],
+    )
+    width, lowers, first, last = cursor.fetchone()
+    if width is None:
+        raise ValueError(f"{table} is not a time-series table")
+    if first is None:
+        return None
+    return Needs(
+        table,
+        [_as_utc(lower) for lower in lowers],
+        _as_utc(first),
+        _as_utc(last),
+        None if timescaledb else parse_interval(width),
+    )
+
+
+# The partitions' width, and how a time is floored to its partition's lower bound.
+_PLAIN_WIDTH = (
+    "SELECT chunk_interval::interval AS width FROM qvp_timeseries_table WHERE table_name = %s"
+)
+_PLAIN_FLOOR = "qvp_bucket_floor(qvp_width.width, ts)"
+# TimescaleDB cuts chunks of its dimension's length in microseconds from the Unix epoch (its
+# 1 year is 360 days), so the catalog's width cannot say where.
+_TSDB_LENGTH = (
+    "SELECT (extract(epoch FROM time_interval) * 1000000)::bigint AS width"
+    " FROM timescaledb_information.dimensions WHERE hypertable_schema = 'public'"
+    " AND hypertable_name = %s AND time_interval IS NOT NULL"
+)
+_TSDB_FLOOR = (
+    "to_timestamp(floor(extract(epoch FROM ts) * 1000000 / qvp_width.width)"
+    " * qvp_width.width / 1000000.0)"
+)
+
+
+def _as_utc(wall: datetime) -> datetime:
+    return wall.replace(tzinfo=UTC)
+
+
+def prepare_times(
+    table: str, times: Sequence[datetime], using: BaseDatabaseWrapper | None = None
+) -> list[str]:
+    """Before a load of rows at ``times`` (a batch in memory): make the partitions of the
+    intervals they fall in, and only those, or none (TooManyPartitions) where more than
+    QVP_MAX_NEW_PARTITIONS_PER_LOAD would be new."""
+    conn = using or default_connection
+    with conn.cursor() as cursor:
+        needs = rows_needs(cursor, table, "SELECT unnest(%s::timestamptz[]) AS ts", [list(times)])
+    return [] if needs is None else make_needed(needs, using=conn)
+
+
+def make_needed(
+    needs: Needs, using: BaseDatabaseWrapper | None = None, *, limited: bool = True
+) -> list[str]:
+    """Make the partitions of ``needs`` that do not exist yet, in their own short transaction,
+    or none at all where they are more than QVP_MAX_NEW_PARTITIONS_PER_LOAD (``limited``):
+    TooManyPartitions. On TimescaleDB nothing is made here; the limit counts the chunks the
+    rows would make."""
+    conn = using or default_connection
+    limit = new_partition_limit() if limited else len(needs.lowers)
+    with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+        if engine.is_timescaledb(conn):
+            new = _new_chunks(cursor, needs)
+            if new > limit:
+                raise TooManyPartitions(needs, new, limit, what="chunks")
+            return []
+        width = needs.width
+        if width is None:
+            (series,) = catalog.time_series(cursor, needs.table)
+            width = series.chunk_interval
+        return _create_new(cursor, width, needs, limit)
+
+
+def _create_new(cursor: CursorWrapper, width: Interval, needs: Needs, limit: int) -> list[str]:
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_lock_key(needs.table)])
+    existing = {p.lower for p in partitions(cursor, needs.table)}
+    new = [lower for lower in needs.lowers if lower not in existing]
+    if len(new) > limit:  # counted before any is made: a refusal leaves nothing behind
+        raise TooManyPartitions(needs, len(new), limit)
+    created = []
+    for lower in new:
+        name = partition_name(needs.table, lower, width)
+        # Through the owner's function: the application's role runs no DDL.
+        cursor.execute(
+            "SELECT qvp_create_partition(%s::regclass, %s, %s, %s)",
+            [ident(needs.table), name, lower, width.add(lower)],
+        )
+        created.append(name)
+    return created
+
+
+def _new_chunks(cursor: CursorWrapper, needs: Needs) -> int:
+    """How many of ``needs``' chunks TimescaleDB has yet to make (a chunk is found by its
+    start, where TimescaleDB's alignment puts it)."""
+    cursor.execute(
+        """
+        SELECT count(*) FROM unnest(%s::timestamptz[]) AS l(lower)
+        WHERE l.lower NOT IN (
+            SELECT range_start FROM timescaledb_information.chunks
+            WHERE hypertable_schema = 'public' AND hypertable_name = %s
+        )
+        """,
+        [needs.lowers, needs.table],
+    )
+    return int(cursor.fetchone()[0])
 
 
 def refusing_default_sql(table: str, time_column: str) -> list[str]:

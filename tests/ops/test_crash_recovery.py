@@ -200,10 +200,13 @@ def test_a_crash_between_the_bars_commit_and_their_summaries_leaves_them_to_main
 
     count, volume, _ = bars_of(site, symbol)
     assert count == 5_000  # committed before the crash
-    record = site.query(
-        "SELECT status, inserted FROM marketdata_ingest WHERE symbol = %s", (symbol,)
+    # The load stands, and its record says so: its rows, and the summaries left to maintain.
+    ((status, inserted, note),) = site.query(
+        "SELECT status, inserted, error_summary FROM marketdata_ingest WHERE symbol = %s",
+        (symbol,),
     )
-    print(f"  the load's record after the crash (status, inserted): {record}")
+    assert (status, inserted) == ("loaded", 5_000)
+    assert note.startswith("summaries left to the next maintain"), note
     site.manage("maintain")
     for table, found in aggregates_of(site, symbol).items():
         assert found == (5_000, volume), table
