@@ -7,10 +7,12 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
-    from django.core.management import execute_from_command_line
+    try:
+        from django.core.management import execute_from_command_line
 
-    from qvp_site.db.postmaster import ServerError
-
+        from qvp_site.db.postmaster import ServerError
+    except KeyboardInterrupt:  # Ctrl-C while Python loads Django
+        sys.exit(130)
     try:
         execute_from_command_line(sys.argv)
     except ServerError as error:  # the embedded server could not be made or started: say why
