@@ -45,13 +45,14 @@ from django.contrib.admin.views.main import (
     TO_FIELD_VAR,
     ChangeList,
 )
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import DatabaseError, models
 from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 
 from qvp_site import time_limits
 from qvp_site.acting import acting_as
+from qvp_site.parsers import JSONFormField
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Parameters of the page, not of the list: the export is of every page, without facet counts.
@@ -59,7 +60,25 @@ PAGE_ONLY = (PAGE_VAR, IS_FACETS_VAR, ERROR_FLAG, IS_POPUP_VAR, TO_FIELD_VAR)
 EXPORT_ACTOR = "admin csv export"
 
 
-class ExportChangeList(ChangeList):
+class CheckedChangeList(ChangeList):
+    """A changelist whose filters' bad values are the admin's ``?e=1``, never a 500.
+
+    Django turns a bad value into IncorrectLookupParameters for its own field filters, but a
+    SimpleListFilter's ``queryset`` (``?account=abc`` filtering an integer column) raises
+    ValueError or ValidationError straight through. Whatever a filter, the search or a
+    lookup raises while the list's query is built from the query string is the client's
+    wrong value."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        try:
+            return super().get_queryset(request, exclude_parameters)
+        except IncorrectLookupParameters:
+            raise
+        except (ValueError, TypeError, ValidationError, ArithmeticError) as error:
+            raise IncorrectLookupParameters(error) from error
+
+
+class ExportChangeList(CheckedChangeList):
     """The changelist's filters, search, ordering and scoping without its page: no count, no
     page of results (the export reads every row of the queryset once, streaming)."""
 
@@ -138,6 +157,14 @@ class CsvExport:
     export_chunk_size = 2000
     export_fields: list[str] | None = None  # in place of list_display's fields
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # Every admin of the site but auth's (which has no JSON) carries this mixin: its
+        # forms' JSON fields are read here with the API parser's depth bound, a form error
+        # rather than the decoder's RecursionError. Not CSV: the one hook all of them share.
+        if isinstance(db_field, models.JSONField):
+            kwargs.setdefault("form_class", JSONFormField)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_urls(self):
         opts = self.model._meta
         export = path(
@@ -167,7 +194,7 @@ class CsvExport:
     def get_changelist(self, request, **kwargs):
         if getattr(request, "_qvp_csv_export", False):
             return ExportChangeList
-        return super().get_changelist(request, **kwargs)
+        return CheckedChangeList
 
     def export_csv_view(self, request: HttpRequest):
         if not self.has_view_or_change_permission(request):

@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from marketdata.fields import SymbolListField
+from qvp_site import parsers
 from qvp_site.api import (
     MAX_BATCH,
     Batch,
@@ -205,7 +206,8 @@ class SignalSerializer(serializers.ModelSerializer):
     strength = FiniteFloatField(min_value=-1, max_value=1)
     confidence = FiniteFloatField(min_value=0, max_value=1)
     horizon = serializers.DurationField(help_text='how long the signal runs: "1 00:00:00", "P1D"')
-    explanation = serializers.JSONField(required=False, help_text="features and reasons")
+    # JSON text (a form's field) is read with the parser's depth bound.
+    explanation = parsers.JSONField(required=False, help_text="features and reasons")
 
     class Meta:
         model = Signal
@@ -305,7 +307,10 @@ class SignalViewSet(SignalsListViewSet):
     )
     def create(self, request: Request) -> Response:
         items = validate_batch(Batch.of(request.data).items)
-        created = insert_signals(items)
+        try:
+            created = insert_signals(items)
+        except partitions.TooManyPartitions as error:
+            raise serializers.ValidationError({"ts": [str(error)]}) from error
         answer = {"created": created, "unchanged": len(items) - created}
         return Response(answer, status=201 if created else 200)
 
@@ -490,7 +495,7 @@ class AlternativeDataQuery(TimeRangeQuery):
         required=False, max_length=100
     )
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
-    contains = serializers.JSONField(
+    contains = parsers.JSONField(  # the query's JSON text, read with the parser's depth bound
         required=False,
         help_text='payloads holding these values, a JSON object: {"region": "EU"} (GIN index)',
     )
@@ -515,5 +520,5 @@ class AlternativeDataViewSet(SignalsListViewSet):
         elif "source" in query:
             rows = rows.filter(source=query["source"])
         if "contains" in query:
-            rows = rows.matching(**query["contains"])
+            rows = rows.matching(query["contains"])  # a mapping: keys are the user's
         return within(symbols_filter(rows, query), query)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from marketdata.querysets import TimeRangeQuerySet
 
 
@@ -16,9 +19,15 @@ class NewsQuerySet(TimeRangeQuerySet):
 
 
 class AlternativeDataQuerySet(TimeRangeQuerySet):
-    def matching(self, **values) -> AlternativeDataQuerySet:
-        """Rows whose payload holds these values: ``payload @> {...}`` (the GIN index)."""
-        return self.filter(payload__contains=values)
+    def matching(
+        self, values: Mapping[str, Any] | None = None, /, **more: Any
+    ) -> AlternativeDataQuerySet:
+        """Rows whose payload holds these values: ``payload @> {...}`` (the GIN index).
+
+        Keys that come from a user go in the mapping, never as keyword arguments: any key is
+        a payload key then, "self" or "values" included (both parameters are positional-only,
+        so a splatted key could not collide with them either)."""
+        return self.filter(payload__contains={**(values or {}), **more})
 
     def of_kind(self, kind: str, source: str | None = None) -> AlternativeDataQuerySet:
         rows = self.filter(kind=kind)

@@ -3,6 +3,15 @@
 Vectors are derived from market data, which every authenticated user reads: no account
 scoping applies. Bad input is a 400 naming the field (a wrong dimension, NaN, an unknown
 metric, k out of range, an unknown embedding or symbol).
+
+pgvector holds 4-byte floats and computes distances in them: a query vector with a value
+beyond their range (|x| > 3.4e38), or so long that its squared length overflows them, is
+refused, as pgvector would refuse it (or answer an infinite distance, which JSON cannot
+carry). A zero vector has no direction, so its cosine distance to anything is undefined
+(pgvector answers NaN): a cosine search from one is refused, naming ``vector`` (or ``id`` for
+a stored one); L2 and inner product are defined for it and answer. A stored row at no
+defined distance (a zero vector, by cosine) is no neighbour: searches leave it out
+(``vectors.search``), so no answer holds NaN.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ class FeatureSearchSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 f"must have {FEATURE_DIMENSIONS} dimensions, not {len(value)}"
             )
-        return np.array(value, dtype=np.float32)
+        return float4_vector(value)
 
     def validate_feature_set(self, value: str) -> FeatureSet:
         name, _, version = value.partition(":")
@@ -72,7 +81,37 @@ class FeatureSearchSerializer(serializers.Serializer):
             attrs["feature_set"] = found
         if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
             raise serializers.ValidationError({"end": "must be after start"})
+        if attrs["metric"] == "cosine" and not search.has_direction(attrs["vector"]):
+            field = "id" if "id" in attrs else "vector"
+            raise serializers.ValidationError({field: NO_DIRECTION})
         return attrs
+
+
+FLOAT4_MAX = float(np.finfo(np.float32).max)
+NO_DIRECTION = (
+    "a zero vector has no direction: its cosine distance to anything is undefined"
+    " (search it by l2 or inner_product, or give a vector that is not zero)"
+)
+
+
+def float4_vector(values: list[float]) -> np.ndarray:
+    """``values`` as pgvector holds them (4-byte floats), refused when they do not fit or
+    when the vector's squared length overflows them (its distances would be infinite)."""
+    array = np.array(values, dtype=np.float64)
+    beyond = np.flatnonzero(np.abs(array) > FLOAT4_MAX)
+    if beyond.size:
+        index = int(beyond[0])
+        raise serializers.ValidationError(
+            f"value {values[index]!r} at index {index} is beyond the range of a 4-byte float"
+            f" (largest magnitude {FLOAT4_MAX:.4g})"
+        )
+    vector = array.astype(np.float32)
+    if not search.has_finite_length(vector):
+        raise serializers.ValidationError(
+            f"is too long: its squared length overflows a 4-byte float (keep each value's"
+            f" magnitude under about {np.sqrt(FLOAT4_MAX / len(vector)):.3g})"
+        )
+    return vector
 
 
 class NeighbourSerializer(serializers.Serializer):

@@ -8,6 +8,11 @@ results are sorted by distance again here. The HNSW indexes are built for cosine
 (vectors/migrations/0002); L2 and inner-product searches are exact scans, correct but slower
 (see bench/vectors.py for both).
 
+A row at no defined distance is no neighbour: pgvector's cosine distance from or to a zero
+vector is NaN (and its 4-byte arithmetic can overflow to infinity on huge values), which
+neither orders nor goes into JSON. Every search here leaves such rows out, as pgvector's HNSW
+index does for zero vectors by cosine; so a search from a zero vector by cosine finds nothing.
+
 A search is one round trip (``scanned``): the settings and the query go as one simple-query
 string, so the search costs the server's time plus one network exchange, not four (BEGIN, the
 settings, the query, COMMIT). The settings stay the search's own: outside a transaction the
@@ -19,6 +24,7 @@ than compiled by the ORM per call, which took longer than the index scan itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,6 +102,26 @@ class Neighbour:
     distance: float
 
 
+def has_direction(vector: np.ndarray) -> bool:
+    """Whether ``vector`` has a length in 4-byte floats (pgvector's arithmetic): a zero
+    vector, or one so small its squares underflow, has no direction for cosine distance."""
+    as_float4 = np.asarray(vector, dtype=np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        return bool(np.dot(as_float4, as_float4) > 0)
+
+
+def has_finite_length(vector: np.ndarray) -> bool:
+    """Whether ``vector``'s squared length is finite in 4-byte floats (pgvector's)."""
+    as_float4 = np.asarray(vector, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.dot(as_float4, as_float4)))
+
+
+def defined(distance: float | None) -> bool:
+    """Whether a row's distance is a number a result can order and show."""
+    return distance is not None and math.isfinite(distance)
+
+
 def vector_text(vector: np.ndarray) -> str:
     """pgvector's text form; float32 values printed as floats round-trip exactly."""
     return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
@@ -141,7 +167,8 @@ def nearest_features(
     """The k embeddings nearest ``query.vector`` that pass its filters, nearest first."""
     sql, params = features_sql(query)
     _, rows = scanned(sql, params, query.k, ef_search, probes)
-    return sorted((Neighbour(*row) for row in rows), key=lambda n: (n.distance, n.id))
+    found = [Neighbour(*row) for row in rows]
+    return sorted((n for n in found if defined(n.distance)), key=lambda n: (n.distance, n.id))
 
 
 def compiled(queryset: QuerySet) -> tuple[str, list]:
@@ -205,7 +232,8 @@ def similar_regimes(
         regime = VolatilityRegime.from_db(
             connection.alias, REGIME_FIELDS, [values[f] for f in REGIME_FIELDS]
         )
-        found.append(RegimeMatch(regime, values["symbol"], values["distance"]))
+        if defined(values["distance"]):
+            found.append(RegimeMatch(regime, values["symbol"], values["distance"]))
     return sorted(found, key=lambda m: (m.distance, m.regime.id))
 
 
@@ -234,6 +262,7 @@ def patterns_queryset(state: np.ndarray, feature_set: FeatureSet, k: int) -> Que
 def nearest_patterns(state: np.ndarray, feature_set: FeatureSet, k: int) -> list[dict]:
     names, rows = scanned(*compiled(patterns_queryset(state, feature_set, k)), k)
     found = [dict(zip(names, row, strict=True)) for row in rows]
+    found = [r for r in found if defined(r["distance"])]
     return sorted(found, key=lambda r: (r["distance"], r["id"]))
 
 

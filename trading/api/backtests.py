@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from marketdata.fields import symbol_relation
+from qvp_site import parsers
 from qvp_site.api import (
     MAX_BATCH,
     FiniteFloatField,
@@ -71,6 +72,8 @@ class BacktestRunSerializer(serializers.ModelSerializer[BacktestRun]):
         slug_field="username", read_only=True
     )
     trade_count = serializers.IntegerField(read_only=True)
+    # Declared for the parser's depth bound on JSON text (a form's field); the model's default.
+    parameters = parsers.JSONField(required=False)
     trades = serializers.ListField(
         child=BacktestTradeSerializer(), required=False, write_only=True, max_length=MAX_BATCH
     )
