@@ -115,3 +115,13 @@ def test_as_root_the_server_runs_as_its_own_user_and_group_alone(site):
     assert set(status["Uid"].split()) == {str(account.pw_uid)}
     assert set(status["Gid"].split()) == {str(account.pw_gid)}  # not root's group
     assert status["Groups"].split() in ([], [str(account.pw_gid)])
+
+
+def test_status_starts_nothing_and_start_makes_the_sites_database(site):
+    assert site.manage("embedded_db", "status").strip() == "not running"
+    assert not site.pgdata.exists()
+    assert site.manage("embedded_db", "start").startswith("running: socket")
+    with site.connect("postgres") as conn:
+        names = {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
+    assert "qvp" in names  # as the first connection of a command would have made it
+    assert site.manage("embedded_db", "status").startswith("running")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from qvp_site.db import embedded
+from qvp_site.db import embedded, postmaster
 
 
 class Command(BaseCommand):
@@ -15,14 +15,20 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if not settings.EMBEDDED_DATABASE:
             raise CommandError("DATABASE_URL is set: the embedded server is not in use")
-        if options["action"] == "stop":
+        action = options["action"]
+        if action == "stop":
             stopped = embedded.stop(settings.VAR_DIR)
             self.stdout.write("stopped" if stopped else "not running")
             return
-        server = embedded.start(settings.VAR_DIR)
+        if action == "status" and postmaster.read(embedded.pgdata_path(settings.VAR_DIR)) is None:
+            self.stdout.write("not running")
+            return
+        # start: the server, and the site's database on it, as the first connection would.
+        embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME)
+        socket_dir, port = embedded.address(settings.VAR_DIR)
         # Where a client (psql -h <socket> -U postgres) connects, and the password it needs.
         self.stdout.write(
-            f"running: socket {server.socket_dir} port {server.port},"
+            f"running: socket {socket_dir} port {port},"
             f" data {embedded.pgdata_path(settings.VAR_DIR)},"
             f" passwords in {embedded.secrets_path(settings.VAR_DIR)}"
         )
