@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from marketdata.models import DailyBar, Ingest, Instrument, MinuteBar, OptionQuote, Tick
+from qvp_site.admin_access import BlankToFieldIsThePk
 from qvp_site.admin_bases import (
     AuditorsReadOnly,
     CsvExport,
@@ -60,7 +61,7 @@ class OptionQuoteAdmin(ViewOnly, LargeTableAdmin):
 
 
 @admin.register(Ingest)
-class IngestAdmin(CsvExport, NotCounted, admin.ModelAdmin):
+class IngestAdmin(BlankToFieldIsThePk, CsvExport, NotCounted, admin.ModelAdmin):
     """Who loaded which file, when, and what came of it: read-only, the record of the loads."""
 
     list_display = [

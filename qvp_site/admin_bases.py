@@ -23,7 +23,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import cached_property
 
-from qvp_site.admin_access import AuditorsReadOnly
+from qvp_site.admin_access import AuditorsReadOnly, BlankToFieldIsThePk
 from qvp_site.admin_export import CsvExport
 from qvp_site.db import status
 from qvp_site.db.scans import distinct_leading_values
@@ -83,7 +83,7 @@ class LargeTableAdmin(CsvExport, AuditorsReadOnly, NotCounted, _ModelAdmin):
     list_select_related = ["instrument"]
 
 
-class ViewOnly:
+class ViewOnly(BlankToFieldIsThePk):
     """ModelAdmin mixin (put it first) for records written by jobs, commands or migrations:
     viewed, never added, changed or deleted here, since the admin must not rewrite them."""
 
