@@ -15,8 +15,14 @@ def main() -> None:
         sys.exit(130)
     try:
         execute_from_command_line(sys.argv)
-    except ServerError as error:  # the embedded server could not be made or started: say why
-        sys.stderr.write(f"the embedded database server: {error}\n")
+    except Exception as error:
+        cause = error if isinstance(error, ServerError) else error.__cause__
+        while cause is not None and not isinstance(cause, ServerError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        # The embedded server could not be made or started: say why, in a line.
+        sys.stderr.write(f"the embedded database server: {cause}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         # Ctrl-C: what was committed stays, the open transaction is rolled back by the server

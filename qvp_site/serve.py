@@ -65,7 +65,10 @@ def _child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         if os.getppid() != parent:  # died before the signal was asked for
             os.kill(os.getpid(), signal.SIGTERM)
 
-    return subprocess.Popen(command, env={**os.environ, **env}, preexec_fn=in_the_child)
+    # They start the embedded server if it is down, but never make a new cluster: prepare_site
+    # made it, and a data folder gone missing must not become an empty one under the site.
+    environment = {**os.environ, "QVP_EMBEDDED_MAY_INIT": "0", **env}
+    return subprocess.Popen(command, env=environment, preexec_fn=in_the_child)
 
 
 def _supervise(children: list[subprocess.Popen[bytes]], stopping: list[int]) -> int:
@@ -73,6 +76,7 @@ def _supervise(children: list[subprocess.Popen[bytes]], stopping: list[int]) -> 
     others: quietly, whatever signals follow (each one only fills ``stopping``)."""
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
+    ended = [child.poll() for child in children]  # before this process stops the others
     for child in children:
         if child.poll() is None:
             child.terminate()
@@ -82,7 +86,7 @@ def _supervise(children: list[subprocess.Popen[bytes]], stopping: list[int]) -> 
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    return 0 if stopping else children[0].returncode or 0
+    return 0 if stopping else next(code for code in ended if code is not None) or 0
 
 
 if __name__ == "__main__":

@@ -114,15 +114,17 @@ def _private_folder(var_dir: Path) -> Path:
     return folder
 
 
-def start(var_dir: Path) -> EmbeddedServer:
-    """Start the embedded server if it is not running (making the cluster the first time)."""
+def start(var_dir: Path, *, may_init: bool = True) -> EmbeddedServer:
+    """Start the embedded server if it is not running (making the cluster the first time,
+    unless not ``may_init``)."""
     var_dir = Path(var_dir)
     var_dir.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata_path(var_dir)
     superuser_password = password(var_dir, SUPERUSER)
     postmaster.ensure_started(
-        pgdata, password=superuser_password, settings=CLUSTER_SETTINGS, hba=PG_HBA
-    )
+        pgdata, password=superuser_password, settings=CLUSTER_SETTINGS, hba=PG_HBA,
+        may_init=may_init,
+    )  # fmt: skip
     host, port = address(var_dir)
     running = EmbeddedServer(host, port, superuser_password)
     require_passwords(var_dir, running)
@@ -139,12 +141,14 @@ def address(var_dir: Path) -> tuple[str, int]:
     return str(postmaster.socket_dir(pgdata)), postmaster.PORT
 
 
-def ensure_running(var_dir: Path, database: str) -> bool:
-    """Start the server and make ``database`` if either is missing; True when something was
-    (the connection that failed may then succeed)."""
-    was_running = postmaster.read(pgdata_path(var_dir)) is not None
-    server = start(var_dir)
-    return ensure_database(server, database) or not was_running
+def ensure_running(var_dir: Path, database: str, *, may_init: bool = True) -> bool:
+    """Start the server and make ``database`` if either is missing; True when something was,
+    or the server was not ready yet (starting, recovering): the connection that failed may
+    then succeed."""
+    before = postmaster.read(pgdata_path(var_dir))
+    server = start(var_dir, may_init=may_init)
+    was_ready = before is not None and before.status == "ready"
+    return ensure_database(server, database) or not was_ready
 
 
 def _refuse_a_lost_superuser_password(var_dir: Path) -> None:

@@ -22,9 +22,11 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -34,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+
+logger = logging.getLogger(__name__)
 
 PORT = 5432
 SOCKET_NAME = f".s.PGSQL.{PORT}"
@@ -81,19 +85,27 @@ def read(pgdata: Path) -> Postmaster | None:
     if len(lines) < 8 or not lines[0].strip().isdigit():
         return None  # the postmaster writes it in steps while it starts
     pid = int(lines[0])
-    if not _alive(pid):
+    if not _postmaster_of(pid, pgdata):
         return None  # left by a server that was killed: PostgreSQL replaces it on start
     return Postmaster(pid, int(lines[3]), lines[4].strip(), lines[7].strip())
 
 
-def _alive(pid: int) -> bool:
+def _postmaster_of(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is alive and a server of ``pgdata``: after a kill and a reboot, the pid
+    a stale file names may be some other process's."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, and someone else's
+        pass
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc to ask (not Linux): trust the pid
+    except PermissionError:
         return True
-    return True
+    return os.fsencode(pgdata) in arguments
 
 
 def socket_dir(pgdata: Path) -> Path:
@@ -117,15 +129,24 @@ def lock(pgdata: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the lock; so does the kernel if we die holding it
 
 
-def ensure_started(pgdata: Path, *, password: str, settings: Mapping[str, str], hba: str) -> None:
+def ensure_started(
+    pgdata: Path, *, password: str, settings: Mapping[str, str], hba: str, may_init: bool = True
+) -> None:
     """Start the server of ``pgdata`` unless it runs, making the cluster first if there is none
-    (its superuser ``postgres`` with ``password``, ``settings`` in postgresql.conf, ``hba``)."""
+    (its superuser ``postgres`` with ``password``, ``settings`` in postgresql.conf, ``hba``)
+    unless not ``may_init`` (a server process of the site: its data folder gone missing, moved
+    aside for a restore or not yet mounted, must not become a new empty cluster)."""
     if _ready(pgdata):
         return
     with lock(pgdata):
         if _wait_while_changing(pgdata):
             return
         if not (pgdata / "PG_VERSION").exists():
+            if not may_init:
+                raise ServerError(
+                    f"no cluster in {pgdata}: the site's servers start one, never make one;"
+                    " `manage.py embedded_db start` (or make run) makes a new one"
+                )
             _init_cluster(pgdata, password, settings, hba)
         directory = socket_dir(pgdata)
         _prepare_socket_dir(directory, pgdata)
@@ -174,13 +195,24 @@ def pg_ctl(pgdata: Path, action: str, *args: str) -> None:
         raise ServerError(f"pg_ctl {action} failed for {pgdata}: {done.stderr.strip()}\n{log}")
 
 
+# What the server's processes inherit of ours: the locale (initdb reads it), nothing else (the
+# site's environment holds its secret key and passwords, readable in /proc by the server's user).
+KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_COLLATE", "LC_MESSAGES", "TZ")
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    environment = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
     # Files, not pipes: pg_ctl start's postmaster inherits them and would hold a pipe open.
     with tempfile.TemporaryFile("w+") as out:
-        done = subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
-            cwd="/", timeout=PG_CTL_SECONDS + 30, check=False, **_as_server_user(),
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                text=True, cwd="/", env=environment, timeout=PG_CTL_SECONDS + 30, check=False,
+                **_as_server_user(),
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            program = Path(command[0]).name
+            raise ServerError(f"{program} took over {PG_CTL_SECONDS + 30} s") from None
         out.seek(0)
         return subprocess.CompletedProcess(command, done.returncode, "", out.read())
 
@@ -275,13 +307,28 @@ def replace_file(path: Path, text: str) -> None:
 
 
 def _prepare_socket_dir(directory: Path, pgdata: Path) -> None:
+    """The socket's folder under the temp dir: made here (0755: clients traverse it, only the
+    server writes it), or one made before by us. Its name is predictable, so one that another
+    user made, loosened or pointed elsewhere (a symlink) is refused: whoever owns it could put
+    their own socket there and collect the passwords clients send."""
     if directory == pgdata:
         return
-    directory.mkdir(mode=0o755, exist_ok=True)  # traversable by clients; written by the server
     user = os_user()
+    owner = _server_account(user).pw_uid if user else os.geteuid()
+    try:
+        os.mkdir(directory, 0o755)
+    except FileExistsError:
+        found = os.lstat(directory)
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != owner or found.st_mode & 0o022:
+            raise ServerError(
+                f"{directory}, the server's socket folder, was made by someone else (or is a"
+                " link, or writable by others): remove it, or set QVP_VAR_DIR to a shorter path"
+                " so that the socket goes in the data folder"
+            ) from None
+        return
     if user is not None:
         entry = _server_account(user)
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
+        os.chown(directory, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 def _server_account(user: str) -> pwd.struct_passwd:
@@ -301,3 +348,4 @@ def _let_through(path: Path) -> None:
         mode = folder.stat().st_mode
         if not mode & 0o001:
             folder.chmod(mode | 0o001)
+            logger.warning("%s: others may now traverse it (the server's OS user must)", folder)

@@ -7,10 +7,14 @@ once broke every later start, plays no part; a server that cannot be made says w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +129,63 @@ def test_status_starts_nothing_and_start_makes_the_sites_database(site):
         names = {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
     assert "qvp" in names  # as the first connection of a command would have made it
     assert site.manage("embedded_db", "status").startswith("running")
+
+
+@pytest.fixture
+def deep_pgdata(tmp_path: Path) -> Iterator[Path]:
+    """A data folder whose socket path is too long, so its socket folder is under /tmp."""
+    pgdata = tmp_path / ("d" * 100) / "pgdata"
+    yield pgdata
+    shutil.rmtree(postmaster.socket_dir(pgdata), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        postmaster.socket_dir(pgdata).unlink()
+
+
+def test_a_socket_folder_someone_else_made_is_refused(deep_pgdata, tmp_path):
+    folder = postmaster.socket_dir(deep_pgdata)
+    assert folder.parent == Path(tempfile.gettempdir())
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    folder.symlink_to(decoy)  # planted before the first start
+    with pytest.raises(postmaster.ServerError, match="made by someone else"):
+        postmaster._prepare_socket_dir(folder, deep_pgdata)
+    assert decoy.stat().st_uid == os.geteuid()  # not handed to the server's user
+    folder.unlink()
+    folder.mkdir()
+    folder.chmod(0o777)  # one anybody may write in
+    with pytest.raises(postmaster.ServerError, match="made by someone else"):
+        postmaster._prepare_socket_dir(folder, deep_pgdata)
+    folder.rmdir()
+    postmaster._prepare_socket_dir(folder, deep_pgdata)  # made here: fine, and again
+    postmaster._prepare_socket_dir(folder, deep_pgdata)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_a_stale_pid_file_naming_another_process_is_no_server(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    lines = [str(os.getpid()), str(pgdata), "0", "5432", str(pgdata), "", "0 0", "ready"]
+    (pgdata / "postmaster.pid").write_text("\n".join(lines) + "\n")
+    assert postmaster.read(pgdata) is None  # alive, but this test, not a postmaster of pgdata
+
+
+def test_the_sites_servers_never_make_a_cluster(site):
+    site.env["QVP_EMBEDDED_MAY_INIT"] = "0"  # as serve.py sets for gunicorn and the scheduler
+    done = subprocess.run(
+        [sys.executable, "manage.py", "showmigrations", "auth"], cwd=ROOT, env=site.env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"no cluster in {site.pgdata}" in done.stderr
+    assert not (site.pgdata / "PG_VERSION").exists()
+
+
+def test_the_server_inherits_none_of_the_sites_secrets(site):
+    site.env["DJANGO_SECRET_KEY"] = "a-secret-the-server-must-not-hold-" + os.urandom(8).hex()
+    site.manage("showmigrations", "auth")
+    running = postmaster.read(site.pgdata)
+    assert running is not None
+    environment = Path(f"/proc/{running.pid}/environ").read_bytes()
+    assert b"DJANGO_SECRET_KEY" not in environment
+    assert b"QVP_VAR_DIR" not in environment

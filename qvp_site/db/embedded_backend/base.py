@@ -8,13 +8,14 @@ starts it again. A connection that fails for another reason fails as it would ha
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import psycopg
 from django.conf import settings
 from django.db.backends.postgresql import base
 
-from qvp_site.db import embedded
+from qvp_site.db import embedded, postmaster
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -27,10 +28,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
             connection = super().get_new_connection(conn_params)
         except psycopg.OperationalError:
             # Start the server, or make the site's database; retry only when one was missing.
-            if not embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME):
+            if not _ensure_running():
                 raise
             connection = super().get_new_connection(conn_params)
         if not DatabaseWrapper._passwords_checked:
             embedded.start(settings.VAR_DIR)  # running: only checks (once) that it asks
             DatabaseWrapper._passwords_checked = True
         return connection
+
+
+def _ensure_running() -> bool:
+    """``embedded.ensure_running`` for this process. The site's server processes (gunicorn's
+    workers, the scheduler: ``QVP_EMBEDDED_MAY_INIT=0``, set by qvp_site/serve.py) start an
+    existing cluster but never make one. A server that cannot start is a database error here
+    (so /healthz answers its 503), its cause kept for ``manage.py`` to print in a line."""
+    may_init = os.environ.get("QVP_EMBEDDED_MAY_INIT", "1") != "0"
+    try:
+        return embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME, may_init=may_init)
+    except postmaster.ServerError as error:
+        raise psycopg.OperationalError(str(error)) from error
