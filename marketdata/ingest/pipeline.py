@@ -73,6 +73,7 @@ class IngestResult:
     # Why the summaries of the rows committed are left to the next `maintain` (the refresh
     # after the commit failed: the server went away, say); empty when they were refreshed.
     deferred: str = ""
+    committed: bool = False  # the rows are in, whatever happens after
 
     @property
     def rows_per_second(self) -> float:
@@ -152,11 +153,14 @@ def _load(origin: _Origin, options: IngestOptions, user, os_user: str, progress)
         _finish(result, origin, started, Ingest.Status.REFUSED, str(refusal))
         raise refusal from error
     except BaseException as error:
-        # Record the failure if the connection still can; the error itself matters more.
+        # Record the failure if the connection still can; the error itself matters more. One
+        # after the commit (Ctrl-C during the refresh) failed nothing the rows: they stand.
+        status = Ingest.Status.LOADED if result.committed else Ingest.Status.FAILED
+        summary = f"{type(error).__name__}: {error}"
+        if result.committed:
+            summary = f"summaries left to the next maintain ({summary})"
         with contextlib.suppress(DatabaseError):
-            _finish(
-                result, origin, started, Ingest.Status.FAILED, f"{type(error).__name__}: {error}"
-            )
+            _finish(result, origin, started, status, summary)
         raise
     _finish(result, origin, started, Ingest.Status.LOADED, result.deferred)
     return result
@@ -245,7 +249,7 @@ def _write_and_commit(source, layout, target, options, result, span) -> None:
             with _phase(result, "write"):
                 changed = _write(cursor, source, layout, target, options, result, span)
             marks["written"] = time.perf_counter()
-            transaction.on_commit(lambda: marks.setdefault("committed", time.perf_counter()))
+            transaction.on_commit(lambda: _committed(result, marks))
             if changed:
                 aggregates.refresh_after_commit(target.table, *span)
     except DatabaseError as error:
@@ -260,6 +264,11 @@ def _write_and_commit(source, layout, target, options, result, span) -> None:
     committed = marks.get("committed", done)  # later, when run inside the caller's transaction
     result.phases["commit"] = committed - marks["written"]
     result.phases["aggregates"] = done - committed
+
+
+def _committed(result: IngestResult, marks: dict[str, float]) -> None:
+    result.committed = True
+    marks.setdefault("committed", time.perf_counter())
 
 
 def _write(cursor, source, layout, target, options, result, span) -> bool:

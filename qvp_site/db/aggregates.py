@@ -185,25 +185,14 @@ def refresh_after_commit(
         found = catalog.aggregates(cursor, source_table=table)
     for agg in found:
         _mark_pending(connection, agg.name, start, end)
-    transaction.on_commit(lambda: _refresh_marked(found, start, end, using), using=using)
+    transaction.on_commit(lambda: _refresh_marked(found, using), using=using)
 
 
-def _refresh_marked(found: list[Aggregate], start: datetime, end: datetime, using: str) -> None:
+def _refresh_marked(found: list[Aggregate], using: str) -> None:
+    """After the commit: the pending range, ours included, taken and refreshed as ``maintain``
+    does (taken first, so a load that marks after it keeps its own mark; put back if the
+    refresh fails). A role that may not refresh leaves it pending, writing nothing more."""
     connection = connections[using]
     for agg in found:
-        lower, upper = refresh(agg, start, end, using, force=True)
-        if _owns(connection, agg.name):  # refreshed (a role that may not left it pending)
-            _clear_pending_within(connection, agg.name, lower, upper)
-
-
-def _clear_pending_within(
-    connection: BaseDatabaseWrapper, name: str, lower: datetime, upper: datetime
-) -> None:
-    """Forget the pending range if the refresh just made covers it; a wider one (another
-    load's too) stays for ``maintain``."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE qvp_timeseries_aggregate SET pending_from = NULL, pending_to = NULL"
-            " WHERE view_name = %s AND pending_from >= %s AND pending_to <= %s",
-            [name, lower, upper],
-        )
+        if _owns(connection, agg.name):
+            refresh_pending(agg, using)
