@@ -37,9 +37,7 @@ import json
 import logging
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -70,6 +68,7 @@ from django.contrib.auth.models import Group, User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.support.served import serving  # noqa: E402
 from marketdata.models import Instrument  # noqa: E402
 from qvp_site.acting import acting_as  # noqa: E402
 from qvp_site.audit_keys import add_to_keyring  # noqa: E402
@@ -188,61 +187,6 @@ def bench_bulk(rows: int) -> float:
     return rows / elapsed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_env(cache: str) -> dict[str, str]:
-    """The site as served: trading_app on the bench database. The throttles' counts go to a
-    cache of the bench's own (the site's var/cache keeps real users' counts, by user id), and
-    their rate is out of reach: the bench measures the books, not the throttle."""
-    env = {**os.environ, "QVP_DATABASE_ROLE": "app", "QVP_DATABASE_NAME": BENCH_DATABASE,
-           "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "QVP_LOG_LEVEL": "warning",
-           "DJANGO_CACHE_URL": f"filecache://{cache}",
-           "QVP_API_THROTTLE_USER": "1000000/minute"}  # fmt: skip
-    if not settings.EMBEDDED_DATABASE:
-        # A server named by DATABASE_URL: the same server, the bench database, trading_app.
-        params = settings.DATABASES["default"]
-        password = settings.QVP_APP_DB_PASSWORD
-        env["DATABASE_URL"] = (
-            f"postgresql://trading_app:{password}@{params['HOST']}:{params['PORT']}"
-            f"/{BENCH_DATABASE}"
-        )
-    return env
-
-
-@contextmanager
-def serving(workers: int) -> Iterator[int]:
-    """gunicorn serving the site while the block runs; yields its port."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as cache:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application", "--bind",
-             f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning"],
-            cwd=ROOT, env=server_env(cache),
-        )  # fmt: skip
-        try:
-            wait_healthy(port)
-            yield port
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def wait_healthy(port: int) -> None:
-    for _ in range(100):
-        try:
-            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            probe.request("GET", "/healthz")
-            if probe.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not answer /healthz")
-
-
 def post(conn: http.client.HTTPConnection, token: str, body: object) -> tuple[int, bytes]:
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     conn.request("POST", "/api/v1/executions/", json.dumps(body), headers)
@@ -263,7 +207,7 @@ def bench_api(orders, tokens: list[str], total: int, clients: int, workers: int)
     payloads = [random_execution(rng, n, "api") for n in range(total)]
     orders_by_key = {(s, side): orders[s][side].pk for s in SYMBOLS for side in SIDES}
     failures: list = []
-    with serving(workers) as port:
+    with serving(workers, BENCH_DATABASE) as port:
         threads = [
             threading.Thread(
                 target=client,
@@ -469,7 +413,7 @@ def verify_chain(key: Ed25519PrivateKey, keyring: Path) -> None:
 
 def bench_mixed(desks: list[Desk], args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory() as folder, sealing(Path(folder)) as (key, keyring):
-        with serving(args.workers) as port:
+        with serving(args.workers, BENCH_DATABASE) as port:
             mixed = run_mixed(port, desks, args.mixed, args.batch_size, args.pause / 1000)
         verdict = report_mixed(mixed, args.batch_size, len(desks) - 1)
         verify_chain(key, keyring)

@@ -30,15 +30,11 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -57,11 +53,11 @@ import django  # noqa: E402 - Django must be set up before the app's modules are
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, Permission, User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.support.served import serving  # noqa: E402
 from marketdata.ingest.pipeline import IngestOptions, ingest_rows  # noqa: E402
 from marketdata.models import Ingest, Instrument  # noqa: E402
 from qvp_site.acting import acting_as  # noqa: E402
@@ -391,64 +387,6 @@ def cuts(latencies: list[float]) -> str:
     return f"{found[49]:>8.1f} {found[94]:>8.1f} {found[98]:>8.1f}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_env(cache: str) -> dict[str, str]:
-    """The site as served: trading_app on the bench database. The throttles' counts go to a
-    cache of the bench's own (the site's var/cache keeps real users' counts), their rate out
-    of reach."""
-    env = {**os.environ, "QVP_DATABASE_ROLE": "app", "QVP_DATABASE_NAME": BENCH_DATABASE,
-           "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "QVP_LOG_LEVEL": "warning",
-           "DJANGO_CACHE_URL": f"filecache://{cache}",
-           "QVP_API_THROTTLE_USER": "10000000/minute"}  # fmt: skip
-    if not settings.EMBEDDED_DATABASE:
-        # A server named by DATABASE_URL: the same server, the bench database, trading_app.
-        params = settings.DATABASES["default"]
-        password = settings.QVP_APP_DB_PASSWORD
-        env["DATABASE_URL"] = (
-            f"postgresql://trading_app:{password}@{params['HOST']}:{params['PORT']}"
-            f"/{BENCH_DATABASE}"
-        )
-    return env
-
-
-@contextmanager
-def serving(workers: int) -> Iterator[int]:
-    """gunicorn with the project's settings serving the site while the block runs."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as cache:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "qvp_site.wsgi:application",
-             "-c", "python:qvp_site.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(workers), "--log-level", "warning",
-             "--control-socket", os.path.join(cache, "gunicorn.ctl")],
-            cwd=ROOT, env=server_env(cache),
-        )  # fmt: skip
-        try:
-            wait_healthy(port)
-            yield port
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-
-
-def wait_healthy(port: int) -> None:
-    for _ in range(150):
-        try:
-            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            probe.request("GET", "/healthz")
-            if probe.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not answer /healthz")
-
-
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (8 to 32)")
@@ -470,7 +408,7 @@ def main() -> int:
         seeded = seed(args.clients)
         print(f"seeded in {time.perf_counter() - started:.1f} s")
         connection.close()  # the served site's workers are the database's only clients now
-        with serving(args.workers) as port:
+        with serving(args.workers, BENCH_DATABASE) as port:
             results = run(port, seeded, args)
         report(results, args.seconds, args.clients, args.workers)
     finally:
