@@ -32,6 +32,7 @@ from qvp_site.parsers import MAX_JSON_DEPTH
 from signals.models import Agent, AlternativeData, FusedSignal, Signal
 from tests.clients import client_of
 from tests.fixtures.trading import T0, make_order
+from tests.vectors.sets import make_set
 from vectors import search
 from vectors.models import (
     FEATURE_DIMENSIONS,
@@ -318,18 +319,7 @@ SEARCH = "/api/v1/vectors/features/search/"
 @pytest.fixture
 def embedded(instrument) -> FeatureEmbedding:
     """A feature set with three embeddings, one of them a zero vector."""
-    feature_set = FeatureSet.objects.create(
-        name="bars-1m",
-        version=1,
-        kind=FeatureSet.Kind.FEATURES,
-        dimensions=FEATURE_DIMENSIONS,
-        timeframe="1m",
-        stride=1,
-        feature_names=[f"f{i}" for i in range(FEATURE_DIMENSIONS)],
-        center=[0.0] * FEATURE_DIMENSIONS,
-        scale=[1.0] * FEATURE_DIMENSIONS,
-        fitted_rows=3,
-    )
+    feature_set = make_set("bars-1m", FEATURE_DIMENSIONS, FeatureSet.Kind.FEATURES, stride=1)
     vectors = [np.ones(FEATURE_DIMENSIONS), np.arange(FEATURE_DIMENSIONS) + 1.0]
     vectors.append(np.zeros(FEATURE_DIMENSIONS))
     made = [
@@ -390,17 +380,8 @@ def test_a_stored_zero_vector_is_no_cosine_neighbour(api, embedded):
 
 
 def regimes_of(instrument, signatures: list[np.ndarray]) -> None:
-    feature_set = FeatureSet.objects.create(
-        name="regimes",
-        version=1,
-        kind=FeatureSet.Kind.REGIME,
-        dimensions=REGIME_DIMENSIONS,
-        timeframe="1d",
-        stride=1,
-        feature_names=[f"f{i}" for i in range(REGIME_DIMENSIONS)],
-        center=[0.0] * REGIME_DIMENSIONS,
-        scale=[1.0] * REGIME_DIMENSIONS,
-        fitted_rows=1,
+    feature_set = make_set(
+        "regimes", REGIME_DIMENSIONS, FeatureSet.Kind.REGIME, timeframe="1d", stride=1
     )
     for days, signature in enumerate(signatures):
         VolatilityRegime.objects.create(
@@ -433,18 +414,7 @@ def test_a_pattern_at_no_cosine_distance_weighs_in_no_recommendation(instrument)
     from trading.models import BacktestRun
     from vectors.models import STATE_DIMENSIONS, StrategyPattern
 
-    feature_set = FeatureSet.objects.create(
-        name="states",
-        version=1,
-        kind=FeatureSet.Kind.STATE,
-        dimensions=STATE_DIMENSIONS,
-        timeframe="1m",
-        stride=1,
-        feature_names=[f"f{i}" for i in range(STATE_DIMENSIONS)],
-        center=[0.0] * STATE_DIMENSIONS,
-        scale=[1.0] * STATE_DIMENSIONS,
-        fitted_rows=1,
-    )
+    feature_set = make_set("states", STATE_DIMENSIONS, FeatureSet.Kind.STATE, stride=1)
     run = BacktestRun.objects.create(
         strategy="trend", period_start=T0, period_end=T0 + timedelta(days=1)
     )

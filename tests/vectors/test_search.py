@@ -13,26 +13,12 @@ from psycopg.types.json import Jsonb
 from marketdata.models import Instrument
 from qvp_site.db.binary_copy import copy_columns, copy_rows
 from vectors import embeddings, regimes, search
-from vectors.models import FeatureEmbedding, FeatureSet, VolatilityRegime
+from vectors.models import FeatureEmbedding, VolatilityRegime
 
 from .conftest import plan
+from .sets import make_set
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def make_set(name: str, dims: int, kind: str = "features") -> FeatureSet:
-    return FeatureSet.objects.create(
-        name=name,
-        version=1,
-        kind=kind,
-        dimensions=dims,
-        timeframe="1m",
-        stride=15,
-        feature_names=[f"f{i}" for i in range(dims)],
-        center=[0.0] * dims,
-        scale=[1.0] * dims,
-        fitted_rows=1,
-    )
 
 
 def clustered(n: int, dims: int, seed: int = 0) -> np.ndarray:
