@@ -14,8 +14,13 @@ import subprocess
 import sys
 import time
 
+from qvp_site import gunicorn_conf
+
 # prctl(2)'s option: the signal this process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
+# How long a child may take to stop: gunicorn answers the requests under way first, for up to
+# its graceful timeout (which follows from the time limits), and a margin.
+STOP_SECONDS = gunicorn_conf.graceful_timeout + 30
 # The signals that stop `make run`: a terminal's Ctrl-C or closing, a service manager's stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -82,9 +87,9 @@ def _supervise(children: list[subprocess.Popen[bytes]], stopping: list[int]) -> 
             child.terminate()
     for child in children:
         try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
+            child.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:  # its whole session: gunicorn's workers too
+            os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     return 0 if stopping else next(code for code in ended if code is not None) or 0
 

@@ -18,10 +18,7 @@ while trust still holds, then ``pg_hba.conf`` is rewritten and the server reload
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -37,7 +34,7 @@ from qvp_site.db.roles import APP_ROLE, READONLY_ROLE
 from qvp_site.private_files import read_private, write_once
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +168,7 @@ def require_passwords(var_dir: Path, server: EmbeddedServer) -> None:
     hba = pgdata_path(var_dir) / "pg_hba.conf"
     if hba.read_text() == PG_HBA:
         return
-    with _lock(var_dir):
+    with postmaster.lock(pgdata_path(var_dir)):  # the one lock of the server's life
         if hba.read_text() == PG_HBA:  # another process did it while we waited
             return
         with server.connect(autocommit=True) as conn:  # trust still holds: no password asked
@@ -182,16 +179,6 @@ def require_passwords(var_dir: Path, server: EmbeddedServer) -> None:
             conn.execute("SELECT pg_reload_conf()")
         _wait_for_passwords(var_dir, server)
         logger.info("the embedded server now asks every connection for its password")
-
-
-@contextlib.contextmanager
-def _lock(var_dir: Path) -> Iterator[None]:
-    descriptor = os.open(_private_folder(var_dir) / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
 
 
 def without_password(var_dir: Path) -> dict[str, str]:
