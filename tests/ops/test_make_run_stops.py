@@ -270,7 +270,8 @@ def test_six_commands_started_at_once_on_a_stopped_server(
     start it, each waiting for the one that does."""
     site.stop()
     bars = tmp_path / "bars.csv"
-    rows = [f"{date(2002, 1, 1) + timedelta(days=d)},10,11,9,10.5,100" for d in range(30)]
+    # Before FIRST_DAY: the writer of the stops posted bars from there on, a day a request.
+    rows = [f"{date(1990, 1, 1) + timedelta(days=d)},10,11,9,10.5,100" for d in range(30)]
     bars.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
     commands = [
         ("maintain",),
@@ -284,8 +285,8 @@ def test_six_commands_started_at_once_on_a_stopped_server(
         assert_no_traceback(output, " ".join(command))
     (loaded,) = site.query(
         "SELECT count(*) FROM marketdata_dailybar b JOIN marketdata_instrument i"
-        " ON i.id = b.instrument_id WHERE i.symbol = 'AAPL' AND b.ts >= '2002-01-01'"
-        " AND b.ts < '2002-02-01'"
+        " ON i.id = b.instrument_id WHERE i.symbol = 'AAPL' AND b.ts >= '1990-01-01'"
+        " AND b.ts < '1990-02-01'"
     )[0]
     assert loaded == 30
     assert_no_traceback(site.manage("verify_audit"), "verify_audit")
