@@ -138,14 +138,9 @@ def address(var_dir: Path) -> tuple[str, int]:
     return str(postmaster.socket_dir(pgdata)), postmaster.PORT
 
 
-def ensure_running(var_dir: Path, database: str, *, may_init: bool = True) -> bool:
-    """Start the server and make ``database`` if either is missing; True when something was,
-    or the server was not ready yet (starting, recovering): the connection that failed may
-    then succeed."""
-    before = postmaster.read(pgdata_path(var_dir))
-    server = start(var_dir, may_init=may_init)
-    was_ready = before is not None and before.status == "ready"
-    return ensure_database(server, database) or not was_ready
+def ensure_running(var_dir: Path, database: str, *, may_init: bool = True) -> None:
+    """Start the server and make ``database`` if either is missing."""
+    ensure_database(start(var_dir, may_init=may_init), database)
 
 
 def _refuse_a_lost_superuser_password(var_dir: Path) -> None:

@@ -27,9 +27,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         try:
             connection = super().get_new_connection(conn_params)
         except psycopg.OperationalError:
-            # Start the server, or make the site's database; retry only when one was missing.
-            if not _ensure_running():
-                raise
+            # Start the server, or make the site's database, then try once more. Retry even when
+            # nothing was missing: the connection may have met a server another process was
+            # starting ("the database system is starting up") that is ready by now.
+            _ensure_running()
             connection = super().get_new_connection(conn_params)
         if not DatabaseWrapper._passwords_checked:
             embedded.start(settings.VAR_DIR)  # running: only checks (once) that it asks
@@ -37,13 +38,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return connection
 
 
-def _ensure_running() -> bool:
+def _ensure_running() -> None:
     """``embedded.ensure_running`` for this process. The site's server processes (gunicorn's
     workers, the scheduler: ``QVP_EMBEDDED_MAY_INIT=0``, set by qvp_site/serve.py) start an
     existing cluster but never make one. A server that cannot start is a database error here
     (so /healthz answers its 503), its cause kept for ``manage.py`` to print in a line."""
     may_init = os.environ.get("QVP_EMBEDDED_MAY_INIT", "1") != "0"
     try:
-        return embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME, may_init=may_init)
+        embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME, may_init=may_init)
     except postmaster.ServerError as error:
         raise psycopg.OperationalError(str(error)) from error
