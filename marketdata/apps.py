@@ -7,6 +7,8 @@ TIME_SERIES_TABLES = (
     "marketdata_tick",
     "marketdata_optionquote",
 )
+# Where each keeps the rows a change replaced (marketdata.models.Revision).
+REVISION_TABLES = tuple(f"{table}revision" for table in TIME_SERIES_TABLES)
 
 
 class MarketdataConfig(AppConfig):
@@ -15,6 +17,10 @@ class MarketdataConfig(AppConfig):
 
     # What the application's database role may do with this app's tables beyond SELECT
     # (`manage.py create_db_roles` applies it). Market data is written by loads only: new rows
-    # are inserted, and a stored bar is rewritten by marketdata_merge_bars, which runs as the
-    # owner (marketdata/sql/loads/0007.sql); never UPDATE, DELETE or TRUNCATE.
-    app_role_privileges = dict.fromkeys(TIME_SERIES_TABLES, "INSERT")
+    # are inserted, and a stored row is rewritten or deleted by the owner's functions
+    # (marketdata/sql/revisions/0009.sql), which keep what they replace in the revisions;
+    # never UPDATE, DELETE or TRUNCATE. The revisions are theirs alone to write.
+    app_role_privileges = {
+        **dict.fromkeys(TIME_SERIES_TABLES, "INSERT"),
+        **dict.fromkeys(REVISION_TABLES, ""),
+    }

@@ -11,7 +11,21 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from marketdata.querysets import BarQuerySet, TickQuerySet
+from marketdata.querysets import BarQuerySet, TickQuerySet, TimeRangeQuerySet
+
+
+# ``now()``: the start of the transaction, the same instant for every row a load writes
+# (Django's ``Now`` is the statement's, which differs between a load's statements).
+TRANSACTION_START = models.Func(function="now", output_field=models.DateTimeField())
+
+
+def known_from_field() -> models.DateTimeField:
+    """When the system learnt a row's values: its load's transaction, set by the database."""
+    return models.DateTimeField(
+        db_default=TRANSACTION_START,
+        editable=False,
+        help_text="when the system learnt these values (the start of the load that wrote them)",
+    )
 
 
 class Instrument(models.Model):
@@ -113,6 +127,7 @@ class Bar(models.Model):
     volume = models.FloatField(null=True, blank=True)
     vwap = models.FloatField(null=True, blank=True)
     trade_count = models.IntegerField(null=True, blank=True)
+    known_from = known_from_field()
 
     objects = BarQuerySet.as_manager()
 
@@ -138,7 +153,7 @@ class DailyBar(Bar):
         constraints = bar_constraints("dailybar")
 
 
-class Tick(models.Model):
+class TickValues(models.Model):
     """A trade or a quote. Several share a timestamp: ``sequence`` (the trade id where the
     feed has one, else the position among rows of the same timestamp) keeps them apart."""
 
@@ -165,11 +180,20 @@ class Tick(models.Model):
     bid_size = models.FloatField(null=True, blank=True)
     ask_size = models.FloatField(null=True, blank=True)
     side = models.CharField(max_length=4, choices=Side.choices, blank=True, default="")
-
-    objects = TickQuerySet.as_manager()
+    known_from = known_from_field()
 
     class Meta:
+        abstract = True
         ordering = ["instrument", "ts", "sequence"]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.ts:%Y-%m-%d %H:%M:%S.%f} #{self.sequence}"
+
+
+class Tick(TickValues):
+    objects = TickQuerySet.as_manager()
+
+    class Meta(TickValues.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["instrument", "ts", "sequence"], name="tick_by_instrument_time_sequence"
@@ -210,11 +234,8 @@ class Tick(models.Model):
             ),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.instrument_id} {self.ts:%Y-%m-%d %H:%M:%S.%f} #{self.sequence}"
 
-
-class OptionQuote(models.Model):
+class OptionQuoteValues(models.Model):
     """A quote of one option contract (underlying, expiry, strike, right) with its Greeks."""
 
     class Right(models.TextChoices):
@@ -237,9 +258,21 @@ class OptionQuote(models.Model):
     theta = models.FloatField(null=True, blank=True)
     vega = models.FloatField(null=True, blank=True)
     rho = models.FloatField(null=True, blank=True)
+    known_from = known_from_field()
+
+    objects = TimeRangeQuerySet.as_manager()
 
     class Meta:
+        abstract = True
         ordering = ["underlying", "ts", "expiry", "strike", "right"]
+
+    def __str__(self) -> str:
+        contract = f"{self.underlying_id} {self.expiry} {self.strike}{self.right}"
+        return f"{contract} @ {self.ts:%Y-%m-%d %H:%M}"
+
+
+class OptionQuote(OptionQuoteValues):
+    class Meta(OptionQuoteValues.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["underlying", "expiry", "strike", "right", "ts"],
@@ -276,10 +309,6 @@ class OptionQuote(models.Model):
                 name="optionquote_gamma_not_negative",
             ),
         ]
-
-    def __str__(self) -> str:
-        contract = f"{self.underlying_id} {self.expiry} {self.strike}{self.right}"
-        return f"{contract} @ {self.ts:%Y-%m-%d %H:%M}"
 
 
 class Ingest(models.Model):
@@ -354,3 +383,83 @@ class Ingest(models.Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class Revision(models.Model):
+    """A row of market data as it stood before a load changed it or a deletion removed it: its
+    values, known from ``known_from`` until ``known_until`` (when the change was learnt), and
+    who changed it. Written only by the owner's functions of marketdata/sql/revisions/0009.sql,
+    in the statement that makes the change; read by ``known_at`` (marketdata/querysets.py)."""
+
+    class Change(models.TextChoices):
+        REVISED = "revised", "revised"
+        DELETED = "deleted", "deleted"
+
+    row_id = models.BigIntegerField(help_text="the id of the row as it stood")
+    known_until = models.DateTimeField(help_text="when the system learnt of the change")
+    change = models.CharField(max_length=7, choices=Change.choices)
+    # The load that brought the new values (none for a deletion).
+    ingest = models.ForeignKey(
+        Ingest, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Who acted, as the audit trail names them; the user's id where a user did.
+    actor = models.CharField(max_length=150, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        abstract = True
+
+    @staticmethod
+    def constraints_for(prefix: str) -> list:
+        return [
+            models.CheckConstraint(
+                condition=Q(change__in=["revised", "deleted"]), name=f"{prefix}_change_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(known_until__gte=F("known_from")), name=f"{prefix}_known_in_order"
+            ),
+        ]
+
+
+class MinuteBarRevision(Bar, Revision):
+    class Meta(Bar.Meta):
+        ordering = ["instrument", "ts", "known_until"]
+        indexes = [models.Index(fields=["instrument", "ts"], name="minutebarrevision_by_time")]
+        constraints = Revision.constraints_for("minutebarrevision")
+
+
+class DailyBarRevision(Bar, Revision):
+    class Meta(Bar.Meta):
+        ordering = ["instrument", "ts", "known_until"]
+        indexes = [models.Index(fields=["instrument", "ts"], name="dailybarrevision_by_time")]
+        constraints = Revision.constraints_for("dailybarrevision")
+
+
+class TickRevision(TickValues, Revision):
+    class Meta(TickValues.Meta):
+        ordering = ["instrument", "ts", "sequence", "known_until"]
+        indexes = [models.Index(fields=["instrument", "ts"], name="tickrevision_by_time")]
+        constraints = Revision.constraints_for("tickrevision")
+
+
+class OptionQuoteRevision(OptionQuoteValues, Revision):
+    class Meta(OptionQuoteValues.Meta):
+        ordering = ["underlying", "ts", "expiry", "strike", "right", "known_until"]
+        indexes = [models.Index(fields=["underlying", "ts"], name="optionquoterevision_by_time")]
+        constraints = Revision.constraints_for("optionquoterevision")
+
+
+# Each market-data model's revisions, and the other way round.
+REVISIONS: dict[type[models.Model], type[Revision]] = {
+    MinuteBar: MinuteBarRevision,
+    DailyBar: DailyBarRevision,
+    Tick: TickRevision,
+    OptionQuote: OptionQuoteRevision,
+}

@@ -3,15 +3,53 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import models
 from django.db.models import F, Max, Min, Subquery, Sum
 from django.db.models.functions import Lag
+from django.db.models.sql.datastructures import BaseTable
 
 from qvp_site.db.buckets import Bucket, First, Last
 
 
+class KnownAt(BaseTable):
+    """A market-data table as the system knew it at ``moment``: its SQL function
+    ``<table>_known_at(moment)`` (marketdata/sql/revisions/0009.sql) in the table's place,
+    under the table's name, so every filter, annotation and aggregate of a queryset reads it
+    unchanged. The function is plain SQL, which PostgreSQL inlines: the filters reach the
+    indexes of both the table and its revisions."""
+
+    def __init__(self, table_name: str, alias: str | None, moment: datetime):
+        super().__init__(table_name, alias)
+        self.moment = moment
+
+    def as_sql(self, compiler, connection) -> tuple[str, list[Any]]:
+        function = compiler.quote_name_unless_alias(f"{self.table_name}_known_at")
+        alias = connection.ops.quote_name(self.table_alias or self.table_name)
+        return f"{function}(%s) AS {alias}", [self.moment]
+
+    def relabeled_clone(self, change_map: dict[str | None, str]) -> KnownAt:
+        alias = change_map.get(self.table_alias) or self.table_alias
+        return self.__class__(self.table_name, alias, self.moment)
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        return (self.__class__, self.table_name, self.table_alias, self.moment)
+
+
 class TimeRangeQuerySet(models.QuerySet):
+    def known_at(self, moment: datetime | None):
+        """The rows as the system knew them at ``moment``: the values then current, rows
+        learnt later left out, rows deleted since put back. None: the present."""
+        if moment is None:
+            return self.all()
+        qs = self.all()
+        alias = qs.query.get_initial_alias()
+        table = qs.query.alias_map[alias]
+        qs.query.alias_map[alias] = KnownAt(table.table_name, table.table_alias, moment)
+        return qs
+
     def for_symbol(self, symbol: str):
         """Rows of one symbol. The instrument's id comes from a scalar subquery, run once,
         so that the plan is a range scan of the (instrument, ts) key rather than a join the

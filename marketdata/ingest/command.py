@@ -106,7 +106,7 @@ def _report(
     write(
         command.style.SUCCESS(
             f"{options.symbol} {what}: {result.rows_read:,} rows read, {result.inserted:,}"
-            f" inserted, {result.updated:,} updated, {result.unchanged:,} unchanged,"
+            f" inserted, {result.updated:,} revised, {result.unchanged:,} unchanged,"
             f" {result.rejected:,} rejected in {result.seconds:.2f} s"
             f" ({result.rows_per_second:,.0f} rows/s)."
         )

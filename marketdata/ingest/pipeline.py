@@ -278,7 +278,9 @@ def _write(cursor, source, layout, target, options, result, span) -> bool:
     else:
         instrument, result.instrument_created = _instrument(options)
         result.record.instrument = instrument
-        written = _write_rows(cursor, source, layout, target, options, instrument.id, span)
+        written = _write_rows(
+            cursor, source, layout, target, options, (instrument.id, result.record.id), span
+        )
         result.inserted, result.updated = written.inserted, written.updated
     result.unchanged = result.rows_read - result.rejected - result.inserted - result.updated
     if result.rejected:  # last, so that the file exists only if the load went through
@@ -286,7 +288,11 @@ def _write(cursor, source, layout, target, options, result, span) -> bool:
     return bool(result.inserted or result.updated)
 
 
-def _write_rows(cursor, source, layout, target, options, instrument_id, span) -> writes.Written:
+def _write_rows(cursor, source, layout, target, options, ids, span) -> writes.Written:
+    """Write the rows of the instrument and load ``ids``: inserted where the range holds none,
+    merged (revisions kept) where it holds some."""
+    instrument_id, ingest_id = ids
+    writes.take_turn(cursor, target, instrument_id)
     upsert = writes.holds_rows(cursor, target, instrument_id, *span)
     checked = options.skip_invalid or not target.is_bars
     if upsert and not checked:
@@ -294,14 +300,17 @@ def _write_rows(cursor, source, layout, target, options, instrument_id, span) ->
         _refuse_duplicates(cursor, source, layout, target, options)
     try:
         with transaction.atomic():
-            return writes.write(cursor, layout, target, options.tz, instrument_id, upsert=upsert)
+            return writes.write(
+                cursor, layout, target, options.tz, instrument_id, upsert=upsert,
+                ingest_id=ingest_id,
+            )  # fmt: skip
     except IntegrityError as error:
         if upsert or getattr(error.__cause__, "sqlstate", None) != _UNIQUE_VIOLATION:
             raise
-    # The unique index met a key twice: in the file (which rows?), or written by another
-    # load since we looked (then upsert).
-    _refuse_duplicates(cursor, source, layout, target, options)
-    return writes.write(cursor, layout, target, options.tz, instrument_id, upsert=True)
+        # The unique index met a key twice in the file (loads of the instrument take turns,
+        # and this one found no stored row in its range): which rows?
+        _refuse_duplicates(cursor, source, layout, target, options)
+        raise
 
 
 def _refuse_duplicates(cursor, source, layout, target, options) -> None:

@@ -1,13 +1,13 @@
 """Writing the checked rows into their table from the staging table.
 
-A range the table holds nothing of takes a straight INSERT ... SELECT. Otherwise bars are
-merged on (instrument, ts) by ``marketdata_merge_bars`` (marketdata/sql/loads/0007.sql), a
-function that runs as the owner: the application's role may insert market data but never
-UPDATE or DELETE it, so the one rewrite of a stored bar is that function's. It rewrites a row
-only when a value differs, so that re-ingesting a file rewrites nothing, sets only the roles
-the file has (a file without volume leaves volume alone) and counts inserts and updates.
-Ticks are never rewritten: their key (instrument, ts, sequence) is the tick, ON CONFLICT DO
-NOTHING, which takes no more than INSERT.
+A range the table holds nothing of takes a straight INSERT ... SELECT. Otherwise the rows are
+merged by ``marketdata_merge_bars`` on (instrument, ts) or ``marketdata_merge_ticks`` on
+(instrument, ts, sequence) (marketdata/sql/revisions/0009.sql), functions that run as the owner:
+the application's role may insert market data but never UPDATE or DELETE it, so the one rewrite
+of a stored row is theirs. They rewrite a row only when a value differs, keeping the row it
+replaces as a revision, so that re-ingesting a file rewrites and keeps nothing; a bar file
+sets only the roles it has (a file without volume leaves volume alone). Loads of one table and
+instrument take turns (``marketdata_load_lock``), so what a load compares with stays as it saw.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ from qvp_site.loading.layout import Layout
 # The position among rows of the same time, for ticks whose file has no trade id.
 _POSITION_SQL = "row_number() OVER (PARTITION BY ts ORDER BY line) - 1"
 
+# A tick with a price is a trade, one without a quote.
+_KIND_SQL = "CASE WHEN price IS NULL THEN 'quote' ELSE 'trade' END"
+# The columns of a stored tick besides its instrument, in marketdata_merge_ticks's order.
+TICK_COLUMNS = (
+    "ts", "sequence", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", "side",
+)  # fmt: skip
+
 # Lines of a file per call of marketdata_merge_bars: a million bars make arrays of 8 MB each.
 MERGE_SLICE = 1_000_000
 
@@ -30,7 +37,12 @@ MERGE_SLICE = 1_000_000
 @dataclass(frozen=True)
 class Written:
     inserted: int
-    updated: int
+    updated: int  # rows revised: each one's old values kept as a revision
+
+
+def take_turn(cursor, target: Target, instrument_id: int) -> None:
+    """Wait for any other load of the table and instrument to end (until this transaction's)."""
+    cursor.execute("SELECT marketdata_load_lock(%s::regclass, %s)", [target.table, instrument_id])
 
 
 def holds_rows(cursor, target: Target, instrument_id: int, start: datetime, end: datetime) -> bool:
@@ -51,15 +63,16 @@ def write(
     instrument_id: int,
     *,
     upsert: bool,
+    ingest_id: int,
 ) -> Written:
-    if target.is_bars:
-        return _write_bars(cursor, layout, target, tz, instrument_id, upsert)
-    return _write_ticks(cursor, layout, target, tz, instrument_id, upsert)
-
-
-def _write_bars(cursor, layout, target, tz, instrument_id, upsert) -> Written:
     if upsert:
-        return _merge_bars(cursor, layout, target, tz, instrument_id)
+        return _merge(cursor, layout, target, tz, instrument_id, ingest_id)
+    if target.is_bars:
+        return _insert_bars(cursor, layout, target, tz, instrument_id)
+    return _insert_ticks(cursor, layout, target, tz, instrument_id)
+
+
+def _insert_bars(cursor, layout, target, tz, instrument_id) -> Written:
     values = [role for role in target.roles if role in layout.roles]
     cursor.execute(
         f"INSERT INTO {ident(target.table)} (instrument_id, ts, {', '.join(values)})"
@@ -69,41 +82,53 @@ def _write_bars(cursor, layout, target, tz, instrument_id, upsert) -> Written:
     return Written(inserted=cursor.rowcount, updated=0)
 
 
-def _merge_bars(cursor, layout: Layout, target: Target, tz: str, instrument_id: int) -> Written:
-    """Hand the rows to ``marketdata_merge_bars`` as one array per role (NULL for a role the
-    file lacks), in slices of at most MERGE_SLICE lines so that no array nears PostgreSQL's
-    1 GB limit on a value; the slices share the caller's transaction."""
-    rows = rows_sql(layout, target, tz)
+def _merge(cursor, layout: Layout, target: Target, tz: str, instrument_id: int, ingest_id: int):
+    """Hand the rows to the table's merge function as one array per column (bars: NULL for a
+    role the file lacks), in slices of at most MERGE_SLICE lines so that no array nears
+    PostgreSQL's 1 GB limit on a value; the slices share the caller's transaction."""
+    rows = _tick_rows(layout, target, tz) if not target.is_bars else rows_sql(layout, target, tz)
     cursor.execute(f"SELECT min(line), max(line) FROM ({rows}) AS s")
     first, last = cursor.fetchone()
+    if target.is_bars:
+        columns: tuple[str, ...] = ("ts", *BAR_ROLES)
+        present = {"ts", *layout.roles}
+        call = "marketdata_merge_bars(%s::regclass, %s, %s, "
+        params: list = [target.table, instrument_id, ingest_id]
+    else:
+        columns = TICK_COLUMNS
+        present = set(columns)
+        call = "marketdata_merge_ticks(%s, %s, "
+        params = [instrument_id, ingest_id]
     arrays = ", ".join(
-        f"array_agg({role})" if role in layout.roles else f"NULL::{ROLE_TYPES[role]}[]"
-        for role in BAR_ROLES
+        f"array_agg({c})" if c in present else f"NULL::{ROLE_TYPES[c]}[]" for c in columns
     )
     merge = (
-        f"SELECT m.inserted, m.updated FROM (SELECT array_agg(ts), {arrays} FROM ({rows}) AS s"
-        " WHERE line BETWEEN %s AND %s) AS a (ts, " + ", ".join(BAR_ROLES) + "),"
-        " LATERAL marketdata_merge_bars(%s::regclass, %s, a.ts, "
-        + ", ".join(f"a.{role}" for role in BAR_ROLES)
-        + ") AS m"
+        f"SELECT m.inserted, m.updated FROM (SELECT {arrays} FROM ({rows}) AS s"
+        f" WHERE line BETWEEN %s AND %s) AS a ({', '.join(columns)}),"
+        f" LATERAL {call}{', '.join(f'a.{c}' for c in columns)}) AS m"
     )
     inserted = updated = 0
     for low in range(first, last + 1, MERGE_SLICE) if first is not None else ():
-        cursor.execute(merge, [low, low + MERGE_SLICE - 1, target.table, instrument_id])
+        cursor.execute(merge, [low, low + MERGE_SLICE - 1, *params])
         slice_inserted, slice_updated = cursor.fetchone()
         inserted, updated = inserted + slice_inserted, updated + slice_updated
     return Written(inserted=inserted, updated=updated)
 
 
-def _write_ticks(cursor, layout, target, tz, instrument_id, upsert) -> Written:
+def _tick_rows(layout: Layout, target: Target, tz: str) -> str:
+    """The ticks of a file as stored, with their line: the position among rows of the same
+    time numbered over the whole file, before any slice."""
     sequence = "sequence" if "sequence" in layout.roles else _POSITION_SQL
+    return (
+        f"SELECT line, ts, {sequence} AS sequence, {_KIND_SQL} AS kind,"
+        f" {', '.join(TICK_COLUMNS[3:])} FROM ({rows_sql(layout, target, tz)}) AS s"
+    )
+
+
+def _insert_ticks(cursor, layout, target, tz, instrument_id) -> Written:
     cursor.execute(
-        f"INSERT INTO {ident(target.table)} (instrument_id, ts, sequence, kind, price, size,"
-        " bid, ask, bid_size, ask_size, side)"
-        f" SELECT %s, ts, {sequence}, CASE WHEN price IS NULL THEN 'quote' ELSE 'trade' END,"
-        " price, size, bid, ask, bid_size, ask_size, side"
-        f" FROM ({rows_sql(layout, target, tz)}) AS s"
-        + (" ON CONFLICT (instrument_id, ts, sequence) DO NOTHING" if upsert else ""),
+        f"INSERT INTO {ident(target.table)} (instrument_id, {', '.join(TICK_COLUMNS)})"
+        f" SELECT %s, {', '.join(TICK_COLUMNS)} FROM ({_tick_rows(layout, target, tz)}) AS s",
         [instrument_id],
     )
     return Written(inserted=cursor.rowcount, updated=0)

@@ -250,8 +250,13 @@ OWNERS_FUNCTIONS = (
     "qvp_create_partition(regclass, text, timestamptz, timestamptz)",
     "trading_cancel_order(bigint, text)",
     "trading_add_cash(bigint, text, numeric, text, timestamptz, text)",
-    "marketdata_merge_bars(regclass, bigint, timestamptz[], double precision[], double precision[],"
-    " double precision[], double precision[], double precision[], double precision[], integer[])",
+    "marketdata_merge_bars(regclass, bigint, bigint, timestamptz[], double precision[],"
+    " double precision[], double precision[], double precision[], double precision[],"
+    " double precision[], integer[])",
+    "marketdata_merge_ticks(bigint, bigint, timestamptz[], bigint[], text[], double precision[],"
+    " double precision[], double precision[], double precision[], double precision[],"
+    " double precision[], text[])",
+    "marketdata_delete(regclass, bigint, timestamptz, timestamptz)",
 )
 
 

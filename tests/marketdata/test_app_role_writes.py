@@ -29,11 +29,7 @@ from tests.marketdata.conftest import START
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MERGE = (
-    "marketdata_merge_bars(regclass, bigint, timestamptz[], double precision[],"
-    " double precision[], double precision[], double precision[], double precision[],"
-    " double precision[], integer[])"
-)
+MERGE = roles.OWNERS_FUNCTIONS[3]
 # The key each table's upsert would name.
 KEYS = {
     "marketdata_minutebar": "instrument_id, ts",
@@ -172,67 +168,77 @@ def test_the_app_role_inserts_new_bars_and_ticks(connect_as_app, stored):
     assert Tick.objects.count() == 1
 
 
-def _merge(conn: psycopg.Connection, target: str, instrument_id: int, close: float):
+@pytest.fixture
+def load() -> Ingest:
+    """A load that runs: every merge names one."""
+    return Ingest.objects.create(file_name="raw.csv", kind="bars-1m", symbol="APPROLE")
+
+
+def _merge(conn: psycopg.Connection, target: str, instrument_id: int, close: float, load):
     return conn.execute(
-        "SELECT * FROM marketdata_merge_bars(%s::regclass, %s, %s, %s, %s, %s, %s,"
+        "SELECT * FROM marketdata_merge_bars(%s::regclass, %s, %s, %s, %s, %s, %s, %s,"
         " NULL, NULL, NULL)",
-        [target, instrument_id, [START], [10.0], [11.0], [9.0], [close]],
+        [target, instrument_id, load.id, [START], [10.0], [11.0], [9.0], [close]],
     ).fetchone()
 
 
-def test_the_merge_rewrites_a_bar_as_the_owner_and_counts(connect_as_app, stored):
+def test_the_merge_rewrites_a_bar_as_the_owner_and_counts(connect_as_app, stored, load):
     conn = connect_as_app()
-    assert _merge(conn, "marketdata_minutebar", stored.id, 10.5) == (0, 0)  # unchanged
-    assert _merge(conn, "marketdata_minutebar", stored.id, 10.7) == (0, 1)
+    assert _merge(conn, "marketdata_minutebar", stored.id, 10.5, load) == (0, 0, 0)  # unchanged
+    assert _merge(conn, "marketdata_minutebar", stored.id, 10.7, load) == (0, 1, 1)
     assert MinuteBar.objects.get().close == 10.7
     # A bar the function did not receive a column of keeps its stored value.
     bar = DailyBar.objects.get()
     bar.volume = 500
     bar.save()
-    assert _merge(conn, "marketdata_dailybar", stored.id, 10.8) == (0, 1)
+    assert _merge(conn, "marketdata_dailybar", stored.id, 10.8, load) == (0, 1, 1)
     assert (DailyBar.objects.get().close, DailyBar.objects.get().volume) == (10.8, 500)
 
 
 @pytest.mark.parametrize(
     "target", ["marketdata_tick", "marketdata_optionquote", "trading_position", "auth_user"]
 )
-def test_the_merge_refuses_any_table_but_bars(connect_as_app, stored, target):
+def test_the_merge_refuses_any_table_but_bars(connect_as_app, stored, target, load):
     refused(
         connect_as_app(),
-        "SELECT * FROM marketdata_merge_bars(%s::regclass, %s, %s, %s, %s, %s, %s,"
+        "SELECT * FROM marketdata_merge_bars(%s::regclass, %s, %s, %s, %s, %s, %s, %s,"
         " NULL, NULL, NULL)",
-        [target, stored.id, [START], [10.0], [11.0], [9.0], [10.0]],
+        [target, stored.id, load.id, [START], [10.0], [11.0], [9.0], [10.0]],
     )
 
 
-def test_a_temporary_table_named_like_the_bars_is_refused(connect_as_app, stored):
+def test_a_temporary_table_named_like_the_bars_is_refused(connect_as_app, stored, load):
     conn = connect_as_app()
     conn.execute("CREATE TEMP TABLE marketdata_minutebar (LIKE public.marketdata_minutebar)")
     refused(
         conn,
         "SELECT * FROM marketdata_merge_bars('pg_temp.marketdata_minutebar'::regclass, %s,"
-        " %s, %s, %s, %s, %s, NULL, NULL, NULL)",
-        [stored.id, [START], [10.0], [11.0], [9.0], [10.0]],
+        " %s, %s, %s, %s, %s, %s, NULL, NULL, NULL)",
+        [stored.id, load.id, [START], [10.0], [11.0], [9.0], [10.0]],
     )
 
 
-def test_the_merge_needs_the_prices_and_one_value_per_time(connect_as_app, stored):
+def test_the_merge_needs_the_prices_one_value_per_time_and_a_load(connect_as_app, stored, load):
     conn = connect_as_app()
     with pytest.raises(errors.NullValueNotAllowed):
         conn.execute(
             "SELECT * FROM marketdata_merge_bars('marketdata_minutebar', %s, %s, %s, %s, %s,"
-            " NULL, NULL, NULL, NULL)",
-            [stored.id, [START], [10.0], [11.0], [9.0]],
+            " %s, NULL, NULL, NULL, NULL)",
+            [stored.id, load.id, [START], [10.0], [11.0], [9.0]],
         )
     with pytest.raises(errors.InvalidParameterValue):
         conn.execute(
             "SELECT * FROM marketdata_merge_bars('marketdata_minutebar', %s, %s, %s, %s, %s,"
-            " %s, %s, NULL, NULL)",
-            [stored.id, [START], [10.0], [11.0], [9.0], [10.0], [1.0, 2.0]],
+            " %s, %s, %s, NULL, NULL)",
+            [stored.id, load.id, [START], [10.0], [11.0], [9.0], [10.0], [1.0, 2.0]],
         )
     # The tables' rules hold inside the function too: a high below the low is refused.
     with pytest.raises(errors.CheckViolation):
-        _merge(conn, "marketdata_minutebar", stored.id, 12.0)
+        _merge(conn, "marketdata_minutebar", stored.id, 12.0, load)
+    # A revision names the load that brought it: one that ended (or none) is refused.
+    Ingest.objects.filter(pk=load.pk).update(status="loaded")
+    with pytest.raises(errors.InvalidParameterValue, match="not a load that runs"):
+        _merge(conn, "marketdata_minutebar", stored.id, 10.7, load)
 
 
 def test_only_the_app_role_may_run_the_merge(app_role_password):
@@ -288,13 +294,13 @@ def test_ingest_bars_as_the_app_role_inserts_rewrites_one_bar_then_changes_nothi
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
         assert cursor.fetchone()[0] == roles.APP_ROLE
-    assert "5 rows read, 5 inserted, 0 updated, 0 unchanged" in _ingest(
+    assert "5 rows read, 5 inserted, 0 revised, 0 unchanged" in _ingest(
         _write(tmp_path / "first.csv", _bars(5))
     )
     corrected = _write(tmp_path / "corrected.csv", _bars(5, changed=2))
-    assert "5 rows read, 0 inserted, 1 updated, 4 unchanged" in _ingest(corrected)
+    assert "5 rows read, 0 inserted, 1 revised, 4 unchanged" in _ingest(corrected)
     versions = _row_versions()
-    assert "5 rows read, 0 inserted, 0 updated, 5 unchanged" in _ingest(corrected)
+    assert "5 rows read, 0 inserted, 0 revised, 5 unchanged" in _ingest(corrected)
     assert _row_versions() == versions  # not one row rewritten
     records = Ingest.objects.filter(symbol="APPROLE").order_by("started_at")
     assert [(r.status, r.inserted, r.updated, r.unchanged) for r in records] == [
@@ -309,7 +315,7 @@ def test_a_file_without_volume_leaves_volume_alone_as_the_app_role(served_as_app
     _ingest(_write(tmp_path / "first.csv", _bars(3)))
     no_volume = [row.rsplit(",", 1)[0] for row in _bars(3, changed=1)]
     out = _ingest(_write(tmp_path / "no_volume.csv", no_volume, "timestamp,open,high,low,close"))
-    assert "3 rows read, 0 inserted, 1 updated, 2 unchanged" in out
+    assert "3 rows read, 0 inserted, 1 revised, 2 unchanged" in out
     bar = MinuteBar.objects.get(ts=START + timedelta(minutes=1))
     assert (bar.close, bar.volume) == (pytest.approx(100.5), 101)
 
@@ -318,7 +324,7 @@ def test_the_merge_takes_a_big_load_in_slices(served_as_app, tmp_path, monkeypat
     monkeypatch.setattr("marketdata.ingest.writes.MERGE_SLICE", 4)
     _ingest(_write(tmp_path / "first.csv", _bars(10)))
     out = _ingest(_write(tmp_path / "more.csv", _bars(13, changed=9)))
-    assert "13 rows read, 3 inserted, 1 updated, 9 unchanged" in out
+    assert "13 rows read, 3 inserted, 1 revised, 9 unchanged" in out
 
 
 def test_a_batch_posted_to_the_api_rewrites_a_bar_as_the_app_role(
@@ -369,6 +375,6 @@ def test_a_compressed_chunk_is_rewritten_through_the_merge(as_app_login, tmp_pat
         assert cursor.fetchone()[0]
     as_app_login()
     corrected = _write(tmp_path / "corrected.csv", _bars(6, start=old, changed=2))
-    assert "6 rows read, 1 inserted, 1 updated, 4 unchanged" in _ingest(corrected)
+    assert "6 rows read, 1 inserted, 1 revised, 4 unchanged" in _ingest(corrected)
     assert MinuteBar.objects.get(ts=old + timedelta(minutes=2)).close == pytest.approx(100.6)
-    assert "6 rows read, 0 inserted, 0 updated, 6 unchanged" in _ingest(corrected)
+    assert "6 rows read, 0 inserted, 0 revised, 6 unchanged" in _ingest(corrected)

@@ -76,7 +76,7 @@ BAR_HEADER = "timestamp,open,high,low,close,volume"
 def test_yahoo_daily_file_loads_with_close_not_adjusted_close():
     out = ingest("ingest_bars", YAHOO, "ORCL", "--timeframe", "1d")
     assert "Created instrument ORCL (equity)" in out
-    assert "5,036 rows read, 5,036 inserted, 0 updated, 0 unchanged, 0 rejected" in out
+    assert "5,036 rows read, 5,036 inserted, 0 revised, 0 unchanged, 0 rejected" in out
     bars = DailyBar.objects.for_symbol("ORCL")
     assert bars.count() == 5036
     first = bars.order_by("ts").first()
@@ -208,7 +208,7 @@ def test_reingesting_a_file_changes_nothing():
     ingest("ingest_bars", YAHOO, "ORCL", "--timeframe", "1d")
     before = _row_versions(DailyBar)
     out = ingest("ingest_bars", YAHOO, "ORCL", "--timeframe", "1d")
-    assert "5,036 rows read, 0 inserted, 0 updated, 5,036 unchanged, 0 rejected" in out
+    assert "5,036 rows read, 0 inserted, 0 revised, 5,036 unchanged, 0 rejected" in out
     assert _row_versions(DailyBar) == before  # not one row rewritten
     record = Ingest.objects.order_by("-started_at").first()
     assert (record.inserted, record.updated, record.unchanged) == (0, 0, 5036)
@@ -217,7 +217,7 @@ def test_reingesting_a_file_changes_nothing():
 def test_reingesting_ticks_changes_nothing():
     ingest("ingest_ticks", BT_TICKS, "ES")
     out = ingest("ingest_ticks", BT_TICKS, "ES")
-    assert "135 rows read, 0 inserted, 0 updated, 135 unchanged" in out
+    assert "135 rows read, 0 inserted, 0 revised, 135 unchanged" in out
     assert Tick.objects.count() == 135
 
 
@@ -235,7 +235,7 @@ def test_a_changed_row_is_updated_and_only_that_one(tmp_path):
     rows[2] = f"{ts},100.20,100.90,99.70,100.80,555"
     write_csv(path, BAR_HEADER, rows)
     out = bars_1m(path)
-    assert "5 rows read, 0 inserted, 1 updated, 4 unchanged" in out
+    assert "5 rows read, 0 inserted, 1 revised, 4 unchanged" in out
     changed = MinuteBar.objects.get(ts=datetime.fromisoformat(ts + "+00:00"))
     assert (changed.close, changed.volume) == (100.8, 555)
     assert MinuteBar.objects.count() == 5
@@ -245,7 +245,7 @@ def test_a_file_overlapping_loaded_bars_inserts_the_new_and_updates_none(tmp_pat
     rows = minute_rows(10)
     bars_1m(write_csv(tmp_path / "first.csv", BAR_HEADER, rows[:6]))
     out = bars_1m(write_csv(tmp_path / "second.csv", BAR_HEADER, rows[4:]))
-    assert "6 rows read, 4 inserted, 0 updated, 2 unchanged" in out
+    assert "6 rows read, 4 inserted, 0 revised, 2 unchanged" in out
     assert MinuteBar.objects.count() == 10
 
 
@@ -322,7 +322,7 @@ def test_skip_invalid_loads_the_good_rows_and_writes_the_rejects_beside_the_file
     path = write_csv(tmp_path / "mixed.csv", BAR_HEADER, [*rows, rows[0]])
     out = bars_1m(path, "MIX", "--skip-invalid")
     rejects = tmp_path / "mixed.rejected.csv"
-    assert "9 rows read, 6 inserted, 0 updated, 0 unchanged, 3 rejected" in out
+    assert "9 rows read, 6 inserted, 0 revised, 0 unchanged, 3 rejected" in out
     assert f"Rejected 3 rows; they are in {rejects}" in out
     assert MinuteBar.objects.count() == 6
     with rejects.open(newline="") as f:
@@ -341,7 +341,7 @@ def test_skip_invalid_loads_the_good_rows_and_writes_the_rejects_beside_the_file
 def test_a_file_with_no_good_rows_creates_no_instrument(tmp_path):
     rows = [r.rsplit(",", 1)[0] + ",-1" for r in minute_rows(2)]
     out = bars_1m(write_csv(tmp_path / "none.csv", BAR_HEADER, rows), "NONE", "--skip-invalid")
-    assert "2 rows read, 0 inserted, 0 updated, 0 unchanged, 2 rejected" in out
+    assert "2 rows read, 0 inserted, 0 revised, 0 unchanged, 2 rejected" in out
     assert (tmp_path / "none.rejected.csv").exists()
     out = bars_1m(write_csv(tmp_path / "empty.csv", BAR_HEADER, []), "NONE")
     assert "0 rows read" in out

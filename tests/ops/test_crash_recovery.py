@@ -172,7 +172,7 @@ def test_an_ingest_of_a_million_bars_lands_whole_or_not_at_all(site, million_bar
     landed = bars_of(site, BAR_SYMBOL)
     assert landed[0] == BARS
     again = site.manage(*ingest(million_bars, BAR_SYMBOL))
-    assert "0 inserted, 0 updated, 1,000,000 unchanged" in again
+    assert "0 inserted, 0 revised, 1,000,000 unchanged" in again
     assert bars_of(site, BAR_SYMBOL) == landed
     # The summaries of the bars: what a crash after the commit left for `maintain`.
     site.manage("maintain")
