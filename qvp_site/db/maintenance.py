@@ -70,6 +70,7 @@ def _partitioned_table(
         with transaction.atomic(), connection.cursor() as cursor:
             dropped = partitions.drop_partitions_before(cursor, series.table, cutoff)
             result = f"{len(dropped)} partition(s) older than {cutoff:%Y-%m-%d %H:%M} dropped"
+            result += _drop_revisions_before(cursor, series.table, cutoff)
             _record_retention(cursor, series.table, result)
         report(f"{series.table}: retention {retention.sql()}: {result}" + _names(dropped))
     if series.compress_after:
@@ -87,6 +88,7 @@ def _timescaledb_table(series: TimeSeries, now: datetime, report: Report) -> Non
                 [regclass, retention.sql()],
             )
             result = f"{cursor.fetchone()[0]} chunk(s) dropped"
+            result += _drop_revisions_before(cursor, series.table, retention.add(now, -1))
             _record_retention(cursor, series.table, result)
             report(f"{series.table}: retention {retention.sql()}: {result}")
         if series.compress_after:
@@ -109,6 +111,17 @@ def _refresh_aggregates(series: TimeSeries, now: datetime, report: Report) -> No
             report(f"{agg.name}: refreshed pending {_span(*pending)}")
         lower, upper = aggregates.refresh(agg, agg.refresh_window.add(now, -1), now)
         report(f"{agg.name}: refreshed {_span(lower, upper)}")
+
+
+def _drop_revisions_before(cursor: CursorWrapper, table: str, cutoff: datetime) -> str:
+    """Retention drops history on purpose, not as a revision: the revisions of the rows it
+    drops (``<table>revision``, marketdata 0009) go with them. What it says of them."""
+    revisions = f"{table}revision"
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [revisions])
+    if not cursor.fetchone()[0]:
+        return ""
+    cursor.execute(f"DELETE FROM {ident(revisions)} WHERE ts < %s", [cutoff])
+    return f", {cursor.rowcount} revision(s) dropped"
 
 
 def _record_retention(cursor: CursorWrapper, table: str, result: str) -> None:

@@ -31,6 +31,7 @@ from marketdata.models import (
     TickRevision,
 )
 from qvp_site.db import roles
+from qvp_site.db.maintenance import maintain
 from tests.marketdata.conftest import START
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -194,8 +195,27 @@ def test_auditors_read_as_known_in_sql(partitioned_for, tmp_path, app_role_passw
             cursor.execute("SELECT count(*) FROM marketdata_minutebarrevision")
             assert cursor.fetchone()[0] == 1
             with pytest.raises(ProgrammingError, match="permission denied"):
-                cursor.execute(
-                    "SELECT marketdata_delete('marketdata_minutebar', 1, now(), now())"
-                )
+                cursor.execute("SELECT marketdata_delete('marketdata_minutebar', 1, now(), now())")
         finally:
             cursor.execute("RESET ROLE")
+
+
+def test_retention_drops_the_revisions_of_the_rows_it_drops(tmp_path, settings):
+    """Retention drops history on purpose: not a revision, and the revisions of what it drops
+    go with it; those of the rows it keeps stay."""
+    now = timezone.now().replace(second=0, microsecond=0)
+    old, recent = now - timedelta(days=60), now - timedelta(hours=1)
+
+    def file(close: float) -> str:
+        rows = [f"{ts:%Y-%m-%d %H:%M:%S},100,101,99,{close},1" for ts in (old, recent)]
+        return "\n".join([HEADER, *rows]) + "\n"
+
+    _ingest(tmp_path, "first.csv", file(100.2))
+    _ingest(tmp_path, "fixed.csv", file(100.4))
+    assert sorted(MinuteBarRevision.objects.values_list("ts", flat=True)) == [old, recent]
+    settings.QVP_RETENTION = {"marketdata_minutebar": "30 days"}
+    lines: list[str] = []
+    maintain(report=lines.append)
+    assert list(MinuteBar.objects.values_list("ts", flat=True)) == [recent]
+    assert list(MinuteBarRevision.objects.values_list("ts", flat=True)) == [recent]
+    assert any("1 revision(s) dropped" in line for line in lines), lines
