@@ -184,6 +184,16 @@ class SignalPerformance(models.Model):
     average_return = models.FloatField(null=True, blank=True)
     cumulative_return = models.FloatField(null=True, blank=True)
     computed_at = models.DateTimeField(db_default=Now())
+    # What repeating the measure needs besides its window: the market data as known then
+    # (marketdata's revisions) and which code ran it.
+    known_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="the knowledge time the measure read market data at (null: unrecorded)",
+    )
+    code_version = models.CharField(
+        max_length=100, blank=True, help_text="the code that computed the measure"
+    )
 
     class Meta:
         ordering = ["agent", "window_days"]

@@ -30,8 +30,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--as-of", type=time_argument, help=f"end of the window, {TIME_HELP} (default: now)"
         )
+        parser.add_argument(
+            "--known-at",
+            type=time_argument,
+            help="read market data as the system knew it then (a stored measure's known_at"
+            f" repeats it exactly), {TIME_HELP} (default: now)",
+        )
 
-    def handle(self, *args, agent, all, days, as_of, **options):
+    def handle(self, *args, agent, all, days, as_of, known_at, **options):
         windows = sorted(set(days or [30]))
         if any(d < 1 for d in windows):
             raise CommandError("--days must be at least 1")
@@ -41,7 +47,7 @@ class Command(BaseCommand):
                 raise CommandError(f"no agent named {', '.join(unknown)}")
         try:
             with acting_as("signal_performance"):
-                rows = refresh(windows, agent, as_of)
+                rows = refresh(windows, agent, as_of, known_at)
         except DatabaseError as error:
             raise CommandError(str(error).strip()) from error
         for row in rows:
