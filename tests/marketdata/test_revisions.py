@@ -9,7 +9,7 @@ writes a revision or rewrites a stored row.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -219,3 +219,40 @@ def test_retention_drops_the_revisions_of_the_rows_it_drops(tmp_path, settings):
     assert list(MinuteBar.objects.values_list("ts", flat=True)) == [recent]
     assert list(MinuteBarRevision.objects.values_list("ts", flat=True)) == [recent]
     assert any("1 revision(s) dropped" in line for line in lines), lines
+
+
+@pytest.mark.timescaledb
+def test_a_compressed_chunk_keeps_its_revisions_and_its_deletions(tmp_path):
+    """TimescaleDB refuses transition tables on compressed hypertables and deletes whole
+    compressed batches: the merge and the deletion keep what they replace all the same."""
+    old = datetime(2024, 1, 8, tzinfo=UTC)  # far past the compression policy's 7 days
+
+    def file(close: float) -> str:
+        rows = [f"{old + timedelta(minutes=i):%Y-%m-%d %H:%M:%S},100,101,99,{close},1"
+                for i in range(4)]  # fmt: skip
+        return "\n".join([HEADER, *rows]) + "\n"
+
+    _ingest(tmp_path, "first.csv", file(100.2))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(compress_chunk(c, true))"
+            " FROM show_chunks('marketdata_minutebar', older_than => now()) AS c"
+        )
+        assert cursor.fetchone()[0] >= 1
+    between = _pause()
+    assert "0 inserted, 4 revised" in _ingest(tmp_path, "fixed.csv", file(100.3))
+    after_fix = _pause()
+    instrument = Instrument.objects.get(symbol="REV")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT marketdata_delete('marketdata_minutebar', %s, %s, %s)",
+            [instrument.id, old, old + timedelta(minutes=2)],
+        )
+        assert cursor.fetchone()[0] == 2
+    bars = MinuteBar.objects.filter(instrument=instrument)
+    assert _closes(bars) == [100.3, 100.3]
+    assert _closes(bars.known_at(between)) == [100.2] * 4
+    assert _closes(bars.known_at(after_fix)) == [100.3] * 4
+    assert sorted(MinuteBarRevision.objects.values_list("change", flat=True)) == (
+        ["deleted"] * 2 + ["revised"] * 4
+    )
