@@ -13,7 +13,6 @@ from django.db.models import F, Q
 
 from marketdata.querysets import BarQuerySet, TickQuerySet, TimeRangeQuerySet
 
-
 # ``now()``: the start of the transaction, the same instant for every row a load writes
 # (Django's ``Now`` is the statement's, which differs between a load's statements).
 TRANSACTION_START = models.Func(function="now", output_field=models.DateTimeField())

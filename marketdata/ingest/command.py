@@ -1,4 +1,11 @@
-"""What ``ingest_bars`` and ``ingest_ticks`` share: their options and summary."""
+"""What ``ingest_bars`` and ``ingest_ticks`` share: their options and summary.
+
+The summary's counts: *inserted*, rows at a key (time; time and sequence for ticks) the table
+did not hold; *revised*, stored rows whose values the file changes, each old row kept as a
+revision (``<table>revision``, change 'revised', naming the load) and readable as known before
+the load with ``known_at``; *unchanged*, stored rows the file repeats as they are (loading
+the same file twice records nothing); *rejected*, bad rows left out by ``--skip-invalid``.
+"""
 
 from __future__ import annotations
 
@@ -103,6 +110,7 @@ def _report(
         write(f"Created instrument {options.symbol} ({options.asset_class}).")
     what = TARGETS[options.kind].description
     write(f"Read {result.record.file_name} as {result.layout}.")
+    # "revised": stored rows the file changed, each kept as a revision (see the docstring).
     write(
         command.style.SUCCESS(
             f"{options.symbol} {what}: {result.rows_read:,} rows read, {result.inserted:,}"

@@ -13,8 +13,11 @@ class Command(BaseCommand):
         "Load a CSV or Parquet file of OHLCV bars of one instrument into the 1-minute or daily "
         "bar table. The columns are recognised from the header (Yahoo, timestamp/open/high/"
         "low/close[/volume], backtrader; --columns for others). A file with bad rows is "
-        "refused whole, each bad line listed, unless --skip-invalid. Re-loading a file changes "
-        "nothing; every load is recorded (admin: Ingests)."
+        "refused whole, each bad line listed, unless --skip-invalid. The summary counts rows "
+        "inserted (new times), revised (stored bars whose values the file changes: each old "
+        "bar is kept as a revision, readable as known before the load with known_at, listed "
+        "on the load's Ingest in the admin) and unchanged. Re-loading a file changes nothing "
+        "and records no revision; every load is recorded (admin: Ingests)."
     )
 
     def add_arguments(self, parser):
