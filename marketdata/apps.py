@@ -24,3 +24,7 @@ class MarketdataConfig(AppConfig):
         **dict.fromkeys(TIME_SERIES_TABLES, "INSERT"),
         **dict.fromkeys(REVISION_TABLES, ""),
     }
+    # When a row was learnt is the database's to say (its load's time), never the writer's:
+    # a row backdated would show in reads as known before it was; one dated ahead would be in
+    # none, nor ever revised.
+    app_role_withheld_columns = dict.fromkeys(TIME_SERIES_TABLES, ("known_from",))

@@ -31,13 +31,20 @@ def write_batch(
     load of ``instrument``'s ``timeframe``; an IngestRefused names the bad bars by their
     index in ``bars`` (``items``)."""
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
-    rows = [[bar["ts"], *(bar[c] for c in COLUMNS[1:5]), bar.get("volume")] for bar in bars]
+    # A batch where no bar names a volume has no volume column, as a file without one: a
+    # correction of prices leaves the stored volumes alone rather than emptying them.
+    columns = COLUMNS if any(bar.get("volume") is not None for bar in bars) else COLUMNS[:5]
+    rows = [[bar["ts"], *(bar[c] for c in columns[1:5]), *_volume(bar, columns)] for bar in bars]
     options = IngestOptions(symbol=instrument.symbol, kind=KINDS[timeframe])
     try:
         return ingest_rows(
-            f"api-batch-{instrument.symbol}-{stamp}", COLUMNS, rows, options, user=user
+            f"api-batch-{instrument.symbol}-{stamp}", columns, rows, options, user=user
         )
     except IngestRefused as refusal:
         # Row n is item n - 1.
         refusal.items = {row - 1: reason for row, reason in refusal.rows}
         raise
+
+
+def _volume(bar: Mapping[str, object], columns: Sequence[str]) -> list[object]:
+    return [bar.get("volume")] if "volume" in columns else []

@@ -401,8 +401,10 @@ class Revision(models.Model):
     ingest = models.ForeignKey(
         Ingest, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    # Who acted, as the audit trail names them; the user's id where a user did.
+    # Who acted, as the audit trail names them; the user's id where a user did; the database
+    # role that ran the change (the application's, or the owner's for a command).
     actor = models.CharField(max_length=150, blank=True)
+    db_role = models.CharField("database role", max_length=63, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,

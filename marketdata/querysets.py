@@ -25,8 +25,10 @@ class KnownAt(BaseTable):
         self.moment = moment
 
     def as_sql(self, compiler, connection) -> tuple[str, list[Any]]:
-        function = compiler.quote_name_unless_alias(f"{self.table_name}_known_at")
-        alias = connection.ops.quote_name(self.table_alias or self.table_name)
+        function = connection.ops.quote_name(f"{self.table_name}_known_at")
+        # As Django names the alias elsewhere: quoted when it is the table's name, bare when
+        # it is a subquery's (U0).
+        alias = compiler.quote_name_unless_alias(self.table_alias or self.table_name)
         return f"{function}(%s) AS {alias}", [self.moment]
 
     def relabeled_clone(self, change_map: dict[str | None, str]) -> KnownAt:
@@ -39,6 +41,16 @@ class KnownAt(BaseTable):
 
 
 class TimeRangeQuerySet(models.QuerySet):
+    def _merge_sanity_check(self, other: models.QuerySet) -> None:
+        """``a | b``, ``a & b`` and ``a ^ b`` keep the left side's table: refuse to combine
+        reads of market data as known at different moments rather than drop one silently."""
+        super()._merge_sanity_check(other)  # type: ignore[misc]
+        if _moment(self) != _moment(other):
+            raise TypeError(
+                "cannot combine market data read as known at different moments"
+                f" ({_moment(self)} and {_moment(other)}): combine them known at the same one"
+            )
+
     def known_at(self, moment: datetime | None):
         """The rows as the system knew them at ``moment``: the values then current, rows
         learnt later left out, rows deleted since put back. None: the present."""
@@ -67,6 +79,13 @@ class TimeRangeQuerySet(models.QuerySet):
         if end is not None:
             qs = qs.filter(ts__lt=end)
         return qs
+
+
+def _moment(queryset: models.QuerySet) -> datetime | None:
+    """The moment a queryset reads its table as known at; None for the present."""
+    alias = queryset.query.base_table
+    table = queryset.query.alias_map.get(alias) if alias else None
+    return table.moment if isinstance(table, KnownAt) else None
 
 
 class BarQuerySet(TimeRangeQuerySet):

@@ -11,6 +11,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
+from marketdata.knowledge import settled_at
 from qvp_site.code_version import code_version
 
 # One statement for every agent asked: the function per agent, upserted.
@@ -74,14 +75,14 @@ def refresh(
     known_at: datetime | None = None,
 ) -> list[AgentPerformance]:
     """Compute and store the performance of the named agents (every active agent when None)
-    over each window of days, reading market data as known at ``known_at`` (default now, which
-    is recorded); returns what was stored, by agent and window."""
-    now = timezone.now()
+    over each window of days, reading market data as known at ``known_at`` (default: the
+    settled moment, ``marketdata.knowledge``), which is recorded; returns what was stored, by
+    agent and window."""
     params = {
         "windows": windows,
         "names": agent_names,
-        "as_of": as_of or now,
-        "known_at": known_at or now,
+        "as_of": as_of or timezone.now(),
+        "known_at": known_at or settled_at(),
         "code_version": code_version(),
     }
     with connection.cursor() as cursor:

@@ -7,7 +7,7 @@ the application's role may insert market data but never UPDATE or DELETE it, so 
 of a stored row is theirs. They rewrite a row only when a value differs, keeping the row it
 replaces as a revision, so that re-ingesting a file rewrites and keeps nothing; a bar file
 sets only the roles it has (a file without volume leaves volume alone). Loads of one table and
-instrument take turns (``marketdata_load_lock``), so what a load compares with stays as it saw.
+instrument take turns (``marketdata_take_turn``), so what a load compares with stays as it saw.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Written:
 
 def take_turn(cursor, target: Target, instrument_id: int) -> None:
     """Wait for any other load of the table and instrument to end (until this transaction's)."""
-    cursor.execute("SELECT marketdata_load_lock(%s::regclass, %s)", [target.table, instrument_id])
+    cursor.execute("SELECT marketdata_take_turn(%s::regclass, %s)", [target.table, instrument_id])
 
 
 def holds_rows(cursor, target: Target, instrument_id: int, start: datetime, end: datetime) -> bool:

@@ -53,12 +53,14 @@ DROP FUNCTION IF EXISTS marketdata_merge_ticks(bigint, bigint, timestamptz[], bi
 DROP FUNCTION IF EXISTS marketdata_merge_bars(regclass, bigint, bigint, timestamptz[],
     double precision[], double precision[], double precision[], double precision[],
     double precision[], double precision[], integer[]);
-DROP FUNCTION IF EXISTS marketdata_merge_checks(bigint, bigint, bigint[]);
-DROP FUNCTION IF EXISTS marketdata_merge_sql(regclass, text[], text[], text);
+DROP FUNCTION IF EXISTS marketdata_merge_checks(regclass, bigint, bigint, bigint, bigint[], bigint);
+DROP FUNCTION IF EXISTS marketdata_merge_sql(regclass, text[], text[], text, timestamptz);
 DROP FUNCTION IF EXISTS marketdata_row_columns(regclass, text);
 DROP FUNCTION IF EXISTS marketdata_acting_user();
 DROP FUNCTION IF EXISTS marketdata_actor();
-DROP FUNCTION IF EXISTS marketdata_load_lock(regclass, bigint);
+DROP FUNCTION IF EXISTS marketdata_settled_at();
+DROP FUNCTION IF EXISTS marketdata_take_turn(regclass, bigint);
+DROP TABLE IF EXISTS marketdata_load_turn;
 """
 
 
@@ -148,6 +150,10 @@ class Migration(migrations.Migration):
                 ),
                 ("actor", models.CharField(blank=True, max_length=150)),
                 (
+                    "db_role",
+                    models.CharField(blank=True, max_length=63, verbose_name="database role"),
+                ),
+                (
                     "ingest",
                     models.ForeignKey(
                         blank=True,
@@ -233,6 +239,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("actor", models.CharField(blank=True, max_length=150)),
+                (
+                    "db_role",
+                    models.CharField(blank=True, max_length=63, verbose_name="database role"),
+                ),
                 (
                     "ingest",
                     models.ForeignKey(
@@ -324,6 +334,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("actor", models.CharField(blank=True, max_length=150)),
+                (
+                    "db_role",
+                    models.CharField(blank=True, max_length=63, verbose_name="database role"),
+                ),
                 (
                     "ingest",
                     models.ForeignKey(
@@ -427,6 +441,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("actor", models.CharField(blank=True, max_length=150)),
+                (
+                    "db_role",
+                    models.CharField(blank=True, max_length=63, verbose_name="database role"),
+                ),
                 (
                     "ingest",
                     models.ForeignKey(

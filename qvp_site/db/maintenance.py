@@ -70,7 +70,9 @@ def _partitioned_table(
         with transaction.atomic(), connection.cursor() as cursor:
             dropped = partitions.drop_partitions_before(cursor, series.table, cutoff)
             result = f"{len(dropped)} partition(s) older than {cutoff:%Y-%m-%d %H:%M} dropped"
-            result += _drop_revisions_before(cursor, series.table, cutoff)
+            kept = partitions.partitions(cursor, series.table)
+            oldest = min([cutoff, *(p.lower for p in kept[:1])])
+            result += _drop_revisions_before(cursor, series.table, oldest)
             _record_retention(cursor, series.table, result)
         report(f"{series.table}: retention {retention.sql()}: {result}" + _names(dropped))
     if series.compress_after:
@@ -88,7 +90,14 @@ def _timescaledb_table(series: TimeSeries, now: datetime, report: Report) -> Non
                 [regclass, retention.sql()],
             )
             result = f"{cursor.fetchone()[0]} chunk(s) dropped"
-            result += _drop_revisions_before(cursor, series.table, retention.add(now, -1))
+            cursor.execute(  # TimescaleDB's public view of its chunks, stable across versions
+                "SELECT min(range_start) FROM timescaledb_information.chunks"
+                " WHERE hypertable_schema = 'public' AND hypertable_name = %s",
+                [series.table],
+            )
+            kept = cursor.fetchone()[0]
+            oldest = min(retention.add(now, -1), kept) if kept else retention.add(now, -1)
+            result += _drop_revisions_before(cursor, series.table, oldest)
             _record_retention(cursor, series.table, result)
             report(f"{series.table}: retention {retention.sql()}: {result}")
         if series.compress_after:
@@ -115,7 +124,9 @@ def _refresh_aggregates(series: TimeSeries, now: datetime, report: Report) -> No
 
 def _drop_revisions_before(cursor: CursorWrapper, table: str, cutoff: datetime) -> str:
     """Retention drops history on purpose, not as a revision: the revisions of the rows it
-    drops (``<table>revision``, marketdata 0009) go with them. What it says of them."""
+    drops (``<table>revision``, marketdata 0009) go with them: those older than ``cutoff``,
+    the start of the oldest partition or chunk kept (a row of a partition that straddles the
+    retention's cutoff stays, and so do its revisions). What it says of them."""
     revisions = f"{table}revision"
     cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [revisions])
     if not cursor.fetchone()[0]:

@@ -190,11 +190,47 @@ def app_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.
     allowed = (app_relations() | aggregates) & present.keys()
     limited = limits()
     access: dict[str, sql.Composable] = {}
+    withheld = withheld_columns()
     for table in allowed:
         read_only = present[table] in VIEW_KINDS or table in aggregates
         writes = "" if read_only else limited.get(table, WRITES)
+        if writes and table in withheld:
+            access[table] = _writes_but(cursor, table, writes, withheld[table])
+            continue
         access[table] = sql.SQL(f"SELECT, {writes}" if writes else "SELECT")
     return access
+
+
+def withheld_columns() -> dict[str, tuple[str, ...]]:
+    """Table -> the columns trading_app may read but never write (``AppConfig.
+    app_role_withheld_columns``): the database sets them (market data's ``known_from``)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for config in apps.get_app_configs():
+        found.update(getattr(config, "app_role_withheld_columns", {}))
+    return found
+
+
+def _writes_but(
+    cursor: CursorWrapper, table: str, writes: str, withheld: tuple[str, ...]
+) -> sql.Composable:
+    """SELECT, and ``writes`` (INSERT, UPDATE) on every column of ``table`` but ``withheld``."""
+    cursor.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = quote_ident(%s)::regclass"
+        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [table],
+    )
+    columns = sql.SQL(", ").join(
+        sql.Identifier(row[0]) for row in cursor.fetchall() if row[0] not in withheld
+    )
+    privileges: list[sql.Composable] = [sql.SQL("SELECT")]
+    for privilege in writes.split(", "):
+        by_column = privilege in ("INSERT", "UPDATE")
+        privileges.append(
+            sql.SQL("{} ({})").format(sql.SQL(privilege), columns)
+            if by_column
+            else sql.SQL(privilege)
+        )
+    return sql.SQL(", ").join(privileges)
 
 
 def readonly_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
@@ -257,6 +293,7 @@ OWNERS_FUNCTIONS = (
     " double precision[], double precision[], double precision[], double precision[],"
     " double precision[], text[])",
     "marketdata_delete(regclass, bigint, timestamptz, timestamptz)",
+    "marketdata_take_turn(regclass, bigint)",
 )
 
 
@@ -270,9 +307,15 @@ POLICY_FUNCTIONS = (
 )
 
 
+# What either role may ask of the owner: the settled knowledge time a run records
+# (marketdata/sql/revisions/0009.sql).
+SHARED_OWNERS_FUNCTIONS = ("marketdata_settled_at()",)
+
+
 def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier) -> None:
     for signature, grantees in (
         [(s, [app]) for s in OWNERS_FUNCTIONS]
+        + [(s, [app, readonly]) for s in SHARED_OWNERS_FUNCTIONS]
         + [(s, [app, readonly]) for s in MONITORING_FUNCTIONS]
         + [(s, [app, readonly]) for s in POLICY_FUNCTIONS]
     ):

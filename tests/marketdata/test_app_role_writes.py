@@ -105,6 +105,7 @@ def test_the_app_role_cannot_update_delete_or_truncate_market_data(
 
 
 def test_the_app_role_has_select_and_insert_alone_on_market_data(app_role_password):
+    """SELECT, and INSERT of every column but known_from, which the database sets."""
     kinds = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
     with connection.cursor() as cursor:
         for table in TIME_SERIES_TABLES:
@@ -115,7 +116,14 @@ def test_the_app_role_has_select_and_insert_alone_on_market_data(app_role_passwo
                 )
                 if cursor.fetchone()[0]:
                     held.append(kind)
-            assert held == ["SELECT", "INSERT"], table
+            assert held == ["SELECT"], table
+            cursor.execute(
+                "SELECT has_column_privilege(%s, %s, 'ts', 'INSERT'),"
+                " has_column_privilege(%s, %s, 'known_from', 'INSERT'),"
+                " has_any_column_privilege(%s, %s, 'UPDATE')",
+                [roles.APP_ROLE, table] * 3,
+            )
+            assert cursor.fetchone() == (True, False, False), table
 
 
 def test_no_partition_or_chunk_of_market_data_lets_the_app_role_update_or_delete(
@@ -169,9 +177,9 @@ def test_the_app_role_inserts_new_bars_and_ticks(connect_as_app, stored):
 
 
 @pytest.fixture
-def load() -> Ingest:
-    """A load that runs: every merge names one."""
-    return Ingest.objects.create(file_name="raw.csv", kind="bars-1m", symbol="APPROLE")
+def load(stored: Instrument) -> Ingest:
+    """A load of the stored instrument's minute bars that runs: every merge names one."""
+    return Ingest.objects.create(file_name="raw.csv", kind="bars-1m", symbol=stored.symbol)
 
 
 def _merge(conn: psycopg.Connection, target: str, instrument_id: int, close: float, load):
@@ -191,7 +199,8 @@ def test_the_merge_rewrites_a_bar_as_the_owner_and_counts(connect_as_app, stored
     bar = DailyBar.objects.get()
     bar.volume = 500
     bar.save()
-    assert _merge(conn, "marketdata_dailybar", stored.id, 10.8, load) == (0, 1, 1)
+    daily = Ingest.objects.create(file_name="raw.csv", kind="bars-1d", symbol=stored.symbol)
+    assert _merge(conn, "marketdata_dailybar", stored.id, 10.8, daily) == (0, 1, 1)
     assert (DailyBar.objects.get().close, DailyBar.objects.get().volume) == (10.8, 500)
 
 
@@ -235,9 +244,12 @@ def test_the_merge_needs_the_prices_one_value_per_time_and_a_load(connect_as_app
     # The tables' rules hold inside the function too: a high below the low is refused.
     with pytest.raises(errors.CheckViolation):
         _merge(conn, "marketdata_minutebar", stored.id, 12.0, load)
-    # A revision names the load that brought it: one that ended (or none) is refused.
+    # A revision names the load that brought it: one of another table, or one that ended, is
+    # refused.
+    with pytest.raises(errors.InvalidParameterValue, match="not a load of marketdata_dailybar"):
+        _merge(conn, "marketdata_dailybar", stored.id, 10.7, load)
     Ingest.objects.filter(pk=load.pk).update(status="loaded")
-    with pytest.raises(errors.InvalidParameterValue, match="not a load that runs"):
+    with pytest.raises(errors.InvalidParameterValue, match="not a load of marketdata_minutebar"):
         _merge(conn, "marketdata_minutebar", stored.id, 10.7, load)
 
 
@@ -348,7 +360,7 @@ def test_a_batch_posted_to_the_api_rewrites_a_bar_as_the_app_role(
 @pytest.mark.parametrize("url", ["/api/v1/bars/", "/api/v1/ticks/"])
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
 def test_the_api_has_no_way_to_change_or_delete_market_data(
-    served_as_app, admin_client, stored, url, method
+    stored, served_as_app, admin_client, url, method
 ):
     response = getattr(admin_client, method)(url, {}, content_type="application/json")
     assert response.status_code == 405

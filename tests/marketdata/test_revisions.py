@@ -176,7 +176,9 @@ def test_no_role_writes_a_revision_in_raw_sql(connect_as_app, table):
 def test_the_app_role_cannot_delete_or_merge_outside_the_functions(connect_as_app, tmp_path):
     conn = connect_as_app()
     with pytest.raises(errors.InsufficientPrivilege):
-        conn.execute("SELECT marketdata_merge_sql('marketdata_minutebar', '{ts}', '{open}', '')")
+        conn.execute(
+            "SELECT marketdata_merge_sql('marketdata_minutebar', '{ts}', '{open}', '', now())"
+        )
     with pytest.raises(errors.InsufficientPrivilege):
         conn.execute("UPDATE marketdata_minutebar SET known_from = now()")
 

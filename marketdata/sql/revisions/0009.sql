@@ -13,17 +13,63 @@
 --
 -- The rows of a merge come as one array per column, never as a table of the caller's: a table
 -- the caller made could carry code of its own (policies, index predicates, types) that the
--- owner would run. Loads of one table and instrument take turns (marketdata_load_lock), so the
--- stored rows a merge compares with are the ones it changes.
+-- owner would run. Loads of one table and instrument take turns (marketdata_take_turn), so the
+-- stored rows a merge compares with are the ones it changes, and a change is stamped with the
+-- time it got its turn: the stamps of an instrument's changes increase in the order they
+-- commit. A run that reads the present records marketdata_settled_at() as its knowledge time:
+-- before every transaction still open, so no change it could not see is known by then.
 
 DROP FUNCTION IF EXISTS marketdata_merge_bars(regclass, bigint, timestamptz[],
     double precision[], double precision[], double precision[], double precision[],
     double precision[], double precision[], integer[]);
 
--- The advisory lock a load of ``target`` for ``instrument`` holds until its transaction ends.
-CREATE OR REPLACE FUNCTION marketdata_load_lock(target regclass, instrument bigint)
-RETURNS void LANGUAGE sql SET search_path = public, pg_temp AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended(target::text || ':' || instrument, 0));
+-- The loads' turns: one row per table and instrument, locked by the load whose turn it is until
+-- its transaction ends. The owner's alone (no role may lock its rows but through the function:
+-- an advisory lock, whose key anyone can compute, would let any login hold up the loads).
+CREATE TABLE IF NOT EXISTS marketdata_load_turn (
+    target text NOT NULL,
+    instrument bigint NOT NULL,
+    PRIMARY KEY (target, instrument)
+);
+REVOKE ALL ON marketdata_load_turn FROM PUBLIC;
+
+-- Wait for the turn of ``target`` and ``instrument`` (until this transaction ends); returns the
+-- time the turn came, the stamp of what the load changes.
+CREATE OR REPLACE FUNCTION marketdata_take_turn(target regclass, instrument bigint)
+RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    INSERT INTO marketdata_load_turn VALUES (target::text, instrument) ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM marketdata_load_turn t
+    WHERE t.target = marketdata_take_turn.target::text
+      AND t.instrument = marketdata_take_turn.instrument
+    FOR UPDATE;
+    RETURN clock_timestamp();
+END
+$$;
+
+-- The latest moment whose knowledge is settled: before the start of every transaction open in
+-- the database but the caller's (a load started before a run read the present and committed
+-- after would otherwise be known, as of the run's time, with values the run could not see).
+-- What a run that reads the present records as its knowledge time. The owner must see every
+-- session's transaction (a superuser, or a member of pg_read_all_stats).
+CREATE OR REPLACE FUNCTION marketdata_settled_at() RETURNS timestamptz
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    oldest timestamptz;
+    hidden bigint;
+BEGIN
+    SELECT min(a.xact_start), count(*) FILTER (WHERE a.state IS NULL)
+    INTO oldest, hidden
+    FROM pg_stat_activity a
+    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+      AND a.backend_type = 'client backend';
+    IF hidden > 0 THEN
+        RAISE EXCEPTION 'the owner (%) cannot see every session''s transaction', current_user
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'make the owner a member of pg_read_all_stats';
+    END IF;
+    RETURN least(now(), oldest - interval '1 microsecond');
+END
 $$;
 
 -- Who acts, as the audit trail names them (qvp_site/acting.py sets both).
@@ -48,12 +94,12 @@ $$;
 -- The one statement of a merge into ``target`` (its rows keyed by instrument and ``keys``),
 -- the rows given by ``rows_sql``, which selects the key and ``given`` columns from the arrays
 -- $5 onwards. $1 is the instrument, $2 and $3 the first and last time (they bound the search
--- to the partitions or chunks the rows fall in), $4 the load. All of its parts read the same
+-- to the partitions or chunks the rows fall in), $4 the load; ``stamp`` is the change's time. All of its parts read the same
 -- snapshot: stored rows whose values differ are kept as revisions and updated (joined by hash,
 -- not probed one by one as ON CONFLICT would), rows not stored are inserted. Loading the same
 -- rows twice changes nothing and keeps nothing. Returns (inserted, updated, kept).
 CREATE OR REPLACE FUNCTION marketdata_merge_sql(
-    target regclass, keys text[], given text[], rows_sql text
+    target regclass, keys text[], given text[], rows_sql text, stamp timestamptz
 ) RETURNS text LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
 DECLARE
     matched text := (SELECT string_agg(format('t.%1$I = u.%1$I', k), ' AND ') FROM unnest(keys) k);
@@ -66,14 +112,14 @@ BEGIN
         ' old AS MATERIALIZED (SELECT t.* FROM %2$s AS t JOIN u ON %4$s WHERE %5$s'
         '  AND (%6$s) IS DISTINCT FROM (%7$s)),'
         ' kept AS (INSERT INTO %3$s (row_id, instrument_id, %8$s, known_until, change,'
-        '  ingest_id, actor, user_id)'
-        '  SELECT id, instrument_id, %8$s, now(), ''revised'', $4, marketdata_actor(),'
-        '  marketdata_acting_user() FROM old RETURNING 1),'
-        ' updated AS (UPDATE %2$s AS t SET (%9$s, known_from) = (%7$s, now()) FROM u'
-        '  WHERE %4$s AND %5$s AND (%6$s) IS DISTINCT FROM (%7$s) RETURNING 1),'
-        ' inserted AS (INSERT INTO %2$s (instrument_id, %10$s, %9$s)'
-        '  SELECT $1, %11$s, %7$s FROM u WHERE NOT EXISTS (SELECT 1 FROM %2$s AS t'
-        '   WHERE %4$s AND %5$s) RETURNING 1)'
+        '  ingest_id, actor, user_id, db_role)'
+        '  SELECT id, instrument_id, %8$s, %12$L::timestamptz, ''revised'', $4, marketdata_actor(),'
+        '  marketdata_acting_user(), session_user FROM old RETURNING 1),'
+        ' updated AS (UPDATE %2$s AS t SET (%9$s, known_from) = (%7$s, %12$L::timestamptz)'
+        '  FROM u WHERE %4$s AND %5$s AND (%6$s) IS DISTINCT FROM (%7$s) RETURNING 1),'
+        ' inserted AS (INSERT INTO %2$s (instrument_id, %10$s, %9$s, known_from)'
+        '  SELECT $1, %11$s, %7$s, %12$L::timestamptz FROM u WHERE NOT EXISTS'
+        '   (SELECT 1 FROM %2$s AS t WHERE %4$s AND %5$s) RETURNING 1)'
         ' SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),'
         '  (SELECT count(*) FROM kept)',
         rows_sql,
@@ -86,21 +132,36 @@ BEGIN
         marketdata_row_columns(target),
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(given) c),
         (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k),
-        (SELECT string_agg(format('u.%I', k), ', ') FROM unnest(keys) k));
+        (SELECT string_agg(format('u.%I', k), ', ') FROM unnest(keys) k),
+        stamp);
 END
 $$;
 
--- Checks common to the merges: the load is one that runs, the rows fit in their arrays.
-CREATE OR REPLACE FUNCTION marketdata_merge_checks(ingest bigint, n bigint, lengths bigint[])
-RETURNS void LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
+-- Checks common to the merges: the load runs and is one of this table and instrument (a
+-- revision names the load that brought it), the rows fit in their arrays, no key comes twice
+-- (it would keep one stored row twice as a revision).
+CREATE OR REPLACE FUNCTION marketdata_merge_checks(
+    target regclass, instrument bigint, ingest bigint, n bigint, lengths bigint[],
+    distinct_keys bigint
+) RETURNS void LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM marketdata_ingest WHERE id = ingest AND status = 'running') THEN
-        RAISE EXCEPTION 'load % is not a load that runs: every merge belongs to one', ingest
-            USING ERRCODE = 'invalid_parameter_value';
+    IF NOT EXISTS (
+        SELECT 1 FROM marketdata_ingest g JOIN marketdata_instrument i ON i.symbol = g.symbol
+        WHERE g.id = ingest AND g.status = 'running' AND i.id = instrument
+          AND g.kind = CASE target WHEN 'marketdata_minutebar'::regclass THEN 'bars-1m'
+                                   WHEN 'marketdata_dailybar'::regclass THEN 'bars-1d'
+                                   ELSE 'ticks' END
+    ) THEN
+        RAISE EXCEPTION 'load % is not a load of % that runs: every merge belongs to one',
+            ingest, target USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(lengths) AS l WHERE l IS DISTINCT FROM n) THEN
         RAISE EXCEPTION 'every column needs one value per time (% times)', n
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF distinct_keys <> n THEN
+        RAISE EXCEPTION 'a merge names a key twice (% rows, % keys)', n, distinct_keys
+            USING ERRCODE = 'unique_violation';
     END IF;
 END
 $$;
@@ -125,6 +186,7 @@ DECLARE
     given text[] := ARRAY['open', 'high', 'low', 'close'];
     first_ts timestamptz;
     last_ts timestamptz;
+    stamp timestamptz;
 BEGIN
     IF target NOT IN ('marketdata_minutebar'::regclass, 'marketdata_dailybar'::regclass) THEN
         RAISE EXCEPTION '% is not a table of bars', target
@@ -134,9 +196,10 @@ BEGIN
         RAISE EXCEPTION 'bars need an instrument, open, high, low and close'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM marketdata_merge_checks(ingest, n, ARRAY[cardinality(open), cardinality(high),
-        cardinality(low), cardinality(close), coalesce(cardinality(volume), n),
-        coalesce(cardinality(vwap), n), coalesce(cardinality(trade_count), n)]::bigint[]);
+    PERFORM marketdata_merge_checks(target, instrument, ingest, n, ARRAY[cardinality(open),
+        cardinality(high), cardinality(low), cardinality(close), coalesce(cardinality(volume), n),
+        coalesce(cardinality(vwap), n), coalesce(cardinality(trade_count), n)]::bigint[],
+        (SELECT count(DISTINCT t) FROM unnest(ts) AS t));
     IF n = 0 THEN  -- nothing to merge (a slice of a load may hold no rows)
         RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
         RETURN;
@@ -144,11 +207,11 @@ BEGIN
     IF volume IS NOT NULL THEN given := array_append(given, 'volume'); END IF;
     IF vwap IS NOT NULL THEN given := array_append(given, 'vwap'); END IF;
     IF trade_count IS NOT NULL THEN given := array_append(given, 'trade_count'); END IF;
-    PERFORM marketdata_load_lock(target, instrument);
+    stamp := marketdata_take_turn(target, instrument);
     SELECT min(t), max(t) INTO first_ts, last_ts FROM unnest(ts) AS t;
     EXECUTE marketdata_merge_sql(target, ARRAY['ts'], given,
         'SELECT * FROM unnest($5, $6, $7, $8, $9, $10, $11, $12)'
-        ' AS u (ts, open, high, low, close, volume, vwap, trade_count)')
+        ' AS u (ts, open, high, low, close, volume, vwap, trade_count)', stamp)
     INTO inserted, updated, revisions
     USING instrument, first_ts, last_ts, ingest, ts, open, high, low, close, volume, vwap,
         trade_count;
@@ -176,23 +239,26 @@ DECLARE
     n bigint := coalesce(cardinality(ts), 0);
     first_ts timestamptz;
     last_ts timestamptz;
+    stamp timestamptz;
 BEGIN
     IF instrument IS NULL THEN
         RAISE EXCEPTION 'ticks need an instrument' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM marketdata_merge_checks(ingest, n, ARRAY[cardinality(sequence), cardinality(kind),
-        cardinality(price), cardinality(size), cardinality(bid), cardinality(ask),
-        cardinality(bid_size), cardinality(ask_size), cardinality(side)]::bigint[]);
+    PERFORM marketdata_merge_checks('marketdata_tick', instrument, ingest, n,
+        ARRAY[cardinality(sequence), cardinality(kind), cardinality(price), cardinality(size),
+        cardinality(bid), cardinality(ask), cardinality(bid_size), cardinality(ask_size),
+        cardinality(side)]::bigint[],
+        (SELECT count(DISTINCT (t, q)) FROM unnest(ts, sequence) AS k (t, q)));
     IF n = 0 THEN
         RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
-    PERFORM marketdata_load_lock('marketdata_tick', instrument);
+    stamp := marketdata_take_turn('marketdata_tick', instrument);
     SELECT min(t), max(t) INTO first_ts, last_ts FROM unnest(ts) AS t;
     EXECUTE marketdata_merge_sql('marketdata_tick', ARRAY['ts', 'sequence'],
         ARRAY['kind', 'price', 'size', 'bid', 'ask', 'bid_size', 'ask_size', 'side'],
         'SELECT * FROM unnest($5, $6, $7, $8, $9, $10, $11, $12, $13, $14)'
-        ' AS u (ts, sequence, kind, price, size, bid, ask, bid_size, ask_size, side)')
+        ' AS u (ts, sequence, kind, price, size, bid, ask, bid_size, ask_size, side)', stamp)
     INTO inserted, updated, revisions
     USING instrument, first_ts, last_ts, ingest, ts, sequence, kind, price, size, bid, ask,
         bid_size, ask_size, side;
@@ -211,6 +277,7 @@ DECLARE
     instrument_column text := CASE WHEN target = 'marketdata_optionquote'::regclass
                                    THEN 'underlying_id' ELSE 'instrument_id' END;
     deleted bigint;
+    stamp timestamptz;
 BEGIN
     IF target NOT IN ('marketdata_minutebar'::regclass, 'marketdata_dailybar'::regclass,
                       'marketdata_tick'::regclass, 'marketdata_optionquote'::regclass) THEN
@@ -221,23 +288,28 @@ BEGIN
         RAISE EXCEPTION 'a deletion needs an instrument and a range whose start is before its end'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM marketdata_load_lock(target, instrument);
+    stamp := marketdata_take_turn(target, instrument);
     EXECUTE format(
         'WITH gone AS (DELETE FROM %1$s WHERE %2$I = $1 AND ts >= $2 AND ts < $3 RETURNING *),'
-        ' kept AS (INSERT INTO %3$s (row_id, %2$I, %4$s, known_until, change, actor, user_id)'
-        '  SELECT id, %2$I, %4$s, now(), ''deleted'', marketdata_actor(),'
-        '  marketdata_acting_user() FROM gone RETURNING 1)'
+        ' kept AS (INSERT INTO %3$s (row_id, %2$I, %4$s, known_until, change, actor, user_id,'
+        '  db_role)'
+        '  SELECT id, %2$I, %4$s, %5$L::timestamptz, ''deleted'', marketdata_actor(),'
+        '  marketdata_acting_user(), session_user FROM gone RETURNING 1)'
         ' SELECT count(*) FROM kept',
         target, instrument_column, (target::text || 'revision')::regclass,
-        marketdata_row_columns(target))
+        marketdata_row_columns(target), stamp)
     INTO deleted
     USING instrument, first_ts, end_ts;
     RETURN deleted;
 END
 $$;
 
-REVOKE ALL ON FUNCTION marketdata_merge_sql(regclass, text[], text[], text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION marketdata_merge_checks(bigint, bigint, bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION marketdata_take_turn(regclass, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION marketdata_settled_at() FROM PUBLIC;
+REVOKE ALL ON FUNCTION marketdata_merge_sql(regclass, text[], text[], text, timestamptz)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION marketdata_merge_checks(regclass, bigint, bigint, bigint, bigint[], bigint)
+    FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_bars(regclass, bigint, bigint, timestamptz[],
     double precision[], double precision[], double precision[], double precision[],
     double precision[], double precision[], integer[]) FROM PUBLIC;

@@ -14,12 +14,14 @@ DROP FUNCTION IF EXISTS marketdata_merge_ticks(bigint, bigint, timestamptz[], bi
 DROP FUNCTION IF EXISTS marketdata_merge_bars(regclass, bigint, bigint, timestamptz[],
     double precision[], double precision[], double precision[], double precision[],
     double precision[], double precision[], integer[]);
-DROP FUNCTION IF EXISTS marketdata_merge_checks(bigint, bigint, bigint[]);
-DROP FUNCTION IF EXISTS marketdata_merge_sql(regclass, text[], text[], text);
+DROP FUNCTION IF EXISTS marketdata_merge_checks(regclass, bigint, bigint, bigint, bigint[], bigint);
+DROP FUNCTION IF EXISTS marketdata_merge_sql(regclass, text[], text[], text, timestamptz);
 DROP FUNCTION IF EXISTS marketdata_row_columns(regclass, text);
 DROP FUNCTION IF EXISTS marketdata_acting_user();
 DROP FUNCTION IF EXISTS marketdata_actor();
-DROP FUNCTION IF EXISTS marketdata_load_lock(regclass, bigint);
+DROP FUNCTION IF EXISTS marketdata_settled_at();
+DROP FUNCTION IF EXISTS marketdata_take_turn(regclass, bigint);
+DROP TABLE IF EXISTS marketdata_load_turn;
 -- The one way the application rewrites a stored bar: a load's rows merged into minute or daily
 -- bars by a function that runs as the owner. trading_app may only SELECT and INSERT the
 -- market-data tables (marketdata/apps.py); a load whose range holds no rows inserts them
