@@ -1,4 +1,5 @@
-"""The market-data REST API: instruments, bars, bucketed bars, ticks and latest prices.
+"""The market-data REST API: instruments, bars, bucketed bars, ticks, latest prices, the
+revisions of bars and ticks, and deletions of bars.
 
 Serializers and thin viewsets over the querysets, ``marketdata.buckets``,
 ``marketdata.prices`` and ``marketdata.batches`` (a posted batch of bars, written by the
@@ -9,6 +10,11 @@ are read-only here: ingest creates them and the admin edits them.
 Every logged-in user reads market data; writing it needs the Django permission of the model
 written (the group ``operators`` holds them, ``qvp_site.operators``) and is never an auditor's
 (``WRITERS``): bars move valuations, VaR and snapshots.
+
+Every list of market data takes ``known_at``: the rows as the system knew them at that moment
+(``known_at`` on the querysets), corrections learnt later undone, rows learnt later left out,
+rows deleted since put back. A deletion (``bars/delete/``) is itself a revision, made by the
+owner's ``marketdata_delete`` in the request's transaction, which names the user.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from django.db import connection, transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, viewsets
@@ -26,7 +33,15 @@ from rest_framework.response import Response
 from marketdata.batches import KINDS, write_batch
 from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, bucketed
 from marketdata.fields import SymbolField, SymbolListField
-from marketdata.models import Ingest, Instrument, MinuteBar, Tick
+from marketdata.models import (
+    DailyBarRevision,
+    Ingest,
+    Instrument,
+    MinuteBar,
+    MinuteBarRevision,
+    Tick,
+    TickRevision,
+)
 from marketdata.prices import Price, latest_prices
 from qvp_site.api import (
     MAX_BATCH,
@@ -40,6 +55,7 @@ from qvp_site.api import (
     within,
 )
 from qvp_site.api.permissions import WritesNeedModelPermission, model_permissions
+from qvp_site.db import aggregates
 from qvp_site.db.intervals import Interval, parse_interval
 from qvp_site.loading.refusals import IngestRefused
 
@@ -50,6 +66,7 @@ MAX_BUCKETS = 20_000
 # Widths a bucket may have: from the bar's own period up to ten years.
 MAX_WIDTH_MONTHS, MAX_WIDTH = 120, timedelta(days=3660)
 TIMEFRAME_WIDTHS = {"1m": timedelta(minutes=1), "1d": timedelta(days=1)}
+BAR_REVISIONS = {"1m": MinuteBarRevision, "1d": DailyBarRevision}
 WRITERS = [permissions.IsAuthenticated, WritesNeedModelPermission]
 
 
@@ -62,6 +79,16 @@ class TimeCursorPagination(CursorPagination):
 
 class TickCursorPagination(TimeCursorPagination):
     ordering = ("ts", "sequence")
+
+
+class BarRevisionCursorPagination(TimeCursorPagination):
+    """A bar's revisions in the order they were current."""
+
+    ordering = ("ts", "known_until", "id")
+
+
+class TickRevisionCursorPagination(TimeCursorPagination):
+    ordering = ("ts", "sequence", "known_until", "id")
 
 
 # --- Query parameters ------------------------------------------------------------------------
@@ -82,14 +109,39 @@ class WidthField(serializers.CharField):
         return width
 
 
+def known_at_field() -> TimeField:
+    return TimeField(
+        required=False,
+        help_text="read the data as the system knew it at this time, ISO 8601 (default: as"
+        " known now): corrections learnt later undone, rows learnt later left out",
+    )
+
+
+def timeframe_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(TIMEFRAMES), default="1m", help_text="1m: minute bars, 1d: daily bars"
+    )
+
+
 class RangeQuery(TimeRangeQuery):
     symbol = SymbolField(help_text="the instrument's symbol (required)")
+    known_at = known_at_field()
 
 
 class BarQuery(RangeQuery):
-    timeframe = serializers.ChoiceField(
-        choices=list(TIMEFRAMES), default="1m", help_text="1m: minute bars, 1d: daily bars"
-    )
+    timeframe = timeframe_field()
+
+
+class BoundedRangeQuery(TimeRangeQuery):
+    """One symbol's rows over [start, end), both bounds required."""
+
+    symbol = SymbolField(help_text="the instrument's symbol (required)")
+    start = TimeField(help_text="from this time on (inclusive), ISO 8601")
+    end = TimeField(help_text="before this time (exclusive), ISO 8601")
+
+
+class BarRangeQuery(BoundedRangeQuery):
+    timeframe = timeframe_field()
 
 
 class BucketQuery(BarQuery):
@@ -122,6 +174,7 @@ class InstrumentQuery(serializers.Serializer):
 class LatestPriceQuery(serializers.Serializer):
     symbols = SymbolListField(help_text="comma-separated symbols, e.g. AAPL,MSFT")
     as_of = TimeField(required=False, help_text="the price at this time (default: now)")
+    known_at = known_at_field()
 
 
 # --- Batches ---------------------------------------------------------------------------------
@@ -211,6 +264,49 @@ class TickSerializer(serializers.ModelSerializer):
         ]
 
 
+# What a revision adds to the row it keeps.
+REVISION_FIELDS = ["known_from", "known_until", "change", "ingest", "actor", "user"]
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    """What a revision adds to the row it keeps (the subclasses say which rows)."""
+
+    ingest = serializers.IntegerField(
+        source="ingest_id", allow_null=True, help_text="the load that brought the change"
+    )
+    user = serializers.IntegerField(
+        source="user_id", allow_null=True, help_text="the id of the user who acted, if one did"
+    )
+
+
+class BarRevisionSerializer(RevisionSerializer):
+    """A bar as it stood before a load revised it or a deletion removed it."""
+
+    class Meta:
+        model = MinuteBarRevision
+        fields = [*BarSerializer.Meta.fields, *REVISION_FIELDS]
+
+
+class TickRevisionSerializer(RevisionSerializer):
+    """A tick as it stood before a load revised it or a deletion removed it."""
+
+    # Text, not the ticks' enum again: a second component using the enum of "kind" would
+    # leave drf-spectacular no unique name for it (the schema's enums, ENUM_NAME_OVERRIDES).
+    kind = serializers.CharField(help_text="trade or quote")
+
+    class Meta:
+        model = TickRevision
+        fields = [*TickSerializer.Meta.fields, *REVISION_FIELDS]
+
+
+class DeletedSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    timeframe = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    deleted = serializers.IntegerField(help_text="bars deleted (each kept as a revision)")
+
+
 class BucketSerializer(serializers.Serializer):
     bucket = serializers.DateTimeField(help_text="start of the bucket")
     open = serializers.FloatField(allow_null=True)
@@ -245,6 +341,9 @@ class PriceSerializer(serializers.Serializer):
 
 class LatestPricesSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
+    known_at = serializers.DateTimeField(
+        required=False, help_text="the knowledge time read, when one was asked"
+    )
     prices = PriceSerializer(many=True)
 
 
@@ -286,18 +385,22 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def write_permissions(self, request: Request) -> set[str]:
         """A batch is upserted into the table of its timeframe (add, and change: it overwrites
-        bars) and recorded as an Ingest. A timeframe the batch does not name or that does not
-        exist asks for the default's: the serializer refuses the latter with a 400."""
+        bars) and recorded as an Ingest; a deletion deletes from it. A timeframe the body does
+        not name or that does not exist asks for the default's: the serializer refuses the
+        latter with a 400."""
         data: object = request.data  # a list, or any JSON, until the serializer has read it
         timeframe = data.get("timeframe") if isinstance(data, dict) else None
         model = TIMEFRAMES.get(timeframe, MinuteBar) if isinstance(timeframe, str) else MinuteBar
+        if self.action == "delete_range":
+            return model_permissions(model, "delete")
         return model_permissions(model, "add", "change") | model_permissions(Ingest, "add")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
         query = query_parameters(BarQuery, self.request)
-        bars = TIMEFRAMES[query["timeframe"]].objects.filter(instrument=query["symbol"])
+        model = TIMEFRAMES[query["timeframe"]]
+        bars = model.objects.known_at(query.get("known_at")).filter(instrument=query["symbol"])
         return within(bars, query)
 
     @extend_schema(parameters=schema_parameters(BarQuery))
@@ -327,12 +430,18 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=False, pagination_class=None)
     def buckets(self, request: Request) -> Response:
         """OHLCV in buckets of a width over [start, end), from the hourly or daily aggregate
-        where it serves the request, else from the bars."""
+        where it serves the request, else from the bars; with known_at, from the bars as
+        known then (the aggregates hold the present)."""
         query = query_parameters(BucketQuery, request)
         instrument = query["symbol"]
         found = bucketed(
             BucketRequest(
-                instrument.id, query["width"], query["start"], query["end"], query["timeframe"]
+                instrument.id,
+                query["width"],
+                query["start"],
+                query["end"],
+                query["timeframe"],
+                known_at=query.get("known_at"),
             ),
             fill=query["gapfill"],
         )
@@ -350,6 +459,55 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             }
         )
 
+    @extend_schema(
+        parameters=schema_parameters(BarRangeQuery), responses=BarRevisionSerializer(many=True)
+    )
+    @action(
+        detail=False,
+        serializer_class=BarRevisionSerializer,
+        pagination_class=BarRevisionCursorPagination,
+    )
+    def revisions(self, request: Request) -> Response:
+        """The revisions of one symbol's bars in [start, end): each bar as it stood before a
+        load revised it or a deletion removed it, with when it was current (known_from to
+        known_until), the change, the load that brought it and who acted."""
+        query = query_parameters(BarRangeQuery, request)
+        model = BAR_REVISIONS[query["timeframe"]]
+        return _paged(self, within(model.objects.filter(instrument=query["symbol"]), query))
+
+    @extend_schema(request=BarRangeQuery, responses=DeletedSerializer)
+    @action(detail=False, methods=["post"], url_path="delete")
+    def delete_range(self, request: Request) -> Response:
+        """Delete one symbol's bars of a timeframe in [start, end) (a bad vendor file): they
+        leave the present and stay readable as known before (known_at), each kept as a
+        'deleted' revision naming the user. Needs the permission to delete bars of the
+        timeframe (marketdata.delete_minutebar or marketdata.delete_dailybar). A POST with
+        the range in its body: the list's route answers GET and POST only. The aggregates of
+        the range are refreshed once the request commits, as after a load."""
+        body = BarRangeQuery(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        table = TIMEFRAMES[data["timeframe"]]._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT marketdata_delete(%s::regclass, %s, %s, %s)",
+                [table, data["symbol"].id, data["start"], data["end"]],
+            )
+            deleted = cursor.fetchone()[0]
+            if deleted:
+                aggregates.refresh_after_commit(table, data["start"], data["end"])
+        return Response(
+            DeletedSerializer(
+                {
+                    "symbol": data["symbol"].symbol,
+                    "timeframe": data["timeframe"],
+                    "start": data["start"],
+                    "end": data["end"],
+                    "deleted": deleted,
+                }
+            ).data
+        )
+
 
 class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Trade and quote ticks of one symbol in time order."""
@@ -363,11 +521,26 @@ class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
         query = query_parameters(RangeQuery, self.request)
-        return within(Tick.objects.filter(instrument=query["symbol"]), query)
+        ticks = Tick.objects.known_at(query.get("known_at")).filter(instrument=query["symbol"])
+        return within(ticks, query)
 
     @extend_schema(parameters=schema_parameters(RangeQuery))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        parameters=schema_parameters(BoundedRangeQuery),
+        responses=TickRevisionSerializer(many=True),
+    )
+    @action(
+        detail=False,
+        serializer_class=TickRevisionSerializer,
+        pagination_class=TickRevisionCursorPagination,
+    )
+    def revisions(self, request: Request) -> Response:
+        """The revisions of one symbol's ticks in [start, end), as the bars' revisions."""
+        query = query_parameters(BoundedRangeQuery, request)
+        return _paged(self, within(TickRevision.objects.filter(instrument=query["symbol"]), query))
 
 
 class PriceViewSet(viewsets.ViewSet):
@@ -378,13 +551,24 @@ class PriceViewSet(viewsets.ViewSet):
     @extend_schema(parameters=schema_parameters(LatestPriceQuery), responses=LatestPricesSerializer)
     @action(detail=False)
     def latest(self, request: Request) -> Response:
-        """The close of the newest bar at or before as_of for each symbol."""
+        """The close of the newest bar at or before as_of for each symbol, from the bars as
+        known at known_at (default: as known now)."""
         query = query_parameters(LatestPriceQuery, request)
         as_of = query.get("as_of") or timezone.now()
+        known_at = query.get("known_at")
         instruments = query["symbols"]
-        found = latest_prices([i.id for i in instruments], as_of=as_of)
+        found = latest_prices([i.id for i in instruments], as_of=as_of, known_at=known_at)
         prices = [_price_row(i.symbol, found.get(i.id)) for i in instruments]
-        return Response(LatestPricesSerializer({"as_of": as_of, "prices": prices}).data)
+        answer: dict[str, Any] = {"as_of": as_of, "prices": prices}
+        if known_at is not None:  # as known now: the answer it always was
+            answer["known_at"] = known_at
+        return Response(LatestPricesSerializer(answer).data)
+
+
+def _paged(view: viewsets.GenericViewSet, rows) -> Response:
+    """A cursor page of ``rows`` in the view's serializer."""
+    page = view.paginate_queryset(rows)
+    return view.get_paginated_response(view.get_serializer(page, many=True).data)
 
 
 def _price_row(symbol: str, price: Price | None) -> dict:

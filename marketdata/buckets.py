@@ -14,6 +14,16 @@ An aggregate serves a request when
 Then both sources give identical rows: open and close are the first and last bar's, high and
 low the extremes, volume and bar count sums (exact for whole-number volumes below 2**53,
 as share counts are; fractional volumes may differ in the last bit, summed in another order).
+
+A request ``known_at`` a moment reads the bars as the system knew them then
+(``<table>_known_at``, through ``known_at`` on the querysets), never an aggregate. An aggregate
+holds the present: it equals the bars as known at t only when nothing of the range was learnt
+after t, no revision with known_until > t and no current row with known_from > t. The first is
+an index probe of the revisions; the second is not: a row inserted after t carries its
+known_from alone (no revision), and the only index that reaches it is (instrument, ts), a scan
+of the whole range. The Ingest records cannot stand in for it (they hold no time range, and the
+application's role may insert bars without one), so the bars are read whenever known_at is
+given.
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ class BucketRequest:
     start: datetime
     end: datetime
     timeframe: str = "1m"  # which bars: "1m" (MinuteBar) or "1d" (DailyBar)
+    known_at: datetime | None = None  # the bars as known then; None: the present
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,19 @@ def bucketed(request: BucketRequest, *, fill: bool = False, source: Source = "au
         raise ValueError(f"no aggregate serves {request}")
     if name is not None and (source == "aggregate" or covers(name, request)):
         return Buckets(from_aggregate(name, request, fill), name)
-    return Buckets(from_bars(request, fill), TIMEFRAMES[request.timeframe]._meta.db_table)
+    return Buckets(from_bars(request, fill), bars_source(request))
+
+
+def bars_source(request: BucketRequest) -> str:
+    """What ``from_bars`` reads: the bar table, or its function as known at a moment."""
+    table = TIMEFRAMES[request.timeframe]._meta.db_table
+    return table if request.known_at is None else f"{table}_known_at"
 
 
 def serving_aggregate(request: BucketRequest) -> str | None:
-    """The coarsest aggregate whose buckets tile the request's, aligned with its range."""
-    if request.timeframe != "1m":
+    """The coarsest aggregate whose buckets tile the request's, aligned with its range; none
+    for a request known at a moment (the aggregates hold the present: see the docstring)."""
+    if request.timeframe != "1m" or request.known_at is not None:
         return None
     for name, width in AGGREGATES:
         if divides(width, request.width) and all(
@@ -136,10 +154,12 @@ def _bars_exist(cursor, instrument_id: int, lower: datetime, upper: datetime) ->
 
 
 def from_bars(request: BucketRequest, fill: bool = False) -> list[dict]:
-    """The buckets computed from the bars, through ``BarQuerySet.bucketed``."""
+    """The buckets computed from the bars (as known at ``request.known_at``), through
+    ``BarQuerySet.bucketed``."""
     model = TIMEFRAMES[request.timeframe]
     queryset = (
-        model.objects.filter(instrument_id=request.instrument_id)
+        model.objects.known_at(request.known_at)
+        .filter(instrument_id=request.instrument_id)
         .between(request.start, request.end)
         .bucketed(request.width)
         .annotate(bar_count=Count("*"))

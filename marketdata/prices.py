@@ -4,6 +4,17 @@ Trading, risk and the dashboard all value positions through here: the close of t
 minute bar at or before ``as_of``, or of the newest daily bar when that is newer (an
 instrument with daily data only). One statement for any number of instruments, each lookup a
 backward scan of the (instrument, ts) key.
+
+``known_at`` reads the bars as the system knew them then, by the rule of
+``<table>_known_at(known_at)`` (marketdata/sql/revisions/0009.sql): the current rows learnt
+by then, and the revisions current then. Written out here, one ORDER BY ts DESC LIMIT 1 per
+table and per revisions table, rather than read through the function: PostgreSQL inlines the
+function as a UNION ALL whose branches have WHERE clauses, which it cannot flatten into the
+query (an append member may carry no quals), so the ordering never reaches their indexes and
+each lookup sorted the instrument's whole history. Written out, each of the four is a
+backward scan of its (instrument, ts) key that stops at the first bar known then
+(``test_latest_prices_known_at_scan_the_keys_backward``); the answers are the function's
+(``test_latest_prices_known_at_agree_with_the_known_at_functions``).
 """
 
 from __future__ import annotations
@@ -15,20 +26,39 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-LATEST_PRICES_SQL = """
+_LATEST_SQL = """
 SELECT i.id, latest.ts, latest.close, latest.source
 FROM unnest(%(ids)s::bigint[]) AS i(id)
 CROSS JOIN LATERAL (
     SELECT ts, close, source FROM (
-        (SELECT ts, close, 'minute' AS source FROM marketdata_minutebar
+        (SELECT ts, close, 'minute' AS source FROM {minute}
          WHERE instrument_id = i.id AND ts <= %(as_of)s ORDER BY ts DESC LIMIT 1)
         UNION ALL
-        (SELECT ts, close, 'daily' AS source FROM marketdata_dailybar
+        (SELECT ts, close, 'daily' AS source FROM {daily}
          WHERE instrument_id = i.id AND ts <= %(as_of)s ORDER BY ts DESC LIMIT 1)
     ) AS candidates
     ORDER BY ts DESC LIMIT 1
 ) AS latest
 """
+# The present: the tables themselves.
+LATEST_PRICES_SQL = _LATEST_SQL.format(minute="marketdata_minutebar", daily="marketdata_dailybar")
+
+# A table as known at %(known_at)s, each part ordered on its own key (see the docstring).
+_KNOWN_AT = """(
+            (SELECT instrument_id, ts, close FROM {table}
+             WHERE instrument_id = i.id AND ts <= %(as_of)s AND known_from <= %(known_at)s
+             ORDER BY ts DESC LIMIT 1)
+            UNION ALL
+            (SELECT instrument_id, ts, close FROM {table}revision
+             WHERE instrument_id = i.id AND ts <= %(as_of)s AND known_from <= %(known_at)s
+               AND known_until > %(known_at)s
+             ORDER BY ts DESC LIMIT 1)
+        ) AS {table}"""
+# As known at %(known_at)s: the same lookup over the tables as they stood then.
+LATEST_PRICES_KNOWN_AT_SQL = _LATEST_SQL.format(
+    minute=_KNOWN_AT.format(table="marketdata_minutebar"),
+    daily=_KNOWN_AT.format(table="marketdata_dailybar"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,12 +69,18 @@ class Price:
     source: str  # "minute" or "daily": which bars it came from
 
 
-def latest_prices(instrument_ids: Iterable[int], as_of: datetime | None = None) -> dict[int, Price]:
-    """Latest close per instrument at or before ``as_of`` (default now); instruments with no
-    bar by then are absent from the answer."""
+def latest_prices(
+    instrument_ids: Iterable[int],
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+) -> dict[int, Price]:
+    """Latest close per instrument at or before ``as_of`` (default now), from the bars as
+    known at ``known_at`` (default: as known now); instruments with no bar by then are absent
+    from the answer."""
     ids = sorted(set(instrument_ids))
     if not ids:
         return {}
+    sql = LATEST_PRICES_SQL if known_at is None else LATEST_PRICES_KNOWN_AT_SQL
     with connection.cursor() as cursor:
-        cursor.execute(LATEST_PRICES_SQL, {"ids": ids, "as_of": as_of or timezone.now()})
+        cursor.execute(sql, {"ids": ids, "as_of": as_of or timezone.now(), "known_at": known_at})
         return {row[0]: Price(*row) for row in cursor.fetchall()}
