@@ -9,6 +9,8 @@ TIME_SERIES_TABLES = (
 )
 # Where each keeps the rows a change replaced (marketdata.models.Revision).
 REVISION_TABLES = tuple(f"{table}revision" for table in TIME_SERIES_TABLES)
+# Every version of each one's rows: the current ones and the revisions (read by <table>_known_at).
+HISTORY_VIEWS = tuple(f"{table}_history" for table in TIME_SERIES_TABLES)
 
 
 class MarketdataConfig(AppConfig):
@@ -23,6 +25,7 @@ class MarketdataConfig(AppConfig):
     app_role_privileges = {
         **dict.fromkeys(TIME_SERIES_TABLES, "INSERT"),
         **dict.fromkeys(REVISION_TABLES, ""),
+        **dict.fromkeys(HISTORY_VIEWS, ""),
     }
     # When a row was learnt is the database's to say (its load's time), never the writer's:
     # a row backdated would show in reads as known before it was; one dated ahead would be in

@@ -7,6 +7,10 @@ DROP FUNCTION IF EXISTS marketdata_minutebar_known_at(timestamptz);
 DROP FUNCTION IF EXISTS marketdata_dailybar_known_at(timestamptz);
 DROP FUNCTION IF EXISTS marketdata_tick_known_at(timestamptz);
 DROP FUNCTION IF EXISTS marketdata_optionquote_known_at(timestamptz);
+DROP VIEW IF EXISTS marketdata_minutebar_history;
+DROP VIEW IF EXISTS marketdata_dailybar_history;
+DROP VIEW IF EXISTS marketdata_tick_history;
+DROP VIEW IF EXISTS marketdata_optionquote_history;
 DROP FUNCTION IF EXISTS marketdata_delete(regclass, bigint, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS marketdata_merge_ticks(bigint, bigint, timestamptz[], bigint[], text[],
     double precision[], double precision[], double precision[], double precision[],

@@ -354,8 +354,12 @@ REVOKE ALL ON FUNCTION marketdata_merge_ticks(bigint, bigint, timestamptz[], big
     double precision[], double precision[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_delete(regclass, bigint, timestamptz, timestamptz) FROM PUBLIC;
 
--- <table>_known_at(known_at): the table's own row type, so a query (or a Django queryset,
--- marketdata/querysets.py) reads it in the table's place.
+-- <table>_history: every version of every row, the current ones with known_until NULL; and
+-- <table>_known_at(known_at), the table's own row type, so a query (or a Django queryset,
+-- marketdata/querysets.py) reads it in the table's place. The view's two branches carry no
+-- WHERE of their own: PostgreSQL merges such a UNION ALL into the query that reads it, so
+-- the filters on instrument and time reach both tables' (instrument, ts) indexes and an
+-- ORDER BY ts is a merge of two index scans, not a sort (a branch with a WHERE is not merged).
 DO $$
 DECLARE
     name text;
@@ -371,13 +375,18 @@ BEGIN
         FROM pg_attribute
         WHERE attrelid = name::regclass AND attnum > 0 AND NOT attisdropped;
         EXECUTE format(
+            'CREATE OR REPLACE VIEW %1$I WITH (security_invoker = true) AS'
+            ' SELECT %3$s, NULL::timestamptz AS known_until FROM %2$I'
+            ' UNION ALL'
+            ' SELECT %4$s, known_until FROM %5$I',
+            name || '_history', name, columns, revision_columns, name || 'revision');
+        EXECUTE format(
             'CREATE OR REPLACE FUNCTION %1$I(known_at timestamptz) RETURNS SETOF %2$I'
             ' LANGUAGE sql STABLE AS $body$'
-            ' SELECT %3$s FROM %2$I WHERE known_from <= known_at'
-            ' UNION ALL'
-            ' SELECT %4$s FROM %5$I WHERE known_from <= known_at AND known_until > known_at'
+            ' SELECT %3$s FROM %4$I'
+            ' WHERE known_from <= known_at AND (known_until IS NULL OR known_until > known_at)'
             ' $body$',
-            name || '_known_at', name, columns, revision_columns, name || 'revision');
+            name || '_known_at', name, columns, name || '_history');
     END LOOP;
 END
 $$;
