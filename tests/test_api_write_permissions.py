@@ -30,6 +30,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from drf_spectacular.generators import SchemaGenerator
 
+from marketdata.models import MinuteBar
 from qvp_site.admin_access import project_app_labels
 from qvp_site.db import partitions
 from risk.models import RiskAlert, RiskLimit
@@ -37,13 +38,15 @@ from signals.models import Agent, Signal
 from tests.clients import client_of
 from tests.fixtures.trading import T0, fill, make_order
 from tests.fixtures.trading_api import an_order, backtest, execution, iso
+from trading.models import BacktestRun
 
 UNSAFE = ("post", "put", "patch", "delete")
 # The rules a refusal of these users names: the permission that refused, not a bad body's.
 REFUSALS = {"model_permission", "auditors_read_only", "trades_an_account", "superusers_create"}
-# POSTs that read: a similarity search takes its vector in the body. Every reader may search;
-# the search writes nothing (test_reads_by_post_write_nothing).
-READS_BY_POST = {"vectors_features_search_create"}
+# POSTs that read: a similarity search takes its vector in the body; a backtest's rerun
+# computes it again and compares. Every reader may search and rerun; neither writes anything
+# (test_reads_by_post_write_nothing).
+READS_BY_POST = {"vectors_features_search_create", "backtests_rerun_create"}
 PARTITIONED = (
     "marketdata_minutebar",
     "marketdata_dailybar",
@@ -103,6 +106,10 @@ CASES: dict[str, Case] = {
     "agents_metrics_create": lambda w: (w.agent.id, METRIC),
     "backtests_create": lambda w: (None, backtest()),
     "bars_create": lambda w: (None, {"symbol": "AAPL", "timeframe": "1m", "bars": [BAR]}),
+    "bars_delete_create": lambda w: (
+        None,
+        {"symbol": "AAPL", "timeframe": "1m", "start": iso(T0), "end": iso(T)},
+    ),
     "cash_create": lambda w: (None, {"account": w.alpha.id, "kind": "deposit", "amount": "5"}),
     "executions_create": lambda w: (None, execution(w.order, 10, exec_id="x-9")),
     "executions_bust_create": lambda w: (w.booked.id, {}),
@@ -153,6 +160,8 @@ def _snapshot() -> dict[str, tuple[int, str]]:
 def world(desks, instrument) -> World:
     for table in PARTITIONED:
         partitions.prepare_load(table, T0 - timedelta(days=2), T0 + timedelta(days=2))
+    # A bar for the deletion to delete.
+    MinuteBar.objects.create(instrument=instrument, ts=T0, open=10, high=11, low=9, close=10)
     order = make_order(desks["alpha"], instrument, quantity="100")
     booked = fill(order, 50, "10.00", exec_id="alpha-x1")
     agent = Agent.objects.create(name="momentum_agent", kind="momentum")
@@ -248,8 +257,11 @@ def test_the_cases_are_writes_a_permitted_user_makes(world, operation):
 @pytest.mark.parametrize("operation", sorted(READS_BY_POST))
 def test_reads_by_post_write_nothing(world, operation, who):
     client = client_of(USERS[who]())
+    # A run to rerun: one that records no known_at, refused (400) without a write.
+    run = BacktestRun.objects.create(strategy="momentum-1h", period_start=T0, period_end=T)
     before = _snapshot()
     method, path = OPERATIONS[operation]
-    response = getattr(client, method)(path, {"id": 1}, format="json")
+    url = path.replace("{id}", str(run.pk))
+    response = getattr(client, method)(url, {"id": 1}, format="json")
     assert response.status_code in (200, 400), response.content
     assert _snapshot() == before

@@ -460,6 +460,8 @@ class BacktestRunAdmin(TradingAdmin):
         "max_drawdown",
         "hit_rate",
         "turnover",
+        "known_at",
+        "code_version",
         "created_by",
         "created_at",
         "trades",

@@ -401,6 +401,19 @@ class BacktestRun(models.Model):
     )
     created_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
+    # What a rerun needs to repeat the run exactly (trading/reruns.py).
+    known_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="the knowledge time the run read its market data as known at; empty: not"
+        " recorded (a run made before runs recorded it), and such a run cannot be rerun",
+    )
+    code_version = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="the code that made the run (a deployment's version or a git commit)",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -5,3 +5,10 @@ class VectorsConfig(AppConfig):
     name = "vectors"
     verbose_name = "Feature vectors"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from trading import reruns
+
+        # The runs build_patterns made can be rerun through trading's doors (its API) too;
+        # a dotted path, so that nothing of the pipeline loads before a rerun asks for it.
+        reruns.register("vectors.patterns", "vectors.patterns.rerun")

@@ -47,29 +47,14 @@ def load(
     daily: bool = False,
     lookback_from: datetime | None = None,
     lookback: int = 0,
+    known_at: datetime | None = None,
 ) -> Series:
     """The instrument's minute (or daily) bars in one query; with ``lookback_from``, only
-    those from ``lookback`` bars before that time on (the windows reaching back from it)."""
-    model = DailyBar if daily else MinuteBar
-    table = ident(model._meta.db_table)
-    params: list = [instrument_id]
-    where = "instrument_id = %s"
-    if lookback_from is not None:
-        # The start is the bar `lookback` places before the time, found on the (instrument,
-        # ts) key; with fewer bars than that before it, everything.
-        where += (
-            f" AND ts >= coalesce((SELECT ts FROM {table} WHERE instrument_id = %s AND ts < %s"
-            " ORDER BY ts DESC OFFSET %s LIMIT 1), '-infinity')"
-        )
-        params += [instrument_id, lookback_from, max(lookback - 1, 0)]
+    those from ``lookback`` bars before that time on (the windows reaching back from it).
+    With ``known_at``, the bars as the system knew them then (corrections learnt later left
+    out, deleted bars kept), so that a run can read again exactly what it read."""
     with connection.cursor() as cursor:
-        # Times as microseconds since the epoch (exact in a float64 until the year 2255):
-        # numbers convert to numpy at once, where a datetime per row costs more than the query.
-        cursor.execute(
-            "SELECT (extract(epoch FROM ts) * 1000000)::int8, open, high, low, close,"
-            f" coalesce(volume, 'NaN') FROM {table} WHERE {where} ORDER BY ts",
-            params,
-        )
+        cursor.execute(*query(instrument_id, daily, lookback_from, lookback, known_at))
         rows = np.array(cursor.fetchall(), dtype=float).reshape(-1, 6)
     open_, high, low, close, volume = (np.ascontiguousarray(rows[:, i]) for i in range(1, 6))
     return Series(
@@ -81,6 +66,45 @@ def load(
         volume,
         period=DAY if daily else MINUTE,
     )
+
+
+def query(
+    instrument_id: int,
+    daily: bool,
+    lookback_from: datetime | None,
+    lookback: int,
+    known_at: datetime | None,
+) -> tuple[str, list]:
+    """``load``'s statement and parameters."""
+    source, source_params = _source(DailyBar if daily else MinuteBar, known_at)
+    params: list = [*source_params, instrument_id]
+    where = "instrument_id = %s"
+    if lookback_from is not None:
+        # The start is the bar `lookback` places before the time, found on the (instrument,
+        # ts) key; with fewer bars than that before it, everything.
+        where += (
+            f" AND ts >= coalesce((SELECT ts FROM {source} WHERE instrument_id = %s AND ts < %s"
+            " ORDER BY ts DESC OFFSET %s LIMIT 1), '-infinity')"
+        )
+        params += [*source_params, instrument_id, lookback_from, max(lookback - 1, 0)]
+    # Times as microseconds since the epoch (exact in a float64 until the year 2255): numbers
+    # convert to numpy at once, where a datetime per row costs more than the query.
+    statement = (
+        "SELECT (extract(epoch FROM ts) * 1000000)::int8, open, high, low, close,"
+        f" coalesce(volume, 'NaN') FROM {source} WHERE {where} ORDER BY ts"
+    )
+    return statement, params
+
+
+def _source(model: type[MinuteBar] | type[DailyBar], known_at: datetime | None) -> tuple[str, list]:
+    """What to read bars from, and its parameters: the table, or the table as known at a time
+    (``<table>_known_at(t)``, marketdata/sql/revisions/0009.sql: a SQL function PostgreSQL
+    inlines, so the filters on instrument and time still reach the (instrument, ts) indexes of
+    the table and of its revisions)."""
+    table = model._meta.db_table
+    if known_at is None:
+        return ident(table), []
+    return f"{ident(table + '_known_at')}(%s) AS bars", [known_at]
 
 
 def resample(series: Series, minutes: int) -> Series:

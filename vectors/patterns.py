@@ -19,17 +19,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
+from marketdata.knowledge import settled_at
 from marketdata.models import Instrument
+from qvp_site.code_version import code_version
 from qvp_site.db.binary_copy import copy_rows
 from qvp_site.db.set_aside import IndexesSetAside, table_is_empty
 from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import PERIODS_PER_YEAR
 from trading.models import BacktestRun, BacktestTrade
+from trading.reruns import METRICS, Repeated, RerunRefused
 from vectors import bars, features
 from vectors.embeddings import BUILD_LOCK
 from vectors.models import FeatureSet, StrategyPattern
@@ -184,20 +188,34 @@ def build(
     since: datetime | None = None,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
     run: InstrumentRun | None = None,
+    known_at: datetime | None = None,
 ) -> dict[str, int]:
     """Run every strategy over each instrument's bars (decisions from ``since`` on, or all),
     replacing the runs made here before; store runs, trades and patterns. Returns patterns
     written per strategy. An instrument without a decision to test is a skip in ``run``; one
-    that fails is recorded there and the others go on."""
+    that fails is recorded there and the others go on.
+
+    The bars are read as known at ``known_at`` (default: the build's start, settled: just
+    before every transaction still open, so that a load committing later cannot be known by
+    then; ``marketdata.knowledge``), and each run records it with the code's version, so that
+    ``rerun`` can read exactly the same bars again later."""
     run = run if run is not None else InstrumentRun("patterns", isolated=False)
     written: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        settled = settled_at()
+        if known_at is not None and known_at > settled:
+            # Knowledge not yet settled: what loads still open commit would change the rerun.
+            raise ValueError(
+                f"known_at {known_at.isoformat()} is after the build's start, as settled"
+                f" ({settled.isoformat()})"
+            )
+        read = Reading(known_at=known_at or settled, since=since)
         computed = {}
         for instrument in progress(list(instruments)):
             with run.each(instrument.symbol):
-                minute, found = _decisions(instrument, since)
+                minute, found = _decisions(instrument, read)
                 if len(found.index):
                     computed[instrument] = (minute, found)
                 else:
@@ -216,18 +234,29 @@ def build(
                     continue
                 with run.each(instrument.symbol):
                     for strategy, count in _backtest(
-                        instrument, feature_set, minute, found, scaler.transform(found.raw)
+                        instrument, feature_set, minute, found, scaler.transform(found.raw), read
                     ).items():
                         written[strategy] += count
     return written
 
 
-def _decisions(instrument: Instrument, since: datetime | None) -> tuple[bars.Series, States]:
+@dataclass(frozen=True)
+class Reading:
+    """What a build read: the bars as known at ``known_at``, decisions from ``since`` on (or
+    all). A run stores both, and its rerun reads the same."""
+
+    known_at: datetime
+    since: datetime | None = None
+
+
+def _decisions(instrument: Instrument, read: Reading) -> tuple[bars.Series, States]:
     """The instrument's minute bars, and its market states at the decisions that can be held."""
-    minute = bars.load(instrument.id, lookback_from=since, lookback=STATE_LOOKBACK)
+    minute = bars.load(
+        instrument.id, lookback_from=read.since, lookback=STATE_LOOKBACK, known_at=read.known_at
+    )
     ends = _holdable(minute, bars.stride_ends(minute, DECISION_EVERY, features.WINDOW))
-    if since is not None:
-        moment = np.datetime64(since.astimezone(UTC).replace(tzinfo=None), "us")
+    if read.since is not None:
+        moment = np.datetime64(read.since.astimezone(UTC).replace(tzinfo=None), "us")
         ends = ends[minute.closes_at()[ends] >= moment]
     return minute, states(minute, ends)
 
@@ -241,7 +270,7 @@ def _why_no_decision(minute: bars.Series) -> str:
     )
 
 
-def _backtest(instrument, feature_set, minute, found, vectors) -> dict[str, int]:
+def _backtest(instrument, feature_set, minute, found, vectors, read: Reading) -> dict[str, int]:
     """Each strategy's trades of one instrument stored; patterns written per strategy."""
     written = {}
     for strategy, rule in STRATEGIES.items():
@@ -249,7 +278,7 @@ def _backtest(instrument, feature_set, minute, found, vectors) -> dict[str, int]
         trade = position != 0
         if trade.any():
             written[strategy] = _store(
-                strategy, instrument, feature_set, minute, found, vectors, position, trade
+                strategy, instrument, feature_set, minute, found, vectors, position, trade, read
             )
     return written
 
@@ -265,59 +294,97 @@ def _replace_runs(instrument: Instrument) -> None:
     runs.delete()
 
 
-def _store(strategy, instrument, feature_set, minute, found, vectors, position, trade) -> int:
-    index, ts, position = found.index[trade], found.ts[trade], position[trade]
-    result = outcomes(minute, index, position)
-    exits = minute.closes_at()[index + HORIZON]
-    run = _run(strategy, instrument, ts, exits, result)
-    _trades(run, instrument, ts, exits, position, result)
+@dataclass
+class TradesMade:
+    """One strategy's trades over one instrument's bars, computed and not yet stored."""
+
+    index: np.ndarray  # the minute bar of each decision
+    ts: np.ndarray  # each entry's time
+    exits: np.ndarray  # each exit's time
+    position: np.ndarray  # +1 long, -1 short
+    result: Outcomes
+
+
+def _trades_of(minute: bars.Series, found: States, position: np.ndarray) -> TradesMade:
+    trade = position != 0
+    index = found.index[trade]
+    return TradesMade(
+        index=index,
+        ts=found.ts[trade],
+        exits=minute.closes_at()[index + HORIZON],
+        position=position[trade],
+        result=outcomes(minute, index, position[trade]),
+    )
+
+
+def _store(
+    strategy, instrument, feature_set, minute, found, vectors, position, trade, read: Reading
+) -> int:
+    made = _trades_of(minute, found, position)
+    run = _run(strategy, instrument, made, read)
+    _trades(run, instrument, made)
     rows = zip(
-        [strategy] * len(index),
-        [run.id] * len(index),
-        [instrument.id] * len(index),
-        [feature_set.id] * len(index),
-        bars.to_datetimes(ts),
+        [strategy] * len(made.index),
+        [run.id] * len(made.index),
+        [instrument.id] * len(made.index),
+        [feature_set.id] * len(made.index),
+        bars.to_datetimes(made.ts),
         vectors[trade],
-        [HORIZON] * len(index),
-        position.astype(int).tolist(),
-        result.forward_return.tolist(),
-        result.sharpe.tolist(),
-        result.max_drawdown.tolist(),
+        [HORIZON] * len(made.index),
+        made.position.astype(int).tolist(),
+        made.result.forward_return.tolist(),
+        made.result.sharpe.tolist(),
+        made.result.max_drawdown.tolist(),
         strict=True,
     )
     return copy_rows(TABLE, COLUMNS, TYPES, rows)
 
 
-def _run(strategy, instrument, ts, exits, result: Outcomes) -> BacktestRun:
-    """The run's summary from its trades taken one after another (they never overlap)."""
-    r = result.forward_return
-    start, end = bars.to_datetimes(np.array([ts[0], exits[-1]]))
+def parameters(instrument: Instrument, since: datetime | None) -> dict[str, Any]:
+    """What a run of these rules is made of, stored with it (a rerun applies the same)."""
+    return {
+        "made_by": MADE_BY,
+        "symbol": instrument.symbol,
+        "horizon_minutes": HORIZON,
+        "decision_every_minutes": DECISION_EVERY,
+        "fee_bps": FEE_BPS,
+        "since": since.astimezone(UTC).isoformat() if since is not None else None,
+    }
+
+
+def summary(made: TradesMade) -> dict[str, Any]:
+    """The run's period and metrics from its trades taken one after another (they never
+    overlap)."""
+    r = made.result.forward_return
+    start, end = bars.to_datetimes(np.array([made.ts[0], made.exits[-1]]))
     years = max((end - start).days / 365.25, 1 / 365.25)
     per_year = len(r) / years
     spread, downside = r.std(ddof=1) if len(r) > 1 else 0.0, np.sqrt(np.mean(np.minimum(r, 0) ** 2))
     equity = np.cumprod(1 + r)
-    return BacktestRun.objects.create(
-        strategy=strategy,
-        parameters={
-            "made_by": MADE_BY,
-            "symbol": instrument.symbol,
-            "horizon_minutes": HORIZON,
-            "decision_every_minutes": DECISION_EVERY,
-            "fee_bps": FEE_BPS,
-        },
-        period_start=start,
-        period_end=end,
-        status=BacktestRun.Status.SUCCEEDED,
-        initial_capital=CAPITAL,
-        total_return=float(equity[-1] - 1),
-        sharpe=float(r.mean() / spread * np.sqrt(per_year)) if spread > 0 else None,
-        sortino=float(r.mean() / downside * np.sqrt(per_year)) if downside > 0 else None,
-        max_drawdown=float(
+    return {
+        "period_start": start,
+        "period_end": end,
+        "total_return": float(equity[-1] - 1),
+        "sharpe": float(r.mean() / spread * np.sqrt(per_year)) if spread > 0 else None,
+        "sortino": float(r.mean() / downside * np.sqrt(per_year)) if downside > 0 else None,
+        "max_drawdown": float(
             np.clip(1 - (equity / np.maximum.accumulate(np.r_[1.0, equity])[1:]).min(), 0, 1)
         ),
-        hit_rate=float((r > 0).mean()),
-        turnover=float(2 * len(r)),
+        "hit_rate": float((r > 0).mean()),
+        "turnover": float(2 * len(r)),
+    }
+
+
+def _run(strategy, instrument, made: TradesMade, read: Reading) -> BacktestRun:
+    return BacktestRun.objects.create(
+        strategy=strategy,
+        parameters=parameters(instrument, read.since),
+        status=BacktestRun.Status.SUCCEEDED,
+        initial_capital=CAPITAL,
+        known_at=read.known_at,
+        code_version=code_version(),
         finished_at=timezone.now(),
+        **summary(made),
     )
 
 
@@ -325,33 +392,40 @@ def _money(values: np.ndarray) -> list[Decimal]:
     return [Decimal(f"{v:.8f}") for v in values.tolist()]
 
 
-def _trades(run, instrument, ts, exits, position, result: Outcomes) -> None:
-    """Entry and exit of each trade, sized to the run's capital at the entry price."""
+def trade_rows(instrument_id: int, made: TradesMade) -> list[tuple]:
+    """Entry and exit of each trade, sized to the run's capital at the entry price, as
+    (instrument_id, ts, side, quantity, price, fee, pnl) in the order they are stored: the
+    entries, then the exits."""
     fee = FEE_BPS / 10_000
-    quantity = np.maximum(np.floor(float(CAPITAL) / result.entry), 1) * position
+    result = made.result
+    quantity = np.maximum(np.floor(float(CAPITAL) / result.entry), 1) * made.position
     entry_fee, exit_fee = (
         np.abs(quantity) * result.entry * fee,
         np.abs(quantity) * result.exit * fee,
     )
     pnl = quantity * (result.exit - result.entry) - entry_fee - exit_fee
-    times = bars.to_datetimes(np.concatenate([ts, exits]))
+    times = bars.to_datetimes(np.concatenate([made.ts, made.exits]))
     sides = np.where(np.concatenate([quantity, -quantity]) > 0, "buy", "sell")
-    rows = zip(
-        [run.id] * len(times),
-        [instrument.id] * len(times),
-        times,
-        sides.tolist(),
-        _money(np.concatenate([quantity, -quantity])),
-        _money(np.concatenate([result.entry, result.exit])),
-        _money(np.concatenate([entry_fee, exit_fee])),
-        [None] * len(ts) + _money(pnl),
-        strict=True,
+    return list(
+        zip(
+            [instrument_id] * len(times),
+            times,
+            sides.tolist(),
+            _money(np.concatenate([quantity, -quantity])),
+            _money(np.concatenate([result.entry, result.exit])),
+            _money(np.concatenate([entry_fee, exit_fee])),
+            [None] * len(made.ts) + _money(pnl),
+            strict=True,
+        )
     )
+
+
+def _trades(run: BacktestRun, instrument: Instrument, made: TradesMade) -> None:
     copy_rows(
         BacktestTrade._meta.db_table,
         ("run_id", "instrument_id", "ts", "side", "quantity", "price", "fee", "pnl"),
         ("int8", "int8", "timestamptz", "text", "numeric", "numeric", "numeric", "numeric"),
-        rows,
+        ((run.id, *row) for row in trade_rows(instrument.id, made)),
     )
 
 
@@ -366,3 +440,51 @@ def current_state(
     if not len(found.index):
         return None
     return bars.to_datetimes(found.ts)[0], scaler_of(feature_set).transform(found.raw)[0]
+
+
+def rerun(run: BacktestRun, known_at: datetime) -> Repeated:
+    """``run`` (made here) computed again over its instrument's bars as known at ``known_at``,
+    from its own parameters: its trades and metrics, as ``trading.reruns`` compares them.
+    Refuses a strategy or parameters these rules no longer apply. Writes nothing."""
+    rule = STRATEGIES.get(run.strategy)
+    if rule is None:
+        raise RerunRefused(
+            "strategy",
+            f"backtest {run.pk}'s strategy {run.strategy!r} is not one of the rules of"
+            f" build_patterns ({', '.join(STRATEGIES)})",
+        )
+    stored = run.parameters
+    symbol = stored.get("symbol")
+    instrument = Instrument.objects.filter(symbol=symbol).first() if symbol else None
+    if instrument is None:
+        raise RerunRefused("parameters", f"backtest {run.pk}: no instrument {symbol!r}")
+    since = _since(run)
+    expected = parameters(instrument, since)
+    for name, value in expected.items():
+        if stored.get(name) != value:
+            raise RerunRefused(
+                "parameters",
+                f"backtest {run.pk}: parameters.{name} is {stored.get(name)!r} where this code"
+                f" runs {value!r}; it cannot repeat the run",
+            )
+    minute, found = _decisions(instrument, Reading(known_at=known_at, since=since))
+    position = rule(found.raw)
+    if not (position != 0).any():
+        return Repeated(metrics=dict.fromkeys(METRICS), trades=[])
+    made = _trades_of(minute, found, position)
+    metrics = summary(made)
+    return Repeated(
+        metrics={name: metrics[name] for name in METRICS}, trades=trade_rows(instrument.id, made)
+    )
+
+
+def _since(run: BacktestRun) -> datetime | None:
+    since = run.parameters.get("since")
+    if since is None:
+        return None
+    try:
+        return datetime.fromisoformat(since)
+    except (TypeError, ValueError):
+        raise RerunRefused(
+            "parameters", f"backtest {run.pk}: parameters.since {since!r} is not a time"
+        ) from None

@@ -1,5 +1,7 @@
 """``/api/v1/backtests/``: backtest runs with their trades (not account-scoped): recording one
-needs add_backtestrun, never an auditor's; its trades come with it, written once."""
+needs add_backtestrun, never an auditor's; its trades come with it, written once.
+``backtests/{id}/rerun/`` repeats a run over the bars as known at its ``known_at`` and compares
+(trading/reruns.py): it writes nothing, so reading rights suffice (an auditor may rerun)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,31 @@ from qvp_site.api import (
     query_parameters,
     schema_parameters,
 )
+from trading import reruns
 from trading.api.executions import sign_problem
 from trading.models import BacktestRun, BacktestTrade
+
+
+class RerunQuery(serializers.Serializer[Any]):
+    known_at = serializers.DateTimeField(
+        required=False,
+        help_text="read the bars as known at this time instead of the run's known_at (what"
+        " corrections learnt since would change); without it, the run's own",
+    )
+
+
+class RerunSerializer(serializers.Serializer[Any]):
+    run = serializers.IntegerField()
+    strategy = serializers.CharField()
+    known_at = serializers.DateTimeField(help_text="the knowledge time the rerun read at")
+    known_at_is_the_runs = serializers.BooleanField()
+    identical = serializers.BooleanField(help_text="the same trades and metrics, exactly")
+    trades_stored = serializers.IntegerField()
+    trades_rerun = serializers.IntegerField()
+    differences = serializers.ListField(child=serializers.CharField(), help_text="the first ones")
+    code_version_run = serializers.CharField(allow_null=True)
+    code_version_now = serializers.CharField()
+    code_changed = serializers.BooleanField(allow_null=True)
 
 
 class BacktestQuery(serializers.Serializer[Any]):
@@ -97,6 +122,8 @@ class BacktestRunSerializer(serializers.ModelSerializer[BacktestRun]):
             "turnover",
             "error",
             "finished_at",
+            "known_at",
+            "code_version",
             "trades",
             # Read-only.
             "created_by",
@@ -163,3 +190,25 @@ class BacktestViewSet(
         trades = BacktestTrade.objects.filter(run=run).select_related("instrument")
         page = self.paginate_queryset(trades)
         return self.get_paginated_response(BacktestTradeSerializer(page, many=True).data)
+
+    @extend_schema(request=RerunQuery, responses=RerunSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        serializer_class=RerunSerializer,
+        # A rerun writes nothing: whoever may read the run may repeat it, auditors included.
+        permission_classes=[permissions.IsAuthenticated],
+    )
+    def rerun(self, request: Request, pk: str | None = None) -> Response:
+        """Run it again over its bars as known at its ``known_at`` (a strategy of
+        build_patterns); whether the trades and metrics are identical, or the first
+        differences, and whether the code differs. 400 naming the field for a run that cannot
+        be repeated (no ``known_at``; a strategy or ``parameters`` QVP cannot run)."""
+        run = self.get_object()
+        asked = RerunQuery(data=request.data)
+        asked.is_valid(raise_exception=True)
+        try:
+            report = reruns.rerun(run, known_at=asked.validated_data.get("known_at"))
+        except reruns.RerunRefused as refused:
+            raise serializers.ValidationError({refused.field: [refused.message]}) from None
+        return Response(RerunSerializer(report.as_dict()).data)
