@@ -361,6 +361,13 @@ class PortfolioSnapshot(models.Model):
     daily_pnl = models.DecimalField(**MONEY, null=True)
     # Holdings that had no price or FX rate at ts (left out of market value, and named).
     unpriced = models.JSONField(default=list, blank=True)
+    # What taking it again needs: the books and bars as known then, and the code that ran.
+    known_at = models.DateTimeField(
+        null=True, blank=True, help_text="the knowledge time it was computed at (null: unrecorded)"
+    )
+    code_version = models.CharField(
+        max_length=100, blank=True, help_text="the code that computed it"
+    )
 
     objects = AccountScopedQuerySet.as_manager()
 

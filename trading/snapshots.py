@@ -16,6 +16,12 @@ current positions table, so a snapshot of the past is right and taking it again 
 - daily P&L = NAV change since the account's previous snapshot less the deposits and
   withdrawals in between (converted at the snapshot's rates); NULL for an account's first.
 
+Everything is read as the system knew it at one moment, ``known_at`` (by default the settled
+moment, ``marketdata.knowledge``), recorded on each snapshot with the code's version: the
+executions and cash entries booked by then (a bust booked later is left out), the bars as known
+then (marketdata's revisions). Taking a snapshot again with its ``known_at`` gives the same
+cash, market value, NAV and exposures to the last digit, whatever was corrected since.
+
 Any number of accounts and times go into one INSERT ... SELECT ... ON CONFLICT DO UPDATE: a
 daily history of a year is one statement, and the previous NAV of each time is the one just
 computed before it. Taking a snapshot before existing ones leaves the next one's daily P&L
@@ -30,8 +36,10 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from marketdata.prices import LATEST_PRICES_SQL
+from marketdata.knowledge import settled_at
+from marketdata.prices import LATEST_PRICES_KNOWN_AT_SQL
 from qvp_site.acting import acting_as
+from qvp_site.code_version import code_version
 from qvp_site.db import partitions
 
 TABLE = "trading_portfoliosnapshot"
@@ -68,15 +76,17 @@ holdings AS (
     SELECT t.as_of, x.account_id, x.instrument_id, sum(x.quantity) AS quantity
     FROM times t JOIN trading_execution x ON x.executed_at <= t.as_of
     WHERE x.account_id IN (SELECT id FROM accounts) AND x.kind <> 'bust'
+      AND x.created_at <= %(known_at)s
       AND NOT EXISTS (SELECT 1 FROM trading_execution s
-                      WHERE s.supersedes_id = x.id AND s.executed_at <= t.as_of)
+                      WHERE s.supersedes_id = x.id AND s.executed_at <= t.as_of
+                        AND s.created_at <= %(known_at)s)
     GROUP BY t.as_of, x.account_id, x.instrument_id
     HAVING sum(x.quantity) <> 0
 ),
 balances AS (
     SELECT t.as_of, c.account_id, c.currency, sum(c.amount) AS amount
     FROM times t JOIN trading_cashentry c ON c.entry_at <= t.as_of
-    WHERE c.account_id IN (SELECT id FROM accounts)
+    WHERE c.account_id IN (SELECT id FROM accounts) AND c.created_at <= %(known_at)s
     GROUP BY t.as_of, c.account_id, c.currency
 ),
 rates_wanted AS (
@@ -173,7 +183,7 @@ chained AS (
 external AS MATERIALIZED (
     SELECT f.account_id, f.currency, f.amount, f.entry_at FROM trading_cashentry f
     WHERE f.kind IN ('deposit', 'withdrawal') AND f.account_id IN (SELECT id FROM accounts)
-      AND f.entry_at <= (SELECT max(as_of) FROM times)
+      AND f.entry_at <= (SELECT max(as_of) FROM times) AND f.created_at <= %(known_at)s
 ),
 flows AS MATERIALIZED (
     SELECT k.account_id, k.ts,
@@ -186,10 +196,11 @@ flows AS MATERIALIZED (
     GROUP BY k.account_id, k.ts
 )
 INSERT INTO trading_portfoliosnapshot (account_id, ts, currency, cash, market_value, nav,
-                                       gross_exposure, net_exposure, daily_pnl, unpriced)
+                                       gross_exposure, net_exposure, daily_pnl, unpriced,
+                                       known_at, code_version)
 SELECT t.account_id, t.ts, t.currency, t.cash, t.market_value, t.cash + t.market_value,
        t.gross_exposure, t.market_value, round(k.nav_change - coalesce(f.amount, 0), 8),
-       t.unpriced
+       t.unpriced, %(known_at)s, %(code_version)s
 FROM totals t
 JOIN chained k ON k.account_id = t.account_id AND k.ts = t.ts AND k.computed
 LEFT JOIN flows f ON f.account_id = t.account_id AND f.ts = t.ts
@@ -197,13 +208,17 @@ ON CONFLICT (account_id, ts) DO UPDATE SET
     currency = EXCLUDED.currency, cash = EXCLUDED.cash, market_value = EXCLUDED.market_value,
     nav = EXCLUDED.nav, gross_exposure = EXCLUDED.gross_exposure,
     net_exposure = EXCLUDED.net_exposure, daily_pnl = EXCLUDED.daily_pnl,
-    unpriced = EXCLUDED.unpriced
-""".replace("{prices}", _prices_per_time(LATEST_PRICES_SQL))
+    unpriced = EXCLUDED.unpriced, known_at = EXCLUDED.known_at,
+    code_version = EXCLUDED.code_version
+""".replace("{prices}", _prices_per_time(LATEST_PRICES_KNOWN_AT_SQL))
 
 
-def take_snapshots(as_of: datetime, accounts: Iterable[int] | None = None) -> int:
-    """Snapshot ``accounts`` (ids; default all) as of ``as_of``; returns the rows written."""
-    return take_snapshots_at([as_of], accounts)
+def take_snapshots(
+    as_of: datetime, accounts: Iterable[int] | None = None, known_at: datetime | None = None
+) -> int:
+    """Snapshot ``accounts`` (ids; default all) as of ``as_of``, as known at ``known_at``;
+    returns the rows written."""
+    return take_snapshots_at([as_of], accounts, known_at)
 
 
 def take_snapshot_series(
@@ -211,6 +226,7 @@ def take_snapshot_series(
     end: datetime,
     every: timedelta = timedelta(days=1),
     accounts: Iterable[int] | None = None,
+    known_at: datetime | None = None,
 ) -> int:
     """Snapshots at ``start``, ``start + every``, ... up to ``end`` (a history)."""
     if every <= timedelta(0):
@@ -219,11 +235,16 @@ def take_snapshot_series(
     while start <= end:
         times.append(start)
         start += every
-    return take_snapshots_at(times, accounts)
+    return take_snapshots_at(times, accounts, known_at)
 
 
-def take_snapshots_at(times: Sequence[datetime], accounts: Iterable[int] | None = None) -> int:
-    """Snapshot ``accounts`` (ids; default all that have books by then) at each of ``times``.
+def take_snapshots_at(
+    times: Sequence[datetime],
+    accounts: Iterable[int] | None = None,
+    known_at: datetime | None = None,
+) -> int:
+    """Snapshot ``accounts`` (ids; default all that have books by then) at each of ``times``,
+    the books and bars as known at ``known_at`` (default: the settled moment), recorded.
 
     Outside a transaction the partitions come first, in their own short transaction, and the
     writes follow in one acting as this module's system actor; inside one, the caller has
@@ -236,8 +257,12 @@ def take_snapshots_at(times: Sequence[datetime], accounts: Iterable[int] | None 
     partitions.prepare_load(TABLE, times[0], times[-1])
     written = 0
     with _acting(), connection.cursor() as cursor:
+        known, version = known_at or settled_at(), code_version()
         for chunk in _chunks(times, TIMES_PER_STATEMENT):
-            cursor.execute(SNAPSHOT_SQL, {"times": chunk, "accounts": ids})
+            cursor.execute(
+                SNAPSHOT_SQL,
+                {"times": chunk, "accounts": ids, "known_at": known, "code_version": version},
+            )
             written += cursor.rowcount
     return written
 

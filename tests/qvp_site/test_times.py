@@ -26,6 +26,7 @@ TIME_OPTIONS = [
     ("delete_market_data", "--start", ["--symbol", "AAPL", "--kind", "1m", "--end", "2024-02-01"]),
     ("delete_market_data", "--end", ["--symbol", "AAPL", "--kind", "1m", "--start", "2024-01-01"]),
     ("snapshot_portfolios", "--as-of", []),
+    ("snapshot_portfolios", "--known-at", []),
     ("build_embeddings", "--since", []),
     ("build_patterns", "--since", []),
     ("archive", "--before", ["--table", "marketdata_minutebar"]),

@@ -280,3 +280,38 @@ def test_a_scheduler_job_takes_the_snapshots():
 
     jobs = discover()
     assert "snapshot-portfolios" in jobs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_snapshot_taken_again_at_its_knowledge_time_gives_the_same_numbers(
+    account, instrument, tmp_path
+):
+    """A bust booked later (of a fill before the snapshot's time) and a corrected bar change
+    the present; the snapshot taken again with its recorded known_at does not change."""
+    deposit(account, "10000", T0 - timedelta(hours=1))
+    first = fill(make_order(account, instrument), 10, "100", at=T0)
+    path = tmp_path / "bars.csv"
+    path.write_text(f"timestamp,open,high,low,close\n{T0 + MINUTE:%Y-%m-%d %H:%M:%S},1,1,1,1\n")
+    call_command(
+        "ingest_bars", str(path), "--symbol", instrument.symbol, "--timeframe", "1m",
+        stdout=StringIO(),
+    )  # fmt: skip
+    at = T0 + 10 * MINUTE
+    taken = snapshot(account, at)
+    assert taken.known_at is not None
+    assert taken.code_version
+    before = money(taken)
+
+    path.write_text(f"timestamp,open,high,low,close\n{T0 + MINUTE:%Y-%m-%d %H:%M:%S},2,2,2,2\n")
+    call_command(
+        "ingest_bars", str(path), "--symbol", instrument.symbol, "--timeframe", "1m",
+        stdout=StringIO(),
+    )  # fmt: skip
+    with acting_as("test"):
+        fill(first.order, -10, "100", at=T0 + MINUTE, kind="bust", supersedes=first)
+
+    assert money(snapshot(account, at)) != before  # the present has changed
+    take_snapshots(at, [account.id], known_at=taken.known_at)
+    again = PortfolioSnapshot.objects.get(account=account, ts=at)
+    assert money(again) == before
+    assert again.known_at == taken.known_at

@@ -42,14 +42,20 @@ class Command(BaseCommand):
             type=time_argument,
             help=f"the time to value at, {TIME_HELP} (default: now)",
         )
+        parser.add_argument(
+            "--known-at",
+            type=time_argument,
+            help="read the books and bars as the system knew them then (a snapshot's known_at"
+            f" takes it again exactly), {TIME_HELP} (default: the settled moment, recorded)",
+        )
 
-    def handle(self, *args, account=None, as_of=None, **options):
+    def handle(self, *args, account=None, as_of=None, known_at=None, **options):
         as_of = as_of or timezone.now().replace(second=0, microsecond=0)
         # Partitions first, in their own transaction: creating one locks the table.
         partitions.prepare_load(TABLE, as_of, as_of)
         with acting_as(ACTOR):
             ids = self._account_ids(account)
-            written = take_snapshots(as_of, ids)
+            written = take_snapshots(as_of, ids, known_at)
             snapshots = PortfolioSnapshot.objects.filter(ts=as_of).select_related("account")
             if ids is not None:
                 snapshots = snapshots.filter(account_id__in=ids)

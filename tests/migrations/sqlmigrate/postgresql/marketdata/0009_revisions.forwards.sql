@@ -89,7 +89,7 @@ $$;
 -- What a run that reads the present records as its knowledge time. The owner must see every
 -- session's transaction (a superuser, or a member of pg_read_all_stats).
 CREATE OR REPLACE FUNCTION marketdata_settled_at() RETURNS timestamptz
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     oldest timestamptz;
     hidden bigint;
@@ -104,7 +104,8 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'make the owner a member of pg_read_all_stats';
     END IF;
-    RETURN least(now(), oldest - interval '1 microsecond');
+    -- The clock, not now(): what the caller's own transaction wrote so far is known to it.
+    RETURN least(clock_timestamp(), oldest - interval '1 microsecond');
 END
 $$;
 
