@@ -15,6 +15,7 @@ from risk.models import (
     RiskAlert,
     RiskLimit,
     RiskMetric,
+    RiskRun,
     VolatilityEstimate,
 )
 from trading.admin import AccountFilter, AccountScopedAdmin, ReadOnly, TradingAdmin
@@ -103,6 +104,19 @@ class AlertDeliveryAdmin(ReadOnly, RiskScopedAdmin):
     list_filter = [AccountFilter, "channel", "outcome", ("attempted_at", admin.DateFieldListFilter)]
     raw_id_fields = ["alert"]
     ordering = ["-attempted_at", "-id"]
+
+
+@admin.register(RiskRun)
+class RiskRunAdmin(ReadOnly, TradingAdmin):
+    """What each run read (as of, known at), with which code and options: to repeat it."""
+
+    list_display = [
+        "id", "as_of", "known_at", "code_version", "started_at", "finished_at", "actor",
+        "repeat_of", "identical",
+    ]  # fmt: skip
+    list_filter = [("as_of", admin.DateFieldListFilter), "identical"]
+    raw_id_fields = ["repeat_of"]
+    ordering = ["-started_at", "-id"]
 
 
 @admin.register(RiskMetric)

@@ -62,7 +62,7 @@ class MetricQuery(AccountQuery, TimeRangeQuery):
 class MetricSerializer(serializers.ModelSerializer):
     class Meta:
         model = RiskMetric
-        fields = ["id", "account", "ts", "metric", "value", "confidence", "lookback"]
+        fields = ["id", "account", "ts", "metric", "value", "confidence", "lookback", "run"]
         read_only_fields = fields
 
 
@@ -108,6 +108,11 @@ class VaRQuery(serializers.Serializer):
         default=252, min_value=2, max_value=5000, help_text="days of returns"
     )
     as_of = TimeField(required=False, help_text="value as of this time (default now)")
+    known_at = TimeField(
+        required=False,
+        help_text="read market data and executions as the system knew them at this time"
+        " (default: as known now): a VaR of the past, repeated exactly",
+    )
 
     def validate_confidence(self, value: float) -> float:
         if not 0 < value < 1:
@@ -140,6 +145,7 @@ class VaRViewSet(viewsets.ViewSet):
             confidence=query["confidence"],
             lookback=query["lookback"],
             as_of=query.get("as_of"),
+            known_at=query.get("known_at"),
         )
         data = {"account": query["account"].pk, **result.__dict__}
         return Response(VaRSerializer(data).data)

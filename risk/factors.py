@@ -11,7 +11,8 @@ Over the lookback of daily bars up to the time, for every instrument with bars:
 
 Style loadings are cross-sectional z-scores across the instruments; the market loading is the
 beta itself. An account's exposure to a factor is the sum of its holdings' loadings weighted
-by value over NAV (the latest snapshot's, else the holdings' gross value).
+by value over NAV (the latest snapshot's, else the holdings' gross value). The bars are read as
+known at ``known_at`` (None: the present).
 """
 
 from __future__ import annotations
@@ -29,18 +30,23 @@ MOMENTUM_SKIP = 21
 
 DAILY_BARS_SQL = """
 SELECT b.instrument_id, (b.ts AT TIME ZONE 'UTC')::date AS day, b.close, b.volume
-FROM marketdata_dailybar b
+FROM risk_dailybars(%(known_at)s::timestamptz) b
 JOIN marketdata_instrument i ON i.id = b.instrument_id AND i.active
 WHERE b.ts > %(since)s AND b.ts <= %(as_of)s
 """
 
 
-def daily_panel(as_of: datetime, lookback: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def daily_panel(
+    as_of: datetime, lookback: int, known_at: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Closes and volumes, days x instruments, over about ``lookback`` trading days."""
     since = as_of - timedelta(days=int(lookback * 365 / 252) + 7)
     with connection.cursor() as cursor:
-        cursor.execute(DAILY_BARS_SQL, {"since": since, "as_of": as_of})
+        cursor.execute(DAILY_BARS_SQL, {"since": since, "as_of": as_of, "known_at": known_at})
         frame = pd.DataFrame(cursor.fetchall(), columns=["instrument", "day", "close", "volume"])
+    # Bars without a volume (NULL) read as None: as floats they are NaN, and a size without
+    # volumes is not computable rather than an error.
+    frame = frame.astype({"close": float, "volume": float})
     if frame.empty:
         return frame, frame
     closes = frame.pivot(index="day", columns="instrument", values="close").sort_index()
@@ -67,9 +73,15 @@ def _beta(returns: pd.DataFrame, bench: pd.Series) -> pd.Series:
     return (cov / var.replace(0, np.nan)).where(n >= 3)
 
 
-def loadings(as_of: datetime, benchmark_id: int | None, lookback: int = 252) -> pd.DataFrame:
+def loadings(
+    as_of: datetime,
+    benchmark_id: int | None,
+    lookback: int = 252,
+    *,
+    known_at: datetime | None = None,
+) -> pd.DataFrame:
     """Instruments x factors: the loadings as of ``as_of`` (NaN where not computable)."""
-    closes, volumes = daily_panel(as_of, lookback)
+    closes, volumes = daily_panel(as_of, lookback, known_at)
     if closes.empty:
         return pd.DataFrame(columns=Factor.values)
     returns = closes.pct_change(fill_method=None).iloc[1:]

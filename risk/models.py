@@ -2,12 +2,14 @@
 limits, the alerts they raise and each delivery of an alert, market-data anomalies.
 
 Metrics and exposures are long rows (one per account, name and time) so that a limit names a
-metric and its check is one join. Account-scoped tables carry trading's row-level security.
+metric and its check is one join; each names the run (``RiskRun``) that stated it last, which
+records what a user needs to repeat it. Account-scoped tables carry trading's row-level security.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -77,6 +79,46 @@ class VolatilityEstimate(models.Model):
         return f"{self.instrument_id} {self.estimator}({self.window}) {self.ts:%Y-%m-%d}"
 
 
+class RiskRun(models.Model):
+    """One run of ``compute_risk``: what it valued (``as_of``), what it knew (``known_at``: its
+    market data and holdings read as the system knew them then), the code that ran it and its
+    options, so that it can be repeated; a repeat names the run it repeats and whether every
+    number came out identical."""
+
+    as_of = models.DateTimeField()
+    known_at = models.DateTimeField()
+    code_version = models.CharField(max_length=100)
+    confidence = models.FloatField()
+    lookback = models.PositiveIntegerField()
+    benchmark = models.CharField(max_length=32)
+    volatility_window = models.PositiveIntegerField()
+    # The accounts measured, by id (every account there was, when none was named).
+    accounts = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    actor = models.CharField(max_length=150)  # as the audit trail names who acted
+    started_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+    repeat_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="repeats"
+    )
+    identical = models.BooleanField(null=True, blank=True)  # a repeat's verdict
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            check("risk_run_confidence_range", Q(confidence__gt=0, confidence__lt=1)),
+            check("risk_run_lookback_enough", Q(lookback__gte=2)),
+            check("risk_run_window_enough", Q(volatility_window__gte=2)),
+            check(
+                "risk_run_verdict_of_a_repeat",
+                Q(repeat_of__isnull=True, identical__isnull=True) | Q(repeat_of__isnull=False),
+            ),
+        ]
+        indexes = [models.Index(fields=["as_of", "-started_at"], name="risk_run_by_as_of_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} as of {self.as_of:%Y-%m-%d %H:%M}, known at {self.known_at}"
+
+
 class RiskMetric(models.Model):
     """One metric of an account at a time (a time-series table). VaR and CVaR are losses in
     the account's currency (positive numbers), at ``confidence`` over ``lookback`` days."""
@@ -87,6 +129,9 @@ class RiskMetric(models.Model):
     value = models.FloatField()
     confidence = models.FloatField(null=True, blank=True)
     lookback = models.PositiveIntegerField(null=True, blank=True)
+    run = models.ForeignKey(
+        RiskRun, on_delete=models.PROTECT, null=True, blank=True, related_name="metrics"
+    )
 
     objects = AccountScopedQuerySet.as_manager()
 
@@ -113,6 +158,9 @@ class FactorExposure(models.Model):
     ts = models.DateTimeField()
     factor = models.CharField(max_length=20, choices=Factor.choices)
     exposure = models.FloatField()
+    run = models.ForeignKey(
+        RiskRun, on_delete=models.PROTECT, null=True, blank=True, related_name="exposures"
+    )
 
     objects = AccountScopedQuerySet.as_manager()
 

@@ -10,6 +10,9 @@ Annualised by 252 trading days:
 - Sortino: mean excess return / sqrt(mean(min(excess, 0)^2)) * sqrt(252);
 - maximum drawdown: the largest fall of compounded wealth from its running peak (from 1);
 - beta: cov(r, b) / var(b) against the benchmark's daily returns on the same days.
+
+The benchmark's bars are read as known at ``known_at`` (None: the present); the snapshots keep
+no history and are read as they are.
 """
 
 from __future__ import annotations
@@ -40,13 +43,19 @@ SELECT s.ret, b.ret
 FROM risk_snapshot_returns(%(account)s, %(as_of)s, %(lookback)s) s
 LEFT JOIN risk_daily_returns(
     ARRAY(SELECT id FROM marketdata_instrument WHERE symbol = %(benchmark)s),
-    %(as_of)s, %(lookback)s + 10
+    %(as_of)s, %(lookback)s + 10, %(known_at)s::timestamptz
 ) b USING (day)
 ORDER BY s.ts
 """
 
 
-def paired_returns(account_id: int, as_of: datetime, lookback: int, benchmark: str) -> np.ndarray:
+def paired_returns(
+    account_id: int,
+    as_of: datetime,
+    lookback: int,
+    benchmark: str,
+    known_at: datetime | None = None,
+) -> np.ndarray:
     """The account's daily returns (column 0) and the benchmark's on the same days (column 1,
     NaN where it has none)."""
     params: dict[str, Any] = {
@@ -54,6 +63,7 @@ def paired_returns(account_id: int, as_of: datetime, lookback: int, benchmark: s
         "as_of": as_of,
         "lookback": lookback,
         "benchmark": benchmark,
+        "known_at": known_at,
     }
     with connection.cursor() as cursor:
         cursor.execute(PAIRED_RETURNS_SQL, params)
@@ -110,7 +120,8 @@ def portfolio_performance(
     lookback: int = YEAR,
     benchmark: str = "SPY",
     risk_free: float = 0.0,
+    known_at: datetime | None = None,
 ) -> PortfolioPerformance:
-    both = paired_returns(account_id, as_of, lookback, benchmark)
+    both = paired_returns(account_id, as_of, lookback, benchmark, known_at)
     paired = both[~np.isnan(both[:, 1])]
     return performance_of(both[:, 0], paired, risk_free)

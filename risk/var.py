@@ -7,6 +7,9 @@ holdings' daily simple returns over the lookback, on the days all of them have o
 database's ``risk_daily_returns``, read by ``calculate_var`` too). The P&L series is what
 those holdings would have made on each of those days. Losses are positive numbers.
 
+Both reads take a knowledge time ``known_at`` (None: the present): the bars as the system knew
+them then and the executions booked by then, so a VaR of a stored run can be repeated exactly.
+
 - historical: the (1 - confidence) quantile of that P&L, interpolated linearly (as SQL's
   ``percentile_cont``); CVaR the mean of the P&L at or below it.
 - parametric (variance-covariance): normal P&L with mean w'mu and standard deviation
@@ -52,26 +55,31 @@ class VaRResult:
     cvar: float | None
 
 
-def holdings(account_id: int, as_of: datetime) -> Holdings:
+def holdings(account_id: int, as_of: datetime, known_at: datetime | None = None) -> Holdings:
     """What the account held at ``as_of``, valued at the prices of then (unpriced holdings
-    left out)."""
+    left out), as known at ``known_at``."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT instrument_id, value FROM risk_holdings(%s, %s)", [account_id, as_of]
+            "SELECT instrument_id, value FROM risk_holdings(%s, %s, %s)",
+            [account_id, as_of, known_at],
         )
         rows = cursor.fetchall()
     ids = np.array([i for i, _ in rows], dtype=np.int64)
     return Holdings(ids, np.array([v for _, v in rows], dtype=float))
 
 
-def daily_returns(instrument_ids: np.ndarray, as_of: datetime, lookback: int) -> np.ndarray:
-    """Days x instruments matrix of daily simple returns (columns in ``instrument_ids``' order)."""
+def daily_returns(
+    instrument_ids: np.ndarray, as_of: datetime, lookback: int, known_at: datetime | None = None
+) -> np.ndarray:
+    """Days x instruments matrix of daily simple returns (columns in ``instrument_ids``' order),
+    from the bars as known at ``known_at``."""
     if not len(instrument_ids):
         return np.empty((0, 0))
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT day, instrument_id, ret FROM risk_daily_returns(%s::bigint[], %s, %s)",
-            [list(map(int, instrument_ids)), as_of, lookback],
+            "SELECT day, instrument_id, ret"
+            " FROM risk_daily_returns(%s::bigint[], %s, %s, %s::timestamptz)",
+            [list(map(int, instrument_ids)), as_of, lookback, known_at],
         )
         rows = cursor.fetchall()
     if not rows:
@@ -116,16 +124,18 @@ def value_at_risk(
     confidence: float = 0.95,
     lookback: int = 252,
     as_of: datetime | None = None,
+    known_at: datetime | None = None,
     draws: int = MC_DRAWS,
     seed: int = MC_SEED,
 ) -> list[VaRResult]:
     """VaR and CVaR of an account by each of ``methods`` at ``confidence`` over ``lookback``
-    days, as of ``as_of`` (default now); holdings and returns are read once for all."""
+    days, as of ``as_of`` (default now) and as known at ``known_at`` (default: the present);
+    holdings and returns are read once for all."""
     for method in methods:
         validate(method, confidence, lookback)
     as_of = as_of or timezone.now()
-    held = holdings(account_id, as_of)
-    returns = daily_returns(held.instrument_ids, as_of, lookback)
+    held = holdings(account_id, as_of, known_at)
+    returns = daily_returns(held.instrument_ids, as_of, lookback, known_at)
     return [
         var_from(returns, held, method, confidence, lookback, draws, seed) for method in methods
     ]

@@ -2,7 +2,8 @@
 
 Each instrument's recent bars are read in one statement, every estimator runs over them as a
 whole array (``risk.estimators``), and the estimates of the newest ``history`` bars are
-upserted in one statement per instrument, so re-running restates rather than duplicates.
+upserted in one statement per instrument, so re-running restates rather than duplicates. The
+bars are read as known at ``known_at`` (None: the present; risk/sql/functions' risk_dailybars).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ TABLE = "risk_volatilityestimate"
 # bars its start weighs 0.94^250 (about 2e-7) in the estimate.
 WARM_UP = 250
 BAR_TABLES = {"1m": "marketdata_minutebar", "1d": "marketdata_dailybar"}
+# The same tables as known at a time (their function's one argument, NULL: the present).
+BAR_SOURCES = {"1m": "risk_minutebars", "1d": "risk_dailybars"}
 
 RECENT_BARS_SQL = """
 SELECT ids.id, b.ts, b.open, b.high, b.low, b.close
 FROM unnest(%(ids)s::bigint[]) AS ids(id)
 CROSS JOIN LATERAL (
-    SELECT ts, open, high, low, close FROM {table}
+    SELECT ts, open, high, low, close FROM {source}(%(known_at)s::timestamptz)
     WHERE instrument_id = ids.id AND ts <= %(as_of)s
     ORDER BY ts DESC LIMIT %(bars)s
 ) AS b
@@ -45,24 +48,29 @@ DO UPDATE SET value = EXCLUDED.value
 """
 
 
-def _active_instruments(timeframe: str, as_of: datetime) -> list[tuple[int, str, bool]]:
+def _active_instruments(
+    timeframe: str, as_of: datetime, known_at: datetime | None
+) -> list[tuple[int, str, bool]]:
     """Every active instrument: id, symbol, and whether it has a bar at or before ``as_of``."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id, symbol, EXISTS (SELECT 1 FROM"
-            f" {BAR_TABLES[timeframe]} b WHERE b.instrument_id = i.id AND b.ts <= %s)"
+            f" {BAR_SOURCES[timeframe]}(%s::timestamptz) b"
+            " WHERE b.instrument_id = i.id AND b.ts <= %s)"
             " FROM marketdata_instrument i WHERE active ORDER BY id",
-            [as_of],
+            [known_at, as_of],
         )
         return cursor.fetchall()
 
 
-def recent_bars(ids: list[int], timeframe: str, as_of: datetime, bars: int) -> dict[int, dict]:
+def recent_bars(
+    ids: list[int], timeframe: str, as_of: datetime, bars: int, known_at: datetime | None = None
+) -> dict[int, dict]:
     """The newest ``bars`` bars of each instrument, oldest first, as arrays."""
     with connection.cursor() as cursor:
         cursor.execute(
-            RECENT_BARS_SQL.format(table=BAR_TABLES[timeframe]),
-            {"ids": ids, "as_of": as_of, "bars": bars},
+            RECENT_BARS_SQL.format(source=BAR_SOURCES[timeframe]),
+            {"ids": ids, "as_of": as_of, "bars": bars, "known_at": known_at},
         )
         rows = cursor.fetchall()
     if not rows:
@@ -91,19 +99,20 @@ def compute_volatility(
     window: int = 20,
     history: int = 1,
     run: InstrumentRun | None = None,
+    known_at: datetime | None = None,
 ) -> int:
     """Estimate every instrument's volatility by each estimator over ``window`` bars, for its
     newest ``history`` bars at or before ``as_of``; returns the estimates written. In ``run``,
     an instrument without bars enough is a skip, and one that fails is recorded while the
-    others are stored."""
+    others are stored. The bars are read as known at ``known_at`` (None: the present)."""
     if timeframe not in BAR_TABLES:
         raise ValueError(f"timeframe must be one of {', '.join(BAR_TABLES)}")
     if window < 2 or history < 1:
         raise ValueError("window must be at least 2 and history at least 1")
     run = run if run is not None else InstrumentRun("volatility", isolated=False)
     kind = "daily" if timeframe == "1d" else "minute"
-    symbols = _symbols(instruments, timeframe, as_of, run, kind)
-    series = recent_bars(sorted(symbols), timeframe, as_of, window + history + WARM_UP)
+    symbols = _symbols(instruments, timeframe, as_of, run, kind, known_at)
+    series = recent_bars(sorted(symbols), timeframe, as_of, window + history + WARM_UP, known_at)
     for missing in sorted(set(symbols) - set(series)):
         run.skip(symbols[missing], f"no {kind} bars")
     if not series:
@@ -129,6 +138,7 @@ def _symbols(
     as_of: datetime,
     run: InstrumentRun,
     kind: str,
+    known_at: datetime | None,
 ) -> dict[int, str]:
     """The instruments to estimate, by id with their symbols; active ones without bars by
     ``as_of`` are skips of ``run`` when every instrument is asked for."""
@@ -136,7 +146,7 @@ def _symbols(
         wanted = sorted({int(i) for i in instruments})
         return dict(Instrument.objects.filter(id__in=wanted).values_list("id", "symbol"))
     found = {}
-    for id_, symbol, has_bars in _active_instruments(timeframe, as_of):
+    for id_, symbol, has_bars in _active_instruments(timeframe, as_of, known_at):
         if has_bars:
             found[id_] = symbol
         else:

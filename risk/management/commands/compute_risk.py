@@ -5,7 +5,8 @@ from django.utils import timezone
 
 from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
-from risk.runs import RunOptions, compute_risk
+from risk.models import RiskRun
+from risk.runs import RunOptions, compute_risk, repeat_run
 from trading.management.commands.snapshot_portfolios import account_ids
 
 
@@ -16,7 +17,10 @@ class Command(BaseCommand):
         "Monte Carlo), portfolio metrics from its snapshots, exposures and factor exposures, "
         "all stored at that time; then check the risk limits, raise an alert per new breach "
         "and deliver it by email and webhook as configured. Running the same time again "
-        "restates it and raises nothing twice."
+        "restates it and raises nothing twice. Each run is recorded with the knowledge time it "
+        "read (--known-at: market data and executions as the system knew them then; default "
+        "the run's start) and its code version; --repeat RUN measures a stored run again and "
+        "says whether every number is identical."
     )
 
     def add_arguments(self, parser):
@@ -31,23 +35,64 @@ class Command(BaseCommand):
             type=time_argument,
             help=f"the time to compute at, {TIME_HELP} (default: now)",
         )
+        parser.add_argument(
+            "--known-at",
+            type=time_argument,
+            help=(
+                f"read market data and executions as known at this time, {TIME_HELP} (default:"
+                " the run's start); a run of the past checks no limit"
+            ),
+        )
+        parser.add_argument(
+            "--repeat",
+            type=int,
+            metavar="RUN",
+            help="measure stored run RUN again (its as-of, known-at, options and accounts)",
+        )
         parser.add_argument("--confidence", type=float, default=0.95, help="VaR confidence")
         parser.add_argument("--lookback", type=int, default=252, help="days of returns")
         parser.add_argument("--benchmark", default="SPY", help="the benchmark's symbol")
 
-    def handle(self, *args, account=None, as_of=None, **options):
+    def handle(self, *args, account=None, as_of=None, known_at=None, repeat=None, **options):
+        if repeat is not None:
+            return self._repeat(repeat, account, as_of, known_at)
         if not 0 < options["confidence"] < 1:
             raise CommandError("--confidence must be between 0 and 1 (exclusive)")
         if options["lookback"] < 2:
             raise CommandError("--lookback must be at least 2 days")
-        as_of = as_of or timezone.now().replace(second=0, microsecond=0)
+        now = timezone.now()
+        if known_at is not None and known_at > now:
+            raise CommandError("--known-at must not be in the future (nothing is known yet)")
+        as_of = as_of or now.replace(second=0, microsecond=0)
         run = RunOptions(options["confidence"], options["lookback"], options["benchmark"])
-        report = compute_risk(as_of, account_ids(account), run, InstrumentRun("volatility"))
+        report = compute_risk(
+            as_of, account_ids(account), run, InstrumentRun("volatility"), known_at=known_at
+        )
+        assert report.known_at is not None
         self.stdout.write(
-            f"Risk as of {as_of:%Y-%m-%d %H:%M:%S %Z}: {report.volatility_estimates} volatility"
+            f"Risk run {report.run_id} as of {as_of:%Y-%m-%d %H:%M:%S %Z}, known at"
+            f" {report.known_at.isoformat()}: {report.volatility_estimates} volatility"
             f" estimate(s), {report.metrics} metric(s), {report.exposures} factor exposure(s),"
             f" {len(report.alerts_raised)} alert(s) raised, {report.deliveries} delivered."
         )
         for line in report.instruments.lines():
             self.stdout.write(line)
         raise_if_failed(report.instruments)
+
+    def _repeat(self, run_id: int, account, as_of, known_at) -> None:
+        if account or as_of or known_at:
+            raise CommandError("--repeat takes the run's own accounts, --as-of and --known-at")
+        if not RiskRun.objects.filter(pk=run_id).exists():
+            raise CommandError(f"no risk run {run_id}")
+        report = repeat_run(run_id)
+        if report.identical:
+            self.stdout.write(
+                f"Run {report.run_id} repeats run {run_id}: {report.compared} value(s), identical."
+            )
+            return
+        for (account_id, name), (stored, found) in report.differences.items():
+            self.stdout.write(f"  account {account_id} {name}: stored {stored!r}, now {found!r}")
+        raise CommandError(
+            f"run {report.run_id} repeats run {run_id}: {len(report.differences)} of"
+            f" {report.compared} value(s) differ"
+        )
