@@ -19,6 +19,7 @@ from signals import fusion
 # (command, its time option, the other arguments it needs to get as far as that option)
 TIME_OPTIONS = [
     ("compute_risk", "--as-of", []),
+    ("compute_risk", "--known-at", []),
     ("detect_anomalies", "--as-of", ["--symbol", "AAPL"]),
     ("fuse_signals", "--as-of", []),
     ("signal_performance", "--as-of", ["--all"]),
@@ -29,6 +30,7 @@ TIME_OPTIONS = [
     ("snapshot_portfolios", "--known-at", []),
     ("build_embeddings", "--since", []),
     ("build_patterns", "--since", []),
+    ("rerun_backtest", "--known-at", ["1"]),
     ("archive", "--before", ["--table", "marketdata_minutebar"]),
 ]
 

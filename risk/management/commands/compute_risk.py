@@ -19,7 +19,7 @@ class Command(BaseCommand):
         "and deliver it by email and webhook as configured. Running the same time again "
         "restates it and raises nothing twice. Each run is recorded with the knowledge time it "
         "read (--known-at: market data and executions as the system knew them then; default "
-        "the run's start) and its code version; --repeat RUN measures a stored run again and "
+        "the settled moment, just before every transaction still open) and its code version; --repeat RUN measures a stored run again and "
         "says whether every number is identical."
     )
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             type=time_argument,
             help=(
                 f"read market data and executions as known at this time, {TIME_HELP} (default:"
-                " the run's start); a run of the past checks no limit"
+                " the settled moment); a run of the past checks no limit"
             ),
         )
         parser.add_argument(
