@@ -114,7 +114,12 @@ class RiskRunAdmin(ReadOnly, TradingAdmin):
         "id", "as_of", "known_at", "code_version", "started_at", "finished_at", "actor",
         "repeat_of", "identical",
     ]  # fmt: skip
-    list_filter = [("as_of", admin.DateFieldListFilter), "identical"]
+    list_filter = [
+        ("started_at", admin.DateFieldListFilter),
+        ("as_of", admin.DateFieldListFilter),
+        "identical",
+    ]
+    search_fields = ["code_version__exact", "actor__exact"]
     raw_id_fields = ["repeat_of"]
     ordering = ["-started_at", "-id"]
 

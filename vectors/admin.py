@@ -9,7 +9,13 @@ import math
 from django.contrib import admin
 
 from qvp_site.admin_bases import CsvExport, IndexedValueFilter, NotCounted, ViewOnly
-from vectors.models import FeatureEmbedding, FeatureSet, StrategyPattern, VolatilityRegime
+from vectors.models import (
+    FeatureBuild,
+    FeatureEmbedding,
+    FeatureSet,
+    StrategyPattern,
+    VolatilityRegime,
+)
 from vectors.regimes import LABELS
 
 
@@ -49,6 +55,17 @@ class FeatureSetAdmin(DerivedAdmin):
         "created_at",
     ]
     list_filter = ["kind"]
+
+
+@admin.register(FeatureBuild)
+class FeatureBuildAdmin(DerivedAdmin):
+    """What each build read (the bars as known at), with which code: to repeat it."""
+
+    list_display = ["id", "feature_set", "known_at", "code_version", "started_at"]
+    list_select_related = ["feature_set"]
+    list_filter = ["feature_set", ("started_at", admin.DateFieldListFilter)]
+    search_fields = ["code_version__exact"]
+    ordering = ["-started_at", "-id"]
 
 
 @admin.register(FeatureEmbedding)

@@ -6,6 +6,9 @@ class VectorsConfig(AppConfig):
     verbose_name = "Feature vectors"
     default_auto_field = "django.db.models.BigAutoField"
 
+    # A build's record says what it read: added by the build, never changed by the site.
+    app_role_privileges = {"vectors_featurebuild": "INSERT"}
+
     def ready(self) -> None:
         from trading import reruns
 

@@ -4,6 +4,11 @@ Windows end at bars that close on a multiple of the feature set's stride (15 min
 incremental run and a full one embed the same instants. A run embeds only the windows not yet
 stored (per instrument, from the newest stored one on, or from ``since``); the first run of a
 version fits its scaler on the windows it computes, and every later run reuses it.
+
+A build reads the bars as known at one moment (by default the settled moment,
+``marketdata.knowledge``) and records it, the code's version and the windows it embedded in a
+``FeatureBuild``; ``repeat`` computes those windows again from the bars as known then and says
+whether every raw feature is identical to what is stored.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import numpy as np
 from django.db import connection, transaction
 from django.db.models import Max
 
+from marketdata.knowledge import settled_at
 from marketdata.models import Instrument, MinuteBar
+from qvp_site.code_version import code_version
 from qvp_site.db.binary_copy import columns_of, copy_columns
 from qvp_site.db.set_aside import ForeignKeysSetAside, IndexesSetAside, table_is_empty
 from qvp_site.per_instrument import InstrumentRun
 from vectors import bars, features
-from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
+from vectors.models import FEATURE_DIMENSIONS, FeatureBuild, FeatureEmbedding, FeatureSet
 from vectors.store import SetSpec, scaler_of
 
 FEATURES = SetSpec(
@@ -54,6 +61,7 @@ class BuildReport:
     created: dict[str, int] = field(default_factory=dict)
     feature_set: FeatureSet | None = None
     rebuilt_index: bool = False
+    build: FeatureBuild | None = None  # the record of what it read and wrote, if it wrote
 
     @property
     def total(self) -> int:
@@ -61,14 +69,17 @@ class BuildReport:
 
 
 def pending_windows(
-    instrument: Instrument, spec: SetSpec, since: datetime | None, newest: datetime | None
+    instrument: Instrument,
+    spec: SetSpec,
+    since: datetime | None,
+    newest: datetime | None,
+    known_at: datetime | None = None,
 ) -> Pending:
     """The instrument's windows not stored yet: closing at or after ``since``, or else after
-    the newest stored window (all of them on a first build)."""
+    the newest stored window (all of them on a first build), from the bars as known at
+    ``known_at`` (None: the present)."""
     start = since or newest
-    series = bars.load(instrument.id, lookback_from=start, lookback=features.WINDOW + 2)
-    ends = bars.stride_ends(series, spec.stride, features.WINDOW)
-    closes = series.closes_at()[ends]
+    closes, ends, series = _windows(instrument, spec.stride, start, known_at)
     if start is not None:
         moment = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "us")
         keep = closes >= moment if since is not None else closes > moment
@@ -77,6 +88,15 @@ def pending_windows(
         closes, ends = _not_stored(instrument, spec, closes, ends)
     raw = features.compute(features.windows_ending_at(series.columns(), ends))
     return Pending(instrument, closes, raw)
+
+
+def _windows(instrument: Instrument, stride: int, start, known_at):
+    """The instants windows close at (and the bars they end at) from ``start``'s lookback on."""
+    series = bars.load(
+        instrument.id, lookback_from=start, lookback=features.WINDOW + 2, known_at=known_at
+    )
+    ends = bars.stride_ends(series, stride, features.WINDOW)
+    return series.closes_at()[ends], ends, series
 
 
 def _not_stored(instrument, spec, closes, ends):
@@ -100,16 +120,19 @@ def build(
     progress: Callable[[Iterable], Iterable] = lambda items: items,
     spec: SetSpec = FEATURES,
     run: InstrumentRun | None = None,
+    known_at: datetime | None = None,
 ) -> BuildReport:
-    """Embed the windows of ``instruments`` not stored yet, in one transaction; ``rebuild``
-    deletes theirs first (bars replaced) and loads without the vector index. An instrument
-    with too few minute bars for a window is a skip in ``run``; one that fails is recorded
-    there and the others go on."""
+    """Embed the windows of ``instruments`` not stored yet, in one transaction, from the bars
+    as known at ``known_at`` (default: the settled moment), recorded; ``rebuild`` deletes
+    theirs first (bars replaced) and loads without the vector index. An instrument with too
+    few minute bars for a window is a skip in ``run``; one that fails is recorded there and
+    the others go on."""
     run = run if run is not None else InstrumentRun("embeddings", isolated=False)
     report = BuildReport()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        known_at = known_at or settled_at()
         stored = spec.stored()
         instruments = list(instruments)
         if rebuild and stored is not None:
@@ -118,7 +141,9 @@ def build(
         pending = []
         for instrument in progress(instruments):
             with run.each(instrument.symbol):
-                found = pending_windows(instrument, spec, since, newest.get(instrument.id))
+                found = pending_windows(
+                    instrument, spec, since, newest.get(instrument.id), known_at
+                )
                 if len(found.closes):
                     pending.append(found)
                 elif instrument.id not in newest and since is None:
@@ -135,7 +160,59 @@ def build(
                 with run.each(p.instrument.symbol):
                     report.created[p.instrument.symbol] = _copy(feature_set, p)
         report.feature_set, report.rebuilt_index = feature_set, bool(aside.definitions)
+        report.build = _record(feature_set, known_at, pending)
     return report
+
+
+def _record(feature_set: FeatureSet, known_at: datetime, pending: list[Pending]) -> FeatureBuild:
+    windows = {
+        str(p.instrument.id): [*(t.isoformat() for t in bars.to_datetimes(p.closes[[0, -1]])),
+                               len(p.closes)]
+        for p in pending
+    }  # fmt: skip
+    return FeatureBuild.objects.create(
+        feature_set=feature_set, known_at=known_at, code_version=code_version(), windows=windows
+    )
+
+
+def repeat(build: FeatureBuild) -> list[str]:
+    """Compute the windows ``build`` embedded again, from the bars as known at its
+    ``known_at``, and compare their raw features with those stored: the differences found,
+    none when every window is identical to the last bit. Writes nothing."""
+    differences: list[str] = []
+    for instrument_id, (first, last, count) in sorted(build.windows.items()):
+        instrument = Instrument.objects.get(pk=int(instrument_id))
+        lower, upper = datetime.fromisoformat(first), datetime.fromisoformat(last)
+        closes, ends, series = _windows(instrument, build.feature_set.stride, lower, build.known_at)
+        keep = (closes >= _instant(lower)) & (closes <= _instant(upper))
+        raw = features.compute(features.windows_ending_at(series.columns(), ends[keep]))
+        stored = (
+            FeatureEmbedding.objects.filter(
+                feature_set=build.feature_set, instrument=instrument, ts__range=(lower, upper)
+            )
+            .order_by("ts")
+            .values_list("ts", "raw")
+        )
+        differences += _compare(instrument.symbol, bars.to_datetimes(closes[keep]), raw, stored)
+        if int(keep.sum()) != count:
+            differences.append(f"{instrument.symbol}: {int(keep.sum())} windows, built {count}")
+    return differences
+
+
+def _instant(moment: datetime) -> np.datetime64:
+    return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "us")
+
+
+def _compare(symbol: str, closes: list[datetime], raw: np.ndarray, stored) -> list[str]:
+    rows = list(stored)
+    if [ts for ts, _ in rows] != list(closes):
+        return [f"{symbol}: the windows stored are not those computed again"]
+    kept = np.array([[np.nan if v is None else v for v in values] for _, values in rows])
+    found = []
+    for index, (ts, _) in enumerate(rows):
+        if not np.array_equal(kept[index], raw[index], equal_nan=True):
+            found.append(f"{symbol} {ts:%Y-%m-%d %H:%M}: raw features differ")
+    return found
 
 
 def _why_no_window(instrument: Instrument, spec: SetSpec) -> str:

@@ -87,6 +87,25 @@ class FeatureSet(models.Model):
         return f"{self.name} v{self.version}"
 
 
+class FeatureBuild(models.Model):
+    """One build of a feature set's embeddings (``build_embeddings``): the knowledge time it
+    read the bars at, the code that ran, and the windows it embedded per instrument, so that
+    ``build_embeddings --repeat ID`` computes them again from the same bars and compares."""
+
+    feature_set = models.ForeignKey(FeatureSet, on_delete=models.PROTECT, related_name="builds")
+    known_at = models.DateTimeField(help_text="the knowledge time the bars were read at")
+    code_version = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField(db_default=Now())
+    # {instrument id: [first window's close, last window's close, windows]}, as ISO strings.
+    windows = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.feature_set} build {self.pk} (known at {self.known_at:%Y-%m-%d %H:%M})"
+
+
 class FeatureEmbedding(models.Model):
     """The standardised features of the window of bars that closed at ``ts``."""
 

@@ -6,9 +6,11 @@ from tqdm import tqdm
 
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
+from qvp_site.code_version import code_version
 from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
 from vectors import embeddings, regimes
+from vectors.models import FeatureBuild
 
 ACTOR = "build_embeddings"
 
@@ -31,7 +33,10 @@ class Command(BaseCommand):
         "closing every 15 minutes (vectors/features.py), then the 64-d volatility signature "
         "of each day with its k-means regime. Incremental: only windows and days not stored "
         "yet, by binary COPY. --rebuild reloads every window without the HNSW index and "
-        "builds it after (needs the tables' owner)."
+        "builds it after (needs the tables' owner). Each build reads the bars as known at one "
+        "moment (--known-at; default the settled moment) and records it with the code's "
+        "version; --repeat BUILD computes that build's windows again from the same bars and "
+        "says whether every feature is identical."
     )
 
     def add_arguments(self, parser):
@@ -47,8 +52,22 @@ class Command(BaseCommand):
             "--clusters", type=int, default=regimes.DEFAULT_CLUSTERS, help="regimes to find"
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--known-at",
+            type=time_argument,
+            help=f"read the bars as the system knew them then, {TIME_HELP} (default: the"
+            " settled moment, recorded)",
+        )
+        parser.add_argument(
+            "--repeat",
+            type=int,
+            metavar="BUILD",
+            help="compute a stored build's windows again and compare; writes nothing",
+        )
 
     def handle(self, *args, symbol=None, since=None, rebuild=False, clusters, **options):
+        if options["repeat"] is not None:
+            return self._repeat(options["repeat"])
         if not 2 <= clusters <= 12:
             raise CommandError("--clusters must lie between 2 and 12")
         instruments = named_instruments(symbol)
@@ -65,12 +84,17 @@ class Command(BaseCommand):
         windows, signatures = InstrumentRun("embeddings"), InstrumentRun("regimes")
         with acting_as(ACTOR):
             report = embeddings.build(
-                instruments, since=since, rebuild=rebuild, progress=progress, run=windows
-            )
+                instruments, since=since, rebuild=rebuild, progress=progress, run=windows,
+                known_at=options["known_at"],
+            )  # fmt: skip
         for name, count in sorted(report.created.items()):
             self.stdout.write(f"{name}: {count:,} feature windows embedded.")
         note = " (HNSW index rebuilt after the load)" if report.rebuilt_index else ""
         self.stdout.write(f"{report.total:,} feature embeddings written{note}.")
+        if report.build is not None:
+            self.stdout.write(
+                f"Build {report.build.pk}: bars as known at {report.build.known_at.isoformat()}."
+            )
         with acting_as(ACTOR):
             created = regimes.build(
                 instruments,
@@ -82,3 +106,20 @@ class Command(BaseCommand):
         for line in windows.lines() + signatures.lines():
             self.stdout.write(line)
         raise_if_failed(windows, signatures)
+
+    def _repeat(self, build_id: int) -> None:
+        build = FeatureBuild.objects.select_related("feature_set").filter(pk=build_id).first()
+        if build is None:
+            raise CommandError(f"--repeat: no feature build {build_id}")
+        differences = embeddings.repeat(build)
+        for line in differences[:20]:
+            self.stdout.write(line)
+        if differences:
+            raise CommandError(
+                f"build {build_id} is not repeated: {len(differences)} difference(s)"
+            )
+        same = "the same" if build.code_version == code_version() else "other"
+        self.stdout.write(
+            f"Build {build_id} repeated: every window identical (bars as known at"
+            f" {build.known_at.isoformat()}; {same} code than the build's)."
+        )
