@@ -150,9 +150,9 @@ def compute_risk(
     known_at: datetime | None = None,
 ) -> RunReport:
     """The run, recorded; ``known_at`` the knowledge time it reads (default: the settled
-    moment; one given names the past, and the run then checks no limit). ``instruments`` records what each
-    instrument's volatility estimate became (one that fails is recorded there while the others
-    go on; without it, its error stops the run)."""
+    moment; one given names the past, and the run then checks no limit). ``instruments``
+    records what each instrument's volatility estimate became (one that fails is recorded
+    there while the others go on; without it, its error stops the run)."""
     report = RunReport() if instruments is None else RunReport(instruments=instruments)
     for table in ("risk_riskmetric", "risk_factorexposure"):
         partitions.prepare_load(table, as_of, as_of)

@@ -47,7 +47,7 @@ def corrected_after_a_build(tmp_path):
 
 def test_a_build_repeated_after_a_correction_is_identical(corrected_after_a_build):
     build = corrected_after_a_build
-    (first, last, count) = next(iter(build.windows.values()))
+    _first, _last, count = next(iter(build.windows.values()))
     assert count == FeatureEmbedding.objects.filter(feature_set=build.feature_set).count() > 0
     assert embeddings.repeat(build) == []
     out = StringIO()

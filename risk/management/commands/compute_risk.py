@@ -19,8 +19,8 @@ class Command(BaseCommand):
         "and deliver it by email and webhook as configured. Running the same time again "
         "restates it and raises nothing twice. Each run is recorded with the knowledge time it "
         "read (--known-at: market data and executions as the system knew them then; default "
-        "the settled moment, just before every transaction still open) and its code version; --repeat RUN measures a stored run again and "
-        "says whether every number is identical."
+        "the settled moment, just before every transaction still open) and its code version; "
+        "--repeat RUN measures a stored run again and says whether every number is identical."
     )
 
     def add_arguments(self, parser):
