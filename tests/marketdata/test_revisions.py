@@ -8,7 +8,6 @@ writes a revision or rewrites a stored row.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -32,6 +31,7 @@ from marketdata.models import (
 )
 from qvp_site.db import roles
 from qvp_site.db.maintenance import maintain
+from tests.knowledge import between_commits as _pause
 from tests.marketdata.conftest import START
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,14 +56,6 @@ def _ingest(tmp_path: Path, name: str, text: str, *, kind: str = "1m") -> str:
     timeframe = ["--timeframe", kind] if kind != "ticks" else []
     call_command(command, str(path), "--symbol", "REV", *timeframe, stdout=out)
     return out.getvalue()
-
-
-def _pause() -> datetime:
-    """A moment strictly between two loads (each load's rows are known from its start)."""
-    time.sleep(0.01)
-    moment = timezone.now()
-    time.sleep(0.01)
-    return moment
 
 
 def _closes(queryset) -> list[float]:

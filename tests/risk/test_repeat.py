@@ -6,8 +6,6 @@ as known at a time too, for every role."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from io import StringIO
 from pathlib import Path
 
@@ -15,12 +13,12 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.utils import timezone
 
 from marketdata.models import DailyBarRevision, Instrument
 from qvp_site.code_version import code_version
 from risk.models import FactorExposure, RiskMetric, RiskRun
 from risk.runs import RunOptions, compute_risk, repeat_run
+from tests.knowledge import between_commits as _pause
 from tests.risk.conftest import closes_from, day, hold
 from tests.risk.test_performance import snapshots
 from trading import books
@@ -49,14 +47,6 @@ def _ingest(path: Path, symbol: str) -> str:
     out = StringIO()
     call_command("ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1d", stdout=out)
     return out.getvalue()
-
-
-def _pause() -> datetime:
-    """A moment strictly between two writes (a load's rows are known from its start)."""
-    time.sleep(0.01)
-    moment = timezone.now()
-    time.sleep(0.01)
-    return moment
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from django.core.management import CommandError, call_command
 
 from marketdata import demo
 from qvp_site.db import partitions
-from tests.vectors.test_rerun import _csv, _ingest, _pause
+from tests.knowledge import between_commits as _pause
+from tests.vectors.test_rerun import _csv, _ingest
 from vectors import embeddings
 from vectors.models import FeatureBuild, FeatureEmbedding
 

@@ -8,7 +8,6 @@ build) must commit apart for a correction to be later knowledge than the build."
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -27,6 +26,7 @@ from marketdata.models import Instrument
 from qvp_site.code_version import code_version
 from qvp_site.db import partitions, roles
 from tests.clients import client_of
+from tests.knowledge import between_commits as _pause
 from trading import reruns
 from trading.models import BacktestRun, BacktestTrade
 from vectors import bars, patterns
@@ -57,14 +57,6 @@ def _ingest(tmp_path: Path, name: str, text: str) -> str:
     out = StringIO()
     call_command("ingest_bars", str(path), "--symbol", "SPY", "--timeframe", "1m", stdout=out)
     return out.getvalue()
-
-
-def _pause() -> datetime:
-    """A moment strictly between two commits (each load's rows are known from its start)."""
-    time.sleep(0.01)
-    moment = timezone.now()
-    time.sleep(0.01)
-    return moment
 
 
 @pytest.fixture
