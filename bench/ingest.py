@@ -1,7 +1,8 @@
 """Ingest benchmark: 1,000,000 one-minute bars from a CSV through ``ingest_bars``, against
-``psql \\copy`` of the same file, in one run on the same server.
+``psql \\copy`` of the same file, in one run on the same server; then the same million again
+with 1% of them corrected, and once more unchanged.
 
-    .venv/bin/python bench/ingest.py [--rows N]
+    .venv/bin/python bench/ingest.py [--rows N] [--corrected 0.01]
 
 The file is a random walk with volatility clustering (GARCH(1,1) returns, bars around the
 clock on weekdays). ``\\copy`` loads it twice, into tables beside marketdata_minutebar:
@@ -12,9 +13,17 @@ clock on weekdays). ``\\copy`` loads it twice, into tables beside marketdata_min
 
 The partitions of the range are created before anything is timed, for all three tables
 (``ingest_bars`` would otherwise create them on demand). Prints rows/s and the ratios; the
-goal is ingest >= 0.5 of ``\\copy`` (key) and >= 200,000 rows/s. It cleans up after itself:
-its tables dropped, its instrument's bars, aggregates and ingest records deleted, the
-partitions it created dropped. Not a test.
+goal is ingest >= 0.5 of ``\\copy`` (key) and >= 200,000 rows/s. Then the bars' bytes per
+row (``known_from`` is 8 of them).
+
+Revisions: the file again with ``--corrected`` of its bars (scattered at random) given another
+close, loaded by ``ingest_bars`` over the stored ones: its rate, the revisions it stored and
+their bytes each (marketdata_minutebarrevision with its indexes, per revision). Then the
+corrected file once more: a load that changes nothing and keeps nothing, its rate beside.
+
+Everything happens in a throwaway database of the configured server (bench/support/
+scratch.py), dropped at the end: revisions are never deleted, and the development data is
+never touched. Not a test.
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
 
+from bench.support.scratch import name_it, throwaway_database  # noqa: E402
+
+name_it("bench_qvp_ingest")
+
 import django  # noqa: E402 - Django must be set up before the app's modules are imported
 
 django.setup()
@@ -43,12 +56,14 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from marketdata.models import Ingest, Instrument, MinuteBar  # noqa: E402
-from qvp_site.db import aggregates, catalog, engine, partitions  # noqa: E402
+from bench.support.sizes import describe, table_size  # noqa: E402
+from marketdata.models import Instrument, MinuteBar, MinuteBarRevision  # noqa: E402
+from qvp_site.db import catalog, engine, partitions  # noqa: E402
 from qvp_site.db.quoting import ident  # noqa: E402
 
 SYMBOL = "BENCH.INGEST"
 TABLE = MinuteBar._meta.db_table
+REVISIONS = MinuteBarRevision._meta.db_table
 START = datetime(2020, 1, 6, tzinfo=UTC)  # a Monday
 GOAL_RATIO = 0.5
 GOAL_ROWS_PER_SECOND = 200_000
@@ -84,6 +99,22 @@ def generate(path: Path, rows: int, seed: int = 20240513) -> tuple[datetime, dat
             last, ts = ts, ts + minute
         out.writelines(chunk)
     return START, last
+
+
+def correct(source: Path, path: Path, share: float, seed: int = 20240514) -> int:
+    """Copy ``source`` to ``path`` with ``share`` of its bars, drawn at random over the whole
+    file, given a close 0.1% up or down (high and low widened to hold it); returns how many."""
+    lines = source.read_text().splitlines(keepends=True)
+    rng = random.Random(seed)  # noqa: S311 - which bars a vendor corrects, not secrets
+    chosen = rng.sample(range(1, len(lines)), round((len(lines) - 1) * share))
+    for number in chosen:
+        ts, open_, high, low, close, volume = lines[number].rstrip("\n").split(",")
+        new_close = float(close) * (1.001 if rng.random() < 0.5 else 0.999)
+        high_ = max(float(high), new_close)
+        low_ = min(float(low), new_close)
+        lines[number] = f"{ts},{open_},{high_:.4f},{low_:.4f},{new_close:.4f},{volume}\n"
+    path.write_text("".join(lines))
+    return len(chosen)
 
 
 def width():
@@ -169,24 +200,6 @@ def run_ingest(path: Path) -> tuple[float, str]:
     return time.perf_counter() - started, out.getvalue()
 
 
-def clean_up(instrument_id: int | None, tables: list[str], created: list[str], span) -> None:
-    with connection.cursor() as cursor:
-        for name in tables:
-            cursor.execute(f"DROP TABLE IF EXISTS {ident(name)}")
-        if instrument_id is None:
-            return
-        cursor.execute(f"DELETE FROM {TABLE} WHERE instrument_id = %s", [instrument_id])
-        for name in created:  # empty now, unless something else wrote there meanwhile
-            cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {ident(name)})")
-            if cursor.fetchone()[0]:
-                cursor.execute(f"DROP TABLE {ident(name)}")
-    if span:
-        aggregates.refresh_table(TABLE, *span)  # its buckets recomputed: gone
-    Ingest.objects.filter(instrument_id=instrument_id).delete()
-    Ingest.objects.filter(symbol=SYMBOL, instrument__isnull=True).delete()
-    Instrument.objects.filter(id=instrument_id).delete()
-
-
 def report(rows: int, size: int, ingest_s: float, key_s: float, twin_s: float, out: str) -> None:
     def line(what: str, seconds: float) -> str:
         return f"  {what:<58} {seconds:7.2f} s {rows / seconds:>11,.0f} rows/s"
@@ -203,32 +216,66 @@ def report(rows: int, size: int, ingest_s: float, key_s: float, twin_s: float, o
     print("  ingest_bars said: " + " ".join(out.split()))
 
 
+def report_revisions(
+    rows: int, changed: int, first_s: float, runs: list[tuple[float, int, str]]
+) -> None:
+    """The corrected reload (and the unchanged one after it): rate, revisions, their bytes."""
+    (corrected_s, kept, out), (again_s, kept_again, again_out) = runs
+    with connection.cursor() as cursor:
+        size = table_size(cursor, REVISIONS)
+    heap, total = size.per_row()
+    share = changed / rows
+    print(f"The same {rows:,} bars again, {changed:,} of them ({share:.1%}) corrected, scattered:")
+    print(f"  {'ingest_bars over the stored bars':<58} {corrected_s:7.2f} s"
+          f" {rows / corrected_s:>11,.0f} rows/s")  # fmt: skip
+    print(f"  {first_s / corrected_s:.2f} of the first load's rate")
+    print(f"  revisions stored: {kept:,} (bars corrected: {changed:,});"
+          f" {REVISIONS} {size.total / 1e6:.2f} MB with its indexes,"
+          f" {total:.0f} B each ({heap:.0f} B heap)")  # fmt: skip
+    print("  ingest_bars said: " + " ".join(out.split()))
+    print(f"  {'the corrected file once more (changes nothing)':<58} {again_s:7.2f} s"
+          f" {rows / again_s:>11,.0f} rows/s, revisions stored: {kept_again:,}")  # fmt: skip
+    print("  ingest_bars said: " + " ".join(again_out.split()))
+
+
+def ingest_counting(path: Path) -> tuple[float, int, str]:
+    """``run_ingest`` of ``path`` and how many revisions it stored."""
+    before = MinuteBarRevision.objects.count()
+    seconds, out = run_ingest(path)
+    return seconds, MinuteBarRevision.objects.count() - before, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--corrected", type=float, default=0.01, help="share of the bars corrected on reload"
+    )
     args = parser.parse_args()
-    leftover = Instrument.objects.filter(symbol=SYMBOL).first()
-    if leftover:  # an interrupted run
-        clean_up(leftover.id, [], [], None)
+    if args.rows < 2 or not 0 < args.corrected <= 1:
+        parser.error("--rows >= 2, 0 < --corrected <= 1")
     tables = ["bench_ingest_copy_key", "bench_ingest_copy_twin"]
-    instrument, created, span = None, [], None
-    with tempfile.TemporaryDirectory(prefix="qvp-bench-ingest-") as tmp:
-        path = Path(tmp) / "bars.csv"
+    with tempfile.TemporaryDirectory(prefix="qvp-bench-ingest-") as tmp, throwaway_database():
+        path, corrected = Path(tmp) / "bars.csv", Path(tmp) / "corrected.csv"
         started = time.perf_counter()
         span = generate(path, args.rows)
-        print(f"generated {path.name} in {time.perf_counter() - started:.1f} s")
-        try:
-            instrument = Instrument.objects.create(symbol=SYMBOL, asset_class="equity")
-            if not engine.is_timescaledb():
-                created = partitions.ensure_partitions(TABLE, width(), *span)
-            for name in tables:
-                create_copy_table(name, instrument.id, *span, twin=name.endswith("twin"))
-            ingest_s, out = run_ingest(path)
-            key_s = psql_copy(tables[0], path)
-            twin_s = psql_copy(tables[1], path)
-            report(args.rows, path.stat().st_size, ingest_s, key_s, twin_s, out)
-        finally:
-            clean_up(instrument.id if instrument else None, tables, created, span)
+        changed = correct(path, corrected, args.corrected)
+        print(
+            f"generated {path.name} and {corrected.name} in {time.perf_counter() - started:.1f} s"
+        )
+        instrument = Instrument.objects.create(symbol=SYMBOL, asset_class="equity")
+        if not engine.is_timescaledb():
+            partitions.ensure_partitions(TABLE, width(), *span)
+        for name in tables:
+            create_copy_table(name, instrument.id, *span, twin=name.endswith("twin"))
+        ingest_s, out = run_ingest(path)
+        key_s = psql_copy(tables[0], path)
+        twin_s = psql_copy(tables[1], path)
+        report(args.rows, path.stat().st_size, ingest_s, key_s, twin_s, out)
+        with connection.cursor() as cursor:
+            print("  " + describe(cursor, TABLE))
+        runs = [ingest_counting(corrected), ingest_counting(corrected)]
+        report_revisions(args.rows, changed, ingest_s, runs)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+"""A throwaway database for a benchmark, on the configured server: made by Django's test
+machinery (every migration), dropped at the end, so the development data is never touched
+and a bench that stores revisions (which nothing deletes) leaves none behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def name_it(name: str) -> None:
+    """Name the throwaway database; call before ``django.setup()`` (settings read it)."""
+    os.environ["QVP_TEST_DATABASE_NAME"] = name
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """Make the database named by ``name_it`` (one left by an interrupted run is replaced),
+    point the default connection at it while the block runs, then drop it; yields its name."""
+    from django.db import connection
+
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield connection.settings_dict["NAME"]
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
