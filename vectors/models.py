@@ -92,7 +92,8 @@ class FeatureBuild(models.Model):
     read the bars at, the code that ran, and the windows it embedded per instrument, so that
     ``build_embeddings --repeat ID`` computes them again from the same bars and compares."""
 
-    feature_set = models.ForeignKey(FeatureSet, on_delete=models.PROTECT, related_name="builds")
+    # A build's record goes with its feature set (a version dropped, a test's data cleared).
+    feature_set = models.ForeignKey(FeatureSet, on_delete=models.CASCADE, related_name="builds")
     known_at = models.DateTimeField(help_text="the knowledge time the bars were read at")
     code_version = models.CharField(max_length=100, blank=True)
     started_at = models.DateTimeField(db_default=Now())

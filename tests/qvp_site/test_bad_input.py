@@ -214,7 +214,14 @@ def cursor_url(route: str, world: dict) -> str:
 
 
 # Lists that need a parameter before they page (a symbol, say).
-REQUIRED = {"/api/v1/bars/": {"symbol": "AAPL"}, "/api/v1/ticks/": {"symbol": "AAPL"}}
+# The revisions of a symbol are listed over a bounded range.
+RANGE = {"symbol": "AAPL", "start": "2024-05-01T00:00:00Z", "end": "2024-06-01T00:00:00Z"}
+REQUIRED = {
+    "/api/v1/bars/": {"symbol": "AAPL"},
+    "/api/v1/ticks/": {"symbol": "AAPL"},
+    "/api/v1/bars/revisions/": RANGE,
+    "/api/v1/ticks/revisions/": RANGE,
+}
 
 
 def test_every_cursor_paginated_list_is_found():

@@ -315,3 +315,19 @@ def test_a_snapshot_taken_again_at_its_knowledge_time_gives_the_same_numbers(
     again = PortfolioSnapshot.objects.get(account=account, ts=at)
     assert money(again) == before
     assert again.known_at == taken.known_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_role_chooses_when_an_execution_or_cash_was_booked(account, instrument, connect_as_app):
+    """A read as known takes created_at for the booking time: an execution or a cash entry
+    backdated by its writer would read as known before it was. The database sets it."""
+    backdated = datetime(2000, 1, 1, tzinfo=UTC)
+    order = make_order(account, instrument)
+    booked = fill(order, 1, "10", at=T0, created_at=backdated)
+    entry = CashEntry.objects.create(
+        account=account, kind="deposit", amount=Decimal(5), currency="USD", entry_at=T0,
+        created_at=backdated,
+    )  # fmt: skip
+    for row in (booked, entry):
+        row.refresh_from_db()
+        assert row.created_at > backdated

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
                 (
                     "feature_set",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
+                        on_delete=django.db.models.deletion.CASCADE,
                         related_name="builds",
                         to="vectors.featureset",
                     ),
