@@ -13,7 +13,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER trading_execution_booked_now BEFORE INSERT ON trading_execution
+CREATE OR REPLACE TRIGGER trading_execution_booked_now BEFORE INSERT ON trading_execution
     FOR EACH ROW EXECUTE FUNCTION trading_booked_now();
-CREATE TRIGGER trading_cashentry_booked_now BEFORE INSERT ON trading_cashentry
+CREATE OR REPLACE TRIGGER trading_cashentry_booked_now BEFORE INSERT ON trading_cashentry
     FOR EACH ROW EXECUTE FUNCTION trading_booked_now();
