@@ -57,10 +57,9 @@ SET exposure = EXCLUDED.exposure, run_id = EXCLUDED.run_id
 # The run's knowledge time when none is given: the settled moment (marketdata.knowledge), just
 # before every transaction still open, so that a load or a booking in flight as the run reads,
 # committed after, is not known by then either; the run's own transaction's writes are. And
-# who acts, as the audit trail names them.
+# who acts, as the audit trail and the revisions name them (marketdata_actor, marketdata 0009).
 RUN_START_SQL = """
-SELECT coalesce(%s::timestamptz, marketdata_settled_at()),
-       left(coalesce(nullif(current_setting('qvp.actor', true), ''), session_user::text), 150)
+SELECT coalesce(%s::timestamptz, marketdata_settled_at()), marketdata_actor()
 """
 
 LATEST_NAV_SQL = """
