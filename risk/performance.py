@@ -11,8 +11,8 @@ Annualised by 252 trading days:
 - maximum drawdown: the largest fall of compounded wealth from its running peak (from 1);
 - beta: cov(r, b) / var(b) against the benchmark's daily returns on the same days.
 
-The benchmark's bars are read as known at ``known_at`` (None: the present); the snapshots keep
-no history and are read as they are.
+The benchmark's bars and the snapshots are read as known at ``known_at`` (None: the present):
+a snapshot taken again since with other numbers is read as it stood then.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class PortfolioPerformance:
 
 PAIRED_RETURNS_SQL = """
 SELECT s.ret, b.ret
-FROM risk_snapshot_returns(%(account)s, %(as_of)s, %(lookback)s) s
+FROM risk_snapshot_returns(%(account)s, %(as_of)s, %(lookback)s, %(known_at)s::timestamptz) s
 LEFT JOIN risk_daily_returns(
     ARRAY(SELECT id FROM marketdata_instrument WHERE symbol = %(benchmark)s),
     %(as_of)s, %(lookback)s + 10, %(known_at)s::timestamptz

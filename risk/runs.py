@@ -63,7 +63,8 @@ SELECT coalesce(%s::timestamptz, marketdata_settled_at()), marketdata_actor()
 """
 
 LATEST_NAV_SQL = """
-SELECT DISTINCT ON (account_id) account_id, nav::float8 FROM trading_portfoliosnapshot
+SELECT DISTINCT ON (account_id) account_id, nav::float8
+FROM trading_portfoliosnapshot_known_at(%s::timestamptz)
 WHERE account_id = ANY(%s) AND ts <= %s ORDER BY account_id, ts DESC
 """
 
@@ -265,9 +266,9 @@ def _measure(
 ) -> _Rows:
     benchmark = Instrument.objects.filter(symbol=options.benchmark).values_list("id", flat=True)
     table = factors.loadings(as_of, benchmark.first(), options.lookback, known_at=known_at)
-    # Snapshots keep no history: the NAV is the stored snapshot's (see README, risk runs).
+    # The NAV is the latest snapshot's, as stored at known_at (trading 0012 keeps its history).
     with connection.cursor() as cursor:
-        cursor.execute(LATEST_NAV_SQL, [ids, as_of])
+        cursor.execute(LATEST_NAV_SQL, [known_at, ids, as_of])
         navs = dict(cursor.fetchall())
     rows = _Rows()
     for account in ids:  # accounts, each a handful of set-based reads

@@ -36,6 +36,7 @@ from trading.models import (
     Execution,
     Order,
     PortfolioSnapshot,
+    PortfolioSnapshotRevision,
     Position,
 )
 
@@ -442,6 +443,27 @@ class PortfolioSnapshotAdmin(ReadOnly, AccountScopedAdmin):
     list_select_related = ["account"]
     raw_id_fields = []
     ordering = ["-ts"]
+
+
+@admin.register(PortfolioSnapshotRevision)
+class PortfolioSnapshotRevisionAdmin(ReadOnly, AccountScopedAdmin):
+    """What a snapshot taken again (or deleted) replaced, written by the snapshots' trigger."""
+
+    list_display = [
+        "ts",
+        "account",
+        "nav",
+        "daily_pnl",
+        "known_at",
+        "known_from",
+        "known_until",
+        "change",
+        "actor",
+    ]
+    list_filter = [AccountFilter, "change", ("ts", admin.DateFieldListFilter)]
+    list_select_related = ["account"]
+    raw_id_fields = []
+    ordering = ["-ts", "-known_until"]
 
 
 @admin.register(BacktestRun)

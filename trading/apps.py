@@ -19,11 +19,18 @@ class TradingConfig(AppConfig):
         "trading_execution": "INSERT",
         "trading_position": "",
         "trading_cashentry": "",
-        "trading_portfoliosnapshot": "INSERT, UPDATE, DELETE",
+        # Taken and taken again (an update keeps the old row in the revisions, by trigger),
+        # never deleted by the application.
+        "trading_portfoliosnapshot": "INSERT, UPDATE",
+        "trading_portfoliosnapshotrevision": "",
         "trading_backtestrun": "INSERT, UPDATE, DELETE",
         "trading_backtesttrade": "INSERT, DELETE",
         "trading_metrics": "",  # a view (trading/migrations/0006_trading_metrics.py)
     }
+
+    # When a snapshot was stored is the database's to say: one backdated would read as known
+    # before it was (trading/sql/snapshots/0012.sql).
+    app_role_withheld_columns = {"trading_portfoliosnapshot": ("known_from",)}
 
     def ready(self) -> None:
         from qvp_site.admin_access import grant_auditors_view

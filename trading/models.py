@@ -346,10 +346,9 @@ class CashEntry(models.Model):
         return f"{self.kind} {self.amount} {self.currency}"
 
 
-class PortfolioSnapshot(models.Model):
-    """An account's value at a time, in its base currency (a time-series table)."""
+class SnapshotValues(models.Model):
+    """What a portfolio snapshot states: an account's value at a time, in its base currency."""
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="snapshots")
     ts = models.DateTimeField()
     currency = models.CharField(max_length=3)
     cash = models.DecimalField(**MONEY)
@@ -368,6 +367,21 @@ class PortfolioSnapshot(models.Model):
     code_version = models.CharField(
         max_length=100, blank=True, help_text="the code that computed it"
     )
+    # When the system stored these numbers: a snapshot taken again with other numbers keeps
+    # the ones it replaces (PortfolioSnapshotRevision), so a risk run reads the snapshots as
+    # they stood at its knowledge time (trading/sql/snapshots/0012.sql).
+    known_from = models.DateTimeField(
+        db_default=Now(), help_text="when the system stored these numbers"
+    )
+
+    class Meta:
+        abstract = True
+
+
+class PortfolioSnapshot(SnapshotValues):
+    """An account's value at a time, in its base currency (a time-series table)."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="snapshots")
 
     objects = AccountScopedQuerySet.as_manager()
 
@@ -381,6 +395,37 @@ class PortfolioSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} NAV {self.nav}"
+
+
+class PortfolioSnapshotRevision(SnapshotValues):
+    """A snapshot as it stood before it was taken again with other numbers, or deleted: its
+    values, stored from ``known_from`` until ``known_until``, and who changed it. Written only
+    by the snapshot table's trigger (trading/sql/snapshots/0012.sql), whoever changes a row."""
+
+    class Change(models.TextChoices):
+        REVISED = "revised", "revised"
+        DELETED = "deleted", "deleted"
+
+    row_id = models.BigIntegerField(help_text="the id of the snapshot as it stood")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    known_until = models.DateTimeField(help_text="when it was replaced")
+    change = models.CharField(max_length=7, choices=Change.choices)
+    # Who acted, as the audit trail names them, and the database role that ran the change.
+    actor = models.CharField(max_length=150, blank=True)
+    db_role = models.CharField("database role", max_length=63, blank=True)
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["account", "ts", "known_until"]
+        indexes = [models.Index(fields=["account", "ts"], name="snapshotrevision_by_time")]
+        constraints = [
+            check("snapshotrevision_change_known", Q(change__in=["revised", "deleted"])),
+            check("snapshotrevision_known_in_order", Q(known_until__gte=F("known_from"))),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} NAV {self.nav} until {self.known_until}"
 
 
 class BacktestRun(models.Model):

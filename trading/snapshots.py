@@ -1,7 +1,9 @@
 """Portfolio snapshots: each account's value at a time, in its base currency, in one statement.
 
 Everything is derived from the books as they stood at the snapshot's time, never from the
-current positions table, so a snapshot of the past is right and taking it again restates it:
+current positions table, so a snapshot of the past is right and taking it again restates it
+(the numbers it replaces are kept, trading/sql/snapshots/0012.sql; the same numbers again change
+nothing, and count as no row written):
 
 - cash: the cash entries up to the time, per currency (an execution's cash is in its
   instrument's currency);
@@ -210,6 +212,15 @@ ON CONFLICT (account_id, ts) DO UPDATE SET
     net_exposure = EXCLUDED.net_exposure, daily_pnl = EXCLUDED.daily_pnl,
     unpriced = EXCLUDED.unpriced, known_at = EXCLUDED.known_at,
     code_version = EXCLUDED.code_version
+-- Taken again with the same numbers, a snapshot stays as stored: its first knowledge time and
+-- code still give those numbers, and no revision records a change that is none.
+WHERE (trading_portfoliosnapshot.currency, trading_portfoliosnapshot.cash,
+       trading_portfoliosnapshot.market_value, trading_portfoliosnapshot.gross_exposure,
+       trading_portfoliosnapshot.net_exposure, trading_portfoliosnapshot.daily_pnl,
+       trading_portfoliosnapshot.unpriced)
+      IS DISTINCT FROM
+      (EXCLUDED.currency, EXCLUDED.cash, EXCLUDED.market_value, EXCLUDED.gross_exposure,
+       EXCLUDED.net_exposure, EXCLUDED.daily_pnl, EXCLUDED.unpriced)
 """.replace("{prices}", _prices_per_time(LATEST_PRICES_KNOWN_AT_SQL))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.db.models import F
 
 from marketdata.models import DailyBarRevision, Instrument
 from qvp_site.code_version import code_version
@@ -22,7 +23,7 @@ from tests.knowledge import between_commits as _pause
 from tests.risk.conftest import closes_from, day, hold
 from tests.risk.test_performance import snapshots
 from trading import books
-from trading.models import Execution
+from trading.models import Execution, PortfolioSnapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -229,3 +230,20 @@ def test_command_runs_as_known_at_and_repeats(book, market, tmp_path):
         call_command("compute_risk", "--repeat", str(run.pk), "--as-of", AS_OF.isoformat())
     with pytest.raises(CommandError, match="--known-at must not be in the future"):
         call_command("compute_risk", "--known-at", "2999-01-01T00:00:00Z")
+
+
+def test_a_run_repeats_after_its_snapshots_were_restated(book):
+    """The performance metrics and the NAV come from the portfolio snapshots: taken again with
+    other numbers since (a deposit found late, say), they are read as stored at the run's
+    knowledge time (trading 0012 keeps their history), so the run still repeats exactly."""
+    first = compute_risk(AS_OF, options=OPTIONS)
+    before = _numbers(book)
+    _pause()
+    restated = PortfolioSnapshot.objects.filter(account=book, ts__gte=day(20))
+    assert restated.update(cash=F("cash") * 2, nav=F("nav") * 2, daily_pnl=F("daily_pnl") * 3)
+    repeat = repeat_run(first.run_id)
+    assert repeat.identical, repeat.differences
+    compute_risk(AS_OF, options=OPTIONS)
+    after = _numbers(book)
+    for name in ("total_return", "volatility", "sharpe"):
+        assert after[("metric", name)] != before[("metric", name)], name
