@@ -26,6 +26,10 @@ class MarketdataConfig(AppConfig):
         **dict.fromkeys(TIME_SERIES_TABLES, "INSERT"),
         **dict.fromkeys(REVISION_TABLES, ""),
         **dict.fromkeys(HISTORY_VIEWS, ""),
+        # A load's record is inserted when it starts and updated when it ends; never deleted:
+        # the revisions it kept name it, and the audit log holds it to its last state. What
+        # an update may change is the database's rule (marketdata/sql/ingests/0010.sql).
+        "marketdata_ingest": "INSERT, UPDATE",
     }
     # When a row was learnt is the database's to say (its load's time), never the writer's:
     # a row backdated would show in reads as known before it was; one dated ahead would be in

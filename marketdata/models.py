@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from marketdata.querysets import BarQuerySet, TickQuerySet, TimeRangeQuerySet
+from qvp_site.db.audit import audited
 
 # ``now()``: the start of the transaction, the same instant for every row a load writes
 # (Django's ``Now`` is the statement's, which differs between a load's statements).
@@ -310,10 +311,15 @@ class OptionQuote(OptionQuoteValues):
         ]
 
 
+@audited
 class Ingest(models.Model):
     """One load of a file into the market-data tables (``ingest_bars``, ``ingest_ticks``):
     what was loaded, by whom, and what came of it. Refused and failed loads are kept too,
-    with the reason, so that the admin answers "was this file loaded, and when?"."""
+    with the reason, so that the admin answers "was this file loaded, and when?".
+
+    The revisions a load kept name it, so its record is the load's word: every change is
+    audited, and the database keeps what identifies it, holds a finished load final and
+    refuses deleting one (marketdata/sql/ingests/0010.sql)."""
 
     class Kind(models.TextChoices):
         BARS_1M = "bars-1m", "1-minute bars"
