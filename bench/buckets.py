@@ -56,28 +56,29 @@ def timed(call, runs: int = RUNS) -> tuple[float, float, object]:
 
 
 def remove(instrument: Instrument) -> None:
-    """Delete the benchmark's bars and instrument, and its buckets from the aggregates."""
+    """Delete the benchmark's bars, and its buckets from the aggregates. The instrument stays
+    (its history in the security master keeps it: an instrument keeps its id for life), and
+    the next run loads its bars again."""
     span = MinuteBar.objects.filter(instrument=instrument).values_list("ts", flat=True)
     first, last = span.order_by("ts").first(), span.order_by("-ts").first()
     with transaction.atomic():
         MinuteBar.objects.filter(instrument=instrument).delete()
         DailyBar.objects.filter(instrument=instrument).delete()
-        instrument.delete()
     if first is not None:
         refresh_table("marketdata_minutebar", first, last)
 
 
 def load() -> tuple[Instrument, BucketRequest]:
     """A year of demo minute bars for the benchmark instrument, aggregates refreshed."""
-    leftover = Instrument.objects.filter(symbol=SYMBOL).first()
-    if leftover is not None:  # from a run that was interrupted
+    leftover = Instrument.objects.filter(symbol=SYMBOL, active=True).first()
+    if leftover is not None:  # from an earlier run, or one that was interrupted
         remove(leftover)
     spec = replace(demo.DEMO_SYMBOLS["AAPL"], symbol=SYMBOL)
     minute = demo.generate(spec, demo.last_completed_weekday(), demo.TRADING_DAYS_PER_YEAR, 2024)
     daily = demo.daily_from_minutes(minute)
     demo.prepare_partitions(connection, minute, daily)
     with transaction.atomic():
-        instrument = Instrument.objects.create(symbol=SYMBOL, asset_class="equity")
+        instrument = leftover or Instrument.objects.create(symbol=SYMBOL, asset_class="equity")
         demo.load(connection, instrument.id, minute, daily)
     first, last = demo.time_range(minute)
     refresh_table("marketdata_minutebar", first, last)

@@ -30,6 +30,10 @@ class MarketdataConfig(AppConfig):
         # the revisions it kept name it, and the audit log holds it to its last state. What
         # an update may change is the database's rule (marketdata/sql/ingests/0010.sql).
         "marketdata_ingest": "INSERT, UPDATE",
+        # The security master: versions are written by the owner's functions only
+        # (marketdata_listing_set, _clear; an instrument's own row changed in place changes
+        # its history through them, by trigger), never edited in place nor deleted.
+        "marketdata_listing": "",
     }
     # When a row was learnt is the database's to say (its load's time), never the writer's:
     # a row backdated would show in reads as known before it was; one dated ahead would be in

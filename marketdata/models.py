@@ -8,10 +8,17 @@ tick or a quote through named CHECK constraints, so raw SQL meets the same rules
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateRangeField, RangeOperators
 from django.db import models
 from django.db.models import F, Q
 
-from marketdata.querysets import BarQuerySet, TickQuerySet, TimeRangeQuerySet
+from marketdata.querysets import (
+    BarQuerySet,
+    InstrumentQuerySet,
+    TickQuerySet,
+    TimeRangeQuerySet,
+)
 from qvp_site.db.audit import audited
 
 # ``now()``: the start of the transaction, the same instant for every row a load writes
@@ -37,13 +44,17 @@ class Instrument(models.Model):
         CRYPTO = "crypto", "crypto"
 
     # The venue is written into the symbol where two venues list it (BTCUSDT.BINANCE-FUTURES).
-    symbol = models.CharField(max_length=64, unique=True)
+    # Today's terms of the instrument's history (Listing): a ticker a delisted instrument bore
+    # last may be another's now, so only instruments still listed hold a symbol each.
+    symbol = models.CharField(max_length=64)
     asset_class = models.CharField(max_length=10, choices=AssetClass.choices)
     exchange = models.CharField(max_length=32, blank=True)
     currency = models.CharField(max_length=5, default="USD")
     tick_size = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     multiplier = models.DecimalField(max_digits=20, decimal_places=6, default=1)
     active = models.BooleanField(default=True)
+
+    objects = InstrumentQuerySet.as_manager()
 
     class Meta:
         ordering = ["symbol"]
@@ -63,10 +74,117 @@ class Instrument(models.Model):
                 condition=Q(multiplier__gt=0), name="instrument_multiplier_positive"
             ),
             models.CheckConstraint(condition=~Q(symbol=""), name="instrument_symbol_not_empty"),
+            models.UniqueConstraint(
+                fields=["symbol"], condition=Q(active=True), name="instrument_symbol_active"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.symbol
+
+
+def valid_dates() -> models.Func:
+    """The dates a listing version held, as a range ``[valid_from, valid_until)``: unbounded
+    below where ``valid_from`` is null (held since before the history starts), above where
+    ``valid_until`` is null (holds still). A plain ``Func``, so that migrations name no class
+    of this module."""
+    return models.Func(
+        F("valid_from"), F("valid_until"), function="daterange", output_field=DateRangeField()
+    )
+
+
+@audited
+class Listing(models.Model):
+    """One version of an instrument's terms in the security master: its symbol, name, exchange
+    (MIC), currency, identifiers and status from ``valid_from`` until ``valid_until`` (dates;
+    the end excluded), as the system knew them from ``known_from`` until ``known_until`` (a
+    history corrected later keeps the versions it replaced, closed). The instrument keeps its
+    id for life; its own row holds the terms of today's version (marketdata/sql/listings/0011.sql
+    keeps the two in step, whichever is written)."""
+
+    class Status(models.TextChoices):
+        LISTED = "listed", "listed"
+        SUSPENDED = "suspended", "suspended"
+        DELISTED = "delisted", "delisted"
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="listings")
+    valid_from = models.DateField(null=True, blank=True, help_text="empty: since always")
+    valid_until = models.DateField(null=True, blank=True, help_text="excluded; empty: still")
+    symbol = models.CharField(max_length=64)
+    name = models.CharField(max_length=200, blank=True)
+    mic = models.CharField("exchange (MIC)", max_length=4, blank=True)
+    currency = models.CharField(max_length=5)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.LISTED)
+    isin = models.CharField("ISIN", max_length=12, blank=True)
+    figi = models.CharField("FIGI", max_length=12, blank=True)
+    # A vendor's own codes, by vendor: {"refinitiv": "AAPL.O"}.
+    vendor_ids = models.JSONField("vendor identifiers", default=dict, blank=True)
+    known_from = models.DateTimeField(
+        db_default=TRANSACTION_START, help_text="when the system learnt it"
+    )
+    known_until = models.DateTimeField(
+        null=True, blank=True, help_text="when a corrected history replaced it (empty: current)"
+    )
+
+    class Meta:
+        ordering = ["instrument", "valid_from", "known_from"]
+        indexes = [
+            models.Index(fields=["symbol", "valid_from"], name="listing_by_symbol"),
+            models.Index(fields=["instrument", "valid_from"], name="listing_by_instrument"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_until__isnull=True)
+                | Q(valid_from__isnull=True)
+                | Q(valid_until__gt=F("valid_from")),
+                name="listing_dates_in_order",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["listed", "suspended", "delisted"]),
+                name="listing_status_known",
+            ),
+            models.CheckConstraint(condition=~Q(symbol=""), name="listing_symbol_not_empty"),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z0-9]{3,5}$"), name="listing_currency_code"
+            ),
+            models.CheckConstraint(
+                condition=Q(mic="") | Q(mic__regex=r"^[A-Z0-9]{4}$"), name="listing_mic_code"
+            ),
+            models.CheckConstraint(
+                condition=Q(isin="") | Q(isin__regex=r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$"),
+                name="listing_isin_code",
+            ),
+            models.CheckConstraint(
+                condition=Q(figi="") | Q(figi__regex=r"^[A-Z]{2}G[A-Z0-9]{8}[0-9]$"),
+                name="listing_figi_code",
+            ),
+            models.CheckConstraint(
+                condition=Q(known_until__isnull=True) | Q(known_until__gte=F("known_from")),
+                name="listing_known_in_order",
+            ),
+            # An instrument has one set of terms on a day, as currently known...
+            ExclusionConstraint(
+                name="listing_one_version_a_day",
+                expressions=[
+                    ("instrument", RangeOperators.EQUAL),
+                    (valid_dates(), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(known_until__isnull=True),
+            ),
+            # ...and a ticker names one listed (or suspended) instrument on a day.
+            ExclusionConstraint(
+                name="listing_one_bearer_a_day",
+                expressions=[
+                    ("symbol", RangeOperators.EQUAL),
+                    (valid_dates(), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(known_until__isnull=True) & ~Q(status="delisted"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        since = self.valid_from or "always"
+        return f"{self.symbol} ({self.status}) from {since}"
 
 
 INFINITY = float("inf")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db import models
 from django.db.models import F, Max, Min, Subquery, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lag
 from django.db.models.sql.datastructures import BaseTable
 
@@ -38,6 +39,18 @@ class KnownAt(BaseTable):
     @property
     def identity(self) -> tuple[Any, ...]:
         return (self.__class__, self.table_name, self.table_alias, self.moment)
+
+
+class InstrumentQuerySet(models.QuerySet):
+    def universe(self, on: date, known_at: datetime | None = None) -> InstrumentQuerySet:
+        """The instruments listed (or suspended) on ``on``, as known at ``known_at``: those
+        delisted since included (no survivorship bias). The security master's
+        ``marketdata_universe`` (marketdata/sql/listings/0011.sql) decides."""
+        universe = RawSQL(
+            "SELECT instrument_id FROM marketdata_universe(%s::date, %s::timestamptz)",
+            [on, known_at],
+        )
+        return self.filter(id__in=universe)
 
 
 class TimeRangeQuerySet(models.QuerySet):

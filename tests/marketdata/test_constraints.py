@@ -136,7 +136,10 @@ def test_deleting_an_instrument_with_bars_is_refused(instrument, partitioned_for
             "UPDATE marketdata_instrument SET active = false WHERE id = %s", [instrument.id]
         )
     MinuteBar.objects.all().delete()
-    instrument.delete()  # nothing refers to it any more
+    # Without bars, its history in the security master still refers to it: an instrument
+    # keeps its id for life (it is delisted instead).
+    with pytest.raises(ProtectedError, match="Listing"):
+        instrument.delete()
 
 
 def test_a_bar_of_an_unknown_instrument_is_refused(instrument, partitioned_for):
