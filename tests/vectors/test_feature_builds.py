@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from marketdata import demo
 from qvp_site.db import partitions
 from tests.knowledge import between_commits as _pause
-from tests.vectors.test_rerun import _csv, _ingest
+from tests.vectors.bar_files import bars_csv, ingest_spy
 from vectors import embeddings
 from vectors.models import FeatureBuild, FeatureEmbedding
 
@@ -33,7 +33,7 @@ def corrected_after_a_build(tmp_path):
     by a later file (a real revision). Returns the build and the bar's index."""
     minute = demo.generate(demo.DEMO_SYMBOLS["SPY"], END, SESSIONS, seed=3)
     partitions.prepare_load("marketdata_minutebar", *demo.time_range(minute))
-    _ingest(tmp_path, "first.csv", _csv(minute, {}))
+    ingest_spy(tmp_path, "first.csv", bars_csv(minute, {}))
     _pause()
     out = StringIO()
     call_command("build_embeddings", "--symbol", "SPY", "--no-progress", stdout=out)
@@ -42,7 +42,7 @@ def corrected_after_a_build(tmp_path):
     assert build.code_version
     index = len(minute.ts) - 5  # inside the newest windows
     close = float(minute.close[index]) * 1.05
-    assert "1 revised" in _ingest(tmp_path, "fixed.csv", _csv(minute, {index: close}))
+    assert "1 revised" in ingest_spy(tmp_path, "fixed.csv", bars_csv(minute, {index: close}))
     return build
 
 

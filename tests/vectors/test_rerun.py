@@ -8,10 +8,9 @@ build) must commit apart for a correction to be later knowledge than the build."
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from qvp_site.code_version import code_version
 from qvp_site.db import partitions, roles
 from tests.clients import client_of
 from tests.knowledge import between_commits as _pause
+from tests.vectors.bar_files import bars_csv, ingest_spy
 from trading import reruns
 from trading.models import BacktestRun, BacktestTrade
 from vectors import bars, patterns
@@ -35,28 +35,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 END = date(2024, 5, 17)  # a Friday
 SESSIONS = 33  # 30 sessions of thirty-minute bars behind the first decision, then three
-HEADER = "timestamp,open,high,low,close,volume"
-
-
-def _csv(minute: demo.Bars, corrected: dict[int, float]) -> str:
-    """The bars as a file; ``corrected``: new closes by row (the high or low follows)."""
-    rows = [HEADER]
-    for i, ts in enumerate(minute.ts.astype("M8[s]").astype(datetime)):
-        o, h, lo, c = (float(a[i]) for a in (minute.open, minute.high, minute.low, minute.close))
-        if i in corrected:
-            c = corrected[i]
-            h, lo = max(h, c), min(lo, c)
-        # repr: the same doubles back, so rows not corrected load as unchanged.
-        rows.append(f"{ts:%Y-%m-%d %H:%M:%S},{o!r},{h!r},{lo!r},{c!r},{float(minute.volume[i])!r}")
-    return "\n".join(rows) + "\n"
-
-
-def _ingest(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    out = StringIO()
-    call_command("ingest_bars", str(path), "--symbol", "SPY", "--timeframe", "1m", stdout=out)
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -66,7 +44,7 @@ def built(tmp_path):
     the bars and the moment between the build and the correction."""
     minute = demo.generate(demo.DEMO_SYMBOLS["SPY"], END, SESSIONS, seed=7)
     partitions.prepare_load("marketdata_minutebar", *demo.time_range(minute))
-    assert "inserted" in _ingest(tmp_path, "first.csv", _csv(minute, {}))
+    assert "inserted" in ingest_spy(tmp_path, "first.csv", bars_csv(minute, {}))
     before_build = _pause()
     patterns.build(Instrument.objects.filter(symbol="SPY"))
     run = BacktestRun.objects.get(strategy="momentum-1h", parameters__symbol="SPY")
@@ -75,7 +53,9 @@ def built(tmp_path):
     # The entry's price is the close of the bar that closed at the decision.
     where = int(np.flatnonzero(minute.ts == np.datetime64(entry.ts.replace(tzinfo=None)))[0]) - 1
     between = _pause()
-    out = _ingest(tmp_path, "corrected.csv", _csv(minute, {where: float(entry.price) * 1.02}))
+    out = ingest_spy(
+        tmp_path, "corrected.csv", bars_csv(minute, {where: float(entry.price) * 1.02})
+    )
     assert "0 inserted, 1 revised" in out
     return run, before_build, between
 
