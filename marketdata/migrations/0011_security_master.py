@@ -7,6 +7,10 @@ may be another's now). Versions may not overlap for one instrument, nor a ticker
 listed instruments on a day: exclusion constraints, which need btree_gist (a trusted
 extension of PostgreSQL's contrib, in every engine QVP runs on).
 
+A merge of market data checks that its load's symbol is one its instrument bore at some time
+(marketdata/sql/revisions/0011.sql), so a load of FB's 2020 bars merges into the instrument now
+called META.
+
 Unapplied, the history goes (the instruments' rows keep today's terms)."""
 
 import django.contrib.postgres.constraints
@@ -252,4 +256,9 @@ class Migration(migrations.Migration):
         AuditChanges("Listing"),
         migrations.RunSQL(FIRST_VERSIONS, migrations.RunSQL.noop),
         migrations.RunSQL(read_sql("marketdata", "listings", "0011"), DROP),
+        # The merges' check of a load's symbol reads the history (version 0011 of revisions).
+        migrations.RunSQL(
+            read_sql("marketdata", "revisions", "0011"),
+            read_sql("marketdata", "revisions", "0009"),
+        ),
     ]
