@@ -42,7 +42,9 @@ PAIRED_RETURNS_SQL = """
 SELECT s.ret, b.ret
 FROM risk_snapshot_returns(%(account)s, %(as_of)s, %(lookback)s, %(known_at)s::timestamptz) s
 LEFT JOIN risk_daily_returns(
-    ARRAY(SELECT id FROM marketdata_instrument WHERE symbol = %(benchmark)s),
+    ARRAY(SELECT instrument_id FROM marketdata_resolve_symbols(
+              ARRAY[%(benchmark)s], %(as_of)s::date, %(known_at)s::timestamptz)
+          WHERE instrument_id IS NOT NULL),
     %(as_of)s, %(lookback)s + 10, %(known_at)s::timestamptz
 ) b USING (day)
 ORDER BY s.ts

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 from django.db import connection
 
-from marketdata.models import Instrument
+from marketdata.security_master import SymbolNotResolved, resolve
 from qvp_site.acting import acting_as
 from qvp_site.code_version import code_version
 from qvp_site.db import partitions
@@ -261,11 +261,20 @@ def _stored(run: RiskRun) -> dict[tuple[int, str], float]:
     return stored
 
 
+def _benchmark(symbol: str, as_of: datetime, known_at: datetime | None) -> int | None:
+    """The instrument that bore the benchmark's symbol on the valuation date, as known then
+    (None when none did: the factors and beta that need it are left out, as without one)."""
+    try:
+        return resolve(symbol, as_of.astimezone(UTC).date(), known_at).id
+    except SymbolNotResolved:
+        return None
+
+
 def _measure(
     ids: list[int], as_of: datetime, options: RunOptions, known_at: datetime | None
 ) -> _Rows:
-    benchmark = Instrument.objects.filter(symbol=options.benchmark).values_list("id", flat=True)
-    table = factors.loadings(as_of, benchmark.first(), options.lookback, known_at=known_at)
+    benchmark = _benchmark(options.benchmark, as_of, known_at)
+    table = factors.loadings(as_of, benchmark, options.lookback, known_at=known_at)
     # The NAV is the latest snapshot's, as stored at known_at (trading 0012 keeps its history).
     with connection.cursor() as cursor:
         cursor.execute(LATEST_NAV_SQL, [known_at, ids, as_of])

@@ -1,6 +1,7 @@
 """A risk run's performance metrics read the portfolio snapshots as stored at its knowledge time
-(risk/sql/functions/0005.sql; the snapshots' history is trading 0012). Unapplied, the new
-signature of risk_snapshot_returns goes and version 0004 returns."""
+(risk/sql/functions/0005.sql; the snapshots' history is trading 0012), and the benchmark is the
+instrument that bore its symbol on the valuation date (the security master). Unapplied, the
+new signature of risk_snapshot_returns goes and version 0004 returns."""
 
 from django.db import migrations
 
@@ -17,6 +18,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("risk", "0004_risk_runs"),
         ("trading", "0012_snapshot_history"),
+        ("marketdata", "0011_security_master"),  # marketdata_resolve_symbols
     ]
 
     operations = [

@@ -6,6 +6,7 @@ as known at a time too, for every role."""
 
 from __future__ import annotations
 
+from datetime import date
 from io import StringIO
 from pathlib import Path
 
@@ -16,11 +17,12 @@ from django.db import connection
 from django.db.models import F
 
 from marketdata.models import DailyBarRevision, Instrument
+from marketdata.security_master import Terms, clear, set_terms
 from qvp_site.code_version import code_version
 from risk.models import FactorExposure, RiskMetric, RiskRun
 from risk.runs import RunOptions, compute_risk, repeat_run
 from tests.knowledge import between_commits as _pause
-from tests.risk.conftest import closes_from, day, hold
+from tests.risk.conftest import closes_from, daily_bars, day, hold
 from tests.risk.test_performance import snapshots
 from trading import books
 from trading.models import Execution, PortfolioSnapshot
@@ -247,3 +249,26 @@ def test_a_run_repeats_after_its_snapshots_were_restated(book):
     after = _numbers(book)
     for name in ("total_return", "volatility", "sharpe"):
         assert after[("metric", name)] != before[("metric", name)], name
+
+
+def test_the_benchmark_is_the_instrument_that_bore_its_symbol_then(book, market):
+    """A delisted company that bore SPY once is not the benchmark: beta, in SQL and in a run,
+    is measured against the instrument that bore the symbol on the valuation date."""
+    query = "SELECT beta FROM calculate_portfolio_metrics(%s, %s, 'SPY', 0, %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(query, [book.id, LOOKBACK, AS_OF])
+        (beta,) = cursor.fetchone()
+    compute_risk(AS_OF, options=OPTIONS)
+    before = _numbers(book)
+    spy = Instrument.objects.get(symbol="SPY")
+    clear(spy.id, None, date(2000, 1, 3))  # listed since 2000 (not since always)
+    impostor = Instrument.objects.create(symbol="SPY", asset_class="equity", active=False)
+    set_terms(impostor.id, date(1993, 1, 4), date(1995, 1, 3), Terms("SPY", "USD"))
+    set_terms(impostor.id, date(1995, 1, 3), None, Terms("SPY", "USD", "delisted"))
+    clear(impostor.id, None, date(1993, 1, 4))
+    daily_bars(impostor, closes_from(np.random.default_rng(5).normal(0, 0.05, DAYS - 1)))
+    with connection.cursor() as cursor:
+        cursor.execute(query, [book.id, LOOKBACK, AS_OF])
+        assert cursor.fetchone() == (beta,)
+    compute_risk(AS_OF, options=OPTIONS)
+    assert _numbers(book) == before

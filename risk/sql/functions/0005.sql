@@ -10,7 +10,9 @@
 --
 -- Version 0005: portfolio snapshots keep their history (trading/sql/snapshots/0012.sql), so
 -- risk_snapshot_returns reads them as stored at p_known_at too, and a performance metric is
--- repeated exactly after a snapshot was taken again with other numbers.
+-- repeated exactly after a snapshot was taken again with other numbers. The benchmark is the
+-- instrument that bore its symbol on the valuation date, as known then (the security master,
+-- marketdata/sql/listings/0011.sql), not every instrument that bears it today.
 
 -- The old signatures go first: a new trailing argument with a default would otherwise make
 -- every call that names fewer arguments ambiguous between the two.
@@ -262,7 +264,9 @@ LANGUAGE sql STABLE AS $$
         SELECT 1 - wealth / greatest(1, max(wealth) OVER (ORDER BY ts)) AS dd FROM r
     ), bench AS (
         SELECT b.day, b.ret FROM risk_daily_returns(
-            ARRAY(SELECT id FROM marketdata_instrument WHERE symbol = p_benchmark),
+            ARRAY(SELECT instrument_id FROM marketdata_resolve_symbols(
+                      ARRAY[p_benchmark], p_as_of::date, p_known_at)
+                  WHERE instrument_id IS NOT NULL),
             p_as_of, p_lookback_days + 10, p_known_at) b
     ), paired AS (
         SELECT r.ret, bench.ret AS bret FROM r JOIN bench USING (day)
