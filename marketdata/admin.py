@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.db import models
+from django.db.models import F
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -28,6 +29,7 @@ from marketdata.models import (
     DailyBarRevision,
     Ingest,
     Instrument,
+    Listing,
     MinuteBar,
     MinuteBarRevision,
     OptionQuote,
@@ -69,11 +71,97 @@ def _url_value(value: object) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+# The columns of a version in the instrument's history (its change page).
+HISTORY_COLUMNS = (
+    "valid_from",
+    "valid_until",
+    "symbol",
+    "name",
+    "mic",
+    "currency",
+    "status",
+    "isin",
+    "figi",
+    "known_from",
+    "known_until",
+)
+
+
 @admin.register(Instrument)
 class InstrumentAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
     list_display = ["symbol", "asset_class", "exchange", "currency", "tick_size", "active"]
     list_filter = ["asset_class", "active", "exchange", "currency"]
     search_fields = ["symbol"]
+    readonly_fields = ["history"]
+
+    @admin.display(description="security master history")
+    def history(self, instrument: Instrument) -> SafeString | str:
+        """Every version of the instrument's terms, current and closed (as known before a
+        correction), in date order: one query by the listing table's instrument index. Not an
+        inline: versions are written by the security master's functions, never by a form."""
+        if instrument.pk is None:
+            return "-"
+        versions = list(
+            Listing.objects.filter(instrument=instrument)
+            .order_by(F("valid_from").asc(nulls_first=True), "known_from", "pk")
+            .values_list(*HISTORY_COLUMNS)
+        )
+        link = format_html(
+            '<a href="{}">these versions in the list of listings</a>',
+            changelist_url(Listing, instrument__id__exact=instrument.pk),
+        )
+        header = format_html_join(
+            "", "<th>{}</th>", ((c.replace("_", " "),) for c in HISTORY_COLUMNS)
+        )
+        body = format_html_join(
+            "",
+            '<tr class="{}">{}</tr>',
+            (
+                (
+                    "closed" if values[-1] is not None else "current",
+                    format_html_join("", "<td>{}</td>", ((_blank(v),) for v in values)),
+                )
+                for values in versions
+            ),
+        )
+        return format_html(
+            "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}", header, body, link
+        )
+
+
+def _blank(value: object) -> object:
+    """An open bound or an empty field, as the admin shows one."""
+    return "-" if value in (None, "") else value
+
+
+@admin.register(Listing)
+class ListingAdmin(ViewOnly, LargeTableAdmin):
+    """The security master's versions: viewed only, written by its functions
+    (``marketdata_listing_set`` through ``ingest_listings``, ``POST /api/v1/listings/``, an
+    instrument changed here), which keep a version replaced closed (``known_until``)."""
+
+    list_display = [
+        "instrument",
+        "valid_from",
+        "valid_until",
+        "symbol",
+        "name",
+        "mic",
+        "currency",
+        "status",
+        "isin",
+        "figi",
+        "known_from",
+        "known_until",
+    ]
+    list_filter = [
+        "status",
+        ("valid_from", admin.DateFieldListFilter),
+        ("known_until", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["symbol__exact", "isin__exact", "figi__exact", "instrument__symbol__exact"]
+    # By the column, not the relation: ``instrument`` would order by the instrument's symbol.
+    ordering = ["instrument_id", "valid_from", "known_from"]
 
 
 class ShowsRevisions:

@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
+from marketdata import api_listings as listings
 from risk import api as risk
 from signals import api as signals
 from trading import api as trading
@@ -13,6 +14,13 @@ router.register("instruments", marketdata.InstrumentViewSet)
 router.register("bars", marketdata.BarViewSet, basename="bar")
 router.register("ticks", marketdata.TickViewSet, basename="tick")
 router.register("prices", marketdata.PriceViewSet, basename="price")
+router.register(
+    r"instruments/(?P<instrument_id>[0-9]+)/listings",
+    listings.InstrumentListingViewSet,
+    basename="instrumentlisting",
+)
+router.register("listings", listings.ListingViewSet, basename="listing")
+router.register("universe", listings.UniverseViewSet, basename="universe")
 router.register("accounts", trading.AccountViewSet)
 router.register("orders", trading.OrderViewSet)
 router.register("executions", trading.ExecutionViewSet)

@@ -23,8 +23,17 @@ from django.db import DEFAULT_DB_ALIAS
 
 OPERATORS = "operators"
 MARKETDATA = "marketdata"
-# The market-data models the API and the admin write.
-MODELS: tuple[str, ...] = ("instrument", "minutebar", "dailybar", "tick", "optionquote", "ingest")
+# The market-data models the API and the admin write (listing: the security master's
+# versions, stated through POST /api/v1/listings/).
+MODELS: tuple[str, ...] = (
+    "instrument",
+    "minutebar",
+    "dailybar",
+    "tick",
+    "optionquote",
+    "ingest",
+    "listing",
+)
 ACTIONS: tuple[str, ...] = ("add", "change", "view")
 
 

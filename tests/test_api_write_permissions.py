@@ -113,6 +113,10 @@ CASES: dict[str, Case] = {
     "cash_create": lambda w: (None, {"account": w.alpha.id, "kind": "deposit", "amount": "5"}),
     "executions_create": lambda w: (None, execution(w.order, 10, exec_id="x-9")),
     "executions_bust_create": lambda w: (w.booked.id, {}),
+    "listings_create": lambda w: (
+        None,
+        {"symbol": "AAPL", "valid_from": "2024-01-02", "currency": "USD", "name": "Apple Inc"},
+    ),
     "news_create": lambda w: (None, [ARTICLE]),
     "orders_create": lambda w: (None, an_order(w.alpha, client_order_id="c-9")),
     "orders_cancel_create": lambda w: (w.order.id, {}),

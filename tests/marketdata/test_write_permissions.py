@@ -57,7 +57,10 @@ def test_the_migration_grants_what_exists(db):
     Group.objects.filter(name=OPERATORS).delete()
     with connection.schema_editor() as editor:
         migration.create_operators(global_apps, editor)
-    assert held(Group.objects.get(name=OPERATORS)) == set(codenames())
+    # The models of its day (listings came later: post_migrate grants those).
+    granted = {f"{a}_{m}" for m in migration.MODELS for a in migration.ACTIONS}
+    assert held(Group.objects.get(name=OPERATORS)) == granted
+    assert granted < set(codenames())
 
 
 def test_an_operator_writes_bars(instrument, partitioned_for):
