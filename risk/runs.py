@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from django.db import connection
 
+from marketdata.knowledge import knowledge_time
 from marketdata.security_master import SymbolNotResolved, resolve
 from qvp_site.acting import acting_as
 from qvp_site.code_version import code_version
@@ -54,13 +55,11 @@ ON CONFLICT (account_id, factor, ts) DO UPDATE
 SET exposure = EXCLUDED.exposure, run_id = EXCLUDED.run_id
 """
 
-# The run's knowledge time when none is given: the settled moment (marketdata.knowledge), just
-# before every transaction still open, so that a load or a booking in flight as the run reads,
-# committed after, is not known by then either; the run's own transaction's writes are. And
-# who acts, as the audit trail and the revisions name them (marketdata_actor, marketdata 0009).
-RUN_START_SQL = """
-SELECT coalesce(%s::timestamptz, marketdata_settled_at()), marketdata_actor()
-"""
+# Who acts, as the audit trail and the revisions name them (marketdata_actor, marketdata 0009).
+# The run's knowledge time, when none is given, is the settled moment (marketdata.knowledge):
+# just before every transaction still open, so that a load or a booking in flight as the run
+# reads, committed after, is not known by then either; one given after it is refused.
+RUN_START_SQL = "SELECT marketdata_actor()"
 
 LATEST_NAV_SQL = """
 SELECT DISTINCT ON (account_id) account_id, nav::float8
@@ -226,9 +225,10 @@ def _start(
     options: RunOptions,
     repeat_of: RiskRun | None = None,
 ) -> RiskRun:
+    known = knowledge_time(known_at)
     with connection.cursor() as cursor:
-        cursor.execute(RUN_START_SQL, [known_at])
-        known, actor = cursor.fetchone()
+        cursor.execute(RUN_START_SQL)
+        (actor,) = cursor.fetchone()
     return RiskRun.objects.create(
         as_of=as_of,
         known_at=known,

@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from marketdata.knowledge import settled_at
+from marketdata.knowledge import knowledge_time
 from qvp_site.code_version import code_version
 
 # One statement for every agent asked: the function per agent, upserted.
@@ -82,7 +82,7 @@ def refresh(
         "windows": windows,
         "names": agent_names,
         "as_of": as_of or timezone.now(),
-        "known_at": known_at or settled_at(),
+        "known_at": knowledge_time(known_at),
         "code_version": code_version(),
     }
     with connection.cursor() as cursor:

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from marketdata.knowledge import settled_at
+from marketdata.knowledge import knowledge_time
 from marketdata.prices import LATEST_PRICES_KNOWN_AT_SQL
 from qvp_site.acting import acting_as
 from qvp_site.code_version import code_version
@@ -268,7 +268,7 @@ def take_snapshots_at(
     partitions.prepare_load(TABLE, times[0], times[-1])
     written = 0
     with _acting(), connection.cursor() as cursor:
-        known, version = known_at or settled_at(), code_version()
+        known, version = knowledge_time(known_at), code_version()
         for chunk in _chunks(times, TIMES_PER_STATEMENT):
             cursor.execute(
                 SNAPSHOT_SQL,

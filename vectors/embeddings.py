@@ -21,7 +21,7 @@ import numpy as np
 from django.db import connection, transaction
 from django.db.models import Max
 
-from marketdata.knowledge import settled_at
+from marketdata.knowledge import knowledge_time
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.code_version import code_version
 from qvp_site.db.binary_copy import columns_of, copy_columns
@@ -132,7 +132,7 @@ def build(
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
-        known_at = known_at or settled_at()
+        known_at = knowledge_time(known_at)
         stored = spec.stored()
         instruments = list(instruments)
         if rebuild and stored is not None:

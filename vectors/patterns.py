@@ -25,7 +25,7 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
-from marketdata.knowledge import settled_at
+from marketdata.knowledge import knowledge_time
 from marketdata.models import Instrument
 from qvp_site.code_version import code_version
 from qvp_site.db.binary_copy import copy_rows
@@ -204,14 +204,8 @@ def build(
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
-        settled = settled_at()
-        if known_at is not None and known_at > settled:
-            # Knowledge not yet settled: what loads still open commit would change the rerun.
-            raise ValueError(
-                f"known_at {known_at.isoformat()} is after the build's start, as settled"
-                f" ({settled.isoformat()})"
-            )
-        read = Reading(known_at=known_at or settled, since=since)
+        # Knowledge not yet settled is refused: what loads still open commit would change it.
+        read = Reading(known_at=knowledge_time(known_at), since=since)
         computed = {}
         for instrument in progress(list(instruments)):
             with run.each(instrument.symbol):

@@ -12,7 +12,10 @@ TABLE = "marketdata_ingest"
 
 DROP_RULES = [
     f"DROP TRIGGER IF EXISTS marketdata_ingest_kept ON {TABLE}",
-    "DROP FUNCTION IF EXISTS marketdata_ingest_kept()",
+    f"DROP TRIGGER IF EXISTS marketdata_ingest_started ON {TABLE}",
+    f"DROP TRIGGER IF EXISTS marketdata_ingest_user_gone ON {TABLE}",
+    "DROP FUNCTION IF EXISTS marketdata_ingest_kept(), marketdata_ingest_started(),"
+    " marketdata_ingest_user_gone()",
 ]
 
 

@@ -39,6 +39,7 @@ DROP TRIGGER IF EXISTS marketdata_instrument_relisted ON marketdata_instrument;
 DROP TRIGGER IF EXISTS marketdata_listing_kept ON marketdata_listing;
 DROP FUNCTION IF EXISTS marketdata_instrument_listed(), marketdata_instrument_relisted(),
     marketdata_listing_kept(), marketdata_listing_set(bigint, date, date, text, text, text,
+    text, text, text, text, jsonb), marketdata_listing_put(bigint, date, date, text, text, text,
     text, text, text, text, jsonb, boolean), marketdata_listing_clear(bigint, date, date),
     marketdata_listing_cut(bigint, date, date, timestamptz),
     marketdata_listing_lock(bigint, date, date), marketdata_listing_sync(bigint),
@@ -259,6 +260,7 @@ class Migration(migrations.Migration):
         # The merges' check of a load's symbol reads the history (version 0011 of revisions).
         migrations.RunSQL(
             read_sql("marketdata", "revisions", "0011"),
-            read_sql("marketdata", "revisions", "0009"),
+            "DROP FUNCTION IF EXISTS marketdata_merge_dates_check(bigint, bigint, timestamptz,"
+            " timestamptz);" + read_sql("marketdata", "revisions", "0009"),
         ),
     ]

@@ -295,8 +295,7 @@ OWNERS_FUNCTIONS = (
     "marketdata_delete(regclass, bigint, timestamptz, timestamptz)",
     "marketdata_take_turn(regclass, bigint)",
     # The security master's writers (marketdata/sql/listings/0011.sql).
-    "marketdata_listing_set(bigint, date, date, text, text, text, text, text, text, text, jsonb,"
-    " boolean)",
+    "marketdata_listing_set(bigint, date, date, text, text, text, text, text, text, text, jsonb)",
     "marketdata_listing_clear(bigint, date, date)",
 )
 

@@ -46,9 +46,10 @@ def _known(minutes: int) -> dict:
 @pytest.fixture
 def revised(instrument, partitioned_for, django_user_model):
     """One row of each kind, each with revisions: two of a load (an Ingest), one deletion."""
-    ingest = Ingest.objects.create(
-        file_name="fix.csv", kind=Ingest.Kind.BARS_1M, symbol="AAPL", updated=2, status="loaded"
-    )
+    ingest = Ingest.objects.create(file_name="fix.csv", kind=Ingest.Kind.BARS_1M, symbol="AAPL")
+    # A load's record starts running, then ends (marketdata/sql/ingests/0010.sql).
+    Ingest.objects.filter(pk=ingest.pk).update(updated=2, status="loaded")
+    ingest.refresh_from_db()
     other = Ingest.objects.create(file_name="other.csv", kind=Ingest.Kind.BARS_1M, symbol="AAPL")
     bar = MinuteBar.objects.create(instrument=instrument, ts=START, **BAR)
     for i, (load, change) in enumerate(

@@ -91,9 +91,13 @@ def test_requests_are_counted_by_route_and_status(client, configured, db):
 
 def test_ingests_job_runs_and_connections_come_from_the_database(client, configured, db):
     now = timezone.now()
-    Ingest.objects.create(file_name="a.csv", kind="bars-1m", symbol="AAPL", status="loaded",
-                          inserted=100, rejected=2, finished_at=now)  # fmt: skip
-    Ingest.objects.create(file_name="b.csv", kind="bars-1m", symbol="AAPL", status="refused")
+    # A load's record starts running (marketdata/sql/ingests/0010.sql), then ends.
+    loaded = Ingest.objects.create(file_name="a.csv", kind="bars-1m", symbol="AAPL")
+    Ingest.objects.filter(pk=loaded.pk).update(
+        status="loaded", inserted=100, rejected=2, finished_at=now
+    )
+    refused = Ingest.objects.create(file_name="b.csv", kind="bars-1m", symbol="AAPL")
+    Ingest.objects.filter(pk=refused.pk).update(status="refused")
     JobRun.objects.create(job="maintain", status="succeeded", started_at=now - timedelta(seconds=7),
                           finished_at=now)  # fmt: skip
     JobRun.objects.create(job="maintain", status="failed", started_at=now, finished_at=now)

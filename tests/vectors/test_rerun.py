@@ -91,7 +91,7 @@ def test_an_incremental_build_is_repeated_from_its_since(built):
     run, _, _ = built
     since = run.period_start + timedelta(days=1)
     spy = Instrument.objects.filter(symbol="SPY")
-    with pytest.raises(ValueError, match="after the build's start"):
+    with pytest.raises(ValueError, match="is not settled yet"):
         patterns.build(spy, known_at=timezone.now() + timedelta(hours=1))
     patterns.build(spy, since=since)
     runs = BacktestRun.objects.filter(parameters__made_by=patterns.MADE_BY)

@@ -1,14 +1,22 @@
 """Portfolio snapshots keep their history: a snapshot taken again with other numbers, or
 deleted, keeps the row it replaces in ``PortfolioSnapshotRevision``, written by a trigger on
 the snapshots (trading/sql/snapshots/0012.sql), and ``trading_portfoliosnapshot_known_at(t)``
-reads them as stored at t. Snapshots stored before this migration are known from the moment
-it ran. Unapplied, the trigger and functions go with the table."""
+reads them as stored at t. Snapshots stored before this migration are known from the knowledge
+time they were computed at, else from their own time. Unapplied, the trigger and functions go
+with the table."""
 
 import django.db.models.deletion
 import django.db.models.functions.datetime
 from django.db import migrations, models
 
 from qvp_site.db.sqlfiles import read_sql
+
+# When the snapshots already stored were stored is not recorded: known from the knowledge time
+# they were computed at (recorded since trading 0010), else from their own time, never later
+# than now. A risk run recorded before this migration then reads them as it did.
+STORED_BEFORE = """
+UPDATE trading_portfoliosnapshot SET known_from = least(coalesce(known_at, ts), now())
+"""
 
 DROP = """
 DROP TRIGGER IF EXISTS trading_snapshot_keep_revision ON trading_portfoliosnapshot;
@@ -112,5 +120,6 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.RunSQL(STORED_BEFORE, migrations.RunSQL.noop),
         migrations.RunSQL(read_sql("trading", "snapshots", "0012"), DROP),
     ]

@@ -1,6 +1,7 @@
 -- Version 0011 (marketdata 0011, the security master): a merge's load is one of its instrument
 -- when the load's symbol is one the instrument bore at some time, no longer only its symbol of
--- today (marketdata_merge_checks). Otherwise as version 0009.
+-- today (marketdata_merge_checks), and bore on the dates of the rows merged
+-- (marketdata_merge_dates_check). Otherwise as version 0009.
 --
 -- Market data keeps every revision (marketdata 0009). A stored row is changed only here, by
 -- functions that run as the owner (trading_app may SELECT and INSERT market data, never UPDATE
@@ -176,6 +177,29 @@ BEGIN
 END
 $$;
 
+-- A load's symbol names its instrument on the dates of its rows: the symbol resolves to it
+-- (the security master's rule, marketdata_resolve_symbols) on the first row's date and on the
+-- last's. A load of a ticker's bars after another company took it never merges into the
+-- company that left it.
+CREATE OR REPLACE FUNCTION marketdata_merge_dates_check(
+    instrument bigint, ingest bigint, first_ts timestamptz, last_ts timestamptz
+) RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    on_date date;
+    named text;
+BEGIN
+    SELECT g.symbol INTO named FROM marketdata_ingest g WHERE g.id = ingest;
+    FOREACH on_date IN ARRAY ARRAY[first_ts::date, last_ts::date] LOOP
+        IF NOT EXISTS (SELECT 1 FROM marketdata_resolve_symbols(ARRAY[named], on_date, NULL) r
+                       WHERE r.instrument_id = instrument) THEN
+            RAISE EXCEPTION 'load %: % does not name instrument % on %', ingest, named,
+                instrument, on_date USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Bars: an array left NULL is a column the load does not have, and stays as stored.
 CREATE OR REPLACE FUNCTION marketdata_merge_bars(
     target regclass,
@@ -214,6 +238,8 @@ BEGIN
         RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
+    PERFORM marketdata_merge_dates_check(instrument, ingest,
+        (SELECT min(t) FROM unnest(ts) AS t), (SELECT max(t) FROM unnest(ts) AS t));
     IF volume IS NOT NULL THEN given := array_append(given, 'volume'); END IF;
     IF vwap IS NOT NULL THEN given := array_append(given, 'vwap'); END IF;
     IF trade_count IS NOT NULL THEN given := array_append(given, 'trade_count'); END IF;
@@ -263,6 +289,8 @@ BEGIN
         RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
+    PERFORM marketdata_merge_dates_check(instrument, ingest,
+        (SELECT min(t) FROM unnest(ts) AS t), (SELECT max(t) FROM unnest(ts) AS t));
     stamp := marketdata_take_turn('marketdata_tick', instrument);
     SELECT min(t), max(t) INTO first_ts, last_ts FROM unnest(ts) AS t;
     EXECUTE marketdata_merge_sql('marketdata_tick', ARRAY['ts', 'sequence'],
@@ -319,6 +347,8 @@ REVOKE ALL ON FUNCTION marketdata_settled_at() FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_sql(regclass, text[], text[], text, timestamptz)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_checks(regclass, bigint, bigint, bigint, bigint[], bigint)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION marketdata_merge_dates_check(bigint, bigint, timestamptz, timestamptz)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_bars(regclass, bigint, bigint, timestamptz[],
     double precision[], double precision[], double precision[], double precision[],

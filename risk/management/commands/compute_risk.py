@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from marketdata.knowledge import known_at_argument
 from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
 from risk.models import RiskRun
@@ -37,7 +38,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--known-at",
-            type=time_argument,
+            type=known_at_argument,
             help=(
                 f"read market data and executions as known at this time, {TIME_HELP} (default:"
                 " the settled moment); a run of the past checks no limit"
@@ -60,10 +61,7 @@ class Command(BaseCommand):
             raise CommandError("--confidence must be between 0 and 1 (exclusive)")
         if options["lookback"] < 2:
             raise CommandError("--lookback must be at least 2 days")
-        now = timezone.now()
-        if known_at is not None and known_at > now:
-            raise CommandError("--known-at must not be in the future (nothing is known yet)")
-        as_of = as_of or now.replace(second=0, microsecond=0)
+        as_of = as_of or timezone.now().replace(second=0, microsecond=0)
         run = RunOptions(options["confidence"], options["lookback"], options["benchmark"])
         report = compute_risk(
             as_of, account_ids(account), run, InstrumentRun("volatility"), known_at=known_at

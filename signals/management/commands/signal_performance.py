@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from marketdata.knowledge import known_at_argument
 from qvp_site.acting import acting_as
 from qvp_site.times import TIME_HELP, time_argument
 from signals.models import Agent
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--known-at",
-            type=time_argument,
+            type=known_at_argument,
             help="read market data as the system knew it then (a stored measure's known_at"
             f" repeats it exactly), {TIME_HELP} (default: now)",
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from marketdata.knowledge import known_at_argument
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
 from qvp_site.times import TIME_HELP, time_argument
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--known-at",
-            type=time_argument,
+            type=known_at_argument,
             help="read the books and bars as the system knew them then (a snapshot's known_at"
             f" takes it again exactly), {TIME_HELP} (default: the settled moment, recorded)",
         )

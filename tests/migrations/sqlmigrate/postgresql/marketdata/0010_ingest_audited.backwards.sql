@@ -3,7 +3,9 @@ BEGIN;
 -- Raw SQL operation
 --
 DROP TRIGGER IF EXISTS marketdata_ingest_kept ON marketdata_ingest;
-DROP FUNCTION IF EXISTS marketdata_ingest_kept();
+DROP TRIGGER IF EXISTS marketdata_ingest_started ON marketdata_ingest;
+DROP TRIGGER IF EXISTS marketdata_ingest_user_gone ON marketdata_ingest;
+DROP FUNCTION IF EXISTS marketdata_ingest_kept(), marketdata_ingest_started(), marketdata_ingest_user_gone();
 --
 -- Raw SQL operation
 --

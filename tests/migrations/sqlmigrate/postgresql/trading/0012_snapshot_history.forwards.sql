@@ -10,6 +10,12 @@ CREATE TABLE "trading_portfoliosnapshotrevision" ("id" bigint NOT NULL PRIMARY K
 --
 -- Raw SQL operation
 --
+
+UPDATE trading_portfoliosnapshot SET known_from = least(coalesce(known_at, ts), now())
+;
+--
+-- Raw SQL operation
+--
 -- Portfolio snapshots keep their history (trading 0012). Taking a snapshot again with other
 -- numbers (a bust booked since, a bar corrected) used to overwrite it; a risk run's performance
 -- metrics, read from the snapshots, could then not be repeated. Now every change of a stored
@@ -25,11 +31,20 @@ CREATE TABLE "trading_portfoliosnapshotrevision" ("id" bigint NOT NULL PRIMARY K
 -- nothing keeps its known_from (nothing was learnt). The new numbers are stored from the
 -- moment the row is locked (clock_timestamp, after any writer it waited for), never before the
 -- ones they replace. SECURITY DEFINER: the revisions are the owner's to write, whoever changes.
+-- pg_temp last in the search path: unnamed, it is searched first for tables, and a role with
+-- TEMPORARY could divert the owner's writes into a table (and a trigger) of its own.
 CREATE OR REPLACE FUNCTION trading_snapshot_keep_revision() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     stamp timestamptz := clock_timestamp();
 BEGIN
+    -- A snapshot is the account's value at its time: moved to another account or time (or
+    -- partition, which PostgreSQL does as a delete and an insert), it would be another one.
+    IF TG_OP = 'UPDATE' AND (NEW.account_id, NEW.ts) IS DISTINCT FROM (OLD.account_id, OLD.ts)
+    THEN
+        RAISE EXCEPTION 'snapshot %: its account and time never change (take another)', OLD.id
+            USING ERRCODE = 'check_violation';
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         IF (NEW.account_id, NEW.ts, NEW.currency, NEW.cash, NEW.market_value, NEW.nav,
             NEW.gross_exposure, NEW.net_exposure, NEW.daily_pnl, NEW.unpriced, NEW.known_at,

@@ -29,7 +29,7 @@ SELECT qvp_audit_snapshot('marketdata_ingest'::regclass, ARRAY[]::text[]);
 CREATE OR REPLACE FUNCTION marketdata_ingest_kept() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    identity constant text[] := ARRAY['file_name', 'path', 'kind', 'symbol', 'os_user',
+    identity constant text[] := ARRAY['id', 'file_name', 'path', 'kind', 'symbol', 'os_user',
                                       'started_at', 'user_id'];
     changed text[];
     fixed text[];
@@ -43,7 +43,9 @@ BEGIN
     SELECT coalesce(array_agg(n.key ORDER BY n.key), '{}') INTO changed
     FROM jsonb_each(to_jsonb(NEW)) AS n JOIN jsonb_each(to_jsonb(OLD)) AS o USING (key)
     WHERE n.value IS DISTINCT FROM o.value;
-    IF NEW.user_id IS NULL THEN  -- the user deleted: the one change any load may take
+    -- The user deleted: the one change any load may take (marketdata_ingest_user_gone checks
+    -- at commit that the user is gone indeed).
+    IF NEW.user_id IS NULL THEN
         changed := array_remove(changed, 'user_id');
     END IF;
     SELECT coalesce(array_agg(c ORDER BY c), '{}') INTO fixed
@@ -64,5 +66,46 @@ $$;
 
 CREATE OR REPLACE TRIGGER marketdata_ingest_kept BEFORE UPDATE OR DELETE ON marketdata_ingest
 FOR EACH ROW EXECUTE FUNCTION marketdata_ingest_kept();
+
+-- A load's record starts as the load starts: running, unfinished, dated now (within a few
+-- minutes, for the clocks of the application's and the database's machines). One inserted
+-- finished or backdated would be a load that never ran, which no update rule would see.
+CREATE OR REPLACE FUNCTION marketdata_ingest_started() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.status <> 'running' OR NEW.finished_at IS NOT NULL THEN
+        RAISE EXCEPTION 'a load''s record starts running and unfinished (not %)', NEW.status
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ingest_starts_running';
+    END IF;
+    IF NEW.started_at NOT BETWEEN now() - interval '5 minutes'
+                              AND clock_timestamp() + interval '5 minutes' THEN
+        RAISE EXCEPTION 'a load''s record is dated when it starts, not %', NEW.started_at
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ingest_starts_now';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER marketdata_ingest_started BEFORE INSERT ON marketdata_ingest
+FOR EACH ROW EXECUTE FUNCTION marketdata_ingest_started();
+
+-- At commit: a load's user became NULL only because the user is deleted (Django's SET_NULL
+-- runs before the user's DELETE, in the same transaction), never to erase who it was.
+CREATE OR REPLACE FUNCTION marketdata_ingest_user_gone() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF NEW.user_id IS NULL AND OLD.user_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM auth_user WHERE id = OLD.user_id) THEN
+        RAISE EXCEPTION 'ingest %: its user % is named until the user is deleted', OLD.id,
+            OLD.user_id USING ERRCODE = 'check_violation', CONSTRAINT = 'ingest_user_kept';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS marketdata_ingest_user_gone ON marketdata_ingest;
+CREATE CONSTRAINT TRIGGER marketdata_ingest_user_gone
+AFTER UPDATE OF user_id ON marketdata_ingest DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW EXECUTE FUNCTION marketdata_ingest_user_gone();
 
 COMMIT;

@@ -2,7 +2,7 @@ BEGIN;
 --
 -- Raw SQL operation
 --
--- Market data keeps every revision (marketdata 0009). A stored row is changed only here, by
+DROP FUNCTION IF EXISTS marketdata_merge_dates_check(bigint, bigint, timestamptz, timestamptz);-- Market data keeps every revision (marketdata 0009). A stored row is changed only here, by
 -- functions that run as the owner (trading_app may SELECT and INSERT market data, never UPDATE
 -- or DELETE it): a load's rows are merged by marketdata_merge_bars or marketdata_merge_ticks,
 -- rows are deleted by marketdata_delete. Each keeps the row it replaces or removes in the
@@ -369,6 +369,7 @@ DROP TRIGGER IF EXISTS marketdata_instrument_relisted ON marketdata_instrument;
 DROP TRIGGER IF EXISTS marketdata_listing_kept ON marketdata_listing;
 DROP FUNCTION IF EXISTS marketdata_instrument_listed(), marketdata_instrument_relisted(),
     marketdata_listing_kept(), marketdata_listing_set(bigint, date, date, text, text, text,
+    text, text, text, text, jsonb), marketdata_listing_put(bigint, date, date, text, text, text,
     text, text, text, text, jsonb, boolean), marketdata_listing_clear(bigint, date, date),
     marketdata_listing_cut(bigint, date, date, timestamptz),
     marketdata_listing_lock(bigint, date, date), marketdata_listing_sync(bigint),

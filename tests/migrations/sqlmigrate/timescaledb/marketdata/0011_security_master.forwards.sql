@@ -125,7 +125,8 @@ $$;
 -- latest (a history that ended, or starts later).
 CREATE OR REPLACE FUNCTION marketdata_listing_today(p_instrument bigint)
 RETURNS SETOF marketdata_listing
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
     SELECT * FROM marketdata_listing
     WHERE instrument_id = p_instrument AND known_until IS NULL
     ORDER BY daterange(valid_from, valid_until) @> current_date DESC,
@@ -135,7 +136,8 @@ $$;
 
 -- Give the instrument's row the terms of today's version.
 CREATE OR REPLACE FUNCTION marketdata_listing_sync(p_instrument bigint) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
     UPDATE marketdata_instrument i
     SET symbol = v.symbol, currency = v.currency, active = v.status <> 'delisted',
         exchange = CASE WHEN v.mic <> '' THEN v.mic ELSE i.exchange END
@@ -151,7 +153,8 @@ $$;
 CREATE OR REPLACE FUNCTION marketdata_listing_cut(
     p_instrument bigint, p_from date, p_until date, stamp timestamptz
 ) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     span daterange := daterange(p_from, p_until);
     v marketdata_listing;
@@ -185,7 +188,8 @@ REVOKE ALL ON FUNCTION marketdata_listing_cut(bigint, date, date, timestamptz) F
 -- ends before it starts.
 CREATE OR REPLACE FUNCTION marketdata_listing_lock(p_instrument bigint, p_from date, p_until date)
 RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 BEGIN
     IF p_from IS NOT NULL AND p_until IS NOT NULL AND p_until <= p_from THEN
         RAISE EXCEPTION 'listing of instrument %: valid_until % is not after valid_from %',
@@ -204,7 +208,8 @@ REVOKE ALL ON FUNCTION marketdata_listing_lock(bigint, date, date) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION marketdata_listing_clear(
     p_instrument bigint, p_from date, p_until date
 ) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     closed integer;
 BEGIN
@@ -216,13 +221,17 @@ END
 $$;
 
 -- The instrument's terms over [p_from, p_until), stated: the versions there are closed and
--- this one added, unless it is known already (then nothing changes and 0 is returned).
-CREATE OR REPLACE FUNCTION marketdata_listing_set(
+-- this one added, unless it is known already (then nothing changes and 0 is returned). With
+-- p_sync, the instrument's row takes today's terms; without (the instrument's own trigger,
+-- which writes the row itself), not: so this form is the owner's alone, and the roles call
+-- marketdata_listing_set, which always syncs.
+CREATE OR REPLACE FUNCTION marketdata_listing_put(
     p_instrument bigint, p_from date, p_until date, p_symbol text, p_name text, p_mic text,
-    p_currency text, p_status text, p_isin text DEFAULT '', p_figi text DEFAULT '',
-    p_vendor_ids jsonb DEFAULT '{}', p_sync boolean DEFAULT true
+    p_currency text, p_status text, p_isin text, p_figi text, p_vendor_ids jsonb,
+    p_sync boolean
 ) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     stamp timestamptz;
     closed integer;
@@ -251,20 +260,41 @@ BEGIN
     RETURN closed + 1;
 END
 $$;
-REVOKE ALL ON FUNCTION marketdata_listing_set(bigint, date, date, text, text, text, text, text,
+REVOKE ALL ON FUNCTION marketdata_listing_put(bigint, date, date, text, text, text, text, text,
     text, text, jsonb, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION marketdata_listing_set(
+    p_instrument bigint, p_from date, p_until date, p_symbol text, p_name text, p_mic text,
+    p_currency text, p_status text, p_isin text DEFAULT '', p_figi text DEFAULT '',
+    p_vendor_ids jsonb DEFAULT '{}'
+) RETURNS integer
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+    SELECT marketdata_listing_put(p_instrument, p_from, p_until, p_symbol, p_name, p_mic,
+        p_currency, p_status, p_isin, p_figi, p_vendor_ids, true);
+$$;
+REVOKE ALL ON FUNCTION marketdata_listing_set(bigint, date, date, text, text, text, text, text,
+    text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_listing_clear(bigint, date, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_listing_sync(bigint) FROM PUBLIC;
 
--- An instrument inserted starts its history: one version since always, with its terms. Its
--- exchange is free text (NASDAQ, NYSE), not a MIC: the version's MIC stays empty until a load
--- of the security master states it.
+-- An instrument inserted starts its history: one version with its terms, since always (or since
+-- another instrument last bore its symbol listed). Its exchange is free text (NASDAQ, NYSE),
+-- not a MIC: the version's MIC stays empty until a load of the security master states it.
 CREATE OR REPLACE FUNCTION marketdata_instrument_listed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    since date;
 BEGIN
-    INSERT INTO marketdata_listing (instrument_id, valid_from, valid_until, symbol, name, mic,
-        currency, status, isin, figi, vendor_ids)
-    VALUES (NEW.id, NULL, NULL, NEW.symbol, '', '', NEW.currency,
+    -- Since always, unless another instrument bore the symbol listed: then from the end of
+    -- the last of those versions (a ticker a delisted company left, given to a new one).
+    SELECT max(valid_until) INTO since FROM marketdata_listing
+    WHERE symbol = NEW.symbol AND known_until IS NULL AND status <> 'delisted'
+      AND instrument_id <> NEW.id;
+    INSERT INTO marketdata_listing (instrument_id, valid_from, valid_until, symbol, name,
+        mic, currency, status, isin, figi, vendor_ids)
+    VALUES (NEW.id, since, NULL, NEW.symbol, '', '', NEW.currency,
         marketdata_listing_status(NEW.active), '', '', '{}');
     RETURN NULL;
 END
@@ -277,7 +307,8 @@ CREATE OR REPLACE TRIGGER marketdata_instrument_listed
 -- An instrument's terms changed in place change its history from today, unless they are the
 -- terms its history gives today already (marketdata_listing_sync writing them).
 CREATE OR REPLACE FUNCTION marketdata_instrument_relisted() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     v marketdata_listing;
 BEGIN
@@ -287,7 +318,7 @@ BEGIN
         RETURN NEW;
     END IF;
     -- From today until today's version ends (its whole span if it starts later).
-    PERFORM marketdata_listing_set(NEW.id, greatest(current_date, v.valid_from),
+    PERFORM marketdata_listing_put(NEW.id, greatest(current_date, v.valid_from),
         CASE WHEN v.valid_until > current_date THEN v.valid_until END, NEW.symbol,
         coalesce(v.name, ''), coalesce(v.mic, ''), NEW.currency,
         CASE WHEN NEW.active THEN
@@ -405,7 +436,8 @@ $$;
 --
 -- Version 0011 (marketdata 0011, the security master): a merge's load is one of its instrument
 -- when the load's symbol is one the instrument bore at some time, no longer only its symbol of
--- today (marketdata_merge_checks). Otherwise as version 0009.
+-- today (marketdata_merge_checks), and bore on the dates of the rows merged
+-- (marketdata_merge_dates_check). Otherwise as version 0009.
 --
 -- Market data keeps every revision (marketdata 0009). A stored row is changed only here, by
 -- functions that run as the owner (trading_app may SELECT and INSERT market data, never UPDATE
@@ -581,6 +613,29 @@ BEGIN
 END
 $$;
 
+-- A load's symbol names its instrument on the dates of its rows: the symbol resolves to it
+-- (the security master's rule, marketdata_resolve_symbols) on the first row's date and on the
+-- last's. A load of a ticker's bars after another company took it never merges into the
+-- company that left it.
+CREATE OR REPLACE FUNCTION marketdata_merge_dates_check(
+    instrument bigint, ingest bigint, first_ts timestamptz, last_ts timestamptz
+) RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    on_date date;
+    named text;
+BEGIN
+    SELECT g.symbol INTO named FROM marketdata_ingest g WHERE g.id = ingest;
+    FOREACH on_date IN ARRAY ARRAY[first_ts::date, last_ts::date] LOOP
+        IF NOT EXISTS (SELECT 1 FROM marketdata_resolve_symbols(ARRAY[named], on_date, NULL) r
+                       WHERE r.instrument_id = instrument) THEN
+            RAISE EXCEPTION 'load %: % does not name instrument % on %', ingest, named,
+                instrument, on_date USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Bars: an array left NULL is a column the load does not have, and stays as stored.
 CREATE OR REPLACE FUNCTION marketdata_merge_bars(
     target regclass,
@@ -619,6 +674,8 @@ BEGIN
         RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
+    PERFORM marketdata_merge_dates_check(instrument, ingest,
+        (SELECT min(t) FROM unnest(ts) AS t), (SELECT max(t) FROM unnest(ts) AS t));
     IF volume IS NOT NULL THEN given := array_append(given, 'volume'); END IF;
     IF vwap IS NOT NULL THEN given := array_append(given, 'vwap'); END IF;
     IF trade_count IS NOT NULL THEN given := array_append(given, 'trade_count'); END IF;
@@ -668,6 +725,8 @@ BEGIN
         RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
+    PERFORM marketdata_merge_dates_check(instrument, ingest,
+        (SELECT min(t) FROM unnest(ts) AS t), (SELECT max(t) FROM unnest(ts) AS t));
     stamp := marketdata_take_turn('marketdata_tick', instrument);
     SELECT min(t), max(t) INTO first_ts, last_ts FROM unnest(ts) AS t;
     EXECUTE marketdata_merge_sql('marketdata_tick', ARRAY['ts', 'sequence'],
@@ -724,6 +783,8 @@ REVOKE ALL ON FUNCTION marketdata_settled_at() FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_sql(regclass, text[], text[], text, timestamptz)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_checks(regclass, bigint, bigint, bigint, bigint[], bigint)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION marketdata_merge_dates_check(bigint, bigint, timestamptz, timestamptz)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION marketdata_merge_bars(regclass, bigint, bigint, timestamptz[],
     double precision[], double precision[], double precision[], double precision[],

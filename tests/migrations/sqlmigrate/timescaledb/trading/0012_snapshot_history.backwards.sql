@@ -10,6 +10,10 @@ DROP FUNCTION IF EXISTS trading_snapshot_revision_refuse_change();
 DROP FUNCTION IF EXISTS trading_portfoliosnapshot_known_at(timestamptz);
 
 --
+-- Raw SQL operation
+--
+-- (no-op)
+--
 -- Create model PortfolioSnapshotRevision
 --
 DROP TABLE "trading_portfoliosnapshotrevision" CASCADE;
