@@ -8,6 +8,7 @@ applies too. Each page costs a fixed number of queries, whatever the data (teste
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from django.contrib import messages
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
@@ -32,6 +33,7 @@ from dashboard.freshness import freshness
 from dashboard.positions import valued_positions
 from dashboard.scope import account_scope
 from dashboard.volatility import volatility_chart
+from marketdata import security_master
 from marketdata.models import Instrument
 from marketdata.prices import latest_prices
 from qvp_site.db import engine
@@ -88,7 +90,17 @@ def instruments(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
-    found = get_object_or_404(Instrument, symbol=symbol)
+    """The instrument that bore ``symbol`` on ``?on=`` (a date; default today): FB on a date
+    in 2020 is the page of the instrument now called META. A symbol no single instrument bore
+    then is a 404 naming the symbol, the date and the candidates."""
+    try:
+        on = _page_date(request.GET.get("on"))
+    except ValueError as error:
+        return _unknown_symbol(request, symbol, str(error), status=400)
+    try:
+        found = security_master.resolve(symbol, on)
+    except security_master.SymbolNotResolved as error:
+        return _unknown_symbol(request, symbol, str(error), status=404)
     tf = timeframes.timeframe(request.GET.get("tf"))
     price = latest_prices([found.pk]).get(found.pk)
     bars = timeframes.candles(found, tf, price)
@@ -98,6 +110,7 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
         "dashboard/instrument.html",
         {
             "instrument": found,
+            "asked": {"symbol": symbol, "on": on} if found.symbol != symbol else None,
             "instruments": Instrument.objects.filter(active=True).order_by("symbol")[:100],
             "price": price,
             "timeframe": tf,
@@ -109,6 +122,25 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
             "signals": signal_board.instrument_signals(found.pk),
             "regimes": regimes.regimes_like_now(found),
         },
+    )
+
+
+def _page_date(text: str | None) -> date | None:
+    """A page's ``?on=`` date (ISO 8601, YYYY-MM-DD); None when not given."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"on: {text[:40]!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _unknown_symbol(request: HttpRequest, symbol: str, problem: str, status: int) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/unknown_symbol.html",
+        {"symbol": symbol, "problem": problem},
+        status=status,
     )
 
 

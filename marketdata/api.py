@@ -11,6 +11,12 @@ Every logged-in user reads market data; writing it needs the Django permission o
 written (the group ``operators`` holds them, ``qvp_site.operators``) and is never an auditor's
 (``WRITERS``): bars move valuations, VaR and snapshots.
 
+A symbol names the instrument that bore it on the request's date (``marketdata.fields``):
+``start`` for range reads, ``as_of`` for latest prices, else today; ``?symbol=FB&start=2020-01-01``
+reads the bars of the instrument now called META, over the whole range even past its rename.
+Answers echo the symbol asked. A batch of bars names the instrument that bore its symbol on
+the bars' dates.
+
 Every list of market data takes ``known_at``: the rows as the system knew them at that moment
 (``known_at`` on the querysets), corrections learnt later undone, rows learnt later left out,
 rows deleted since put back. A deletion (``bars/delete/``) is itself a revision, made by the
@@ -32,7 +38,8 @@ from rest_framework.response import Response
 
 from marketdata.batches import KINDS, write_batch
 from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, bucketed
-from marketdata.fields import SymbolField, SymbolListField
+from marketdata.fields import ResolvesSymbols, SymbolField, SymbolListField, asked_symbol
+from marketdata.ingest.instruments import SymbolRefused
 from marketdata.models import (
     DailyBarRevision,
     Ingest,
@@ -109,6 +116,12 @@ class WidthField(serializers.CharField):
         return width
 
 
+SYMBOL_ON_START = (
+    "the instrument's symbol (required) on start's date (default: today): FB with a start in"
+    " 2020 names the instrument now called META"
+)
+
+
 def known_at_field() -> TimeField:
     return TimeField(
         required=False,
@@ -123,8 +136,8 @@ def timeframe_field() -> serializers.ChoiceField:
     )
 
 
-class RangeQuery(TimeRangeQuery):
-    symbol = SymbolField(help_text="the instrument's symbol (required)")
+class RangeQuery(ResolvesSymbols, TimeRangeQuery):
+    symbol = SymbolField(help_text=SYMBOL_ON_START)
     known_at = known_at_field()
 
 
@@ -132,10 +145,10 @@ class BarQuery(RangeQuery):
     timeframe = timeframe_field()
 
 
-class BoundedRangeQuery(TimeRangeQuery):
+class BoundedRangeQuery(ResolvesSymbols, TimeRangeQuery):
     """One symbol's rows over [start, end), both bounds required."""
 
-    symbol = SymbolField(help_text="the instrument's symbol (required)")
+    symbol = SymbolField(help_text=SYMBOL_ON_START)
     start = TimeField(help_text="from this time on (inclusive), ISO 8601")
     end = TimeField(help_text="before this time (exclusive), ISO 8601")
 
@@ -171,8 +184,11 @@ class InstrumentQuery(serializers.Serializer):
     active = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
-class LatestPriceQuery(serializers.Serializer):
-    symbols = SymbolListField(help_text="comma-separated symbols, e.g. AAPL,MSFT")
+class LatestPriceQuery(ResolvesSymbols):
+    symbols = SymbolListField(
+        help_text="comma-separated symbols, e.g. AAPL,MSFT, each the instrument that bore it"
+        " on as_of's date (default: today)"
+    )
     as_of = TimeField(required=False, help_text="the price at this time (default: now)")
     known_at = known_at_field()
 
@@ -203,8 +219,10 @@ class BatchBarSerializer(serializers.Serializer):
 # Bars of one symbol and timeframe, validated item by item: the index and field of each bad
 # item is named. (A docstring would become the schema's description.)
 class BarBatchSerializer(serializers.Serializer):
-    symbol = serializers.SlugRelatedField(
-        slug_field="symbol", queryset=Instrument.objects.all(), help_text="an existing symbol"
+    symbol = serializers.CharField(
+        max_length=64,
+        help_text="an existing instrument's symbol on the bars' dates (the first and the last"
+        " bar's must name the same instrument)",
     )
     timeframe = serializers.ChoiceField(choices=sorted(KINDS), default="1m")
     bars = serializers.ListField(
@@ -418,6 +436,8 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             # The endpoint's permissions let in only authenticated users.
             user = cast("AbstractBaseUser", request.user)
             result = write_batch(data["symbol"], data["timeframe"], data["bars"], user)
+        except SymbolRefused as refusal:
+            raise serializers.ValidationError({"symbol": [str(refusal)]}) from refusal
         except IngestRefused as refusal:
             # items: set by marketdata.batches on the loading engine's refusal, which is being
             # moved (qvp_site/loading/); declared there once the move lands.
@@ -450,7 +470,7 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         # BucketsSerializer describes them in the schema.
         return Response(
             {
-                "symbol": instrument.symbol,
+                "symbol": asked_symbol(instrument),
                 "width": query["width"].sql(),
                 "start": query["start"],
                 "end": query["end"],
@@ -499,7 +519,7 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(
             DeletedSerializer(
                 {
-                    "symbol": data["symbol"].symbol,
+                    "symbol": asked_symbol(data["symbol"]),
                     "timeframe": data["timeframe"],
                     "start": data["start"],
                     "end": data["end"],
@@ -558,7 +578,7 @@ class PriceViewSet(viewsets.ViewSet):
         known_at = query.get("known_at")
         instruments = query["symbols"]
         found = latest_prices([i.id for i in instruments], as_of=as_of, known_at=known_at)
-        prices = [_price_row(i.symbol, found.get(i.id)) for i in instruments]
+        prices = [_price_row(asked_symbol(i), found.get(i.id)) for i in instruments]
         answer: dict[str, Any] = {"as_of": as_of, "prices": prices}
         if known_at is not None:  # as known now: the answer it always was
             answer["known_at"] = known_at

@@ -14,7 +14,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
 from marketdata.ingest.pipeline import IngestOptions, IngestResult, ingest_rows
-from marketdata.models import Ingest, Instrument
+from marketdata.models import Ingest
 from qvp_site.loading.refusals import IngestRefused
 
 KINDS = {"1m": Ingest.Kind.BARS_1M, "1d": Ingest.Kind.BARS_1D}
@@ -22,24 +22,23 @@ COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 
 
 def write_batch(
-    instrument: Instrument,
+    symbol: str,
     timeframe: str,
     bars: Sequence[Mapping[str, object]],
     user: AbstractBaseUser | None,
 ) -> IngestResult:
     """Write bars (``ts``, ``open``, ``high``, ``low``, ``close``, optional ``volume``) as a
-    load of ``instrument``'s ``timeframe``; an IngestRefused names the bad bars by their
-    index in ``bars`` (``items``)."""
+    load of ``timeframe`` of the instrument that bore ``symbol`` on the bars' dates (never a
+    new one: a symbol unknown then is a SymbolRefused naming the candidates); an
+    IngestRefused names the bad bars by their index in ``bars`` (``items``)."""
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
     # A batch where no bar names a volume has no volume column, as a file without one: a
     # correction of prices leaves the stored volumes alone rather than emptying them.
     columns = COLUMNS if any(bar.get("volume") is not None for bar in bars) else COLUMNS[:5]
     rows = [[bar["ts"], *(bar[c] for c in columns[1:5]), *_volume(bar, columns)] for bar in bars]
-    options = IngestOptions(symbol=instrument.symbol, kind=KINDS[timeframe])
+    options = IngestOptions(symbol=symbol, kind=KINDS[timeframe], create_instrument=False)
     try:
-        return ingest_rows(
-            f"api-batch-{instrument.symbol}-{stamp}", columns, rows, options, user=user
-        )
+        return ingest_rows(f"api-batch-{symbol}-{stamp}", columns, rows, options, user=user)
     except IngestRefused as refusal:
         # Row n is item n - 1.
         refusal.items = {row - 1: reason for row, reason in refusal.rows}

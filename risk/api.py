@@ -18,7 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.fields import SymbolField
+from marketdata.fields import ResolvesSymbols, SymbolField
 from qvp_site.api import (
     FiniteFloatField,
     NewestFirstPagination,
@@ -315,7 +315,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
 
 
 # --- Volatility ------------------------------------------------------------------------------
-class VolatilityQuery(TimeRangeQuery):
+class VolatilityQuery(ResolvesSymbols, TimeRangeQuery):
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
     estimator = serializers.ChoiceField(choices=sorted(ESTIMATORS), required=False)
     timeframe = serializers.ChoiceField(choices=["1m", "1d"], required=False)

@@ -23,7 +23,7 @@ from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.fields import SymbolListField
+from marketdata.fields import ResolvesSymbols, SymbolListField
 from qvp_site import parsers
 from qvp_site.api import (
     MAX_BATCH,
@@ -273,7 +273,7 @@ def validate_batch(items) -> list[dict]:
     return [valid[index] for index in range(len(items))]
 
 
-class SignalQuery(TimeRangeQuery):
+class SignalQuery(ResolvesSymbols, TimeRangeQuery):
     agent = serializers.CharField(required=False, help_text="an agent's name")
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
 
@@ -335,12 +335,12 @@ class FusedSignalSerializer(serializers.ModelSerializer):
         ]
 
 
-class FusedQuery(TimeRangeQuery):
+class FusedQuery(ResolvesSymbols, TimeRangeQuery):
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     method = serializers.CharField(required=False, max_length=50)
 
 
-class FuseRequest(serializers.Serializer):
+class FuseRequest(ResolvesSymbols):
     as_of = TimeField(required=False, help_text="the time to fuse at (default: now)")
     symbols = SymbolListField(required=False, help_text="comma-separated symbols (default: all)")
 
@@ -458,7 +458,7 @@ class SocialSentimentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SentimentQuery(TimeRangeQuery):
+class SentimentQuery(ResolvesSymbols, TimeRangeQuery):
     symbols = SymbolListField(required=False, help_text="comma-separated symbols")
     platform = serializers.CharField(required=False, max_length=50)
 
@@ -488,7 +488,7 @@ class AlternativeDataSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AlternativeDataQuery(TimeRangeQuery):
+class AlternativeDataQuery(ResolvesSymbols, TimeRangeQuery):
     kind = serializers.CharField(required=False, max_length=50)
     # A declared field, not Field.source: DRF's metaclass takes it into _declared_fields.
     source = serializers.CharField(  # type: ignore[assignment]

@@ -1,6 +1,7 @@
 """Signals recorded in batches (the API's ``POST /api/v1/signals/``): the agents and symbols a
-batch names resolved in one query each, whatever its size, and the batch written by one
-INSERT from arrays. A signal recorded already (same agent, symbol and time) is left as it was.
+batch names resolved in one query each, whatever its size (a symbol on its signal's date),
+and the batch written by one INSERT from arrays. A signal recorded already (same agent,
+symbol and time) is left as it was.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from django.db import connection
 
-from marketdata.models import Instrument
+from marketdata.fields import as_date, resolve_dated
 from qvp_site.db import partitions
 from signals.models import Agent, Signal
 
@@ -25,11 +26,8 @@ def resolve_names(valid: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]
             "id", "name", "active"
         )
     }
-    instruments = dict(
-        Instrument.objects.filter(symbol__in={i["symbol"] for i in values}).values_list(
-            "symbol", "id"
-        )
-    )
+    # Each signal's symbol names the instrument that bore it on the signal's date.
+    instruments = resolve_dated((i["symbol"], as_date(i["ts"])) for i in values)
     errors: dict[int, dict[str, Any]] = {}
     seen: dict[tuple[str, str, Any], int] = {}
     for index, item in valid.items():
@@ -39,8 +37,9 @@ def resolve_names(valid: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]
             problems["agent"] = [f"unknown agent {item['agent']!r}"]
         elif not agent.active:
             problems["agent"] = [f"agent {item['agent']!r} is not active"]
-        if item["symbol"] not in instruments:
-            problems["symbol"] = [f"unknown symbol {item['symbol']!r}"]
+        instrument = instruments[(item["symbol"], as_date(item["ts"]))]
+        if isinstance(instrument, str):
+            problems["symbol"] = [instrument]
         key = (item["agent"], item["symbol"], item["ts"])
         if key in seen:
             problems["ts"] = [f"repeats the agent, symbol and time of item {seen[key]}"]
@@ -48,7 +47,7 @@ def resolve_names(valid: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]
         if agent is None or problems:  # an unknown agent is a problem
             errors[index] = problems
         else:
-            item["agent_id"], item["instrument_id"] = agent.id, instruments[item["symbol"]]
+            item["agent_id"], item["instrument_id"] = agent.id, instrument
     return errors
 
 

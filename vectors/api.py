@@ -23,14 +23,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.fields import SymbolField, SymbolListField
+from marketdata.fields import ResolvesSymbols, SymbolField, SymbolListField, asked_symbol
 from qvp_site.api import TimeField, id_field, query_parameters, schema_parameters
 from vectors import patterns, search
 from vectors.embeddings import FEATURES
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
 
 
-class FeatureSearchSerializer(serializers.Serializer):
+class FeatureSearchSerializer(ResolvesSymbols):
     vector = serializers.ListField(
         child=serializers.FloatField(),  # which refuses NaN and infinities, naming the index
         required=False,
@@ -160,7 +160,7 @@ class FeatureViewSet(viewsets.ViewSet):
         return Response(FeatureSearchResultSerializer(body).data)
 
 
-class SimilarRegimesQuery(serializers.Serializer):
+class SimilarRegimesQuery(ResolvesSymbols):
     symbol = SymbolField(help_text="the instrument whose latest regime is matched")
     k = serializers.IntegerField(default=10, min_value=1, max_value=search.MAX_K)
 
@@ -209,16 +209,18 @@ class RegimeViewSet(viewsets.ViewSet):
         instrument = query["symbol"]
         current = search.current_regime(instrument)
         if current is None:
-            raise serializers.ValidationError({"symbol": f"no regimes for {instrument.symbol}"})
+            raise serializers.ValidationError(
+                {"symbol": f"no regimes for {asked_symbol(instrument)}"}
+            )
         matches = search.similar_regimes(current, query["k"])
         body = {
-            "current": _regime(current, instrument.symbol),
+            "current": _regime(current, asked_symbol(instrument)),
             "similar": [_regime(m.regime, m.symbol, m.distance) for m in matches],
         }
         return Response(SimilarRegimesSerializer(body).data)
 
 
-class RecommendQuery(serializers.Serializer):
+class RecommendQuery(ResolvesSymbols):
     symbol = SymbolField(help_text="the instrument whose current market state is matched")
     k = serializers.IntegerField(
         default=100, min_value=1, max_value=search.MAX_K, help_text="patterns to weigh"
@@ -271,11 +273,11 @@ class StrategyViewSet(viewsets.ViewSet):
         current = patterns.current_state(instrument, feature_set)
         if current is None:
             raise serializers.ValidationError(
-                {"symbol": f"{instrument.symbol} has too few bars for a market state"}
+                {"symbol": f"{asked_symbol(instrument)} has too few bars for a market state"}
             )
         found = search.recommend(current[1], feature_set, current[0], query["k"])
         body = {
-            "symbol": instrument.symbol,
+            "symbol": asked_symbol(instrument),
             "as_of": found.as_of,
             "best": found.ranked[0].strategy if found.ranked else None,
             "ranked": [s.__dict__ for s in found.ranked],

@@ -27,7 +27,12 @@ from qvp_site.loading.refusals import IngestRefused
 
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a CSV or Parquet file")
-    parser.add_argument("--symbol", required=True, help="the instrument, e.g. AAPL or GBPUSD")
+    parser.add_argument(
+        "--symbol",
+        required=True,
+        help="the instrument, e.g. AAPL or GBPUSD: the one that bore the symbol on the rows'"
+        " dates (FB in 2020: the one now META); a symbol never borne creates one",
+    )
     parser.add_argument(
         "--asset-class",
         default=Instrument.AssetClass.EQUITY,

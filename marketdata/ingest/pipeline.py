@@ -28,7 +28,8 @@ from pathlib import Path
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from marketdata.ingest import checks, writes
+from marketdata import security_master
+from marketdata.ingest import checks, instruments, writes
 from marketdata.ingest.layouts import detect
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Ingest, Instrument
@@ -53,6 +54,9 @@ class IngestOptions:
     delimiter: str | None = None
     tz: str = "UTC"
     skip_invalid: bool = False
+    # A symbol no instrument ever bore creates one (a command's load); False refuses it (the
+    # API's batches name an existing instrument).
+    create_instrument: bool = True
 
 
 @dataclass
@@ -274,9 +278,9 @@ def _committed(result: IngestResult, marks: dict[str, float]) -> None:
 def _write(cursor, source, layout, target, options, result, span) -> bool:
     """Write the staged rows (and the rejects file); whether any row changed."""
     if span is None:  # not one row to write: no instrument to create for it either
-        result.record.instrument = Instrument.objects.filter(symbol=options.symbol).first()
+        result.record.instrument = _bearer_today(options.symbol)
     else:
-        instrument, result.instrument_created = _instrument(options)
+        instrument, result.instrument_created = _instrument(options, span)
         result.record.instrument = instrument
         written = _write_rows(
             cursor, source, layout, target, options, (instrument.id, result.record.id), span
@@ -321,14 +325,24 @@ def _refuse_duplicates(cursor, source, layout, target, options) -> None:
         raise refused(source.name, source.position_label, rejection)
 
 
-def _instrument(options: IngestOptions) -> tuple[Instrument, bool]:
-    return Instrument.objects.get_or_create(
-        symbol=options.symbol,
-        defaults={
+def _instrument(options: IngestOptions, span) -> tuple[Instrument, bool]:
+    """The instrument that bore the symbol over the rows' dates (``span``: the first and last
+    row's time), created for a symbol never borne where the load may."""
+    create = None
+    if options.create_instrument:
+        create = {
             "asset_class": options.asset_class,
             "currency": _currency(options.symbol, options.asset_class),
-        },
-    )
+        }
+    return instruments.rows_instrument(options.symbol, *span, create=create)
+
+
+def _bearer_today(symbol: str) -> Instrument | None:
+    """The record's instrument when no row was written: the symbol's today, if one."""
+    try:
+        return security_master.resolve(symbol)
+    except security_master.SymbolNotResolved:
+        return None
 
 
 def _currency(symbol: str, asset_class: str) -> str:

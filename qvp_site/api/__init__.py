@@ -23,8 +23,6 @@ from qvp_site.api.errors import (
 from qvp_site.api.fields import (
     MAX_ID,
     FiniteFloatField,
-    NamedRecordField,
-    NamedRecordListField,
     TimeField,
     as_id,
     id_field,
@@ -46,8 +44,6 @@ __all__ = [
     "Batch",
     "CursorPagination",
     "FiniteFloatField",
-    "NamedRecordField",
-    "NamedRecordListField",
     "NewestFirstPagination",
     "PageNumberPagination",
     "QueriedViewSet",

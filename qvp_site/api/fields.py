@@ -1,8 +1,7 @@
-"""Fields every app's API reads the same way: times, finite numbers, database ids, and
-records named by a unique text (a symbol, a name).
+"""Fields every app's API reads the same way: times, finite numbers and database ids.
 
-Records are passed in by the app that owns them (``marketdata.fields.SymbolField`` is a
-``NamedRecordField`` of instruments): qvp_site imports no app.
+Records named by text are the owning app's fields: a symbol names an instrument only on a
+date (``marketdata.fields``); qvp_site imports no app.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import models
 from rest_framework import serializers
 from rest_framework.request import Request
 
@@ -72,44 +70,3 @@ def requesting_user(
     """The user a serializer field validates for (from the view's request)."""
     request: Request = field.context["request"]
     return request.user
-
-
-class NamedRecordField(serializers.CharField):
-    """A record named by a unique text key; validates to the record, refusing unknown names."""
-
-    def __init__(self, *, queryset: models.QuerySet[Any], key: str, noun: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.queryset, self.key, self.noun = queryset, key, noun
-
-    def run_validation(self, data: Any = serializers.empty) -> models.Model:
-        # Looked up after CharField's own checks, which refuse NUL characters PostgreSQL can't take.
-        name = super().run_validation(data)
-        record: models.Model | None = self.queryset.filter(**{self.key: name}).first()
-        if record is None:
-            raise serializers.ValidationError(f"unknown {self.noun} {name!r}")
-        return record
-
-
-class NamedRecordListField(serializers.CharField):
-    """Comma-separated names of records; validates to the records in the order given."""
-
-    def __init__(
-        self, *, queryset: models.QuerySet[Any], key: str, noun: str, most: int, **kwargs: Any
-    ):
-        super().__init__(**kwargs)
-        self.queryset, self.key, self.noun, self.most = queryset, key, noun, most
-
-    def run_validation(self, data: Any = serializers.empty) -> list[models.Model]:
-        text = super().run_validation(data)
-        names = [n for n in dict.fromkeys(s.strip() for s in text.split(",")) if n]
-        if not names or len(names) > self.most:
-            raise serializers.ValidationError(
-                f"give 1 to {self.most} {self.noun}s, comma-separated"
-            )
-        found = {
-            getattr(r, self.key): r for r in self.queryset.filter(**{f"{self.key}__in": names})
-        }
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise serializers.ValidationError(f"unknown {self.noun}s: {', '.join(unknown)}")
-        return [found[n] for n in names]

@@ -106,7 +106,7 @@ def test_command(session):
     text = out.getvalue()
     assert "3 outlier(s), 2 gap(s)" in text
     assert "2024-05-13 16:50 gap to 16:54: 5 minute(s) missing" in text  # UTC
-    with pytest.raises(CommandError, match="--symbol: no instrument 'NOPE'"):
+    with pytest.raises(CommandError, match="--symbol: unknown symbol NOPE on "):
         call_command("detect_anomalies", "--symbol", "NOPE")
     with pytest.raises(CommandError, match="--hours must be positive"):
         call_command("detect_anomalies", "--symbol", "AAPL", "--hours", "0")

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from rest_framework.test import APIClient
 
+from marketdata.security_master import today
 from signals.models import (
     Agent,
     AgentMetric,
@@ -122,7 +123,7 @@ def test_a_bad_batch_is_refused_whole_naming_item_and_field(world, writer):
     assert "less than or equal to 1" in errors["1"]["confidence"][0]
     assert errors["2"]["strength"] == ["A valid number is required."]
     assert errors["3"]["agent"] == ["unknown agent 'nobody'"]
-    assert errors["4"]["symbol"] == ["unknown symbol 'ZZZZ'"]
+    assert errors["4"]["symbol"][0].startswith("unknown symbol ZZZZ on ")
     assert errors["5"]["direction"] == ["is -1 while strength 0.4 says 1"]
     assert errors["6"]["horizon"] == ["must be positive and at most 366 days"]
     assert "object" in errors["7"]["explanation"][0]
@@ -299,7 +300,7 @@ def test_alternative_data_by_kind_source_symbol_and_payload(world, reader):
     assert kinds("?symbols=AAPL") == [("parking_lots", "AAPL")]
     unknown = reader.get("/api/v1/alternative-data/?symbols=NOPE")
     assert unknown.status_code == 400
-    assert unknown.json()["symbols"] == ["unknown symbols: NOPE"]
+    assert unknown.json()["symbols"] == [f"unknown symbol NOPE on {today()}"]
     assert kinds('?contains={"region": "EU"}') == [("spending", None), ("parking_lots", "AAPL")]
     refused = reader.get("/api/v1/alternative-data/?contains=[1, 2]")
     assert refused.status_code == 400

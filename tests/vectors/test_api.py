@@ -66,7 +66,7 @@ def test_search_by_a_vector_with_filters(api, built):
         ({"k": 1001}, "k", "less than or equal to 1000"),
         ({"k": 0}, "k", "greater than or equal to 1"),
         ({"vector": None, "id": 999999}, "id", "no embedding 999999"),
-        ({"symbols": "ZZZ"}, "symbols", "unknown symbols: ZZZ"),
+        ({"symbols": "ZZZ"}, "symbols", "unknown symbol ZZZ on "),
         ({"feature_set": "nope"}, "feature_set", "no feature set 'nope'"),
         ({"start": "2024-05-16", "end": "2024-05-14"}, "end", "must be after start"),
         ({"id": 1}, "vector", "give either a vector or an id"),

@@ -22,7 +22,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.fields import SymbolField, symbol_relation
+from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import (
     MAX_BATCH,
     Batch,
@@ -47,7 +47,7 @@ CLOSED = frozenset(set(Order.Status.values) - set(Order.OPEN) - {Order.Status.FI
 EXEC_ID_RULE = "execution_exec_id_unique_per_account"
 
 
-class ExecutionQuery(AccountQuery, TimeRangeQuery):
+class ExecutionQuery(ResolvesSymbols, AccountQuery, TimeRangeQuery):
     order = id_field(required=False, help_text="an order id")
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
     kind = serializers.ChoiceField(choices=Execution.Kind.choices, required=False)

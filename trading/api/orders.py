@@ -15,14 +15,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata.fields import SymbolField, symbol_relation
+from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import RefusalSerializer, TimeRangeQuery, schema_parameters, time_lookups
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
 from trading.models import Order
 
 
-class OrderQuery(AccountQuery, TimeRangeQuery):
+class OrderQuery(ResolvesSymbols, AccountQuery, TimeRangeQuery):
     status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 
-from marketdata.fields import SymbolField, symbol_relation
+from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import schema_parameters
 from trading.api.scoping import AccountQuery, ScopedViewSet
 from trading.models import Position
 
 
-class PositionQuery(AccountQuery):
+class PositionQuery(ResolvesSymbols, AccountQuery):
     symbol = SymbolField(required=False, help_text="the instrument's symbol")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection, models, transaction
 
+from marketdata.fields import as_date, command_instruments
 from marketdata.models import DailyBar, Instrument, MinuteBar, OptionQuote, Tick
 from qvp_site.acting import acting_as
 from qvp_site.db import aggregates
@@ -73,7 +74,7 @@ class Command(BaseCommand):
             raise CommandError(f"--kind: unknown kind {options['kind']!r} (one of {KINDS_TEXT})")
         start, end = _range(options["start"], options["end"])
         symbol: str = options["symbol"]
-        instrument = _instrument(symbol)
+        instrument = _instrument(symbol, start)
         what = f"{kind.description} of {symbol} in [{start.isoformat()}, {end.isoformat()})"
         if not options["yes"]:
             count = _rows(kind, instrument, start, end).count()
@@ -114,13 +115,11 @@ def _range(start: Any, end: Any) -> tuple[datetime, datetime]:
     return times[0], times[1]
 
 
-def _instrument(symbol: str) -> Instrument:
+def _instrument(symbol: str, start: datetime) -> Instrument:
+    """The instrument that bore ``symbol`` on --start's date (FB in 2020: the one now META)."""
     if "\x00" in symbol:  # PostgreSQL refuses NUL in text: no such symbol, not an error
         raise CommandError(f"--symbol: no instrument {symbol!r}")
-    try:
-        return Instrument.objects.get(symbol=symbol)
-    except Instrument.DoesNotExist:
-        raise CommandError(f"--symbol: no instrument {symbol!r}") from None
+    return command_instruments("--symbol", [symbol], as_date(start))[0]
 
 
 def _rows(kind: Kind, instrument: Instrument, start: datetime, end: datetime) -> Any:

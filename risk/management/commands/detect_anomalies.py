@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from marketdata.fields import as_date, command_instruments
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.acting import acting_as
 from qvp_site.per_instrument import InstrumentRun, raise_if_failed
@@ -38,7 +41,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, symbol=None, hours, as_of=None, threshold, **options):
-        instruments = self._instruments(symbol)
+        instruments = self._instruments(symbol, as_of)
         if hours <= 0:
             raise CommandError("--hours must be positive")
         if threshold <= 0:
@@ -64,14 +67,13 @@ class Command(BaseCommand):
             self.stdout.write(line)
         raise_if_failed(run)
 
-    def _instruments(self, symbols: list[str] | None) -> list[Instrument]:
+    def _instruments(self, symbols: list[str] | None, as_of: datetime | None) -> list[Instrument]:
+        """The --symbol instruments, each the one that bore it on --as-of's date (else
+        today); all active ones when none is named."""
         if not symbols:
             return list(Instrument.objects.filter(active=True).order_by("symbol"))
-        found = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
-        for symbol in symbols:
-            if symbol not in found:
-                raise CommandError(f"--symbol: no instrument {symbol!r}")
-        return [found[s] for s in dict.fromkeys(symbols)]
+        wanted = list(dict.fromkeys(symbols))
+        return command_instruments("--symbol", wanted, as_date(as_of) if as_of else None)
 
     def _report(self, found: Anomalies) -> None:
         self.stdout.write(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ValidationError
 
-from marketdata.fields import SymbolListField
+from marketdata.fields import as_date, command_instruments, symbol_list
 from qvp_site.acting import acting_as
 from qvp_site.times import TIME_HELP, time_argument
 from signals import fusion
@@ -26,10 +26,13 @@ class Command(BaseCommand):
     def handle(self, *args, as_of, symbols, **options):
         ids = None
         if symbols:
+            # The symbols of the instruments then: --as-of's date, else today.
             try:
-                ids = [i.id for i in SymbolListField().run_validation(symbols)]
+                wanted = symbol_list(symbols)
             except ValidationError as error:
                 raise CommandError(f"--symbols: {'; '.join(error.detail)}") from error
+            on = as_date(as_of) if as_of else None
+            ids = [i.id for i in command_instruments("--symbols", wanted, on)]
         with acting_as("fuse_signals"):
             result = fusion.fuse(as_of, ids)
         for fused in result.fused:

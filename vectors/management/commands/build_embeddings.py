@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import QuerySet
 from tqdm import tqdm
 
+from marketdata.fields import as_date, command_instruments
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
 from qvp_site.code_version import code_version
@@ -15,15 +18,15 @@ from vectors.models import FeatureBuild
 ACTOR = "build_embeddings"
 
 
-def named_instruments(symbols: list[str] | None) -> QuerySet:
-    """The instruments named by --symbol options (all when none), refusing unknown ones."""
+def named_instruments(symbols: list[str] | None, since: datetime | None = None) -> QuerySet:
+    """The instruments named by --symbol options (all when none): each the one that bore the
+    symbol on --since's date (else today), refusing unknown and ambiguous ones."""
     instruments = Instrument.objects.order_by("symbol")
     if symbols:
-        wanted = {s.upper() for s in symbols}
-        instruments = instruments.filter(symbol__in=wanted)
-        missing = wanted - set(instruments.values_list("symbol", flat=True))
-        if missing:
-            raise CommandError(f"unknown symbols: {', '.join(sorted(missing))}")
+        wanted = list(dict.fromkeys(s.upper() for s in symbols))
+        on = as_date(since) if since else None
+        found = command_instruments("--symbol", wanted, on)
+        instruments = instruments.filter(id__in=[i.id for i in found])
     return instruments
 
 
@@ -70,7 +73,7 @@ class Command(BaseCommand):
             return self._repeat(options["repeat"])
         if not 2 <= clusters <= 12:
             raise CommandError("--clusters must lie between 2 and 12")
-        instruments = named_instruments(symbol)
+        instruments = named_instruments(symbol, since)
 
         def progress(items, what="features"):
             return tqdm(

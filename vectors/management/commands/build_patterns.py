@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, symbol=None, since=None, no_progress=False, **options):
-        instruments = named_instruments(symbol)
+        instruments = named_instruments(symbol, since)
 
         def progress(items):
             return tqdm(
