@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db import models
-from django.db.models import F, Max, Min, Subquery, Sum
+from django.db.models import F, Max, Min, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lag
 from django.db.models.sql.datastructures import BaseTable
@@ -75,14 +75,17 @@ class TimeRangeQuerySet(models.QuerySet):
         qs.query.alias_map[alias] = KnownAt(table.table_name, table.table_alias, moment)
         return qs
 
-    def for_symbol(self, symbol: str):
-        """Rows of one symbol. The instrument's id comes from a scalar subquery, run once,
-        so that the plan is a range scan of the (instrument, ts) key rather than a join the
-        planner may turn into a scan of every instrument's rows."""
-        instruments = self.model._meta.get_field("instrument").related_model.objects
-        return self.filter(
-            instrument_id=Subquery(instruments.filter(symbol=symbol).values("id")[:1])
+    def for_symbol(self, symbol: str, on: date | None = None):
+        """Rows of the instrument that bore ``symbol`` on ``on`` (default today; the security
+        master's rule, none when it names none). The instrument's id comes from a scalar
+        subquery, run once, so that the plan is a range scan of the (instrument, ts) key
+        rather than a join the planner may turn into a scan of every instrument's rows."""
+        resolved = RawSQL(
+            "SELECT instrument_id FROM marketdata_resolve_symbols(ARRAY[%s]::text[],"
+            " coalesce(%s::date, current_date))",
+            [symbol, on],
         )
+        return self.filter(instrument_id=resolved)
 
     def between(self, start: datetime | None = None, end: datetime | None = None):
         """Rows with start <= ts < end (either bound may be open)."""

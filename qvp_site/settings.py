@@ -361,6 +361,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RiskMetricEnum": "risk.models.Metric",
         "VectorMetricEnum": "vectors.search.METRIC_CHOICES",
+        "ListingStatusEnum": "marketdata.models.Listing.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -86,8 +86,13 @@ CREATE TEMP TABLE {REJECTED} AS
 WITH s AS ({ROWS_SQL}),
 checked AS (
     SELECT s.*,
+           -- A symbol some instrument bore on the article's (UTC) date (the security master:
+           -- news of FB in 2020 names the instrument now called META).
            (SELECT string_agg(DISTINCT x, ', ') FROM unnest(s.symbols) AS x
-            WHERE NOT EXISTS (SELECT 1 FROM marketdata_instrument i WHERE i.symbol = x))
+            WHERE NOT EXISTS (
+                SELECT 1 FROM marketdata_listing l
+                WHERE l.symbol = x AND l.known_until IS NULL
+                  AND daterange(l.valid_from, l.valid_until) @> (s.ts AT TIME ZONE 'UTC')::date))
                AS unknown,
            CASE WHEN s.line > min(s.line) OVER (PARTITION BY s.source, s.headline, s.ts)
                 THEN min(s.line) OVER (PARTITION BY s.source, s.headline, s.ts) END

@@ -150,9 +150,20 @@ def _rows_sql(layout: Layout) -> str:
                lower(side) AS side_n, coalesce(lower(kind), 'fill') AS kind_n,
                coalesce(lower(liquidity), 'unknown') AS liquidity_n
         FROM f
+    ),
+    -- Each symbol is the instrument that bore it on the execution's (UTC) date: the security
+    -- master's rule (marketdata_resolve_symbols), once per symbol and day of the file.
+    days AS (
+        SELECT DISTINCT symbol, (executed_at_t AT TIME ZONE 'UTC')::date AS on_date FROM typed
+        WHERE symbol IS NOT NULL AND executed_at_t IS NOT NULL
+    ),
+    resolved AS (
+        SELECT d.symbol, d.on_date, r.instrument_id, r.problem
+        FROM days d CROSS JOIN LATERAL marketdata_resolve_symbols(ARRAY[d.symbol], d.on_date) r
     )
-    SELECT t.*, coalesce(t.fee_n, 0) AS fee_v, a.id AS account_id, i.id AS instrument_id,
-           o.id AS order_id, o.side AS order_side, o.status AS order_status,
+    SELECT t.*, coalesce(t.fee_n, 0) AS fee_v, a.id AS account_id, i.instrument_id,
+           i.problem AS symbol_problem, o.id AS order_id, o.side AS order_side,
+           o.status AS order_status, o.instrument_id AS order_instrument_id,
            oi.symbol AS order_symbol, s.id AS supersedes_id,
            x.id AS existing_id,
            (x.order_id, x.quantity, x.price, x.fee, x.kind, x.executed_at, x.supersedes_id)
@@ -161,7 +172,8 @@ def _rows_sql(layout: Layout) -> str:
            NULL::bigint AS id
     FROM typed t
     LEFT JOIN trading_account a ON a.name = t.account
-    LEFT JOIN marketdata_instrument i ON i.symbol = t.symbol
+    LEFT JOIN resolved i
+      ON i.symbol = t.symbol AND i.on_date = (t.executed_at_t AT TIME ZONE 'UTC')::date
     LEFT JOIN trading_order o ON o.account_id = a.id AND o.client_order_id = t.client_order_id
     LEFT JOIN marketdata_instrument oi ON oi.id = o.instrument_id
     LEFT JOIN trading_execution s ON s.exec_id = t.supersedes AND s.account_id = a.id
@@ -216,13 +228,16 @@ RULES = [
         "format('unknown liquidity %L', liquidity)",
     ),
     ("account IS NOT NULL AND account_id IS NULL", "format('unknown account %L', account)"),
-    ("symbol IS NOT NULL AND instrument_id IS NULL", "format('unknown symbol %L', symbol)"),
+    (
+        "symbol IS NOT NULL AND executed_at_t IS NOT NULL AND instrument_id IS NULL",
+        "coalesce(symbol_problem, format('unknown symbol %L', symbol))",
+    ),
     (
         "account_id IS NOT NULL AND client_order_id IS NOT NULL AND order_id IS NULL",
         "format('no order %L in account %L', client_order_id, account)",
     ),
     (
-        "instrument_id IS NOT NULL AND order_symbol <> symbol",
+        "instrument_id IS NOT NULL AND order_instrument_id <> instrument_id",
         "format('order %L is for %s, not %s', client_order_id, order_symbol, symbol)",
     ),
     (
@@ -302,10 +317,14 @@ def _find_bad_rows(cursor) -> Rejection:
 def _book(cursor, source: Source) -> int:
     """Book the new executions in file order (``trading.books``, as every door books them);
     a trigger's refusal names its line."""
+    # Ids in line order: the table's rows are in whatever order its joins produced them, and
+    # the executions' ids (their booking order, as the admin and the API list them) follow.
     cursor.execute(
         f"""
-        UPDATE {ROWS} SET id = nextval(pg_get_serial_sequence('trading_execution', 'id'))
-        WHERE existing_id IS NULL
+        UPDATE {ROWS} r SET id = n.id
+        FROM (SELECT line, nextval(pg_get_serial_sequence('trading_execution', 'id')) AS id
+              FROM (SELECT line FROM {ROWS} WHERE existing_id IS NULL ORDER BY line) o) n
+        WHERE r.line = n.line
         """
     )
     try:

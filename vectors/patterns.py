@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from marketdata.knowledge import knowledge_time
 from marketdata.models import Instrument
+from marketdata.security_master import SymbolNotResolved, resolve
 from qvp_site.code_version import code_version
 from qvp_site.db.binary_copy import copy_rows
 from qvp_site.db.set_aside import IndexesSetAside, table_is_empty
@@ -449,9 +450,12 @@ def rerun(run: BacktestRun, known_at: datetime) -> Repeated:
         )
     stored = run.parameters
     symbol = stored.get("symbol")
-    instrument = Instrument.objects.filter(symbol=symbol).first() if symbol else None
-    if instrument is None:
+    if not symbol:
         raise RerunRefused("parameters", f"backtest {run.pk}: no instrument {symbol!r}")
+    try:  # the instrument that bore the symbol when the run began (the security master)
+        instrument = resolve(symbol, run.period_start.astimezone(UTC).date())
+    except SymbolNotResolved as refusal:
+        raise RerunRefused("parameters", f"backtest {run.pk}: {refusal}") from None
     since = _since(run)
     expected = parameters(instrument, since)
     for name, value in expected.items():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from marketdata.models import Instrument
+from marketdata.security_master import Terms, set_terms
 from qvp_site.loading.refusals import IngestRefused
 from signals.models import NewsArticle
 from signals.news_ingest import ingest_news
@@ -145,3 +147,18 @@ def test_the_api_batch_of_news_writes_no_temporary_file(
     good = {**bad, "symbols": ["AAPL"]}
     response = admin_client.post("/api/v1/news/", good, content_type="application/json")
     assert (response.status_code, response.json()) == (201, {"created": 1, "unchanged": 0})
+
+
+def test_a_symbol_is_known_if_an_instrument_bore_it_on_the_articles_date(
+    partitioned, aapl, tmp_path
+):
+    """News names symbols as they were: FB in May 2024 is known when the instrument now called
+    META bore it then (the security master), and unknown on a date nobody bore it."""
+    meta = Instrument.objects.create(symbol="FB", asset_class="equity")
+    set_terms(meta.id, date(2024, 6, 1), None, Terms("META", "USD"))
+    row = "2024-05-13T14:30:00Z,Reuters,Facebook news,body,FB,0.1,\n"
+    header = CSV.splitlines()[0] + "\n"
+    assert "1 inserted" in ingest(write(tmp_path, "fb.csv", header + row))
+    late = row.replace("2024-05-13", "2024-06-13").replace("Facebook", "Late")
+    with pytest.raises(CommandError, match=r"line 2: unknown symbol\(s\) FB"):
+        ingest(write(tmp_path, "late.csv", header + late))

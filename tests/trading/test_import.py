@@ -152,7 +152,7 @@ def test_a_bad_file_is_refused_whole_with_the_line_and_reason_of_each_bad_line(
         "line 8: order 'o-msft' is for MSFT, not AAPL",
         "line 9: 9 fields where the header has 10",
         "line 10: unparseable time in executed_at: 'yesterday'",
-        "line 11: unknown symbol 'ZZZ'",
+        "line 11: unknown symbol ZZZ on 2024-05-13",
         "line 12: missing exec_id, side",
         "line 13: order 'o-sell' is cancelled and takes no fills",
         "line 14: quantity is not a finite number; price has more than 8 decimal places;"
@@ -239,3 +239,18 @@ def test_an_exec_id_names_an_execution_within_its_account(tmp_path, orders, inst
     assert booked["alpha", "e9"].supersedes == booked["alpha", "e1"]
     quantities = dict(Position.objects.values_list("account__name", "quantity"))
     assert quantities == {"alpha": 20, "beta": 5}
+
+
+def test_a_symbol_a_delisted_company_bore_too_is_the_listed_one_on_the_executions_date(
+    tmp_path, orders
+):
+    """A symbol is no longer unique: a delisted company that bore AAPL too is not the
+    instrument of a fill on a day the listed one bore it (the security master resolves each
+    line on its execution's date), and no line is booked twice."""
+    Instrument.objects.create(symbol="AAPL", asset_class="equity", active=False)
+    out = run(write(tmp_path, *GOOD))
+    assert "executions.csv: 3 rows read, 3 booked, 0 already booked" in out
+    assert set(Execution.objects.values_list("instrument__symbol", "instrument__active")) == {
+        ("AAPL", True),
+        ("MSFT", True),
+    }
