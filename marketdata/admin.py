@@ -140,20 +140,7 @@ class ListingAdmin(ViewOnly, LargeTableAdmin):
     (``marketdata_listing_set`` through ``ingest_listings``, ``POST /api/v1/listings/``, an
     instrument changed here), which keep a version replaced closed (``known_until``)."""
 
-    list_display = [
-        "instrument",
-        "valid_from",
-        "valid_until",
-        "symbol",
-        "name",
-        "mic",
-        "currency",
-        "status",
-        "isin",
-        "figi",
-        "known_from",
-        "known_until",
-    ]
+    list_display = ["instrument", *HISTORY_COLUMNS]
     list_filter = [
         "status",
         ("valid_from", admin.DateFieldListFilter),

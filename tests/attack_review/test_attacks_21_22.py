@@ -12,10 +12,11 @@ import pytest
 from django.db import connection
 
 from marketdata.models import Ingest, Instrument, Listing
-from marketdata.security_master import Terms, clear, resolve, set_terms
+from marketdata.security_master import Terms, resolve, set_terms
 from qvp_site.db import partitions
 from tests.fixtures.trading import T0
 from tests.knowledge import between_commits
+from tests.listings import current_versions, listed
 from tests.trading.test_snapshots import MINUTE, deposit
 from trading.models import PortfolioSnapshot
 from trading.snapshots import take_snapshots
@@ -156,24 +157,6 @@ def test_the_app_role_never_runs_code_as_the_owner_through_the_snapshot_trigger(
 RENAMED = date(2022, 6, 9)
 
 
-def _listed(symbol: str, first: date, terms: Terms) -> Instrument:
-    """A new instrument whose history starts on ``first`` (the loaders' way: created
-    inactive, its terms stated, the time before cleared)."""
-    instrument = Instrument.objects.create(symbol=symbol, asset_class="equity", active=False)
-    set_terms(instrument.id, first, None, terms)
-    clear(instrument.id, None, first)
-    instrument.refresh_from_db()
-    return instrument
-
-
-def _current(instrument: Instrument) -> list[tuple]:
-    return list(
-        Listing.objects.filter(instrument=instrument, known_until__isnull=True)
-        .order_by("valid_from")
-        .values_list("valid_from", "valid_until", "symbol", "status")
-    )
-
-
 def test_listing_triggers_cannot_be_diverted_into_a_temp_table(db, connect_as_app):
     """The security master's SECURITY DEFINER functions and triggers (marketdata_listing_set,
     _clear, _sync, marketdata_instrument_listed, _relisted) run with ``search_path =
@@ -181,14 +164,14 @@ def test_listing_triggers_cannot_be_diverted_into_a_temp_table(db, connect_as_ap
     instrument in place (it may UPDATE marketdata_instrument) after making a temporary
     marketdata_listing: the owner's trigger reads and writes the history there, and the
     instrument's row takes a new symbol while the real history never hears of it."""
-    fb = _listed("FB", date(2012, 5, 18), Terms("FB", "USD", mic="XNAS"))
+    fb = listed("FB", date(2012, 5, 18), Terms("FB", "USD", mic="XNAS"))
     app = _app(connect_as_app)
     _shadow(app, "marketdata_listing")
     app.execute("UPDATE marketdata_instrument SET symbol = 'HIJK' WHERE id = %s", [fb.pk])
     fb.refresh_from_db()
     # Whatever the row says today, the history must say it too, from today.
     assert fb.symbol == "HIJK"
-    assert _current(fb)[-1][2:] == ("HIJK", "listed")
+    assert current_versions(fb)[-1][2:] == ("HIJK", "listed")
 
 
 def test_a_new_instrument_inserted_by_the_app_starts_a_real_history(db, connect_as_app):
@@ -210,7 +193,7 @@ def test_the_app_role_cannot_put_the_history_out_of_step_with_the_row(db, connec
     trigger's own switch) included: the app states today's terms with p_sync false, and the
     history says ZZZ today while the row still says FB (the API and the admin read the row;
     resolution reads the history)."""
-    fb = _listed("FB", date(2012, 5, 18), Terms("FB", "USD", mic="XNAS"))
+    fb = listed("FB", date(2012, 5, 18), Terms("FB", "USD", mic="XNAS"))
     app = _app(connect_as_app)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the form with p_sync
         app.execute(
@@ -224,7 +207,7 @@ def test_the_app_role_cannot_put_the_history_out_of_step_with_the_row(db, connec
         [fb.pk],
     )
     fb.refresh_from_db()
-    assert _current(fb)[-1][2] == fb.symbol == "ZZZ"
+    assert current_versions(fb)[-1][2] == fb.symbol == "ZZZ"
 
 
 def test_renamed_in_place_the_history_changes_from_the_projects_today(db, connect_as_app):
@@ -232,19 +215,19 @@ def test_renamed_in_place_the_history_changes_from_the_projects_today(db, connec
     SECURITY DEFINER functions do not pin it (the project's others SET TimeZone = 'UTC'). A
     writer whose session runs twelve hours off UTC dates the rename a day off the project's
     today (UTC), and marketdata_listing_today picks today's version by the same clock."""
-    fb = _listed("FB", date(2012, 5, 18), Terms("FB", "USD", mic="XNAS"))
+    fb = listed("FB", date(2012, 5, 18), Terms("FB", "USD", mic="XNAS"))
     app = _app(connect_as_app)
     hour = app.execute("SELECT extract(hour FROM now() AT TIME ZONE 'UTC')").fetchone()[0]
     zone = "Etc/GMT+12" if hour < 12 else "Etc/GMT-14"
     app.execute("SELECT set_config('TimeZone', %s, false)", [zone])
     app.execute("UPDATE marketdata_instrument SET symbol = 'FBX' WHERE id = %s", [fb.pk])
-    assert _current(fb)[-1][0] == today_utc()
+    assert current_versions(fb)[-1][0] == today_utc()
 
 
 def test_the_readonly_role_writes_no_history(db, readonly):
     """Held: trading_readonly may neither state nor clear terms, nor write a version, an
     instrument, a snapshot or a load's record."""
-    fb = _listed("FB", date(2012, 5, 18), Terms("FB", "USD"))
+    fb = listed("FB", date(2012, 5, 18), Terms("FB", "USD"))
     for statement, params in (
         ("SELECT marketdata_listing_set(%s, NULL, NULL, 'X', '', '', 'USD', 'listed')", [fb.pk]),
         ("SELECT marketdata_listing_clear(%s, NULL, NULL)", [fb.pk]),
@@ -263,7 +246,7 @@ def test_a_ticker_of_a_delisted_company_can_be_given_to_a_new_instrument(admin_c
     inserted gets one version *since always* (marketdata_instrument_listed), which overlaps
     the old bearer's listed years: listing_one_bearer_a_day refuses the insert, so the admin
     (and the ORM, the API, raw SQL) cannot create the new company at all: a 500."""
-    old = _listed("TWTR", date(2013, 11, 7), Terms("TWTR", "USD", name="Twitter"))
+    old = listed("TWTR", date(2013, 11, 7), Terms("TWTR", "USD", name="Twitter"))
     set_terms(old.id, date(2022, 11, 8), None, Terms("TWTR", "USD", "delisted", name="Twitter"))
     old.refresh_from_db()
     assert old.active is False
@@ -460,9 +443,9 @@ def test_a_reused_tickers_bars_merge_only_into_the_instrument_that_bore_it_then(
     load's symbol is one the instrument bore *at some time*, whatever the rows' dates: a load
     of the new TWTR's 2024 bars merges into the old Twitter, delisted in 2022 (the security
     master says who bore TWTR on each day; the database's last check ignores it)."""
-    old = _listed("TWTR", date(2013, 11, 7), Terms("TWTR", "USD", name="Twitter"))
+    old = listed("TWTR", date(2013, 11, 7), Terms("TWTR", "USD", name="Twitter"))
     set_terms(old.id, date(2022, 11, 8), None, Terms("TWTR", "USD", "delisted", name="Twitter"))
-    new = _listed("TWTR", date(2024, 1, 2), Terms("TWTR", "USD", name="New Co"))
+    new = listed("TWTR", date(2024, 1, 2), Terms("TWTR", "USD", name="New Co"))
     assert resolve("TWTR", date(2024, 3, 1)) == new
     when = T0 - timedelta(days=60)  # 2024-03-14: the new company's year
     partitions.prepare_load("marketdata_minutebar", when, when)

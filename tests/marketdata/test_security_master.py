@@ -6,53 +6,38 @@ through the owner's functions."""
 from __future__ import annotations
 
 from datetime import date
+from io import StringIO
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.test import override_settings
 
 from marketdata.models import Instrument, Listing
 from marketdata.security_master import (
     SymbolNotResolved,
     Terms,
-    clear,
     resolve,
     resolve_many,
     set_terms,
     today,
 )
 from tests.knowledge import between_commits
+from tests.listings import current_versions, listed
 
 RENAMED = date(2022, 6, 9)
 FB = Terms("FB", "USD", name="Facebook Inc", mic="XNAS", isin="US30303M1027", figi="BBG000MM2P62")
 META = Terms("META", "USD", name="Meta Platforms", mic="XNAS", isin="US30303M1027")
 
 
-def _listed(symbol: str, first: date | None, terms: Terms) -> Instrument:
-    """A new instrument whose history starts on ``first`` with ``terms``."""
-    instrument = Instrument.objects.create(symbol=symbol, asset_class="equity", active=False)
-    set_terms(instrument.id, first, None, terms)
-    if first is not None:
-        clear(instrument.id, None, first)
-    instrument.refresh_from_db()
-    return instrument
-
-
 @pytest.fixture
 def meta(db) -> Instrument:
-    instrument = _listed("FB", date(2012, 5, 18), FB)
+    instrument = listed("FB", date(2012, 5, 18), FB)
     set_terms(instrument.id, RENAMED, None, META)
     instrument.refresh_from_db()
     return instrument
-
-
-def _current(instrument: Instrument) -> list[tuple]:
-    return list(
-        Listing.objects.filter(instrument=instrument, known_until__isnull=True)
-        .order_by("valid_from")
-        .values_list("valid_from", "valid_until", "symbol", "status")
-    )
 
 
 def test_a_new_instrument_starts_its_history_with_its_terms(db):
@@ -68,7 +53,7 @@ def test_a_new_instrument_starts_its_history_with_its_terms(db):
 
 
 def test_a_rename_keeps_one_instrument_and_both_names(meta):
-    assert _current(meta) == [
+    assert current_versions(meta) == [
         (date(2012, 5, 18), RENAMED, "FB", "listed"),
         (RENAMED, None, "META", "listed"),
     ]
@@ -90,9 +75,9 @@ def test_a_rename_keeps_one_instrument_and_both_names(meta):
 
 
 def test_a_ticker_reused_by_another_company_resolves_by_date(db):
-    old = _listed("XYZ", date(2000, 1, 3), Terms("XYZ", "USD", name="Old Co"))
+    old = listed("XYZ", date(2000, 1, 3), Terms("XYZ", "USD", name="Old Co"))
     set_terms(old.id, date(2010, 3, 1), None, Terms("XYZ", "USD", "delisted", name="Old Co"))
-    new = _listed("XYZ", date(2015, 6, 1), Terms("XYZ", "USD", name="New Co"))
+    new = listed("XYZ", date(2015, 6, 1), Terms("XYZ", "USD", name="New Co"))
     old.refresh_from_db()
     assert (old.active, new.active) == (False, True)
     assert resolve("XYZ", date(2005, 1, 1)) == old
@@ -108,9 +93,9 @@ def test_a_ticker_reused_by_another_company_resolves_by_date(db):
 
 
 def test_a_universe_of_a_date_keeps_the_names_delisted_since(db):
-    gone = _listed("GONE", date(2001, 1, 2), Terms("GONE", "USD"))
+    gone = listed("GONE", date(2001, 1, 2), Terms("GONE", "USD"))
     set_terms(gone.id, date(2008, 9, 15), None, Terms("GONE", "USD", "delisted"))
-    back = _listed("BACK", date(2001, 1, 2), Terms("BACK", "USD"))
+    back = listed("BACK", date(2001, 1, 2), Terms("BACK", "USD"))
     set_terms(back.id, date(2009, 1, 2), date(2011, 1, 3), Terms("BACK", "USD", "delisted"))
     members = set(Instrument.objects.universe(date(2008, 9, 12)).values_list("id", flat=True))
     assert {gone.id, back.id} <= members
@@ -135,14 +120,14 @@ def test_a_history_corrected_reads_as_known_before(meta):
 def test_an_instrument_renamed_in_place_changes_its_history_from_today(meta):
     meta.symbol = "MVRS"
     meta.save()
-    assert _current(meta)[-2:] == [
+    assert current_versions(meta)[-2:] == [
         (RENAMED, today(), "META", "listed"),
         (today(), None, "MVRS", "listed"),
     ]
     assert resolve("META", date(2023, 1, 1)) == meta
     meta.active = False
     meta.save()
-    assert _current(meta)[-1] == (today(), None, "MVRS", "delisted")
+    assert current_versions(meta)[-1] == (today(), None, "MVRS", "delisted")
 
 
 def test_a_version_is_never_edited_nor_deleted(meta):
@@ -200,9 +185,14 @@ def _migrate(target: tuple[str, str]) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_migration_makes_each_instrument_the_first_version_of_its_history():
+def test_the_migration_makes_each_instrument_the_first_version_of_its_history(
+    app_role_password,
+):
+    """Unapplied, marketdata 0011 takes the migrations that depend on it (risk 0005) and the
+    functions it made with it: every app goes back to its newest migration afterwards, and the
+    roles get their grants on the functions made again."""
     executor = MigrationExecutor(connection)
-    (leaf,) = executor.loader.graph.leaf_nodes("marketdata")
+    leaves = executor.loader.graph.leaf_nodes()
     try:
         _migrate(("marketdata", "0010_ingest_audited"))
         with connection.cursor() as cursor:
@@ -221,4 +211,6 @@ def test_the_migration_makes_each_instrument_the_first_version_of_its_history():
             ("OLD", None, None, "OLD", "", "EUR", "delisted", None),
         ]
     finally:
-        _migrate(leaf)
+        MigrationExecutor(connection).migrate(leaves)
+        with override_settings(QVP_APP_DB_PASSWORD=app_role_password):
+            call_command("create_db_roles", stdout=StringIO())

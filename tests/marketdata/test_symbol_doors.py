@@ -18,25 +18,16 @@ from rest_framework import serializers
 
 from marketdata.fields import ResolvesSymbols, SymbolField, SymbolRelatedField
 from marketdata.models import DailyBar, Ingest, Instrument
-from marketdata.security_master import Terms, clear, set_terms, today
+from marketdata.security_master import Terms, set_terms, today
 from qvp_site.db import partitions
 from qvp_site.db.aggregates import refresh_table
 from signals.models import Agent, Signal
+from tests.listings import listed
 
 RENAMED = date(2022, 6, 9)
 FB = Terms("FB", "USD", name="Facebook Inc", mic="XNAS")
 META = Terms("META", "USD", name="Meta Platforms", mic="XNAS")
 BARS = "/api/v1/bars/"
-
-
-def _listed(symbol: str, first: date | None, terms: Terms) -> Instrument:
-    """A new instrument whose history starts on ``first`` with ``terms``."""
-    instrument = Instrument.objects.create(symbol=symbol, asset_class="equity", active=False)
-    set_terms(instrument.id, first, None, terms)
-    if first is not None:
-        clear(instrument.id, None, first)
-    instrument.refresh_from_db()
-    return instrument
 
 
 def _terms(symbol: str, status: str = "listed") -> Terms:
@@ -49,15 +40,15 @@ class World:
     DUP borne by two delisted instruments at once from 2016 (ambiguous)."""
 
     def __init__(self) -> None:
-        self.meta = _listed("FB", date(2012, 5, 18), FB)
+        self.meta = listed("FB", date(2012, 5, 18), FB)
         set_terms(self.meta.id, RENAMED, None, META)
-        self.old = _listed("XYZ", date(2010, 1, 1), _terms("XYZ"))
+        self.old = listed("XYZ", date(2010, 1, 1), _terms("XYZ"))
         set_terms(self.old.id, date(2015, 1, 1), None, _terms("XYZ", "delisted"))
-        self.new = _listed("XYZ", date(2018, 1, 1), _terms("XYZ"))
-        self.rel = _listed("REL", date(2010, 1, 1), _terms("REL"))
+        self.new = listed("XYZ", date(2018, 1, 1), _terms("XYZ"))
+        self.rel = listed("REL", date(2010, 1, 1), _terms("REL"))
         set_terms(self.rel.id, date(2014, 1, 1), date(2016, 1, 1), _terms("REL", "delisted"))
-        self.dup_a = _listed("DUP", date(2015, 1, 1), _terms("DUP", "delisted"))
-        self.dup_b = _listed("DUP", date(2016, 1, 1), _terms("DUP", "delisted"))
+        self.dup_a = listed("DUP", date(2015, 1, 1), _terms("DUP", "delisted"))
+        self.dup_b = listed("DUP", date(2016, 1, 1), _terms("DUP", "delisted"))
         for instrument in (self.meta, self.old, self.new, self.rel, self.dup_a, self.dup_b):
             instrument.refresh_from_db()
 
