@@ -230,7 +230,7 @@ def test_command_runs_as_known_at_and_repeats(book, market, tmp_path):
         call_command("compute_risk", "--repeat", "0")
     with pytest.raises(CommandError, match="--repeat takes the run's own"):
         call_command("compute_risk", "--repeat", str(run.pk), "--as-of", AS_OF.isoformat())
-    with pytest.raises(CommandError, match="--known-at.*is not settled yet"):
+    with pytest.raises(CommandError, match=r"--known-at.*is not settled yet"):
         call_command("compute_risk", "--known-at", "2999-01-01T00:00:00Z")
 
 
