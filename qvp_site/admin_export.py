@@ -112,14 +112,21 @@ class _Echo:
 
 def _label_field(model: type[models.Model]) -> str | None:
     """The field that names a related record for people: the user name, or the first unique
-    text field (an instrument's symbol, an account's name); None when there is none."""
+    text field (an account's name), or a text field a constraint keeps unique among some rows
+    (an instrument's symbol, unique among listed instruments); None when there is none."""
     username = getattr(model, "USERNAME_FIELD", None)
     if username:
         return username
-    for field in model._meta.concrete_fields:
-        if field.unique and not field.primary_key and isinstance(field, models.CharField):
+    texts = [f for f in model._meta.concrete_fields if isinstance(f, models.CharField)]
+    for field in texts:
+        if field.unique and not field.primary_key:
             return field.name
-    return None
+    kept_unique = {
+        c.fields[0]
+        for c in model._meta.constraints
+        if isinstance(c, models.UniqueConstraint) and len(c.fields) == 1
+    }
+    return next((f.name for f in texts if f.name in kept_unique), None)
 
 
 def export_columns(model: type[models.Model], names: Iterable[str]) -> list[tuple[str, str]]:

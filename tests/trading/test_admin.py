@@ -66,6 +66,10 @@ def books(desks, instrument):
         gross_exposure=Decimal(50),
         net_exposure=Decimal(50),
     )
+    # Taken again with other numbers: the first ones are kept as a revision.
+    PortfolioSnapshot.objects.filter(account=alpha, ts=T0).update(
+        cash=Decimal(110), nav=Decimal(160)
+    )
     run = BacktestRun.objects.create(
         strategy="momentum", period_start=T0 - timedelta(days=30), period_end=T0
     )

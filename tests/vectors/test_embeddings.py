@@ -137,7 +137,7 @@ def test_build_embeddings_command(week_of_bars):
     out = StringIO()
     call_command("build_embeddings", "--symbol", "AAPL", "--no-progress", stdout=out)
     assert "0 feature embeddings written." in out.getvalue()
-    with pytest.raises(CommandError, match="unknown symbols: ZZZ"):
+    with pytest.raises(CommandError, match="unknown symbol ZZZ on"):
         call_command("build_embeddings", "--symbol", "ZZZ")
 
 
