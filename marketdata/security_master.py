@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from django.db import connection
-from django.utils import timezone
 
 from marketdata.models import Instrument, Listing
 
@@ -55,7 +54,8 @@ class Terms:
 
 
 def today() -> date:
-    return timezone.localdate()
+    """Today in UTC, the day the database's functions call today (they run in UTC)."""
+    return datetime.now(UTC).date()
 
 
 def resolve_many(
