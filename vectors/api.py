@@ -66,6 +66,10 @@ class FeatureSearchSerializer(ResolvesSymbols):
         return found
 
     def validate(self, attrs: dict) -> dict:
+        # The request's own terms first: a range that ends before it starts is refused
+        # whatever is stored.
+        if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "must be after start"})
         if ("vector" in attrs) == ("id" in attrs):
             raise serializers.ValidationError({"vector": "give either a vector or an id"})
         if "id" in attrs:
@@ -79,8 +83,6 @@ class FeatureSearchSerializer(ResolvesSymbols):
             if found is None:
                 raise serializers.ValidationError({"feature_set": "no embeddings built yet"})
             attrs["feature_set"] = found
-        if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
-            raise serializers.ValidationError({"end": "must be after start"})
         if attrs["metric"] == "cosine" and not search.has_direction(attrs["vector"]):
             field = "id" if "id" in attrs else "vector"
             raise serializers.ValidationError({field: NO_DIRECTION})

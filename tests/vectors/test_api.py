@@ -102,3 +102,11 @@ def test_similar_regimes_refusals(api, week_of_bars):
     response = api.get(SIMILAR, {"symbol": "SPY"})
     assert response.status_code == 400
     assert "no regimes for SPY" in str(response.json()["symbol"])
+
+
+def test_a_range_that_ends_before_it_starts_is_refused_before_anything_is_looked_up(api, db):
+    """With no embeddings stored at all, the request's own bad range is what is refused."""
+    payload = {"vector": [1.0] * 128, "start": "2024-05-16", "end": "2024-05-14"}
+    response = api.post(SEARCH, payload, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == ["end"]
