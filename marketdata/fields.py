@@ -24,12 +24,6 @@ from marketdata import security_master
 from marketdata.models import Instrument
 
 MAX_SYMBOLS = 1_000
-# marketdata.security_master's resolution with each instrument's row: one statement.
-RESOLVE_JOINED_SQL = """
-SELECT r.symbol, r.problem, {columns}
-FROM marketdata_resolve_symbols(%s::text[], %s::date, NULL) r
-LEFT JOIN marketdata_instrument i ON i.id = r.instrument_id
-"""
 # The attribute a resolved Instrument keeps the symbol it was asked by under (not a column).
 _ASKED = "_asked_symbol"
 
@@ -108,25 +102,12 @@ def _resolved(name: str, value: str | list[str], on: date) -> Instrument | list[
 
 
 def resolve_asked(symbols: Sequence[str], on: date) -> list[Instrument]:
-    """The instruments that bore ``symbols`` on ``on``, in order, in one statement (the
-    security master's resolution joined to the instruments); each remembers the symbol it was
-    asked by (``asked_symbol``). Raises SymbolNotResolved naming every problem."""
-    wanted = list(dict.fromkeys(symbols))
-    columns = [f.attname for f in Instrument._meta.concrete_fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            RESOLVE_JOINED_SQL.format(columns=", ".join(f"i.{c}" for c in columns)),
-            [wanted, on],
-        )
-        rows = {row[0]: row for row in cursor.fetchall()}
-    problems = [rows[s][1] for s in wanted if rows[s][1] is not None]
-    if problems:
-        raise security_master.SymbolNotResolved(problems)
-    found = {}
-    for symbol in wanted:
-        instrument = Instrument.from_db(connection.alias, columns, rows[symbol][2:])
+    """The instruments that bore ``symbols`` on ``on``, in order, in one statement
+    (``security_master.resolve_many``); each remembers the symbol it was asked by
+    (``asked_symbol``). Raises SymbolNotResolved naming every problem."""
+    found = security_master.resolve_many(symbols, on)
+    for symbol, instrument in found.items():
         setattr(instrument, _ASKED, symbol)
-        found[symbol] = instrument
     return [found[symbol] for symbol in symbols]
 
 

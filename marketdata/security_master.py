@@ -20,9 +20,11 @@ from django.db import connection
 
 from marketdata.models import Instrument, Listing
 
+# The resolution joined to each instrument's row: one statement however many symbols.
 RESOLVE_SQL = """
-SELECT symbol, instrument_id, problem
-FROM marketdata_resolve_symbols(%s::text[], %s::date, %s::timestamptz)
+SELECT r.symbol, r.problem, {columns}
+FROM marketdata_resolve_symbols(%s::text[], %s::date, %s::timestamptz) r
+LEFT JOIN marketdata_instrument i ON i.id = r.instrument_id
 """
 SET_SQL = """
 SELECT marketdata_listing_set(%s, %s::date, %s::date, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
@@ -66,15 +68,17 @@ def resolve_many(
     wanted = list(dict.fromkeys(symbols))
     if not wanted:
         return {}
+    columns = [f.attname for f in Instrument._meta.concrete_fields]
     with connection.cursor() as cursor:
-        cursor.execute(RESOLVE_SQL, [wanted, on or today(), known_at])
-        rows = cursor.fetchall()
-    by_symbol = {symbol: (instrument_id, problem) for symbol, instrument_id, problem in rows}
-    problems = [by_symbol[s][1] for s in wanted if by_symbol[s][0] is None]
+        cursor.execute(
+            RESOLVE_SQL.format(columns=", ".join(f"i.{c}" for c in columns)),
+            [wanted, on or today(), known_at],
+        )
+        rows = {row[0]: row for row in cursor.fetchall()}
+    problems = [rows[s][1] for s in wanted if rows[s][1] is not None]
     if problems:
         raise SymbolNotResolved(problems)
-    instruments = Instrument.objects.in_bulk([by_symbol[s][0] for s in wanted])
-    return {s: instruments[by_symbol[s][0]] for s in wanted}
+    return {s: Instrument.from_db(connection.alias, columns, rows[s][2:]) for s in wanted}
 
 
 def resolve(symbol: str, on: date | None = None, known_at: datetime | None = None) -> Instrument:
