@@ -34,6 +34,9 @@ class MarketdataConfig(AppConfig):
         # (marketdata_listing_set, _clear; an instrument's own row changed in place changes
         # its history through them, by trigger), never edited in place nor deleted.
         "marketdata_listing": "",
+        # Corporate actions likewise: stated and withdrawn through the owner's functions
+        # (marketdata_action_set, _withdraw), never edited in place nor deleted.
+        "marketdata_corporateaction": "",
     }
     # When a row was learnt is the database's to say (its load's time), never the writer's:
     # a row backdated would show in reads as known before it was; one dated ahead would be in

@@ -190,6 +190,134 @@ class Listing(models.Model):
 INFINITY = float("inf")
 
 
+class ActionKind(models.TextChoices):
+    SPLIT = "split", "split"
+    CASH_DIVIDEND = "cash_dividend", "cash dividend"
+    STOCK_DIVIDEND = "stock_dividend", "stock dividend"
+    SPIN_OFF = "spin_off", "spin-off"
+    DELISTING = "delisting", "delisting"
+
+
+def action_constraints() -> list:
+    """What each kind of action must state, and nothing it must not, so that raw SQL meets
+    the loader's rules."""
+    kind = {k: Q(kind=k) for k in ActionKind.values}
+    shares_change = kind["split"] | kind["stock_dividend"] | kind["spin_off"]
+    return [
+        models.CheckConstraint(condition=Q(kind__in=ActionKind.values), name="action_kind_known"),
+        models.CheckConstraint(
+            condition=(~shares_change | Q(ratio__gt=0)) & (shares_change | Q(ratio__isnull=True)),
+            name="action_ratio_where_shares_change",
+        ),
+        models.CheckConstraint(condition=~kind["split"] | ~Q(ratio=1), name="action_split_not_1"),
+        models.CheckConstraint(
+            condition=(~kind["cash_dividend"] | Q(amount__gt=0, currency__regex=r"^[A-Z0-9]{3,5}$"))
+            & (kind["cash_dividend"] | Q(amount__isnull=True, currency="", pay_date__isnull=True)),
+            name="action_dividend_terms",
+        ),
+        models.CheckConstraint(
+            condition=Q(pay_date__isnull=True) | Q(pay_date__gte=F("ex_date")),
+            name="action_paid_on_or_after_ex_date",
+        ),
+        models.CheckConstraint(
+            condition=(
+                ~kind["spin_off"]
+                | Q(new_instrument__isnull=False, cost_fraction__gt=0, cost_fraction__lt=1)
+            )
+            & (kind["spin_off"] | Q(new_instrument__isnull=True, cost_fraction__isnull=True)),
+            name="action_spin_off_terms",
+        ),
+        models.CheckConstraint(
+            condition=~Q(new_instrument=F("instrument")), name="action_spin_off_elsewhere"
+        ),
+        models.CheckConstraint(
+            condition=(~kind["delisting"] | Q(final_price__gte=0))
+            & (kind["delisting"] | Q(final_price__isnull=True)),
+            name="action_delisting_terms",
+        ),
+        models.CheckConstraint(
+            condition=Q(known_until__isnull=True) | Q(known_until__gte=F("known_from")),
+            name="action_known_in_order",
+        ),
+        # One current action of a kind a day for an instrument: a restatement replaces it.
+        models.UniqueConstraint(
+            fields=["instrument", "kind", "ex_date"],
+            condition=Q(known_until__isnull=True),
+            name="action_one_of_a_kind_a_day",
+        ),
+    ]
+
+
+@audited
+class CorporateAction(models.Model):
+    """A corporate action on an instrument, effective from its ex-date: a split (``ratio`` new
+    shares for each old one; below 1 a reverse split), a cash dividend (``amount`` a share in
+    ``currency``, paid on ``pay_date``), a stock dividend (``ratio`` new shares for each one
+    held), a spin-off (``ratio`` shares of ``new_instrument`` for each one held, and the
+    ``cost_fraction`` of the cost basis that moves to them) or a delisting (``final_price``).
+
+    Prices are stored as traded; reads adjust them by these actions as the system knew them
+    (marketdata/sql/actions/0012.sql). An action restated (other terms for the same ex-date)
+    closes the version it replaces with ``known_until``, never deletes it: a run repeated
+    as known at a moment adjusts as it did then."""
+
+    Kind = ActionKind
+
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.PROTECT, related_name="corporate_actions"
+    )
+    kind = models.CharField(max_length=14, choices=Kind.choices)
+    ex_date = models.DateField(help_text="the first day the shares trade without the action")
+    ratio = models.DecimalField(
+        max_digits=20,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="split: new shares for each old one; stock dividend and spin-off: new shares"
+        " for each one held",
+    )
+    amount = models.DecimalField(
+        max_digits=20, decimal_places=8, null=True, blank=True, help_text="cash dividend a share"
+    )
+    currency = models.CharField(max_length=5, blank=True)
+    pay_date = models.DateField(null=True, blank=True)
+    new_instrument = models.ForeignKey(
+        Instrument,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="spun_off_by",
+        help_text="spin-off: the instrument whose shares holders receive",
+    )
+    cost_fraction = models.DecimalField(
+        max_digits=11,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="spin-off: the fraction of the cost basis that moves to the new shares",
+    )
+    final_price = models.DecimalField(
+        max_digits=20, decimal_places=8, null=True, blank=True, help_text="delisting"
+    )
+    known_from = models.DateTimeField(
+        db_default=TRANSACTION_START, help_text="when the system learnt it"
+    )
+    known_until = models.DateTimeField(
+        null=True, blank=True, help_text="when a restatement replaced it (empty: current)"
+    )
+
+    class Meta:
+        ordering = ["instrument", "ex_date", "kind"]
+        indexes = [
+            models.Index(fields=["instrument", "ex_date"], name="action_by_instrument"),
+            models.Index(fields=["ex_date"], name="action_by_ex_date"),
+        ]
+        constraints = action_constraints()
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.ex_date}"
+
+
 def finite(name: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()):
     """NaN and infinities are not prices: PostgreSQL orders NaN above every number, so
     ``price > 0`` alone lets NaN through; ``x < 'Infinity'`` refuses both."""
@@ -474,6 +602,14 @@ class Ingest(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error_summary = models.TextField(blank=True)
+    # A vendor's file already split-adjusted (Yahoo's Close): the loader divided out the splits
+    # with ex-dates up to this date known when it ran, so that prices are stored as traded and
+    # a later split adjusts them once. Empty: the file held prices as traded.
+    adjusted_through = models.DateField(
+        null=True,
+        blank=True,
+        help_text="the file was split-adjusted by its vendor through this date",
+    )
 
     class Meta:
         ordering = ["-started_at"]

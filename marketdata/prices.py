@@ -61,6 +61,19 @@ LATEST_PRICES_KNOWN_AT_SQL = _LATEST_SQL.format(
 )
 
 
+# Adjusted for corporate actions (marketdata/sql/actions/0012.sql): each price times its
+# instrument's factor at its time, the factors computed for the instruments asked only.
+_ADJUSTED_SQL = """
+SELECT p.id, p.ts, p.close * marketdata_factor_at(p.ts, f.bounds, f.price_factors), p.source
+FROM ({prices}) AS p
+LEFT JOIN LATERAL (
+    SELECT a.bounds, a.price_factors
+    FROM marketdata_action_factors(%(adjustment)s::text, %(known_at)s::timestamptz) AS a
+    WHERE a.instrument_id = p.id
+) AS f ON true
+"""
+
+
 @dataclass(frozen=True)
 class Price:
     instrument_id: int
@@ -73,14 +86,24 @@ def latest_prices(
     instrument_ids: Iterable[int],
     as_of: datetime | None = None,
     known_at: datetime | None = None,
+    adjustment: str = "raw",
 ) -> dict[int, Price]:
     """Latest close per instrument at or before ``as_of`` (default now), from the bars as
-    known at ``known_at`` (default: as known now); instruments with no bar by then are absent
-    from the answer."""
+    known at ``known_at`` (default: as known now), adjusted for corporate actions by
+    ``adjustment`` ("raw": as traded; "split", "total_return": back-adjusted by the actions
+    known then with later ex-dates); instruments with no bar by then are absent."""
     ids = sorted(set(instrument_ids))
     if not ids:
         return {}
     sql = LATEST_PRICES_SQL if known_at is None else LATEST_PRICES_KNOWN_AT_SQL
+    if adjustment != "raw":
+        sql = _ADJUSTED_SQL.format(prices=sql)
+    params = {
+        "ids": ids,
+        "as_of": as_of or timezone.now(),
+        "known_at": known_at,
+        "adjustment": adjustment,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"ids": ids, "as_of": as_of or timezone.now(), "known_at": known_at})
+        cursor.execute(sql, params)
         return {row[0]: Price(*row) for row in cursor.fetchall()}

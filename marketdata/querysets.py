@@ -13,32 +13,60 @@ from django.db.models.sql.datastructures import BaseTable
 
 from qvp_site.db.buckets import Bucket, First, Last
 
+# How a read adjusts prices for corporate actions: as traded, for splits (and stock dividends),
+# or for everything a holder received (dividends and spin-offs too), back to the latest price.
+ADJUSTMENTS = ("raw", "split", "total_return")
+
 
 class KnownAt(BaseTable):
-    """A market-data table as the system knew it at ``moment``: its SQL function
-    ``<table>_known_at(moment)`` (marketdata/sql/revisions/0009.sql) in the table's place,
-    under the table's name, so every filter, annotation and aggregate of a queryset reads it
-    unchanged. The function is plain SQL, which PostgreSQL inlines: the filters reach the
-    indexes of both the table and its revisions."""
+    """A market-data table as the system knew it at ``moment`` (None: now), its prices adjusted
+    for corporate actions by ``adjustment``: its SQL function ``<table>_known_at(moment)``
+    (marketdata/sql/revisions/0009.sql), or ``<table>_adjusted(adjustment, moment)``
+    (marketdata/sql/actions/0012.sql), in the table's place, under the table's name, so every
+    filter, annotation and aggregate of a queryset reads it unchanged. The functions are plain
+    SQL, which PostgreSQL inlines: the filters reach the indexes of the table, its revisions
+    and the actions."""
 
-    def __init__(self, table_name: str, alias: str | None, moment: datetime):
+    def __init__(
+        self, table_name: str, alias: str | None, moment: datetime | None, adjustment: str = "raw"
+    ):
         super().__init__(table_name, alias)
         self.moment = moment
+        self.adjustment = adjustment
 
     def as_sql(self, compiler, connection) -> tuple[str, list[Any]]:
-        function = connection.ops.quote_name(f"{self.table_name}_known_at")
         # As Django names the alias elsewhere: quoted when it is the table's name, bare when
         # it is a subquery's (U0).
         alias = compiler.quote_name_unless_alias(self.table_alias or self.table_name)
+        if self.adjustment != "raw":
+            function = connection.ops.quote_name(f"{self.table_name}_adjusted")
+            return f"{function}(%s::text, %s::timestamptz) AS {alias}", [
+                self.adjustment,
+                self.moment,
+            ]
+        if self.moment is None:
+            return super().as_sql(compiler, connection)
+        function = connection.ops.quote_name(f"{self.table_name}_known_at")
         return f"{function}(%s) AS {alias}", [self.moment]
 
     def relabeled_clone(self, change_map: dict[str | None, str]) -> KnownAt:
         alias = change_map.get(self.table_alias) or self.table_alias
-        return self.__class__(self.table_name, alias, self.moment)
+        return self.__class__(self.table_name, alias, self.moment, self.adjustment)
 
     @property
     def identity(self) -> tuple[Any, ...]:
-        return (self.__class__, self.table_name, self.table_alias, self.moment)
+        return (self.__class__, self.table_name, self.table_alias, self.moment, self.adjustment)
+
+
+def _read_as(queryset: models.QuerySet, **how: Any) -> models.QuerySet:
+    """``queryset`` reading its table as known at a moment and adjusted as ``how`` says, what
+    it said before kept for what ``how`` leaves out."""
+    qs = queryset.all()
+    alias = qs.query.get_initial_alias()
+    table = qs.query.alias_map[alias]
+    now = {"moment": _moment(qs), "adjustment": _adjustment(qs)} | how
+    qs.query.alias_map[alias] = KnownAt(table.table_name, table.table_alias, **now)
+    return qs
 
 
 class InstrumentQuerySet(models.QuerySet):
@@ -56,24 +84,26 @@ class InstrumentQuerySet(models.QuerySet):
 class TimeRangeQuerySet(models.QuerySet):
     def _merge_sanity_check(self, other: models.QuerySet) -> None:
         """``a | b``, ``a & b`` and ``a ^ b`` keep the left side's table: refuse to combine
-        reads of market data as known at different moments rather than drop one silently."""
+        reads of market data as known at different moments, or adjusted differently, rather
+        than drop one silently."""
         super()._merge_sanity_check(other)  # type: ignore[misc]
         if _moment(self) != _moment(other):
             raise TypeError(
                 "cannot combine market data read as known at different moments"
                 f" ({_moment(self)} and {_moment(other)}): combine them known at the same one"
             )
+        if _adjustment(self) != _adjustment(other):
+            raise TypeError(
+                "cannot combine market data adjusted differently"
+                f" ({_adjustment(self)} and {_adjustment(other)})"
+            )
 
     def known_at(self, moment: datetime | None):
         """The rows as the system knew them at ``moment``: the values then current, rows
         learnt later left out, rows deleted since put back. None: the present."""
-        if moment is None:
+        if moment is None and _moment(self) is None:
             return self.all()
-        qs = self.all()
-        alias = qs.query.get_initial_alias()
-        table = qs.query.alias_map[alias]
-        qs.query.alias_map[alias] = KnownAt(table.table_name, table.table_alias, moment)
-        return qs
+        return _read_as(self, moment=moment)
 
     def for_symbol(self, symbol: str, on: date | None = None):
         """Rows of the instrument that bore ``symbol`` on ``on`` (default today; the security
@@ -97,14 +127,38 @@ class TimeRangeQuerySet(models.QuerySet):
         return qs
 
 
-def _moment(queryset: models.QuerySet) -> datetime | None:
-    """The moment a queryset reads its table as known at; None for the present."""
+def _table(queryset: models.QuerySet) -> KnownAt | None:
     alias = queryset.query.base_table
     table = queryset.query.alias_map.get(alias) if alias else None
-    return table.moment if isinstance(table, KnownAt) else None
+    return table if isinstance(table, KnownAt) else None
+
+
+def _moment(queryset: models.QuerySet) -> datetime | None:
+    """The moment a queryset reads its table as known at; None for the present."""
+    table = _table(queryset)
+    return table.moment if table else None
+
+
+def _adjustment(queryset: models.QuerySet) -> str:
+    """How a queryset adjusts its prices for corporate actions ("raw": as traded)."""
+    table = _table(queryset)
+    return table.adjustment if table else "raw"
 
 
 class BarQuerySet(TimeRangeQuerySet):
+    def adjusted(self, adjustment: str) -> BarQuerySet:
+        """The bars with their prices (and volumes) adjusted for corporate actions: "raw" as
+        traded, "split" for splits and stock dividends, "total_return" for dividends and
+        spin-offs too, back to the latest price, by the actions known when the rows are read
+        as known (``known_at``)."""
+        if adjustment not in ADJUSTMENTS:
+            raise ValueError(
+                f"adjustment must be one of {', '.join(ADJUSTMENTS)}, not {adjustment!r}"
+            )
+        if adjustment == _adjustment(self):
+            return self.all()
+        return _read_as(self, adjustment=adjustment)
+
     def bucketed(self, width: str) -> models.QuerySet:
         """OHLCV per instrument and bucket of ``width`` ("1h", "1d", "1w", "1mo", any interval),
         open and close taken at the first and last bar of each bucket."""

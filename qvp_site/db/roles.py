@@ -297,6 +297,10 @@ OWNERS_FUNCTIONS = (
     # The security master's writers (marketdata/sql/listings/0011.sql).
     "marketdata_listing_set(bigint, date, date, text, text, text, text, text, text, text, jsonb)",
     "marketdata_listing_clear(bigint, date, date)",
+    # Corporate actions' writers (marketdata/sql/actions/0012.sql).
+    "marketdata_action_set(bigint, text, date, numeric, numeric, text, date, bigint, numeric,"
+    " numeric)",
+    "marketdata_action_withdraw(bigint, text, date)",
 )
 
 
