@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from marketdata.models import CorporateAction, DailyBar, Instrument
 from marketdata.prices import latest_prices
@@ -211,3 +211,10 @@ def test_a_bucket_across_an_ex_date_is_made_of_adjusted_bars(aapl) -> None:
     week = next(w for w in weeks if w["bucket"] == START)
     assert (week["open"], week["high"], week["low"], week["close"]) == (50, 107, 49.5, 106)
     assert week["volume"] == 5 * 2000 + 2 * 1000
+
+
+def test_a_dividend_in_another_currency_than_the_instruments_is_refused(aapl) -> None:
+    """Whoever states it (the loaders, the API, trading_app in psql): the factor divides the
+    dividend by a price in the instrument's currency."""
+    with pytest.raises(IntegrityError, match="paid in EUR, but it trades in USD"):
+        state(aapl, "cash_dividend", EX, amount="1", currency="EUR", pay_date=EX)

@@ -62,7 +62,24 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     current marketdata_corporateaction;
+    traded_in text;
 BEGIN
+    -- Two writers of one action take turns (the second then finds the first's version).
+    PERFORM pg_advisory_xact_lock(hashtext('qvp-action:' || p_instrument || ':' || p_kind),
+                                  p_ex_date - date '2000-01-01');
+    -- A dividend adjusts prices in the currency they trade in: its own must be that one.
+    IF p_kind = 'cash_dividend' THEN
+        SELECT coalesce((SELECT l.currency FROM marketdata_listings_known_at(NULL) l
+                         WHERE l.instrument_id = p_instrument
+                           AND daterange(l.valid_from, l.valid_until) @> p_ex_date),
+                        i.currency)
+        INTO traded_in FROM marketdata_instrument i WHERE i.id = p_instrument;
+        IF traded_in IS DISTINCT FROM p_currency THEN
+            RAISE EXCEPTION 'cash dividend of instrument % on %: paid in %, but it trades in %',
+                p_instrument, p_ex_date, coalesce(p_currency, 'no currency'), traded_in
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'action_dividend_currency';
+        END IF;
+    END IF;
     SELECT * INTO current FROM marketdata_corporateaction
     WHERE instrument_id = p_instrument AND kind = p_kind AND ex_date = p_ex_date
       AND known_until IS NULL
