@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -98,7 +99,7 @@ def latest_prices(
     sql = LATEST_PRICES_SQL if known_at is None else LATEST_PRICES_KNOWN_AT_SQL
     if adjustment != "raw":
         sql = _ADJUSTED_SQL.format(prices=sql)
-    params = {
+    params: dict[str, Any] = {
         "ids": ids,
         "as_of": as_of or timezone.now(),
         "known_at": known_at,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 from django.db.models import F, Max, Min, Sum
@@ -45,7 +45,8 @@ class KnownAt(BaseTable):
                 self.moment,
             ]
         if self.moment is None:
-            return super().as_sql(compiler, connection)
+            sql, params = super().as_sql(compiler, connection)
+            return sql, list(params)
         function = connection.ops.quote_name(f"{self.table_name}_known_at")
         return f"{function}(%s) AS {alias}", [self.moment]
 
@@ -157,7 +158,7 @@ class BarQuerySet(TimeRangeQuerySet):
             )
         if adjustment == _adjustment(self):
             return self.all()
-        return _read_as(self, adjustment=adjustment)
+        return cast("BarQuerySet", _read_as(self, adjustment=adjustment))
 
     def bucketed(self, width: str) -> models.QuerySet:
         """OHLCV per instrument and bucket of ``width`` ("1h", "1d", "1w", "1mo", any interval),

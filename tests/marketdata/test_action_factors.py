@@ -17,7 +17,7 @@ from tests.marketdata.conftest import START
 pytestmark = pytest.mark.django_db
 
 DAYS = 10
-T0 = datetime(2024, 1, 1, tzinfo=UTC)  # when the bars were learnt
+T0 = datetime(2024, 6, 1, tzinfo=UTC)  # when the bars were learnt, after their days
 EX = (START + timedelta(days=5)).date()  # an ex-date in the middle of the bars
 
 
@@ -218,3 +218,11 @@ def test_a_dividend_in_another_currency_than_the_instruments_is_refused(aapl) ->
     dividend by a price in the instrument's currency."""
     with pytest.raises(IntegrityError, match="paid in EUR, but it trades in USD"):
         state(aapl, "cash_dividend", EX, amount="1", currency="EUR", pay_date=EX)
+
+
+def test_an_action_announced_for_a_later_ex_date_leaves_the_prices_as_traded(aapl) -> None:
+    """Back-adjusted to the latest price: a split stated today for an ex-date ahead adjusts
+    nothing until that day, so the latest price stays the one traded."""
+    state(aapl, "split", date.today() + timedelta(days=30), ratio=2)
+    assert closes("split") == closes("raw")
+    assert latest_prices([aapl.id], adjustment="split") == latest_prices([aapl.id])

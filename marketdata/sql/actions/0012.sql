@@ -7,9 +7,10 @@
 --   (known_until) and add the new one. marketdata_action_withdraw(...) closes one. The loaders
 --   call them; the application's role writes the table no other way.
 -- * marketdata_action_factors(adjustment, known_at): per instrument, the ex-dates (at 00:00
---   UTC) of the actions that adjust its prices, and for each span between them the factors
---   that back-adjust a price (and a volume) to the latest one: the product of the factors of
---   every later ex-date. A read finds a row's span with width_bucket, a binary search.
+--   UTC) of the actions in effect then (ex-date reached) that adjust its prices, and for each
+--   span between them the factors that back-adjust a price (and a volume) to the latest one:
+--   the product of the factors of every later ex-date. A read finds a row's span with
+--   width_bucket, a binary search.
 --     split     price x 1/ratio, volume x ratio ('split' and 'total_return')
 --     stock dividend  price x 1/(1 + ratio), volume x (1 + ratio) (both)
 --     cash dividend   price x (1 - amount / the close before the ex-date) ('total_return')
@@ -179,9 +180,12 @@ LANGUAGE sql STABLE AS $$
                        WHEN 'stock_dividend' THEN ln(1 + a.ratio::double precision)
                    END) AS log_volume
         FROM marketdata_actions_known_at(p_known_at) a
-        WHERE a.kind IN ('split', 'stock_dividend')
-              AND p_adjustment IN ('split', 'total_return')
-           OR a.kind IN ('cash_dividend', 'spin_off') AND p_adjustment = 'total_return'
+        WHERE (a.kind IN ('split', 'stock_dividend')
+               AND p_adjustment IN ('split', 'total_return')
+               OR a.kind IN ('cash_dividend', 'spin_off') AND p_adjustment = 'total_return')
+          -- In effect by then: an action announced for a later ex-date leaves the latest
+          -- price as traded until that day.
+          AND marketdata_ex_moment(a.ex_date) <= coalesce(p_known_at, now())
         GROUP BY a.instrument_id, a.ex_date
     ),
     later AS (
