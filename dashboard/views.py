@@ -102,8 +102,9 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
     except security_master.SymbolNotResolved as error:
         return _unknown_symbol(request, symbol, str(error), status=404)
     tf = timeframes.timeframe(request.GET.get("tf"))
+    adjustment = timeframes.adjustment(request.GET.get("adjustment"))
     price = latest_prices([found.pk]).get(found.pk)
-    bars = timeframes.candles(found, tf, price)
+    bars = timeframes.candles(found, tf, price, adjustment)
     volatility, window = volatility_chart(found)
     return render(
         request,
@@ -115,6 +116,8 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
             "price": price,
             "timeframe": tf,
             "timeframes": timeframes.TIMEFRAMES.values(),
+            "adjustment": adjustment,
+            "adjustments": timeframes.ADJUSTMENTS,
             "candles": chart(*candle_series(bars.rows, found.symbol), intraday=tf.intraday),
             "source": bars.source,
             "volatility": volatility,

@@ -21,6 +21,11 @@ Every list of market data takes ``known_at``: the rows as the system knew them a
 (``known_at`` on the querysets), corrections learnt later undone, rows learnt later left out,
 rows deleted since put back. A deletion (``bars/delete/``) is itself a revision, made by the
 owner's ``marketdata_delete`` in the request's transaction, which names the user.
+
+Bars, buckets and latest prices take ``adjustment``: ``raw`` (the default) as traded,
+``split`` or ``total_return`` back-adjusted to the latest price by the corporate actions known
+at ``known_at`` (``BarQuerySet.adjusted``, marketdata/sql/actions/0012.sql). An adjusted
+bucket is computed from the adjusted bars, never from an aggregate (``marketdata.buckets``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from marketdata.models import (
     TickRevision,
 )
 from marketdata.prices import Price, latest_prices
+from marketdata.querysets import ADJUSTMENTS
 from qvp_site.api import (
     MAX_BATCH,
     CursorPagination,
@@ -130,6 +136,16 @@ def known_at_field() -> TimeField:
     )
 
 
+def adjustment_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(ADJUSTMENTS),
+        default="raw",
+        help_text="raw: prices as traded (default); split: back-adjusted for splits and stock"
+        " dividends; total_return: for dividends and spin-offs too. Adjusted to the latest"
+        " price by the corporate actions known at known_at",
+    )
+
+
 def timeframe_field() -> serializers.ChoiceField:
     return serializers.ChoiceField(
         choices=list(TIMEFRAMES), default="1m", help_text="1m: minute bars, 1d: daily bars"
@@ -143,6 +159,7 @@ class RangeQuery(ResolvesSymbols, TimeRangeQuery):
 
 class BarQuery(RangeQuery):
     timeframe = timeframe_field()
+    adjustment = adjustment_field()
 
 
 class BoundedRangeQuery(ResolvesSymbols, TimeRangeQuery):
@@ -191,6 +208,7 @@ class LatestPriceQuery(ResolvesSymbols):
     )
     as_of = TimeField(required=False, help_text="the price at this time (default: now)")
     known_at = known_at_field()
+    adjustment = adjustment_field()
 
 
 # --- Batches ---------------------------------------------------------------------------------
@@ -344,6 +362,10 @@ class BucketsSerializer(serializers.Serializer):
     source = serializers.CharField(  # type: ignore[assignment]
         help_text="the table read: the bars, or an aggregate of them"
     )
+    # Text, not an enum: see TickRevisionSerializer.kind.
+    adjustment = serializers.CharField(
+        help_text="how the prices are adjusted for corporate actions: raw, split or total_return"
+    )
     buckets = BucketSerializer(many=True)
 
 
@@ -361,6 +383,10 @@ class LatestPricesSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
     known_at = serializers.DateTimeField(
         required=False, help_text="the knowledge time read, when one was asked"
+    )
+    # Text, not an enum: see TickRevisionSerializer.kind.
+    adjustment = serializers.CharField(
+        required=False, help_text="how the prices are adjusted (split, total_return), when asked"
     )
     prices = PriceSerializer(many=True)
 
@@ -418,7 +444,11 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return self.queryset
         query = query_parameters(BarQuery, self.request)
         model = TIMEFRAMES[query["timeframe"]]
-        bars = model.objects.known_at(query.get("known_at")).filter(instrument=query["symbol"])
+        bars = (
+            model.objects.known_at(query.get("known_at"))
+            .adjusted(query["adjustment"])
+            .filter(instrument=query["symbol"])
+        )
         return within(bars, query)
 
     @extend_schema(parameters=schema_parameters(BarQuery))
@@ -451,7 +481,8 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def buckets(self, request: Request) -> Response:
         """OHLCV in buckets of a width over [start, end), from the hourly or daily aggregate
         where it serves the request, else from the bars; with known_at, from the bars as
-        known then (the aggregates hold the present)."""
+        known then (the aggregates hold the present); adjusted (split, total_return), from
+        the adjusted bars, so that a bucket spanning an ex-date is the adjusted bars' OHLCV."""
         query = query_parameters(BucketQuery, request)
         instrument = query["symbol"]
         found = bucketed(
@@ -462,6 +493,7 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 query["end"],
                 query["timeframe"],
                 known_at=query.get("known_at"),
+                adjustment=query["adjustment"],
             ),
             fill=query["gapfill"],
         )
@@ -475,6 +507,7 @@ class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "start": query["start"],
                 "end": query["end"],
                 "source": found.source,
+                "adjustment": query["adjustment"],
                 "buckets": found.rows,
             }
         )
@@ -572,16 +605,22 @@ class PriceViewSet(viewsets.ViewSet):
     @action(detail=False)
     def latest(self, request: Request) -> Response:
         """The close of the newest bar at or before as_of for each symbol, from the bars as
-        known at known_at (default: as known now)."""
+        known at known_at (default: as known now), adjusted as adjustment says (default:
+        raw, as traded)."""
         query = query_parameters(LatestPriceQuery, request)
         as_of = query.get("as_of") or timezone.now()
-        known_at = query.get("known_at")
+        known_at, adjustment = query.get("known_at"), query["adjustment"]
         instruments = query["symbols"]
-        found = latest_prices([i.id for i in instruments], as_of=as_of, known_at=known_at)
+        found = latest_prices(
+            [i.id for i in instruments], as_of=as_of, known_at=known_at, adjustment=adjustment
+        )
         prices = [_price_row(asked_symbol(i), found.get(i.id)) for i in instruments]
         answer: dict[str, Any] = {"as_of": as_of, "prices": prices}
-        if known_at is not None:  # as known now: the answer it always was
+        # As known now and as traded: the answer it always was.
+        if known_at is not None:
             answer["known_at"] = known_at
+        if adjustment != "raw":
+            answer["adjustment"] = adjustment
         return Response(LatestPricesSerializer(answer).data)
 
 

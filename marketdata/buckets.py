@@ -24,6 +24,12 @@ known_from alone (no revision), and the only index that reaches it is (instrumen
 of the whole range. The Ingest records cannot stand in for it (they hold no time range, and the
 application's role may insert bars without one), so the bars are read whenever known_at is
 given.
+
+A request adjusted for corporate actions (``adjustment`` "split" or "total_return") is computed
+from the adjusted bars (``BarQuerySet.adjusted``), never from an aggregate: the aggregates hold
+prices as traded, and a bucket spanning an ex-date is not its aggregate times a factor (the
+bars before the ex-date take one factor, those on and after it another; its open is the first
+adjusted bar's, its high the highest adjusted bar's, wherever it lies).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class BucketRequest:
     end: datetime
     timeframe: str = "1m"  # which bars: "1m" (MinuteBar) or "1d" (DailyBar)
     known_at: datetime | None = None  # the bars as known then; None: the present
+    adjustment: str = "raw"  # for corporate actions: "raw" (as traded), "split", "total_return"
 
 
 @dataclass(frozen=True)
@@ -95,15 +102,19 @@ def bucketed(request: BucketRequest, *, fill: bool = False, source: Source = "au
 
 
 def bars_source(request: BucketRequest) -> str:
-    """What ``from_bars`` reads: the bar table, or its function as known at a moment."""
+    """What ``from_bars`` reads: the bar table, its function as known at a moment, or its
+    adjusted function (which reads as known at a moment too)."""
     table = TIMEFRAMES[request.timeframe]._meta.db_table
+    if request.adjustment != "raw":
+        return f"{table}_adjusted"
     return table if request.known_at is None else f"{table}_known_at"
 
 
 def serving_aggregate(request: BucketRequest) -> str | None:
     """The coarsest aggregate whose buckets tile the request's, aligned with its range; none
-    for a request known at a moment (the aggregates hold the present: see the docstring)."""
-    if request.timeframe != "1m" or request.known_at is not None:
+    for a request known at a moment (the aggregates hold the present) or adjusted (they hold
+    prices as traded): see the docstring."""
+    if request.timeframe != "1m" or request.known_at is not None or request.adjustment != "raw":
         return None
     for name, width in AGGREGATES:
         if divides(width, request.width) and all(
@@ -154,11 +165,12 @@ def _bars_exist(cursor, instrument_id: int, lower: datetime, upper: datetime) ->
 
 
 def from_bars(request: BucketRequest, fill: bool = False) -> list[dict]:
-    """The buckets computed from the bars (as known at ``request.known_at``), through
-    ``BarQuerySet.bucketed``."""
+    """The buckets computed from the bars (as known at ``request.known_at``, adjusted as
+    ``request.adjustment`` says), through ``BarQuerySet.bucketed``."""
     model = TIMEFRAMES[request.timeframe]
     queryset = (
         model.objects.known_at(request.known_at)
+        .adjusted(request.adjustment)
         .filter(instrument_id=request.instrument_id)
         .between(request.start, request.end)
         .bucketed(request.width)

@@ -9,9 +9,11 @@ the same file twice records nothing); *rejected*, bad rows left out by ``--skip-
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import zoneinfo
 from argparse import ArgumentParser
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -67,6 +69,7 @@ def run(command: BaseCommand, kind: str, options: dict) -> None:
         delimiter=_delimiter(options["delimiter"]),
         tz=_tz(options["tz"]),
         skip_invalid=options["skip_invalid"],
+        adjusted_through=_adjusted_through(options.get("adjusted_through")),
     )
     with ProgressBar(command) as progress:
         try:
@@ -74,6 +77,33 @@ def run(command: BaseCommand, kind: str, options: dict) -> None:
         except IngestRefused as refused:
             raise CommandError(str(refused)) from refused
     _report(command, result, ingest_options, options.get("verbosity", 1))
+
+
+def date_argument(value: str) -> date:
+    """A YYYY-MM-DD option's date, else argparse names the option and the value."""
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _adjusted_through(value: date | str | None) -> date | None:
+    """``--adjusted-through``: a date not after today (UTC); no vendor adjusted a file for a
+    split that had not happened when it wrote it."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # call_command with a string skips argparse's type
+        try:
+            value = date_argument(value)
+        except argparse.ArgumentTypeError as error:
+            raise CommandError(f"--adjusted-through: {error}") from None
+    today = datetime.now(UTC).date()
+    if value > today:
+        raise CommandError(
+            f"--adjusted-through: {value.isoformat()} is after today ({today.isoformat()}):"
+            " a vendor adjusts for splits that have happened"
+        )
+    return value
 
 
 def _columns(value: str | None) -> dict[str, str]:
@@ -124,6 +154,21 @@ def _report(
             f" ({result.rows_per_second:,.0f} rows/s)."
         )
     )
+    if options.adjusted_through is not None:
+        through = options.adjusted_through.isoformat()
+        write(
+            f"Split-adjusted by the vendor through {through}: {result.unadjusted:,} rows"
+            " divided back to the prices as traded by the splits known."
+        )
+        if not result.unadjusted and result.inserted + result.updated:
+            # Right for a stock that never split; else the splits were not loaded first.
+            write(
+                command.style.WARNING(
+                    f"No split of {options.symbol} known adjusts these rows: if it split on or"
+                    f" before {through}, load its splits (ingest_actions) and this file again,"
+                    " which revises the rows to the prices as traded."
+                )
+            )
     if verbosity >= 2:
         phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.phases.items())
         write(f"Time spent: {phases}.")

@@ -12,6 +12,9 @@ their own transaction (creating one locks the parent table) before the load's:
    TimescaleDB the same count of the chunks the rows would make);
 3. write, in one transaction with the instrument's creation and the rejects file, so a
    failure leaves nothing behind; the aggregates of the range are refreshed after commit.
+   A file its vendor split-adjusted (``adjusted_through``) has the adjustment divided out of
+   the staged rows first, by the instrument's splits known then (``writes.undo_vendor_splits``),
+   and the load's record keeps the date.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -57,6 +60,10 @@ class IngestOptions:
     # A symbol no instrument ever bore creates one (a command's load); False refuses it (the
     # API's batches name an existing instrument).
     create_instrument: bool = True
+    # The vendor split-adjusted the file's prices and volumes through this date (Yahoo's
+    # Close): the load divides out the splits with ex-dates after each row and on or before
+    # it, known when it runs, so that the rows are stored as traded. None: as traded already.
+    adjusted_through: date | None = None
 
 
 @dataclass
@@ -68,6 +75,7 @@ class IngestResult:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    unadjusted: int = 0  # rows whose vendor split adjustment was divided out
     seconds: float = 0.0
     instrument_created: bool = False
     rejects_path: Path | None = None
@@ -143,6 +151,7 @@ def _load(origin: _Origin, options: IngestOptions, user, os_user: str, progress)
         symbol=options.symbol,
         user=user,
         os_user=os_user,
+        adjusted_through=options.adjusted_through,
     )
     result = IngestResult(record=record)
     started = time.monotonic()
@@ -282,6 +291,12 @@ def _write(cursor, source, layout, target, options, result, span) -> bool:
     else:
         instrument, result.instrument_created = _instrument(options, span)
         result.record.instrument = instrument
+        if options.adjusted_through is not None:
+            # In the write's transaction, after the instrument is known: a failure after it
+            # rolls the division back with the rows.
+            result.unadjusted = writes.undo_vendor_splits(
+                cursor, layout, options.tz, instrument.id, options.adjusted_through
+            )
         written = _write_rows(
             cursor, source, layout, target, options, (instrument.id, result.record.id), span
         )

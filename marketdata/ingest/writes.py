@@ -8,17 +8,22 @@ of a stored row is theirs. They rewrite a row only when a value differs, keeping
 replaces as a revision, so that re-ingesting a file rewrites and keeps nothing; a bar file
 sets only the roles it has (a file without volume leaves volume alone). Loads of one table and
 instrument take turns (``marketdata_take_turn``), so what a load compares with stays as it saw.
+
+A file its vendor split-adjusted through a date (``--adjusted-through``: Yahoo's Close) has
+the adjustment divided out in the staging table first (``undo_vendor_splits``), so that its
+prices are stored as traded and the reads adjust them once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from marketdata.ingest.checks import rows_sql
 from marketdata.ingest.targets import BAR_ROLES, ROLE_TYPES, Target
 from qvp_site.db.quoting import ident
 from qvp_site.loading.layout import Layout
+from qvp_site.loading.staging import STAGE
 
 # The position among rows of the same time, for ticks whose file has no trade id.
 _POSITION_SQL = "row_number() OVER (PARTITION BY ts ORDER BY line) - 1"
@@ -53,6 +58,55 @@ def holds_rows(cursor, target: Target, instrument_id: int, start: datetime, end:
         [instrument_id, start, end],
     )
     return cursor.fetchone()[0]
+
+
+# The roles a split scales: prices by the price factor, volume by the volume factor.
+_PRICE_ROLES = ("open", "high", "low", "close", "vwap")
+_VOLUME_ROLES = ("volume",)
+
+# What the vendor multiplied a row's values by: the product of the factors of the splits (and
+# stock dividends) with ex-dates after the row's time and on or before the date it adjusted
+# through. marketdata_factor_at(t, ...) is the product over the ex-dates after t; with
+# `through` the ex moment (00:00 UTC) of that date, factor_at(through) is the product over the
+# ex-dates after the date, and
+#   vendor(ts) = factor_at(least(ts, through)) / factor_at(through)
+# (1 for a row on or after `through`: every split the vendor applied was before it). The values
+# as traded are the file's divided by it. The current actions (known_at NULL): what the vendor
+# had applied when it wrote the file is the history known now.
+_UNDO_VENDOR_SQL = """
+UPDATE {stage} AS s SET {assignments}
+FROM (
+    SELECT r.line,
+           marketdata_factor_at(t.through, f.bounds, f.price_factors)
+           / marketdata_factor_at(least(r.ts, t.through), f.bounds, f.price_factors) AS price,
+           marketdata_factor_at(t.through, f.bounds, f.volume_factors)
+           / marketdata_factor_at(least(r.ts, t.through), f.bounds, f.volume_factors) AS volume
+    FROM (SELECT line, {ts} AS ts FROM {stage}) AS r
+    CROSS JOIN (SELECT marketdata_ex_moment(%s::date) AS through) AS t
+    CROSS JOIN (SELECT a.bounds, a.price_factors, a.volume_factors
+                FROM marketdata_action_factors('split', NULL) AS a
+                WHERE a.instrument_id = %s) AS f
+    WHERE r.ts < t.through
+) AS u
+WHERE s.line = u.line AND (u.price <> 1 OR u.volume <> 1)
+"""
+
+
+def undo_vendor_splits(
+    cursor, layout: Layout, tz: str, instrument_id: int, adjusted_through: date
+) -> int:
+    """Divide the vendor's split adjustment through ``adjusted_through`` out of the staged rows
+    of ``instrument_id`` (one UPDATE of the staging table; see _UNDO_VENDOR_SQL); how many
+    rows it changed. An instrument with no split known changes none."""
+    scaled = [(r, "price") for r in _PRICE_ROLES if r in layout.roles]
+    scaled += [(r, "volume") for r in _VOLUME_ROLES if r in layout.roles]
+    assignments = ", ".join(
+        f"{ident(layout.roles[role])} = s.{ident(layout.roles[role])} * u.{factor}"
+        for role, factor in scaled
+    )
+    sql = _UNDO_VENDOR_SQL.format(stage=STAGE, assignments=assignments, ts=layout.ts_sql(tz))
+    cursor.execute(sql, [adjusted_through, instrument_id])
+    return cursor.rowcount
 
 
 def write(

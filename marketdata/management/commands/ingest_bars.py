@@ -23,6 +23,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         command.add_arguments(parser)
         parser.add_argument("--timeframe", required=True, choices=sorted(TIMEFRAMES))
+        parser.add_argument(
+            "--adjusted-through",
+            type=command.date_argument,
+            metavar="YYYY-MM-DD",
+            help="the file's prices and volumes were split-adjusted by its vendor through this"
+            " date (Yahoo's Close: the day it was downloaded): the load divides out the splits"
+            " and stock dividends with ex-dates after each row and on or before the date, so"
+            " that the rows are stored as traded and a later split adjusts them once. The"
+            " splits must be loaded first (ingest_actions): the load divides out those known"
+            " when it runs, and records the date on its Ingest",
+        )
 
     def handle(self, *args, **options):
         command.run(self, TIMEFRAMES[options["timeframe"]], options)
