@@ -30,6 +30,7 @@ from qvp_site.refusals import RuleRefusal
 from trading import books
 from trading.models import (
     Account,
+    ActionEntry,
     BacktestRun,
     BacktestTrade,
     CashEntry,
@@ -367,6 +368,32 @@ class PositionAdmin(ReadOnly, AccountScopedAdmin):
     list_filter = [AccountFilter]
     search_fields = ["instrument__symbol__exact"]
     search_help_text = "An exact instrument symbol."
+    audited = True
+
+
+@admin.register(ActionEntry)
+class ActionEntryAdmin(ReadOnly, AccountScopedAdmin):
+    """What a corporate action did to a position, written by ``trading_apply_actions``
+    (``manage.py apply_actions``): read-only for everyone."""
+
+    list_display = [
+        "ex_at",
+        "account",
+        "instrument",
+        "action",
+        "quantity_before",
+        "quantity_after",
+        "average_cost_before",
+        "average_cost_after",
+        "cash",
+        "applied_at",
+    ]
+    list_filter = [AccountFilter, ("ex_at", admin.DateFieldListFilter)]
+    list_select_related = ["account", "instrument", "action"]
+    raw_id_fields = ["instrument", "action", "cash_entry"]
+    search_fields = ["instrument__symbol__exact"]
+    search_help_text = "An exact instrument symbol."
+    ordering = ["-ex_at", "-id"]
     audited = True
 
 

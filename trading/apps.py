@@ -26,6 +26,8 @@ class TradingConfig(AppConfig):
         "trading_backtestrun": "INSERT, UPDATE, DELETE",
         "trading_backtesttrade": "INSERT, DELETE",
         "trading_metrics": "",  # a view (trading/migrations/0006_trading_metrics.py)
+        # Written by trading_apply_actions alone (trading/sql/actions/0013.sql).
+        "trading_actionentry": "",
     }
 
     # When a snapshot was stored is the database's to say: one backdated would read as known

@@ -19,12 +19,16 @@ Orders are cancelled and cash is added by the owner's functions too (``cancel_or
 ``add_cash``): the application's role may not update an order nor insert a cash entry itself,
 so that nothing but the books writes fills, statuses driven by fills, or trade and fee cash.
 An exec id is unique within its account: every lookup by exec id names the account too.
+
+Corporate actions are applied to the positions by the owner's ``trading_apply_actions``
+(``apply_actions``; ``manage.py apply_actions`` daily): an entry per position, the position and
+the cash it books, in one transaction; ``actions_left_out`` names the positions it left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -194,3 +198,43 @@ def add_cash(
         )
         (entry_id,) = cursor.fetchone()
     return int(entry_id)
+
+
+# Current actions up to a date not applied to a position that held their instrument at the ex
+# moment (the executions and entries before it): after ``trading_apply_actions``, those whose
+# shares traded ex before the action was applied. A position opened later is no concern.
+LEFT_OUT_SQL = """
+SELECT acc.name, i.symbol, a.kind, a.ex_date FROM marketdata_actions_known_at(NULL) a
+JOIN trading_position p ON p.instrument_id = a.instrument_id
+JOIN trading_account acc ON acc.id = p.account_id
+JOIN marketdata_instrument i ON i.id = a.instrument_id
+WHERE a.ex_date <= %s
+  AND EXISTS (SELECT 1 FROM trading_held_at(p.account_id,
+                                            marketdata_ex_moment(a.ex_date) - interval '1 us') h
+              WHERE h.instrument_id = a.instrument_id)
+  AND NOT EXISTS (SELECT 1 FROM trading_actionentry e
+                  JOIN marketdata_corporateaction v ON v.id = e.action_id
+                  WHERE e.account_id = p.account_id AND e.instrument_id = a.instrument_id
+                    AND v.instrument_id = a.instrument_id AND v.kind = a.kind
+                    AND v.ex_date = a.ex_date)
+ORDER BY a.ex_date, acc.name, i.symbol, a.kind
+"""
+
+
+def apply_actions(through: date | None = None) -> int:
+    """Apply the current corporate actions with an ex-date up to ``through`` (default: today,
+    UTC) to the positions not applied yet, by the owner's ``trading_apply_actions`` (entries,
+    positions and cash in the database; trading/sql/actions/0013.sql). How many entries."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT trading_apply_actions(%s)", [through])
+        (written,) = cursor.fetchone()
+    return int(written)
+
+
+def actions_left_out(through: date | None = None) -> list[tuple[str, str, str, date]]:
+    """(account, symbol, kind, ex-date) of the actions up to ``through`` (default: today, UTC)
+    not applied to a position holding their instrument: its shares traded ex before the action
+    was applied, so the position is not the one held at the ex-date."""
+    with connection.cursor() as cursor:
+        cursor.execute(LEFT_OUT_SQL, [through or timezone.now().date()])
+        return [tuple(row) for row in cursor.fetchall()]

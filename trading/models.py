@@ -264,7 +264,8 @@ class Execution(models.Model):
 
 @audited
 class Position(models.Model):
-    """Kept by the executions' trigger; read-only everywhere else."""
+    """Kept by the executions' trigger and the corporate actions' entries (ActionEntry):
+    the replay of both, in its sequence; read-only everywhere else."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
@@ -295,7 +296,8 @@ class Position(models.Model):
 @audited
 class CashEntry(models.Model):
     """A movement of cash: deposits, withdrawals and adjustments by people; the cash side and
-    fee of each execution by the database (kinds ``trade`` and ``fee``)."""
+    fee of each execution by the database (kinds ``trade`` and ``fee``), and what corporate
+    actions pay (``dividend``, ``in_lieu`` for fractional shares, ``delisting``: ActionEntry)."""
 
     class Kind(models.TextChoices):
         DEPOSIT = "deposit", "deposit"
@@ -303,6 +305,10 @@ class CashEntry(models.Model):
         ADJUSTMENT = "adjustment", "adjustment"
         TRADE = "trade", "trade"
         FEE = "fee", "fee"
+        # Booked by corporate actions (trading_apply_actions), like trade and fee by executions.
+        DIVIDEND = "dividend", "dividend"
+        IN_LIEU = "in_lieu", "cash in lieu"
+        DELISTING = "delisting", "delisting"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="cash_entries")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -326,7 +332,18 @@ class CashEntry(models.Model):
         constraints = [
             check(
                 "cash_kind_known",
-                Q(kind__in=["deposit", "withdrawal", "adjustment", "trade", "fee"]),
+                Q(
+                    kind__in=[
+                        "deposit",
+                        "withdrawal",
+                        "adjustment",
+                        "trade",
+                        "fee",
+                        "dividend",
+                        "in_lieu",
+                        "delisting",
+                    ]
+                ),
             ),
             check("cash_amount_not_zero", ~Q(amount=0)),
             check("cash_deposit_positive", ~Q(kind="deposit") | Q(amount__gt=0)),
@@ -344,6 +361,66 @@ class CashEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} {self.currency}"
+
+
+@audited
+class ActionEntry(models.Model):
+    """What a corporate action did to one position of an account: written by the owner's
+    ``trading_apply_actions`` alone (trading/sql/actions/0013.sql), with the position it moves
+    and the cash it books, in the position's sequence like an execution. A position is the
+    replay of its executions and its entries (``trading.replay``). One per account, action and
+    position: a spin-off moves two (the old instrument's and the new one's)."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="action_entries")
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.PROTECT, related_name="+", help_text="the position moved"
+    )
+    action = models.ForeignKey(
+        "marketdata.CorporateAction", on_delete=models.PROTECT, related_name="entries"
+    )
+    # Its slot in the position's history, after the executions booked before it.
+    position_sequence = models.BigIntegerField()
+    ex_at = models.DateTimeField("ex moment", help_text="00:00 UTC of the ex-date")
+    quantity_before = models.DecimalField(**QUANTITY)
+    quantity_after = models.DecimalField(**QUANTITY)
+    average_cost_before = models.DecimalField(**AVERAGE)
+    average_cost_after = models.DecimalField(**AVERAGE)
+    realized_pnl = models.DecimalField(
+        **MONEY, default=Decimal(0), help_text="on shares paid in lieu, or a delisting"
+    )
+    price = models.DecimalField(
+        **PRICE, null=True, blank=True, help_text="what cash in lieu or a delisting paid a share"
+    )
+    cash = models.DecimalField(**MONEY, null=True, blank=True, help_text="signed, as booked")
+    cash_entry = models.OneToOneField(
+        CashEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="action_entry"
+    )
+    applied_at = models.DateTimeField(db_default=Now())
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-ex_at", "account", "instrument"]
+        verbose_name_plural = "action entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "action", "instrument"], name="actionentry_once"
+            ),
+            check(
+                "actionentry_cash_booked",
+                Q(cash__isnull=True, cash_entry__isnull=True)
+                | Q(cash__isnull=False, cash_entry__isnull=False),
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "instrument", "position_sequence"],
+                name="actionentry_position_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.instrument_id}: action {self.action_id}"
 
 
 class SnapshotValues(models.Model):

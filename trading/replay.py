@@ -1,34 +1,216 @@
-"""A position replayed in Python from its executions: the reference the books are checked
-against (tests, ``bench/executions.py``). The database's ``trading_position_step`` is the one
-that keeps the books; this mirrors its rules and its rounding, independently."""
+"""A position replayed in Python from its executions and its corporate-action entries: the
+reference the books are checked against (tests, ``bench/executions.py``). The database's
+``trading_position_step`` and ``trading_action_effect`` (trading/sql/books/0007.sql,
+trading/sql/actions/0013.sql) are the ones that keep the books; this mirrors their rules and
+their rounding, independently.
+
+Events are fills, ``(signed quantity, price)``, and the actions' events below, in the order
+the position took them: its sequence, in which an action's entry comes after every execution
+dated before its ex moment (the database refuses one dated before it once it is applied).
+``position_events`` reads them from the books.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from marketdata.models import CorporateAction
+    from trading.models import ActionEntry
 
 AVERAGE_PLACES = Decimal("1e-12")
 MONEY_PLACES = Decimal("1e-8")
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Adjust:
+    """A split (``factor`` = ratio) or a stock dividend (``factor`` = 1 + ratio): quantity x
+    factor, average cost / factor; for whole shares, the fraction sold at ``price`` (cash in
+    lieu; None: at the adjusted average cost)."""
+
+    factor: Decimal
+    price: Decimal | None = None
+    whole: bool = True
+
+
+@dataclass(frozen=True)
+class Dividend:
+    """A cash dividend of ``amount`` a share: cash, the position unchanged."""
+
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class SpinOff:
+    """The old instrument's side of a spin-off: its average cost x (1 - ``cost_fraction``)."""
+
+    cost_fraction: Decimal
+
+
+@dataclass(frozen=True)
+class Received:
+    """The new instrument's side of a spin-off: ``quantity`` received at ``cost`` a share, then
+    whole shares (the fraction at ``price``; None: at ``cost``)."""
+
+    quantity: Decimal
+    cost: Decimal
+    price: Decimal | None = None
+    whole: bool = True
+
+
+@dataclass(frozen=True)
+class Delisting:
+    """The position closed at ``final_price``."""
+
+    final_price: Decimal
+
+
+Action = Adjust | Dividend | SpinOff | Received | Delisting
+Event = tuple[Decimal, Decimal] | Action
+
+
+@dataclass
+class Books:
+    """A position and the cash its actions paid (executions' cash is the ledger's own)."""
+
+    quantity: Decimal = ZERO
+    average_cost: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    action_cash: Decimal = ZERO
+
+    def as_tuple(self) -> tuple[Decimal, Decimal, Decimal]:
+        return self.quantity, self.average_cost, self.realized_pnl
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(MONEY_PLACES, ROUND_HALF_UP)
+
+
+def _average(value: Decimal) -> Decimal:
+    return value.quantize(AVERAGE_PLACES, ROUND_HALF_UP)
+
+
+def step(books: Books, fill_qty: Decimal, price: Decimal, multiplier: Decimal) -> None:
+    """One fill: average cost weighted on increases, unchanged on reductions, the fill's price
+    when the position flips, zero when flat; realized P&L on reductions."""
+    qty, avg = books.quantity, books.average_cost
+    new_qty = qty + fill_qty
+    if qty == 0 or (qty > 0) == (fill_qty > 0):
+        books.average_cost = _average((abs(qty) * avg + abs(fill_qty) * price) / abs(new_qty))
+    else:
+        closed = min(abs(fill_qty), abs(qty))
+        sign = 1 if qty > 0 else -1
+        books.realized_pnl += _money(closed * (price - avg) * sign * multiplier)
+        if new_qty == 0:
+            books.average_cost = ZERO
+        elif (new_qty > 0) != (qty > 0):
+            books.average_cost = price
+    books.quantity = new_qty
+
+
+def _sell_fraction(books: Books, price: Decimal, multiplier: Decimal) -> None:
+    """Whole shares: the fraction (toward zero) sold at ``price``, paid in cash."""
+    fraction = books.quantity - books.quantity.quantize(Decimal(1), ROUND_DOWN)
+    if fraction:
+        step(books, -fraction, price, multiplier)
+        books.action_cash += _money(fraction * price * multiplier)
+
+
+def apply_action(books: Books, action: Action, multiplier: Decimal) -> None:
+    """What ``action`` does to the position, as trading_action_effect does."""
+    if isinstance(action, Adjust):
+        books.quantity = _money(books.quantity * action.factor)
+        books.average_cost = _average(books.average_cost / action.factor)
+        if action.whole and books.quantity != books.quantity.to_integral_value(ROUND_DOWN):
+            price = action.price if action.price is not None else _money(books.average_cost)
+            _sell_fraction(books, price, multiplier)
+    elif isinstance(action, Dividend):
+        books.action_cash += _money(books.quantity * action.amount * multiplier)
+    elif isinstance(action, SpinOff):
+        books.average_cost = _average(books.average_cost * (1 - action.cost_fraction))
+    elif isinstance(action, Received):
+        step(books, action.quantity, action.cost, multiplier)
+        if action.whole and books.quantity != books.quantity.to_integral_value(ROUND_DOWN):
+            price = action.price if action.price is not None else _money(action.cost)
+            _sell_fraction(books, price, multiplier)
+    else:
+        held = books.quantity
+        step(books, -held, action.final_price, multiplier)
+        books.action_cash += _money(held * action.final_price * multiplier)
+
+
+def replay_books(events: Iterable[Event], multiplier: Decimal = Decimal(1)) -> Books:
+    """The position and its actions' cash after ``events`` in order."""
+    books = Books()
+    for event in events:
+        if isinstance(event, tuple):
+            fill_qty, price = event
+            step(books, fill_qty, price, multiplier)
+        else:
+            apply_action(books, event, multiplier)
+    return books
 
 
 def replay(
-    executions: Iterable[tuple[Decimal, Decimal]], multiplier: Decimal = Decimal(1)
+    events: Iterable[Event], multiplier: Decimal = Decimal(1)
 ) -> tuple[Decimal, Decimal, Decimal]:
-    """Quantity, average cost and realized P&L after (signed quantity, price) fills in order."""
-    qty, avg, realized = Decimal(0), Decimal(0), Decimal(0)
-    for fill_qty, price in executions:
-        new_qty = qty + fill_qty
-        if qty == 0 or (qty > 0) == (fill_qty > 0):
-            weighted = (abs(qty) * avg + abs(fill_qty) * price) / abs(new_qty)
-            avg = weighted.quantize(AVERAGE_PLACES, ROUND_HALF_UP)
-        else:
-            closed = min(abs(fill_qty), abs(qty))
-            sign = 1 if qty > 0 else -1
-            pnl = closed * (price - avg) * sign * multiplier
-            realized += pnl.quantize(MONEY_PLACES, ROUND_HALF_UP)
-            if new_qty == 0:
-                avg = Decimal(0)
-            elif (new_qty > 0) != (qty > 0):
-                avg = price
-        qty = new_qty
-    return qty, avg, realized
+    """Quantity, average cost and realized P&L after fills, ``(signed quantity, price)``, and
+    corporate actions' events, in order."""
+    return replay_books(events, multiplier).as_tuple()
+
+
+def position_events(account_id: int, instrument_id: int) -> list[Event]:
+    """A position's events as the books hold them, in its sequence: its executions in force
+    (fills and corrections not superseded) and its corporate-action entries, each action by its
+    terms (and, for cash in lieu, the price the entry paid at: a market input)."""
+    from trading.models import ActionEntry, Execution
+
+    executions = (
+        Execution.objects.filter(account_id=account_id, instrument_id=instrument_id)
+        .exclude(kind=Execution.Kind.BUST)
+        .filter(superseded_by__isnull=True)
+        .values_list("position_sequence", "quantity", "price")
+    )
+    sequenced: list[tuple[int, Event]] = [(seq, (qty, price)) for seq, qty, price in executions]
+    entries = ActionEntry.objects.filter(account_id=account_id, instrument_id=instrument_id)
+    for entry in entries.select_related("action", "action__instrument", "instrument"):
+        sequenced.append((entry.position_sequence, action_event(entry)))
+    return [event for _, event in sorted(sequenced, key=lambda pair: pair[0])]
+
+
+def _term(action: CorporateAction, name: str) -> Decimal:
+    """A term the action's kind states (its CHECK constraints hold it)."""
+    value = getattr(action, name)
+    if value is None:
+        raise ValueError(f"corporate action {action.pk}: a {action.kind} without {name}")
+    return Decimal(value)
+
+
+def action_event(entry: ActionEntry) -> Action:
+    """The event of an ActionEntry, from its action's terms."""
+    from trading.models import ActionEntry
+
+    action, whole = entry.action, entry.instrument.asset_class == "equity"
+    kind = action.kind
+    if kind == "split":
+        return Adjust(_term(action, "ratio"), entry.price, whole)
+    if kind == "stock_dividend":
+        return Adjust(1 + _term(action, "ratio"), entry.price, whole)
+    if kind == "cash_dividend":
+        return Dividend(_term(action, "amount"))
+    if kind == "delisting":
+        return Delisting(_term(action, "final_price"))
+    ratio, fraction = _term(action, "ratio"), _term(action, "cost_fraction")
+    if entry.instrument_id == action.instrument_id:
+        return SpinOff(fraction)
+    # The new shares: as many as the old position held x ratio, at its moved cost a share.
+    old = ActionEntry.objects.get(
+        account_id=entry.account_id, action_id=action.pk, instrument_id=action.instrument_id
+    )
+    delivered = _money(old.quantity_before * ratio)
+    cost = _average(old.average_cost_before * fraction / ratio)
+    return Received(delivered, cost, entry.price, whole)

@@ -9,7 +9,9 @@ nothing, and count as no row written):
   instrument's currency);
 - holdings: the executions in force at the time: fills and corrections, less those that a bust
   or a correction had replaced by then (a bust only mirrors what it cancels; the cash side
-  follows the same dates, since the ledger reverses an execution's cash at the bust's time);
+  follows the same dates, since the ledger reverses an execution's cash at the bust's time),
+  and the quantity the corporate-action entries moved from their ex moments (a split's new
+  shares; their cash, dividends included, is the ledger's, dated as booked);
 - market value: quantity * the latest close at or before the time (``marketdata.prices``'
   lookup, taken per (instrument, time)) * the instrument's multiplier, converted to the base
   currency through the latest FX rate: the direct pair (EURUSD for EUR -> USD) or its inverse;
@@ -20,9 +22,10 @@ nothing, and count as no row written):
 
 Everything is read as the system knew it at one moment, ``known_at`` (by default the settled
 moment, ``marketdata.knowledge``), recorded on each snapshot with the code's version: the
-executions and cash entries booked by then (a bust booked later is left out), the bars as known
-then (marketdata's revisions). Taking a snapshot again with its ``known_at`` gives the same
-cash, market value, NAV and exposures to the last digit, whatever was corrected since.
+executions, corporate-action entries and cash entries booked by then (a bust booked later is
+left out), the bars as known then (marketdata's revisions). Taking a snapshot again with its
+``known_at`` gives the same cash, market value, NAV and exposures to the last digit, whatever
+was corrected since.
 
 Any number of accounts and times go into one INSERT ... SELECT ... ON CONFLICT DO UPDATE: a
 daily history of a year is one statement, and the previous NAV of each time is the one just
@@ -75,15 +78,21 @@ accounts AS (
     WHERE %(accounts)s::bigint[] IS NULL OR id = ANY(%(accounts)s::bigint[])
 ),
 holdings AS (
-    SELECT t.as_of, x.account_id, x.instrument_id, sum(x.quantity) AS quantity
-    FROM times t JOIN trading_execution x ON x.executed_at <= t.as_of
-    WHERE x.account_id IN (SELECT id FROM accounts) AND x.kind <> 'bust'
-      AND x.created_at <= %(known_at)s
-      AND NOT EXISTS (SELECT 1 FROM trading_execution s
-                      WHERE s.supersedes_id = x.id AND s.executed_at <= t.as_of
-                        AND s.created_at <= %(known_at)s)
-    GROUP BY t.as_of, x.account_id, x.instrument_id
-    HAVING sum(x.quantity) <> 0
+    SELECT m.as_of, m.account_id, m.instrument_id, sum(m.quantity) AS quantity FROM (
+        SELECT t.as_of, x.account_id, x.instrument_id, x.quantity
+        FROM times t JOIN trading_execution x ON x.executed_at <= t.as_of
+        WHERE x.account_id IN (SELECT id FROM accounts) AND x.kind <> 'bust'
+          AND x.created_at <= %(known_at)s
+          AND NOT EXISTS (SELECT 1 FROM trading_execution s
+                          WHERE s.supersedes_id = x.id AND s.executed_at <= t.as_of
+                            AND s.created_at <= %(known_at)s)
+        UNION ALL
+        SELECT t.as_of, e.account_id, e.instrument_id, e.quantity_after - e.quantity_before
+        FROM times t JOIN trading_actionentry e ON e.ex_at <= t.as_of
+        WHERE e.account_id IN (SELECT id FROM accounts) AND e.applied_at <= %(known_at)s
+    ) AS m
+    GROUP BY m.as_of, m.account_id, m.instrument_id
+    HAVING sum(m.quantity) <> 0
 ),
 balances AS (
     SELECT t.as_of, c.account_id, c.currency, sum(c.amount) AS amount

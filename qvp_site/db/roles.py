@@ -301,6 +301,8 @@ OWNERS_FUNCTIONS = (
     "marketdata_action_set(bigint, text, date, numeric, numeric, text, date, bigint, numeric,"
     " numeric)",
     "marketdata_action_withdraw(bigint, text, date)",
+    # The books follow the actions (trading/sql/actions/0013.sql).
+    "trading_apply_actions(date)",
 )
 
 

@@ -4,7 +4,7 @@ rule name, never a server error; every record links to its audit history."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -13,14 +13,18 @@ from django.apps import apps
 from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
 from django.core.management import call_command
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from marketdata.models import Instrument
+from qvp_site.acting import acting_as
 from qvp_site.admin_access import VIEWED_PACKAGES, project_app_labels
 from qvp_site.admin_bases import history_url
 from qvp_site.db import partitions
 from qvp_site.models import AuditEntry
 from tests.fixtures.trading import T0, fill, make_order
+from trading import books as trading_books
 from trading.models import (
     BacktestRun,
     BacktestTrade,
@@ -76,6 +80,17 @@ def books(desks, instrument):
     BacktestTrade.objects.create(
         run=run, instrument=instrument, ts=T0, side="buy", quantity=1, price=Decimal(10)
     )
+    # A split the books followed, in a position of its own (the tests bust and add fills of
+    # the others, which an applied action would refuse before its ex-date).
+    split = Instrument.objects.create(symbol="SPLT", asset_class="equity", currency="USD")
+    fill(make_order(beta, split, client_order_id="beta-split"), 3, "50")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT marketdata_action_set(%s, 'split', %s, 2, NULL, NULL, NULL, NULL, NULL, NULL)",
+            [split.pk, date(2024, 6, 3)],
+        )
+    with acting_as("test"):
+        trading_books.apply_actions(date(2024, 6, 3))
     return {**desks, "working": working, "done": done, "instrument": instrument}
 
 

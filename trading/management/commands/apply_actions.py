@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from django.utils import timezone
+
+from qvp_site.acting import acting_as
+from trading.books import actions_left_out, apply_actions
+
+ACTOR = "apply_actions"
+
+
+def through_date(text: str) -> date:
+    """--through's date, YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise CommandError(f"--through: {text!r} is not a date (YYYY-MM-DD)") from error
+
+
+class Command(BaseCommand):
+    help = (
+        "Apply corporate actions to the books: every current split, dividend, spin-off and "
+        "delisting with an ex-date up to --through (default: today, UTC) not applied yet moves "
+        "the positions that hold its instrument and books its cash, an entry per position "
+        "(applying again changes nothing). Lists the positions left out: those whose shares "
+        "traded ex before the action was applied."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--through", metavar="DATE", help="the last ex-date to apply, YYYY-MM-DD"
+        )
+
+    def handle(self, *args, through=None, **options):
+        last = through_date(through) if through else timezone.now().date()
+        try:
+            with acting_as(ACTOR):
+                written = apply_actions(last)
+                left_out = actions_left_out(last)
+        except DatabaseError as error:
+            raise CommandError(f"--through {last}: {error}".strip()) from error
+        self.stdout.write(f"{written} corporate-action entries written (ex-dates through {last})")
+        for account, symbol, kind, ex_date in left_out:
+            self.stdout.write(
+                f"left out: {account} {symbol} {kind} ex {ex_date}: executions dated on or"
+                " after the ex-date were booked before it was applied"
+            )

@@ -1,0 +1,327 @@
+-- The books follow corporate actions (marketdata/sql/actions/0012.sql): an entry per account,
+-- action and position touched (trading_actionentry), written by the owner's
+-- trading_apply_actions alone, in the same statement as the position it moves and the cash it
+-- books. A position is the replay of its executions and its entries, in the position's
+-- sequence (an entry takes the next slot of its position's history, like an execution).
+--
+-- The rule of the quantity an action applies to: the position as it stands when the action is
+-- applied, which the daily job does just after the ex moment (00:00 UTC of the ex-date,
+-- marketdata_ex_moment). The database keeps that equal to the position held at the ex moment:
+--   * an execution dated before the ex moment of an entry applied to its position, or a bust or
+--     correction of one, is refused (execution_before_applied_action): the past of an applied
+--     action does not change;
+--   * a position with executions in force dated at or after the ex moment, booked before the
+--     action was applied, is left out (its shares traded ex already; trading/management/
+--     commands/apply_actions.py names them).
+--
+-- The effects (trading_action_effect; trading/replay.py mirrors them and their rounding):
+--   * split (ratio r) and stock dividend (ratio s, factor 1 + s): quantity x factor, average
+--     cost / factor, the cost basis unchanged; equities hold whole shares (an instrument names
+--     no lot size, so an equity's quantity is truncated toward zero): the fraction left over is
+--     sold as cash in lieu at the close before the ex moment / factor, or at the adjusted
+--     average cost when there is no close (no P&L then);
+--   * cash dividend: no change to the position; quantity x amount x multiplier in the
+--     dividend's currency, dated on the pay date (the ex-date without one); a short pays it;
+--   * spin-off (ratio, new instrument, cost fraction): the old position's average cost x
+--     (1 - cost fraction); the new instrument's position receives quantity x ratio at the moved
+--     cost (old average x cost fraction / ratio a share), whole shares for an equity (the
+--     fraction in lieu at the new instrument's close before the ex moment, else at that cost);
+--   * delisting: the position is closed at the final price, the realized P&L booked and the
+--     proceeds paid in cash.
+
+-- Which kind goes first when one instrument has several on an ex-date: the dividend is paid on
+-- the shares held before a split of the same day.
+CREATE OR REPLACE FUNCTION trading_action_rank(kind text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE kind WHEN 'cash_dividend' THEN 1 WHEN 'spin_off' THEN 2
+                     WHEN 'stock_dividend' THEN 3 WHEN 'split' THEN 4 ELSE 5 END
+$$;
+
+-- Whole shares: the fraction of a position (toward zero) sold at price.
+CREATE OR REPLACE FUNCTION trading_sell_fraction(
+    qty numeric, avg_cost numeric, price numeric, multiplier numeric,
+    OUT new_qty numeric, OUT new_avg_cost numeric, OUT realized numeric, OUT cash numeric
+) LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    fraction numeric := qty - trunc(qty);
+    step record;
+BEGIN
+    new_qty := qty; new_avg_cost := avg_cost; realized := 0; cash := 0;
+    IF fraction = 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO step FROM trading_position_step(qty, avg_cost, -fraction, price, multiplier);
+    new_qty := step.new_qty; new_avg_cost := step.new_avg_cost; realized := step.realized;
+    cash := round(fraction * price * multiplier, 8);
+END $$;
+
+-- What an action does to the position of its instrument (the spin-off's new shares:
+-- trading_spin_off_received). ``close`` is the close before the ex moment (NULL: none);
+-- ``price`` comes back as the price cash was paid at (in lieu, or the final price), else NULL.
+CREATE OR REPLACE FUNCTION trading_action_effect(
+    kind text, qty numeric, avg_cost numeric, ratio numeric, cost_fraction numeric,
+    amount numeric, final_price numeric, close numeric, whole boolean, multiplier numeric,
+    OUT new_qty numeric, OUT new_avg_cost numeric, OUT realized numeric, OUT cash numeric,
+    OUT price numeric
+) LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    factor numeric;
+    step record;
+BEGIN
+    new_qty := qty; new_avg_cost := avg_cost; realized := 0; cash := 0; price := NULL;
+    IF kind IN ('split', 'stock_dividend') THEN
+        factor := CASE kind WHEN 'split' THEN ratio ELSE 1 + ratio END;
+        new_qty := round(qty * factor, 8);
+        new_avg_cost := round(avg_cost / factor, 12);
+        IF whole AND new_qty <> trunc(new_qty) THEN
+            price := coalesce(round(close / factor, 8), round(new_avg_cost, 8));
+            SELECT * INTO step FROM trading_sell_fraction(new_qty, new_avg_cost, price, multiplier);
+            new_qty := step.new_qty; new_avg_cost := step.new_avg_cost;
+            realized := step.realized; cash := step.cash;
+        END IF;
+    ELSIF kind = 'spin_off' THEN
+        new_avg_cost := round(avg_cost * (1 - cost_fraction), 12);
+    ELSIF kind = 'cash_dividend' THEN
+        cash := round(qty * amount * multiplier, 8);
+    ELSIF kind = 'delisting' THEN
+        SELECT * INTO step FROM trading_position_step(qty, avg_cost, -qty, final_price, multiplier);
+        new_qty := step.new_qty; new_avg_cost := step.new_avg_cost; realized := step.realized;
+        cash := round(qty * final_price * multiplier, 8);
+        price := final_price;
+    END IF;
+END $$;
+
+-- A spin-off's new shares: ``delivered`` received at ``cost`` a share into the position
+-- (qty, avg_cost) held in the new instrument, then whole shares for an equity.
+CREATE OR REPLACE FUNCTION trading_spin_off_received(
+    qty numeric, avg_cost numeric, delivered numeric, cost numeric, close numeric,
+    whole boolean, multiplier numeric,
+    OUT new_qty numeric, OUT new_avg_cost numeric, OUT realized numeric, OUT cash numeric,
+    OUT price numeric
+) LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    step record;
+BEGIN
+    SELECT * INTO step FROM trading_position_step(qty, avg_cost, delivered, cost, multiplier);
+    new_qty := step.new_qty; new_avg_cost := step.new_avg_cost; realized := step.realized;
+    cash := 0; price := NULL;
+    IF whole AND new_qty <> trunc(new_qty) THEN
+        price := coalesce(round(close, 8), round(cost, 8));
+        SELECT * INTO step FROM trading_sell_fraction(new_qty, new_avg_cost, price, multiplier);
+        new_qty := step.new_qty; new_avg_cost := step.new_avg_cost;
+        realized := realized + step.realized; cash := step.cash;
+    END IF;
+END $$;
+
+-- Whether a position has executions in force dated at or after an ex-date's moment: its shares
+-- traded ex already, so it is not the position held at the ex moment (left out; a position
+-- opened after the ex-date is no concern of the action at all).
+CREATE OR REPLACE FUNCTION trading_traded_ex(p_account bigint, p_instrument bigint, p_ex_date date)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM trading_execution x
+                   WHERE x.account_id = p_account AND x.instrument_id = p_instrument
+                     AND x.executed_at >= marketdata_ex_moment(p_ex_date) AND x.kind <> 'bust'
+                     AND NOT EXISTS (SELECT 1 FROM trading_execution s
+                                     WHERE s.supersedes_id = x.id))
+$$;
+
+-- Apply every current action with an ex-date up to p_through (NULL: today, UTC) not applied
+-- yet to the positions that hold its instrument: how many entries were written. One statement
+-- per ex-date and kind rank (all accounts and instruments at once), in date order, so that a
+-- later action sees an earlier one's effect. An action counts as applied to an account once
+-- any version of it was (its instrument, kind and ex-date): a restatement learnt after it was
+-- applied is not applied again. Only who writes every account (a command or job, a superuser)
+-- applies actions; p_through may not be after today, since applying before the ex moment
+-- would refuse the executions still to come before it.
+CREATE OR REPLACE FUNCTION trading_apply_actions(p_through date) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' SET qvp.books = 'writing'
+AS $$
+DECLARE
+    through date := coalesce(p_through, current_date);
+    todo record;
+    written integer;
+    applied integer := 0;
+BEGIN
+    IF NOT (SELECT trading_sees_all(true, session_user)) THEN
+        RAISE EXCEPTION 'trading_apply_actions: corporate actions are applied by a command or'
+            ' job, or a superuser: they write every account''s books'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF through > current_date THEN
+        RAISE EXCEPTION 'trading_apply_actions: p_through % is after today (%): an action is'
+            ' applied from its ex-date on', through, current_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR todo IN
+        SELECT DISTINCT a.ex_date, trading_action_rank(a.kind) AS rank
+        FROM marketdata_actions_known_at(NULL) a
+        JOIN trading_position p ON p.instrument_id = a.instrument_id AND p.quantity <> 0
+        WHERE a.ex_date <= through
+          AND NOT EXISTS (SELECT 1 FROM trading_actionentry e
+                          JOIN marketdata_corporateaction v ON v.id = e.action_id
+                          WHERE e.account_id = p.account_id AND e.instrument_id = a.instrument_id
+                            AND v.instrument_id = a.instrument_id AND v.kind = a.kind
+                            AND v.ex_date = a.ex_date)
+          AND NOT trading_traded_ex(p.account_id, p.instrument_id, a.ex_date)
+        ORDER BY 1, 2
+    LOOP
+        -- The positions first, in one order: executions being booked wait, then see the entry.
+        PERFORM 1 FROM trading_position p
+        JOIN marketdata_actions_known_at(NULL) a
+          ON p.instrument_id IN (a.instrument_id, a.new_instrument_id)
+        WHERE a.ex_date = todo.ex_date AND trading_action_rank(a.kind) = todo.rank
+        ORDER BY p.id FOR UPDATE OF p;
+        written := trading_apply_actions_of(todo.ex_date, todo.rank);
+        applied := applied + written;
+    END LOOP;
+    RETURN applied;
+END $$;
+
+-- One ex-date and kind rank of trading_apply_actions: the entries, positions and cash in one
+-- statement.
+CREATE OR REPLACE FUNCTION trading_apply_actions_of(p_ex_date date, p_rank integer)
+RETURNS integer
+LANGUAGE sql SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+    WITH todo AS MATERIALIZED (
+        SELECT p.account_id, a.instrument_id, a.id AS action_id, a.kind, a.ex_date,
+               marketdata_ex_moment(a.ex_date) AS ex_at, p.quantity AS qty,
+               p.average_cost AS avg_cost, p.realized_pnl, p.last_sequence, a.ratio,
+               a.cost_fraction, a.amount, a.currency AS dividend_currency,
+               coalesce(a.pay_date, a.ex_date) AS pay_date, a.final_price,
+               a.new_instrument_id, i.symbol, i.currency, i.multiplier,
+               i.asset_class = 'equity' AS whole,
+               marketdata_close_before(a.instrument_id, marketdata_ex_moment(a.ex_date),
+                                       NULL)::numeric AS close
+        FROM marketdata_actions_known_at(NULL) a
+        JOIN trading_position p ON p.instrument_id = a.instrument_id AND p.quantity <> 0
+        JOIN marketdata_instrument i ON i.id = a.instrument_id
+        WHERE a.ex_date = p_ex_date AND trading_action_rank(a.kind) = p_rank
+          AND NOT EXISTS (SELECT 1 FROM trading_actionentry e
+                          JOIN marketdata_corporateaction v ON v.id = e.action_id
+                          WHERE e.account_id = p.account_id AND e.instrument_id = a.instrument_id
+                            AND v.instrument_id = a.instrument_id AND v.kind = a.kind
+                            AND v.ex_date = a.ex_date)
+          AND NOT trading_traded_ex(p.account_id, p.instrument_id, a.ex_date)
+    ),
+    held AS MATERIALIZED (
+        SELECT t.account_id, t.instrument_id, t.action_id, t.ex_at, t.qty, t.avg_cost,
+               t.realized_pnl, t.last_sequence, e.new_qty, e.new_avg_cost, e.realized, e.cash,
+               e.price,
+               CASE WHEN t.kind = 'cash_dividend' THEN t.dividend_currency ELSE t.currency END
+                   AS cash_currency,
+               CASE t.kind WHEN 'cash_dividend' THEN 'dividend' WHEN 'delisting' THEN 'delisting'
+                           ELSE 'in_lieu' END AS cash_kind,
+               CASE WHEN t.kind = 'cash_dividend' THEN marketdata_ex_moment(t.pay_date)
+                    ELSE t.ex_at END AS cash_at,
+               format('%s of %s, ex %s', replace(t.kind, '_', ' '), t.symbol, t.ex_date) AS note
+        FROM todo t
+        CROSS JOIN LATERAL trading_action_effect(t.kind, t.qty, t.avg_cost, t.ratio,
+                                                 t.cost_fraction, t.amount, t.final_price,
+                                                 t.close, t.whole, t.multiplier) e
+    ),
+    received AS MATERIALIZED (
+        SELECT t.account_id, t.new_instrument_id AS instrument_id, t.action_id, t.ex_at,
+               coalesce(c.quantity, 0) AS qty, coalesce(c.average_cost, 0) AS avg_cost,
+               coalesce(c.realized_pnl, 0) AS realized_pnl,
+               coalesce(c.last_sequence, 0) AS last_sequence, r.new_qty, r.new_avg_cost,
+               r.realized, r.cash, r.price, n.currency AS cash_currency, 'in_lieu' AS cash_kind,
+               t.ex_at AS cash_at,
+               format('spin-off of %s into %s, ex %s', t.symbol, n.symbol, t.ex_date) AS note
+        FROM todo t
+        JOIN marketdata_instrument n ON n.id = t.new_instrument_id
+        LEFT JOIN trading_position c
+          ON c.account_id = t.account_id AND c.instrument_id = t.new_instrument_id
+        CROSS JOIN LATERAL trading_spin_off_received(
+            coalesce(c.quantity, 0), coalesce(c.average_cost, 0), round(t.qty * t.ratio, 8),
+            round(t.avg_cost * t.cost_fraction / t.ratio, 12),
+            marketdata_close_before(t.new_instrument_id, t.ex_at, NULL)::numeric,
+            n.asset_class = 'equity', n.multiplier) r
+        WHERE t.kind = 'spin_off'
+    ),
+    moved AS MATERIALIZED (
+        SELECT m.*,
+               CASE WHEN m.cash <> 0
+                    THEN nextval(pg_get_serial_sequence('trading_cashentry', 'id')) END AS cash_id
+        FROM (SELECT * FROM held UNION ALL SELECT * FROM received) AS m
+    ),
+    paid AS (
+        INSERT INTO trading_cashentry (id, account_id, kind, amount, currency, execution_id,
+                                       entry_at, note, created_at)
+        SELECT m.cash_id, m.account_id, m.cash_kind, m.cash, m.cash_currency, NULL, m.cash_at,
+               m.note, statement_timestamp()
+        FROM moved m WHERE m.cash_id IS NOT NULL
+    ),
+    positions AS (
+        INSERT INTO trading_position (account_id, instrument_id, quantity, average_cost,
+                                      realized_pnl, last_sequence, last_execution_at, updated_at)
+        SELECT m.account_id, m.instrument_id, m.new_qty, m.new_avg_cost,
+               m.realized_pnl + m.realized, m.last_sequence + 1, NULL, statement_timestamp()
+        FROM moved m
+        ON CONFLICT (account_id, instrument_id) DO UPDATE SET
+            quantity = EXCLUDED.quantity, average_cost = EXCLUDED.average_cost,
+            realized_pnl = EXCLUDED.realized_pnl, last_sequence = EXCLUDED.last_sequence,
+            updated_at = EXCLUDED.updated_at
+    ),
+    entries AS (
+        INSERT INTO trading_actionentry (account_id, instrument_id, action_id, position_sequence,
+                                         ex_at, quantity_before, quantity_after,
+                                         average_cost_before, average_cost_after, realized_pnl,
+                                         price, cash, cash_entry_id, applied_at)
+        SELECT m.account_id, m.instrument_id, m.action_id, m.last_sequence + 1, m.ex_at, m.qty,
+               m.new_qty, m.avg_cost, m.new_avg_cost, m.realized, m.price,
+               CASE WHEN m.cash <> 0 THEN m.cash END, m.cash_id, statement_timestamp()
+        FROM moved m
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM entries
+$$;
+
+-- Entries are the books' own: written by trading_apply_actions, never edited nor deleted.
+CREATE OR REPLACE TRIGGER trading_actionentry_written_by_the_books BEFORE INSERT
+    ON trading_actionentry FOR EACH ROW EXECUTE FUNCTION trading_refuse_direct_write(
+        'corporate-action entries are written by trading_apply_actions',
+        'actionentry_written_by_the_books');
+CREATE OR REPLACE TRIGGER trading_actionentry_never_edited BEFORE UPDATE OR DELETE
+    ON trading_actionentry FOR EACH ROW EXECUTE FUNCTION trading_refuse_edit(
+        'corporate-action entries are never edited', 'actionentry_never_edited');
+
+-- What an account held at a time as known at another (NULL: now): its executions in force then
+-- (trading/snapshots.py's rule) and the quantity its corporate-action entries moved by then.
+-- For the readers of holdings of the past (snapshots; risk_holdings may read it too).
+CREATE OR REPLACE FUNCTION trading_held_at(
+    p_account bigint, p_as_of timestamptz, p_known_at timestamptz DEFAULT NULL
+) RETURNS TABLE (instrument_id bigint, quantity numeric)
+LANGUAGE sql STABLE AS $$
+    SELECT m.instrument_id, sum(m.quantity) FROM (
+        SELECT x.instrument_id, x.quantity FROM trading_execution x
+        WHERE x.account_id = p_account AND x.executed_at <= p_as_of AND x.kind <> 'bust'
+          AND (p_known_at IS NULL OR x.created_at <= p_known_at)
+          AND NOT EXISTS (SELECT 1 FROM trading_execution s
+                          WHERE s.supersedes_id = x.id AND s.executed_at <= p_as_of
+                            AND (p_known_at IS NULL OR s.created_at <= p_known_at))
+        UNION ALL
+        SELECT a.instrument_id, a.quantity_after - a.quantity_before FROM trading_actionentry a
+        WHERE a.account_id = p_account AND a.ex_at <= p_as_of
+          AND (p_known_at IS NULL OR a.applied_at <= p_known_at)
+    ) AS m
+    GROUP BY m.instrument_id
+    HAVING sum(m.quantity) <> 0
+$$;
+
+-- Row-level security, as on the other account-scoped tables (trading/sql/security/0003.sql):
+-- read where the account is visible; nobody but the owner's function writes.
+ALTER TABLE trading_actionentry ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS account_read ON trading_actionentry;
+CREATE POLICY account_read ON trading_actionentry
+    FOR SELECT USING ((SELECT trading_sees_all(false, current_user))
+                      OR account_id IN (SELECT trading_group_accounts(false)));
+
+REVOKE ALL ON FUNCTION trading_apply_actions(date), trading_apply_actions_of(date, integer)
+    FROM PUBLIC;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'trading_app') THEN
+        GRANT EXECUTE ON FUNCTION trading_apply_actions(date) TO trading_app;
+    END IF;
+END $$;
