@@ -25,6 +25,7 @@ from django.utils.safestring import SafeString
 
 from marketdata.models import (
     REVISIONS,
+    CorporateAction,
     DailyBar,
     DailyBarRevision,
     Ingest,
@@ -149,6 +150,40 @@ class ListingAdmin(ViewOnly, LargeTableAdmin):
     search_fields = ["symbol__exact", "isin__exact", "figi__exact", "instrument__symbol__exact"]
     # By the column, not the relation: ``instrument`` would order by the instrument's symbol.
     ordering = ["instrument_id", "valid_from", "known_from"]
+
+
+@admin.register(CorporateAction)
+class CorporateActionAdmin(ViewOnly, LargeTableAdmin):
+    """Corporate actions, current and closed (a restatement or a withdrawal keeps the version
+    it replaces, ``known_until``): viewed only, for everyone. They are written by the owner's
+    ``marketdata_action_set`` and ``marketdata_action_withdraw`` through ``ingest_actions``
+    and ``POST /api/v1/corporate-actions/``, which check and record them; the table refuses
+    an edit or a deletion (``marketdata_action_kept``)."""
+
+    list_display = [
+        "instrument",
+        "kind",
+        "ex_date",
+        "ratio",
+        "amount",
+        "currency",
+        "pay_date",
+        "new_instrument",
+        "cost_fraction",
+        "final_price",
+        "known_from",
+        "known_until",
+    ]
+    list_filter = [
+        "kind",
+        ("ex_date", admin.DateFieldListFilter),
+        ("known_until", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["instrument__symbol__exact", "new_instrument__symbol__exact"]
+    raw_id_fields = ["instrument", "new_instrument"]
+    list_select_related = ["instrument", "new_instrument"]
+    # Newest ex-dates first, by the table's ex-date index.
+    ordering = ["-ex_date", "-id"]
 
 
 class ShowsRevisions:

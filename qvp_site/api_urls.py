@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
+from marketdata import api_actions as actions
 from marketdata import api_listings as listings
 from risk import api as risk
 from signals import api as signals
@@ -21,6 +22,7 @@ router.register(
 )
 router.register("listings", listings.ListingViewSet, basename="listing")
 router.register("universe", listings.UniverseViewSet, basename="universe")
+router.register("corporate-actions", actions.CorporateActionViewSet, basename="corporateaction")
 router.register("accounts", trading.AccountViewSet)
 router.register("orders", trading.OrderViewSet)
 router.register("executions", trading.ExecutionViewSet)

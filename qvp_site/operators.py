@@ -33,6 +33,7 @@ MODELS: tuple[str, ...] = (
     "optionquote",
     "ingest",
     "listing",
+    "corporateaction",
 )
 ACTIONS: tuple[str, ...] = ("add", "change", "view")
 

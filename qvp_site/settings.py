@@ -362,6 +362,7 @@ SPECTACULAR_SETTINGS = {
         "RiskMetricEnum": "risk.models.Metric",
         "VectorMetricEnum": "vectors.search.METRIC_CHOICES",
         "ListingStatusEnum": "marketdata.models.Listing.Status",
+        "CorporateActionKindEnum": "marketdata.models.ActionKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

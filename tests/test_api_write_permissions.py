@@ -113,6 +113,14 @@ CASES: dict[str, Case] = {
     "cash_create": lambda w: (None, {"account": w.alpha.id, "kind": "deposit", "amount": "5"}),
     "executions_create": lambda w: (None, execution(w.order, 10, exec_id="x-9")),
     "executions_bust_create": lambda w: (w.booked.id, {}),
+    "corporate_actions_create": lambda w: (
+        None,
+        {"symbol": "AAPL", "kind": "split", "ex_date": "2024-01-02", "ratio": "4:1"},
+    ),
+    "corporate_actions_withdraw_create": lambda w: (
+        None,
+        {"symbol": "AAPL", "kind": "cash_dividend", "ex_date": "2024-02-09"},
+    ),
     "listings_create": lambda w: (
         None,
         {"symbol": "AAPL", "valid_from": "2024-01-02", "currency": "USD", "name": "Apple Inc"},
@@ -166,6 +174,13 @@ def world(desks, instrument) -> World:
         partitions.prepare_load(table, T0 - timedelta(days=2), T0 + timedelta(days=2))
     # A bar for the deletion to delete.
     MinuteBar.objects.create(instrument=instrument, ts=T0, open=10, high=11, low=9, close=10)
+    # A dividend for the withdrawal to withdraw.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT marketdata_action_set(%s, 'cash_dividend', '2024-02-09', NULL, 0.24, 'USD',"
+            " NULL, NULL, NULL, NULL)",
+            [instrument.pk],
+        )
     order = make_order(desks["alpha"], instrument, quantity="100")
     booked = fill(order, 50, "10.00", exec_id="alpha-x1")
     agent = Agent.objects.create(name="momentum_agent", kind="momentum")

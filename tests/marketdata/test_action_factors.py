@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 
 from marketdata.models import CorporateAction, DailyBar, Instrument
 from marketdata.prices import latest_prices
@@ -226,3 +226,17 @@ def test_an_action_announced_for_a_later_ex_date_leaves_the_prices_as_traded(aap
     state(aapl, "split", date.today() + timedelta(days=30), ratio=2)
     assert closes("split") == closes("raw")
     assert latest_prices([aapl.id], adjustment="split") == latest_prices([aapl.id])
+
+
+def test_nan_terms_are_refused_and_extra_digits_change_nothing(aapl) -> None:
+    with pytest.raises(IntegrityError, match="NaN is not a number it states"):
+        with transaction.atomic():
+            state(aapl, "split", EX, ratio="NaN")
+    state(aapl, "split", EX, ratio="1.33333333333333")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT marketdata_action_set(%s, 'split', %s, 1.333333333333333333, NULL, NULL,"
+            " NULL, NULL, NULL, NULL)",
+            [aapl.id, EX],
+        )
+        assert cursor.fetchone()[0] == "unchanged"

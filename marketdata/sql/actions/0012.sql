@@ -65,6 +65,17 @@ DECLARE
     current marketdata_corporateaction;
     traded_in text;
 BEGIN
+    -- NaN passes a CHECK (numeric orders it above every number): never a term.
+    IF 'NaN' IN (p_ratio, p_amount, p_cost_fraction, p_final_price) THEN
+        RAISE EXCEPTION 'corporate action of instrument % on %: NaN is not a number it states',
+            p_instrument, p_ex_date USING ERRCODE = 'check_violation';
+    END IF;
+    -- Compared as the columns store them, so that stating the same terms with more digits
+    -- than a column holds changes nothing.
+    p_ratio := round(p_ratio, 10);
+    p_amount := round(p_amount, 8);
+    p_cost_fraction := round(p_cost_fraction, 10);
+    p_final_price := round(p_final_price, 8);
     -- Two writers of one action take turns (the second then finds the first's version).
     PERFORM pg_advisory_xact_lock(hashtext('qvp-action:' || p_instrument || ':' || p_kind),
                                   p_ex_date - date '2000-01-01');
