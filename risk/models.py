@@ -92,6 +92,9 @@ class RiskRun(models.Model):
     lookback = models.PositiveIntegerField()
     benchmark = models.CharField(max_length=32)
     volatility_window = models.PositiveIntegerField()
+    # How the bars were adjusted for corporate actions (marketdata.querysets.ADJUSTMENTS): runs
+    # before there were actions read prices as traded, which total_return equals as known then.
+    adjustment = models.CharField(max_length=12, default="total_return")
     # The accounts measured, by id (every account there was, when none was named).
     accounts = ArrayField(models.BigIntegerField(), default=list, blank=True)
     actor = models.CharField(max_length=150)  # as the audit trail names who acted
@@ -108,6 +111,7 @@ class RiskRun(models.Model):
             check("risk_run_confidence_range", Q(confidence__gt=0, confidence__lt=1)),
             check("risk_run_lookback_enough", Q(lookback__gte=2)),
             check("risk_run_window_enough", Q(volatility_window__gte=2)),
+            check("risk_run_adjustment_known", Q(adjustment__in=["raw", "split", "total_return"])),
             check(
                 "risk_run_verdict_of_a_repeat",
                 Q(repeat_of__isnull=True, identical__isnull=True) | Q(repeat_of__isnull=False),

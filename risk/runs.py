@@ -8,6 +8,9 @@ read of market data and of the books is made as known at ``known_at``, so runnin
 the same ``as_of``, ``known_at`` and options gives the same numbers to the last digit whatever
 was corrected since; ``repeat_run`` does that for a stored run and says whether they are. A run
 given a ``known_at`` of the past checks no limit: alerts speak of what is known now.
+
+Returns (the volatility estimates', the VaR's) are read adjusted for corporate actions by
+``adjustment``, by default ``total_return``: a split is not a day the price halved.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from qvp_site.per_instrument import InstrumentRun
 from risk import alerts, delivery, factors, var
 from risk.models import FactorExposure, Metric, RiskMetric, RiskRun
 from risk.performance import portfolio_performance
-from risk.volatility import compute_volatility
+from risk.volatility import DEFAULT_ADJUSTMENT, checked_adjustment, compute_volatility
 from trading.models import Account
 
 ACTOR = "compute_risk"
@@ -147,23 +150,30 @@ def compute_risk(
     instruments: InstrumentRun | None = None,
     *,
     known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> RunReport:
     """The run, recorded; ``known_at`` the knowledge time it reads (default: the settled
-    moment; one given names the past, and the run then checks no limit). ``instruments``
-    records what each instrument's volatility estimate became (one that fails is recorded
-    there while the others go on; without it, its error stops the run)."""
+    moment; one given names the past, and the run then checks no limit), ``adjustment`` how
+    its returns are adjusted for corporate actions. ``instruments`` records what each
+    instrument's volatility estimate became (one that fails is recorded there while the
+    others go on; without it, its error stops the run)."""
+    checked_adjustment(adjustment)  # before anything is written
     report = RunReport() if instruments is None else RunReport(instruments=instruments)
     for table in ("risk_riskmetric", "risk_factorexposure"):
         partitions.prepare_load(table, as_of, as_of)
     with acting_as(ACTOR):
         # Inside: under row-level security only the acting command sees every account.
         ids = _account_ids(accounts)
-        run = _start(as_of, known_at, ids, options)
+        run = _start(as_of, known_at, ids, options, adjustment=adjustment)
         report.run_id, report.known_at = run.pk, run.known_at
         report.volatility_estimates = compute_volatility(
-            as_of, window=options.volatility_window, run=report.instruments, known_at=run.known_at
+            as_of,
+            window=options.volatility_window,
+            run=report.instruments,
+            known_at=run.known_at,
+            adjustment=adjustment,
         )
-        rows = _measure(ids, as_of, options, run.known_at)
+        rows = _measure(ids, as_of, options, run.known_at, adjustment)
         report.metrics, report.exposures = _store(rows, as_of, run.pk)
         if known_at is None:
             report.alerts_raised = alerts.raise_alerts(as_of, ids)
@@ -198,8 +208,12 @@ def repeat_run(run_id: int) -> RepeatReport:
     first = RiskRun.objects.get(pk=run_id)
     options = RunOptions(first.confidence, first.lookback, first.benchmark, first.volatility_window)
     with acting_as(ACTOR):
-        run = _start(first.as_of, first.known_at, list(first.accounts), options, first)
-        rows = _measure(list(first.accounts), first.as_of, options, first.known_at)
+        run = _start(
+            first.as_of, first.known_at, list(first.accounts), options, first, first.adjustment
+        )
+        rows = _measure(
+            list(first.accounts), first.as_of, options, first.known_at, first.adjustment
+        )
         stored = _stored(first)
         found = rows.values()
         differences = {
@@ -224,6 +238,7 @@ def _start(
     ids: list[int],
     options: RunOptions,
     repeat_of: RiskRun | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> RiskRun:
     known = knowledge_time(known_at)
     with connection.cursor() as cursor:
@@ -237,6 +252,7 @@ def _start(
         lookback=options.lookback,
         benchmark=options.benchmark,
         volatility_window=options.volatility_window,
+        adjustment=adjustment,
         accounts=ids,
         actor=actor,
         repeat_of=repeat_of,
@@ -271,7 +287,11 @@ def _benchmark(symbol: str, as_of: datetime, known_at: datetime | None) -> int |
 
 
 def _measure(
-    ids: list[int], as_of: datetime, options: RunOptions, known_at: datetime | None
+    ids: list[int],
+    as_of: datetime,
+    options: RunOptions,
+    known_at: datetime | None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> _Rows:
     benchmark = _benchmark(options.benchmark, as_of, known_at)
     table = factors.loadings(as_of, benchmark, options.lookback, known_at=known_at)
@@ -282,7 +302,7 @@ def _measure(
     rows = _Rows()
     for account in ids:  # accounts, each a handful of set-based reads
         held = var.holdings(account, as_of, known_at)
-        _var_metrics(rows, account, held, as_of, options, known_at)
+        _var_metrics(rows, account, held, as_of, options, known_at, adjustment)
         _performance_metrics(rows, account, as_of, options, known_at)
         rows.metric(account, Metric.GROSS_EXPOSURE, float(np.abs(held.values).sum()))
         rows.metric(account, Metric.NET_EXPOSURE, held.total)
@@ -302,8 +322,9 @@ def _var_metrics(
     as_of: datetime,
     options: RunOptions,
     known_at: datetime | None,
+    adjustment: str,
 ) -> None:
-    returns = var.daily_returns(held.instrument_ids, as_of, options.lookback, known_at)
+    returns = var.daily_returns(held.instrument_ids, as_of, options.lookback, known_at, adjustment)
     for method, (var_name, cvar_name) in VAR_METRICS.items():
         result = var.var_from(returns, held, method, options.confidence, options.lookback)
         rows.metric(account, var_name, result.var, options.confidence, options.lookback)

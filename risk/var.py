@@ -9,6 +9,9 @@ those holdings would have made on each of those days. Losses are positive number
 
 Both reads take a knowledge time ``known_at`` (None: the present): the bars as the system knew
 them then and the executions booked by then, so a VaR of a stored run can be repeated exactly.
+Returns are read adjusted for corporate actions by ``adjustment`` (by default
+``total_return``: a split's ex-date is the day's move, not a fall of half, and a dividend's
+counts the cash); holdings are valued as traded.
 
 - historical: the (1 - confidence) quantile of that P&L, interpolated linearly (as SQL's
   ``percentile_cont``); CVaR the mean of the P&L at or below it.
@@ -28,6 +31,8 @@ import pandas as pd
 from django.db import connection
 from django.utils import timezone
 from scipy.stats import norm
+
+from risk.volatility import DEFAULT_ADJUSTMENT, checked_adjustment
 
 METHODS = ("historical", "parametric", "monte_carlo")
 MC_DRAWS = 20_000
@@ -69,17 +74,22 @@ def holdings(account_id: int, as_of: datetime, known_at: datetime | None = None)
 
 
 def daily_returns(
-    instrument_ids: np.ndarray, as_of: datetime, lookback: int, known_at: datetime | None = None
+    instrument_ids: np.ndarray,
+    as_of: datetime,
+    lookback: int,
+    known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> np.ndarray:
     """Days x instruments matrix of daily simple returns (columns in ``instrument_ids``' order),
-    from the bars as known at ``known_at``."""
+    from the bars as known at ``known_at``, adjusted by ``adjustment``."""
+    checked_adjustment(adjustment)
     if not len(instrument_ids):
         return np.empty((0, 0))
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT day, instrument_id, ret"
-            " FROM risk_daily_returns(%s::bigint[], %s, %s, %s::timestamptz)",
-            [list(map(int, instrument_ids)), as_of, lookback, known_at],
+            " FROM risk_daily_returns(%s::bigint[], %s, %s, %s::timestamptz, %s::text)",
+            [list(map(int, instrument_ids)), as_of, lookback, known_at, adjustment],
         )
         rows = cursor.fetchall()
     if not rows:
@@ -127,15 +137,17 @@ def value_at_risk(
     known_at: datetime | None = None,
     draws: int = MC_DRAWS,
     seed: int = MC_SEED,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> list[VaRResult]:
     """VaR and CVaR of an account by each of ``methods`` at ``confidence`` over ``lookback``
-    days, as of ``as_of`` (default now) and as known at ``known_at`` (default: the present);
-    holdings and returns are read once for all."""
+    days, as of ``as_of`` (default now) and as known at ``known_at`` (default: the present),
+    the returns adjusted by ``adjustment``; holdings and returns are read once for all."""
     for method in methods:
         validate(method, confidence, lookback)
+    checked_adjustment(adjustment)
     as_of = as_of or timezone.now()
     held = holdings(account_id, as_of, known_at)
-    returns = daily_returns(held.instrument_ids, as_of, lookback, known_at)
+    returns = daily_returns(held.instrument_ids, as_of, lookback, known_at, adjustment)
     return [
         var_from(returns, held, method, confidence, lookback, draws, seed) for method in methods
     ]

@@ -3,18 +3,23 @@
 Each instrument's recent bars are read in one statement, every estimator runs over them as a
 whole array (``risk.estimators``), and the estimates of the newest ``history`` bars are
 upserted in one statement per instrument, so re-running restates rather than duplicates. The
-bars are read as known at ``known_at`` (None: the present; risk/sql/functions' risk_dailybars).
+bars are read as known at ``known_at`` (None: the present) and adjusted for corporate actions
+by ``adjustment`` (``marketdata_<table>_adjusted``, marketdata/sql/actions/0012.sql): by default
+for everything a holder received (``total_return``), so that a split's ex-date is not a day the
+price halved and a dividend's not a fall of the dividend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from django.db import connection
 
 from marketdata.models import Instrument
+from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db import partitions
 from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
@@ -24,15 +29,28 @@ TABLE = "risk_volatilityestimate"
 # bars its start weighs 0.94^250 (about 2e-7) in the estimate.
 WARM_UP = 250
 BAR_TABLES = {"1m": "marketdata_minutebar", "1d": "marketdata_dailybar"}
-# The same tables as known at a time (their function's one argument, NULL: the present).
-BAR_SOURCES = {"1m": "risk_minutebars", "1d": "risk_dailybars"}
+# The same tables as known at a time (NULL: the present), adjusted for corporate actions: the
+# functions' arguments are the adjustment and the time.
+BAR_SOURCES = {"1m": "marketdata_minutebar_adjusted", "1d": "marketdata_dailybar_adjusted"}
+# Returns and volatility are of what a holder earned: continuous across splits and dividends.
+DEFAULT_ADJUSTMENT = "total_return"
 
+# The first of each instrument's newest bars is found as traded, on the (instrument, ts) key:
+# the adjusted read then adjusts those bars alone, not every bar of the instrument's history
+# (its join to the factors leaves the bars unordered, so a LIMIT alone would sort them all).
 RECENT_BARS_SQL = """
 SELECT ids.id, b.ts, b.open, b.high, b.low, b.close
 FROM unnest(%(ids)s::bigint[]) AS ids(id)
 CROSS JOIN LATERAL (
-    SELECT ts, open, high, low, close FROM {source}(%(known_at)s::timestamptz)
-    WHERE instrument_id = ids.id AND ts <= %(as_of)s
+    SELECT coalesce((
+        SELECT ts FROM {raw} WHERE instrument_id = ids.id AND ts <= %(as_of)s
+        ORDER BY ts DESC OFFSET %(bars)s - 1 LIMIT 1
+    ), '-infinity') AS first
+) AS since
+CROSS JOIN LATERAL (
+    SELECT ts, open, high, low, close
+    FROM {source}(%(adjustment)s::text, %(known_at)s::timestamptz)
+    WHERE instrument_id = ids.id AND ts >= since.first AND ts <= %(as_of)s
     ORDER BY ts DESC LIMIT %(bars)s
 ) AS b
 ORDER BY ids.id, b.ts
@@ -48,14 +66,23 @@ DO UPDATE SET value = EXCLUDED.value
 """
 
 
+def checked_adjustment(adjustment: str) -> str:
+    """``adjustment`` if it is one the bars can be read by, else a ValueError naming it (the
+    database's reads would take an unknown one for "raw" without a word)."""
+    if adjustment not in ADJUSTMENTS:
+        raise ValueError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, not {adjustment!r}")
+    return adjustment
+
+
 def _active_instruments(
     timeframe: str, as_of: datetime, known_at: datetime | None
 ) -> list[tuple[int, str, bool]]:
-    """Every active instrument: id, symbol, and whether it has a bar at or before ``as_of``."""
+    """Every active instrument: id, symbol, and whether it has a bar at or before ``as_of``
+    (whether it has one does not depend on the adjustment: read as traded)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id, symbol, EXISTS (SELECT 1 FROM"
-            f" {BAR_SOURCES[timeframe]}(%s::timestamptz) b"
+            f" {BAR_SOURCES[timeframe]}('raw', %s::timestamptz) b"
             " WHERE b.instrument_id = i.id AND b.ts <= %s)"
             " FROM marketdata_instrument i WHERE active ORDER BY id",
             [known_at, as_of],
@@ -64,14 +91,27 @@ def _active_instruments(
 
 
 def recent_bars(
-    ids: list[int], timeframe: str, as_of: datetime, bars: int, known_at: datetime | None = None
+    ids: list[int],
+    timeframe: str,
+    as_of: datetime,
+    bars: int,
+    known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> dict[int, dict]:
-    """The newest ``bars`` bars of each instrument, oldest first, as arrays."""
+    """The newest ``bars`` bars of each instrument, oldest first, as arrays, adjusted by
+    ``adjustment``."""
+    params: dict[str, Any] = {
+        "ids": ids,
+        "as_of": as_of,
+        "bars": bars,
+        "known_at": known_at,
+        "adjustment": checked_adjustment(adjustment),
+    }
+    # As traded: the table itself, or as known at a time (marketdata/sql/revisions/0009.sql).
+    raw = BAR_TABLES[timeframe] + ("" if known_at is None else "_known_at(%(known_at)s)")
+    statement = RECENT_BARS_SQL.format(raw=raw, source=BAR_SOURCES[timeframe])
     with connection.cursor() as cursor:
-        cursor.execute(
-            RECENT_BARS_SQL.format(source=BAR_SOURCES[timeframe]),
-            {"ids": ids, "as_of": as_of, "bars": bars, "known_at": known_at},
-        )
+        cursor.execute(statement, params)
         rows = cursor.fetchall()
     if not rows:
         return {}
@@ -100,19 +140,23 @@ def compute_volatility(
     history: int = 1,
     run: InstrumentRun | None = None,
     known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> int:
     """Estimate every instrument's volatility by each estimator over ``window`` bars, for its
     newest ``history`` bars at or before ``as_of``; returns the estimates written. In ``run``,
     an instrument without bars enough is a skip, and one that fails is recorded while the
-    others are stored. The bars are read as known at ``known_at`` (None: the present)."""
+    others are stored. The bars are read as known at ``known_at`` (None: the present),
+    adjusted for corporate actions by ``adjustment``."""
     if timeframe not in BAR_TABLES:
         raise ValueError(f"timeframe must be one of {', '.join(BAR_TABLES)}")
     if window < 2 or history < 1:
         raise ValueError("window must be at least 2 and history at least 1")
+    checked_adjustment(adjustment)
     run = run if run is not None else InstrumentRun("volatility", isolated=False)
     kind = "daily" if timeframe == "1d" else "minute"
     symbols = _symbols(instruments, timeframe, as_of, run, kind, known_at)
-    series = recent_bars(sorted(symbols), timeframe, as_of, window + history + WARM_UP, known_at)
+    bars_wanted = window + history + WARM_UP
+    series = recent_bars(sorted(symbols), timeframe, as_of, bars_wanted, known_at, adjustment)
     for missing in sorted(set(symbols) - set(series)):
         run.skip(symbols[missing], f"no {kind} bars")
     if not series:

@@ -1,4 +1,10 @@
-"""Bars as numpy columns for the pipelines: loaded in one query, resampled, cut into windows."""
+"""Bars as numpy columns for the pipelines: loaded in one query, resampled, cut into windows.
+
+The pipelines read prices adjusted for corporate actions, by default for everything a holder
+received (``total_return``): features, signatures and backtests see a continuous series, not a
+split's ex-date as a fall of half nor a dividend's as a fall of the dividend. Where an
+instrument has no action its bars are multiplied by exactly 1: the same features to the bit.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,12 @@ import numpy as np
 from django.db import connection
 
 from marketdata.models import DailyBar, MinuteBar
+from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db.quoting import ident
 
 MINUTE = np.timedelta64(1, "m")
 DAY = np.timedelta64(1, "D")
+DEFAULT_ADJUSTMENT = "total_return"
 
 
 @dataclass(frozen=True)
@@ -48,13 +56,17 @@ def load(
     lookback_from: datetime | None = None,
     lookback: int = 0,
     known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> Series:
     """The instrument's minute (or daily) bars in one query; with ``lookback_from``, only
     those from ``lookback`` bars before that time on (the windows reaching back from it).
     With ``known_at``, the bars as the system knew them then (corrections learnt later left
-    out, deleted bars kept), so that a run can read again exactly what it read."""
+    out, deleted bars kept), so that a run can read again exactly what it read. Prices and
+    volumes adjusted for the corporate actions known then by ``adjustment`` ("raw": as
+    traded)."""
+    statement = query(instrument_id, daily, lookback_from, lookback, known_at, adjustment)
     with connection.cursor() as cursor:
-        cursor.execute(*query(instrument_id, daily, lookback_from, lookback, known_at))
+        cursor.execute(*statement)
         rows = np.array(cursor.fetchall(), dtype=float).reshape(-1, 6)
     open_, high, low, close, volume = (np.ascontiguousarray(rows[:, i]) for i in range(1, 6))
     return Series(
@@ -74,19 +86,24 @@ def query(
     lookback_from: datetime | None,
     lookback: int,
     known_at: datetime | None,
+    adjustment: str = "raw",
 ) -> tuple[str, list]:
-    """``load``'s statement and parameters."""
-    source, source_params = _source(DailyBar if daily else MinuteBar, known_at)
+    """``load``'s statement and parameters (``load`` names its adjustment; without one, the
+    bars as traded)."""
+    model = DailyBar if daily else MinuteBar
+    source, source_params = _source(model, known_at, adjustment)
     params: list = [*source_params, instrument_id]
     where = "instrument_id = %s"
     if lookback_from is not None:
         # The start is the bar `lookback` places before the time, found on the (instrument,
-        # ts) key; with fewer bars than that before it, everything.
+        # ts) key; with fewer bars than that before it, everything. Which bars there are does
+        # not depend on the adjustment: read as traded, without the actions.
+        start, start_params = _source(model, known_at, "raw")
         where += (
-            f" AND ts >= coalesce((SELECT ts FROM {source} WHERE instrument_id = %s AND ts < %s"
+            f" AND ts >= coalesce((SELECT ts FROM {start} WHERE instrument_id = %s AND ts < %s"
             " ORDER BY ts DESC OFFSET %s LIMIT 1), '-infinity')"
         )
-        params += [*source_params, instrument_id, lookback_from, max(lookback - 1, 0)]
+        params += [*start_params, instrument_id, lookback_from, max(lookback - 1, 0)]
     # Times as microseconds since the epoch (exact in a float64 until the year 2255): numbers
     # convert to numpy at once, where a datetime per row costs more than the query.
     statement = (
@@ -96,12 +113,22 @@ def query(
     return statement, params
 
 
-def _source(model: type[MinuteBar] | type[DailyBar], known_at: datetime | None) -> tuple[str, list]:
-    """What to read bars from, and its parameters: the table, or the table as known at a time
-    (``<table>_known_at(t)``, marketdata/sql/revisions/0009.sql: a SQL function PostgreSQL
-    inlines, so the filters on instrument and time still reach the (instrument, ts) indexes of
-    the table and of its revisions)."""
+def _source(
+    model: type[MinuteBar] | type[DailyBar], known_at: datetime | None, adjustment: str
+) -> tuple[str, list]:
+    """What to read bars from, and its parameters: the table, the table as known at a time
+    (``<table>_known_at(t)``, marketdata/sql/revisions/0009.sql), or either adjusted for
+    corporate actions (``<table>_adjusted(adjustment, t)``, marketdata/sql/actions/0012.sql):
+    SQL functions PostgreSQL inlines, so the filters on instrument and time still reach the
+    (instrument, ts) indexes of the table, of its revisions and of the actions."""
+    if adjustment not in ADJUSTMENTS:
+        raise ValueError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, not {adjustment!r}")
     table = model._meta.db_table
+    if adjustment != "raw":
+        return f"{ident(table + '_adjusted')}(%s::text, %s::timestamptz) AS bars", [
+            adjustment,
+            known_at,
+        ]
     if known_at is None:
         return ident(table), []
     return f"{ident(table + '_known_at')}(%s) AS bars", [known_at]

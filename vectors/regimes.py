@@ -15,6 +15,9 @@ build). Every build computes from the instrument's whole history (the EWMA depen
 it starts) and stores only the days not stored yet. Regimes are then discovered by k-means
 (scikit-learn) over all signatures of the version and named by their typical level of
 volatility, calmest first; labels are stored on each row.
+
+The bars are read adjusted for corporate actions (``bars.load``; by default ``total_return``),
+so that a split's ex-date is not a day of extreme volatility.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from psycopg.types.json import Jsonb
 from sklearn.cluster import KMeans
 
 from marketdata.models import Instrument
+from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db.binary_copy import copy_rows
 from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
@@ -197,11 +201,15 @@ def build(
     clusters: int = DEFAULT_CLUSTERS,
     replace: bool = False,
     run: InstrumentRun | None = None,
+    adjustment: str = bars.DEFAULT_ADJUSTMENT,
 ) -> dict[str, int]:
     """Store the signatures of days not stored yet (``replace``: the instruments' rows are
     deleted first, as after their bars were replaced), then discover and label the regimes.
     An instrument whose bars give none is a skip in ``run``, one that fails is recorded
-    there and the others go on."""
+    there and the others go on. The bars are adjusted for corporate actions by
+    ``adjustment``."""
+    if adjustment not in ADJUSTMENTS:  # before the lock and the deletion
+        raise ValueError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, not {adjustment!r}")
     run = run if run is not None else InstrumentRun("regimes", isolated=False)
     created: dict[str, int] = {}
     instruments = list(instruments)
@@ -213,7 +221,7 @@ def build(
         computed = {}
         for instrument in progress(instruments):
             with run.each(instrument.symbol):
-                found = _signatures_of(instrument, run)
+                found = _signatures_of(instrument, run, adjustment)
                 if len(found.raw):
                     computed[instrument] = found
         if not computed:
@@ -226,8 +234,9 @@ def build(
     return created
 
 
-def _signatures_of(instrument: Instrument, run: InstrumentRun) -> Signatures:
-    daily, minute = bars.load(instrument.id, daily=True), bars.load(instrument.id)
+def _signatures_of(instrument: Instrument, run: InstrumentRun, adjustment: str) -> Signatures:
+    daily = bars.load(instrument.id, daily=True, adjustment=adjustment)
+    minute = bars.load(instrument.id, adjustment=adjustment)
     found = signatures(daily, minute)
     if not len(found.raw):
         reason = skip_reason(daily, minute)

@@ -15,7 +15,8 @@
 --     stock dividend  price x 1/(1 + ratio), volume x (1 + ratio) (both)
 --     cash dividend   price x (1 - amount / the close before the ex-date) ('total_return')
 --     spin-off  price x (1 - cost_fraction) ('total_return')
---   A dividend whose close before the ex-date is unknown, or not above it, adjusts nothing.
+--   A dividend whose close before the ex-date is unknown (none in the fortnight before it),
+--   or not above it, adjusts nothing.
 -- * marketdata_minutebar_adjusted / marketdata_dailybar_adjusted(adjustment, known_at): the
 --   table's rows as known at known_at (NULL: now), adjusted; plain SQL that PostgreSQL
 --   inlines, so a read's filters reach the bars' (instrument, ts) key and the instrument's
@@ -131,31 +132,37 @@ SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 $$;
 REVOKE ALL ON FUNCTION marketdata_action_withdraw(bigint, text, date) FROM PUBLIC;
 
--- The close of an instrument's last bar before a moment, minute or daily, as known at
--- p_known_at (NULL: now): each part a backward scan of its (instrument, ts) key, as
--- marketdata/prices.py reads the latest price.
+-- The close of an instrument's last bar in the fortnight before a moment, minute or daily, as
+-- known at p_known_at (NULL: now): each part a backward scan of its (instrument, ts) key, as
+-- marketdata/prices.py reads the latest price. The fortnight bounds the partitions each part
+-- opens (a year of daily bars, a week of minute bars each) to the one or two it needs; a
+-- dividend with no close in the fortnight before its ex-date (a suspension) adjusts nothing.
 CREATE OR REPLACE FUNCTION marketdata_close_before(
     p_instrument bigint, p_before timestamptz, p_known_at timestamptz
 ) RETURNS double precision
 LANGUAGE sql STABLE AS $$
     SELECT close FROM (
         (SELECT ts, close FROM marketdata_dailybar
-         WHERE instrument_id = p_instrument AND ts < p_before
+         WHERE instrument_id = p_instrument
+           AND ts >= p_before - interval '14 days' AND ts < p_before
            AND (p_known_at IS NULL OR known_from <= p_known_at)
          ORDER BY ts DESC LIMIT 1)
         UNION ALL
         (SELECT ts, close FROM marketdata_dailybarrevision
-         WHERE p_known_at IS NOT NULL AND instrument_id = p_instrument AND ts < p_before
+         WHERE p_known_at IS NOT NULL AND instrument_id = p_instrument
+           AND ts >= p_before - interval '14 days' AND ts < p_before
            AND known_from <= p_known_at AND known_until > p_known_at
          ORDER BY ts DESC LIMIT 1)
         UNION ALL
         (SELECT ts, close FROM marketdata_minutebar
-         WHERE instrument_id = p_instrument AND ts < p_before
+         WHERE instrument_id = p_instrument
+           AND ts >= p_before - interval '14 days' AND ts < p_before
            AND (p_known_at IS NULL OR known_from <= p_known_at)
          ORDER BY ts DESC LIMIT 1)
         UNION ALL
         (SELECT ts, close FROM marketdata_minutebarrevision
-         WHERE p_known_at IS NOT NULL AND instrument_id = p_instrument AND ts < p_before
+         WHERE p_known_at IS NOT NULL AND instrument_id = p_instrument
+           AND ts >= p_before - interval '14 days' AND ts < p_before
            AND known_from <= p_known_at AND known_until > p_known_at
          ORDER BY ts DESC LIMIT 1)
     ) AS candidates

@@ -4,10 +4,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from marketdata.knowledge import known_at_argument
+from marketdata.querysets import ADJUSTMENTS
 from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
 from risk.models import RiskRun
 from risk.runs import RunOptions, compute_risk, repeat_run
+from risk.volatility import DEFAULT_ADJUSTMENT
 from trading.management.commands.snapshot_portfolios import account_ids
 
 
@@ -45,6 +47,14 @@ class Command(BaseCommand):
             ),
         )
         parser.add_argument(
+            "--adjustment",
+            choices=ADJUSTMENTS,
+            help=(
+                "how the returns read are adjusted for corporate actions: raw (as traded),"
+                f" split, total_return (dividends too; the default, {DEFAULT_ADJUSTMENT})"
+            ),
+        )
+        parser.add_argument(
             "--repeat",
             type=int,
             metavar="RUN",
@@ -55,8 +65,9 @@ class Command(BaseCommand):
         parser.add_argument("--benchmark", default="SPY", help="the benchmark's symbol")
 
     def handle(self, *args, account=None, as_of=None, known_at=None, repeat=None, **options):
+        adjustment = options["adjustment"]
         if repeat is not None:
-            return self._repeat(repeat, account, as_of, known_at)
+            return self._repeat(repeat, account, as_of, known_at, adjustment)
         if not 0 < options["confidence"] < 1:
             raise CommandError("--confidence must be between 0 and 1 (exclusive)")
         if options["lookback"] < 2:
@@ -64,7 +75,12 @@ class Command(BaseCommand):
         as_of = as_of or timezone.now().replace(second=0, microsecond=0)
         run = RunOptions(options["confidence"], options["lookback"], options["benchmark"])
         report = compute_risk(
-            as_of, account_ids(account), run, InstrumentRun("volatility"), known_at=known_at
+            as_of,
+            account_ids(account),
+            run,
+            InstrumentRun("volatility"),
+            known_at=known_at,
+            adjustment=adjustment or DEFAULT_ADJUSTMENT,
         )
         assert report.known_at is not None
         self.stdout.write(
@@ -77,9 +93,11 @@ class Command(BaseCommand):
             self.stdout.write(line)
         raise_if_failed(report.instruments)
 
-    def _repeat(self, run_id: int, account, as_of, known_at) -> None:
-        if account or as_of or known_at:
-            raise CommandError("--repeat takes the run's own accounts, --as-of and --known-at")
+    def _repeat(self, run_id: int, account, as_of, known_at, adjustment) -> None:
+        if account or as_of or known_at or adjustment:
+            raise CommandError(
+                "--repeat takes the run's own accounts, --as-of, --known-at and --adjustment"
+            )
         if not RiskRun.objects.filter(pk=run_id).exists():
             raise CommandError(f"no risk run {run_id}")
         report = repeat_run(run_id)
