@@ -25,24 +25,30 @@ from django.db import connection
 
 from risk.estimators import PERIODS_PER_YEAR
 from risk.models import Factor
+from risk.volatility import DEFAULT_ADJUSTMENT
 
 MOMENTUM_SKIP = 21
 
 DAILY_BARS_SQL = """
 SELECT b.instrument_id, (b.ts AT TIME ZONE 'UTC')::date AS day, b.close, b.volume
-FROM risk_dailybars(%(known_at)s::timestamptz) b
+FROM risk_dailybars(%(known_at)s::timestamptz, %(adjustment)s) b
 JOIN marketdata_instrument i ON i.id = b.instrument_id AND i.active
 WHERE b.ts > %(since)s AND b.ts <= %(as_of)s
 """
 
 
 def daily_panel(
-    as_of: datetime, lookback: int, known_at: datetime | None = None
+    as_of: datetime,
+    lookback: int,
+    known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Closes and volumes, days x instruments, over about ``lookback`` trading days."""
+    """Closes and volumes, days x instruments, over about ``lookback`` trading days, adjusted
+    for corporate actions by ``adjustment``."""
     since = as_of - timedelta(days=int(lookback * 365 / 252) + 7)
     with connection.cursor() as cursor:
-        cursor.execute(DAILY_BARS_SQL, {"since": since, "as_of": as_of, "known_at": known_at})
+        params = {"since": since, "as_of": as_of, "known_at": known_at, "adjustment": adjustment}
+        cursor.execute(DAILY_BARS_SQL, params)
         frame = pd.DataFrame(cursor.fetchall(), columns=["instrument", "day", "close", "volume"])
     # Bars without a volume (NULL) read as None: as floats they are NaN, and a size without
     # volumes is not computable rather than an error.
@@ -79,9 +85,10 @@ def loadings(
     lookback: int = 252,
     *,
     known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> pd.DataFrame:
     """Instruments x factors: the loadings as of ``as_of`` (NaN where not computable)."""
-    closes, volumes = daily_panel(as_of, lookback, known_at)
+    closes, volumes = daily_panel(as_of, lookback, known_at, adjustment)
     if closes.empty:
         return pd.DataFrame(columns=Factor.values)
     returns = closes.pct_change(fill_method=None).iloc[1:]

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
+from risk.volatility import DEFAULT_ADJUSTMENT
+
 YEAR = 252
 
 
@@ -45,7 +47,7 @@ LEFT JOIN risk_daily_returns(
     ARRAY(SELECT instrument_id FROM marketdata_resolve_symbols(
               ARRAY[%(benchmark)s], %(as_of)s::date, %(known_at)s::timestamptz)
           WHERE instrument_id IS NOT NULL),
-    %(as_of)s, %(lookback)s + 10, %(known_at)s::timestamptz
+    %(as_of)s, %(lookback)s + 10, %(known_at)s::timestamptz, %(adjustment)s
 ) b USING (day)
 ORDER BY s.ts
 """
@@ -57,6 +59,7 @@ def paired_returns(
     lookback: int,
     benchmark: str,
     known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> np.ndarray:
     """The account's daily returns (column 0) and the benchmark's on the same days (column 1,
     NaN where it has none)."""
@@ -66,6 +69,7 @@ def paired_returns(
         "lookback": lookback,
         "benchmark": benchmark,
         "known_at": known_at,
+        "adjustment": adjustment,
     }
     with connection.cursor() as cursor:
         cursor.execute(PAIRED_RETURNS_SQL, params)
@@ -123,7 +127,8 @@ def portfolio_performance(
     benchmark: str = "SPY",
     risk_free: float = 0.0,
     known_at: datetime | None = None,
+    adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> PortfolioPerformance:
-    both = paired_returns(account_id, as_of, lookback, benchmark, known_at)
+    both = paired_returns(account_id, as_of, lookback, benchmark, known_at, adjustment)
     paired = both[~np.isnan(both[:, 1])]
     return performance_of(both[:, 0], paired, risk_free)

@@ -294,7 +294,9 @@ def _measure(
     adjustment: str = DEFAULT_ADJUSTMENT,
 ) -> _Rows:
     benchmark = _benchmark(options.benchmark, as_of, known_at)
-    table = factors.loadings(as_of, benchmark, options.lookback, known_at=known_at)
+    table = factors.loadings(
+        as_of, benchmark, options.lookback, known_at=known_at, adjustment=adjustment
+    )
     # The NAV is the latest snapshot's, as stored at known_at (trading 0012 keeps its history).
     with connection.cursor() as cursor:
         cursor.execute(LATEST_NAV_SQL, [known_at, ids, as_of])
@@ -303,7 +305,7 @@ def _measure(
     for account in ids:  # accounts, each a handful of set-based reads
         held = var.holdings(account, as_of, known_at)
         _var_metrics(rows, account, held, as_of, options, known_at, adjustment)
-        _performance_metrics(rows, account, as_of, options, known_at)
+        _performance_metrics(rows, account, as_of, options, known_at, adjustment)
         rows.metric(account, Metric.GROSS_EXPOSURE, float(np.abs(held.values).sum()))
         rows.metric(account, Metric.NET_EXPOSURE, held.total)
         nav = navs.get(account) or float(np.abs(held.values).sum())
@@ -332,10 +334,20 @@ def _var_metrics(
 
 
 def _performance_metrics(
-    rows: _Rows, account: int, as_of: datetime, options: RunOptions, known_at: datetime | None
+    rows: _Rows,
+    account: int,
+    as_of: datetime,
+    options: RunOptions,
+    known_at: datetime | None,
+    adjustment: str,
 ) -> None:
     perf = portfolio_performance(
-        account, as_of, lookback=options.lookback, benchmark=options.benchmark, known_at=known_at
+        account,
+        as_of,
+        lookback=options.lookback,
+        benchmark=options.benchmark,
+        known_at=known_at,
+        adjustment=adjustment,
     )
     for name in ("total_return", "volatility", "sharpe", "sortino", "max_drawdown", "beta"):
         rows.metric(account, name, getattr(perf, name), lookback=options.lookback)
