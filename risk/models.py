@@ -94,7 +94,7 @@ class RiskRun(models.Model):
     volatility_window = models.PositiveIntegerField()
     # How the bars were adjusted for corporate actions (marketdata.querysets.ADJUSTMENTS): runs
     # before there were actions read prices as traded, which total_return equals as known then.
-    adjustment = models.CharField(max_length=12, default="total_return")
+    adjustment = models.CharField(max_length=12, db_default="total_return")
     # The accounts measured, by id (every account there was, when none was named).
     accounts = ArrayField(models.BigIntegerField(), default=list, blank=True)
     actor = models.CharField(max_length=150)  # as the audit trail names who acted

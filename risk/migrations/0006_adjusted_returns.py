@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="riskrun",
             name="adjustment",
-            field=models.CharField(default="total_return", max_length=12),
+            field=models.CharField(db_default="total_return", max_length=12),
         ),
         migrations.AddConstraint(
             model_name="riskrun",

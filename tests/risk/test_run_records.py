@@ -69,6 +69,7 @@ def test_the_database_refuses_a_bad_run_record(db):
         ({"lookback": 1}, "risk_run_lookback_enough"),
         ({"volatility_window": 1}, "risk_run_window_enough"),
         ({"identical": True}, "risk_run_verdict_of_a_repeat"),
+        ({"adjustment": "adjusted"}, "risk_run_adjustment_known"),
     ):
         values = {**row, **change}
         columns = ", ".join(values)
