@@ -186,11 +186,9 @@ LANGUAGE sql STABLE AS $$
                sum(CASE a.kind
                        WHEN 'split' THEN -ln(a.ratio::double precision)
                        WHEN 'stock_dividend' THEN -ln(1 + a.ratio::double precision)
-                       WHEN 'cash_dividend' THEN (
-                           SELECT CASE WHEN c.close > a.amount
-                                       THEN ln(1 - a.amount::double precision / c.close) END
-                           FROM (SELECT marketdata_close_before(a.instrument_id,
-                                     marketdata_ex_moment(a.ex_date), p_known_at) AS close) c)
+                       WHEN 'cash_dividend' THEN
+                           CASE WHEN c.close > a.amount
+                                THEN ln(1 - a.amount::double precision / c.close) END
                        WHEN 'spin_off' THEN ln(1 - a.cost_fraction::double precision)
                    END) AS log_price,
                sum(CASE a.kind
@@ -198,6 +196,43 @@ LANGUAGE sql STABLE AS $$
                        WHEN 'stock_dividend' THEN ln(1 + a.ratio::double precision)
                    END) AS log_volume
         FROM marketdata_actions_known_at(p_known_at) a
+        -- A dividend's close before its ex-date: marketdata_close_before's rule, written out
+        -- so that PostgreSQL plans it with the rest (a function called per dividend costs
+        -- several times as much).
+        LEFT JOIN LATERAL (
+            SELECT candidates.close FROM (
+                (SELECT ts, close FROM marketdata_dailybar
+                 WHERE a.kind = 'cash_dividend' AND instrument_id = a.instrument_id
+                   AND ts >= marketdata_ex_moment(a.ex_date) - interval '14 days'
+                   AND ts < marketdata_ex_moment(a.ex_date)
+                   AND (p_known_at IS NULL OR known_from <= p_known_at)
+                 ORDER BY ts DESC LIMIT 1)
+                UNION ALL
+                (SELECT ts, close FROM marketdata_dailybarrevision
+                 WHERE a.kind = 'cash_dividend' AND p_known_at IS NOT NULL
+                   AND instrument_id = a.instrument_id
+                   AND ts >= marketdata_ex_moment(a.ex_date) - interval '14 days'
+                   AND ts < marketdata_ex_moment(a.ex_date)
+                   AND known_from <= p_known_at AND known_until > p_known_at
+                 ORDER BY ts DESC LIMIT 1)
+                UNION ALL
+                (SELECT ts, close FROM marketdata_minutebar
+                 WHERE a.kind = 'cash_dividend' AND instrument_id = a.instrument_id
+                   AND ts >= marketdata_ex_moment(a.ex_date) - interval '14 days'
+                   AND ts < marketdata_ex_moment(a.ex_date)
+                   AND (p_known_at IS NULL OR known_from <= p_known_at)
+                 ORDER BY ts DESC LIMIT 1)
+                UNION ALL
+                (SELECT ts, close FROM marketdata_minutebarrevision
+                 WHERE a.kind = 'cash_dividend' AND p_known_at IS NOT NULL
+                   AND instrument_id = a.instrument_id
+                   AND ts >= marketdata_ex_moment(a.ex_date) - interval '14 days'
+                   AND ts < marketdata_ex_moment(a.ex_date)
+                   AND known_from <= p_known_at AND known_until > p_known_at
+                 ORDER BY ts DESC LIMIT 1)
+            ) AS candidates
+            ORDER BY candidates.ts DESC LIMIT 1
+        ) AS c ON true
         WHERE (a.kind IN ('split', 'stock_dividend')
                AND p_adjustment IN ('split', 'total_return')
                OR a.kind IN ('cash_dividend', 'spin_off') AND p_adjustment = 'total_return')
