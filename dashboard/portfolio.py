@@ -49,9 +49,11 @@ def day_pnl(latest: list[PortfolioSnapshot]) -> tuple[date | None, dict[str, Dec
 
 
 def cash_balances(entries: QuerySet[CashEntry]) -> list[dict]:
-    """Cash per account and currency: the sum of its entries."""
+    """Cash per account and currency: the sum of its entries dated by now (a dividend is
+    booked when the books apply it, dated on its pay date: cash from then on)."""
     return list(
-        entries.values("account__name", "currency")
+        entries.filter(entry_at__lte=timezone.now())
+        .values("account__name", "currency")
         .annotate(balance=Sum("amount"))
         .order_by("account__name", "currency")
     )

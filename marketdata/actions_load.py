@@ -418,6 +418,11 @@ ROW_RULES: list[tuple[str, str, str]] = [
     ),
     *_digit_rules(),
     ("ratio", "ratio_n <= 0", "format('%s is not positive', ratio)"),
+    (
+        "ratio",
+        "ratio_n > 0 AND (ratio_n < 0.0001 OR ratio_n > 10000)",
+        "format('%s is out of range: a ratio lies between 1:10000 and 10000:1', ratio)",
+    ),
     ("ratio", "kind_v = 'split' AND ratio_n = 1", "'a split of 1 for 1 changes nothing'"),
     ("amount", "amount_n <= 0", "format('%s is not positive', amount)"),
     (

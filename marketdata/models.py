@@ -7,6 +7,8 @@ tick or a quote through named CHECK constraints, so raw SQL meets the same rules
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateRangeField, RangeOperators
@@ -208,6 +210,11 @@ def action_constraints() -> list:
         models.CheckConstraint(
             condition=(~shares_change | Q(ratio__gt=0)) & (shares_change | Q(ratio__isnull=True)),
             name="action_ratio_where_shares_change",
+        ),
+        # Within what the books hold: a ratio past these would overflow a position's digits.
+        models.CheckConstraint(
+            condition=Q(ratio__isnull=True) | Q(ratio__gte=Decimal("0.0001"), ratio__lte=10000),
+            name="action_ratio_in_range",
         ),
         models.CheckConstraint(condition=~kind["split"] | ~Q(ratio=1), name="action_split_not_1"),
         models.CheckConstraint(

@@ -112,6 +112,15 @@ def step(books: Books, fill_qty: Decimal, price: Decimal, multiplier: Decimal) -
     books.quantity = new_qty
 
 
+def _snapped(quantity: Decimal, held: Decimal) -> Decimal:
+    """A whole quantity a hair off, from a ratio stored to 10 decimals (1:3 as 0.3333333333),
+    made whole: within the ratio's rounding, as trading_action_effect does."""
+    whole = quantity.quantize(Decimal(1), ROUND_HALF_UP)
+    if abs(quantity - whole) <= max(abs(held) * Decimal("1e-10"), Decimal("1e-8")):
+        return whole
+    return quantity
+
+
 def _sell_fraction(books: Books, price: Decimal, multiplier: Decimal) -> None:
     """Whole shares: the fraction (toward zero) sold at ``price``, paid in cash."""
     fraction = books.quantity - books.quantity.quantize(Decimal(1), ROUND_DOWN)
@@ -123,7 +132,10 @@ def _sell_fraction(books: Books, price: Decimal, multiplier: Decimal) -> None:
 def apply_action(books: Books, action: Action, multiplier: Decimal) -> None:
     """What ``action`` does to the position, as trading_action_effect does."""
     if isinstance(action, Adjust):
-        books.quantity = _money(books.quantity * action.factor)
+        held = books.quantity
+        books.quantity = _money(held * action.factor)
+        if action.whole:
+            books.quantity = _snapped(books.quantity, held)
         books.average_cost = _average(books.average_cost / action.factor)
         if action.whole and books.quantity != books.quantity.to_integral_value(ROUND_DOWN):
             price = action.price if action.price is not None else _money(books.average_cost)

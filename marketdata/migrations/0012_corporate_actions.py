@@ -5,6 +5,8 @@ adjust prices at read and the adjusted reads of the bar tables (marketdata/sql/a
 
 Unapplied, the actions go; the bars, stored as traded, stay as they are."""
 
+from decimal import Decimal
+
 import django.db.models.deletion
 from django.db import migrations, models
 
@@ -187,6 +189,14 @@ class Migration(migrations.Migration):
                             ),
                         ),
                         name="action_ratio_where_shares_change",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("ratio__isnull", True),
+                            models.Q(("ratio__gte", Decimal("0.0001")), ("ratio__lte", 10000)),
+                            _connector="OR",
+                        ),
+                        name="action_ratio_in_range",
                     ),
                     models.CheckConstraint(
                         condition=models.Q(

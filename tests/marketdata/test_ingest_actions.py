@@ -129,6 +129,7 @@ GOOD = "ORCL,split,1999-03-01,3:2,,,,,,"
         ("ORCL,split,2001-01-02,,,,,,,", "ratio: a split states its ratio"),
         ("ORCL,split,2001-01-02,1,,,,,,", "ratio: a split of 1 for 1 changes nothing"),
         ("ORCL,split,2001-01-02,0,,,,,,", "ratio: 0 is not positive"),
+        ("ORCL,split,2001-01-02,20000:1,,,,,,", "ratio: 20000:1 is out of range"),
         ("ORCL,split,2001-01-02,3:0,,,,,,", "ratio: not a ratio: '3:0'"),
         ("ORCL,split,2001-01-02,NaN,,,,,,", "ratio: not a ratio: 'NaN'"),
         ("ORCL,split,2001-01-02,1.00000000001,,,,,,", "ratio: 1.00000000001 has more than 10"),

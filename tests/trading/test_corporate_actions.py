@@ -184,8 +184,18 @@ def test_applying_twice_changes_nothing(account, instrument):
     assert apply() == 0
     assert apply(EX + timedelta(days=30)) == 0
     assert books_state() == before
-    # A restatement after it was applied is not applied again (nor a second time).
-    state(instrument, "split", ratio="3")
+    # Once applied, an action is neither restated nor withdrawn: the books would hold a split
+    # the prices no longer know (trading_action_applied_stays).
+    with pytest.raises(IntegrityError, match="applied to the books already"), transaction.atomic():
+        state(instrument, "split", ratio="3")
+    with (
+        pytest.raises(IntegrityError, match="neither withdrawn nor restated"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "SELECT marketdata_action_withdraw(%s, 'cash_dividend', %s)", [instrument.pk, EX]
+        )
     assert apply() == 0
     assert books_state() == before
 
