@@ -229,9 +229,8 @@ def test_an_action_announced_for_a_later_ex_date_leaves_the_prices_as_traded(aap
 
 
 def test_nan_terms_are_refused_and_extra_digits_change_nothing(aapl) -> None:
-    with pytest.raises(IntegrityError, match="NaN is not a number it states"):
-        with transaction.atomic():
-            state(aapl, "split", EX, ratio="NaN")
+    with pytest.raises(IntegrityError, match="NaN is not a number it states"), transaction.atomic():
+        state(aapl, "split", EX, ratio="NaN")
     state(aapl, "split", EX, ratio="1.33333333333333")
     with connection.cursor() as cursor:
         cursor.execute(
