@@ -500,6 +500,8 @@ DROP FUNCTION IF EXISTS trading_action_rank(text);
 DROP FUNCTION IF EXISTS trading_traded_ex(bigint, bigint, date);
 DROP FUNCTION IF EXISTS trading_held_at(bigint, timestamptz, timestamptz);
 DROP TRIGGER IF EXISTS trading_actionentry_written_by_the_books ON trading_actionentry;
+DROP TRIGGER IF EXISTS trading_action_applied_stays ON marketdata_corporateaction;
+DROP FUNCTION IF EXISTS trading_action_applied_stays();
 DROP TRIGGER IF EXISTS trading_actionentry_never_edited ON trading_actionentry;
 
 --

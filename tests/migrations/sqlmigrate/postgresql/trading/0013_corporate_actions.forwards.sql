@@ -120,6 +120,11 @@ BEGIN
     IF kind IN ('split', 'stock_dividend') THEN
         factor := CASE kind WHEN 'split' THEN ratio ELSE 1 + ratio END;
         new_qty := round(qty * factor, 8);
+        -- A ratio stored to 10 decimals (1:3 as 0.3333333333) leaves a whole quantity a hair
+        -- off: made whole within the ratio's rounding, so no share is sold in lieu for it.
+        IF whole AND abs(new_qty - round(new_qty)) <= greatest(abs(qty) * 1e-10, 1e-8) THEN
+            new_qty := round(new_qty);
+        END IF;
         new_avg_cost := round(avg_cost / factor, 12);
         IF whole AND new_qty <> trunc(new_qty) THEN
             price := coalesce(round(close / factor, 8), round(new_avg_cost, 8));
@@ -356,6 +361,33 @@ LANGUAGE sql STABLE AS $$
     GROUP BY m.instrument_id
     HAVING sum(m.quantity) <> 0
 $$;
+
+-- An action the books applied stays what they applied: withdrawing it or restating its terms
+-- (marketdata_action_set, _withdraw close the version) would leave positions split, or cash
+-- paid, by an action the prices no longer know, and a corrected ex-date would apply it twice.
+-- Refused, naming the action and how many positions hold its entries; whoever writes.
+CREATE OR REPLACE FUNCTION trading_action_applied_stays() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    held bigint;
+BEGIN
+    IF OLD.known_until IS NULL AND NEW.known_until IS NOT NULL THEN
+        SELECT count(*) INTO held FROM trading_actionentry WHERE action_id = OLD.id;
+        IF held > 0 THEN
+            RAISE EXCEPTION 'corporate action % (% of instrument % on %) was applied to the books'
+                ' already (% entries): it is neither withdrawn nor restated', OLD.id, OLD.kind,
+                OLD.instrument_id, OLD.ex_date, held
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'action_applied_stays';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER trading_action_applied_stays
+    BEFORE UPDATE ON marketdata_corporateaction
+    FOR EACH ROW EXECUTE FUNCTION trading_action_applied_stays();
 
 -- Row-level security, as on the other account-scoped tables (trading/sql/security/0003.sql):
 -- read where the account is visible; nobody but the owner's function writes.
