@@ -2,14 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
-
 from marketdata.actions_load import OPTIONAL, REQUIRED, describe, load_actions
-from qvp_site.loading.progress import ProgressBar
-from qvp_site.loading.refusals import IngestRefused
+from qvp_site.loading.file_command import FileLoadCommand
+from qvp_site.loading.progress import Progress
 
 
-class Command(BaseCommand):
+class Command(FileLoadCommand):
     help = (
         "Load corporate actions from a CSV file (header: symbol, "
         + ", ".join(REQUIRED)
@@ -23,20 +21,10 @@ class Command(BaseCommand):
         " kept, closed); loading a file again changes nothing."
     )
 
-    def add_arguments(self, parser):
-        parser.add_argument("path", type=Path, help="the CSV file of corporate actions")
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="check and report what would change, then roll everything back",
-        )
+    file_help = "the CSV file of corporate actions"
 
-    def handle(self, *args, path: Path, dry_run: bool, **options):
-        if not path.is_file():
-            raise CommandError(f"no file at {path}")
-        with ProgressBar(self) as progress:
-            try:
-                result = load_actions(path, dry_run=dry_run, progress=progress)
-            except IngestRefused as refused:
-                raise CommandError(str(refused)) from refused
+    def load(self, path: Path, dry_run: bool, progress: Progress):
+        return load_actions(path, dry_run=dry_run, progress=progress)
+
+    def report(self, result) -> None:
         self.stdout.write(self.style.SUCCESS(describe(result)))

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
-
 from marketdata.listings_load import OPTIONAL, REQUIRED, describe, load_listings
-from qvp_site.loading.progress import ProgressBar
-from qvp_site.loading.refusals import IngestRefused
+from qvp_site.loading.file_command import FileLoadCommand
+from qvp_site.loading.progress import Progress
 
 
-class Command(BaseCommand):
+class Command(FileLoadCommand):
     help = (
         "Load the security master from a CSV file (header: "
         + ", ".join(REQUIRED)
@@ -23,22 +21,12 @@ class Command(BaseCommand):
         " again changes nothing."
     )
 
-    def add_arguments(self, parser):
-        parser.add_argument("path", type=Path, help="the CSV file of listings")
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="check and report what would change, then roll everything back",
-        )
+    file_help = "the CSV file of listings"
 
-    def handle(self, *args, path: Path, dry_run: bool, **options):
-        if not path.is_file():
-            raise CommandError(f"no file at {path}")
-        with ProgressBar(self) as progress:
-            try:
-                result = load_listings(path, dry_run=dry_run, progress=progress)
-            except IngestRefused as refused:
-                raise CommandError(str(refused)) from refused
+    def load(self, path: Path, dry_run: bool, progress: Progress):
+        return load_listings(path, dry_run=dry_run, progress=progress)
+
+    def report(self, result) -> None:
         *instruments, total = describe(result)
         for line in instruments:
             self.stdout.write(f"  {line}")
