@@ -47,7 +47,7 @@ def state(instrument: Instrument, kind: str, ex_date: date, ratio=None, amount=N
 
 @pytest.fixture
 def operator(db):
-    return client_of(get_user_model().objects.create_superuser("operator"))
+    return client_of(get_user_model().objects.create_superuser("candles-operator"))
 
 
 @pytest.fixture
