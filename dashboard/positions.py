@@ -43,7 +43,9 @@ def valued_positions(positions: QuerySet[Position]) -> list[ValuedPosition]:
         .select_related("account", "instrument")
         .order_by("account__name", "instrument__symbol")
     )
-    prices = latest_prices(p.instrument_id for p in rows)
+    # Split-adjusted: the morning a split goes ex, the positions hold its shares before any
+    # bar is traded in them, at the last close divided by its ratio.
+    prices = latest_prices((p.instrument_id for p in rows), adjustment="split")
     valued = []
     for position in rows:
         price = prices.get(position.instrument_id)

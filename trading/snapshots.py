@@ -130,6 +130,8 @@ valued AS (
     SELECT h.as_of, h.account_id, i.symbol, h.quantity, i.currency, a.base,
            p.close IS NULL AS no_price,
            h.quantity * p.close::numeric * i.multiplier
+               -- a split since the last bar: the shares held are priced in its shares
+               * marketdata_shares_factor(h.instrument_id, p.ts, h.as_of, %(known_at)s)::numeric
                * CASE WHEN i.currency = a.base THEN 1 ELSE r.rate END AS value
     FROM holdings h JOIN accounts a ON a.id = h.account_id
     JOIN marketdata_instrument i ON i.id = h.instrument_id

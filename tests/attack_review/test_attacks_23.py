@@ -140,8 +140,7 @@ def test_a_split_restated_after_it_was_applied_moves_the_books_by_its_terms(acco
     prices are adjusted by 3 from then on, the position stays at 2x (the restatement is
     silently never applied), so its value is off by a third for ever. Either the books follow
     the restatement (an entry for the difference) or the restatement of an applied action is
-    refused. (tests/trading/test_corporate_actions.py::test_applying_twice_changes_nothing
-    asserts the silent outcome.)"""
+    refused: it is refused now (trading_action_applied_stays)."""
     buy(account, instrument, 100, "60")
     state(instrument, "split", ratio=2)
     assert apply() == 1

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.db import DataError, IntegrityError, ProgrammingError, connection, transaction
 from psycopg import errors
 
+from dashboard.positions import valued_positions
 from marketdata.models import CorporateAction, DailyBar, Instrument
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
@@ -414,3 +415,36 @@ def test_an_action_of_the_past_moves_the_snapshot_holdings_from_its_ex_moment(ac
             cursor.execute("SELECT * FROM trading_held_at(%s, %s)", [account.pk, moment])
             assert cursor.fetchall() == [(instrument.pk, D(quantity))]
     assert CorporateAction.objects.count() == 1
+
+
+def test_the_morning_a_split_goes_ex_the_shares_are_worth_what_they_were(account, instrument):
+    """Applied at 00:05 on the ex-date, before any bar of the day: the position holds twice
+    the shares, each priced at the last close halved, for every reader that values it (the
+    snapshot, risk's holdings, the dashboard); not twice the value."""
+    buy(account, instrument, 100, "50")
+    close_before(instrument, 50.0, at=EX_AT - timedelta(days=1))
+    state(instrument, "split", ratio=2)
+    apply()
+    morning = EX_AT + timedelta(hours=1)
+    with acting_as("test"):
+        take_snapshots(morning, [account.pk])
+    assert account.snapshots.get(ts=morning).market_value == D(5000)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quantity, price, value FROM risk_holdings(%s, %s)", [account.pk, morning]
+        )
+        assert cursor.fetchall() == [(200.0, 25.0, 5000.0)]
+    (row,) = valued_positions(Position.objects.filter(account=account))
+    assert (row.position.quantity, row.price) == (D(200), D(25))
+
+
+def test_an_action_learnt_after_a_later_one_was_applied_is_left_out(account, instrument):
+    """A dividend learnt late, its ex-date before a split applied already: the position no
+    longer holds its shares of then, so it is left out and listed, not paid on the split's."""
+    buy(account, instrument, 100, "50")
+    state(instrument, "split", ex=EX + timedelta(days=7), ratio=2)
+    assert apply(EX + timedelta(days=7)) == 1
+    state(instrument, "cash_dividend", amount="1", currency="USD", pay_date=EX)
+    assert apply(EX + timedelta(days=7)) == 0
+    assert action_cash(account, "dividend") == []
+    assert held(account, instrument)[0] == D(200)
