@@ -283,6 +283,21 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(p_factors[width_bucket(p_ts, p_bounds) + 1], 1)
 $$;
 
+-- A share held at p_as_of in shares of the bar at p_ts: the product of the splits and stock
+-- dividends (known at p_known_at, in effect by then) with ex-dates after p_ts and by p_as_of.
+-- The bar's price times it values a share held at p_as_of: the morning a 2:1 split goes ex,
+-- before the first bar after it, a position holds twice the shares at half the last close.
+CREATE OR REPLACE FUNCTION marketdata_shares_factor(
+    p_instrument bigint, p_ts timestamptz, p_as_of timestamptz, p_known_at timestamptz
+) RETURNS double precision
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((
+        SELECT marketdata_factor_at(p_ts, f.bounds, f.price_factors)
+               / marketdata_factor_at(p_as_of, f.bounds, f.price_factors)
+        FROM marketdata_action_factors('split', p_known_at) AS f
+        WHERE f.instrument_id = p_instrument), 1)
+$$;
+
 CREATE OR REPLACE FUNCTION marketdata_dailybar_adjusted(p_adjustment text, p_known_at timestamptz)
 RETURNS SETOF marketdata_dailybar
 LANGUAGE sql STABLE AS $$

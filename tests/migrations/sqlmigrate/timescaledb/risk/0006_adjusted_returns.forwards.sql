@@ -111,9 +111,9 @@ $$;
 -- the executions in force then (fills and corrections, less those a bust or a correction had
 -- replaced by then: the rule of trading/snapshots.py) and the shares its corporate-action
 -- entries moved by then (a split's), summed per instrument, each valued at the latest close
--- at or before the time as traded (marketdata.prices' lookup) times the instrument's
--- multiplier. Holdings with no price by then are left out. Never the current positions: a VaR
--- as of last month is last month's. As known at p_known_at: the executions booked and the
+-- at or before the time as traded (marketdata.prices' lookup), in the shares of any split
+-- since (marketdata_shares_factor), times the instrument's multiplier. Holdings with no price
+-- by then are left out. Never the current positions: a VaR as of last month is last month's. As known at p_known_at: the executions booked and the
 -- entries applied by then, the prices known then.
 CREATE OR REPLACE FUNCTION risk_holdings(
     p_account bigint, p_as_of timestamptz, p_known_at timestamptz DEFAULT NULL
@@ -123,20 +123,35 @@ LANGUAGE sql STABLE AS $$
     WITH held AS (
         SELECT t.instrument_id, t.quantity FROM trading_held_at(p_account, p_as_of, p_known_at) t
     )
-    SELECT h.instrument_id, h.quantity::float8, latest.close::float8,
-           (h.quantity * i.multiplier)::float8 * latest.close::float8
+    SELECT h.instrument_id, h.quantity::float8, priced.price,
+           (h.quantity * i.multiplier)::float8 * priced.price
     FROM held h
     JOIN marketdata_instrument i ON i.id = h.instrument_id
     CROSS JOIN LATERAL (
         SELECT ts, close FROM (
-            (SELECT ts, close FROM risk_minutebars(p_known_at, 'raw')
-             WHERE instrument_id = h.instrument_id AND ts <= p_as_of ORDER BY ts DESC LIMIT 1)
+            (SELECT ts, close FROM marketdata_minutebar
+             WHERE p_known_at IS NULL AND instrument_id = h.instrument_id AND ts <= p_as_of
+             ORDER BY ts DESC LIMIT 1)
             UNION ALL
-            (SELECT ts, close FROM risk_dailybars(p_known_at, 'raw')
-             WHERE instrument_id = h.instrument_id AND ts <= p_as_of ORDER BY ts DESC LIMIT 1)
+            (SELECT ts, close FROM marketdata_minutebar_known_at(p_known_at)
+             WHERE p_known_at IS NOT NULL AND instrument_id = h.instrument_id AND ts <= p_as_of
+             ORDER BY ts DESC LIMIT 1)
+            UNION ALL
+            (SELECT ts, close FROM marketdata_dailybar
+             WHERE p_known_at IS NULL AND instrument_id = h.instrument_id AND ts <= p_as_of
+             ORDER BY ts DESC LIMIT 1)
+            UNION ALL
+            (SELECT ts, close FROM marketdata_dailybar_known_at(p_known_at)
+             WHERE p_known_at IS NOT NULL AND instrument_id = h.instrument_id AND ts <= p_as_of
+             ORDER BY ts DESC LIMIT 1)
         ) AS candidates
         ORDER BY ts DESC LIMIT 1
     ) AS latest
+    -- A split since the last bar: the shares held are priced in its shares.
+    CROSS JOIN LATERAL (
+        SELECT latest.close::float8
+               * marketdata_shares_factor(h.instrument_id, latest.ts, p_as_of, p_known_at) AS price
+    ) AS priced
     ORDER BY h.instrument_id
 $$;
 

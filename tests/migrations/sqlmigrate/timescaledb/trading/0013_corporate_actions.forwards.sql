@@ -176,14 +176,19 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
                      AND x.executed_at >= marketdata_ex_moment(p_ex_date) AND x.kind <> 'bust'
                      AND NOT EXISTS (SELECT 1 FROM trading_execution s
                                      WHERE s.supersedes_id = x.id))
+        -- An action of a later ex-date applied already (this one learnt late): the position
+        -- no longer holds what it held at this ex moment either.
+        OR EXISTS (SELECT 1 FROM trading_actionentry e
+                   WHERE e.account_id = p_account AND e.instrument_id = p_instrument
+                     AND e.ex_at > marketdata_ex_moment(p_ex_date))
 $$;
 
 -- Apply every current action with an ex-date up to p_through (NULL: today, UTC) not applied
 -- yet to the positions that hold its instrument: how many entries were written. One statement
 -- per ex-date and kind rank (all accounts and instruments at once), in date order, so that a
 -- later action sees an earlier one's effect. An action counts as applied to an account once
--- any version of it was (its instrument, kind and ex-date): a restatement learnt after it was
--- applied is not applied again. Only who writes every account (a command or job, a superuser)
+-- any version of it was (its instrument, kind and ex-date); an applied action is neither
+-- restated nor withdrawn (trading_action_applied_stays). Only who writes every account (a command or job, a superuser)
 -- applies actions; p_through may not be after today, since applying before the ex moment
 -- would refuse the executions still to come before it.
 CREATE OR REPLACE FUNCTION trading_apply_actions(p_through date) RETURNS integer
