@@ -201,23 +201,27 @@ def add_cash(
 
 
 # Current actions up to a date not applied to a position that held their instrument at the ex
-# moment (the executions and entries before it): after ``trading_apply_actions``, those whose
-# shares traded ex before the action was applied. A position opened later is no concern.
+# moment: after ``trading_apply_actions``, those learnt after an action of a later ex-date was
+# applied to the position (or to a spin-off's new instrument's). The cheap index checks first,
+# the holdings at the ex moment only for what is left; a position opened later is no concern.
 LEFT_OUT_SQL = """
-SELECT acc.name, i.symbol, a.kind, a.ex_date FROM marketdata_actions_known_at(NULL) a
-JOIN trading_position p ON p.instrument_id = a.instrument_id
-JOIN trading_account acc ON acc.id = p.account_id
-JOIN marketdata_instrument i ON i.id = a.instrument_id
-WHERE a.ex_date <= %s
-  AND EXISTS (SELECT 1 FROM trading_held_at(p.account_id,
-                                            marketdata_ex_moment(a.ex_date) - interval '1 us') h
-              WHERE h.instrument_id = a.instrument_id)
-  AND NOT EXISTS (SELECT 1 FROM trading_actionentry e
-                  JOIN marketdata_corporateaction v ON v.id = e.action_id
-                  WHERE e.account_id = p.account_id AND e.instrument_id = a.instrument_id
-                    AND v.instrument_id = a.instrument_id AND v.kind = a.kind
-                    AND v.ex_date = a.ex_date)
-ORDER BY a.ex_date, acc.name, i.symbol, a.kind
+WITH unapplied AS MATERIALIZED (
+    SELECT p.account_id, a.instrument_id, a.kind, a.ex_date,
+           marketdata_ex_moment(a.ex_date) AS ex_at
+    FROM marketdata_actions_known_at(NULL) a
+    JOIN trading_position p ON p.instrument_id = a.instrument_id
+    WHERE a.ex_date <= %s
+      AND (trading_entry_after(p.account_id, a.instrument_id, marketdata_ex_moment(a.ex_date))
+           OR trading_entry_after(p.account_id, a.new_instrument_id,
+                                  marketdata_ex_moment(a.ex_date)))
+      AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind, a.ex_date)
+)
+SELECT acc.name, i.symbol, u.kind, u.ex_date FROM unapplied u
+JOIN trading_account acc ON acc.id = u.account_id
+JOIN marketdata_instrument i ON i.id = u.instrument_id
+WHERE EXISTS (SELECT 1 FROM trading_held_at(u.account_id, u.ex_at - interval '1 us') h
+              WHERE h.instrument_id = u.instrument_id)
+ORDER BY u.ex_date, acc.name, i.symbol, u.kind
 """
 
 
@@ -233,8 +237,8 @@ def apply_actions(through: date | None = None) -> int:
 
 def actions_left_out(through: date | None = None) -> list[tuple[str, str, str, date]]:
     """(account, symbol, kind, ex-date) of the actions up to ``through`` (default: today, UTC)
-    not applied to a position holding their instrument: its shares traded ex before the action
-    was applied, so the position is not the one held at the ex-date."""
+    not applied to a position holding their instrument at its ex moment: an action of a later
+    ex-date was applied to the position first, and its entry recorded the shares it found."""
     with connection.cursor() as cursor:
         cursor.execute(LEFT_OUT_SQL, [through or timezone.now().date()])
         return [tuple(row) for row in cursor.fetchall()]

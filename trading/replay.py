@@ -5,13 +5,15 @@ trading/sql/actions/0013.sql) are the ones that keep the books; this mirrors the
 their rounding, independently.
 
 Events are fills, ``(signed quantity, price)``, and the actions' events below, in the order
-the position took them: its sequence, in which an action's entry comes after every execution
-dated before its ex moment (the database refuses one dated before it once it is applied).
-``position_events`` reads them from the books.
+of time: an action's entry at its ex moment, after every execution dated before it and before
+every one dated at or after it, whenever either was booked; executions between two ex moments
+in the order they were booked (the position's sequence). ``position_events`` reads them from
+the books (``trading_replay_through``, trading/sql/books/0014.sql, is the database's order).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
@@ -176,22 +178,31 @@ def replay(
 
 
 def position_events(account_id: int, instrument_id: int) -> list[Event]:
-    """A position's events as the books hold them, in its sequence: its executions in force
+    """A position's events as the books hold them, in time order: its executions in force
     (fills and corrections not superseded) and its corporate-action entries, each action by its
     terms (and, for cash in lieu, the price the entry paid at: a market input)."""
     from trading.models import ActionEntry, Execution
 
+    entries = list(
+        ActionEntry.objects.filter(account_id=account_id, instrument_id=instrument_id)
+        .select_related("action", "action__instrument", "instrument")
+        .order_by("ex_at", "position_sequence")
+    )
+    moments = [entry.ex_at for entry in entries]
     executions = (
         Execution.objects.filter(account_id=account_id, instrument_id=instrument_id)
         .exclude(kind=Execution.Kind.BUST)
         .filter(superseded_by__isnull=True)
-        .values_list("position_sequence", "quantity", "price")
+        .values_list("executed_at", "position_sequence", "quantity", "price")
     )
-    sequenced: list[tuple[int, Event]] = [(seq, (qty, price)) for seq, qty, price in executions]
-    entries = ActionEntry.objects.filter(account_id=account_id, instrument_id=instrument_id)
-    for entry in entries.select_related("action", "action__instrument", "instrument"):
-        sequenced.append((entry.position_sequence, action_event(entry)))
-    return [event for _, event in sorted(sequenced, key=lambda pair: pair[0])]
+    # (the latest ex moment at or before the row, entries before executions, sequence)
+    keyed: list[tuple[int, int, int, Event]] = [
+        (bisect_right(moments, at), 1, seq, (qty, price)) for at, seq, qty, price in executions
+    ]
+    for entry in entries:
+        epoch = bisect_right(moments, entry.ex_at)  # the entries of one moment share an epoch
+        keyed.append((epoch, 0, entry.position_sequence, action_event(entry)))
+    return [event for *_, event in sorted(keyed, key=lambda row: row[:3])]
 
 
 def _term(action: CorporateAction, name: str) -> Decimal:

@@ -152,11 +152,6 @@ def test_a_split_restated_after_it_was_applied_moves_the_books_by_its_terms(acco
 # --- Positions held on the ex-date ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known hole, left open: an action applies to the position as it stands; one that"
-    " traded ex before the job ran is left out and listed, not replayed through the entry.",
-)
 def test_a_split_learnt_after_the_position_traded_ex_still_splits_the_shares_held(
     account, instrument
 ):
@@ -193,11 +188,6 @@ def test_one_action_the_books_cannot_hold_does_not_stop_every_other_account(desk
     assert held(desks["beta"], other)[0] == D(200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known hole, left open: the received side of a spin-off has no traded-ex check,"
-    " and a bust replays entries by their recorded quantities.",
-)
 def test_a_bust_after_a_spin_off_takes_the_busted_shares_out(account, instrument):
     """The spin-off's new shares are added to the new instrument's position as it stands, with
     no check that it traded ex (the old instrument's side has one): a fill of SPUN dated on the
@@ -219,10 +209,6 @@ def test_a_bust_after_a_spin_off_takes_the_busted_shares_out(account, instrument
 # --- Adjusted reads ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known hole, left open: the ex moment is 00:00 UTC, not the exchange's local midnight.",
-)
 @pytest.mark.django_db(transaction=True)
 def test_a_daily_bar_of_the_ex_date_loaded_in_its_own_time_zone_is_not_adjusted(tmp_path: Path):
     """The ex moment is 00:00 UTC of the ex-date, but a daily file loaded with --tz (the way to

@@ -249,7 +249,11 @@ def test_executions_dated_before_an_applied_ex_date_are_refused(account, instrum
     assert_replayed(account, instrument)
 
 
-def test_a_position_that_traded_ex_before_the_action_was_applied_is_left_out(account, instrument):
+def test_a_position_that_traded_ex_before_the_action_was_applied_splits_the_shares_held_then(
+    account, instrument
+):
+    """The job runs late (or the split is learnt late): the 100 shares held at the ex moment
+    become 200, then the 10 bought ex (in new shares) follow: 210, the cost basis kept."""
     buy(account, instrument, 100, "50")
     buy(account, instrument, 10, "25", at=EX_AT + timedelta(hours=15))
     state(instrument, "split", ratio=2)
@@ -259,11 +263,81 @@ def test_a_position_that_traded_ex_before_the_action_was_applied_is_left_out(acc
     state(late, "split", ratio=2)
     out = StringIO()
     call_command("apply_actions", "--through", EX.isoformat(), stdout=out)
-    assert held(account, instrument)[0] == D(110)
+    assert held(account, instrument) == (D(210), D(25), D(0))
     assert held(account, late)[0] == D(10)
-    assert "0 corporate-action entries" in out.getvalue()
-    assert f"left out: alpha AAPL split ex {EX}" in out.getvalue()
-    assert "LATE" not in out.getvalue()
+    assert "1 corporate-action entries" in out.getvalue()
+    assert "left out" not in out.getvalue()
+    entry = ActionEntry.objects.get(account=account, instrument=instrument)
+    assert (entry.quantity_before, entry.quantity_after) == (D(100), D(200))
+    assert_replayed(account, instrument)
+
+
+def test_a_sale_on_the_ex_date_before_the_split_was_applied_realizes_nothing(account, instrument):
+    """Selling 50 new shares at the split price is no loss: replayed after the split, at its
+    adjusted average cost, not against the old shares' cost (as booked, it was -1250)."""
+    buy(account, instrument, 100, "50")
+    buy(account, instrument, -50, "25", at=EX_AT + timedelta(hours=15))
+    state(instrument, "split", ratio=2)
+    assert apply() == 1
+    assert held(account, instrument) == (D(150), D(25), D(0))
+    assert_replayed(account, instrument)
+
+
+def test_a_position_sold_out_on_the_ex_date_is_still_paid_and_split(account, instrument):
+    """All 100 shares sold ex (as 200 new ones) before the job ran: the position reads -100
+    until the split is applied, then 0; a dividend of the same ex-date is paid on the 100."""
+    buy(account, instrument, 100, "50")
+    buy(account, instrument, -200, "25", at=EX_AT + timedelta(hours=15))
+    state(instrument, "cash_dividend", amount="0.5", currency="USD", pay_date=EX)
+    state(instrument, "split", ratio=2)
+    assert held(account, instrument)[0] == D(-100)
+    assert apply() == 2
+    assert held(account, instrument) == (D(0), D(0), D(0))
+    assert [amount for amount, *_ in action_cash(account, "dividend")] == [D(50)]
+    assert_replayed(account, instrument)
+
+
+def test_an_execution_before_a_late_applied_split_is_still_refused(account, instrument):
+    """The rule of the past holds for an action applied late too: nothing is booked, busted or
+    corrected before its ex moment once it is applied."""
+    first = buy(account, instrument, 100, "50")
+    buy(account, instrument, 10, "25", at=EX_AT + timedelta(hours=15))
+    state(instrument, "split", ratio=2)
+    apply()
+    with refused("execution_before_applied_action"):
+        books.bust(first)
+    with refused("execution_before_applied_action"):
+        buy(account, instrument, 10, "50", at=EX_AT - timedelta(hours=1))
+    assert held(account, instrument)[0] == D(210)
+
+
+def test_two_spin_offs_into_one_instrument_on_one_day_each_deliver(account, instrument):
+    """Two holdings spun off into one new company the same day: each delivers its shares (one
+    statement moving the new position twice failed the whole daily run)."""
+    other, spun = equity("OTHR"), equity("SPUN")
+    buy(account, instrument, 100, "60")
+    buy(account, other, 40, "10")
+    for stock in (instrument, other):
+        state(stock, "spin_off", ratio="0.5", new_instrument=spun.pk, cost_fraction="0.2")
+    assert apply() == 4
+    quantity, average_cost, _ = held(account, spun)
+    assert quantity == D(70)
+    assert abs(quantity * average_cost - (D(6000) + D(400)) * D("0.2")) < D("1e-6")
+    assert_replayed(account, spun)
+
+
+def test_a_spin_off_received_into_a_position_that_traded_ex(account, instrument):
+    """The new shares are received at the ex moment, before the new instrument's fills dated
+    after it, booked before the job ran."""
+    spun = equity("SPUN")
+    buy(account, instrument, 100, "60")
+    buy(account, spun, 10, "20", at=EX_AT + timedelta(hours=15))
+    state(instrument, "spin_off", ratio="0.5", new_instrument=spun.pk, cost_fraction="0.2")
+    assert apply() == 2
+    entry = ActionEntry.objects.get(account=account, instrument=spun)
+    assert (entry.quantity_before, entry.quantity_after) == (D(0), D(50))
+    assert held(account, spun)[0] == D(60)
+    assert_replayed(account, spun)
 
 
 def test_the_command_refuses_a_bad_date_naming_it(db):
@@ -448,3 +522,6 @@ def test_an_action_learnt_after_a_later_one_was_applied_is_left_out(account, ins
     assert apply(EX + timedelta(days=7)) == 0
     assert action_cash(account, "dividend") == []
     assert held(account, instrument)[0] == D(200)
+    out = StringIO()
+    call_command("apply_actions", "--through", (EX + timedelta(days=7)).isoformat(), stdout=out)
+    assert f"left out: alpha AAPL cash_dividend ex {EX}: an action of a later" in out.getvalue()

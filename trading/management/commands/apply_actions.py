@@ -25,8 +25,9 @@ class Command(BaseCommand):
         "Apply corporate actions to the books: every current split, dividend, spin-off and "
         "delisting with an ex-date up to --through (default: today, UTC) not applied yet moves "
         "the positions that hold its instrument and books its cash, an entry per position "
-        "(applying again changes nothing). Lists the positions left out: those whose shares "
-        "traded ex before the action was applied."
+        "(applying again changes nothing); a position that traded after the ex-date is "
+        "split or paid on the shares it held then. Lists the positions left out: those to which "
+        "an action of a later ex-date was applied first."
     )
 
     def add_arguments(self, parser):
@@ -45,6 +46,6 @@ class Command(BaseCommand):
         self.stdout.write(f"{written} corporate-action entries written (ex-dates through {last})")
         for account, symbol, kind, ex_date in left_out:
             self.stdout.write(
-                f"left out: {account} {symbol} {kind} ex {ex_date}: executions dated on or"
-                " after the ex-date were booked before it was applied"
+                f"left out: {account} {symbol} {kind} ex {ex_date}: an action of a later"
+                " ex-date was applied to the position first"
             )
