@@ -37,6 +37,9 @@ class MarketdataConfig(AppConfig):
         # Corporate actions likewise: stated and withdrawn through the owner's functions
         # (marketdata_action_set, _withdraw), never edited in place nor deleted.
         "marketdata_corporateaction": "",
+        # The exchanges' time zones (an action's ex moment follows them): a plain table the
+        # owner's migrations fill (marketdata/sql/actions/0013.sql); read only.
+        "marketdata_exchange": "",
     }
     # When a row was learnt is the database's to say (its load's time), never the writer's:
     # a row backdated would show in reads as known before it was; one dated ahead would be in

@@ -67,8 +67,8 @@ _VOLUME_ROLES = ("volume",)
 # What the vendor multiplied a row's values by: the product of the factors of the splits (and
 # stock dividends) with ex-dates after the row's time and on or before the date it adjusted
 # through. marketdata_factor_at(t, ...) is the product over the ex-dates after t; with
-# `through` the ex moment (00:00 UTC) of that date, factor_at(through) is the product over the
-# ex-dates after the date, and
+# `through` the instrument's ex moment of that date (00:00 there east of UTC, else 00:00 UTC:
+# marketdata_ex_moment), factor_at(through) is the product over the ex-dates after the date, and
 #   vendor(ts) = factor_at(least(ts, through)) / factor_at(through)
 # (1 for a row on or after `through`: every split the vendor applied was before it). The values
 # as traded are the file's divided by it. The current actions (known_at NULL): what the vendor
@@ -82,7 +82,7 @@ FROM (
            marketdata_factor_at(t.through, f.bounds, f.volume_factors)
            / marketdata_factor_at(least(r.ts, t.through), f.bounds, f.volume_factors) AS volume
     FROM (SELECT line, {ts} AS ts FROM {stage}) AS r
-    CROSS JOIN (SELECT marketdata_ex_moment(%s::date) AS through) AS t
+    CROSS JOIN (SELECT marketdata_ex_moment(%s::bigint, %s::date) AS through) AS t
     CROSS JOIN (SELECT a.bounds, a.price_factors, a.volume_factors
                 FROM marketdata_action_factors('split', NULL) AS a
                 WHERE a.instrument_id = %s) AS f
@@ -105,7 +105,7 @@ def undo_vendor_splits(
         for role, factor in scaled
     )
     sql = _UNDO_VENDOR_SQL.format(stage=STAGE, assignments=assignments, ts=layout.ts_sql(tz))
-    cursor.execute(sql, [adjusted_through, instrument_id])
+    cursor.execute(sql, [instrument_id, adjusted_through, instrument_id])
     return cursor.rowcount
 
 
