@@ -86,7 +86,9 @@ def adjustment(key: str | None) -> str:
 def adjusts(instrument: Instrument, how: str, start: datetime) -> bool:
     """Whether ``how`` changes any price of ``instrument`` from ``start`` on: whether a current
     action of a kind it applies has its ex-date after ``start`` (an ex-date adjusts the bars
-    before 00:00 UTC of its day). One probe of the actions' (instrument, ex_date) index."""
+    before its ex moment, never later than 00:00 UTC of its day: at worst a yes for an ex-date
+    whose moment came just before ``start``). One probe of the actions' (instrument, ex_date)
+    index."""
     kinds = ADJUSTING_KINDS[how]
     return bool(kinds) and (
         CorporateAction.objects.filter(

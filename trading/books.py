@@ -206,14 +206,13 @@ def add_cash(
 # the holdings at the ex moment only for what is left; a position opened later is no concern.
 LEFT_OUT_SQL = """
 WITH unapplied AS MATERIALIZED (
-    SELECT p.account_id, a.instrument_id, a.kind, a.ex_date,
-           marketdata_ex_moment(a.ex_date) AS ex_at
+    SELECT p.account_id, a.instrument_id, a.kind, a.ex_date, x.ex_at
     FROM marketdata_actions_known_at(NULL) a
+    CROSS JOIN LATERAL (SELECT marketdata_ex_moment(a.instrument_id, a.ex_date) AS ex_at) x
     JOIN trading_position p ON p.instrument_id = a.instrument_id
     WHERE a.ex_date <= %s
-      AND (trading_entry_after(p.account_id, a.instrument_id, marketdata_ex_moment(a.ex_date))
-           OR trading_entry_after(p.account_id, a.new_instrument_id,
-                                  marketdata_ex_moment(a.ex_date)))
+      AND (trading_entry_after(p.account_id, a.instrument_id, x.ex_at)
+           OR trading_entry_after(p.account_id, a.new_instrument_id, x.ex_at))
       AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind, a.ex_date)
 )
 SELECT acc.name, i.symbol, u.kind, u.ex_date FROM unapplied u

@@ -380,7 +380,11 @@ class ActionEntry(models.Model):
     )
     # Its slot in the position's history, after the executions booked before it.
     position_sequence = models.BigIntegerField()
-    ex_at = models.DateTimeField("ex moment", help_text="00:00 UTC of the ex-date")
+    ex_at = models.DateTimeField(
+        "ex moment",
+        help_text="the ex-date's first moment: the earlier of 00:00 UTC and midnight"
+        " at the instrument's exchange",
+    )
     quantity_before = models.DecimalField(**QUANTITY)
     quantity_after = models.DecimalField(**QUANTITY)
     average_cost_before = models.DecimalField(**AVERAGE)

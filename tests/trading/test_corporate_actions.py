@@ -525,3 +525,17 @@ def test_an_action_learnt_after_a_later_one_was_applied_is_left_out(account, ins
     out = StringIO()
     call_command("apply_actions", "--through", (EX + timedelta(days=7)).isoformat(), stdout=out)
     assert f"left out: alpha AAPL cash_dividend ex {EX}: an action of a later" in out.getvalue()
+
+
+def test_the_ex_moment_is_midnight_at_the_instruments_exchange(account):
+    """A Paris stock goes ex at midnight in Paris (22:00 UTC the day before, in summer): a fill
+    at 22:30 UTC on the eve traded ex, in the split's shares, and the entry is dated then."""
+    air = Instrument.objects.create(symbol="AIR", asset_class="equity", exchange="XPAR")
+    buy(account, air, 100, "50")
+    buy(account, air, 10, "25", at=EX_AT - timedelta(hours=1, minutes=30))
+    state(air, "split", ratio=2)
+    assert apply() == 1
+    entry = ActionEntry.objects.get(account=account, instrument=air)
+    assert entry.ex_at == EX_AT - timedelta(hours=2)
+    assert held(account, air) == (D(210), D(25), D(0))
+    assert_replayed(account, air)

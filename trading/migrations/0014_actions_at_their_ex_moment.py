@@ -4,7 +4,7 @@
 before the action was learnt, is split (or paid) by it instead of being left out. Unapplied,
 the functions of trading/sql/actions/0013.sql and trading/sql/books/0013.sql come back."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 from qvp_site.db.sqlfiles import read_sql
 
@@ -27,9 +27,21 @@ DROP FUNCTION IF EXISTS trading_replay_through(bigint, bigint, bigint, timestamp
 
 
 class Migration(migrations.Migration):
-    dependencies = [("trading", "0013_corporate_actions")]
+    dependencies = [
+        ("marketdata", "0013_ex_moment_by_exchange"),
+        ("trading", "0013_corporate_actions"),
+    ]
 
     operations = [
         migrations.RunSQL(read_sql("trading", "books", "0014"), DROP_BOOKS),
         migrations.RunSQL(read_sql("trading", "actions", "0014"), DROP_ACTIONS),
+        migrations.AlterField(
+            model_name="actionentry",
+            name="ex_at",
+            field=models.DateTimeField(
+                help_text="the ex-date's first moment: the earlier of 00:00 UTC and midnight"
+                " at the instrument's exchange",
+                verbose_name="ex moment",
+            ),
+        ),
     ]

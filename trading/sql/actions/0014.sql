@@ -14,6 +14,9 @@
 --     recorded the state it was applied to, which the earlier action would change;
 --   * spin-offs apply one at a time: two of one ex-date into one new instrument (or out of one
 --     instrument) each move the position the other left, in one statement they collided.
+-- The ex moment is the instrument's exchange's (marketdata_ex_moment(instrument, date),
+-- marketdata/sql/actions/0013.sql): the earlier of 00:00 UTC and the exchange's midnight. A
+-- dividend's cash stays dated 00:00 UTC of its pay date.
 -- The effects themselves (trading_action_effect, trading_spin_off_received) are 0013's.
 
 -- Whether a position has executions in force dated at or after ``p_at``.
@@ -146,15 +149,14 @@ CREATE OR REPLACE FUNCTION trading_apply_action_set(
 ) RETURNS TABLE (account_id bigint, instrument_id bigint, replay boolean)
 LANGUAGE sql SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
     WITH candidates AS MATERIALIZED (
-        SELECT p.account_id, a.*, marketdata_ex_moment(a.ex_date) AS ex_at
+        SELECT p.account_id, a.*, x.ex_at
         FROM marketdata_actions_known_at(NULL) a
+        CROSS JOIN LATERAL (SELECT marketdata_ex_moment(a.instrument_id, a.ex_date) AS ex_at) x
         JOIN trading_position p ON p.instrument_id = a.instrument_id
         WHERE a.ex_date = p_ex_date AND trading_action_rank(a.kind) = p_rank
           AND (p_action IS NULL OR a.id = p_action)
           AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind, a.ex_date)
-          AND (p.quantity <> 0
-               OR trading_traded_since(p.account_id, p.instrument_id,
-                                       marketdata_ex_moment(a.ex_date)))
+          AND (p.quantity <> 0 OR trading_traded_since(p.account_id, p.instrument_id, x.ex_at))
     ),
     todo AS MATERIALIZED (
         SELECT c.account_id, c.instrument_id, c.id AS action_id, c.kind, c.ex_date, c.ex_at,
