@@ -6,15 +6,21 @@ current positions table, so a snapshot of the past is right and taking it again 
 nothing, and count as no row written):
 
 - cash: the cash entries up to the time, per currency (an execution's cash is in its
-  instrument's currency);
+  instrument's currency), and the cash dividends receivable: a dividend counts from its ex
+  moment (its corporate-action entry's ``ex_at``), when the share price drops by it, not from
+  its pay date (its cash entry's ``entry_at``), so neither day shows a gain or loss that is
+  none; the payment turns the receivable into cash at no change of NAV. The snapshot names no
+  receivable apart: its one detail, ``unpriced``, lists what was left out of the value;
 - holdings: the executions in force at the time: fills and corrections, less those that a bust
   or a correction had replaced by then (a bust only mirrors what it cancels; the cash side
   follows the same dates, since the ledger reverses an execution's cash at the bust's time),
   and the quantity the corporate-action entries moved from their ex moments (a split's new
-  shares; their cash, dividends included, is the ledger's, dated as booked);
+  shares; their cash is the ledger's, dated as booked, a dividend's from its ex moment);
 - market value: quantity * the latest close at or before the time (``marketdata.prices``'
   lookup, taken per (instrument, time)) * the instrument's multiplier, converted to the base
   currency through the latest FX rate: the direct pair (EURUSD for EUR -> USD) or its inverse;
+  a close from before an ex moment prices the shares held after it: in a split's shares, and
+  less a dividend gone ex since (receivable by then, it is no longer in the share);
 - what has no price or rate is left out of the value and named in ``unpriced``;
 - gross exposure = sum |value|, net exposure = sum value (cash is not exposure);
 - daily P&L = NAV change since the account's previous snapshot less the deposits and
@@ -95,10 +101,20 @@ holdings AS (
     HAVING sum(m.quantity) <> 0
 ),
 balances AS (
-    SELECT t.as_of, c.account_id, c.currency, sum(c.amount) AS amount
-    FROM times t JOIN trading_cashentry c ON c.entry_at <= t.as_of
-    WHERE c.account_id IN (SELECT id FROM accounts) AND c.created_at <= %(known_at)s
-    GROUP BY t.as_of, c.account_id, c.currency
+    SELECT m.as_of, m.account_id, m.currency, sum(m.amount) AS amount FROM (
+        SELECT t.as_of, c.account_id, c.currency, c.amount
+        FROM times t JOIN trading_cashentry c ON c.entry_at <= t.as_of
+        WHERE c.account_id IN (SELECT id FROM accounts) AND c.created_at <= %(known_at)s
+        UNION ALL
+        -- A dividend between its ex moment and its pay date: receivable, counted as cash so
+        -- that it offsets the price's drop on the ex-date (and the payment moves nothing).
+        SELECT t.as_of, c.account_id, c.currency, c.amount
+        FROM times t JOIN trading_actionentry e ON e.ex_at <= t.as_of
+        JOIN trading_cashentry c ON c.id = e.cash_entry_id AND c.entry_at > t.as_of
+        WHERE e.account_id IN (SELECT id FROM accounts) AND c.kind = 'dividend'
+          AND e.applied_at <= %(known_at)s AND c.created_at <= %(known_at)s
+    ) AS m
+    GROUP BY m.as_of, m.account_id, m.currency
 ),
 rates_wanted AS (
     SELECT b.as_of, b.currency, a.base
@@ -126,17 +142,44 @@ rates AS (
     FROM fx f JOIN prices p ON p.id = f.id AND p.as_of = f.as_of
     ORDER BY f.as_of, f.currency, f.base, f.direct DESC
 ),
+-- marketdata_shares_factor's rule, its factors computed once rather than for each holding
+-- and time (a year of daily snapshots called it 100 000 times: most of the statement's time).
+splits AS MATERIALIZED (
+    SELECT f.instrument_id, f.bounds, f.price_factors
+    FROM marketdata_action_factors('split', %(known_at)s) AS f
+    WHERE f.instrument_id IN (SELECT instrument_id FROM holdings)
+),
+-- A dividend gone ex since the last bar (the morning of its ex-date, before the day's first
+-- bar): that close still holds it, now counted as receivable, so a share is worth the close
+-- less the dividend (a share of before a split of the same day, which the dividend precedes).
+-- One in another currency than the share's is not taken off. Joined by position rather than
+-- looked up for each holding and time: most positions have none.
+gone_ex AS (
+    SELECT h.as_of, h.account_id, h.instrument_id, sum(v.amount) AS amount
+    FROM holdings h
+    JOIN trading_actionentry e
+      ON e.account_id = h.account_id AND e.instrument_id = h.instrument_id
+     AND e.ex_at <= h.as_of AND e.applied_at <= %(known_at)s
+    JOIN marketdata_corporateaction v ON v.id = e.action_id AND v.kind = 'cash_dividend'
+    JOIN marketdata_instrument i ON i.id = h.instrument_id AND i.currency = v.currency
+    JOIN prices p ON p.id = h.instrument_id AND p.as_of = h.as_of AND p.ts < e.ex_at
+    GROUP BY h.as_of, h.account_id, h.instrument_id
+),
 valued AS (
     SELECT h.as_of, h.account_id, i.symbol, h.quantity, i.currency, a.base,
            p.close IS NULL AS no_price,
-           h.quantity * p.close::numeric * i.multiplier
+           h.quantity * (p.close::numeric - coalesce(d.amount, 0)) * i.multiplier
                -- a split since the last bar: the shares held are priced in its shares
-               * marketdata_shares_factor(h.instrument_id, p.ts, h.as_of, %(known_at)s)::numeric
+               * coalesce((marketdata_factor_at(p.ts, s.bounds, s.price_factors)
+                           / marketdata_factor_at(h.as_of, s.bounds, s.price_factors))::numeric, 1)
                * CASE WHEN i.currency = a.base THEN 1 ELSE r.rate END AS value
     FROM holdings h JOIN accounts a ON a.id = h.account_id
     JOIN marketdata_instrument i ON i.id = h.instrument_id
     LEFT JOIN prices p ON p.id = h.instrument_id AND p.as_of = h.as_of
     LEFT JOIN rates r ON r.as_of = h.as_of AND r.currency = i.currency AND r.base = a.base
+    LEFT JOIN splits s ON s.instrument_id = h.instrument_id
+    LEFT JOIN gone_ex d
+      ON d.as_of = h.as_of AND d.account_id = h.account_id AND d.instrument_id = h.instrument_id
 ),
 cash AS (
     SELECT b.as_of, b.account_id, b.currency, a.base, b.amount,

@@ -130,12 +130,14 @@ def test_a_cash_dividend_is_booked_on_the_pay_date_for_a_long_and_a_short(desks,
     assert action_cash(beta, "dividend") == [(D(-20), "USD", paid)]  # the short pays it
     assert held(alpha, instrument) == (D(100), D(50), D(0))
     assert held(beta, instrument) == (D(-40), D(50), D(0))
-    # Snapshots: the cash is there from the pay date on, not at the ex-date.
+    # Snapshots: the dividend counts from its ex moment (receivable); its payment moves nothing.
     with acting_as("test"):
+        take_snapshots(EX_AT - timedelta(hours=1), [alpha.pk])
         take_snapshots(paid - timedelta(hours=1), [alpha.pk])
         take_snapshots(paid, [alpha.pk])
     cash = dict(alpha.snapshots.values_list("ts", "cash"))
-    assert cash[paid] - cash[paid - timedelta(hours=1)] == D(50)
+    assert cash[paid - timedelta(hours=1)] - cash[EX_AT - timedelta(hours=1)] == D(50)
+    assert cash[paid] == cash[paid - timedelta(hours=1)]
 
 
 def test_a_stock_dividend(account, instrument):
