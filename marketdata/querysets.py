@@ -7,9 +7,11 @@ from typing import Any, cast
 
 from django.db import models
 from django.db.models import F, Max, Min, Sum
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Col, RawSQL
 from django.db.models.functions import Lag
+from django.db.models.lookups import GreaterThan, GreaterThanOrEqual
 from django.db.models.sql.datastructures import BaseTable
+from django.db.models.sql.where import AND
 
 from qvp_site.db.buckets import Bucket, First, Last
 
@@ -22,10 +24,11 @@ class KnownAt(BaseTable):
     """A market-data table as the system knew it at ``moment`` (None: now), its prices adjusted
     for corporate actions by ``adjustment``: its SQL function ``<table>_known_at(moment)``
     (marketdata/sql/revisions/0009.sql), or ``<table>_adjusted(adjustment, moment)``
-    (marketdata/sql/actions/0012.sql), in the table's place, under the table's name, so every
+    (marketdata/sql/actions/0013.sql), in the table's place, under the table's name, so every
     filter, annotation and aggregate of a queryset reads it unchanged. The functions are plain
     SQL, which PostgreSQL inlines: the filters reach the indexes of the table, its revisions
-    and the actions."""
+    and the actions. An adjusted read passes the lower bound its filters put on ``ts``: the
+    actions whose ex moments come before it adjust none of its rows, and are not looked at."""
 
     def __init__(
         self, table_name: str, alias: str | None, moment: datetime | None, adjustment: str = "raw"
@@ -40,9 +43,11 @@ class KnownAt(BaseTable):
         alias = compiler.quote_name_unless_alias(self.table_alias or self.table_name)
         if self.adjustment != "raw":
             function = connection.ops.quote_name(f"{self.table_name}_adjusted")
-            return f"{function}(%s::text, %s::timestamptz) AS {alias}", [
+            start = _lower_bound(compiler.query.where, self.table_alias or self.table_name)
+            return f"{function}(%s::text, %s::timestamptz, %s::timestamptz) AS {alias}", [
                 self.adjustment,
                 self.moment,
+                start,
             ]
         if self.moment is None:
             sql, params = super().as_sql(compiler, connection)
@@ -57,6 +62,24 @@ class KnownAt(BaseTable):
     @property
     def identity(self) -> tuple[Any, ...]:
         return (self.__class__, self.table_name, self.table_alias, self.moment, self.adjustment)
+
+
+def _lower_bound(where: Any, alias: str) -> datetime | None:
+    """The latest of the bounds ``ts >= t`` and ``ts > t`` that every row of a query's table
+    ``alias`` must meet (conditions of its WHERE joined by AND, not under OR or NOT); None
+    when there is none."""
+    if where.connector != AND or where.negated:
+        return None
+    bounds = [
+        child.rhs
+        for child in where.children
+        if isinstance(child, GreaterThan | GreaterThanOrEqual)
+        and isinstance(child.lhs, Col)
+        and child.lhs.alias == alias
+        and child.lhs.target.column == "ts"
+        and isinstance(child.rhs, datetime)
+    ]
+    return max(bounds, default=None)
 
 
 def _read_as(queryset: models.QuerySet, **how: Any) -> models.QuerySet:

@@ -348,3 +348,40 @@ def test_an_adjusted_read_agrees_with_the_instruments_own_factors(aapl, crowd):
     assert one == everyone
     assert dict(one)[TUESDAY + OPEN] == 52
     assert min(ts for ts, _ in one) == START.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("adjustment", ["split", "total_return"])
+@pytest.mark.parametrize("start", [WEDNESDAY, WEDNESDAY + OPEN, THURSDAY])
+def test_a_read_from_a_moment_on_is_the_whole_reads_rows_from_then(aapl, adjustment, start):
+    """A read with a lower bound on ts looks up only the actions after it, and its rows are
+    the whole history's from then on (the split's ex moment and the bound coinciding included:
+    WEDNESDAY is its ex moment)."""
+    whole = list(
+        MinuteBar.objects.adjusted(adjustment).filter(instrument_id=aapl.id).order_by("ts")
+        .values_list("ts", "open", "close", "volume")
+    )  # fmt: skip
+    for bounded in (
+        MinuteBar.objects.adjusted(adjustment).between(start),
+        MinuteBar.objects.filter(ts__gt=start - M).adjusted(adjustment),
+    ):
+        rows = list(
+            bounded.filter(instrument_id=aapl.id).order_by("ts")
+            .values_list("ts", "open", "close", "volume")
+        )  # fmt: skip
+        assert rows == [row for row in whole if row[0] >= start]
+
+
+def test_only_a_bound_every_row_meets_narrows_the_actions(aapl):
+    """A bound under OR (or NOT) is no bound of the read: Tuesday's bars, read through an OR,
+    are still adjusted by the split and the dividend."""
+    from django.db.models import Q
+
+    either = MinuteBar.objects.adjusted("total_return").filter(
+        Q(ts__gte=THURSDAY) | Q(ts__lt=WEDNESDAY), instrument_id=aapl.id
+    )
+    closes = dict(either.values_list("ts", "close"))
+    assert float(closes[TUESDAY + OPEN]) == pytest.approx(104 / 2 * TR)
+    assert float(closes[THURSDAY + OPEN]) == pytest.approx(60)
+    not_before = MinuteBar.objects.adjusted("split").exclude(ts__lt=WEDNESDAY)
+    sql, params = not_before.filter(instrument_id=aapl.id).query.sql_with_params()
+    assert params[2] is None, sql  # the adjusted function's p_from

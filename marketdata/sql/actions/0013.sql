@@ -146,9 +146,15 @@ LANGUAGE sql STABLE AS $$
         (SELECT z.time_zone FROM marketdata_exchange_time_zone(p_instrument, p_ex_date) AS z))
 $$;
 
-CREATE OR REPLACE FUNCTION marketdata_action_factors(p_adjustment text, p_known_at timestamptz)
-RETURNS TABLE (instrument_id bigint, bounds timestamptz[], price_factors double precision[],
-               volume_factors double precision[])
+-- The factors of the adjusted reads of bars at or after p_from (NULL: all): an ex moment at or
+-- before p_from adjusts none of them (a bar is adjusted by the ex moments after it), so its
+-- action is left out, and with it a dividend's lookup of its close, the costly part: a read of
+-- the last year looks up that year's dividends, not twenty years'. The spans' factors of the
+-- bars read are the same.
+CREATE OR REPLACE FUNCTION marketdata_action_factors(
+    p_adjustment text, p_known_at timestamptz, p_from timestamptz
+) RETURNS TABLE (instrument_id bigint, bounds timestamptz[], price_factors double precision[],
+                 volume_factors double precision[])
 LANGUAGE sql STABLE AS $$
     WITH actions AS (
         -- The actions the adjustment applies, each with its ex moment: the time zone by
@@ -163,9 +169,12 @@ LANGUAGE sql STABLE AS $$
           ON l.instrument_id = a.instrument_id AND l.known_until IS NULL AND l.mic <> ''
          AND daterange(l.valid_from, l.valid_until) @> a.ex_date
         LEFT JOIN marketdata_exchange z ON z.mic = coalesce(l.mic, i.exchange)
-        WHERE a.kind IN ('split', 'stock_dividend')
-              AND p_adjustment IN ('split', 'total_return')
-           OR a.kind IN ('cash_dividend', 'spin_off') AND p_adjustment = 'total_return'
+        WHERE (a.kind IN ('split', 'stock_dividend')
+               AND p_adjustment IN ('split', 'total_return')
+               OR a.kind IN ('cash_dividend', 'spin_off') AND p_adjustment = 'total_return')
+          -- A day's margin on the date: the ex moment, never later than 00:00 UTC of the
+          -- ex-date, decides below.
+          AND (p_from IS NULL OR a.ex_date > (p_from AT TIME ZONE 'UTC')::date - 1)
     ),
     steps AS (
         -- Each ex moment's factors, as logarithms (several actions on a day multiply).
@@ -219,6 +228,7 @@ LANGUAGE sql STABLE AS $$
         -- In effect by then: an action announced for a later ex-date leaves the latest price
         -- as traded until its ex moment.
         WHERE a.ex_at <= coalesce(p_known_at, now())
+          AND (p_from IS NULL OR a.ex_at > p_from)
         GROUP BY a.instrument_id, a.ex_at
     ),
     later AS (
@@ -235,4 +245,54 @@ LANGUAGE sql STABLE AS $$
            array_agg(l.volume ORDER BY l.bound) || 1::double precision
     FROM later l
     GROUP BY l.instrument_id
+$$;
+
+-- Every action's factors (the readers of whole histories: risk, the shares factor, loads).
+CREATE OR REPLACE FUNCTION marketdata_action_factors(p_adjustment text, p_known_at timestamptz)
+RETURNS TABLE (instrument_id bigint, bounds timestamptz[], price_factors double precision[],
+               volume_factors double precision[])
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM marketdata_action_factors(p_adjustment, p_known_at, NULL)
+$$;
+
+-- The adjusted reads of bars at or after p_from (the queryset passes its lower bound on ts:
+-- marketdata/querysets.py); the rows before it, if read, are not adjusted right.
+CREATE OR REPLACE FUNCTION marketdata_dailybar_adjusted(
+    p_adjustment text, p_known_at timestamptz, p_from timestamptz
+) RETURNS SETOF marketdata_dailybar
+LANGUAGE sql STABLE AS $$
+    SELECT b.id, b.ts,
+           b.open * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.high * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.low * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.close * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.volume * marketdata_factor_at(b.ts, f.bounds, f.volume_factors),
+           b.vwap * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.trade_count, b.instrument_id, b.known_from
+    FROM (SELECT * FROM marketdata_dailybar WHERE p_known_at IS NULL
+          UNION ALL
+          SELECT * FROM marketdata_dailybar_known_at(p_known_at) WHERE p_known_at IS NOT NULL
+    ) AS b
+    LEFT JOIN marketdata_action_factors(p_adjustment, p_known_at, p_from) AS f
+      ON f.instrument_id = b.instrument_id
+$$;
+
+CREATE OR REPLACE FUNCTION marketdata_minutebar_adjusted(
+    p_adjustment text, p_known_at timestamptz, p_from timestamptz
+) RETURNS SETOF marketdata_minutebar
+LANGUAGE sql STABLE AS $$
+    SELECT b.id, b.ts,
+           b.open * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.high * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.low * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.close * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.volume * marketdata_factor_at(b.ts, f.bounds, f.volume_factors),
+           b.vwap * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
+           b.trade_count, b.instrument_id, b.known_from
+    FROM (SELECT * FROM marketdata_minutebar WHERE p_known_at IS NULL
+          UNION ALL
+          SELECT * FROM marketdata_minutebar_known_at(p_known_at) WHERE p_known_at IS NOT NULL
+    ) AS b
+    LEFT JOIN marketdata_action_factors(p_adjustment, p_known_at, p_from) AS f
+      ON f.instrument_id = b.instrument_id
 $$;
