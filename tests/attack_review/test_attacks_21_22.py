@@ -13,7 +13,7 @@ from django.db import connection
 
 from marketdata.models import Ingest, Instrument, Listing
 from marketdata.security_master import Terms, resolve, set_terms
-from qvp_site.db import partitions
+from qvp_site.db import partitions, roles
 from tests.fixtures.trading import T0
 from tests.knowledge import between_commits
 from tests.listings import current_versions, listed
@@ -336,6 +336,13 @@ def _migrate(*targets: tuple[str, str]) -> None:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(list(targets))
+    # The tables made again have none of the roles' grants (create_db_roles gives them, as a
+    # deploy runs it after migrate): given back, or a later test as trading_app is refused.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, to_regrole(%s) IS NOT NULL", [roles.APP_ROLE])
+        owner, roles_made = cursor.fetchone()
+        if roles_made:
+            roles.grant(cursor, connection.settings_dict["NAME"], owner)
 
 
 def test_snapshots_stored_before_trading_0012_read_as_known_when_they_were(account):
