@@ -8,7 +8,8 @@ would make it an hourly P&L: keep one snapshot a day, or set QVP_SCHEDULE knowin
 from qvp_site.scheduler import command_job
 
 command_job("snapshot-portfolios", "5 20 * * 1-5", "snapshot_portfolios")
-# Corporate actions, just after the ex moment (00:00 UTC of the ex-date): the positions held
-# then are the ones the actions apply to (trading/books.py). A session open across 00:00 UTC
-# (Tokyo, Sydney) may trade ex first: those positions are left out and listed.
+# Corporate actions, just after 00:00 UTC, by when every ex moment of the UTC date has come
+# (the earlier of 00:00 UTC and the exchange's midnight). An action applies to the position
+# held at its ex moment: one that traded ex before the job ran (Tokyo, Sydney: their sessions
+# open before it) is split or paid on the shares it held then, and replayed (trading/books.py).
 command_job("apply-actions", "5 0 * * *", "apply_actions")
