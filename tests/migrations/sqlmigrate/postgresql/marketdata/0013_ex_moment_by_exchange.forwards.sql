@@ -260,11 +260,17 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The adjusted reads of bars at or after p_from (the queryset passes its lower bound on ts:
--- marketdata/querysets.py); the rows before it, if read, are not adjusted right.
-CREATE OR REPLACE FUNCTION marketdata_dailybar_adjusted(
-    p_adjustment text, p_known_at timestamptz, p_from timestamptz
-) RETURNS SETOF marketdata_dailybar
-LANGUAGE sql STABLE AS $$
+-- marketdata/querysets.py); the rows before it, if read, are not adjusted right. One text for
+-- both bar tables.
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['marketdata_dailybar', 'marketdata_minutebar'] LOOP
+        EXECUTE format($sql$
+CREATE OR REPLACE FUNCTION %1$I(p_adjustment text, p_known_at timestamptz, p_from timestamptz)
+RETURNS SETOF %2$I
+LANGUAGE sql STABLE AS $body$
     SELECT b.id, b.ts,
            b.open * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
            b.high * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
@@ -273,32 +279,16 @@ LANGUAGE sql STABLE AS $$
            b.volume * marketdata_factor_at(b.ts, f.bounds, f.volume_factors),
            b.vwap * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
            b.trade_count, b.instrument_id, b.known_from
-    FROM (SELECT * FROM marketdata_dailybar WHERE p_known_at IS NULL
+    FROM (SELECT * FROM %2$I WHERE p_known_at IS NULL
           UNION ALL
-          SELECT * FROM marketdata_dailybar_known_at(p_known_at) WHERE p_known_at IS NOT NULL
+          SELECT * FROM %3$I(p_known_at) WHERE p_known_at IS NOT NULL
     ) AS b
     LEFT JOIN marketdata_action_factors(p_adjustment, p_known_at, p_from) AS f
       ON f.instrument_id = b.instrument_id
-$$;
-
-CREATE OR REPLACE FUNCTION marketdata_minutebar_adjusted(
-    p_adjustment text, p_known_at timestamptz, p_from timestamptz
-) RETURNS SETOF marketdata_minutebar
-LANGUAGE sql STABLE AS $$
-    SELECT b.id, b.ts,
-           b.open * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
-           b.high * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
-           b.low * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
-           b.close * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
-           b.volume * marketdata_factor_at(b.ts, f.bounds, f.volume_factors),
-           b.vwap * marketdata_factor_at(b.ts, f.bounds, f.price_factors),
-           b.trade_count, b.instrument_id, b.known_from
-    FROM (SELECT * FROM marketdata_minutebar WHERE p_known_at IS NULL
-          UNION ALL
-          SELECT * FROM marketdata_minutebar_known_at(p_known_at) WHERE p_known_at IS NOT NULL
-    ) AS b
-    LEFT JOIN marketdata_action_factors(p_adjustment, p_known_at, p_from) AS f
-      ON f.instrument_id = b.instrument_id
+$body$
+$sql$, name || '_adjusted', name, name || '_known_at');
+    END LOOP;
+END
 $$;
 
 COMMIT;
