@@ -200,44 +200,61 @@ def add_cash(
     return int(entry_id)
 
 
-# Current actions up to a date not applied to a position that held their instrument at the ex
-# moment: after ``trading_apply_actions``, those learnt after an action of a later ex-date was
-# applied to the position (or to a spin-off's new instrument's). The cheap index checks first,
-# the holdings at the ex moment only for what is left; a position opened later is no concern.
+# Current actions, their ex moments come, up to an ex-date, not applied to a position that held
+# their instrument at the ex moment, and why (trading_action_blocked): what the replay cannot
+# place. Positions that may have held it first (index checks), the holdings then last.
 LEFT_OUT_SQL = """
 WITH unapplied AS MATERIALIZED (
-    SELECT p.account_id, a.instrument_id, a.kind, a.ex_date, x.ex_at
+    SELECT p.account_id, a.instrument_id, a.kind, a.ex_date, x.ex_at,
+           trading_action_blocked(p.account_id, a.instrument_id, a.new_instrument_id, a.kind,
+                                  x.ex_at) AS why
     FROM marketdata_actions_known_at(NULL) a
     CROSS JOIN LATERAL (SELECT marketdata_ex_moment(a.instrument_id, a.ex_date) AS ex_at) x
     JOIN trading_position p ON p.instrument_id = a.instrument_id
-    WHERE a.ex_date <= %s
-      AND (trading_entry_after(p.account_id, a.instrument_id, x.ex_at)
-           OR trading_entry_after(p.account_id, a.new_instrument_id, x.ex_at))
+    WHERE (%(through)s::date IS NULL OR a.ex_date <= %(through)s::date) AND x.ex_at <= now()
+      AND trading_may_hold(p.account_id, p.instrument_id, p.quantity, x.ex_at)
       AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind, a.ex_date)
 )
-SELECT acc.name, i.symbol, u.kind, u.ex_date FROM unapplied u
+SELECT acc.name, i.symbol, u.kind, u.ex_date, u.why FROM unapplied u
 JOIN trading_account acc ON acc.id = u.account_id
 JOIN marketdata_instrument i ON i.id = u.instrument_id
-WHERE EXISTS (SELECT 1 FROM trading_held_at(u.account_id, u.ex_at - interval '1 us') h
+WHERE u.why IS NOT NULL
+  AND EXISTS (SELECT 1 FROM trading_held_at(u.account_id, u.ex_at - interval '1 us') h
               WHERE h.instrument_id = u.instrument_id)
 ORDER BY u.ex_date, acc.name, i.symbol, u.kind
 """
 
 
-def apply_actions(through: date | None = None) -> int:
-    """Apply the current corporate actions with an ex-date up to ``through`` (default: today,
-    UTC) to the positions not applied yet, by the owner's ``trading_apply_actions`` (entries,
-    positions and cash in the database; trading/sql/actions/0013.sql). How many entries."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT trading_apply_actions(%s)", [through])
-        (written,) = cursor.fetchone()
+def apply_actions(through: date | None = None, refused: list[str] | None = None) -> int:
+    """Apply the current corporate actions whose ex moments have come, with an ex-date up to
+    ``through`` (default: any), to the positions not applied yet, by the owner's
+    ``trading_apply_actions`` (entries, positions and cash in the database;
+    trading/sql/actions/0014.sql). How many entries; an action the books refused (each alone,
+    the others still applied) is named in ``refused``, from the function's WARNING."""
+    warnings: list[str] = []
+
+    def heard(diagnostic: Any) -> None:
+        if diagnostic.severity_nonlocalized == "WARNING":
+            warnings.append(str(diagnostic.message_primary))
+
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.add_notice_handler(heard)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT trading_apply_actions(%s)", [through])
+            (written,) = cursor.fetchone()
+    finally:
+        raw.remove_notice_handler(heard)
+    if refused is not None:
+        refused.extend(warnings)
     return int(written)
 
 
-def actions_left_out(through: date | None = None) -> list[tuple[str, str, str, date]]:
-    """(account, symbol, kind, ex-date) of the actions up to ``through`` (default: today, UTC)
-    not applied to a position holding their instrument at its ex moment: an action of a later
-    ex-date was applied to the position first, and its entry recorded the shares it found."""
+def actions_left_out(through: date | None = None) -> list[tuple[str, str, str, date, str]]:
+    """(account, symbol, kind, ex-date, why) of the actions whose ex moments have come, with an
+    ex-date up to ``through`` (default: any), that the books cannot apply to a position that
+    held their instrument at the ex moment (``trading_action_blocked`` says why)."""
     with connection.cursor() as cursor:
-        cursor.execute(LEFT_OUT_SQL, [through or timezone.now().date()])
+        cursor.execute(LEFT_OUT_SQL, {"through": through})
         return [tuple(row) for row in cursor.fetchall()]

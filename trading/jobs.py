@@ -8,8 +8,9 @@ would make it an hourly P&L: keep one snapshot a day, or set QVP_SCHEDULE knowin
 from qvp_site.scheduler import command_job
 
 command_job("snapshot-portfolios", "5 20 * * 1-5", "snapshot_portfolios")
-# Corporate actions, just after 00:00 UTC, by when every ex moment of the UTC date has come
-# (the earlier of 00:00 UTC and the exchange's midnight). An action applies to the position
-# held at its ex moment: one that traded ex before the job ran (Tokyo, Sydney: their sessions
-# open before it) is split or paid on the shares it held then, and replayed (trading/books.py).
-command_job("apply-actions", "5 0 * * *", "apply_actions")
+# Corporate actions, hourly: an action applies from its ex moment, the earlier of 00:00 UTC
+# and its exchange's midnight (15:00 UTC the day before for Tokyo), so the books go ex within
+# the hour the prices do, before the day's snapshot. An action applies to the position held at
+# its ex moment: one that traded ex before the job ran is split or paid on the shares it held
+# then, and replayed (trading/books.py). A run with nothing due looks at nothing old.
+command_job("apply-actions", "5 * * * *", "apply_actions")

@@ -210,7 +210,8 @@ class Execution(models.Model):
     )
     reason = models.CharField(max_length=200, blank=True)
     # Where this execution stands in its position's history, and where its order and position
-    # stood after it (set by the database: the books' running state, kept for the record).
+    # stood after it (set by the database: the books' running state as booked, kept for the
+    # record; a corporate action applied later to shares held before it does not restate it).
     position_sequence = models.BigIntegerField(null=True, editable=False)
     order_filled_after = models.DecimalField(**QUANTITY, null=True, editable=False)
     position_quantity_after = models.DecimalField(**QUANTITY, null=True, editable=False)
@@ -255,6 +256,12 @@ class Execution(models.Model):
             models.Index(
                 fields=["account", "instrument", "position_sequence"],
                 name="execution_position_replay_idx",
+            ),
+            # A position's executions by time: what the corporate actions ask (traded since
+            # an ex moment, existed before it; trading/sql/actions/0014.sql).
+            models.Index(
+                fields=["account", "instrument", "executed_at"],
+                name="execution_position_time_idx",
             ),
         ]
 
@@ -366,7 +373,7 @@ class CashEntry(models.Model):
 @audited
 class ActionEntry(models.Model):
     """What a corporate action did to one position of an account: written by the owner's
-    ``trading_apply_actions`` alone (trading/sql/actions/0013.sql), with the position it moves
+    ``trading_apply_actions`` alone (trading/sql/actions/0014.sql), with the position it moves
     and the cash it books, in the position's sequence like an execution. A position is the
     replay of its executions and its entries (``trading.replay``). One per account, action and
     position: a spin-off moves two (the old instrument's and the new one's)."""
@@ -378,7 +385,9 @@ class ActionEntry(models.Model):
     action = models.ForeignKey(
         "marketdata.CorporateAction", on_delete=models.PROTECT, related_name="entries"
     )
-    # Its slot in the position's history, after the executions booked before it.
+    # Its slot in the position's sequence: the next after what was booked before it. The
+    # replay places it at its ex moment (trading/sql/books/0014.sql): an action applied late
+    # comes before the executions dated after its ex moment, though booked before it.
     position_sequence = models.BigIntegerField()
     ex_at = models.DateTimeField(
         "ex moment",

@@ -6,8 +6,9 @@ their rounding, independently.
 
 Events are fills, ``(signed quantity, price)``, and the actions' events below, in the order
 of time: an action's entry at its ex moment, after every execution dated before it and before
-every one dated at or after it, whenever either was booked; executions between two ex moments
-in the order they were booked (the position's sequence). ``position_events`` reads them from
+every one dated at or after it, whenever either was booked (a correction where the trade it
+corrects stood); executions between two ex moments in the order they were booked (the
+position's sequence). ``position_events`` reads them from
 the books (``trading_replay_through``, trading/sql/books/0014.sql, is the database's order).
 """
 
@@ -20,6 +21,8 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from marketdata.models import CorporateAction
     from trading.models import ActionEntry
 
@@ -189,20 +192,34 @@ def position_events(account_id: int, instrument_id: int) -> list[Event]:
         .order_by("ex_at", "position_sequence")
     )
     moments = [entry.ex_at for entry in entries]
-    executions = (
-        Execution.objects.filter(account_id=account_id, instrument_id=instrument_id)
-        .exclude(kind=Execution.Kind.BUST)
-        .filter(superseded_by__isnull=True)
-        .values_list("executed_at", "position_sequence", "quantity", "price")
+    rows = Execution.objects.filter(account_id=account_id, instrument_id=instrument_id).values(
+        "id", "kind", "executed_at", "supersedes_id", "position_sequence", "quantity", "price"
     )
+    every = {row["id"]: row for row in rows}
+    replaced = {row["supersedes_id"] for row in every.values()}
     # (the latest ex moment at or before the row, entries before executions, sequence)
     keyed: list[tuple[int, int, int, Event]] = [
-        (bisect_right(moments, at), 1, seq, (qty, price)) for at, seq, qty, price in executions
+        (
+            bisect_right(moments, placed_at(row, every)),
+            1,
+            row["position_sequence"],
+            (row["quantity"], row["price"]),
+        )
+        for row in every.values()
+        if row["kind"] != Execution.Kind.BUST and row["id"] not in replaced
     ]
     for entry in entries:
         epoch = bisect_right(moments, entry.ex_at)  # the entries of one moment share an epoch
         keyed.append((epoch, 0, entry.position_sequence, action_event(entry)))
     return [event for *_, event in sorted(keyed, key=lambda row: row[:3])]
+
+
+def placed_at(row: dict, every: dict[int, dict]) -> datetime:
+    """Where an execution stands in time: a correction where the trade it corrects (through
+    any chain of corrections) stood, anything else at its own time (trading_placed_at)."""
+    while row["supersedes_id"] is not None:
+        row = every[row["supersedes_id"]]
+    return row["executed_at"]
 
 
 def _term(action: CorporateAction, name: str) -> Decimal:

@@ -19,8 +19,9 @@ nothing, and count as no row written):
 - market value: quantity * the latest close at or before the time (``marketdata.prices``'
   lookup, taken per (instrument, time)) * the instrument's multiplier, converted to the base
   currency through the latest FX rate: the direct pair (EURUSD for EUR -> USD) or its inverse;
-  a close from before an ex moment prices the shares held after it: in a split's shares, and
-  less a dividend gone ex since (receivable by then, it is no longer in the share);
+  a close from before an ex moment prices the shares held after it by the total-return factors
+  of the actions between the two: in a split's shares, less a dividend gone ex since
+  (receivable by then, it is no longer in the share), less the part a spin-off moved;
 - what has no price or rate is left out of the value and named in ``unpriced``;
 - gross exposure = sum |value|, net exposure = sum value (cash is not exposure);
 - daily P&L = NAV change since the account's previous snapshot less the deposits and
@@ -142,44 +143,28 @@ rates AS (
     FROM fx f JOIN prices p ON p.id = f.id AND p.as_of = f.as_of
     ORDER BY f.as_of, f.currency, f.base, f.direct DESC
 ),
--- marketdata_shares_factor's rule, its factors computed once rather than for each holding
--- and time (a year of daily snapshots called it 100 000 times: most of the statement's time).
-splits AS MATERIALIZED (
+-- A close from before an action gone ex since (the morning of its ex-date, before the day's
+-- first bar) prices a share of after it: in a split's shares, less a dividend (receivable by
+-- then, it is no longer in the share), less the part a spin-off moved (its shares are held
+-- and priced apart): the total-return factors of the actions between the close and the time,
+-- as known then, whoever holds the share. Computed once for the statement's instruments.
+factors AS MATERIALIZED (
     SELECT f.instrument_id, f.bounds, f.price_factors
-    FROM marketdata_action_factors('split', %(known_at)s) AS f
+    FROM marketdata_action_factors('total_return', %(known_at)s) AS f
     WHERE f.instrument_id IN (SELECT instrument_id FROM holdings)
-),
--- A dividend gone ex since the last bar (the morning of its ex-date, before the day's first
--- bar): that close still holds it, now counted as receivable, so a share is worth the close
--- less the dividend (a share of before a split of the same day, which the dividend precedes).
--- One in another currency than the share's is not taken off. Joined by position rather than
--- looked up for each holding and time: most positions have none.
-gone_ex AS (
-    SELECT h.as_of, h.account_id, h.instrument_id, sum(v.amount) AS amount
-    FROM holdings h
-    JOIN trading_actionentry e
-      ON e.account_id = h.account_id AND e.instrument_id = h.instrument_id
-     AND e.ex_at <= h.as_of AND e.applied_at <= %(known_at)s
-    JOIN marketdata_corporateaction v ON v.id = e.action_id AND v.kind = 'cash_dividend'
-    JOIN marketdata_instrument i ON i.id = h.instrument_id AND i.currency = v.currency
-    JOIN prices p ON p.id = h.instrument_id AND p.as_of = h.as_of AND p.ts < e.ex_at
-    GROUP BY h.as_of, h.account_id, h.instrument_id
 ),
 valued AS (
     SELECT h.as_of, h.account_id, i.symbol, h.quantity, i.currency, a.base,
            p.close IS NULL AS no_price,
-           h.quantity * (p.close::numeric - coalesce(d.amount, 0)) * i.multiplier
-               -- a split since the last bar: the shares held are priced in its shares
-               * coalesce((marketdata_factor_at(p.ts, s.bounds, s.price_factors)
-                           / marketdata_factor_at(h.as_of, s.bounds, s.price_factors))::numeric, 1)
+           h.quantity * p.close::numeric * i.multiplier
+               * coalesce((marketdata_factor_at(p.ts, f.bounds, f.price_factors)
+                           / marketdata_factor_at(h.as_of, f.bounds, f.price_factors))::numeric, 1)
                * CASE WHEN i.currency = a.base THEN 1 ELSE r.rate END AS value
     FROM holdings h JOIN accounts a ON a.id = h.account_id
     JOIN marketdata_instrument i ON i.id = h.instrument_id
     LEFT JOIN prices p ON p.id = h.instrument_id AND p.as_of = h.as_of
     LEFT JOIN rates r ON r.as_of = h.as_of AND r.currency = i.currency AND r.base = a.base
-    LEFT JOIN splits s ON s.instrument_id = h.instrument_id
-    LEFT JOIN gone_ex d
-      ON d.as_of = h.as_of AND d.account_id = h.account_id AND d.instrument_id = h.instrument_id
+    LEFT JOIN factors f ON f.instrument_id = h.instrument_id
 ),
 cash AS (
     SELECT b.as_of, b.account_id, b.currency, a.base, b.amount,

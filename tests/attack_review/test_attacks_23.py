@@ -157,9 +157,9 @@ def test_a_split_learnt_after_the_position_traded_ex_still_splits_the_shares_hel
 ):
     """The issue: "on the ex-date a split changes a position's quantity". A split the vendor's
     file brings a day late (or the job running late) finds the position traded on the ex-date:
-    it is left out for ever (apply_actions prints "left out", and nothing can apply it after:
-    entries are written by trading_apply_actions alone). 100 shares held through a 2:1 split
-    stay 100 while every price after the ex-date is half: the NAV halves."""
+    it was left out for ever (held in trading 0013; mended by trading 0014, which applies an
+    action to the position held at its ex moment and replays what traded after it). 100
+    shares held through a 2:1 split must not stay 100 while every price after is half."""
     buy(account, instrument, 100, "50")
     buy(account, instrument, 10, "25", at=EX_AT + timedelta(hours=15))  # traded ex
     state(instrument, "split", ratio=2)  # learnt after that fill
@@ -172,7 +172,8 @@ def test_one_action_the_books_cannot_hold_does_not_stop_every_other_account(desk
     hold quantities below 1e12: one such action on alpha's 1000 shares makes the whole of
     trading_apply_actions fail ("numeric field overflow", naming neither the action nor the
     account), so beta's ordinary 2:1 split of another stock is never applied either, today
-    or on any later day the job runs, until someone finds and withdraws the bad action."""
+    or on any later day the job runs, until someone finds and withdraws the bad action.
+    (Since trading 0014 each action is also applied alone, refused with a warning.)"""
     other = Instrument.objects.create(symbol="MSFT", asset_class="equity", exchange="XNAS")
     buy(desks["alpha"], instrument, 1000, "50")
     buy(desks["beta"], other, 100, "50")
@@ -189,13 +190,11 @@ def test_one_action_the_books_cannot_hold_does_not_stop_every_other_account(desk
 
 
 def test_a_bust_after_a_spin_off_takes_the_busted_shares_out(account, instrument):
-    """The spin-off's new shares are added to the new instrument's position as it stands, with
-    no check that it traded ex (the old instrument's side has one): a fill of SPUN dated on the
-    ex-date, booked before the job, then comes before the entry in the position's sequence.
-    Busting it is allowed (it is dated after the ex moment), but the replay sets the position
-    to the entry's recorded quantity_after, which counted it: the 10 busted shares stay in
-    the position while their cash is refunded, and the position is no longer the replay of
-    its executions and entries."""
+    """A fill of SPUN dated on the ex-date, booked before the job, comes before the spin-off's
+    entry in the position's sequence; in trading 0013 the entry counted it and a bust left the
+    10 shares in while refunding their cash. Mended by trading 0014: the new shares are
+    received at the ex moment, before that fill, and the replay places entries at their ex
+    moments, so the bust takes the 10 out."""
     spun = Instrument.objects.create(symbol="SPUN", asset_class="equity", exchange="XNAS")
     buy(account, instrument, 100, "60")
     late = buy(account, spun, 10, "20", at=EX_AT + timedelta(hours=15))
@@ -211,9 +210,10 @@ def test_a_bust_after_a_spin_off_takes_the_busted_shares_out(account, instrument
 
 @pytest.mark.django_db(transaction=True)
 def test_a_daily_bar_of_the_ex_date_loaded_in_its_own_time_zone_is_not_adjusted(tmp_path: Path):
-    """The ex moment is 00:00 UTC of the ex-date, but a daily file loaded with --tz (the way to
+    """The ex moment was 00:00 UTC of the ex-date (marketdata 0012; marketdata 0013 makes it the
+    exchange's midnight when earlier), but a daily file loaded with --tz (the way to
     load a Paris or Tokyo vendor's dates) stamps each day at local midnight: the ex-date's own
-    bar lies at 22:00 (15:00) UTC the day before, so a split adjusts it although it traded ex.
+    bar lies at 22:00 (15:00) UTC the day before, so a split adjusted it although it traded ex.
     The ex-date's candle is drawn at half the price traded, and a dividend's total-return
     factor takes that bar's close as the close before the ex-date. (The same rule makes
     ingest_bars --adjusted-through multiply the ex-date's row of a vendor file back by the

@@ -232,3 +232,14 @@ def test_the_app_role_reads_the_exchanges_and_writes_none(connect_as_app):
         assert cursor.fetchone() == ("Europe/Paris",)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             cursor.execute("UPDATE marketdata_exchange SET time_zone = 'UTC' WHERE mic = 'XPAR'")
+
+
+def test_a_listing_mic_the_table_does_not_know_falls_back_to_the_exchange(db):
+    """A listing naming a segment MIC (XJAS, not in marketdata_exchange) still goes ex at
+    Tokyo's midnight, from the instrument's own exchange, rather than at 00:00 UTC."""
+    stock = Instrument.objects.create(symbol="6758", asset_class="equity", exchange="XTKS")
+    set_terms(stock.pk, None, None, Terms(symbol="6758", currency="JPY", mic="XJAS"))
+    Instrument.objects.filter(pk=stock.pk).update(exchange="XTKS")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT marketdata_ex_moment(%s, DATE '2024-06-03')", [stock.pk])
+        assert cursor.fetchone()[0] == datetime(2024, 6, 2, 15, tzinfo=UTC)

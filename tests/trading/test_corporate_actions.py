@@ -6,6 +6,8 @@ Actions are stated as the loaders state them (the owner's marketdata_action_set)
 from __future__ import annotations
 
 import random
+import threading
+import time
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +15,14 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import DataError, IntegrityError, ProgrammingError, connection, transaction
+from django.db import (
+    DataError,
+    IntegrityError,
+    ProgrammingError,
+    connection,
+    connections,
+    transaction,
+)
 from psycopg import errors
 
 from dashboard.positions import valued_positions
@@ -221,7 +230,7 @@ def test_actions_apply_in_ex_date_order_and_only_through_the_date(account, instr
     assert held(account, instrument)[0] == D(20)
     assert apply(EX + timedelta(days=7)) == 1
     assert held(account, instrument) == (D(40), D(10), D(0))
-    with pytest.raises(DataError, match="after today"), transaction.atomic():
+    with pytest.raises(DataError, match="after tomorrow"), transaction.atomic():
         apply(date.today() + timedelta(days=2))
 
 
@@ -526,7 +535,10 @@ def test_an_action_learnt_after_a_later_one_was_applied_is_left_out(account, ins
     assert held(account, instrument)[0] == D(200)
     out = StringIO()
     call_command("apply_actions", "--through", (EX + timedelta(days=7)).isoformat(), stdout=out)
-    assert f"left out: alpha AAPL cash_dividend ex {EX}: an action of a later" in out.getvalue()
+    assert (
+        f"left out: alpha AAPL cash_dividend ex {EX}: an action applied to the position first"
+        in out.getvalue()
+    )
 
 
 def test_the_ex_moment_is_midnight_at_the_instruments_exchange(account):
@@ -541,3 +553,90 @@ def test_the_ex_moment_is_midnight_at_the_instruments_exchange(account):
     assert entry.ex_at == EX_AT - timedelta(hours=2)
     assert held(account, air) == (D(210), D(25), D(0))
     assert_replayed(account, air)
+
+
+def test_an_action_applies_once_its_ex_moment_has_come(account):
+    """A Tokyo stock goes ex at 15:00 UTC the day before its ex-date, when its prices do: the
+    books follow from then (the job runs hourly), not from 00:00 UTC; a US stock's action of
+    tomorrow waits for tomorrow's 00:00 UTC, whatever --through says."""
+    tomorrow = date.today() + timedelta(days=1)
+    tokyo = Instrument.objects.create(symbol="7203", asset_class="equity", exchange="XTKS")
+    us = equity("LATER")
+    for stock in (tokyo, us):
+        buy(account, stock, 100, "50")
+        state(stock, "split", ex=tomorrow, ratio=2)
+    now = datetime.now(UTC)
+    come = now >= datetime.combine(tomorrow, datetime.min.time(), UTC) - timedelta(hours=9)
+    with acting_as("apply_actions"):
+        written = books.apply_actions(tomorrow)
+    assert written == (1 if come else 0)
+    assert held(account, tokyo)[0] == (D(200) if come else D(100))
+    assert held(account, us)[0] == D(100)
+
+
+def test_an_action_the_books_cannot_hold_is_refused_alone_and_named(desks, instrument):
+    """A 10000:1 split (in the ratio's range) of a large holding overflows the position's
+    digits: that action is refused, with a warning naming it, and another account's split of
+    another stock the same day is still applied."""
+    alpha, beta = desks["alpha"], desks["beta"]
+    other = equity("OTHR")
+    buy(alpha, instrument, 100_000_000, "1")
+    buy(beta, other, 100, "50")
+    state(instrument, "split", ratio=10000)
+    state(other, "split", ratio=2)
+    out, err = StringIO(), StringIO()
+    call_command("apply_actions", "--through", EX.isoformat(), stdout=out, stderr=err)
+    assert held(alpha, instrument)[0] == D(100_000_000)
+    assert held(beta, other)[0] == D(200)
+    assert "1 corporate-action entries" in out.getvalue()
+    assert "refused: corporate action" in err.getvalue()
+    assert f"(split of AAPL, ex {EX}) not applied: numeric field overflow" in err.getvalue()
+
+
+def test_a_late_delisting_of_a_position_that_traded_after_it_is_left_out(account, instrument):
+    """Shares sold on the delisting's ex-date before it was learnt: closing the position at
+    the final price and replaying the sale after it would cash the same shares twice and leave
+    a short in a delisted stock: left out and named instead."""
+    buy(account, instrument, 100, "50")
+    buy(account, instrument, -100, "45", at=EX_AT + timedelta(hours=15))
+    state(instrument, "delisting", final_price="4")
+    out = StringIO()
+    call_command("apply_actions", "--through", EX.isoformat(), stdout=out)
+    assert held(account, instrument)[0] == D(0)
+    assert action_cash(account, "delisting") == []
+    assert f"left out: alpha AAPL delisting ex {EX}: the position traded after" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fill_of_the_new_instrument_booked_while_a_spin_off_applies_is_kept(account, instrument):
+    """The first fill of the spun-off stock, dated on the ex-date, is being booked (its
+    position row made, not yet committed) when the job applies the spin-off: the job waits for
+    it, then receives the new shares before it in time, so neither is lost and each has its
+    own slot (the job once overwrote the position the fill had just made)."""
+    spun = equity("SPUN")
+    buy(account, instrument, 100, "60")
+    state(instrument, "spin_off", ratio="0.5", new_instrument=spun.pk, cost_fraction="0.2")
+    booked = threading.Event()
+
+    def book_the_fill() -> None:
+        try:
+            with transaction.atomic():
+                buy(account, spun, 10, "20", at=EX_AT + timedelta(hours=15))
+                booked.set()
+                time.sleep(1.5)
+        finally:
+            booked.set()
+            connections.close_all()
+
+    other = threading.Thread(target=book_the_fill)
+    other.start()
+    booked.wait()
+    assert apply() == 2
+    other.join()
+    assert held(account, spun)[0] == D(60)
+    sequences = [
+        *Execution.objects.filter(instrument=spun).values_list("position_sequence", flat=True),
+        *ActionEntry.objects.filter(instrument=spun).values_list("position_sequence", flat=True),
+    ]
+    assert sorted(sequences) == [1, 2]
+    assert_replayed(account, spun)

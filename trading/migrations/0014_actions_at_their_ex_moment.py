@@ -11,10 +11,13 @@ from qvp_site.db.sqlfiles import read_sql
 DROP_ACTIONS = (
     read_sql("trading", "actions", "0013")
     + """
-DROP FUNCTION IF EXISTS trading_apply_action_set(date, integer, bigint);
+DROP FUNCTION IF EXISTS trading_apply_one_action(bigint, bigint, bigint, timestamptz);
+DROP FUNCTION IF EXISTS trading_apply_action_set(bigint);
 DROP FUNCTION IF EXISTS trading_action_applied(bigint, bigint, text, date);
+DROP FUNCTION IF EXISTS trading_action_blocked(bigint, bigint, bigint, text, timestamptz);
+DROP FUNCTION IF EXISTS trading_may_hold(bigint, bigint, numeric, timestamptz);
 DROP FUNCTION IF EXISTS trading_position_at(bigint, bigint, timestamptz, numeric);
-DROP FUNCTION IF EXISTS trading_entry_after(bigint, bigint, timestamptz);
+DROP FUNCTION IF EXISTS trading_entry_after(bigint, bigint, timestamptz, integer);
 DROP FUNCTION IF EXISTS trading_traded_since(bigint, bigint, timestamptz);
 """
 )
@@ -22,6 +25,7 @@ DROP_BOOKS = (
     read_sql("trading", "books", "0013")
     + """
 DROP FUNCTION IF EXISTS trading_replay_through(bigint, bigint, bigint, timestamptz, numeric);
+DROP FUNCTION IF EXISTS trading_placed_at(bigint);
 """
 )
 
@@ -35,6 +39,15 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RunSQL(read_sql("trading", "books", "0014"), DROP_BOOKS),
         migrations.RunSQL(read_sql("trading", "actions", "0014"), DROP_ACTIONS),
+        # What the books ask of a position's executions by time: traded since an ex moment,
+        # existed before it, a bust or correction across it (trading/sql/actions/0014.sql).
+        migrations.AddIndex(
+            model_name="execution",
+            index=models.Index(
+                fields=["account", "instrument", "executed_at"],
+                name="execution_position_time_idx",
+            ),
+        ),
         migrations.AlterField(
             model_name="actionentry",
             name="ex_at",

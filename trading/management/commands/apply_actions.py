@@ -4,7 +4,6 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
-from django.utils import timezone
 
 from qvp_site.acting import acting_as
 from trading.books import actions_left_out, apply_actions
@@ -23,11 +22,11 @@ def through_date(text: str) -> date:
 class Command(BaseCommand):
     help = (
         "Apply corporate actions to the books: every current split, dividend, spin-off and "
-        "delisting with an ex-date up to --through (default: today, UTC) not applied yet moves "
-        "the positions that hold its instrument and books its cash, an entry per position "
-        "(applying again changes nothing); a position that traded after the ex-date is "
-        "split or paid on the shares it held then. Lists the positions left out: those to which "
-        "an action of a later ex-date was applied first."
+        "delisting whose ex moment has come (with an ex-date up to --through, if given) and "
+        "not applied yet moves the positions that held its instrument then and books its cash, "
+        "an entry per position (applying again changes nothing); a position that traded after "
+        "the ex moment is split or paid on the shares it held then. Lists the positions left "
+        "out, and why, and the actions the books refused."
     )
 
     def add_arguments(self, parser):
@@ -36,16 +35,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, through=None, **options):
-        last = through_date(through) if through else timezone.now().date()
+        last = through_date(through) if through else None
+        refused: list[str] = []
         try:
             with acting_as(ACTOR):
-                written = apply_actions(last)
+                written = apply_actions(last, refused)
                 left_out = actions_left_out(last)
         except DatabaseError as error:
             raise CommandError(f"--through {last}: {error}".strip()) from error
-        self.stdout.write(f"{written} corporate-action entries written (ex-dates through {last})")
-        for account, symbol, kind, ex_date in left_out:
-            self.stdout.write(
-                f"left out: {account} {symbol} {kind} ex {ex_date}: an action of a later"
-                " ex-date was applied to the position first"
-            )
+        until = f"ex-dates through {last}" if last else "ex moments come by now"
+        self.stdout.write(f"{written} corporate-action entries written ({until})")
+        for account, symbol, kind, ex_date, why in left_out:
+            self.stdout.write(f"left out: {account} {symbol} {kind} ex {ex_date}: {why}")
+        for message in refused:
+            self.stderr.write(f"refused: {message}")

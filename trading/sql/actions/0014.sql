@@ -9,15 +9,21 @@
 --     (trading_replay_through, trading/sql/books/0014.sql: an entry replays at its ex moment);
 --   * the same for the new instrument's position of a spin-off: its shares received at the ex
 --     moment, before the fills of it dated at or after then;
---   * an action is left out (and listed by apply_actions) only where its position, or a
---     spin-off's new instrument's, holds an entry of a later ex moment already: that entry
---     recorded the state it was applied to, which the earlier action would change;
---   * spin-offs apply one at a time: two of one ex-date into one new instrument (or out of one
---     instrument) each move the position the other left, in one statement they collided.
--- The ex moment is the instrument's exchange's (marketdata_ex_moment(instrument, date),
--- marketdata/sql/actions/0013.sql): the earlier of 00:00 UTC and the exchange's midnight. A
+--   * what the replay cannot place is left out and named (trading_action_blocked; listed by
+--     apply_actions): an entry already applied that comes after the action (a later ex-date,
+--     or a later kind of the same ex-date: its state was recorded without this action), a
+--     delisting of a position that traded after it; a correction, booked after the ex moment,
+--     of a fill of before it counts where the fill stood (trading_placed_at), and a bust
+--     voids its fill from the start;
+--   * an action applies once its ex moment has come (the exchange's: marketdata_ex_moment
+--     (instrument, date), marketdata/sql/actions/0013.sql), not from 00:00 UTC of its date:
+--     the prices go ex then, and so do the books (the job runs hourly);
+--   * each action is applied alone, in a subtransaction: one the books cannot hold (a position
+--     the ratio overflows) is refused with a WARNING naming it, and the others still apply;
+--   * a position that did not exist at the ex moment (no execution and no entry before it) is
+--     not looked at again on every run.
+-- The effects themselves (trading_action_effect, trading_spin_off_received) are 0013's; a
 -- dividend's cash stays dated 00:00 UTC of its pay date.
--- The effects themselves (trading_action_effect, trading_spin_off_received) are 0013's.
 
 -- Whether a position has executions in force dated at or after ``p_at``.
 CREATE OR REPLACE FUNCTION trading_traded_since(
@@ -30,13 +36,48 @@ CREATE OR REPLACE FUNCTION trading_traded_since(
                                      WHERE s.supersedes_id = x.id))
 $$;
 
--- Whether a position holds an entry of an ex moment after ``p_at``.
+-- Whether a position holds an entry that comes after an action of rank ``p_rank`` at ``p_at``:
+-- of a later ex moment, or of the same one and a later kind (trading_action_rank).
 CREATE OR REPLACE FUNCTION trading_entry_after(
-    p_account bigint, p_instrument bigint, p_at timestamptz
+    p_account bigint, p_instrument bigint, p_at timestamptz, p_rank integer
 ) RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM trading_actionentry e
+                   JOIN marketdata_corporateaction v ON v.id = e.action_id
                    WHERE e.account_id = p_account AND e.instrument_id = p_instrument
-                     AND e.ex_at > p_at)
+                     AND (e.ex_at > p_at
+                          OR e.ex_at = p_at AND trading_action_rank(v.kind) > p_rank))
+$$;
+
+-- Whether a position may have held its instrument at ``p_at`` and the action be due: it holds
+-- some now or traded since, and it existed before (an execution dated before ``p_at``, or an
+-- entry of then or before: a spin-off's shares). A position opened later is skipped on the
+-- (account, instrument, executed_at) index, not replayed on every run.
+CREATE OR REPLACE FUNCTION trading_may_hold(
+    p_account bigint, p_instrument bigint, p_quantity numeric, p_at timestamptz
+) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT (p_quantity <> 0 OR trading_traded_since(p_account, p_instrument, p_at))
+       AND (EXISTS (SELECT 1 FROM trading_execution x
+                    WHERE x.account_id = p_account AND x.instrument_id = p_instrument
+                      AND x.executed_at < p_at)
+            OR EXISTS (SELECT 1 FROM trading_actionentry e
+                       WHERE e.account_id = p_account AND e.instrument_id = p_instrument
+                         AND e.ex_at <= p_at))
+$$;
+
+-- Why an action of kind ``p_kind`` at ``p_at`` cannot be applied to a position (and to a
+-- spin-off's new instrument's), NULL when it can: what the replay cannot place.
+CREATE OR REPLACE FUNCTION trading_action_blocked(
+    p_account bigint, p_instrument bigint, p_new_instrument bigint, p_kind text,
+    p_at timestamptz
+) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN trading_entry_after(p_account, p_instrument, p_at, trading_action_rank(p_kind))
+          OR trading_entry_after(p_account, p_new_instrument, p_at, trading_action_rank(p_kind))
+            THEN 'an action applied to the position first comes after it (a later ex-date, or'
+                 ' a later kind of the same ex-date)'
+        WHEN p_kind = 'delisting' AND trading_traded_since(p_account, p_instrument, p_at)
+            THEN 'the position traded after its delisting'
+    END
 $$;
 
 -- A position as it stood at ``p_at`` (zero when it did not exist), its last slot in the
@@ -62,25 +103,21 @@ BEGIN
     FROM trading_replay_through(p_account, p_instrument, NULL, p_at, p_multiplier) r;
 END $$;
 
--- Apply every current action with an ex-date up to p_through (NULL: today, UTC) not applied
--- yet to the positions that held its instrument at its ex moment: how many entries were
--- written. One statement per ex-date and kind rank (all accounts and instruments at once; a
--- spin-off alone), in date order, so that a later action sees an earlier one's effect. An
--- action counts as applied to an account once any version of it was (its instrument, kind and
--- ex-date); an applied action is neither restated nor withdrawn (trading_action_applied_stays).
--- Only who writes every account (a command or job, a superuser) applies actions; p_through may
--- not be after today, since applying before the ex moment would refuse the executions still
--- to come before it.
+-- Apply every current action whose ex moment has come, with an ex-date up to p_through (NULL:
+-- any), not applied yet to the positions that held its instrument at its ex moment: how many
+-- entries were written. One statement per action, in ex-date and kind order, so that a later
+-- action sees an earlier one's effect; each in a subtransaction, refused alone (a WARNING
+-- names it). An action counts as applied to an account once any version of it was (its
+-- instrument, kind and ex-date); an applied action is neither restated nor withdrawn
+-- (trading_action_applied_stays). Only who writes every account (a command or job, a
+-- superuser) applies actions.
 CREATE OR REPLACE FUNCTION trading_apply_actions(p_through date) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' SET qvp.books = 'writing'
 AS $$
 DECLARE
-    through date := coalesce(p_through, current_date);
     todo record;
     written integer;
-    late_accounts bigint[];
-    late_instruments bigint[];
     applied integer := 0;
 BEGIN
     IF NOT (SELECT trading_sees_all(true, session_user)) THEN
@@ -88,45 +125,79 @@ BEGIN
             ' job, or a superuser: they write every account''s books'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF through > current_date THEN
-        RAISE EXCEPTION 'trading_apply_actions: p_through % is after today (%): an action is'
-            ' applied from its ex-date on', through, current_date
+    -- No ex moment of a later ex-date has come (the earliest, at UTC+14, is 10:00 UTC the day
+    -- before): a date beyond is a mistake, said as one.
+    IF p_through > current_date + 1 THEN
+        RAISE EXCEPTION 'trading_apply_actions: p_through % is after tomorrow (%): an action is'
+            ' applied from its ex moment on', p_through, current_date + 1
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR todo IN
-        SELECT DISTINCT a.ex_date, trading_action_rank(a.kind) AS rank,
-               CASE WHEN a.kind = 'spin_off' THEN a.id END AS one
+        SELECT a.id, a.kind, a.ex_date, a.instrument_id, a.new_instrument_id, x.ex_at, i.symbol
         FROM marketdata_actions_known_at(NULL) a
-        JOIN trading_position p ON p.instrument_id = a.instrument_id
-        WHERE a.ex_date <= through
-          AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind, a.ex_date)
-        ORDER BY 1, 2, 3
+        CROSS JOIN LATERAL (SELECT marketdata_ex_moment(a.instrument_id, a.ex_date) AS ex_at) x
+        JOIN marketdata_instrument i ON i.id = a.instrument_id
+        WHERE (p_through IS NULL OR a.ex_date <= p_through) AND x.ex_at <= now()
+          AND EXISTS (SELECT 1 FROM trading_position p
+                      WHERE p.instrument_id = a.instrument_id
+                        AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind,
+                                                       a.ex_date)
+                        AND trading_may_hold(p.account_id, p.instrument_id, p.quantity, x.ex_at))
+        ORDER BY a.ex_date, trading_action_rank(a.kind), a.id
     LOOP
-        -- The positions first, in one order: executions being booked wait, then see the entry.
-        PERFORM 1 FROM trading_position p
-        JOIN marketdata_actions_known_at(NULL) a
-          ON p.instrument_id IN (a.instrument_id, a.new_instrument_id)
-        WHERE a.ex_date = todo.ex_date AND trading_action_rank(a.kind) = todo.rank
-          AND (todo.one IS NULL OR a.id = todo.one)
-        ORDER BY p.id FOR UPDATE OF p;
-        SELECT count(*), array_agg(s.account_id) FILTER (WHERE s.replay),
-               array_agg(s.instrument_id) FILTER (WHERE s.replay)
-        INTO written, late_accounts, late_instruments
-        FROM trading_apply_action_set(todo.ex_date, todo.rank, todo.one) s;
-        -- A position that traded after the ex moment: the entry recorded the action's effect
-        -- on the shares held then; the position is the replay through it.
-        UPDATE trading_position p
-        SET (quantity, average_cost, realized_pnl) =
-                (SELECT r.new_qty, r.new_avg_cost, r.new_realized
-                 FROM trading_replay_through(p.account_id, p.instrument_id, NULL, NULL,
-                                             i.multiplier) r)
-        FROM unnest(late_accounts, late_instruments) AS l(account_id, instrument_id),
-             marketdata_instrument i
-        WHERE p.account_id = l.account_id AND p.instrument_id = l.instrument_id
-          AND i.id = p.instrument_id;
-        applied := applied + written;
+        BEGIN
+            written := trading_apply_one_action(todo.id, todo.instrument_id,
+                                                todo.new_instrument_id, todo.ex_at);
+            applied := applied + written;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'corporate action % (% of %, ex %) not applied: %', todo.id,
+                replace(todo.kind, '_', ' '), todo.symbol, todo.ex_date, SQLERRM;
+        END;
     END LOOP;
     RETURN applied;
+END $$;
+
+-- One action of trading_apply_actions: its positions (and a spin-off's new instrument's,
+-- made first so that a fill of it being booked waits, then sees the entry) locked in one
+-- order, the entries written, and the positions that traded after the ex moment replayed.
+CREATE OR REPLACE FUNCTION trading_apply_one_action(
+    p_action bigint, p_instrument bigint, p_new_instrument bigint, p_ex_at timestamptz
+) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    written integer;
+    late_accounts bigint[];
+    late_instruments bigint[];
+BEGIN
+    IF p_new_instrument IS NOT NULL THEN
+        INSERT INTO trading_position (account_id, instrument_id, quantity, average_cost,
+                                      realized_pnl, last_sequence, last_execution_at,
+                                      updated_at)
+        SELECT p.account_id, p_new_instrument, 0, 0, 0, 0, NULL, statement_timestamp()
+        FROM trading_position p
+        WHERE p.instrument_id = p_instrument
+          AND trading_may_hold(p.account_id, p.instrument_id, p.quantity, p_ex_at)
+        ON CONFLICT (account_id, instrument_id) DO NOTHING;
+    END IF;
+    PERFORM 1 FROM trading_position p
+    WHERE p.instrument_id IN (p_instrument, p_new_instrument)
+    ORDER BY p.id FOR UPDATE;
+    SELECT count(*), array_agg(s.account_id) FILTER (WHERE s.replay),
+           array_agg(s.instrument_id) FILTER (WHERE s.replay)
+    INTO written, late_accounts, late_instruments
+    FROM trading_apply_action_set(p_action) s;
+    -- A position that traded after the ex moment: the entry recorded the action's effect on
+    -- the shares held then; the position is the replay through it.
+    UPDATE trading_position p
+    SET (quantity, average_cost, realized_pnl) =
+            (SELECT r.new_qty, r.new_avg_cost, r.new_realized
+             FROM trading_replay_through(p.account_id, p.instrument_id, NULL, NULL,
+                                         i.multiplier) r)
+    FROM unnest(late_accounts, late_instruments) AS l(account_id, instrument_id),
+         marketdata_instrument i
+    WHERE p.account_id = l.account_id AND p.instrument_id = l.instrument_id
+      AND i.id = p.instrument_id;
+    RETURN written;
 END $$;
 
 -- Whether an account's position in an instrument holds an entry of any version of the action
@@ -141,22 +212,22 @@ CREATE OR REPLACE FUNCTION trading_action_applied(
                      AND v.ex_date = p_ex_date)
 $$;
 
--- One ex-date and kind rank of trading_apply_actions (one action, ``p_action``, when given):
--- the entries, positions and cash in one statement; a row per entry written, ``replay`` where
--- the position traded after the ex moment (its state is then replayed by the caller).
-CREATE OR REPLACE FUNCTION trading_apply_action_set(
-    p_ex_date date, p_rank integer, p_action bigint
-) RETURNS TABLE (account_id bigint, instrument_id bigint, replay boolean)
+-- One action of trading_apply_actions: the entries, positions and cash in one statement; a row
+-- per entry written, ``replay`` where the position traded after the ex moment (its state is
+-- then replayed by the caller).
+CREATE OR REPLACE FUNCTION trading_apply_action_set(p_action bigint)
+RETURNS TABLE (account_id bigint, instrument_id bigint, replay boolean)
 LANGUAGE sql SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
     WITH candidates AS MATERIALIZED (
         SELECT p.account_id, a.*, x.ex_at
         FROM marketdata_actions_known_at(NULL) a
         CROSS JOIN LATERAL (SELECT marketdata_ex_moment(a.instrument_id, a.ex_date) AS ex_at) x
         JOIN trading_position p ON p.instrument_id = a.instrument_id
-        WHERE a.ex_date = p_ex_date AND trading_action_rank(a.kind) = p_rank
-          AND (p_action IS NULL OR a.id = p_action)
+        WHERE a.id = p_action
           AND NOT trading_action_applied(p.account_id, a.instrument_id, a.kind, a.ex_date)
-          AND (p.quantity <> 0 OR trading_traded_since(p.account_id, p.instrument_id, x.ex_at))
+          AND trading_may_hold(p.account_id, p.instrument_id, p.quantity, x.ex_at)
+          AND trading_action_blocked(p.account_id, a.instrument_id, a.new_instrument_id, a.kind,
+                                     x.ex_at) IS NULL
     ),
     todo AS MATERIALIZED (
         SELECT c.account_id, c.instrument_id, c.id AS action_id, c.kind, c.ex_date, c.ex_at,
@@ -171,9 +242,6 @@ LANGUAGE sql SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' 
         CROSS JOIN LATERAL trading_position_at(c.account_id, c.instrument_id, c.ex_at,
                                                i.multiplier) s
         WHERE s.quantity <> 0
-          AND NOT trading_entry_after(c.account_id, c.instrument_id, c.ex_at)
-          AND (c.new_instrument_id IS NULL
-               OR NOT trading_entry_after(c.account_id, c.new_instrument_id, c.ex_at))
     ),
     held AS MATERIALIZED (
         SELECT t.account_id, t.instrument_id, t.action_id, t.ex_at, t.qty, t.avg_cost,
@@ -249,4 +317,5 @@ DROP FUNCTION IF EXISTS trading_apply_actions_of(date, integer);
 DROP FUNCTION IF EXISTS trading_traded_ex(bigint, bigint, date);
 
 REVOKE ALL ON FUNCTION trading_apply_actions(date),
-    trading_apply_action_set(date, integer, bigint) FROM PUBLIC;
+    trading_apply_one_action(bigint, bigint, bigint, timestamptz),
+    trading_apply_action_set(bigint) FROM PUBLIC;

@@ -9,11 +9,26 @@
 -- then replays what traded after): an execution booked after an entry is dated at or after
 -- its ex moment (execution_before_applied_action), so it comes after the entry either way.
 
+-- Where an execution stands in time: a correction where the execution it corrects (through
+-- any chain of corrections) stood, since it restates that trade; anything else at its own
+-- executed_at. A fill of before an ex moment corrected after it is a trade of before it.
+CREATE OR REPLACE FUNCTION trading_placed_at(p_execution bigint) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE chain AS (
+        SELECT x.supersedes_id, x.executed_at FROM trading_execution x WHERE x.id = p_execution
+        UNION ALL
+        SELECT o.supersedes_id, o.executed_at
+        FROM chain c JOIN trading_execution o ON o.id = c.supersedes_id
+    )
+    SELECT c.executed_at FROM chain c WHERE c.supersedes_id IS NULL
+$$;
+
 -- A position (account, instrument) replayed from nothing: its executions in force (not busted
 -- nor corrected, nor ``p_superseded``, the one a bust or correction being booked replaces)
 -- and its entries, in time order; only what lies before ``p_until`` when given (the entries of
--- that very moment included: an earlier action of the same ex-date). An entry's state after it
--- is taken as recorded: the state before it is what it was applied to.
+-- that very moment included: an earlier action of the same ex-date), a correction placed where
+-- the trade it corrects stood (trading_placed_at). An entry's state after it is taken as
+-- recorded: the state before it is what it was applied to.
 CREATE OR REPLACE FUNCTION trading_replay_through(
     p_account bigint, p_instrument bigint, p_superseded bigint, p_until timestamptz,
     p_multiplier numeric,
@@ -33,14 +48,16 @@ BEGIN
               AND (p_until IS NULL OR a.ex_at <= p_until)
         )
         SELECT false AS entry,
-               coalesce((SELECT max(n.ex_at) FROM entries n WHERE n.ex_at <= x.executed_at),
+               coalesce((SELECT max(n.ex_at) FROM entries n WHERE n.ex_at <= t.placed_at),
                         '-infinity') AS epoch,
                x.position_sequence AS seq, x.quantity, x.price,
                NULL::numeric AS average_cost, NULL::numeric AS realized
         FROM trading_execution x
+        CROSS JOIN LATERAL (SELECT CASE WHEN x.supersedes_id IS NULL THEN x.executed_at
+                                        ELSE trading_placed_at(x.id) END AS placed_at) t
         WHERE x.account_id = p_account AND x.instrument_id = p_instrument
           AND x.kind <> 'bust' AND x.id IS DISTINCT FROM p_superseded
-          AND (p_until IS NULL OR x.executed_at < p_until)
+          AND (p_until IS NULL OR t.placed_at < p_until)
           AND NOT EXISTS (SELECT 1 FROM trading_execution b WHERE b.supersedes_id = x.id)
         UNION ALL
         SELECT true, n.ex_at, n.seq, n.quantity_after, NULL, n.average_cost_after,

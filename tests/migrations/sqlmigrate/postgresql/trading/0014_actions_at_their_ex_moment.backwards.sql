@@ -4,6 +4,10 @@ BEGIN;
 --
 -- (no-op)
 --
+-- Create index execution_position_time_idx on field(s) account, instrument, executed_at of model execution
+--
+DROP INDEX IF EXISTS "execution_position_time_idx";
+--
 -- Raw SQL operation
 --
 -- The books follow corporate actions (marketdata/sql/actions/0012.sql): an entry per account,
@@ -371,10 +375,13 @@ BEGIN
     END IF;
 END $$;
 
-DROP FUNCTION IF EXISTS trading_apply_action_set(date, integer, bigint);
+DROP FUNCTION IF EXISTS trading_apply_one_action(bigint, bigint, bigint, timestamptz);
+DROP FUNCTION IF EXISTS trading_apply_action_set(bigint);
 DROP FUNCTION IF EXISTS trading_action_applied(bigint, bigint, text, date);
+DROP FUNCTION IF EXISTS trading_action_blocked(bigint, bigint, bigint, text, timestamptz);
+DROP FUNCTION IF EXISTS trading_may_hold(bigint, bigint, numeric, timestamptz);
 DROP FUNCTION IF EXISTS trading_position_at(bigint, bigint, timestamptz, numeric);
-DROP FUNCTION IF EXISTS trading_entry_after(bigint, bigint, timestamptz);
+DROP FUNCTION IF EXISTS trading_entry_after(bigint, bigint, timestamptz, integer);
 DROP FUNCTION IF EXISTS trading_traded_since(bigint, bigint, timestamptz);
 
 --
@@ -604,5 +611,6 @@ BEGIN
 END $$;
 
 DROP FUNCTION IF EXISTS trading_replay_through(bigint, bigint, bigint, timestamptz, numeric);
+DROP FUNCTION IF EXISTS trading_placed_at(bigint);
 
 COMMIT;

@@ -17,7 +17,8 @@ BEGIN;
 -- * marketdata_exchange_time_zone(instrument, on): the time zone of the exchange an instrument
 --   traded on on a date. The exchange is the security master's MIC for that date (the current
 --   version of marketdata_listing holding it) where one is stated, else the instrument's own
---   `exchange`: the listing is dated, so an instrument that moved to another exchange keeps the
+--   `exchange` (also where the listing's MIC is none the table knows, a segment's say): the
+--   listing is dated, so an instrument that moved to another exchange keeps the
 --   ex moments of its past actions, where the instrument's row holds today's exchange only
 --   (and is free text before the security master states a MIC). None (unknown or blank): UTC.
 --   Read as known now, not at a read's known_at: where the bars were traded is a fact, not a
@@ -119,16 +120,17 @@ INSERT INTO marketdata_exchange (mic, time_zone) VALUES
     ('XWBO', 'Europe/Vienna'),
     ('XZAG', 'Europe/Zagreb');
 
--- The time zone of the exchange p_instrument traded on on p_on (no row: none known).
+-- The time zone of the exchange p_instrument traded on on p_on (NULL: none known).
 CREATE OR REPLACE FUNCTION marketdata_exchange_time_zone(p_instrument bigint, p_on date)
 RETURNS TABLE (time_zone text)
 LANGUAGE sql STABLE AS $$
-    SELECT e.time_zone
+    SELECT coalesce(e.time_zone, f.time_zone)
     FROM marketdata_instrument i
     LEFT JOIN marketdata_listing l
       ON l.instrument_id = i.id AND l.known_until IS NULL AND l.mic <> ''
      AND daterange(l.valid_from, l.valid_until) @> p_on
-    JOIN marketdata_exchange e ON e.mic = coalesce(l.mic, i.exchange)
+    LEFT JOIN marketdata_exchange e ON e.mic = l.mic
+    LEFT JOIN marketdata_exchange f ON f.mic = i.exchange
     WHERE i.id = p_instrument
 $$;
 
@@ -166,13 +168,14 @@ LANGUAGE sql STABLE AS $$
         -- hash-joins the instruments, listings and exchanges once for all the actions (called
         -- per action, LATERAL, it nearly doubled reading every instrument's year).
         SELECT a.instrument_id, a.ex_date, a.kind, a.ratio, a.amount, a.cost_fraction,
-               marketdata_ex_moment_in(a.ex_date, z.time_zone) AS ex_at
+               marketdata_ex_moment_in(a.ex_date, coalesce(z.time_zone, y.time_zone)) AS ex_at
         FROM marketdata_actions_known_at(p_known_at) a
         JOIN marketdata_instrument i ON i.id = a.instrument_id
         LEFT JOIN marketdata_listing l
           ON l.instrument_id = a.instrument_id AND l.known_until IS NULL AND l.mic <> ''
          AND daterange(l.valid_from, l.valid_until) @> a.ex_date
-        LEFT JOIN marketdata_exchange z ON z.mic = coalesce(l.mic, i.exchange)
+        LEFT JOIN marketdata_exchange z ON z.mic = l.mic
+        LEFT JOIN marketdata_exchange y ON y.mic = i.exchange
         WHERE (a.kind IN ('split', 'stock_dividend')
                AND p_adjustment IN ('split', 'total_return')
                OR a.kind IN ('cash_dividend', 'spin_off') AND p_adjustment = 'total_return')
