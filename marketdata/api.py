@@ -67,6 +67,7 @@ from qvp_site.api import (
     schema_parameters,
     within,
 )
+from qvp_site.api.bulk import BulkFormats
 from qvp_site.api.permissions import WritesNeedModelPermission, model_permissions
 from qvp_site.db import aggregates
 from qvp_site.db.intervals import Interval, parse_interval
@@ -419,7 +420,7 @@ class BatchResultSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField()
 
 
-class BarViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Bars of one symbol in time order, their OHLCV in buckets, and batches written."""
 
     queryset = MinuteBar.objects.none()  # the table depends on ?timeframe=: get_queryset

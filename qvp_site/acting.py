@@ -28,6 +28,24 @@ from qvp_site.tokens import ApiTokenAuthentication
 SYSTEM_PREFIX = "system:"
 
 
+DECLARE_SQL = (
+    "SELECT set_config('qvp.user_id', %s, true), set_config('qvp.actor', %s, true),"
+    " set_config('statement_timeout', %s, true)"
+)
+
+
+def declaration(
+    user=None, *, actor: str | None = None, limit: str | None = None
+) -> tuple[str, list[str | None]]:
+    """The statement and parameters of ``declare``: for a connection Django does not hold
+    (the bulk reader's, ``qvp_site.api.bulk.reader``)."""
+    if user is not None and user.is_authenticated:
+        user_id, label = str(user.pk), user.get_username()
+    else:
+        user_id, label = "", f"{SYSTEM_PREFIX}{actor}" if actor else ""
+    return DECLARE_SQL, [user_id, label, time_limits.milliseconds(limit or time_limits.current())]
+
+
 def declare(
     user=None, *, actor: str | None = None, using: str = "default", limit: str | None = None
 ) -> None:
@@ -37,16 +55,8 @@ def declare(
     connection = connections[using]
     if not connection.in_atomic_block:
         raise RuntimeError("declare() outside a transaction would be forgotten at once")
-    if user is not None and user.is_authenticated:
-        user_id, label = str(user.pk), user.get_username()
-    else:
-        user_id, label = "", f"{SYSTEM_PREFIX}{actor}" if actor else ""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('qvp.user_id', %s, true), set_config('qvp.actor', %s, true),"
-            " set_config('statement_timeout', %s, true)",
-            [user_id, label, time_limits.milliseconds(limit or time_limits.current())],
-        )
+        cursor.execute(*declaration(user, actor=actor, limit=limit))
 
 
 def limit_transaction(using: str = "default") -> None:

@@ -301,6 +301,9 @@ CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 # Rows per page of API lists, and the most a client may ask for with ?page_size=.
 API_PAGE_SIZE = 500
 API_MAX_PAGE_SIZE = 5000
+# The longest range a list answers at once in a bulk format (Arrow, Parquet, CSV: no pages,
+# qvp_site/api/bulk/): a year of minute bars by default.
+QVP_API_BULK_MAX_RANGE = timedelta(days=env.int("QVP_API_BULK_MAX_DAYS", default=366))
 
 # The largest request body accepted (413 beyond), for the API's JSON as for forms: a batch of
 # a few thousand bars or signals fits well within the default.

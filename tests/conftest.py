@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
+from qvp_site.api.bulk import reader
 from qvp_site.db import engine, roles
 
 # Fixtures shared across the test packages (tests/fixtures/): plugins, so that no conftest
@@ -65,6 +66,14 @@ def _plain_static_files_and_a_fresh_cache(settings):
             "LOCATION": secrets.token_hex(8),
         }
     }
+
+
+@pytest.fixture(autouse=True)
+def _bulk_reads_closed():
+    """The bulk formats' reader keeps idle connections of its own: closed after each test,
+    before its tables are emptied or its database dropped."""
+    yield
+    reader.close_all()
 
 
 @pytest.fixture(autouse=True)
