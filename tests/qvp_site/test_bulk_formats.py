@@ -227,3 +227,9 @@ def test_numeric_and_vectors_keep_their_types(bars, sql, kind, expected):
         batch = reader.converted(batches.read_next_batch(), [column])
     assert batch.schema.field("v").type == arrow_type(field)
     assert batch.column(0).to_pylist() == [expected]
+
+
+def test_a_bulk_format_is_offered_on_lists_only(bars, user):
+    response = user.get("/api/v1/bars/revisions/", {**RANGE, "format": "csv"})
+    assert response.status_code == 406
+    assert response.json() == {"detail": "csv is offered on lists only"}

@@ -7,7 +7,8 @@ straight into Arrow (``reader``) and written batch by batch (``formats``). A bul
 bounded range instead of pages: ``start`` and ``end`` both given, at most
 ``QVP_API_BULK_MAX_RANGE`` apart (``bounded_range``), so that one request's cost is known
 ahead. Refusals (bad parameters, a range too long, no permission) are JSON, as ever; a format
-offered on anything but a list is 406.
+asked of anything but a list (or another action the viewset names in ``bulk_actions``, which
+then streams by ``bulk_plan_response`` itself) is 406.
 
 The columns are the JSON rows' (``columns``): the serializer's fields by their sources, or
 ``bulk_columns`` where a field is computed. The rows come oldest first (``bulk_ordering``).
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pyarrow as pa
 from adbc_driver_manager import DatabaseError as AdbcError
@@ -42,6 +43,7 @@ from qvp_site.acting import declaration
 from qvp_site.api.bulk import columns as plans
 from qvp_site.api.bulk import reader
 from qvp_site.api.bulk.formats import RENDERERS, BulkRenderer, Format
+from qvp_site.api.bulk.schema import BulkAutoSchema
 from qvp_site.api.queries import query_parameters
 from qvp_site.api.time_ranges import TimeRangeQuery
 
@@ -84,7 +86,10 @@ def bounded_range(request: Request) -> dict[str, datetime]:
 class BulkFormats(_ViewBase):
     """Mixin for a list's viewset (before its DRF bases): the bulk formats on its list."""
 
+    schema = BulkAutoSchema()
     bulk_ordering: tuple[str, ...] = ("ts", "pk")
+    # The actions that answer in the bulk formats: ``list`` here, others by their own code.
+    bulk_actions: ClassVar[frozenset[str]] = frozenset({"list"})
     bulk_columns: Mapping[str, plans.Column] = {}  # name -> path or expression
     renderer_classes: list[type[BaseRenderer]] = [
         *cast("list[type[BaseRenderer]]", api_settings.DEFAULT_RENDERER_CLASSES),
@@ -93,7 +98,10 @@ class BulkFormats(_ViewBase):
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         renderer, media_type = super().perform_content_negotiation(request, force)
-        if isinstance(renderer, BulkRenderer) and getattr(self, "action", None) != "list":
+        action = getattr(self, "action", None)
+        if isinstance(renderer, BulkRenderer) and action not in self.bulk_actions:
+            if force:  # choosing how to write a refusal: in JSON
+                return JSONRenderer(), JSONRenderer.media_type
             raise exceptions.NotAcceptable(f"{renderer.format} is offered on lists only")
         return renderer, media_type
 
