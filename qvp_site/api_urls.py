@@ -5,6 +5,8 @@ from rest_framework.routers import DefaultRouter
 from marketdata import api as marketdata
 from marketdata import api_actions as actions
 from marketdata import api_listings as listings
+from marketdata import api_options as options
+from qvp_site import api_audit as audit
 from risk import api as risk
 from signals import api as signals
 from trading import api as trading
@@ -15,6 +17,7 @@ router.register("instruments", marketdata.InstrumentViewSet)
 router.register("bars", marketdata.BarViewSet, basename="bar")
 router.register("ticks", marketdata.TickViewSet, basename="tick")
 router.register("prices", marketdata.PriceViewSet, basename="price")
+router.register("options/quotes", options.OptionQuoteViewSet, basename="optionquote")
 router.register(
     r"instruments/(?P<instrument_id>[0-9]+)/listings",
     listings.InstrumentListingViewSet,
@@ -47,5 +50,6 @@ router.register("risk/exposures", risk.ExposureViewSet, basename="factorexposure
 router.register("vectors/features", vectors.FeatureViewSet, basename="vectorfeature")
 router.register("vectors/regimes", vectors.RegimeViewSet, basename="vectorregime")
 router.register("vectors/strategies", vectors.StrategyViewSet, basename="vectorstrategy")
+router.register("audit", audit.AuditViewSet, basename="auditentry")
 
 urlpatterns = router.urls

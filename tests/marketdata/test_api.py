@@ -105,6 +105,7 @@ ENDPOINTS = [
     "/api/v1/bars/?symbol=AAPL",
     f"/api/v1/bars/buckets/?symbol=AAPL&width=1h&start={iso(START)}&end={iso(START + H)}",
     "/api/v1/ticks/?symbol=AAPL",
+    "/api/v1/options/quotes/?symbol=AAPL",
     "/api/v1/prices/latest/?symbols=AAPL",
     "/api/schema/",
     "/api/docs/",

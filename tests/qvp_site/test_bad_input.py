@@ -219,6 +219,7 @@ RANGE = {"symbol": "AAPL", "start": "2024-05-01T00:00:00Z", "end": "2024-06-01T0
 REQUIRED = {
     "/api/v1/bars/": {"symbol": "AAPL"},
     "/api/v1/ticks/": {"symbol": "AAPL"},
+    "/api/v1/options/quotes/": {"symbol": "AAPL"},
     "/api/v1/bars/revisions/": RANGE,
     "/api/v1/ticks/revisions/": RANGE,
 }

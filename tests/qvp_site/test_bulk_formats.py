@@ -233,3 +233,11 @@ def test_a_bulk_format_is_offered_on_lists_only(bars, user):
     response = user.get("/api/v1/bars/revisions/", {**RANGE, "format": "csv"})
     assert response.status_code == 406
     assert response.json() == {"detail": "csv is offered on lists only"}
+
+
+def test_a_list_of_no_rows_at_all_reads_as_empty(bars):
+    from qvp_site.api.bulk.columns import plan
+
+    read = plan(MinuteBar.objects.none(), {"ts": "ts", "close": "close"}, csv=False)
+    with reader.reading(read.alias, [], read.sql) as batches:
+        assert batches.read_all().num_rows == 0

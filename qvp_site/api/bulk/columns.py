@@ -5,9 +5,10 @@ has them) narrowed to the columns of the JSON rows: ``values()`` of each column'
 expression under a neutral alias (``c0``, ``c1``…: a column's name may be a model field's, which
 ``values()`` would refuse as an alias), compiled by Django and wrapped in a select that names
 the columns and casts what Arrow reads better as text (JSON, UUIDs; in CSV, vectors and
-arrays). Each column's Arrow type follows from its Django field, so that an empty answer has
-the same schema as a full one: NUMERIC(p, s) is ``decimal128(p, s)``, a vector
-``fixed_size_list<float32>[dim]``, a time ``timestamp[us, UTC]``, a duration ``duration[us]``.
+arrays, the latter as JSON). Each column's Arrow type follows from its Django field, so that
+an empty answer has the same schema as a full one: NUMERIC(p, s) is ``decimal128(p, s)``, a
+vector ``fixed_size_list<float32>[dim]``, a time ``timestamp[us, UTC]``, a duration
+``duration[us]`` (in CSV, its count of microseconds).
 
 The statement is composed with its parameters as literals (``compose_sql``, psycopg's own
 quoting on Django's connection): COPY, which the reader streams with, takes no parameters.
@@ -100,7 +101,9 @@ def plan(queryset: QuerySet[Any], columns: Mapping[str, Column], *, csv: bool) -
     selected = queryset.values(
         **{alias: _expression(columns[name]) for alias, name in aliases.items()}
     )
-    inner, params = selected.query.get_compiler(using=selected.db).as_sql()
+    # An empty queryset (.none()) compiles to a query of no rows, not EmptyResultSet.
+    compiler = selected.query.get_compiler(using=selected.db, elide_empty=False)
+    inner, params = compiler.as_sql()
     fields = {
         alias: (name, selected.query.annotations[alias].output_field)
         for alias, name in aliases.items()
@@ -141,7 +144,9 @@ def _expression(column: Column) -> Combinable:
 
 def _select(alias: str, field: models.Field[Any, Any], name: str, as_text: bool) -> str:
     value = f"q.{ident(alias)}"
-    if as_text:
+    if as_text and isinstance(field, ArrayField):
+        value = f"to_jsonb({value})::text"  # ["a","b"], as JSON and as vectors are written
+    elif as_text:
         value = f"{value}::text"
     elif isinstance(field, models.DurationField):
         # Microseconds: the driver reads an interval as months, days and nanoseconds, which

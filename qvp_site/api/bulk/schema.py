@@ -15,6 +15,22 @@ FILE = {"schema": {"type": "string", "format": "binary"}}
 
 
 class BulkAutoSchema(AutoSchema):
+    def _get_format_parameters(self) -> list[dict[str, Any]]:
+        """``?format=`` on the list only: elsewhere a bulk format is refused (406)."""
+        if not self._streams():
+            return []
+        parameters: list[dict[str, Any]] = super()._get_format_parameters()
+        for parameter in parameters:
+            parameter["description"] = (
+                "json (pages), or every row of the range from start to end (both required,"
+                " at most QVP_API_BULK_MAX_DAYS apart) as an Arrow IPC stream, a Parquet"
+                " file or CSV; also chosen by Accept"
+            )
+        return parameters
+
+    def _streams(self) -> bool:
+        return getattr(self.view, "action", None) == "list"
+
     def _get_response_for_code(
         self,
         serializer: Any,
@@ -28,7 +44,7 @@ class BulkAutoSchema(AutoSchema):
         content = response.get("content")
         if not content:
             return response
-        streams = getattr(self.view, "action", None) == "list" and status_code.startswith("2")
+        streams = self._streams() and status_code.startswith("2")
         for media_type in BULK_MEDIA_TYPES & set(content):
             if streams:
                 content[media_type] = dict(FILE)

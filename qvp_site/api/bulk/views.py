@@ -34,6 +34,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from rest_framework import exceptions, serializers
+from rest_framework.relations import PrimaryKeyRelatedField, RelatedField
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -137,19 +138,15 @@ class BulkFormats(_ViewBase):
         return streamed(fmt, plan, preamble, self.bulk_filename(fmt, bounds))
 
     def get_bulk_columns(self) -> dict[str, plans.Column]:
-        """The JSON rows' columns: each serializer field by its source, unless
+        """The JSON rows' columns: each readable serializer field by its source, unless
         ``bulk_columns`` names it."""
         fields = self.get_serializer().fields  # type: ignore[attr-defined]
         columns: dict[str, plans.Column] = {}
         for name, field in fields.items():
             if name in self.bulk_columns:
                 columns[name] = self.bulk_columns[name]
-            elif field.source == "*" or isinstance(field, serializers.SerializerMethodField):
-                raise NotImplementedError(
-                    f"{type(self).__name__}: bulk_columns must say what {name} is"
-                )
-            else:
-                columns[name] = _path(field)
+            elif not field.write_only:
+                columns[name] = _path(type(self).__name__, name, field)
         return columns
 
     def bulk_filename(self, fmt: Format, bounds: Mapping[str, Any]) -> str:
@@ -158,9 +155,19 @@ class BulkFormats(_ViewBase):
         return f"{base}-{stamp}.{fmt.extension}"
 
 
-def _path(field: serializers.Field[Any, Any, Any, Any]) -> str:
-    """The values() path of a serializer field's source (a related field's is its key)."""
-    return str(field.source).replace(".", "__")
+def _path(view: str, name: str, field: serializers.Field[Any, Any, Any, Any]) -> str:
+    """The values() path of a serializer field's source: a key's own for a related field
+    written as its key, the named field's for one written by a slug; a field computed in
+    Python has none (the view's ``bulk_columns`` must say what it is)."""
+    path = str(field.source).replace(".", "__")
+    if isinstance(field, serializers.SlugRelatedField):
+        return f"{path}__{field.slug_field}"
+    computed = field.source == "*" or isinstance(field, serializers.SerializerMethodField)
+    if computed or (
+        isinstance(field, RelatedField) and not isinstance(field, PrimaryKeyRelatedField)
+    ):
+        raise NotImplementedError(f"{view}: bulk_columns must say what {name} is")
+    return path
 
 
 def acting_preamble(request: Request, alias: str) -> list[str]:
