@@ -8,6 +8,11 @@ every unknown agent and symbol, whatever the batch's size), refused with the ind
 each bad item, and written by one INSERT from arrays: nothing is written from a bad batch. News
 goes through the load of ``ingest_news``, from memory. Agents and instruments are named (agent
 name, symbol) in writes and answers.
+
+The lists of signals, fused signals, news and sentiment answer in Arrow, Parquet and CSV as
+well (``qvp_site.api.bulk``: a bounded time range, oldest first). No account owns these rows
+and no row-level security narrows them: every logged-in user reads all of them, in bulk as in
+JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from qvp_site.api import (
     schema_parameters,
     within,
 )
+from qvp_site.api.bulk import BulkFormats
+from qvp_site.api.bulk.columns import Column
 from qvp_site.api.permissions import ACTIONS, model_permissions
 from qvp_site.db import partitions
 from qvp_site.loading.refusals import IngestRefused
@@ -284,12 +291,23 @@ class BatchAnswer(serializers.Serializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(SignalQuery)))
-class SignalViewSet(SignalsListViewSet):
-    """Signals, newest first, filtered by agent, symbols and time; create one or a batch."""
+class SignalViewSet(BulkFormats, SignalsListViewSet):
+    """Signals, newest first, filtered by agent, symbols and time; create one or a batch.
+
+    In the bulk formats: the JSON rows' columns, ``horizon`` a duration (microseconds),
+    ``explanation`` its JSON text."""
 
     queryset = Signal.objects.select_related("agent", "instrument")
     serializer_class = SignalSerializer
     query_class = SignalQuery
+    # Written by name (to_representation), not as the keys the fields' sources are.
+    bulk_columns = {"agent": "agent__name", "symbol": "instrument__symbol"}
+
+    def get_bulk_columns(self) -> dict[str, Column]:
+        """The columns in the JSON rows' order: the agent and symbol first, as
+        ``SignalSerializer.to_representation`` puts them."""
+        columns = super().get_bulk_columns()
+        return {name: columns.pop(name) for name in ("agent", "symbol")} | columns
 
     def filtered(self, rows, query: dict):
         if "agent" in query:
@@ -346,12 +364,14 @@ class FuseRequest(ResolvesSymbols):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(FusedQuery)))
-class FusedSignalViewSet(SignalsListViewSet):
-    """Fused signals, newest first; POST fuses the running signals now (or as of a time)."""
+class FusedSignalViewSet(BulkFormats, SignalsListViewSet):
+    """Fused signals, newest first; POST fuses the running signals now (or as of a time).
+    In the bulk formats, ``inputs`` is its JSON text."""
 
     queryset = FusedSignal.objects.select_related("instrument")
     serializer_class = FusedSignalSerializer
     query_class = FusedQuery
+    bulk_columns = {"symbol": "instrument__symbol"}  # the slug, not the key "instrument" is
 
     def filtered(self, rows, query: dict):
         if "method" in query:
@@ -418,9 +438,10 @@ class NewsQuery(TimeRangeQuery):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(NewsQuery)))
-class NewsViewSet(SignalsListViewSet):
+class NewsViewSet(BulkFormats, SignalsListViewSet):
     """News, newest first, by symbol, source and time; POST one article or a batch, checked
-    and written by the same load as ``ingest_news``."""
+    and written by the same load as ``ingest_news``. In the bulk formats, ``symbols`` is a
+    list of texts (in CSV, PostgreSQL's text of the array)."""
 
     queryset = NewsArticle.objects.all()
     serializer_class = NewsArticleSerializer
@@ -464,12 +485,13 @@ class SentimentQuery(ResolvesSymbols, TimeRangeQuery):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(SentimentQuery)))
-class SocialSentimentViewSet(SignalsListViewSet):
+class SocialSentimentViewSet(BulkFormats, SignalsListViewSet):
     """Social sentiment per instrument and platform, newest first."""
 
     queryset = SocialSentiment.objects.select_related("instrument")
     serializer_class = SocialSentimentSerializer
     query_class = SentimentQuery
+    bulk_columns = {"symbol": "instrument__symbol"}  # the slug, not the key "instrument" is
 
     def filtered(self, rows, query: dict):
         if "platform" in query:

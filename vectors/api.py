@@ -12,22 +12,55 @@ carry). A zero vector has no direction, so its cosine distance to anything is un
 a stored one); L2 and inner product are defined for it and answer. A stored row at no
 defined distance (a zero vector, by cosine) is no neighbour: searches leave it out
 (``vectors.search``), so no answer holds NaN.
+
+The feature embeddings are a list too (``GET vectors/features/``), in JSON pages and in the
+bulk formats (``qvp_site.api.bulk``: Arrow, Parquet, CSV), with or without their vectors
+(``vectors=false``): a vector is a ``fixed_size_list<float32>[128]`` in Arrow and Parquet,
+its text ``[x,y,...]`` in CSV.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 import numpy as np
+from django.db.models import CharField, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from marketdata.fields import ResolvesSymbols, SymbolField, SymbolListField, asked_symbol
-from qvp_site.api import TimeField, id_field, query_parameters, schema_parameters
+from qvp_site.api import (
+    NewestFirstPagination,
+    TimeField,
+    TimeRangeQuery,
+    id_field,
+    query_parameters,
+    schema_parameters,
+    within,
+)
+from qvp_site.api.bulk import BulkFormats
 from vectors import patterns, search
 from vectors.embeddings import FEATURES
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
+
+
+def feature_set_named(value: str) -> FeatureSet:
+    """The feature set ``value`` names: ``name`` (its newest version) or ``name:version``."""
+    name, _, version = value.partition(":")
+    sets = FeatureSet.objects.filter(name=name, kind=FeatureSet.Kind.FEATURES)
+    if version:
+        if not version.isdigit():
+            raise serializers.ValidationError("version must be a whole number")
+        sets = sets.filter(version=int(version))
+    found = sets.order_by("-version").first()
+    if found is None:
+        raise serializers.ValidationError(f"no feature set {value!r}")
+    return found
 
 
 class FeatureSearchSerializer(ResolvesSymbols):
@@ -54,16 +87,7 @@ class FeatureSearchSerializer(ResolvesSymbols):
         return float4_vector(value)
 
     def validate_feature_set(self, value: str) -> FeatureSet:
-        name, _, version = value.partition(":")
-        sets = FeatureSet.objects.filter(name=name, kind=FeatureSet.Kind.FEATURES)
-        if version:
-            if not version.isdigit():
-                raise serializers.ValidationError("version must be a whole number")
-            sets = sets.filter(version=int(version))
-        found = sets.order_by("-version").first()
-        if found is None:
-            raise serializers.ValidationError(f"no feature set {value!r}")
-        return found
+        return feature_set_named(value)
 
     def validate(self, attrs: dict) -> dict:
         # The request's own terms first: a range that ends before it starts is refused
@@ -132,8 +156,100 @@ class FeatureSearchResultSerializer(serializers.Serializer):
     neighbours = NeighbourSerializer(many=True)
 
 
-class FeatureViewSet(viewsets.ViewSet):
-    """Search the feature embeddings."""
+# A row's feature set as the query names it ("bars-1m:1"), computed by the database for
+# the JSON pages and the bulk formats alike.
+FEATURE_SET_NAME = Concat(
+    "feature_set__name",
+    Value(":"),
+    Cast("feature_set__version", CharField()),
+    output_field=CharField(),
+)
+
+
+class FeatureListQuery(ResolvesSymbols, TimeRangeQuery):
+    symbols = SymbolListField(required=False, help_text="only these instruments, comma-separated")
+    feature_set = serializers.CharField(
+        required=False,
+        help_text=f"name or name:version (default {FEATURES.name} v{FEATURES.version})",
+    )
+    vectors = serializers.BooleanField(
+        default=True,
+        help_text="false leaves the embedding column out: ids, symbols, sets and times only",
+    )
+
+    def validate_feature_set(self, value: str) -> FeatureSet:
+        return feature_set_named(value)
+
+
+class FeatureRowSerializer(serializers.ModelSerializer):
+    """A feature embedding without its vector (``vectors=false``)."""
+
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    feature_set = serializers.CharField(
+        source="feature_set_name", read_only=True, help_text="name:version"
+    )
+    ts = TimeField(read_only=True, help_text="when the window's last bar closed")
+
+    class Meta:
+        model = FeatureEmbedding
+        fields = ["id", "symbol", "feature_set", "ts"]
+
+
+class FeatureEmbeddingSerializer(FeatureRowSerializer):
+    embedding = serializers.ListField(
+        child=serializers.FloatField(),
+        read_only=True,
+        help_text=f"the {FEATURE_DIMENSIONS} standardised features (4-byte floats)",
+    )
+
+    class Meta(FeatureRowSerializer.Meta):
+        fields = [*FeatureRowSerializer.Meta.fields, "embedding"]
+
+
+class FeatureViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The feature embeddings, newest first (or in a bulk format, oldest first), and their
+    search. Market data's: every logged-in user reads all of them."""
+
+    queryset = FeatureEmbedding.objects.all()
+    serializer_class = FeatureEmbeddingSerializer
+    pagination_class = NewestFirstPagination
+
+    @cached_property
+    def listed(self) -> dict[str, Any]:
+        """The list's query, validated once (the rows and the columns both depend on it)."""
+        return query_parameters(FeatureListQuery, self.request)
+
+    def get_queryset(self) -> QuerySet[FeatureEmbedding]:
+        rows = FeatureEmbedding.objects.select_related("instrument").annotate(
+            feature_set_name=FEATURE_SET_NAME
+        )
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return rows
+        query = self.listed
+        # None when no set is built yet: "feature_set_id IS NULL" matches no row (the key is
+        # NOT NULL). Not .none(): the bulk read's plan cannot compile it (EmptyResultSet).
+        feature_set = query.get("feature_set") or FEATURES.stored()
+        rows = rows.filter(feature_set=feature_set)
+        if "symbols" in query:
+            rows = rows.filter(instrument__in=query["symbols"])
+        return within(rows, query)
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        """Without the vector column when the list is asked ``vectors=false`` (the JSON rows
+        and the bulk formats' columns alike: both are this serializer's fields)."""
+        schema = getattr(self, "swagger_fake_view", False)
+        if self.action == "list" and not schema and not self.listed["vectors"]:
+            return FeatureRowSerializer
+        return FeatureEmbeddingSerializer
+
+    @extend_schema(
+        parameters=schema_parameters(FeatureListQuery),
+        responses=FeatureEmbeddingSerializer(many=True),
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        """The embeddings of a feature set, by symbols and time; with ``vectors=false``,
+        without their vectors."""
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=FeatureSearchSerializer, responses=FeatureSearchResultSerializer)
     @action(detail=False, methods=["post"])
