@@ -26,14 +26,21 @@ Bars, buckets and latest prices take ``adjustment``: ``raw`` (the default) as tr
 ``split`` or ``total_return`` back-adjusted to the latest price by the corporate actions known
 at ``known_at`` (``BarQuerySet.adjusted``, marketdata/sql/actions/0012.sql). An adjusted
 bucket is computed from the adjusted bars, never from an aggregate (``marketdata.buckets``).
+
+Bars, ticks and buckets answer in the bulk formats too (Arrow, Parquet, CSV:
+``qvp_site.api.bulk``) with the JSON's rows, their parameters included: bars and ticks as
+their lists, the buckets as their rows alone (bucket, open, high, low, close, volume,
+bar_count), read by the same SELECT as the JSON's (``marketdata.buckets.statement``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection, transaction
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, viewsets
@@ -42,7 +49,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from marketdata.batches import KINDS, write_batch
-from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, bucketed
+from marketdata.buckets import FIELDS as BUCKET_FIELDS
+from marketdata.buckets import TIMEFRAMES, BucketRequest, bucket_count, fetch, statement
 from marketdata.fields import ResolvesSymbols, SymbolField, SymbolListField, asked_symbol
 from marketdata.ingest.instruments import SymbolRefused
 from marketdata.models import (
@@ -68,6 +76,9 @@ from qvp_site.api import (
     within,
 )
 from qvp_site.api.bulk import BulkFormats
+from qvp_site.api.bulk import columns as bulk_columns
+from qvp_site.api.bulk.formats import BulkRenderer, Format
+from qvp_site.api.bulk.views import bounded_range
 from qvp_site.api.permissions import WritesNeedModelPermission, model_permissions
 from qvp_site.db import aggregates
 from qvp_site.db.intervals import Interval, parse_interval
@@ -427,6 +438,7 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = BarSerializer
     pagination_class = TimeCursorPagination
     permission_classes = WRITERS
+    bulk_actions = frozenset({"list", "buckets"})  # buckets streams by its own code
 
     def write_permissions(self, request: Request) -> set[str]:
         """A batch is upserted into the table of its timeframe (add, and change: it overwrites
@@ -479,14 +491,17 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(parameters=schema_parameters(BucketQuery), responses=BucketsSerializer)
     @action(detail=False, pagination_class=None)
-    def buckets(self, request: Request) -> Response:
+    def buckets(self, request: Request) -> Response | StreamingHttpResponse:
         """OHLCV in buckets of a width over [start, end), from the hourly or daily aggregate
         where it serves the request, else from the bars; with known_at, from the bars as
         known then (the aggregates hold the present); adjusted (split, total_return), from
-        the adjusted bars, so that a bucket spanning an ex-date is the adjusted bars' OHLCV."""
+        the adjusted bars, so that a bucket spanning an ex-date is the adjusted bars' OHLCV.
+        In a bulk format, the buckets' rows alone (the source is not said)."""
+        fmt = _bulk_format(request)
+        bounds = bounded_range(request) if fmt is not None else None
         query = query_parameters(BucketQuery, request)
         instrument = query["symbol"]
-        found = bucketed(
+        found = statement(
             BucketRequest(
                 instrument.id,
                 query["width"],
@@ -498,6 +513,13 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
             ),
             fill=query["gapfill"],
         )
+        if fmt is not None and bounds is not None:
+            # Run where the JSON's runs (``marketdata.buckets.fetch``: Django's connection).
+            fields = {name: (name, field) for name, field in BUCKET_FIELDS.items()}
+            plan = bulk_columns.wrapped(
+                connection.alias, found.sql, found.params, fields, csv=fmt.name == "csv"
+            )
+            return self.bulk_plan_response(request, fmt, plan, bounds)
         # The rows are plain dicts of JSON-ready values, written as they are: DRF's field by
         # field serialization of a year of hourly buckets takes longer than the query.
         # BucketsSerializer describes them in the schema.
@@ -509,9 +531,14 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
                 "end": query["end"],
                 "source": found.source,
                 "adjustment": query["adjustment"],
-                "buckets": found.rows,
+                "buckets": fetch(found.sql, found.params),
             }
         )
+
+    def bulk_filename(self, fmt: Format, bounds: Mapping[str, Any]) -> str:
+        """The buckets' file is named apart from the bars' of the same range."""
+        name = super().bulk_filename(fmt, bounds)
+        return f"buckets-{name}" if self.action == "buckets" else name
 
     @extend_schema(
         parameters=schema_parameters(BarRangeQuery), responses=BarRevisionSerializer(many=True)
@@ -563,13 +590,14 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
         )
 
 
-class TickViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class TickViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Trade and quote ticks of one symbol in time order."""
 
     queryset = Tick.objects.none()
     serializer_class = TickSerializer
     pagination_class = TickCursorPagination
     permission_classes = WRITERS
+    bulk_ordering = ("ts", "sequence")  # as the JSON's cursor pages
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -623,6 +651,12 @@ class PriceViewSet(viewsets.ViewSet):
         if adjustment != "raw":
             answer["adjustment"] = adjustment
         return Response(LatestPricesSerializer(answer).data)
+
+
+def _bulk_format(request: Request) -> Format | None:
+    """The bulk format content negotiation chose for ``request``; None for JSON."""
+    renderer = getattr(request, "accepted_renderer", None)
+    return renderer.bulk if isinstance(renderer, BulkRenderer) else None
 
 
 def _paged(view: viewsets.GenericViewSet, rows) -> Response:

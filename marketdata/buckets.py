@@ -30,6 +30,10 @@ from the adjusted bars (``BarQuerySet.adjusted``), never from an aggregate: the 
 prices as traded, and a bucket spanning an ex-date is not its aggregate times a factor (the
 bars before the ex-date take one factor, those on and after it another; its open is the first
 adjusted bar's, its high the highest adjusted bar's, wherever it lies).
+
+Each read is one SELECT (``statement``: its SQL, parameters and source), which ``bucketed``
+runs for the API's JSON and the bulk formats stream (``marketdata.api``), so that both give the
+same rows: ``bucket`` and ``COLUMNS`` in time order, of the Django fields ``FIELDS``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from django.db import connection
+from django.db import connection, models
 
 # Django 5.1+; django-stubs does not list it yet.
 from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
@@ -47,7 +51,7 @@ from psycopg import pq
 
 from marketdata.models import DailyBar, MinuteBar
 from qvp_site.db import engine
-from qvp_site.db.buckets import bucket_sql, edge_sql, gapfill, gapfill_sql
+from qvp_site.db.buckets import bucket_sql, bucket_starts, edge_sql
 from qvp_site.db.intervals import Interval, parse_interval
 from qvp_site.db.quoting import ident
 
@@ -58,6 +62,13 @@ AGGREGATES = (
     ("marketdata_minutebar_1h", parse_interval("1 hour")),
 )
 COLUMNS = ("open", "high", "low", "close", "volume", "bar_count")
+# The Django field of each column a statement gives (the bulk formats type their columns by
+# them): NULL prices and volume in an empty bucket, whose bar_count is 0.
+FIELDS: dict[str, models.Field[Any, Any]] = {
+    "bucket": models.DateTimeField(),
+    **{name: models.FloatField(null=True) for name in COLUMNS[:-1]},
+    "bar_count": models.BigIntegerField(),
+}
 TIMEFRAMES = {"1m": MinuteBar, "1d": DailyBar}
 Source = Literal["auto", "bars", "aggregate"]
 
@@ -81,6 +92,16 @@ class Buckets:
     source: str  # the table the rows came from: a bar table or an aggregate
 
 
+@dataclass(frozen=True)
+class Statement:
+    """The SELECT of a request's buckets: ``sql`` with its ``params`` (``%s`` placeholders),
+    giving ``bucket`` and ``COLUMNS`` in time order, and the table it reads (``source``)."""
+
+    sql: str
+    params: list[Any]
+    source: str
+
+
 def bucket_count(width: Interval, start: datetime, end: datetime) -> int:
     """How many buckets of ``width`` [start, end) touches."""
     first, last = width.floor(start), width.floor(end - timedelta(microseconds=1))
@@ -93,12 +114,20 @@ def bucketed(request: BucketRequest, *, fill: bool = False, source: Source = "au
     """The buckets of ``request`` in time order; ``fill`` adds an empty row (NULL prices,
     no bars) for each bucket without bars. ``source`` "bars" or "aggregate" forces one
     (the latter only where it serves the request: see the module's docstring)."""
+    found = statement(request, fill=fill, source=source)
+    return Buckets(fetch(found.sql, found.params), found.source)
+
+
+def statement(request: BucketRequest, *, fill: bool = False, source: Source = "auto") -> Statement:
+    """The SELECT ``bucketed`` runs (the source chosen as it says), unrun: the bulk formats
+    stream it on a connection of their own. Choosing an aggregate may probe the bars
+    (``covers``) on Django's connection."""
     name = serving_aggregate(request) if source != "bars" else None
     if source == "aggregate" and name is None:
         raise ValueError(f"no aggregate serves {request}")
     if name is not None and (source == "aggregate" or covers(name, request)):
-        return Buckets(from_aggregate(name, request, fill), name)
-    return Buckets(from_bars(request, fill), bars_source(request))
+        return Statement(*aggregate_statement(name, request, fill), name)
+    return Statement(*bars_statement(request, fill), bars_source(request))
 
 
 def bars_source(request: BucketRequest) -> str:
@@ -167,6 +196,11 @@ def _bars_exist(cursor, instrument_id: int, lower: datetime, upper: datetime) ->
 def from_bars(request: BucketRequest, fill: bool = False) -> list[dict]:
     """The buckets computed from the bars (as known at ``request.known_at``, adjusted as
     ``request.adjustment`` says), through ``BarQuerySet.bucketed``."""
+    return fetch(*bars_statement(request, fill))
+
+
+def bars_statement(request: BucketRequest, fill: bool = False) -> tuple[str, list[Any]]:
+    """``from_bars``'s SELECT and its parameters."""
     model = TIMEFRAMES[request.timeframe]
     queryset = (
         model.objects.known_at(request.known_at)
@@ -175,22 +209,44 @@ def from_bars(request: BucketRequest, fill: bool = False) -> list[dict]:
         .between(request.start, request.end)
         .bucketed(request.width)
         .annotate(bar_count=Count("*"))
+        .order_by()  # ordered by the SELECT around it
     )
+    inner, params = queryset.query.sql_with_params()
     if fill:
-        # The last bucket is that of the last instant before ``end``: the range is half-open.
-        last = request.end - timedelta(microseconds=1)
-        return [_row(r) for r in gapfill(queryset, request.width, request.start, last)]
-    return [_row(r) for r in fetch(*queryset.query.sql_with_params())]
+        return _filled(inner, list(params), request)
+    selected = ", ".join(f"q.{name}" for name in ("bucket", *COLUMNS))
+    # The bucket and its columns only: the grouping also selects the instrument.
+    return f"SELECT {selected} FROM ({inner}) AS q ORDER BY q.bucket", list(params)
 
 
 def from_aggregate(name: str, request: BucketRequest, fill: bool = False) -> list[dict]:
     """The buckets computed from aggregate ``name``, re-bucketed where wider than it."""
+    return fetch(*aggregate_statement(name, request, fill))
+
+
+def aggregate_statement(
+    name: str, request: BucketRequest, fill: bool = False
+) -> tuple[str, list[Any]]:
+    """``from_aggregate``'s SELECT and its parameters."""
     sql = aggregate_sql(name, request.width)
-    params = [request.instrument_id, request.start, request.end]
-    if not fill:
-        return fetch(sql, params)
+    params: list[Any] = [request.instrument_id, request.start, request.end]
+    return _filled(sql, params, request) if fill else (sql, params)
+
+
+def _filled(inner: str, params: list[Any], request: BucketRequest) -> tuple[str, list[Any]]:
+    """The rows of ``inner`` (a SELECT with a ``bucket`` column and ``COLUMNS``) with an empty
+    row (NULL prices, no bars) for each bucket of the request's range it lacks, in time order
+    (``qvp_site.db.buckets.gapfill_sql``'s join, as one statement that is not yet run)."""
+    # The last bucket is that of the last instant before ``end``: the range is half-open.
     last = request.end - timedelta(microseconds=1)
-    return [_row(r) for r in gapfill_sql(sql, params, request.width, request.start, last)]
+    starts = bucket_starts(request.width, request.start, last)
+    prices = ", ".join(f"q.{name}" for name in COLUMNS[:-1])
+    sql = (
+        f"SELECT s.b AS bucket, {prices}, coalesce(q.bar_count, 0)::bigint AS bar_count"
+        f" FROM unnest(%s::timestamptz[]) AS s(b) LEFT JOIN ({inner}) AS q ON q.bucket = s.b"
+        " ORDER BY s.b"
+    )
+    return sql, [starts, *params]
 
 
 def aggregate_sql(name: str, width: Interval) -> str:
@@ -228,10 +284,3 @@ def fetch(sql: str, params) -> list[dict]:
         cursor.execute(sql, params)
         names = [column.name for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _row(row: dict) -> dict:
-    """A bucket row with the columns of both sources; an empty bucket counts no bars."""
-    out = {"bucket": row["bucket"], **{c: row.get(c) for c in COLUMNS}}
-    out["bar_count"] = out["bar_count"] or 0
-    return out

@@ -1,4 +1,5 @@
-"""The bulk formats in the OpenAPI schema: a list's 200 answer in each format is a file
+"""The bulk formats in the OpenAPI schema: a list's (or another of the view's
+``bulk_actions``') 200 answer in each format is a file
 (``type: string, format: binary``), never the JSON page's schema; other operations and
 refusals offer JSON only, as they answer."""
 
@@ -16,7 +17,8 @@ FILE = {"schema": {"type": "string", "format": "binary"}}
 
 class BulkAutoSchema(AutoSchema):
     def _get_format_parameters(self) -> list[dict[str, Any]]:
-        """``?format=`` on the list only: elsewhere a bulk format is refused (406)."""
+        """``?format=`` on the list (and the view's other ``bulk_actions``) only: elsewhere a
+        bulk format is refused (406)."""
         if not self._streams():
             return []
         parameters: list[dict[str, Any]] = super()._get_format_parameters()
@@ -29,7 +31,8 @@ class BulkAutoSchema(AutoSchema):
         return parameters
 
     def _streams(self) -> bool:
-        return getattr(self.view, "action", None) == "list"
+        actions = getattr(self.view, "bulk_actions", frozenset({"list"}))
+        return getattr(self.view, "action", None) in actions
 
     def _get_response_for_code(
         self,
