@@ -4,7 +4,7 @@ resolve), volatility estimates, factor exposures.
 Scoped by account as trading's API (``trading.api.scoping``): lists hold the accounts the user
 may see, changes need an account the user may trade (never an auditor's), and row-level
 security applies the same rule again. Bad input is a 400 naming the field; the shared kit is
-``qvp_site.api``.
+``qvp_site.api``. The metrics' list answers in the bulk formats too (``qvp_site.api.bulk``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from qvp_site.api import (
     schema_parameters,
     time_lookups,
 )
+from qvp_site.api.bulk import BulkFormats
 from risk import var
 from risk.alerts import AlertStateError, acknowledge, resolve
 from risk.estimators import ESTIMATORS
@@ -67,8 +68,10 @@ class MetricSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(MetricQuery)))
-class MetricViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """Risk metrics of your accounts over time, newest first (read-only; compute_risk writes)."""
+class MetricViewSet(BulkFormats, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Risk metrics of your accounts over time, newest first (read-only; compute_risk writes);
+    every metric of a bounded range of ts, oldest first (ts, pk: the mixin's default), in Arrow,
+    Parquet or CSV."""
 
     queryset = RiskMetric.objects.all()
     serializer_class = MetricSerializer

@@ -42,7 +42,7 @@ def as_json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")
     return value
 
 

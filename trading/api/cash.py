@@ -1,6 +1,9 @@
 """``/api/v1/cash/``: the cash ledger of the user's accounts. People post deposits,
 withdrawals and adjustments (through the owner's ``trading_add_cash``: ``trading.books``); the
-trade and fee entries are the database's, written with each execution."""
+trade and fee entries are the database's, written with each execution.
+
+The list answers in the bulk formats too (``qvp_site.api.bulk``): every entry of a bounded range
+of ``entry_at``, oldest first, scoped as the JSON list is."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 
 from qvp_site.api import TimeField, TimeRangeQuery, schema_parameters, time_lookups
+from qvp_site.api.bulk import BulkFormats
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
 from trading.models import CashEntry
@@ -88,9 +92,14 @@ class CashEntrySerializer(serializers.ModelSerializer[CashEntry]):
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(CashQuery)))
 class CashViewSet(
-    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
+    BulkFormats,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    ScopedViewSet,
 ):
-    """The cash ledger of your accounts; deposits, withdrawals and adjustments are posted."""
+    """The cash ledger of your accounts (listed also in Arrow, Parquet, CSV); deposits,
+    withdrawals and adjustments are posted."""
 
     queryset = CashEntry.objects.all()
     serializer_class = CashEntrySerializer
@@ -101,6 +110,7 @@ class CashViewSet(
         "currency": "currency",
         **time_lookups("entry_at"),
     }
+    bulk_ordering = ("entry_at", "pk")  # the range is on entry_at (``lookups``)
 
     def perform_create(self, serializer: serializers.BaseSerializer[CashEntry]) -> None:
         with self.judged():

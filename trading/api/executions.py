@@ -7,6 +7,9 @@ sign), counting a batch's earlier fills, so that a refusal names the item and fi
 booked already in the order's account with the same terms is a replay (the booked record comes
 back), with other terms a conflict (409). Exec ids are unique within an account: another
 account's, which the user may not see, neither conflict nor show.
+
+The list answers in the bulk formats too (``qvp_site.api.bulk``): every execution of a bounded
+range of ``executed_at``, oldest first, scoped as the JSON list is.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from qvp_site.api import (
     schema_parameters,
     time_lookups,
 )
+from qvp_site.api.bulk import BulkFormats
 from qvp_site.audit_sealer import request_seal
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet
@@ -263,8 +267,11 @@ EXECUTIONS_IN = PolymorphicProxySerializer(
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(ExecutionQuery)))
-class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """Executions of your accounts: book them (one or a batch), list, retrieve, bust."""
+class ExecutionViewSet(
+    BulkFormats, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
+):
+    """Executions of your accounts: book them (one or a batch), list (also in Arrow, Parquet,
+    CSV), retrieve, bust."""
 
     queryset = Execution.objects.select_related("instrument")
     serializer_class = ExecutionSerializer
@@ -277,6 +284,10 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
         "kind": "kind",
         **time_lookups("executed_at"),
     }
+    # Bulk formats: the range is on executed_at (``lookups``), so are the rows' order; the
+    # instrument is its symbol today, as the JSON's (``symbol_relation``).
+    bulk_ordering = ("executed_at", "pk")
+    bulk_columns = {"instrument": "instrument__symbol"}
 
     @extend_schema(
         request=EXECUTIONS_IN,

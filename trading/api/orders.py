@@ -3,6 +3,9 @@
 The serializer mirrors the database's rules (prices by order type, a positive quantity, one
 client order id per account), so bad input is a 400 naming the field; the database judges the
 lifecycle (``order_legal_transition``: 409).
+
+The list answers in the bulk formats too (``qvp_site.api.bulk``): every order created in a
+bounded range, oldest first, scoped as the JSON list is.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rest_framework.response import Response
 
 from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import RefusalSerializer, TimeRangeQuery, schema_parameters, time_lookups
+from qvp_site.api.bulk import BulkFormats
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
 from trading.models import Order
@@ -107,9 +111,13 @@ class CancelSerializer(serializers.Serializer[Any]):
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(OrderQuery)))
 class OrderViewSet(
-    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
+    BulkFormats,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    ScopedViewSet,
 ):
-    """Orders of your accounts: create, list, retrieve, cancel."""
+    """Orders of your accounts: create, list (also in Arrow, Parquet, CSV), retrieve, cancel."""
 
     queryset = Order.objects.select_related("instrument")
     serializer_class = OrderSerializer
@@ -120,6 +128,10 @@ class OrderViewSet(
         "symbol": "instrument",
         **time_lookups("created_at"),
     }
+    # Bulk formats: the range is on created_at (``lookups``), so are the rows' order; the
+    # instrument is its symbol today, as the JSON's (``symbol_relation``).
+    bulk_ordering = ("created_at", "pk")
+    bulk_columns = {"instrument": "instrument__symbol"}
 
     # 400: bad fields, or a database refusal; documented for every operation by
     # qvp_site.schema.document_refusals.
