@@ -261,7 +261,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
             raise BackupError(f"database {database!r} exists: restore into a new database")
         with conn.transaction(), conn.cursor() as cursor:  # the dump's grants name them
-            for name in (roles.APP_ROLE, roles.READONLY_ROLE):
+            for name in (roles.APP_ROLE, roles.READONLY_ROLE, roles.RESEARCH_ROLE):
                 roles.ensure_role(cursor, roles.RoleSpec(name, None))
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))

@@ -16,8 +16,8 @@ CSV, qvp_site/api/bulk/), which stops at QVP_STREAM_STATEMENT_TIMEOUT, or a requ
 statements each stop at QVP_REQUEST_STATEMENT_TIMEOUT; a worker silent for longer than the
 longest of them and a margin is stuck. A stream holds its worker while it lasts: a deployment
 that serves many long downloads at once runs more workers (--workers), each a database
-connection of its own and one of the bulk reader's. A shutdown (SIGTERM) waits as long for the responses
-under way (docker compose's stop_grace_period must be longer for them to finish).
+connection of its own and one of the bulk reader's. A shutdown (SIGTERM) waits as long for the
+responses under way (docker compose's stop_grace_period must be longer for them to finish).
 
 Read from the environment and the .env file, as settings.py reads them, with the same checks.
 """

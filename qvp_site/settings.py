@@ -121,6 +121,9 @@ if env.str("DATABASE_URL", default=""):
     # Passwords `manage.py create_db_roles` gives the application's and the read-only roles.
     QVP_APP_DB_PASSWORD = env.str("QVP_APP_DB_PASSWORD", default="")
     QVP_READONLY_DB_PASSWORD = env.str("QVP_READONLY_DB_PASSWORD", default="")
+    # The researchers' role (qvp_research): none by default, and then it cannot log in.
+    QVP_RESEARCH_DB_PASSWORD = env.str("QVP_RESEARCH_DB_PASSWORD", default="")
+    QVP_RESEARCH_DB_PASSWORD_GENERATED = False
 else:
     from qvp_site.db import embedded, roles
 
@@ -136,6 +139,13 @@ else:
     )
     QVP_READONLY_DB_PASSWORD = env.str(
         "QVP_READONLY_DB_PASSWORD", default=embedded.password(VAR_DIR, roles.READONLY_ROLE)
+    )
+    # The researchers' role: generated unless set, and then printed by create_db_roles when it
+    # makes the role (kept in var/secrets/qvp_research besides).
+    QVP_RESEARCH_DB_PASSWORD = env.str("QVP_RESEARCH_DB_PASSWORD", default="")
+    QVP_RESEARCH_DB_PASSWORD_GENERATED = not QVP_RESEARCH_DB_PASSWORD
+    QVP_RESEARCH_DB_PASSWORD = QVP_RESEARCH_DB_PASSWORD or embedded.password(
+        VAR_DIR, roles.RESEARCH_ROLE
     )
     # The served site connects as trading_app (qvp_site/serve.py sets "app"); migrations,
     # maintenance and commands run by hand as the owner unless told otherwise.
@@ -182,6 +192,7 @@ for _number, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", defa
             embedded.SUPERUSER: _superuser_password,
             roles.APP_ROLE: QVP_APP_DB_PASSWORD,
             roles.READONLY_ROLE: QVP_READONLY_DB_PASSWORD,
+            roles.RESEARCH_ROLE: QVP_RESEARCH_DB_PASSWORD,
         }.get(_replica.get("USER", ""), "")
     DATABASES[f"replica_{_number}"] = _replica
 # Behind PgBouncer in transaction pooling mode: a server-side cursor (QuerySet.iterator())
@@ -220,6 +231,18 @@ QVP_SCHEDULER_STATEMENT_TIMEOUT = _time_limits.seconds(
 QVP_COMMAND_STATEMENT_TIMEOUT = _time_limits.seconds(
     "QVP_COMMAND_STATEMENT_TIMEOUT", env.str("QVP_COMMAND_STATEMENT_TIMEOUT", default="0")
 )
+# The researchers' role (qvp_research, SQL from notebooks): set on the role by create_db_roles,
+# so they hold for psql, pandas, Polars and ADBC alike. A query over five minutes is a runaway
+# join to rewrite; a transaction left open in a notebook would hold back vacuum and queue a
+# migration's lock (and every request behind it), so it is ended after ten idle minutes. The
+# connection limit keeps a pool of notebooks from taking the server's connections.
+QVP_RESEARCH_DB_STATEMENT_TIMEOUT = _time_limits.seconds(
+    "QVP_RESEARCH_DB_STATEMENT_TIMEOUT", env.str("QVP_RESEARCH_DB_STATEMENT_TIMEOUT", default="300")
+)
+QVP_RESEARCH_DB_IDLE_TIMEOUT = _time_limits.seconds(
+    "QVP_RESEARCH_DB_IDLE_TIMEOUT", env.str("QVP_RESEARCH_DB_IDLE_TIMEOUT", default="600")
+)
+QVP_RESEARCH_DB_CONNECTION_LIMIT = env.positive_int("QVP_RESEARCH_DB_CONNECTION_LIMIT", default=10)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -15,7 +15,6 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
-from qvp_site.api.bulk import reader
 from qvp_site.db import engine, roles
 
 # Fixtures shared across the test packages (tests/fixtures/): plugins, so that no conftest
@@ -73,6 +72,8 @@ def _bulk_reads_closed():
     """The bulk formats' reader keeps idle connections of its own: closed after each test,
     before its tables are emptied or its database dropped."""
     yield
+    from qvp_site.api.bulk import reader  # here: importing it needs the settings
+
     reader.close_all()
 
 

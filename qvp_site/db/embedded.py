@@ -9,9 +9,9 @@ It listens on a Unix socket only, never on a network address. Its process (``ini
 Every connection proves a password (SCRAM-SHA-256, ``pg_hba.conf`` written here): the socket
 accepts every user of the machine that can reach it, so without passwords anyone who could
 would be ``postgres``.
-The passwords of ``postgres``, ``trading_app`` and ``trading_readonly`` are generated on first
-use and kept in ``var/secrets/<role>`` (folder 0700, files 0600: the user that runs
-``manage.py`` reads them, nobody else). A cluster made before this (the wheel's ``initdb``
+The passwords of ``postgres``, ``trading_app``, ``trading_readonly`` and ``qvp_research`` are
+generated on first use and kept in ``var/secrets/<role>`` (folder 0700, files 0600: the user
+that runs ``manage.py`` reads them, nobody else). A cluster made before this (the wheel's ``initdb``
 trusts every local connection) is upgraded in place on the next start: the passwords are set
 while trust still holds, then ``pg_hba.conf`` is rewritten and the server reloaded.
 """
@@ -30,7 +30,7 @@ from psycopg import sql
 
 from qvp_site.db import postmaster
 from qvp_site.db.passwords import set_password
-from qvp_site.db.roles import APP_ROLE, READONLY_ROLE
+from qvp_site.db.roles import APP_ROLE, READONLY_ROLE, RESEARCH_ROLE
 from qvp_site.private_files import read_private, write_once
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
 # The login roles whose passwords are generated and kept under var/secrets/.
-LOGINS = (SUPERUSER, APP_ROLE, READONLY_ROLE)
+LOGINS = (SUPERUSER, APP_ROLE, READONLY_ROLE, RESEARCH_ROLE)
 
 # Every connection, over the socket or TCP (should the server ever listen on one), normal or
 # replication, proves its password. Rewritten whenever the file differs from this.

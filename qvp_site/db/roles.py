@@ -2,8 +2,9 @@
 
 ``trading_app`` is the application: it reads and writes data but runs no DDL, cannot change
 the audit log, and is subject to row-level security (it owns nothing). ``trading_readonly``
-reads what reporting and auditors' SQL need, and no secret. Migrations and maintenance run as
-the owner.
+reads what reporting and auditors' SQL need, and no secret. ``qvp_research`` is the quants':
+SQL from psql and notebooks on market data, signals and vectors, never the books of accounts.
+Migrations and maintenance run as the owner.
 
 Each role's access is an allow-list, applied relation by relation on every run (never ``ON ALL
 TABLES``, never default privileges): a table made later gets its grants when this command runs
@@ -15,7 +16,13 @@ again, which it does after every migrate.
 - ``trading_readonly``: SELECT on the same relations of ``READONLY_APPS`` only, column by column
   where a table holds a secret (``SECRET_COLUMNS``). Sessions, the admin's log and any app
   added later (django-axes...) are not on its list.
-- Neither role has any privilege on a partition or a TimescaleDB chunk: row-level security
+- ``qvp_research``: SELECT on the relations of ``RESEARCH_APPS`` and the aggregates of their
+  tables, but those of ``RESEARCH_LEFT_OUT`` and the columns ``research_withheld`` finds (who
+  did what, and links to relations it may not read); EXECUTE on the owner's functions of its
+  apps that ``trading_readonly`` may run (``SHARED_OWNERS_FUNCTIONS``). Its statement and
+  idle-transaction timeouts and its connection limit are set on the role
+  (``configure_research``), so they hold for every client.
+- No role has any privilege on a partition or a TimescaleDB chunk: row-level security
   applies to the parent a query names, so a partition named directly would bypass it. A
   partition made later (``qvp_create_partition``, ``maintain``) gets no grant, since nothing
   grants by default. TimescaleDB copies a hypertable's grants to every chunk it makes: the
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 
 APP_ROLE = "trading_app"
 READONLY_ROLE = "trading_readonly"
+RESEARCH_ROLE = "qvp_research"
 WRITES = "INSERT, UPDATE, DELETE"
 
 # The apps whose relations trading_readonly reads: the project's, and who is who.
@@ -59,6 +67,25 @@ READONLY_APPS = (
     "vectors",
     "dashboard",
 )
+
+# The apps whose relations qvp_research reads: market data and what is computed from it. None
+# has row-level security (the account-scoped tables are trading's and risk's), so the role sees
+# every row, as the owner does.
+RESEARCH_APPS = ("marketdata", "signals", "vectors")
+
+# Relations of those apps research does not read. The site's log records: whatever a request or
+# a job logged (user names, account and order ids, errors), not market data.
+RESEARCH_LEFT_OUT = ("signals_systemlog",)
+
+# Columns research never reads, in any of its relations: who did something (a site user, a
+# database role, a user of the server) and which account. A column that links to a relation
+# research may not read goes too (``research_withheld``): a strategy pattern's backtest run (the
+# books'), an ingest's user.
+RESEARCH_WITHHELD_NAMES = ("actor", "db_role", "user_id", "os_user", "account_id", "created_by_id")
+RESEARCH_WITHHELD_COLUMNS: dict[str, tuple[str, ...]] = {
+    # Where the server keeps loaded files and their rejects: the server's layout, not data.
+    "marketdata_ingest": ("path", "rejects_file"),
+}
 
 # Columns only the application reads: it checks passwords and API tokens against them. A
 # password hash or a token digest read elsewhere can be attacked offline or replayed.
@@ -133,19 +160,67 @@ def ensure_role(cursor: Cursor, role: RoleSpec) -> bool:
     return created
 
 
+# qvp_research's limits, set on the role: each session it opens starts with them, whatever the
+# client (psql, psycopg, ADBC). A session may still lower or raise its own statement timeout
+# (SET is the user's); the connection limit it cannot.
+RESEARCH_TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout")
+
+
+def configure_research(
+    cursor: Cursor, *, statement_timeout: float, idle_timeout: float, connection_limit: int
+) -> None:
+    """Set qvp_research's connection limit and its timeouts (in seconds; 0 takes the role's
+    setting off, and the server's default applies). Only what differs is altered: two runs at
+    once on one server (a deploy and a test run) would otherwise update the same catalog rows,
+    and the second would fail ("tuple concurrently updated")."""
+    role = sql.Identifier(RESEARCH_ROLE)
+    cursor.execute(
+        "SELECT rolconnlimit, coalesce(rolconfig, '{}') FROM pg_roles WHERE rolname = %s",
+        [RESEARCH_ROLE],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"role {RESEARCH_ROLE} does not exist: ensure_role makes it first")
+    limit, config = row
+    if limit != connection_limit:
+        cursor.execute(
+            sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(role, sql.Literal(connection_limit))
+        )
+    timeouts = (statement_timeout, idle_timeout)
+    for parameter, seconds in zip(RESEARCH_TIMEOUTS, timeouts, strict=True):
+        name = sql.Identifier(parameter)
+        now = next((c for c in config if c.startswith(f"{parameter}=")), None)
+        if not seconds:
+            if now is not None:
+                cursor.execute(sql.SQL("ALTER ROLE {} RESET {}").format(role, name))
+            continue
+        milliseconds = f"{max(1, round(seconds * 1000))}ms"  # under a millisecond is not none
+        if now != f"{parameter}={milliseconds}":
+            cursor.execute(
+                sql.SQL("ALTER ROLE {} SET {} = {}").format(role, name, sql.Literal(milliseconds))
+            )
+
+
 def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
     """Apply every grant, idempotently: what each role had is revoked, then its allow-list is
     granted, in the caller's transaction (other sessions never see a role with nothing)."""
     app, readonly = sql.Identifier(APP_ROLE), sql.Identifier(READONLY_ROLE)
+    research = sql.Identifier(RESEARCH_ROLE)
     db = sql.Identifier(database)
     for statement in (
         sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, app),
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, readonly),
-        sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {}, {}").format(app, readonly),
-        sql.SQL("GRANT USAGE ON SCHEMA public TO {}, {}").format(app, readonly),
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(db, readonly, research),
+        sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {}, {}, {}").format(
+            app, readonly, research
+        ),
+        sql.SQL("GRANT USAGE ON SCHEMA public TO {}, {}, {}").format(app, readonly, research),
         # Partitions included: what earlier versions of this command granted goes too.
-        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}, {}").format(app, readonly),
-        sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(readonly),
+        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}, {}, {}").format(
+            app, readonly, research
+        ),
+        sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}, {}").format(
+            readonly, research
+        ),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(app),
     ):
         cursor.execute(statement)
@@ -154,13 +229,14 @@ def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
     for role, access in (
         (app, app_access(cursor, present)),
         (readonly, readonly_access(cursor, present)),
+        (research, research_access(cursor, present)),
     ):
         for table, privileges in sorted(access.items()):
             cursor.execute(
                 sql.SQL("GRANT {} ON {} TO {}").format(privileges, sql.Identifier(table), role)
             )
-    _owners_functions(cursor, app, readonly)
-    _timescaledb_schemas(cursor, app, readonly)
+    _owners_functions(cursor, app, readonly, research)
+    _timescaledb_schemas(cursor, (app, readonly, research))
 
 
 def _relations(cursor: CursorWrapper) -> dict[str, str]:
@@ -176,11 +252,16 @@ def _relations(cursor: CursorWrapper) -> dict[str, str]:
 
 def _aggregates(cursor: CursorWrapper) -> set[str]:
     """The aggregates the time-series catalog registers (views or tables, per engine)."""
+    return set(_aggregate_sources(cursor))
+
+
+def _aggregate_sources(cursor: CursorWrapper) -> dict[str, str]:
+    """Each aggregate the time-series catalog registers -> the table it summarises."""
     cursor.execute("SELECT to_regclass('qvp_timeseries_aggregate') IS NOT NULL")
     if not cursor.fetchone()[0]:
-        return set()
-    cursor.execute("SELECT view_name FROM qvp_timeseries_aggregate")
-    return {row[0] for row in cursor.fetchall()}
+        return {}
+    cursor.execute("SELECT view_name, source_table FROM qvp_timeseries_aggregate")
+    return dict(cursor.fetchall())
 
 
 def app_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
@@ -240,6 +321,52 @@ def readonly_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str,
     return {table: _select(cursor, table) for table in allowed}
 
 
+def research_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
+    """Table -> the privileges qvp_research gets on it: SELECT on the relations of its apps but
+    those left out, and on the aggregates of its tables; column by column where
+    ``research_withheld`` holds some back."""
+    tables = app_relations(RESEARCH_APPS) - set(RESEARCH_LEFT_OUT)
+    summaries = {view for view, source in _aggregate_sources(cursor).items() if source in tables}
+    allowed = (tables | summaries) & present.keys()
+    access: dict[str, sql.Composable] = {}
+    for table in allowed:
+        columns, withheld = _columns(cursor, table), research_withheld(cursor, table, allowed)
+        kept = [column for column in columns if column not in withheld]
+        access[table] = (
+            sql.SQL("SELECT ({})").format(sql.SQL(", ").join(map(sql.Identifier, kept)))
+            if withheld
+            else sql.SQL("SELECT")
+        )
+    return access
+
+
+def research_withheld(cursor: CursorWrapper, table: str, readable: Collection[str]) -> set[str]:
+    """The columns of ``table`` qvp_research may not read: those named in
+    ``RESEARCH_WITHHELD_NAMES`` or ``RESEARCH_WITHHELD_COLUMNS``, and each column of a foreign
+    key to a relation not in ``readable`` (what it points at is not research's to see)."""
+    cursor.execute(
+        "SELECT DISTINCT a.attname FROM pg_constraint k"
+        " JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)"
+        " JOIN pg_class target ON target.oid = k.confrelid"
+        " WHERE k.conrelid = quote_ident(%s)::regclass AND k.contype = 'f'"
+        " AND NOT (target.relnamespace = 'public'::regnamespace"
+        "          AND target.relname = ANY (%s::text[]))",
+        [table, sorted(readable)],
+    )
+    withheld = {row[0] for row in cursor.fetchall()}
+    withheld |= set(RESEARCH_WITHHELD_NAMES) | set(RESEARCH_WITHHELD_COLUMNS.get(table, ()))
+    return withheld & set(_columns(cursor, table))
+
+
+def _columns(cursor: CursorWrapper, table: str) -> list[str]:
+    cursor.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = quote_ident(%s)::regclass"
+        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [table],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
 def _select(cursor: CursorWrapper, table: str) -> sql.Composable:
     secrets = SECRET_COLUMNS.get(table)
     if not secrets:
@@ -260,9 +387,9 @@ def _revoke_default_privileges(cursor: CursorWrapper) -> None:
     cursor.execute(
         "SELECT DISTINCT d.defaclrole::regrole::text, d.defaclnamespace::regnamespace::text,"
         " d.defaclobjtype FROM pg_default_acl d, aclexplode(d.defaclacl) a"
-        " WHERE a.grantee IN (SELECT oid FROM pg_roles WHERE rolname IN (%s, %s))"
+        " WHERE a.grantee IN (SELECT oid FROM pg_roles WHERE rolname IN (%s, %s, %s))"
         " AND pg_has_role(d.defaclrole, 'USAGE')",
-        [APP_ROLE, READONLY_ROLE],
+        [APP_ROLE, READONLY_ROLE, RESEARCH_ROLE],
     )
     for role, namespace, kind in cursor.fetchall():
         in_schema = (
@@ -271,12 +398,11 @@ def _revoke_default_privileges(cursor: CursorWrapper) -> None:
             else sql.SQL("")
         )
         cursor.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE ALL ON {} FROM {}, {}").format(
+            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE ALL ON {} FROM {}").format(
                 sql.SQL(role),
                 in_schema,
                 sql.SQL(_DEFAULT_ACL_OBJECTS[kind]),
-                sql.Identifier(APP_ROLE),
-                sql.Identifier(READONLY_ROLE),
+                sql.SQL(", ").join(map(sql.Identifier, (APP_ROLE, READONLY_ROLE, RESEARCH_ROLE))),
             )
         )
 
@@ -316,15 +442,23 @@ POLICY_FUNCTIONS = (
 )
 
 
-# What either role may ask of the owner: the settled knowledge time a run records
-# (marketdata/sql/revisions/0009.sql).
+# What every role may ask of the owner: the settled knowledge time a run records
+# (marketdata/sql/revisions/0009.sql), which research reads market data as known at. The
+# apps' other functions research calls (``marketdata_minutebar_adjusted``,
+# ``marketdata_action_factors``, ``marketdata_ex_moment``, ``*_known_at``...) run with the
+# caller's rights and are PUBLIC's: on research's tables they read what its grants let it.
 SHARED_OWNERS_FUNCTIONS = ("marketdata_settled_at()",)
 
 
-def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier) -> None:
+def _owners_functions(
+    cursor: CursorWrapper,
+    app: sql.Identifier,
+    readonly: sql.Identifier,
+    research: sql.Identifier,
+) -> None:
     for signature, grantees in (
         [(s, [app]) for s in OWNERS_FUNCTIONS]
-        + [(s, [app, readonly]) for s in SHARED_OWNERS_FUNCTIONS]
+        + [(s, [app, readonly, research]) for s in SHARED_OWNERS_FUNCTIONS]
         + [(s, [app, readonly]) for s in MONITORING_FUNCTIONS]
         + [(s, [app, readonly]) for s in POLICY_FUNCTIONS]
     ):
@@ -339,27 +473,25 @@ def _owners_functions(cursor: CursorWrapper, app: sql.Identifier, readonly: sql.
             )
 
 
-def _timescaledb_schemas(
-    cursor: CursorWrapper, app: sql.Identifier, readonly: sql.Identifier
-) -> None:
+def _timescaledb_schemas(cursor: CursorWrapper, grantees: tuple[sql.Identifier, ...]) -> None:
     """Close TimescaleDB's chunks; keep its catalog and information views readable.
 
-    TimescaleDB looks its own schemas up as the session's role, so each role may use them
-    (``_timescaledb_internal`` included): what closes a chunk is that no role but the owner has
-    a privilege on it. The grants above reached every chunk (a grant on a hypertable goes to
-    its chunks), so they are taken off again; a chunk a load makes later gets its
-    hypertable's grants, which the trigger ``qvp_close_chunks`` (qvp_site/sql/chunks/0007.sql)
-    takes off at the end of the statement. Reading or writing through the hypertable checks
-    the hypertable's grants only, and a continuous aggregate reads its materialization with its
-    owner's rights.
+    TimescaleDB looks its own schemas up as the session's role, so each of ``grantees`` (the
+    login roles) may use them (``_timescaledb_internal`` included): what closes a chunk is that
+    no role but the owner has a privilege on it. The grants above reached every chunk (a grant
+    on a hypertable goes to its chunks), so they are taken off again; a chunk a load makes later
+    gets its hypertable's grants, which the trigger ``qvp_close_chunks``
+    (qvp_site/sql/chunks/0007.sql) takes off at the end of the statement. Reading or writing
+    through the hypertable checks the hypertable's grants only, and a continuous aggregate
+    reads its materialization with its owner's rights.
     """
     cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
     if cursor.fetchone() is None:
         return
     for schema in (CHUNK_SCHEMA, "_timescaledb_catalog", "timescaledb_information"):
         cursor.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(
-                sql.Identifier(schema), app, readonly
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.SQL(", ").join(grantees)
             )
         )
     cursor.execute(

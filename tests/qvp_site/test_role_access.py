@@ -22,7 +22,7 @@ from qvp_site.db import engine, roles
 
 LISTS = Path(__file__).resolve().parent / "role_access"
 RECORD = os.environ.get("QVP_RECORD_ROLE_ACCESS") == "1"
-ROLES = (roles.APP_ROLE, roles.READONLY_ROLE)
+ROLES = (roles.APP_ROLE, roles.READONLY_ROLE, roles.RESEARCH_ROLE)
 HEADER = """\
 # {role} on {engine}: what the role may do, one `relation.column PRIVILEGE` a line
 # (`relation.* PRIVILEGE` for what is granted per table), in every schema the role may use;
