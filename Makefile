@@ -14,10 +14,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint format bench screenshots db-stop clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./client
 	touch $(STAMP)
 
 $(ASSETS): package.json package-lock.json
@@ -37,6 +38,7 @@ run: $(STAMP) $(ASSETS)
 test: $(STAMP) $(ASSETS) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict client/qvp_client
 	$(BIN)/pytest
 
 # A screenshot of each dashboard page with the demo data, into docs/screenshots/.
@@ -49,6 +51,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict client/qvp_client
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
