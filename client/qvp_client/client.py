@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -163,6 +163,17 @@ class BarsWritten:
     ingests: tuple[int, ...]
 
 
+class ReadOptions(TypedDict, total=False):
+    """How a bulk read is fetched and returned (each list's method takes them by keyword):
+    ``output`` ("pandas", the default, "polars" or "arrow"), ``chunk`` (the longest range
+    asked in one request; default the client's) and ``progress`` (a progress bar: None shows
+    one for a download of several chunks when tqdm is installed)."""
+
+    output: Output
+    chunk: timedelta | None
+    progress: bool | None
+
+
 class Client:
     """QVP's API at ``url`` (the site, e.g. ``https://qvp.example.com``, or its
     ``/api/v1/``) with the API token ``token`` (default: the environment's
@@ -267,10 +278,7 @@ class Client:
         timeframe: str = "1m",
         known_at: Moment | None = None,
         adjustment: str = "raw",
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Bars of ``symbol`` in [start, end), oldest first: ``timeframe`` "1m" (minute) or
         "1d" (daily), as the system knew them at ``known_at`` (default: now), ``adjustment``
@@ -287,9 +295,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def buckets(
@@ -302,10 +308,7 @@ class Client:
         known_at: Moment | None = None,
         adjustment: str = "raw",
         gapfill: bool = False,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """OHLCV of ``symbol`` in buckets of ``width`` ("1h", "1d", "1w", "1mo", "15
         minutes") over [start, end). A bucket cut by a chunk's edge comes back from both
@@ -319,7 +322,8 @@ class Client:
             "adjustment": adjustment,
             "gapfill": gapfill,
         }
-        kind = checked_output(output)
+        kind = checked_output(options.get("output", "pandas"))
+        chunk, progress = options.get("chunk"), options.get("progress")
         table = self._read_table("bars/buckets/", start, end, params, chunk, progress)
         return convert(merged_buckets(table), kind)
 
@@ -329,10 +333,7 @@ class Client:
         start: Moment,
         end: Moment,
         known_at: Moment | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Trade and quote ticks of ``symbol`` in [start, end), oldest first."""
         params = {"symbol": symbol, "known_at": known_at}
@@ -341,9 +342,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def option_quotes(
@@ -374,10 +373,7 @@ class Client:
         account: int | None = None,
         symbol: str | None = None,
         status: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Orders of your accounts created in [start, end), oldest first."""
         params = {"account": account, "symbol": symbol, "status": status}
@@ -386,9 +382,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def executions(
@@ -399,10 +393,7 @@ class Client:
         symbol: str | None = None,
         order: int | None = None,
         kind: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Executions of your accounts in [start, end) (by executed_at), oldest first."""
         params = {"account": account, "symbol": symbol, "order": order, "kind": kind}
@@ -411,9 +402,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def cash(
@@ -423,10 +412,7 @@ class Client:
         account: int | None = None,
         kind: str | None = None,
         currency: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """The cash ledger of your accounts in [start, end) (by entry_at), oldest first."""
         params = {"account": account, "kind": kind, "currency": currency}
@@ -435,9 +421,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def snapshots(
@@ -445,10 +429,7 @@ class Client:
         start: Moment,
         end: Moment,
         account: int | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Portfolio snapshots of your accounts in [start, end), oldest first."""
         return self.read(
@@ -456,9 +437,7 @@ class Client:
             start,
             end,
             {"account": account},
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def risk_metrics(
@@ -467,10 +446,7 @@ class Client:
         end: Moment,
         account: int | None = None,
         metric: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Risk metrics of your accounts in [start, end), oldest first."""
         params = {"account": account, "metric": metric}
@@ -479,9 +455,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def signals(
@@ -490,10 +464,7 @@ class Client:
         end: Moment,
         agent: str | None = None,
         symbols: Symbols | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Signals in [start, end), by agent (its name) and symbols, oldest first."""
         params = {"agent": agent, "symbols": symbols}
@@ -502,9 +473,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def fused_signals(
@@ -513,10 +482,7 @@ class Client:
         end: Moment,
         symbols: Symbols | None = None,
         method: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Fused signals in [start, end), oldest first."""
         params = {"symbols": symbols, "method": method}
@@ -525,9 +491,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def news(
@@ -536,10 +500,7 @@ class Client:
         end: Moment,
         symbol: str | None = None,
         source: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """News articles in [start, end), about ``symbol``, from ``source``, oldest first."""
         params = {"symbol": symbol, "source": source}
@@ -548,9 +509,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def sentiment(
@@ -559,10 +518,7 @@ class Client:
         end: Moment,
         symbols: Symbols | None = None,
         platform: str | None = None,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Social sentiment in [start, end), oldest first."""
         params = {"symbols": symbols, "platform": platform}
@@ -571,9 +527,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def features(
@@ -583,10 +537,7 @@ class Client:
         symbols: Symbols | None = None,
         feature_set: str | None = None,
         vectors: bool = True,
-        *,
-        output: Output = "pandas",
-        chunk: timedelta | None = None,
-        progress: bool | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Frame:
         """Feature embeddings of windows closing in [start, end), oldest first: id, symbol,
         feature_set ("name:version"), ts, and embedding (a fixed-size list of 4-byte floats;
@@ -598,9 +549,7 @@ class Client:
             start,
             end,
             params,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            **options,
         )
 
     def audit(
