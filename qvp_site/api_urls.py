@@ -1,5 +1,16 @@
-"""The REST API's routes under /api/v1/; each app registers its viewsets here."""
+"""The REST API's routes under /api/v1/; each app registers its viewsets here.
 
+A route's format suffix (``bars.csv``, ``bars/buckets.arrow``) is read as its ``?format=``
+(``suffix_as_query``): DRF would pass it to the view as a ``format`` argument, which an action
+that takes none (``buckets``, ``revisions``, ``latest``...) answers with a 500.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import URLPattern
 from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
@@ -52,4 +63,26 @@ router.register("vectors/regimes", vectors.RegimeViewSet, basename="vectorregime
 router.register("vectors/strategies", vectors.StrategyViewSet, basename="vectorstrategy")
 router.register("audit", audit.AuditViewSet, basename="auditentry")
 
-urlpatterns = router.urls
+
+def suffix_as_query(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """``view`` with a route's format suffix moved into the query string (unless the query
+    names a format already): what DRF's content negotiation reads either way."""
+
+    @wraps(view)  # keeps the viewset's attributes (cls, actions) for the schema and DRF
+    def with_suffix_as_query(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        suffix = kwargs.pop("format", None)
+        if suffix is not None and "format" not in request.GET:
+            query = request.GET.copy()
+            query["format"] = suffix
+            request.GET = query  # type: ignore[assignment]  # a mutable copy, as Django allows
+        return view(request, *args, **kwargs)
+
+    return with_suffix_as_query
+
+
+urlpatterns = [
+    URLPattern(route.pattern, suffix_as_query(route.callback), route.default_args, route.name)
+    if isinstance(route, URLPattern)
+    else route
+    for route in router.urls
+]

@@ -208,6 +208,9 @@ def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
     research = sql.Identifier(RESEARCH_ROLE)
     db = sql.Identifier(database)
     for statement in (
+        # TEMPORARY by name only: PUBLIC's (PostgreSQL's default) would let the read-only
+        # roles write tables of their own, for as long as a session lasts.
+        sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db),
         sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, app),
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(db, readonly, research),
         sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {}, {}, {}").format(

@@ -70,12 +70,29 @@ def conninfo(alias: str) -> str:
     return make_conninfo(**{k: v for k, v in parameters.items() if v not in ("", None)})
 
 
-def _checkout(info: str) -> Any:
+def _checkout(info: str) -> tuple[Any, bool]:
+    """A connection to ``info``'s database, and whether it was kept from an earlier read."""
     with _lock:
         idle = _idle.get(info)
         if idle:
-            return idle.pop()
-    return adbc.connect(info)
+            return idle.pop(), True
+    return adbc.connect(info), False
+
+
+def _begun(info: str) -> Any:
+    """A connection whose read-only transaction has begun. A kept one the server has closed
+    since (a restart or failover, an idle timeout, a pooler, an operator) fails its first
+    statement: it is dropped and a new one opened, before anything was read."""
+    connection, kept = _checkout(info)
+    try:
+        connection.cursor().execute("SET TRANSACTION READ ONLY")
+    except (AdbcError, OSError):
+        _close(connection)
+        if not kept:
+            raise
+        connection = adbc.connect(info)
+        connection.cursor().execute("SET TRANSACTION READ ONLY")
+    return connection
 
 
 def _give_back(info: str, connection: Any) -> None:
@@ -106,11 +123,10 @@ def reading(alias: str, preamble: Sequence[str], sql: str) -> Iterator[pa.Record
     """The batches of ``sql`` on ``alias``, after the ``preamble`` statements (role, user,
     time limit) in the same read-only transaction."""
     info = conninfo(alias)
-    connection = _checkout(info)
+    connection = _begun(info)
     finished = False
     try:
         cursor = connection.cursor()
-        cursor.execute("SET TRANSACTION READ ONLY")
         for statement in preamble:
             cursor.execute(statement)
         cursor.execute(sql)

@@ -117,6 +117,8 @@ class BulkFormats(_ViewBase):
         renderer = getattr(request, "accepted_renderer", None)
         if not isinstance(renderer, BulkRenderer):
             return super().list(request, *args, **kwargs)  # type: ignore[misc]
+        if not request.user.is_authenticated:  # a list opened to all: never read as the system
+            raise exceptions.NotAuthenticated()
         bounds = bounded_range(request)
         rows = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
         return self.bulk_response(request, renderer.bulk, rows, bounds)
@@ -134,8 +136,11 @@ class BulkFormats(_ViewBase):
     ) -> StreamingHttpResponse:
         """The stream of what ``plan`` reads (``plans.plan``, or ``plans.wrapped`` for a list
         read by SQL of its own) in ``fmt``."""
+        filename = self.bulk_filename(fmt, bounds)
+        if request.method == "HEAD":  # the headers alone: a server would read every row for
+            return streamed(fmt, None, [], filename)  # nothing (gunicorn drops HEAD bodies)
         preamble = acting_preamble(request, plan.alias)
-        return streamed(fmt, plan, preamble, self.bulk_filename(fmt, bounds))
+        return streamed(fmt, plan, preamble, filename)
 
     def get_bulk_columns(self) -> dict[str, plans.Column]:
         """The JSON rows' columns: each readable serializer field by its source, unless
@@ -172,7 +177,10 @@ def _path(view: str, name: str, field: serializers.Field[Any, Any, Any, Any]) ->
 
 def acting_preamble(request: Request, alias: str) -> list[str]:
     """The statements that make the reader's transaction act as Django's does on ``alias``:
-    the role Django's connection acts as, the user, the stream's time limit."""
+    the role Django's connection acts as, the user (never the system: a request without a
+    user is refused), the stream's time limit."""
+    if not request.user.is_authenticated:
+        raise exceptions.NotAuthenticated()
     connection = connections[alias]
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user = session_user, current_user::text")
@@ -185,10 +193,12 @@ def acting_preamble(request: Request, alias: str) -> list[str]:
 
 
 def streamed(
-    fmt: Format, plan: plans.ReadPlan, preamble: list[str], filename: str
+    fmt: Format, plan: plans.ReadPlan | None, preamble: list[str], filename: str
 ) -> StreamingHttpResponse:
+    """The response streaming what ``plan`` reads in ``fmt``; with no plan, none (HEAD)."""
     content_type = f"{fmt.media_type}; charset=utf-8" if fmt.name == "csv" else fmt.media_type
-    response = StreamingHttpResponse(_chunks(fmt, plan, preamble), content_type=content_type)
+    chunks = _chunks(fmt, plan, preamble) if plan is not None else iter(())
+    response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response
