@@ -113,6 +113,9 @@ _DEFAULT_ACL_OBJECTS = {
 class RoleSpec:
     name: str
     password: str | None
+    # Made NOLOGIN without a password (the research role): with pg_hba's trust or peer, a login
+    # role without one would log in all the same. A later run given one makes it LOGIN.
+    login_needs_password: bool = False
 
 
 def limits() -> dict[str, str]:
@@ -141,8 +144,8 @@ def ensure_role(cursor: Cursor, role: RoleSpec) -> bool:
     created = cursor.fetchone() is None
     verb = "CREATE" if created else "ALTER"
     statement = sql.SQL(
-        "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION"
-    ).format(sql.SQL(verb), sql.Identifier(role.name))
+        "{} ROLE {} {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION"
+    ).format(sql.SQL(verb), sql.Identifier(role.name), sql.SQL(_login(role, created)))
     if created:
         try:
             cursor.execute("SAVEPOINT qvp_role")
@@ -158,6 +161,14 @@ def ensure_role(cursor: Cursor, role: RoleSpec) -> bool:
     if role.password:
         set_password(cursor, role.name, role.password)
     return created
+
+
+def _login(role: RoleSpec, created: bool) -> str:
+    """LOGIN, unless the role needs a password to log in and none is given: NOLOGIN when made,
+    as it was when it exists (a run without the password leaves a login as it stands)."""
+    if role.password or not role.login_needs_password:
+        return "LOGIN"
+    return "NOLOGIN" if created else ""
 
 
 # qvp_research's limits, set on the role: each session it opens starts with them, whatever the
@@ -201,9 +212,11 @@ def configure_research(
             )
 
 
-def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
+def grant(cursor: CursorWrapper, database: str, owner: str) -> bool:
     """Apply every grant, idempotently: what each role had is revoked, then its allow-list is
-    granted, in the caller's transaction (other sessions never see a role with nothing)."""
+    granted, in the caller's transaction (other sessions never see a role with nothing).
+    Whether PUBLIC's advisory locks and large-object writes could be withheld (a superuser
+    only: ``_withhold_public_functions``)."""
     app, readonly = sql.Identifier(APP_ROLE), sql.Identifier(READONLY_ROLE)
     research = sql.Identifier(RESEARCH_ROLE)
     db = sql.Identifier(database)
@@ -240,6 +253,49 @@ def grant(cursor: CursorWrapper, database: str, owner: str) -> None:
             )
     _owners_functions(cursor, app, readonly, research)
     _timescaledb_schemas(cursor, (app, readonly, research))
+    return _withhold_public_functions(cursor, app)
+
+
+# PostgreSQL's functions open to PUBLIC that let a read-only login disturb the site. An advisory
+# lock whose key is in the code (a scheduled job's, a table's partition maker's) held by a
+# notebook's session stops that job or the loads for as long as the session lives; a large
+# object is a write that outlives the session, into the database and its backups. The
+# application's role keeps the advisory locks by name (it takes them when it loads).
+ADVISORY_LOCKS = tuple(
+    f"{name}({arguments})"
+    for name in (
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared",
+        "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared",
+    )
+    for arguments in ("bigint", "integer, integer")
+)
+LARGE_OBJECT_WRITES = (
+    "lo_create(oid)",
+    "lo_creat(integer)",
+    "lo_from_bytea(oid, bytea)",
+    "lo_put(oid, bigint, bytea)",
+    "lowrite(integer, bytea)",
+)
+
+
+def _withhold_public_functions(cursor: CursorWrapper, app: sql.Identifier) -> bool:
+    """Take ``ADVISORY_LOCKS`` and ``LARGE_OBJECT_WRITES`` from PUBLIC, the locks given back
+    to the application; only a superuser may change pg_catalog's grants: False (and nothing
+    changed) for another owner, who leaves it to the DBA (the README says what)."""
+    cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    if not cursor.fetchone()[0]:
+        return False
+    locks = sql.SQL(", ").join(sql.SQL(f"pg_catalog.{f}") for f in ADVISORY_LOCKS)
+    writes = sql.SQL(", ").join(sql.SQL(f"pg_catalog.{f}") for f in LARGE_OBJECT_WRITES)
+    cursor.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {}, {} FROM PUBLIC").format(locks, writes))
+    cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(locks, app))
+    return True
 
 
 def _relations(cursor: CursorWrapper) -> dict[str, str]:

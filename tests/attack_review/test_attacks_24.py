@@ -174,14 +174,6 @@ def test_the_buckets_by_a_format_suffix_are_never_a_500(bars, user, suffix):  # 
 # --- Holes: the research role ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: qvp_research may take any advisory lock (pg_advisory_lock is PUBLIC's): holding"
-    " a scheduled job's key (qvp_site.scheduler.lock_key, public code) from an idle notebook"
-    " session, which no idle timeout ends, skips that job forever ('running elsewhere'); the"
-    " partitions' key (hashtext('qvp_partitions:<table>')) would stall every load and write"
-    " that needs a new partition.",
-)
 def test_research_cannot_stop_a_scheduled_job_by_holding_its_lock(connect_as_research):  # noqa: F811
     research = connect_as_research()
     job = scheduler.Job(name="attack-24-probe", cron="* * * * *", run=lambda out: None)
@@ -193,12 +185,6 @@ def test_research_cannot_stop_a_scheduled_job_by_holding_its_lock(connect_as_res
     assert run.status != JobRun.Status.SKIPPED, run.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: qvp_research writes large objects (lo_create, lo_from_bytea, lowrite are"
-    " PUBLIC's): data of its own, of any size, kept in the database and its backups after its"
-    " session ends, though the role is to write nothing.",
-)
 def test_research_writes_no_large_object(connect_as_research):  # noqa: F811
     research = connect_as_research()
     created: list[int] = []

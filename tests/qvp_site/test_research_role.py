@@ -4,6 +4,7 @@ vectors, and refused the books of accounts, the audit trail, who is who and ever
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -389,3 +390,25 @@ def test_without_a_password_the_command_says_research_cannot_log_in():
     made = CreateDbRoles._role_line(nothing, created=True)
     assert "cannot log in until QVP_RESEARCH_DB_PASSWORD is set" in made
     assert "QVP_RESEARCH_DB_PASSWORD unset" in CreateDbRoles._role_line(nothing, created=False)
+
+
+def test_a_role_that_needs_a_password_is_made_unable_to_log_in_without_one(db):
+    """With pg_hba's trust or peer a login role without a password logs in all the same: the
+    research role is NOLOGIN until a password is given (the test's transaction rolls the
+    probe role back)."""
+    probe = f"qvp_research_probe_{os.getpid()}"
+
+    def can_login() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", [probe])
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        roles.ensure_role(cursor, roles.RoleSpec(probe, None, login_needs_password=True))
+        assert not can_login()
+        roles.ensure_role(cursor, roles.RoleSpec(probe, None, login_needs_password=True))
+        assert not can_login()  # a run without the password changes nothing
+        roles.ensure_role(cursor, roles.RoleSpec(probe, "a-long-secret", login_needs_password=True))
+        assert can_login()
+        roles.ensure_role(cursor, roles.RoleSpec(probe, None, login_needs_password=True))
+        assert can_login()  # nor takes a login away

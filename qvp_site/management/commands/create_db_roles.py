@@ -33,7 +33,11 @@ class Command(BaseCommand):
         specs = [
             roles.RoleSpec(roles.APP_ROLE, settings.QVP_APP_DB_PASSWORD or None),
             roles.RoleSpec(roles.READONLY_ROLE, settings.QVP_READONLY_DB_PASSWORD or None),
-            roles.RoleSpec(roles.RESEARCH_ROLE, settings.QVP_RESEARCH_DB_PASSWORD or None),
+            roles.RoleSpec(
+                roles.RESEARCH_ROLE,
+                settings.QVP_RESEARCH_DB_PASSWORD or None,
+                login_needs_password=True,
+            ),
         ]
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -67,7 +71,11 @@ class Command(BaseCommand):
                 idle_timeout=settings.QVP_RESEARCH_DB_IDLE_TIMEOUT,
                 connection_limit=settings.QVP_RESEARCH_DB_CONNECTION_LIMIT,
             )
-            roles.grant(cursor, database, owner)
+            if not roles.grant(cursor, database, owner):
+                lines.append(
+                    f"{owner} is not a superuser: PUBLIC keeps the advisory locks and the writes"
+                    " of large objects; a DBA can take them (see the README, SQL for research)"
+                )
             # Passwords are sent as verifiers; what earlier versions sent in clear goes.
             forgotten = passwords.forget_clear_passwords(cursor)
         return lines, database, owner, forgotten
