@@ -439,6 +439,7 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
     pagination_class = TimeCursorPagination
     permission_classes = WRITERS
     bulk_actions = frozenset({"list", "buckets"})  # buckets streams by its own code
+    bulk_ordering = ("ts",)  # (instrument, ts) is unique: no tie to break, no extra sort
 
     def write_permissions(self, request: Request) -> set[str]:
         """A batch is upserted into the table of its timeframe (add, and change: it overwrites
@@ -592,6 +593,8 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
 
 class TickViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Trade and quote ticks of one symbol in time order."""
+
+    bulk_max_range = "QVP_API_BULK_MAX_TICK_RANGE"  # a month: a liquid year outlasts a stream
 
     queryset = Tick.objects.none()
     serializer_class = TickSerializer

@@ -232,6 +232,8 @@ class OptionQuoteViewSet(BulkFormats, mixins.ListModelMixin, QueriedViewSet):
     """Option quotes of one underlying, read-only; in the bulk formats too, in the pages'
     order."""
 
+    bulk_max_range = "QVP_API_BULK_MAX_TICK_RANGE"  # a month: a liquid year outlasts a stream
+
     bulk_ordering = KEY
 
     queryset = OptionQuote.objects.all()

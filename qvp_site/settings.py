@@ -325,8 +325,12 @@ CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 API_PAGE_SIZE = 500
 API_MAX_PAGE_SIZE = 5000
 # The longest range a list answers at once in a bulk format (Arrow, Parquet, CSV: no pages,
-# qvp_site/api/bulk/): a year of minute bars by default.
-QVP_API_BULK_MAX_RANGE = timedelta(days=env.int("QVP_API_BULK_MAX_DAYS", default=366))
+# qvp_site/api/bulk/): a year of minute bars by default; a month of ticks or option quotes,
+# of which a liquid symbol's year would outlast the stream's time limit.
+QVP_API_BULK_MAX_RANGE = timedelta(days=env.positive_int("QVP_API_BULK_MAX_DAYS", default=366))
+QVP_API_BULK_MAX_TICK_RANGE = timedelta(
+    days=env.positive_int("QVP_API_BULK_MAX_TICK_DAYS", default=31)
+)
 
 # The largest request body accepted (413 beyond), for the API's JSON as for forms: a batch of
 # a few thousand bars or signals fits well within the default.
@@ -360,6 +364,8 @@ REST_FRAMEWORK = {
         "user": env.str("QVP_API_THROTTLE_USER", default="3000/minute"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's negotiation honouring Accept's q-values; a format not offered is a 406 naming it.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "qvp_site.negotiation.QualityNegotiation",
     # A list without a paginator of its own gets pages of PAGE_SIZE rows, which clients
     # cannot enlarge; the apps' paginators accept ?page_size= up to API_MAX_PAGE_SIZE.
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

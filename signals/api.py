@@ -441,7 +441,7 @@ class NewsQuery(TimeRangeQuery):
 class NewsViewSet(BulkFormats, SignalsListViewSet):
     """News, newest first, by symbol, source and time; POST one article or a batch, checked
     and written by the same load as ``ingest_news``. In the bulk formats, ``symbols`` is a
-    list of texts (in CSV, PostgreSQL's text of the array)."""
+    list of texts (in CSV, the array as JSON)."""
 
     queryset = NewsArticle.objects.all()
     serializer_class = NewsArticleSerializer

@@ -37,7 +37,7 @@ from qvp_client.frames import (
 )
 from qvp_client.http import RetryPolicy, Transport
 from qvp_client.progress import Progress, wanted
-from qvp_client.ranges import DEFAULT_CHUNK, Moment, as_utc, chunks, iso
+from qvp_client.ranges import DEFAULT_CHUNK, TICK_CHUNK, Moment, as_utc, chunks, iso
 from qvp_client.streams import ARROW_STREAM, arrow_table
 
 __version__ = "0.1.0"
@@ -335,15 +335,11 @@ class Client:
         known_at: Moment | None = None,
         **options: Unpack[ReadOptions],
     ) -> Frame:
-        """Trade and quote ticks of ``symbol`` in [start, end), oldest first."""
+        """Trade and quote ticks of ``symbol`` in [start, end), oldest first, a month at a
+        time at most (the server's limit for ticks) unless ``chunk`` says otherwise."""
         params = {"symbol": symbol, "known_at": known_at}
-        return self.read(
-            "ticks/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        options.setdefault("chunk", min(self.chunk, TICK_CHUNK))
+        return self.read("ticks/", start, end, params, **options)
 
     def option_quotes(
         self,
@@ -355,15 +351,12 @@ class Client:
         progress: bool | None = None,
         **filters: Any,
     ) -> Frame:
-        """Option quotes in [start, end), filtered by the list's parameters (``filters``)."""
+        """Option quotes in [start, end), filtered by the list's parameters (``filters``), a
+        month at a time at most (the server's limit for quotes) unless ``chunk`` says
+        otherwise."""
+        chunk = chunk or min(self.chunk, TICK_CHUNK)
         return self.read(
-            "options/quotes/",
-            start,
-            end,
-            filters,
-            output=output,
-            chunk=chunk,
-            progress=progress,
+            "options/quotes/", start, end, filters, output=output, chunk=chunk, progress=progress
         )
 
     def orders(

@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta
 Moment = datetime | date | str
 
 DEFAULT_CHUNK = timedelta(days=366)
+# The server's limit for ticks and option quotes (QVP_API_BULK_MAX_TICK_DAYS): a month.
+TICK_CHUNK = timedelta(days=31)
 
 
 def as_utc(moment: Moment, name: str = "time") -> datetime:

@@ -418,7 +418,7 @@ def test_a_bulk_read_of_buckets_is_bounded_as_every_bulk_read(aapl, api, setting
     response = api.get(BUCKETS_URL, {**bucket_params(), "format": "arrow"})
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"end": ["at most 3 days after start in a bulk format"]}
+    assert response.json() == {"end": ["at most 3 days after start (QVP_API_BULK_MAX_DAYS)"]}
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from tests.clients import client_of
 pytestmark = pytest.mark.django_db(transaction=True)
 
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+ARROW = "application/vnd.apache.arrow.stream"
 RANGE = {"symbol": "AAPL", "start": "2024-03-04T00:00:00Z", "end": "2024-03-05T00:00:00Z"}
 
 
@@ -118,7 +119,7 @@ def test_a_bulk_read_needs_a_bounded_range(bars, user, settings):
     settings.QVP_API_BULK_MAX_RANGE = timedelta(hours=6)
     response = user.get("/api/v1/bars/", {**RANGE, "format": "csv"})
     assert response.status_code == 400
-    assert response.json() == {"end": ["at most 0 days after start in a bulk format"]}
+    assert response.json() == {"end": ["at most 6 hours after start (QVP_API_BULK_MAX_DAYS)"]}
 
 
 def test_the_lists_own_parameters_are_checked_as_for_json(bars, user):
@@ -134,7 +135,11 @@ def test_nobody_reads_without_logging_in(bars, client):
 
 
 def test_an_unknown_format_is_refused(bars, user):
-    assert user.get("/api/v1/bars/", {**RANGE, "format": "xlsx"}).status_code == 404
+    response = user.get("/api/v1/bars/", {**RANGE, "format": "xlsx"})
+    assert response.status_code == 406
+    assert response.json() == {
+        "detail": "format='xlsx' is not offered here; offered: api, arrow, csv, json, parquet"
+    }
     response = user.get("/api/v1/bars/", RANGE, HTTP_ACCEPT="application/x-xlsx")
     assert response.status_code == 406
 
@@ -224,7 +229,8 @@ def test_numeric_and_vectors_keep_their_types(bars, sql, kind, expected):
     )
     column = ReadColumn("v", field, arrow_type(field), as_text=False)
     with reader.reading("default", [], sql) as batches:
-        batch = reader.converted(batches.read_next_batch(), [column])
+        schema = pa.schema([pa.field("v", arrow_type(field))])
+        batch = reader.converted(batches.read_next_batch(), [column], schema)
     assert batch.schema.field("v").type == arrow_type(field)
     assert batch.column(0).to_pylist() == [expected]
 
@@ -232,7 +238,7 @@ def test_numeric_and_vectors_keep_their_types(bars, sql, kind, expected):
 def test_a_bulk_format_is_offered_on_lists_only(bars, user):
     response = user.get("/api/v1/bars/revisions/", {**RANGE, "format": "csv"})
     assert response.status_code == 406
-    assert response.json() == {"detail": "csv is offered on lists only"}
+    assert response.json() == {"detail": "format='csv' is not offered here; offered: api, json"}
 
 
 def test_a_list_of_no_rows_at_all_reads_as_empty(bars):
@@ -241,3 +247,25 @@ def test_a_list_of_no_rows_at_all_reads_as_empty(bars):
     read = plan(MinuteBar.objects.none(), {"ts": "ts", "close": "close"}, csv=False)
     with reader.reading(read.alias, [], read.sql) as batches:
         assert batches.read_all().num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        ("application/vnd.apache.arrow.stream, application/json;q=0.5", ARROW),
+        ("application/vnd.apache.arrow.stream;q=1.0, application/json;q=0.1", ARROW),
+        ("application/vnd.apache.arrow.stream;q=0.2, application/json", "application/json"),
+        ("text/csv;q=0, application/json;q=0.3", "application/json"),
+    ],
+)
+def test_accept_is_read_by_the_clients_preferences(bars, user, accept, media_type):
+    response = user.get("/api/v1/bars/", RANGE, HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == media_type
+
+
+def test_a_preferred_format_a_route_does_not_offer_falls_back_to_the_next(bars, user):
+    accept = "application/vnd.apache.arrow.stream, application/json;q=0.5"
+    response = user.get("/api/v1/bars/revisions/", RANGE, HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"

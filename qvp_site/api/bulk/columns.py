@@ -25,7 +25,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import connections, models
 from django.db.models import F, QuerySet
 from django.db.models.expressions import Combinable
-from pgvector.django import HalfVectorField, VectorField
+from pgvector.django import VectorField
 
 from qvp_site.db.quoting import ident
 
@@ -33,7 +33,7 @@ Column = str | Combinable  # a path ("instrument__symbol") or an expression
 # SQL casts to text, whatever the format: Arrow reads them as text anyway, or as bytes.
 TEXT_FIELDS = (models.JSONField, models.UUIDField, models.GenericIPAddressField)
 # Fields whose Arrow type is a list: CSV writes them as their PostgreSQL text.
-LIST_FIELDS = (VectorField, HalfVectorField, ArrayField)
+LIST_FIELDS = (VectorField, ArrayField)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ReadColumn:
         """How the reader turns what the driver gives into ``type``."""
         if isinstance(self.field, models.DecimalField):
             return "decimal"
-        if isinstance(self.field, VectorField | HalfVectorField) and not self.as_text:
+        if isinstance(self.field, VectorField) and not self.as_text:
             return "vector"
         return "plain"
 
@@ -69,8 +69,12 @@ class ReadPlan:
 def arrow_type(field: models.Field[Any, Any]) -> pa.DataType:
     """The Arrow type of a column of ``field``."""
     if isinstance(field, models.DecimalField):
-        return pa.decimal128(field.max_digits, field.decimal_places)
-    if isinstance(field, VectorField | HalfVectorField):
+        digits: int | None = field.max_digits  # None for an expression's (the stubs: int)
+        places: int | None = field.decimal_places
+        if digits is None or places is None:
+            return pa.string()  # of no declared size: its exact text
+        return pa.decimal128(digits, places)
+    if isinstance(field, VectorField):
         return pa.list_(pa.float32(), field.dimensions)
     if isinstance(field, ArrayField):
         return pa.list_(arrow_type(field.base_field))
@@ -127,6 +131,8 @@ def wrapped(
         as_text = isinstance(field, TEXT_FIELDS) or (csv and isinstance(field, LIST_FIELDS))
         read.append(ReadColumn(name, field, pa.string() if as_text else arrow_type(field), as_text))
         outer.append(_select(column, field, name, as_text))
+    # A projection of the ordered subquery: PostgreSQL keeps its rows' order (no join, no
+    # aggregate above it to reorder them).
     statement = f"SELECT {', '.join(outer)} FROM ({sql}) AS q"
     return ReadPlan(alias, compose(alias, statement, params), tuple(read))
 

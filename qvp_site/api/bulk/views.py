@@ -45,7 +45,6 @@ from qvp_site.api.bulk import columns as plans
 from qvp_site.api.bulk import reader
 from qvp_site.api.bulk.formats import RENDERERS, BulkRenderer, Format
 from qvp_site.api.bulk.schema import BulkAutoSchema
-from qvp_site.api.queries import query_parameters
 from qvp_site.api.time_ranges import TimeRangeQuery
 
 if TYPE_CHECKING:
@@ -61,7 +60,8 @@ READ_AT = b"qvp:read_at"
 
 
 class BoundedRange(TimeRangeQuery):
-    """A bulk list's range: both bounds, at most QVP_API_BULK_MAX_RANGE apart."""
+    """A bulk list's range: both bounds, at most the view's longest range apart (its
+    ``bulk_max_range``, a setting's name, in the serializer's context)."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
@@ -72,16 +72,28 @@ class BoundedRange(TimeRangeQuery):
         }
         if missing:
             raise serializers.ValidationError(missing)
-        longest: timedelta = settings.QVP_API_BULK_MAX_RANGE
+        setting = self.context.get("bulk_max_range", "QVP_API_BULK_MAX_RANGE")
+        longest: timedelta = getattr(settings, setting)
         if attrs["end"] - attrs["start"] > longest:
+            name = setting.replace("_RANGE", "_DAYS")
             raise serializers.ValidationError(
-                {self._name("end"): [f"at most {longest.days} days after start in a bulk format"]}
+                {self._name("end"): [f"at most {span(longest)} after start ({name})"]}
             )
         return attrs
 
 
-def bounded_range(request: Request) -> dict[str, datetime]:
-    return query_parameters(BoundedRange, request)
+def span(length: timedelta) -> str:
+    """``length`` in words: whole days as days, else hours."""
+    if length % timedelta(days=1) == timedelta(0):
+        return f"{length.days} days"
+    return f"{length / timedelta(hours=1):g} hours"
+
+
+def bounded_range(request: Request, setting: str = "QVP_API_BULK_MAX_RANGE") -> dict[str, datetime]:
+    """The request's range, checked as a bulk read's against the setting ``setting``."""
+    query = BoundedRange(data=request.query_params, context={"bulk_max_range": setting})
+    query.is_valid(raise_exception=True)
+    return {k: v for k, v in query.validated_data.items() if v is not None}
 
 
 class BulkFormats(_ViewBase):
@@ -89,6 +101,7 @@ class BulkFormats(_ViewBase):
 
     schema = BulkAutoSchema()
     bulk_ordering: tuple[str, ...] = ("ts", "pk")
+    bulk_max_range = "QVP_API_BULK_MAX_RANGE"  # the setting of its longest range
     # The actions that answer in the bulk formats: ``list`` here, others by their own code.
     bulk_actions: ClassVar[frozenset[str]] = frozenset({"list"})
     bulk_columns: Mapping[str, plans.Column] = {}  # name -> path or expression
@@ -97,14 +110,13 @@ class BulkFormats(_ViewBase):
         *RENDERERS,
     ]
 
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        renderer, media_type = super().perform_content_negotiation(request, force)
-        action = getattr(self, "action", None)
-        if isinstance(renderer, BulkRenderer) and action not in self.bulk_actions:
-            if force:  # choosing how to write a refusal: in JSON
-                return JSONRenderer(), JSONRenderer.media_type
-            raise exceptions.NotAcceptable(f"{renderer.format} is offered on lists only")
-        return renderer, media_type
+    def get_renderers(self) -> list[BaseRenderer]:
+        """The bulk formats on the actions that stream (``bulk_actions``) only: elsewhere
+        content negotiation falls back to JSON, or answers 406 naming what is offered."""
+        renderers: list[BaseRenderer] = super().get_renderers()
+        if getattr(self, "action", None) in self.bulk_actions:
+            return renderers
+        return [r for r in renderers if not isinstance(r, BulkRenderer)]
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(getattr(request, "accepted_renderer", None), BulkRenderer):
@@ -119,7 +131,7 @@ class BulkFormats(_ViewBase):
             return super().list(request, *args, **kwargs)  # type: ignore[misc]
         if not request.user.is_authenticated:  # a list opened to all: never read as the system
             raise exceptions.NotAuthenticated()
-        bounds = bounded_range(request)
+        bounds = bounded_range(request, self.bulk_max_range)
         rows = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
         return self.bulk_response(request, renderer.bulk, rows, bounds)
 
@@ -217,6 +229,9 @@ def _chunks(fmt: Format, plan: plans.ReadPlan, preamble: list[str]) -> Iterator[
         raise time_limits.TimeLimitExceeded(
             time_limits.message(time_limits.STREAM, error)
         ) from error
+    except Exception:  # a value Arrow cannot convert, a writer's error: cut short, and said
+        logger.exception("bulk read failed")
+        raise
 
 
 def cancelled(error: Exception) -> bool:
@@ -231,4 +246,4 @@ def _batches(
 ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         deadline.check()
-        yield reader.converted(batch, plan.columns)
+        yield reader.converted(batch, plan.columns, plan.schema)
