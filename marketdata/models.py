@@ -526,6 +526,13 @@ class OptionQuoteValues(models.Model):
 
 class OptionQuote(OptionQuoteValues):
     class Meta(OptionQuoteValues.Meta):
+        # An underlying's quotes in time order, as its list pages and streams them: the key's
+        # index starts with the contract, and would sort the whole chain for each page.
+        indexes = [
+            models.Index(
+                fields=["underlying", "ts", "expiry", "strike", "right"], name="optionquote_by_time"
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["underlying", "expiry", "strike", "right", "ts"],

@@ -130,6 +130,11 @@ class FeatureEmbedding(models.Model):
 
     class Meta:
         ordering = ["instrument", "ts"]
+        # A set's embeddings in time order, as the list pages and streams them over every
+        # instrument; the window's key starts with the instrument.
+        indexes = [
+            models.Index(fields=["feature_set", "ts", "id"], name="featureembedding_by_time")
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["feature_set", "instrument", "ts"], name="featureembedding_by_window"
