@@ -83,8 +83,9 @@ RESEARCH_LEFT_OUT = ("signals_systemlog",)
 # books'), an ingest's user.
 RESEARCH_WITHHELD_NAMES = ("actor", "db_role", "user_id", "os_user", "account_id", "created_by_id")
 RESEARCH_WITHHELD_COLUMNS: dict[str, tuple[str, ...]] = {
-    # Where the server keeps loaded files and their rejects: the server's layout, not data.
-    "marketdata_ingest": ("path", "rejects_file"),
+    # Where the server keeps loaded files and their rejects: the server's layout, not data;
+    # and the errors of a failed load, whose text may name the server's paths.
+    "marketdata_ingest": ("path", "rejects_file", "error_summary"),
 }
 
 # Columns only the application reads: it checks passwords and API tokens against them. A
@@ -582,7 +583,7 @@ def close_chunks(cursor: CursorWrapper) -> list[str]:
 def role_access(cursor: Cursor, role: str) -> list[str]:
     """Every column (and table, for what is granted per table) ``role`` may read or write, as
     ``relation.column PRIVILEGE`` lines, sorted: the relations of the schemas it may use but
-    those of extensions, partitions and chunks (closed to both roles, tested on their own)."""
+    those of extensions, partitions and chunks (closed to every role, tested on their own)."""
     # MAINTAIN (VACUUM, ANALYZE, REFRESH, LOCK...) exists from PostgreSQL 17.
     cursor.execute("SELECT current_setting('server_version_num')::int >= 170000")
     (maintain,) = cursor.fetchone() or (False,)

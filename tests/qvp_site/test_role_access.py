@@ -26,7 +26,7 @@ ROLES = (roles.APP_ROLE, roles.READONLY_ROLE, roles.RESEARCH_ROLE)
 HEADER = """\
 # {role} on {engine}: what the role may do, one `relation.column PRIVILEGE` a line
 # (`relation.* PRIVILEGE` for what is granted per table), in every schema the role may use;
-# partitions, chunks and extensions' own relations are left out (closed to both roles:
+# partitions, chunks and extensions' own relations are left out (closed to every role:
 # tests/qvp_site/test_partition_access.py). Granted by `manage.py create_db_roles`
 # (qvp_site/db/roles.py), compared by tests/qvp_site/test_role_access.py.
 # A change to this file is a security review: it is what the role's password opens.
