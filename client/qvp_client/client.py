@@ -290,13 +290,7 @@ class Client:
             "known_at": known_at,
             "adjustment": adjustment,
         }
-        return self.read(
-            "bars/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("bars/", start, end, params, **options)
 
     def buckets(
         self,
@@ -370,13 +364,7 @@ class Client:
     ) -> Frame:
         """Orders of your accounts created in [start, end), oldest first."""
         params = {"account": account, "symbol": symbol, "status": status}
-        return self.read(
-            "orders/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("orders/", start, end, params, **options)
 
     def executions(
         self,
@@ -390,13 +378,7 @@ class Client:
     ) -> Frame:
         """Executions of your accounts in [start, end) (by executed_at), oldest first."""
         params = {"account": account, "symbol": symbol, "order": order, "kind": kind}
-        return self.read(
-            "executions/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("executions/", start, end, params, **options)
 
     def cash(
         self,
@@ -409,13 +391,7 @@ class Client:
     ) -> Frame:
         """The cash ledger of your accounts in [start, end) (by entry_at), oldest first."""
         params = {"account": account, "kind": kind, "currency": currency}
-        return self.read(
-            "cash/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("cash/", start, end, params, **options)
 
     def snapshots(
         self,
@@ -443,13 +419,7 @@ class Client:
     ) -> Frame:
         """Risk metrics of your accounts in [start, end), oldest first."""
         params = {"account": account, "metric": metric}
-        return self.read(
-            "risk/metrics/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("risk/metrics/", start, end, params, **options)
 
     def signals(
         self,
@@ -461,13 +431,7 @@ class Client:
     ) -> Frame:
         """Signals in [start, end), by agent (its name) and symbols, oldest first."""
         params = {"agent": agent, "symbols": symbols}
-        return self.read(
-            "signals/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("signals/", start, end, params, **options)
 
     def fused_signals(
         self,
@@ -479,13 +443,7 @@ class Client:
     ) -> Frame:
         """Fused signals in [start, end), oldest first."""
         params = {"symbols": symbols, "method": method}
-        return self.read(
-            "signals/fused/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("signals/fused/", start, end, params, **options)
 
     def news(
         self,
@@ -497,13 +455,7 @@ class Client:
     ) -> Frame:
         """News articles in [start, end), about ``symbol``, from ``source``, oldest first."""
         params = {"symbol": symbol, "source": source}
-        return self.read(
-            "news/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("news/", start, end, params, **options)
 
     def sentiment(
         self,
@@ -515,13 +467,7 @@ class Client:
     ) -> Frame:
         """Social sentiment in [start, end), oldest first."""
         params = {"symbols": symbols, "platform": platform}
-        return self.read(
-            "sentiment/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("sentiment/", start, end, params, **options)
 
     def features(
         self,
@@ -537,13 +483,7 @@ class Client:
         ``vectors=False`` leaves it out, a fraction of the bytes). ``feature_set``: "name" or
         "name:version" (default: the server's current one)."""
         params = {"symbols": symbols, "feature_set": feature_set, "vectors": vectors}
-        return self.read(
-            "vectors/features/",
-            start,
-            end,
-            params,
-            **options,
-        )
+        return self.read("vectors/features/", start, end, params, **options)
 
     def audit(
         self,
