@@ -4,11 +4,12 @@ A viewset that mixes it in answers ``?format=arrow|parquet|csv`` (or the formats
 types in ``Accept``) on its list with every row of a time range at once: the same queryset as
 its JSON (filters, the user's scoping; row-level security as the user), without pages, read
 straight into Arrow (``reader``) and written batch by batch (``formats``). A bulk list needs a
-bounded range instead of pages: ``start`` and ``end`` both given, at most
-``QVP_API_BULK_MAX_RANGE`` apart (``bounded_range``), so that one request's cost is known
-ahead. Refusals (bad parameters, a range too long, no permission) are JSON, as ever; a format
-asked of anything but a list (or another action the viewset names in ``bulk_actions``, which
-then streams by ``bulk_plan_response`` itself) is 406.
+bounded range instead of pages: ``start`` and ``end`` both given, at most the setting
+``bulk_max_range`` names apart (``QVP_API_BULK_MAX_RANGE``, a month for ticks: see
+``bounded_range``), so that one request's cost is known ahead. Refusals (bad parameters, a
+range too long, no permission) are JSON, as ever; a bulk format asked of anything but a list
+(or another action the viewset names in ``bulk_actions``, which then streams by
+``bulk_plan_response`` itself) is not offered there: a 406 naming what is.
 
 The columns are the JSON rows' (``columns``): the serializer's fields by their sources, or
 ``bulk_columns`` where a field is computed. The rows come oldest first (``bulk_ordering``).
@@ -34,7 +35,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from rest_framework import exceptions, serializers
-from rest_framework.relations import PrimaryKeyRelatedField, RelatedField
+from rest_framework.relations import ManyRelatedField, PrimaryKeyRelatedField, RelatedField
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -179,7 +180,9 @@ def _path(view: str, name: str, field: serializers.Field[Any, Any, Any, Any]) ->
     path = str(field.source).replace(".", "__")
     if isinstance(field, serializers.SlugRelatedField):
         return f"{path}__{field.slug_field}"
-    computed = field.source == "*" or isinstance(field, serializers.SerializerMethodField)
+    computed = field.source == "*" or isinstance(
+        field, serializers.SerializerMethodField | serializers.BaseSerializer | ManyRelatedField
+    )  # a nested record or a list of keys: no one column
     if computed or (
         isinstance(field, RelatedField) and not isinstance(field, PrimaryKeyRelatedField)
     ):
