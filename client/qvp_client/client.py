@@ -254,9 +254,9 @@ class Client:
     ) -> pa.Table:
         ranges = chunks(as_utc(start, "start"), as_utc(end, "end"), chunk or self.chunk)
         query = query_params(params or {})
-        shown = wanted(self.progress if progress is None else progress, len(ranges))
+        shown, delay = wanted(self.progress if progress is None else progress, len(ranges))
         tables: list[pa.Table] = []
-        with Progress(path.strip("/"), len(ranges), shown) as bar:
+        with Progress(path.strip("/"), len(ranges), shown, delay) as bar:
             for low, high in ranges:
                 asked = {**query, "start": iso(low), "end": iso(high), "format": "arrow"}
                 response = self.transport.request(

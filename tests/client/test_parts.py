@@ -89,3 +89,12 @@ def test_links_are_followed_on_the_clients_own_host():
     assert transport.url("bars/") == "https://qvp.example.com/api/v1/bars/"
     link = "http://elsewhere:8000/api/v1/bars/?cursor=abc"
     assert transport.url(link) == "https://qvp.example.com/api/v1/bars/?cursor=abc"
+
+
+def test_a_long_download_of_one_chunk_shows_its_progress_after_a_while():
+    from qvp_client.progress import LONG, wanted
+
+    assert wanted(None, 1) == (True, LONG)  # tqdm is installed here
+    assert wanted(None, 3) == (True, 0.0)
+    assert wanted(False, 3) == (False, 0.0)
+    assert wanted(True, 1) == (True, 0.0)
