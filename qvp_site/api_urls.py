@@ -1,8 +1,8 @@
 """The REST API's routes under /api/v1/; each app registers its viewsets here.
 
-A route's format suffix (``bars.csv``, ``bars/buckets.arrow``) is read as its ``?format=``
-(``suffix_as_query``): DRF would pass it to the view as a ``format`` argument, which an action
-that takes none (``buckets``, ``revisions``, ``latest``...) answers with a 500.
+A route's format suffix (``bars.csv``, ``bars/buckets.arrow``) is set aside for the content
+negotiation (``suffix_aside``): DRF would pass it to the view as a ``format`` argument, which
+an action that takes none (``buckets``, ``revisions``, ``latest``...) answers with a 500.
 """
 
 from collections.abc import Callable
@@ -18,6 +18,7 @@ from marketdata import api_actions as actions
 from marketdata import api_listings as listings
 from marketdata import api_options as options
 from qvp_site import api_audit as audit
+from qvp_site.negotiation import FORMAT_SUFFIX
 from risk import api as risk
 from signals import api as signals
 from trading import api as trading
@@ -64,24 +65,22 @@ router.register("vectors/strategies", vectors.StrategyViewSet, basename="vectors
 router.register("audit", audit.AuditViewSet, basename="auditentry")
 
 
-def suffix_as_query(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """``view`` with a route's format suffix moved into the query string (unless the query
-    names a format already): what DRF's content negotiation reads either way."""
+def suffix_aside(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """``view`` with a route's format suffix kept on the request (``FORMAT_SUFFIX``, where the
+    content negotiation reads it: ``qvp_site.negotiation``) rather than passed to the view."""
 
     @wraps(view)  # keeps the viewset's attributes (cls, actions) for the schema and DRF
-    def with_suffix_as_query(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def with_suffix_aside(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         suffix = kwargs.pop("format", None)
-        if suffix is not None and "format" not in request.GET:
-            query = request.GET.copy()
-            query["format"] = suffix
-            request.GET = query  # type: ignore[assignment]  # a mutable copy, as Django allows
+        if suffix is not None:
+            setattr(request, FORMAT_SUFFIX, suffix)
         return view(request, *args, **kwargs)
 
-    return with_suffix_as_query
+    return with_suffix_aside
 
 
 urlpatterns = [
-    URLPattern(route.pattern, suffix_as_query(route.callback), route.default_args, route.name)
+    URLPattern(route.pattern, suffix_aside(route.callback), route.default_args, route.name)
     if isinstance(route, URLPattern)
     else route
     for route in router.urls

@@ -6,8 +6,10 @@ DRF orders the ``Accept`` header's media types by how specific they are and igno
 the first renderer. Here the types are tried by their ``q``, highest first (RFC 9110, 12.5.1;
 ``q=0`` is "not acceptable"), and among types of one ``q`` as DRF does.
 
-A ``?format=`` (or a route's suffix) no renderer of the view offers is a 406 naming the
-parameter and what is offered, not DRF's 404.
+A ``?format=`` no renderer of the view offers is a 406 naming the parameter and what is
+offered, not DRF's 404. A route's suffix (``bars.csv``) no renderer offers stays a 404: that
+path names nothing (``accounts/0.5/`` is no account). The routes keep the suffix on the
+request, not in the view's arguments (``FORMAT_SUFFIX``, qvp_site/api_urls.py).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.utils.mediatypes import _MediaType
 
+FORMAT_SUFFIX = "qvp_format_suffix"  # the request's attribute holding a route's suffix
 # Where DRF (3.18) keeps a request's parsed Accept list, which its negotiation reads: set to
 # one group of preferences at a time.
 CACHE = "_parsed_accept_list"
@@ -47,6 +51,9 @@ class QualityNegotiation(DefaultContentNegotiation):
         self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> Any:
         renderers = list(renderers)
+        format_suffix = format_suffix or getattr(request, FORMAT_SUFFIX, None)
+        if format_suffix and not any(r.format == format_suffix for r in renderers):
+            raise Http404  # a path naming nothing, as DRF answers it
         accepted = [_MediaType(token) for token in self.get_accept_list(request)]
         groups = by_quality(accepted)
         if len(groups) <= 1:  # one preference: DRF's order decides

@@ -40,6 +40,7 @@ REFUSALS = {
     "401": ("No valid credentials", "Error"),
     "403": ("Not allowed for this user (or no credentials)", "Error"),
     "404": ("No such object, or none this user may see", "Error"),
+    "406": ("A format (?format= or Accept) this operation does not offer", "Error"),
     "413": ("The request body is larger than the site accepts", "Error"),
     "415": ("The body is not in a media type the operation reads (JSON)", "Error"),
     "429": ("Too many requests: retry after the Retry-After header's seconds", "Error"),
@@ -62,6 +63,8 @@ def document_refusals(result, generator, request, public):
             for status, (description, schema) in REFUSALS.items():
                 if status in ("413", "415") and "requestBody" not in operation:
                     continue
+                if status == "406" and not _takes_a_format(operation):
+                    continue
                 responses.setdefault(
                     status,
                     {
@@ -74,3 +77,8 @@ def document_refusals(result, generator, request, public):
                     },
                 )
     return result
+
+
+def _takes_a_format(operation: dict) -> bool:
+    """Whether the operation reads ``?format=`` (a list in the bulk formats)."""
+    return any(p.get("name") == "format" for p in operation.get("parameters", []))

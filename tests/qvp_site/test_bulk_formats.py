@@ -269,3 +269,11 @@ def test_a_preferred_format_a_route_does_not_offer_falls_back_to_the_next(bars, 
     response = user.get("/api/v1/bars/revisions/", RANGE, HTTP_ACCEPT=accept)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
+
+
+def test_a_suffix_no_route_offers_names_nothing(bars, user):
+    """``accounts/0.5/`` is no account in a format called 5: a 404, as a path naming
+    nothing; ``?format=`` of the same is a 406 naming the parameter."""
+    assert user.get("/api/v1/accounts/0.5/").status_code == 404
+    assert user.get("/api/v1/bars.xlsx", RANGE).status_code == 404
+    assert user.get("/api/v1/bars/", {**RANGE, "format": "xlsx"}).status_code == 406
