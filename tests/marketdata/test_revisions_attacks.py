@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from contextlib import suppress
 from datetime import datetime, timedelta
 
 import psycopg
@@ -154,7 +153,7 @@ def test_a_reader_cannot_hold_up_every_load_of_an_instrument(load, connect_as_ap
         reader.execute(f"SET ROLE {roles.READONLY_ROLE}")
         # create_db_roles takes the advisory locks from PUBLIC where it can: refused; and
         # were it not, the loads do not wait on it (below).
-        with suppress(psycopg.errors.InsufficientPrivilege):
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             reader.execute(
                 "SELECT pg_advisory_lock(hashtextextended('marketdata_minutebar:' || %s, 0))",
                 [instrument.id],
