@@ -13,7 +13,6 @@ from itertools import product
 from urllib.parse import urlencode
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from drf_spectacular.generators import SchemaGenerator
@@ -24,6 +23,7 @@ from marketdata.security_master import Terms, set_terms
 from qvp_site.auditors import AUDITORS
 from qvp_site.operators import OPERATORS
 from tests.clients import client_of
+from tests.clients import user_in as _user
 from tests.listings import listed
 from tests.marketdata.conftest import START
 
@@ -38,13 +38,6 @@ REQUEST = 5
 
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def _user(name: str, *groups: str):
-    user = get_user_model().objects.create_user(name)
-    for group in groups:
-        user.groups.add(Group.objects.get_or_create(name=group)[0])
-    return user
 
 
 @pytest.fixture

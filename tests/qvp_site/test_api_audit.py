@@ -17,6 +17,7 @@ from qvp_site.acting import acting_as
 from qvp_site.auditors import AUDITORS
 from qvp_site.models import AuditEntry
 from tests.clients import client_of
+from tests.clients import user_in as _user
 from trading.models import Account
 
 URL = "/api/v1/audit/"
@@ -25,13 +26,6 @@ US = timedelta(microseconds=1)
 # Each request of a logged-in user: its session and user, and its transaction (a savepoint in
 # the test's, its release) which begins by naming who acts (tests/trading/api/test_lists.py).
 REQUEST = 5
-
-
-def _user(name: str, *groups: str, **fields):
-    user = get_user_model().objects.create_user(name, **fields)
-    for group in groups:
-        user.groups.add(Group.objects.get_or_create(name=group)[0])
-    return user
 
 
 @pytest.fixture
