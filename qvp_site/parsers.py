@@ -127,18 +127,6 @@ class JSONParser(parsers.JSONParser):
         return _checked(data)
 
 
-class FormParser(parsers.FormParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        return _checked(super().parse(stream, media_type, parser_context))
-
-
-class MultiPartParser(parsers.MultiPartParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        result = super().parse(stream, media_type, parser_context)
-        _checked(result.data)
-        return result
-
-
 class JSONField(serializers.JSONField):
     """DRF's JSONField, reading JSON text (a query parameter, a form's field) with ``loads``:
     nested too deep is the field's 400, not the decoder's RecursionError."""

@@ -26,14 +26,25 @@ ERROR = {
     "required": ["detail"],
     "description": "Why the request was refused.",
 }
-# DRF's refusals of bad input: {field: [reasons]} for an object, a list of those for a batch;
-# or a rule of the database: {detail, rule, index} (qvp_site/api/errors.py's Refused).
-VALIDATION_ERROR = {
-    "oneOf": [{"type": "object"}, {"type": "array"}],
+# DRF's refusals of bad input: {field: [reasons]} for an object (a field of a nested object
+# or list holds its own refusals in the same shape), a list of those for a batch, one per
+# item ({} for an item refused for nothing); or a rule of the database: {detail, rule, index}
+# (qvp_site/api/errors.py's Refused).
+FIELD_ERRORS = {
+    "type": "object",
+    "additionalProperties": {},
     "description": (
-        "The fields (and items of a batch) refused, each with its reasons; or, refused by a"
-        " rule of the database, {detail, rule, index}."
+        "Each field refused, by name, with its reasons (a list of text, or the refusals of its"
+        " own fields); or, refused by a rule of the database, detail, rule and the index of"
+        " the batch item."
     ),
+}
+VALIDATION_ERROR = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/FieldErrors"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/FieldErrors"}},
+    ],
+    "description": "The fields refused; for a batch, a list of those, one per item.",
 }
 REFUSALS = {
     "400": ("Bad input: each field refused, with its reasons", "ValidationError"),
@@ -54,6 +65,7 @@ def document_refusals(result, generator, request, public):
     schema-driven fuzz test, know them."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Error", ERROR)
+    components.setdefault("FieldErrors", FIELD_ERRORS)
     components.setdefault("ValidationError", VALIDATION_ERROR)
     for path in result.get("paths", {}).values():
         for method, operation in path.items():
@@ -82,3 +94,28 @@ def document_refusals(result, generator, request, public):
 def _takes_a_format(operation: dict) -> bool:
     """Whether the operation reads ``?format=`` (a list in the bulk formats)."""
     return any(p.get("name") == "format" for p in operation.get("parameters", []))
+
+
+BLANK = {"type": "string", "maxLength": 0}
+
+
+def blank_matches_once(result, generator, request, public):
+    """drf-spectacular post-processing hook: a text field with a format that may be blank
+    (a URL, an e-mail address) is documented as ``oneOf: [the format, ""]``; but a ``oneOf``
+    must match exactly one branch, and "" matches both (a string of length 0 has any format
+    jsonschema checks, and any ``maxLength``). ``anyOf`` says what is meant."""
+    _any_of_blank(result.get("components", {}).get("schemas", {}))
+    return result
+
+
+def _any_of_blank(node: object) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _any_of_blank(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if BLANK in node.get("oneOf", ()):
+        node["anyOf"] = node.pop("oneOf")
+    for value in node.values():
+        _any_of_blank(value)

@@ -346,12 +346,12 @@ REST_FRAMEWORK = {
         "qvp_site.throttling.AnonymousRateLimit",  # last: counts whom none of them knew
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # DRF's parsers, refusing text PostgreSQL cannot store with a 400 (qvp_site/parsers.py).
-    "DEFAULT_PARSER_CLASSES": [
-        "qvp_site.parsers.JSONParser",
-        "qvp_site.parsers.FormParser",
-        "qvp_site.parsers.MultiPartParser",
-    ],
+    # Bodies are JSON, and only JSON (415 otherwise), as the schema documents them: no page of
+    # the site posts a form to the API. Text PostgreSQL cannot store is a 400
+    # (qvp_site/parsers.py). The browsable API keeps its raw JSON form.
+    "DEFAULT_PARSER_CLASSES": ["qvp_site.parsers.JSONParser"],
+    # APIClient in the tests sends what clients send.
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # Requests per user, and per address for requests without a user (refused anyway, but
     # counted, so that a client guessing keys is slowed down: qvp_site/throttling.py). Kept
     # in the cache below; 429 beyond.
@@ -389,6 +389,9 @@ SPECTACULAR_SETTINGS = {
         "qvp_site.acting.ActingTokenAuthentication",
     ],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # A request's body and the answer are separate components: read-only fields (ids, who
+    # acted, when) are in the answer only, so that a generated client does not demand them.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Choice sets that share a field name across apps get names of their own.
     "ENUM_NAME_OVERRIDES": {
         "RiskMetricEnum": "risk.models.Metric",
@@ -399,6 +402,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "qvp_site.schema.document_refusals",
+        "qvp_site.schema.blank_matches_once",
     ],  # tags and operation ids from the path after it
     # The schema and its docs need a login like every other page.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -123,6 +123,8 @@ class VaRQuery(serializers.Serializer):
         return value
 
 
+# One answer, not a list: the view's action is named ``list`` (GET on the collection).
+@extend_schema_serializer(many=False)
 class VaRSerializer(serializers.Serializer):
     account = serializers.IntegerField()
     method = serializers.CharField()
@@ -236,10 +238,10 @@ class AlertQuery(AccountQuery, TimeRangeQuery):
 
 class AlertSerializer(serializers.ModelSerializer):
     acknowledged_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     resolved_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
 
     class Meta:

@@ -89,6 +89,7 @@ class SignalPerformanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = SignalPerformance
         fields = [
+            "id",
             "agent",
             "window_days",
             "window_start",
@@ -99,6 +100,8 @@ class SignalPerformanceSerializer(serializers.ModelSerializer):
             "average_return",
             "cumulative_return",
             "computed_at",
+            "known_at",
+            "code_version",
         ]
 
 
@@ -177,10 +180,15 @@ class AgentViewSet(
         performance = Prefetch("performance", SignalPerformance.objects.select_related("agent"))
         return with_latest_metric(Agent.objects.prefetch_related(performance))
 
+    # GET is a list in the cursor's pages (its parameters and its page documented by the
+    # paginator); POST records one metric.
     @extend_schema(
+        methods=["GET"],
         parameters=schema_parameters(TimeRangeQuery),
-        request=AgentMetricSerializer,
-        responses=AgentMetricSerializer,
+        responses=AgentMetricSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["POST"], request=AgentMetricSerializer, responses={201: AgentMetricSerializer}
     )
     @action(detail=True, methods=["get", "post"], pagination_class=NewestFirstPagination)
     def metrics(self, request: Request, pk: str | None = None) -> Response:

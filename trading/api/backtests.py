@@ -94,7 +94,7 @@ class BacktestRunSerializer(serializers.ModelSerializer[BacktestRun]):
     hit_rate = fraction(help_text="a fraction, 0 to 1")
     turnover = FiniteFloatField(required=False, allow_null=True, min_value=0)
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     trade_count = serializers.IntegerField(read_only=True)
     # Declared for the parser's depth bound on JSON text (a form's field); the model's default.
