@@ -402,6 +402,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "qvp_site.schema.document_refusals",
+        # After the refusals: each bulk read again at its route's suffix (bars.arrow).
+        "qvp_site.api.bulk.schema.suffix_operations",
         "qvp_site.schema.blank_matches_once",
     ],  # tags and operation ids from the path after it
     # The schema and its docs need a login like every other page.

@@ -1,10 +1,16 @@
 """The bulk formats in the OpenAPI schema: a list's (or another of the view's
 ``bulk_actions``') 200 answer in each format is a file
 (``type: string, format: binary``), never the JSON page's schema; other operations and
-refusals offer JSON only, as they answer."""
+refusals offer JSON only, as they answer.
+
+Each such operation also has one operation per format at its route's suffix
+(``GET bars.arrow``), answering that format only: a generated client takes the first media
+type it knows of an answer (JSON, for ``GET bars/``), so only there does it get the bytes.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -54,3 +60,42 @@ class BulkAutoSchema(AutoSchema):
             else:
                 del content[media_type]
         return response
+
+
+RANGE = ("start", "end")  # a bulk read needs both: the range it streams
+# A stream has no pages, and no ?format= beside its suffix.
+NOT_STREAMED = {"format", "cursor", "page", "page_size"}
+
+
+def suffix_operations(result, generator, request, public):
+    """drf-spectacular post-processing hook: for each operation that streams the bulk
+    formats, the same read at the route's suffix for each format (``bars.arrow``), with
+    that format's answer only, ``start`` and ``end`` required, and no pages or
+    ``?format=``."""
+    paths = result.get("paths", {})
+    for path, item in list(paths.items()):
+        operation = item.get("get")
+        content = operation and operation["responses"].get("200", {}).get("content", {})
+        for fmt in FORMATS.values():
+            if content and fmt.media_type in content:
+                paths[f"{path.rstrip('/')}.{fmt.name}"] = {
+                    "get": _in_format(operation, path, fmt.name, fmt.media_type)
+                }
+    return result
+
+
+def _in_format(operation: dict[str, Any], path: str, name: str, media_type: str) -> dict:
+    suffixed = copy.deepcopy(operation)
+    suffixed["operationId"] = f"{operation['operationId']}_{name}"
+    suffixed["description"] = (
+        f"Every row of `GET {path}` from start to end, oldest first, as {media_type}: the"
+        f" same filters, permissions and columns. {operation.get('description', '')}"
+    ).strip()
+    parameters = [p for p in suffixed.get("parameters", []) if p["name"] not in NOT_STREAMED]
+    for parameter in parameters:
+        if parameter.get("in") == "query" and parameter["name"] in RANGE:
+            parameter["required"] = True
+    suffixed["parameters"] = parameters
+    answer = suffixed["responses"]["200"]
+    answer["content"] = {media_type: dict(FILE)}
+    return suffixed
