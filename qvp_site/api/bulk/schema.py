@@ -67,7 +67,9 @@ RANGE = ("start", "end")  # a bulk read needs both: the range it streams
 NOT_STREAMED = {"format", "cursor", "page", "page_size"}
 
 
-def suffix_operations(result, generator, request, public):
+def suffix_operations(
+    result: dict[str, Any], generator: object, request: object, public: bool
+) -> dict[str, Any]:
     """drf-spectacular post-processing hook: for each operation that streams the bulk
     formats, the same read at the route's suffix for each format (``bars.arrow``), with
     that format's answer only, ``start`` and ``end`` required, and no pages or
@@ -84,7 +86,7 @@ def suffix_operations(result, generator, request, public):
     return result
 
 
-def _in_format(operation: dict[str, Any], path: str, name: str, media_type: str) -> dict:
+def _in_format(operation: dict[str, Any], path: str, name: str, media_type: str) -> dict[str, Any]:
     suffixed = copy.deepcopy(operation)
     suffixed["operationId"] = f"{operation['operationId']}_{name}"
     suffixed["description"] = (
