@@ -447,6 +447,16 @@ class Tick(TickValues):
     objects = TickQuerySet.as_manager()
 
     class Meta(TickValues.Meta):
+        # The latest quote at a time (as-of joins, qvp_site/db/asof.py) without reading the
+        # trades between: the quotes alone, by instrument and time. Scanned backward for the
+        # latest at or before a time (highest sequence first), forward for the first after.
+        indexes = [
+            models.Index(
+                fields=["instrument", "ts", "sequence"],
+                condition=Q(kind="quote"),
+                name="tick_quote_by_time",
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["instrument", "ts", "sequence"], name="tick_by_instrument_time_sequence"

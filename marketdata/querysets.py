@@ -13,6 +13,7 @@ from django.db.models.lookups import GreaterThan, GreaterThanOrEqual
 from django.db.models.sql.datastructures import BaseTable
 from django.db.models.sql.where import AND
 
+from qvp_site.db.asof import AsOfQuerySetMixin
 from qvp_site.db.buckets import Bucket, First, Last
 
 # How a read adjusts prices for corporate actions: as traded, for splits (and stock dividends),
@@ -105,7 +106,7 @@ class InstrumentQuerySet(models.QuerySet):
         return self.filter(id__in=universe)
 
 
-class TimeRangeQuerySet(models.QuerySet):
+class TimeRangeQuerySet(AsOfQuerySetMixin, models.QuerySet):
     def _merge_sanity_check(self, other: models.QuerySet) -> None:
         """``a | b``, ``a & b`` and ``a ^ b`` keep the left side's table: refuse to combine
         reads of market data as known at different moments, or adjusted differently, rather
@@ -214,4 +215,10 @@ class BarQuerySet(TimeRangeQuerySet):
 
 
 class TickQuerySet(TimeRangeQuerySet):
-    pass
+    def quotes(self) -> TickQuerySet:
+        """The quotes only: ``kind = 'quote'`` as a constant, so that a lookup of the latest
+        quote reads the partial index ``tick_quote_by_time`` and no trade."""
+        return self.filter(kind="quote")
+
+    def trades(self) -> TickQuerySet:
+        return self.filter(kind="trade")

@@ -13,6 +13,7 @@ from django.db import models
 
 # The auditors group is the site's (qvp_site/auditors.py), re-exported for this module's readers.
 from qvp_site.auditors import AUDITORS, is_auditor
+from qvp_site.db.asof import AsOfQuerySetMixin
 
 __all__ = ["AUDITORS", "AccountQuerySet", "AccountScopedQuerySet", "is_auditor", "reads_everything"]
 
@@ -39,8 +40,9 @@ class AccountQuerySet(models.QuerySet):
         return self.filter(groups__user=user).distinct()
 
 
-class AccountScopedQuerySet(models.QuerySet):
-    """Records that belong to an account (orders, executions, positions, cash, snapshots)."""
+class AccountScopedQuerySet(AsOfQuerySetMixin, models.QuerySet):
+    """Records that belong to an account (orders, executions, positions, cash, snapshots);
+    ``asof`` joins market data to them as of their times (qvp_site/db/asof.py)."""
 
     def visible_to(self, user) -> AccountScopedQuerySet:
         if not user.is_authenticated or not user.is_active:
