@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import BasePagination
@@ -38,6 +38,7 @@ from qvp_site.api import (
     PageNumberPagination,
     QueriedViewSet,
     RefusalsAsResponses,
+    RefusalSerializer,
     TimeField,
     TimeRangeQuery,
     WritesNeedModelPermission,
@@ -187,8 +188,11 @@ class AgentViewSet(
         parameters=schema_parameters(TimeRangeQuery),
         responses=AgentMetricSerializer(many=True),
     )
+    # 409: the agent has a metric at that time already (the table's unique key refuses it).
     @extend_schema(
-        methods=["POST"], request=AgentMetricSerializer, responses={201: AgentMetricSerializer}
+        methods=["POST"],
+        request=AgentMetricSerializer,
+        responses={201: AgentMetricSerializer, 409: RefusalSerializer},
     )
     @action(detail=True, methods=["get", "post"], pagination_class=NewestFirstPagination)
     def metrics(self, request: Request, pk: str | None = None) -> Response:
@@ -386,7 +390,17 @@ class FusedSignalViewSet(BulkFormats, SignalsListViewSet):
             rows = rows.filter(method=query["method"])
         return within(symbols_filter(rows, query), query)
 
-    @extend_schema(request=FuseRequest, responses={201: FusedSignalSerializer(many=True)})
+    # A list, not a page: drf-spectacular would document the viewset's pagination (the
+    # list's) for a serializer of many, which this answer never has.
+    @extend_schema(
+        request=FuseRequest,
+        responses={
+            201: OpenApiResponse(
+                {"type": "array", "items": {"$ref": "#/components/schemas/FusedSignal"}},
+                description="the fused signals written, one per instrument",
+            )
+        },
+    )
     def create(self, request: Request) -> Response:
         params = FuseRequest(data=request.data)
         params.is_valid(raise_exception=True)
@@ -462,7 +476,10 @@ class NewsViewSet(BulkFormats, SignalsListViewSet):
             rows = rows.filter(source=query["source"])
         return within(rows, query)
 
-    @extend_schema(request=NewsArticleSerializer(many=True), responses={201: BatchAnswer})
+    # 200 when every article was recorded before (nothing inserted), as for signals.
+    @extend_schema(
+        request=NewsArticleSerializer(many=True), responses={201: BatchAnswer, 200: BatchAnswer}
+    )
     def create(self, request: Request) -> Response:
         batch = Batch.of(request.data).validated(NewsArticleSerializer)
         try:
@@ -508,8 +525,9 @@ class SocialSentimentViewSet(BulkFormats, SignalsListViewSet):
 
 
 class AlternativeDataSerializer(serializers.ModelSerializer):
+    # Null for data about no instrument (a region's, a sector's): the column may be empty.
     symbol: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        source="instrument", slug_field="symbol", read_only=True
+        source="instrument", slug_field="symbol", read_only=True, allow_null=True
     )
 
     class Meta:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 MAX_BATCH = 10_000
 
@@ -56,6 +57,13 @@ class Batch:
                 if isinstance(found, list)
                 else found
             )
-            single = self.single and one_by_its_fields
-            raise serializers.ValidationError(errors.get(0, errors) if single else errors)
+            if self.single and one_by_its_fields:
+                raise serializers.ValidationError(_by_fields(errors.get(0, errors)))
+            raise serializers.ValidationError(errors)
         return batch
+
+
+def _by_fields(errors: Any) -> dict[Any, Any]:
+    """An object's refusals by field; an item refused whole (``null``: no object at all) by
+    ``non_field_errors``, as DRF refuses a serializer given no data, not as a bare list."""
+    return errors if isinstance(errors, dict) else {api_settings.NON_FIELD_ERRORS_KEY: errors}
