@@ -4,9 +4,10 @@ The fuzz test (tests/test_api_fuzz.py) sends mostly refused requests to a nearly
 database: a list that answers no row checks no row's schema. Here a database holds at least one
 row of every resource, a superuser (who sees every account, and reads the audit log) sends
 each operation of the schema one valid request, and schemathesis checks the answer: a 2xx,
-documented, with the documented content type and body. Every list answers at least one row.
-Then what else a client meets: answers of another shape (another timeframe, a batch, a symbol
-with no price), second pages, each write sent again (a retry: 200, 404 or 409), a null body.
+documented, with the documented content type and body. Every list answers at least one row,
+and a list in pages at least two. Then what else a client meets: answers of another shape
+(another timeframe, a batch, a symbol with no price), second pages (each list's: a row on
+each), each write sent again (a retry: 200, 404 or 409), a null body.
 
 The operations are the schema's, so a new one is a new test: it fails until a request for it
 is written in ``READS`` (GET) or ``WRITES`` (the rest), which the failure names. The bulk
@@ -44,6 +45,7 @@ from marketdata.models import (
     Tick,
     TickRevision,
 )
+from qvp_site.acting import acting_as
 from qvp_site.api.bulk.formats import FORMATS
 from qvp_site.db import partitions
 from qvp_site.models import AuditEntry, TimeSeriesTable
@@ -64,6 +66,7 @@ from tests.fixtures.trading import fill, make_order
 from tests.fixtures.trading_api import an_order, backtest, execution, iso
 from tests.vectors.conftest import END, load_demo
 from trading.models import Account, BacktestRun, CashEntry, PortfolioSnapshot, Position
+from trading.snapshots import take_snapshots
 from vectors import embeddings, patterns, regimes
 from vectors.models import FeatureEmbedding
 
@@ -131,7 +134,7 @@ def _vectors(spy: Instrument) -> None:
 
 
 def _market_data(spy: Instrument, user: Any, ids: dict[str, int]) -> None:
-    """A listing, corporate actions, ticks, an option quote and revisions of each kind."""
+    """Listings, corporate actions, ticks, option quotes and two revisions of each kind."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT marketdata_action_set(%s, 'cash_dividend', '2024-02-09', NULL, 0.24, 'USD',"
@@ -139,23 +142,34 @@ def _market_data(spy: Instrument, user: Any, ids: dict[str, int]) -> None:
             [spy.pk],
         )
     _listing_and_actions(user, ids)
-    # Each bar's first as it stood before a revision, known until T0 (its vwap left null).
+    _spy_listing(spy, user)
+    # Each bar's first two as they stood before a revision, known until T0 (their vwap left
+    # null): two rows, so that the list is read in pages. The second names the user who acted.
     for model, revised in ((MinuteBar, MinuteBarRevision), (DailyBar, DailyBarRevision)):
-        bar = model.objects.filter(instrument=spy).order_by("ts").first()
-        assert bar is not None
-        values = {f: getattr(bar, f) for f in ("ts", "open", "high", "low", "close", "volume")}
-        revised.objects.create(
-            instrument=spy,
-            row_id=bar.pk,
-            **values,
-            known_from=bar.ts,
-            known_until=T0,
-            change="revised",
-            actor="seed",
-        )
+        bars = list(model.objects.filter(instrument=spy).order_by("ts")[:2])
+        assert len(bars) == 2
+        for bar, by in zip(bars, (None, user), strict=True):
+            values = {f: getattr(bar, f) for f in ("ts", "open", "high", "low", "close", "volume")}
+            revised.objects.create(
+                instrument=spy,
+                row_id=bar.pk,
+                **values,
+                known_from=bar.ts,
+                known_until=T0,
+                change="revised",
+                actor="seed",
+                user=by,
+            )
+    _ticks_and_options(spy)
+    ids["embedding"] = FeatureEmbedding.objects.values_list("id", flat=True).first() or 0
+
+
+def _ticks_and_options(spy: Instrument) -> None:
+    """A trade and a quote, each with a revision; a call quoted without its Greeks (null) and
+    a put with them."""
     revision = {"known_until": T0, "change": "revised", "actor": "seed"}
     tick = Tick.objects.create(instrument=spy, ts=T0, sequence=1, price=520.1, size=100)
-    Tick.objects.create(
+    quote = Tick.objects.create(
         instrument=spy, ts=T0, sequence=2, kind="quote", bid=520.0, ask=520.2, bid_size=3
     )
     TickRevision.objects.create(
@@ -168,10 +182,38 @@ def _market_data(spy: Instrument, user: Any, ids: dict[str, int]) -> None:
         known_from=T0 - timedelta(minutes=1),
         **revision,
     )
-    OptionQuote.objects.create(
-        underlying=spy, ts=T0, expiry=date(2024, 6, 21), strike=520, right="C", bid=9.5, ask=9.7
+    # The quote as it stood before: its price and trade fields null, its ask size given.
+    TickRevision.objects.create(
+        instrument=spy,
+        ts=T0,
+        sequence=2,
+        kind="quote",
+        bid=519.9,
+        ask=520.3,
+        bid_size=2,
+        ask_size=4,
+        row_id=quote.pk,
+        known_from=T0 - timedelta(minutes=2),
+        **revision,
     )
-    ids["embedding"] = FeatureEmbedding.objects.values_list("id", flat=True).first() or 0
+    contract = {"underlying": spy, "ts": T0, "expiry": date(2024, 6, 21), "strike": 520}
+    OptionQuote.objects.create(**contract, right="C", bid=9.5, ask=9.7)
+    greeks = {"iv": 0.18, "delta": -0.45, "gamma": 0.02, "theta": -0.1, "vega": 0.5, "rho": -0.2}
+    OptionQuote.objects.create(**contract, right="P", bid=8.1, ask=8.3, last=8.2, **greeks)
+
+
+def _spy_listing(spy: Instrument, user: Any) -> None:
+    """A second version of SPY's listing (its name from a date on), stated as a vendor's file
+    would: its history has two rows. Its symbol stays SPY, which the other requests name."""
+    version = {
+        "instrument": spy.pk,
+        "symbol": SYMBOL,
+        "valid_from": "2024-01-02",
+        "currency": spy.currency,
+        "name": "SPDR S&P 500 ETF Trust",
+    }
+    answer = client_of(user).post("/api/v1/listings/", version, format="json")
+    assert answer.status_code == 201, answer.content
 
 
 def _listing_and_actions(user: Any, ids: dict[str, int]) -> None:
@@ -208,7 +250,8 @@ def _listing_and_actions(user: Any, ids: dict[str, int]) -> None:
 
 
 def _books(spy: Instrument, ids: dict[str, int]) -> tuple[Account, Any, Any]:
-    """A desk's account: an order half filled, another open, a deposit, a snapshot."""
+    """A desk's account: an order half filled, another open, a deposit, two snapshots (one
+    written by hand, its recorded fields null; one taken); another desk's account, one fill."""
     account = Account.objects.create(name="alpha", base_currency="USD")
     account.groups.add(Group.objects.create(name="desk-alpha"))
     order = make_order(account, spy, quantity="100", client_order_id="alpha-1")
@@ -229,14 +272,38 @@ def _books(spy: Instrument, ids: dict[str, int]) -> tuple[Account, Any, Any]:
         gross_exposure=Decimal(26_000),
         net_exposure=Decimal(26_000),
     ).pk
+    # Taken as the snapshot job takes them: its P&L, knowledge time and code version filled.
+    with acting_as("seed"):
+        assert take_snapshots(T, [account.pk]) == 1
+    # A second account, a second position and execution: those lists are read in pages.
+    other = Account.objects.create(name="beta", base_currency="USD")
+    bought = make_order(other, spy, quantity="20", client_order_id="beta-1")
+    fill(bought, 20, "519.50", exec_id="beta-x1", at=T)
     return account, order, booked
 
 
 def _signals(spy: Instrument, ids: dict[str, int]) -> Agent:
-    """An agent with a metric, a signal, its fused signal, performance, news, sentiment and
-    alternative data (with the nullable fields null in a second row where they may be)."""
+    """Two agents (one without a metric), two metrics, two signals and fused signals,
+    performance, news, sentiment and alternative data (with the nullable fields null in a
+    second row where they may be)."""
     agent = Agent.objects.create(name="momentum_agent", kind="momentum")
     AgentMetric.objects.create(agent=agent, ts=T0, latency_ms=12.5, errors=0, signals_emitted=3)
+    AgentMetric.objects.create(
+        agent=agent, ts=T0 - timedelta(minutes=1), latency_ms=30, errors=2, signals_emitted=0
+    )
+    # A second agent, with no metric (its latest null), and its signal: a short one.
+    other = Agent.objects.create(
+        name="reversal_agent", kind="mean_reversion", version="2", description="fades gaps"
+    )
+    Signal.objects.create(
+        agent=other,
+        instrument=spy,
+        ts=T0,
+        direction=-1,
+        strength=-0.2,
+        confidence=0.5,
+        horizon=timedelta(hours=4),
+    )
     ids["signal"] = Signal.objects.create(
         agent=agent,
         instrument=spy,
@@ -256,6 +323,15 @@ def _signals(spy: Instrument, ids: dict[str, int]) -> Agent:
         inputs=[{"agent": "momentum_agent", "weight": 1}],
         input_count=1,
     ).pk
+    FusedSignal.objects.create(
+        instrument=spy,
+        ts=T0 - timedelta(days=1),
+        target_weight=-0.1,
+        confidence=0.3,
+        method="equal",
+        inputs=[{"agent": "momentum_agent", "weight": 0.5}, {"agent": "reversal_agent"}],
+        input_count=2,
+    )
     window = {"agent": agent, "window_start": T0 - timedelta(days=30), "window_end": T0}
     ids["performance"] = SignalPerformance.objects.create(
         **window,
@@ -277,6 +353,9 @@ def _signals(spy: Instrument, ids: dict[str, int]) -> Agent:
     ids["sentiment"] = SocialSentiment.objects.create(
         instrument=spy, ts=T0, platform="x", sentiment=0.2, mentions=10, bullish=6, bearish=4
     ).pk
+    SocialSentiment.objects.create(
+        instrument=spy, ts=T0, platform="reddit", sentiment=-0.1, mentions=4
+    )
     ids["alternative"] = AlternativeData.objects.create(
         ts=T0, source="orbital", kind="cars", instrument=spy, payload={"count": 3}
     ).pk
@@ -287,7 +366,7 @@ def _signals(spy: Instrument, ids: dict[str, int]) -> Agent:
 def _risk(
     spy: Instrument, account: Account, user: Any, ids: dict[str, int]
 ) -> tuple[RiskLimit, RiskAlert]:
-    """A metric, an exposure, a volatility estimate, two limits, an alert in each state."""
+    """Two metrics, exposures and volatility estimates, limits, an alert in each state."""
     ids["metric"] = RiskMetric.objects.create(
         account=account, ts=T0, metric="var_historical", value=1e3, confidence=0.99, lookback=60
     ).pk
@@ -295,8 +374,12 @@ def _risk(
     ids["exposure"] = FactorExposure.objects.create(
         account=account, ts=T0, factor="market", exposure=1.1
     ).pk
+    FactorExposure.objects.create(account=account, ts=T0, factor="size", exposure=-0.3)
     VolatilityEstimate.objects.create(
         instrument=spy, ts=T0, estimator="parkinson", window=20, value=0.2
+    )
+    VolatilityEstimate.objects.create(
+        instrument=spy, ts=T0, timeframe="1m", estimator="yang_zhang", window=390, value=0.18
     )
     limit = RiskLimit.objects.create(
         account=account, metric="gross_exposure", threshold=10, severity="critical"
@@ -731,16 +814,19 @@ def _paged() -> list[str]:
 
 @pytest.mark.parametrize("path", _paged())
 def test_a_second_page_answers_as_documented(seeded, path):
-    """Pages of one row: the links to the next and previous pages are filled in (URLs)."""
+    """Pages of one row: the links to the next and previous pages are filled in (URLs) with
+    the operation's documented parameters."""
     first = READS[path](seeded)
     first["query"] = {**first.get("query", {}), "page_size": 1}
     case, response, headers = _call(seeded, "GET", path, first)
     assert response.status_code == 200, (path, response.status_code, response.text[:500])
     case.validate_response(response, checks=CHECKS, headers=headers)
     following = response.json()["next"]
-    if following is None:  # one row only
-        return
+    assert following, f"{path}: seed a second row, so that its pages are checked"
     query = dict(parse_qsl(urlsplit(following).query))
+    # The link's parameters (a cursor, a page) are the operation's documented ones.
+    documented = {p["name"] for p in RAW_SCHEMA["paths"][path]["get"]["parameters"]}
+    assert set(query) <= documented, (path, set(query) - documented)
     case, response, headers = _call(seeded, "GET", path, {**first, "query": query})
     assert response.status_code == 200, (path, response.status_code, response.text[:500])
     case.validate_response(response, checks=CHECKS, headers=headers)
