@@ -55,6 +55,18 @@ REFUSALS = {
     "413": ("The request body is larger than the site accepts", "Error"),
     "415": ("The body is not in a media type the operation reads (JSON)", "Error"),
     "429": ("Too many requests: retry after the Retry-After header's seconds", "Error"),
+    "503": (
+        "A statement ran past its time limit (a lock held, a heavy read): nothing was written;"
+        " retry after the Retry-After header's seconds",
+        "Error",
+    ),
+}
+# The answers that say when to come back.
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the request again",
+        "schema": {"type": "integer", "minimum": 0},
+    }
 }
 METHODS = ("get", "put", "post", "patch", "delete")
 
@@ -72,28 +84,36 @@ def document_refusals(result, generator, request, public):
             if method not in METHODS:
                 continue
             responses = operation.setdefault("responses", {})
+            # Any operation answers 406 to an Accept it cannot satisfy (text/csv of a record).
             for status, (description, schema) in REFUSALS.items():
                 if status in ("413", "415") and "requestBody" not in operation:
                     continue
-                if status == "406" and not _takes_a_format(operation):
-                    continue
-                responses.setdefault(
-                    status,
-                    {
-                        "description": description,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": f"#/components/schemas/{schema}"}
-                            }
-                        },
-                    },
-                )
+                responses.setdefault(status, _refusal(status, description, schema))
+            _body_required(operation, components)
     return result
 
 
-def _takes_a_format(operation: dict) -> bool:
-    """Whether the operation reads ``?format=`` (a list in the bulk formats)."""
-    return any(p.get("name") == "format" for p in operation.get("parameters", []))
+def _refusal(status: str, description: str, schema: str) -> dict:
+    refusal: dict = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+    if status in ("429", "503"):
+        refusal["headers"] = RETRY_AFTER
+    return refusal
+
+
+def _body_required(operation: dict, components: dict) -> None:
+    """A body that is one object or a batch (a ``oneOf`` component) is required, as the view
+    refuses its absence naming the fields: drf-spectacular marks a body required only by a
+    serializer's required fields, which a ``oneOf`` has none of."""
+    body = operation.get("requestBody")
+    if not body:
+        return
+    for media in body.get("content", {}).values():
+        ref = media.get("schema", {}).get("$ref", "")
+        if "oneOf" in components.get(ref.rsplit("/", 1)[-1], {}):
+            body["required"] = True
 
 
 BLANK = {"type": "string", "maxLength": 0}

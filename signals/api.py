@@ -18,6 +18,7 @@ JSON.
 from __future__ import annotations
 
 from datetime import timedelta
+from operator import attrgetter
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
@@ -47,7 +48,6 @@ from qvp_site.api import (
     within,
 )
 from qvp_site.api.bulk import BulkFormats
-from qvp_site.api.bulk.columns import Column
 from qvp_site.api.permissions import ACTIONS, model_permissions
 from qvp_site.db import partitions
 from qvp_site.loading.refusals import IngestRefused
@@ -212,12 +212,22 @@ class AgentViewSet(
 
 
 # --- Signals -----------------------------------------------------------------------------------
+class NameField(serializers.CharField):
+    """A related record by name, rather than by id: written as the name (which the batch
+    looks up), read from ``path`` (``agent.name``). Readable, so that the schema documents it
+    in the answer as well as in the request."""
+
+    def __init__(self, path: str, **kwargs: Any):
+        self.path = path
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        return attrgetter(self.path)(instance)
+
+
 class SignalSerializer(serializers.ModelSerializer):
-    # Names in, names out (to_representation), rather than ids.
-    agent = serializers.CharField(max_length=100, write_only=True, help_text="the agent's name")
-    symbol = serializers.CharField(
-        max_length=64, write_only=True, help_text="the instrument's symbol"
-    )
+    agent = NameField("agent.name", max_length=100, help_text="the agent's name")
+    symbol = NameField("instrument.symbol", max_length=64, help_text="the instrument's symbol")
     ts = TimeField()
     direction = serializers.IntegerField(
         min_value=-1, max_value=1, required=False, help_text="-1, 0 or 1; the sign of strength"
@@ -230,10 +240,10 @@ class SignalSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Signal
-        fields = [
-            "id",
+        fields = [  # the agent and symbol first, as the rows have always had them
             "agent",
             "symbol",
+            "id",
             "ts",
             "direction",
             "strength",
@@ -242,10 +252,6 @@ class SignalSerializer(serializers.ModelSerializer):
             "explanation",
         ]
         read_only_fields = ["id"]
-
-    def to_representation(self, signal: Signal) -> dict:
-        data = super().to_representation(signal)
-        return {"agent": signal.agent.name, "symbol": signal.instrument.symbol, **data}
 
     def validate_horizon(self, value: timedelta) -> timedelta:
         if not timedelta(0) < value <= MAX_HORIZON:
@@ -312,14 +318,8 @@ class SignalViewSet(BulkFormats, SignalsListViewSet):
     queryset = Signal.objects.select_related("agent", "instrument")
     serializer_class = SignalSerializer
     query_class = SignalQuery
-    # Written by name (to_representation), not as the keys the fields' sources are.
+    # Read by name (NameField), not as the keys the fields' sources are.
     bulk_columns = {"agent": "agent__name", "symbol": "instrument__symbol"}
-
-    def get_bulk_columns(self) -> dict[str, Column]:
-        """The columns in the JSON rows' order: the agent and symbol first, as
-        ``SignalSerializer.to_representation`` puts them."""
-        columns = super().get_bulk_columns()
-        return {name: columns.pop(name) for name in ("agent", "symbol")} | columns
 
     def filtered(self, rows, query: dict):
         if "agent" in query:

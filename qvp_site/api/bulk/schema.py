@@ -29,10 +29,15 @@ class BulkAutoSchema(AutoSchema):
             return []
         parameters: list[dict[str, Any]] = super()._get_format_parameters()
         for parameter in parameters:
+            # Only json here: a generated client parses this operation's answer as JSON, so
+            # an enum offering arrow would make it fail on the bytes. The bulk formats are
+            # the operations at the route's suffix (suffix_operations), as documented.
+            parameter["schema"]["enum"] = ["json"]
             parameter["description"] = (
-                "json (pages), or every row of the range from start to end (both required,"
-                " at most QVP_API_BULK_MAX_DAYS apart) as an Arrow IPC stream, a Parquet"
-                " file or CSV; also chosen by Accept"
+                "json (pages). Every row of the range from start to end (both required, at"
+                " most QVP_API_BULK_MAX_DAYS apart) as an Arrow IPC stream, a Parquet file or"
+                " CSV is ?format=arrow|parquet|csv, Accept, or the operations at this route's"
+                " suffix (.arrow, .parquet, .csv)"
             )
         return parameters
 
