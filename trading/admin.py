@@ -35,6 +35,7 @@ from trading.models import (
     BacktestTrade,
     CashEntry,
     Execution,
+    ExecutionCost,
     Order,
     PortfolioSnapshot,
     PortfolioSnapshotRevision,
@@ -470,6 +471,40 @@ class PortfolioSnapshotAdmin(ReadOnly, AccountScopedAdmin):
     list_select_related = ["account"]
     raw_id_fields = []
     ordering = ["-ts"]
+
+
+@admin.register(ExecutionCost)
+class ExecutionCostAdmin(ReadOnly, AccountScopedAdmin):
+    """Each fill's cost (trading/tca.py): written by the refresh (``manage.py tca --refresh``,
+    the job after the close), read-only for everyone."""
+
+    list_display = [
+        "executed_at",
+        "account",
+        "instrument",
+        "side",
+        "quantity",
+        "price",
+        "arrival_price",
+        "arrival_source",
+        "slippage_bps",
+        "spread_paid_bps",
+        "markout_1m_bps",
+        "markout_5m_bps",
+        "markout_1d_bps",
+        "markout_source",
+    ]
+    list_filter = [
+        AccountFilter,
+        "side",
+        "arrival_source",
+        "markout_source",
+        ("executed_at", admin.DateFieldListFilter),
+    ]
+    raw_id_fields = ["instrument", "execution", "order"]
+    search_fields = ["instrument__symbol__exact"]
+    search_help_text = "An exact instrument symbol."
+    ordering = ["-executed_at"]
 
 
 @admin.register(PortfolioSnapshotRevision)

@@ -28,6 +28,9 @@ class TradingConfig(AppConfig):
         "trading_metrics": "",  # a view (trading/migrations/0006_trading_metrics.py)
         # Written by trading_apply_actions alone (trading/sql/actions/0013.sql).
         "trading_actionentry": "",
+        # Computed by the owner's refresh (manage.py tca, the scheduler): the application
+        # reads the costs, never writes a number of its own (trading/sql/tca/0015.sql).
+        "trading_executioncost": "",
     }
 
     # When a snapshot was stored is the database's to say: one backdated would read as known

@@ -1,4 +1,5 @@
-"""Trading's periodic jobs: corporate actions applied to the books, portfolio snapshots.
+"""Trading's periodic jobs: corporate actions applied to the books, portfolio snapshots,
+transaction costs.
 
 Snapshots daily, after the US close (20:00 UTC in the demo sessions), on weekdays. Each
 snapshot's daily P&L is measured from the account's previous snapshot, so an hourly timetable
@@ -14,3 +15,7 @@ command_job("snapshot-portfolios", "5 20 * * 1-5", "snapshot_portfolios")
 # its ex moment: one that traded ex before the job ran is split or paid on the shares it held
 # then, and replayed (trading/books.py). A run with nothing due looks at nothing old.
 command_job("apply-actions", "5 * * * *", "apply_actions")
+# Transaction costs, after the close and the day's snapshot: the last two days' executions,
+# so that yesterday's fills get their one-day markouts and a bust or a market-data revision
+# of either day restates them (trading/tca.py). On demand: manage.py tca --refresh.
+command_job("tca-refresh", "30 20 * * 1-5", "tca", "--refresh")

@@ -609,3 +609,78 @@ class BacktestTrade(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} {self.side} {self.quantity}@{self.price}"
+
+
+class ExecutionCost(models.Model):
+    """What an execution cost (transaction cost analysis): its arrival price and slippage, the
+    half-spread it paid and its markouts, one row per live execution, kept by
+    ``trading_tca_refresh`` (trading/sql/tca/0015.sql; trading/tca.py says what each number
+    means). A time-series table by ``executed_at``; a bust or a correction of the execution
+    takes its row out at the next refresh of its range."""
+
+    class ArrivalSource(models.TextChoices):
+        QUOTE_MID = "quote_mid", "quote mid"
+        TRADE = "trade", "last trade"
+        BAR_CLOSE = "bar_close", "minute bar close"
+        NONE = "", "no market data"
+
+    class MarkoutSource(models.TextChoices):
+        TICKS = "ticks", "quote ticks"
+        MINUTE_BARS = "minute_bars", "minute bars"
+        NONE = "", "no market data"
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_index=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    side = models.CharField(max_length=4, choices=Side.choices)
+    # Signed as the execution's: buys positive, sells negative.
+    quantity = models.DecimalField(**QUANTITY)
+    price = models.DecimalField(**PRICE)
+    notional = models.DecimalField(**MONEY, help_text="|quantity| x price")
+    liquidity = models.CharField(max_length=8, blank=True)
+    executed_at = models.DateTimeField()
+    arrival_at = models.DateTimeField(help_text="the order's creation (its first fill if later)")
+    arrival_price = models.FloatField(null=True, blank=True)
+    arrival_source = models.CharField(max_length=9, choices=ArrivalSource.choices, blank=True)
+    slippage_bps = models.FloatField(null=True, blank=True)
+    mid_at_fill = models.FloatField(null=True, blank=True)
+    spread_paid_bps = models.FloatField(null=True, blank=True)
+    markout_1s_bps = models.FloatField(null=True, blank=True)
+    markout_10s_bps = models.FloatField(null=True, blank=True)
+    markout_1m_bps = models.FloatField(null=True, blank=True)
+    markout_5m_bps = models.FloatField(null=True, blank=True)
+    markout_30m_bps = models.FloatField(null=True, blank=True)
+    markout_1d_bps = models.FloatField(null=True, blank=True)
+    markout_source = models.CharField(max_length=11, choices=MarkoutSource.choices, blank=True)
+    computed_at = models.DateTimeField()
+    known_at = models.DateTimeField(help_text="the knowledge time market data was read at")
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-executed_at", "-execution"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "executed_at"], name="executioncost_per_execution"
+            ),
+            check(
+                "executioncost_arrival_source_known",
+                Q(arrival_source__in=["quote_mid", "trade", "bar_close", ""]),
+            ),
+            check(
+                "executioncost_markout_source_known",
+                Q(markout_source__in=["ticks", "minute_bars", ""]),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "executed_at"], name="executioncost_by_account"),
+            models.Index(fields=["instrument", "executed_at"], name="executioncost_by_instrument"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} slippage {self.slippage_bps} bps"

@@ -4,7 +4,7 @@ rule name, never a server error; every record links to its audit history."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -25,6 +25,7 @@ from qvp_site.db import partitions
 from qvp_site.models import AuditEntry
 from tests.fixtures.trading import T0, fill, make_order
 from trading import books as trading_books
+from trading import tca
 from trading.models import (
     BacktestRun,
     BacktestTrade,
@@ -91,6 +92,8 @@ def books(desks, instrument):
         )
     with acting_as("test"):
         trading_books.apply_actions(date(2024, 6, 3))
+        # Each fill's cost, as the job after the close writes them.
+        tca.refresh(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
     return {**desks, "working": working, "done": done, "instrument": instrument}
 
 
