@@ -3,11 +3,14 @@ openapi-python-client with the configuration shipped in client/, as a user would
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -74,3 +77,17 @@ def generated(openapi_yaml: Path, tmp_path_factory) -> Generated:
         command, capture_output=True, text=True, env=env, timeout=GENERATOR_TIMEOUT, check=False
     )
     return Generated(openapi_yaml, package, done.returncode, done.stdout + done.stderr)
+
+
+@pytest.fixture(scope="module")
+def qvp_api(generated: Generated) -> Iterator[ModuleType]:
+    """The generated package, importable for one module's tests only."""
+    assert generated.returncode == 0, f"the generator failed:\n{generated.output}"
+    folder = str(generated.package.parent)
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        sys.path.remove(folder)
+        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
+            del sys.modules[name]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -106,20 +105,6 @@ def test_the_generator_warns_of_nothing(generated: Generated):
         if any(word in line.lower() for word in WARNINGS)
     ]
     assert not warned, f"the generator warned:\n{generated.output}"
-
-
-@pytest.fixture(scope="module")
-def qvp_api(generated: Generated) -> Iterator[ModuleType]:
-    """The generated package, importable for this module's tests only."""
-    assert generated.returncode == 0, f"the generator failed:\n{generated.output}"
-    folder = str(generated.package.parent)
-    sys.path.insert(0, folder)
-    try:
-        yield importlib.import_module(PACKAGE)
-    finally:
-        sys.path.remove(folder)
-        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
-            del sys.modules[name]
 
 
 def module_names(package: Path) -> list[str]:

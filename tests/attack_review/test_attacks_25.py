@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -34,9 +31,9 @@ from risk.models import VolatilityEstimate
 from signals.models import Agent, Signal
 from tests.api_schema.conftest import (  # noqa: F401  (fixtures)
     PACKAGE,
-    Generated,
     generated,
     openapi_yaml,
+    qvp_api,
 )
 from tests.clients import client_of
 from tests.fixtures.trading import make_order
@@ -246,22 +243,9 @@ def test_a_suffix_route_answers_head_and_a_json_accept_as_documented(bars, root)
 # --- 6. The generated client and ?format= ----------------------------------------------------
 
 
-@pytest.fixture
-def qvp_api(generated: Generated) -> Iterator[ModuleType]:  # noqa: F811
-    assert generated.returncode == 0, generated.output
-    folder = str(generated.package.parent)
-    sys.path.insert(0, folder)
-    try:
-        yield importlib.import_module(PACKAGE)
-    finally:
-        sys.path.remove(folder)
-        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
-            del sys.modules[name]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_each_format_the_generated_list_offers_is_one_it_can_read(
-    qvp_api,
+    qvp_api,  # noqa: F811
     live_server,
     bars,  # noqa: F811
     django_user_model,
