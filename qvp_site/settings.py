@@ -363,7 +363,8 @@ REST_FRAMEWORK = {
         "anon": env.str("QVP_API_THROTTLE_ANON", default="60/minute"),
         "user": env.str("QVP_API_THROTTLE_USER", default="3000/minute"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, each answer's fields required that it always carries.
+    "DEFAULT_SCHEMA_CLASS": "qvp_site.schema.SiteAutoSchema",
     # DRF's negotiation honouring Accept's q-values; a format not offered is a 406 naming it.
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "qvp_site.negotiation.QualityNegotiation",
     # A list without a paginator of its own gets pages of PAGE_SIZE rows, which clients

@@ -326,14 +326,6 @@ def test_a_body_of_the_wrong_shape_is_a_documented_400(root, method, path, body)
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="weak: response components require only read-only fields and fields required on"
-    " input, so ~170 fields the serializer always writes (Order.order_type, limit_price,"
-    " time_in_force, a page's next and previous, Bar.volume, Execution.fee...) are optional:"
-    " the generated models type them `X | Unset` and a desk's code must test for an absence"
-    " that never happens",
-)
 def test_every_field_an_answer_always_carries_is_required(root, instrument):
     account = Account.objects.get(name="root-book")
     client = client_of(root)

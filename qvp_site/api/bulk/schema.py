@@ -13,15 +13,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from drf_spectacular.openapi import AutoSchema
-
 from qvp_site.api.bulk.formats import FORMATS
+from qvp_site.schema import SiteAutoSchema
 
 BULK_MEDIA_TYPES = {f.media_type for f in FORMATS.values()}
 FILE = {"schema": {"type": "string", "format": "binary"}}
 
 
-class BulkAutoSchema(AutoSchema):
+class BulkAutoSchema(SiteAutoSchema):
     def _get_format_parameters(self) -> list[dict[str, Any]]:
         """``?format=`` on the list (and the view's other ``bulk_actions``) only: elsewhere a
         bulk format is refused (406)."""
