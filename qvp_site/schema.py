@@ -1,4 +1,7 @@
-"""OpenAPI descriptions of the site's own authentication classes (imported at start-up)."""
+"""The OpenAPI schema as the site answers: its authentication classes (imported at start-up),
+the schema class that requires what every answer carries, and the post-processing hooks that
+document the refusals every operation can answer and keep a blank formatted text matching
+once (settings.SPECTACULAR_SETTINGS)."""
 
 from typing import Any
 
