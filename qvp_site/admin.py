@@ -15,7 +15,10 @@ from django.core.exceptions import PermissionDenied
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from qvp_site import tokens
+from qvp_site import (
+    logins_admin,  # noqa: F401  (the failed logins' list: registered with the rest at start-up)
+    tokens,
+)
 from qvp_site.admin_bases import (
     AuditorsReadOnly,
     CsvExport,

@@ -4,11 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from qvp_site import (
-    logins_admin,  # noqa: F401  (the admin's failed logins and login form, before its URLs)
-    metrics,
-    views,
-)
+from qvp_site import metrics, views
 from qvp_site.logins import LoginForm
 
 urlpatterns = [

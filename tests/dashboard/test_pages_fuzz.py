@@ -490,7 +490,9 @@ def test_admin_pages_answer_no_5xx(demo, hostile_rows, who, app_label, monkeypat
             send(client, walk, url, {})
         if who == "trader":
             post_forms(client, walk, model_admin, object_id)
-    assert walk.requests > 50
+    # Each model's pages walked: a list, its forms, its history, its export, two ids that are
+    # no record's (a user refused a model is refused each of them).
+    assert walk.requests >= 8 * len(registry_by_app()[app_label]), walk.requests
     assert not walk.failures, "\n".join(walk.failures)
 
 
