@@ -532,8 +532,8 @@ def test_the_check_refuses_what_the_schema_does_not_document(schema):
     checks.response(answer(200, json={"count": 0, "next": None, "previous": None, "results": []}))
     assert checks.checked == [("positions", "GET", "/api/v1/positions/")]
     # A documented field missing, a status and a media type the operation does not document.
+    page = {"count": 1, "next": None, "previous": None, "results": [{"id": 1}]}
     with pytest.raises(AssertionError, match='"account" is a required property'):
-        page = {"count": 1, "next": None, "previous": None, "results": [{"id": 1}]}
         checks.response(answer(200, json=page))
     with pytest.raises(AssertionError, match="an undocumented status"):
         checks.response(answer(418, json={}))
