@@ -245,6 +245,7 @@ class OrderAdmin(NoChanges, AccountScopedAdmin):
         "limit_price",
         "stop_price",
         "time_in_force",
+        "strategy",
         "status",
     ]
     list_filter = [
@@ -267,7 +268,12 @@ class OrderAdmin(NoChanges, AccountScopedAdmin):
         "limit_price",
         "stop_price",
         "time_in_force",
+        # Who decided it and at what price (transaction cost analysis).
+        "strategy",
+        "agent",
+        "decision_price",
     ]
+    raw_id_fields = ["instrument", "agent"]
     audited = True
     actions = ["cancel"]
 
@@ -302,6 +308,7 @@ class ExecutionAdmin(NoChanges, AccountScopedAdmin):
         "price",
         "fee",
         "liquidity",
+        "venue",
         "kind",
         "supersedes",
         "position_sequence",
@@ -476,7 +483,8 @@ class PortfolioSnapshotAdmin(ReadOnly, AccountScopedAdmin):
 @admin.register(ExecutionCost)
 class ExecutionCostAdmin(ReadOnly, AccountScopedAdmin):
     """Each fill's cost (trading/tca.py): written by the refresh (``manage.py tca --refresh``,
-    the job after the close), read-only for everyone."""
+    the job after the close, the pending refresh every five minutes; a bust takes its row out
+    at once), read-only for everyone."""
 
     list_display = [
         "executed_at",
@@ -485,6 +493,8 @@ class ExecutionCostAdmin(ReadOnly, AccountScopedAdmin):
         "side",
         "quantity",
         "price",
+        "venue",
+        "strategy",
         "arrival_price",
         "arrival_source",
         "slippage_bps",
@@ -501,9 +511,9 @@ class ExecutionCostAdmin(ReadOnly, AccountScopedAdmin):
         "markout_source",
         ("executed_at", admin.DateFieldListFilter),
     ]
-    raw_id_fields = ["instrument", "execution", "order"]
-    search_fields = ["instrument__symbol__exact"]
-    search_help_text = "An exact instrument symbol."
+    raw_id_fields = ["instrument", "execution", "order", "agent"]
+    search_fields = ["instrument__symbol__exact", "venue__exact", "strategy__exact"]
+    search_help_text = "An exact instrument symbol, venue or strategy."
     ordering = ["-executed_at"]
 
 

@@ -50,11 +50,18 @@ REQUIRED = (
     "price",
     "executed_at",
 )
-OPTIONAL = ("fee", "liquidity", "kind", "supersedes", "reason")
+# venue: where it traded, the venue's MIC or name (transaction cost analysis; blank: unknown).
+OPTIONAL = ("fee", "liquidity", "venue", "kind", "supersedes", "reason")
 ROWS = "qvp_execution_rows"
 # The numeric columns and the (precision, scale) of their table columns.
 NUMBERS = {"quantity": (20, 8), "price": (20, 8), "fee": (24, 8)}
-LENGTHS = {"exec_id": 64, "client_order_id": 64, "supersedes": 64, "reason": 200}
+LENGTHS = {
+    "exec_id": 64,
+    "client_order_id": 64,
+    "venue": 16,
+    "supersedes": 64,
+    "reason": 200,
+}
 
 
 class ImportRefused(Exception):
@@ -347,6 +354,8 @@ BOOKED_VALUES = {
     "price": "r.price_n",
     "fee": "r.fee_v",
     "liquidity": "r.liquidity_n",
+    # Booked where the books name the column (trading.books.COLUMNS).
+    "venue": "coalesce(r.venue, '')",
     "executed_at": "r.executed_at_t",
     "kind": "r.kind_n",
     "supersedes_id": (

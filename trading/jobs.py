@@ -1,5 +1,5 @@
 """Trading's periodic jobs: corporate actions applied to the books, portfolio snapshots,
-transaction costs.
+transaction costs (after the close, and what was queued for restatement every five minutes).
 
 Snapshots daily, after the US close (20:00 UTC in the demo sessions), on weekdays. Each
 snapshot's daily P&L is measured from the account's previous snapshot, so an hourly timetable
@@ -19,3 +19,7 @@ command_job("apply-actions", "5 * * * *", "apply_actions")
 # so that yesterday's fills get their one-day markouts and a bust or a market-data revision
 # of either day restates them (trading/tca.py). On demand: manage.py tca --refresh.
 command_job("tca-refresh", "30 20 * * 1-5", "tca", "--refresh")
+# Restatement between closes: what busts, corrections, market-data revisions and corporate
+# actions queued (trading_tcapending; a bust's row goes at once, in its own transaction), every
+# five minutes in the week. A run with an empty queue reads one empty table.
+command_job("tca-pending", "*/5 * * * 1-5", "tca", "--pending")

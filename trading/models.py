@@ -116,6 +116,26 @@ class Order(models.Model):
     filled_quantity = models.DecimalField(**QUANTITY, default=Decimal(0), editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     status_reason = models.CharField(max_length=200, blank=True)
+    # Who decided the order and at what price, for transaction cost analysis (trading/tca.py).
+    # Database defaults, so that the books' SQL inserts naming their columns need not name them.
+    strategy = models.CharField(
+        max_length=100, blank=True, db_default="", help_text="the strategy that decided it"
+    )
+    agent = models.ForeignKey(
+        "signals.Agent",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="the agent that decided it",
+    )
+    decision_price = models.DecimalField(
+        **PRICE,
+        null=True,
+        blank=True,
+        help_text="the price when the decision was taken (implementation shortfall; empty:"
+        " the arrival price)",
+    )
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
 
@@ -158,6 +178,10 @@ class Order(models.Model):
                 | Q(order_type="stop_limit", limit_price__isnull=False, stop_price__isnull=False),
             ),
             check("order_client_id_not_empty", ~Q(client_order_id="")),
+            check(
+                "order_decision_price_positive",
+                Q(decision_price__isnull=True) | Q(decision_price__gt=0),
+            ),
         ]
         indexes = [
             models.Index(fields=["account", "-created_at"], name="order_recent_per_account_idx"),
@@ -202,6 +226,11 @@ class Execution(models.Model):
     price = models.DecimalField(**PRICE)
     fee = models.DecimalField(**MONEY, default=Decimal(0))
     liquidity = models.CharField(max_length=8, choices=Liquidity.choices, default="unknown")
+    # Where it traded: the venue's MIC or name ('' unknown). A database default, so that the
+    # books' SQL inserts naming their columns (a bust, a correction) need not name it.
+    venue = models.CharField(
+        max_length=16, blank=True, db_default="", help_text="the venue's MIC or name"
+    )
     executed_at = models.DateTimeField()
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILL)
     # The execution a bust cancels or a correction replaces (each at most once).
@@ -614,9 +643,10 @@ class BacktestTrade(models.Model):
 class ExecutionCost(models.Model):
     """What an execution cost (transaction cost analysis): its arrival price and slippage, the
     half-spread it paid and its markouts, one row per live execution, kept by
-    ``trading_tca_refresh`` (trading/sql/tca/0015.sql; trading/tca.py says what each number
-    means). A time-series table by ``executed_at``; a bust or a correction of the execution
-    takes its row out at the next refresh of its range."""
+    ``trading_tca_refresh`` (trading/sql/tca/0016.sql; trading/tca.py says what each number
+    means), with its venue and its order's strategy and agent to group by. A time-series
+    table by ``executed_at``; a bust or a correction of the execution takes its row out in its
+    own transaction, and a market-data revision queues its restatement (``tca --pending``)."""
 
     class ArrivalSource(models.TextChoices):
         QUOTE_MID = "quote_mid", "quote mid"
@@ -643,6 +673,17 @@ class ExecutionCost(models.Model):
     price = models.DecimalField(**PRICE)
     notional = models.DecimalField(**MONEY, help_text="|quantity| x price")
     liquidity = models.CharField(max_length=8, blank=True)
+    # The execution's venue and its order's strategy and agent, copied for the aggregates.
+    venue = models.CharField(max_length=16, blank=True, db_default="")
+    strategy = models.CharField(max_length=100, blank=True, db_default="")
+    agent = models.ForeignKey(
+        "signals.Agent",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
     executed_at = models.DateTimeField()
     arrival_at = models.DateTimeField(help_text="the order's creation (its first fill if later)")
     arrival_price = models.FloatField(null=True, blank=True)

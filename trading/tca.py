@@ -1,5 +1,5 @@
 """Transaction cost analysis: what each execution cost, each order's implementation
-shortfall, and aggregates with confidence intervals, computed in SQL (trading/sql/tca/0015.sql).
+shortfall, and aggregates with confidence intervals, computed in SQL (trading/sql/tca/0016.sql).
 
 Definitions, with s = +1 for a buy and -1 for a sell and p the fill's price (every measure in
 basis points, a cost positive):
@@ -21,22 +21,37 @@ basis points, a cost positive):
 - **Corporate actions**: a price read at another time than the fill (the arrival, R_h) is put in
   the fill's share basis by the split and stock-dividend factors known then
   (``marketdata_action_factors('split', known_at)``): after a 2:1 split a mid of 50 compares as
-  100. Cash dividends are not adjusted: a markout across an ex-date shows the drop.
+  100. A cash dividend D going ex between the fill and R_h is added back (R_h + D: who bought
+  holds the ex share and the dividend), one going ex between the arrival and the fill taken off
+  the arrival (A - D), D in the fill's share basis: a markout across an ex-date does not show
+  the drop.
+- **Dimensions**: each row carries its execution's ``venue`` and its order's ``strategy`` and
+  ``agent``; ``summary`` groups by them (``'(unknown)'`` venue, ``'(none)'`` strategy or agent).
+- **Implementation shortfall** measures from the order's ``decision_price`` where it records
+  one (``decision_source = 'order'``), else from the arrival price (``'arrival'``).
 
 Market data are read as known at ``known_at`` (default: the settled moment), recorded on each
 row, so a refresh repeats; a row whose numbers are unchanged keeps its first ``known_at``. A
 refresh takes out the rows of executions busted or corrected since, restates those a market
 data revision changed, and adds the new ones.
+
+**Restated at once**: a bust or a correction takes the superseded execution's row out in its
+own transaction (a trigger on the executions, as the owner), and queues its range; a revision
+of the ticks or minute bars a row may have read, or a corporate action stated or withdrawn
+around it, queues (instrument, day) ranges. ``refresh_pending`` (``manage.py tca --pending``,
+the job ``tca-pending`` every five minutes on weekdays) refreshes the queue and empties it in
+one transaction; a market-data change known after the settled moment waits for a later run.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from marketdata.knowledge import knowledge_time
 from qvp_site.acting import acting_as
@@ -46,7 +61,18 @@ TABLE = "trading_executioncost"
 ACTOR = "system:tca"
 HORIZONS = ("1s", "10s", "1m", "5m", "30m", "1d")
 MEASURES = ("slippage", "spread_paid", *(f"markout_{h}" for h in HORIZONS))
-DIMENSIONS: tuple[str, ...] = ("account", "instrument", "side", "liquidity", "size", "all")
+DIMENSIONS: tuple[str, ...] = (
+    "account",
+    "instrument",
+    "venue",
+    "strategy",
+    "agent",
+    "side",
+    "liquidity",
+    "size",
+    "all",
+)
+DECISION_SOURCES = ("order", "arrival", "")
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,44 @@ def refresh_detail(
     return Refreshed(written, removed, known)
 
 
+@dataclass(frozen=True)
+class PendingRefresh:
+    """What a pending refresh did: the queued ranges it took, and the refresh's counts."""
+
+    ranges: int
+    refreshed: Refreshed
+
+
+def refresh_pending(known_at: datetime | None = None) -> PendingRefresh:
+    """Refresh the ranges that busts, corrections, market-data revisions and corporate actions
+    queued (trading_tcapending) and empty the queue of them, in one transaction: a failure
+    leaves the queue as it was. A market-data change known after ``known_at`` (default: the
+    settled moment) stays queued for a later run."""
+    known = knowledge_time(known_at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(first_at), max(end_at) FROM trading_tcapending"
+            " WHERE stamp IS NULL OR stamp <= %s",
+            [known],
+        )
+        first, end = cursor.fetchone()
+    if first is not None:
+        _prepare_partitions(first, end, None)
+    with _acting(), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ranges, written, removed FROM trading_tca_refresh_pending(%s)", [known]
+        )
+        ranges, written, removed = cursor.fetchone()
+    return PendingRefresh(ranges, Refreshed(written, removed, known))
+
+
+def pending() -> int:
+    """How many ranges are queued for a pending refresh."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM trading_tcapending")
+        return int(cursor.fetchone()[0])
+
+
 def _prepare_partitions(start: datetime, end: datetime, account: int | None) -> None:
     """The partitions the range's executions fall in (where they fall, not the whole range)."""
     with connection.cursor() as cursor:
@@ -121,9 +185,10 @@ def shortfall(
     known_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The implementation shortfall of each order created in [start, end) (of ``account``):
-    decision price (the arrival price: orders record no decision price), arrival, average
-    fill, fees, the unfilled part valued at the close (the end of the order's UTC day), the
-    shortfall in money and in bps of the decision notional (trading/sql/tca/0015.sql)."""
+    decision price (the order's ``decision_price``, else the arrival price: ``decision_source``
+    says which), arrival, average fill, fees, the unfilled part valued at the close (the end
+    of the order's UTC day), the shortfall in money and in bps of the decision notional
+    (trading/sql/tca/0016.sql)."""
     known = knowledge_time(known_at)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -133,18 +198,24 @@ def shortfall(
 
 
 def summary(
-    dimension: str, start: datetime, end: datetime, account: int | None = None
+    dimension: str,
+    start: datetime,
+    end: datetime,
+    account: int | Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """The stored costs of [start, end) grouped by ``dimension`` (one of ``DIMENSIONS``): per
     group and measure the executions, notional, the rows having the measure (n), its
     notional-weighted mean and a 95% confidence interval, ``mean +- 1.96 * SE`` with
     ``SE = sqrt(n / (n - 1) * sum(w_i^2 (x_i - mean)^2)) / sum(w_i)`` (NULL below two rows).
-    Executions record no venue, strategy or agent: those dimensions wait for the fields."""
+    A blank venue is the group ``'(unknown)'``, a blank strategy or no agent ``'(none)'``.
+    ``account`` is one account, several (aggregated together), or None for every one."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}, not {dimension!r}")
+    accounts = [account] if isinstance(account, int) else account
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT * FROM trading_tca_summary(%s, %s, %s, %s)", [dimension, start, end, account]
+            "SELECT * FROM trading_tca_summary_of(%s, %s, %s, %s::bigint[])",
+            [dimension, start, end, None if accounts is None else list(accounts)],
         )
         return _dicts(cursor)
 

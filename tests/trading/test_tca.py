@@ -1,8 +1,8 @@
-"""Transaction cost analysis (trading/tca.py, trading/sql/tca/0015.sql): hand-computed costs of
+"""Transaction cost analysis (trading/tca.py, trading/sql/tca/0016.sql): hand-computed costs of
 a buy and a sell against the quotes, markouts from ticks and from minute bars (named), no
-market data at all, a split between a fill and its markout, a bust and a market-data revision
-restated by a refresh, a refresh that changes nothing, the shortfall of an order, aggregates,
-the command, and who may read the table."""
+market data at all, a split between a fill and its markout, a bust taken out at once and a
+market-data revision restated by a refresh, a refresh that changes nothing, the shortfall of
+an order, aggregates, the command, and who may read the table."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_markouts_across_a_split_compare_in_the_fills_shares(account, instrument
     assert row.markout_30m_bps == approx(bps(100.2, 100))
 
 
-def test_a_bust_takes_the_row_out_on_refresh(account, instrument, market):
+def test_a_bust_takes_the_row_out_at_once(account, instrument, market):
     quotes(instrument)
     first = fill(order(account, instrument), 100, "100.05", at=T0)
     kept = fill(order(account, instrument), 50, "100.1", at=T0 + timedelta(seconds=1))
@@ -180,8 +180,10 @@ def test_a_bust_takes_the_row_out_on_refresh(account, instrument, market):
         price=first.price, fee=0, executed_at=T0 + timedelta(seconds=2), kind="bust",
         supersedes=first, reason="broker bust",
     )  # fmt: skip
+    # In the bust's own transaction (trading_tca_superseded), not at the next refresh.
+    assert list(ExecutionCost.objects.values_list("execution", flat=True)) == [kept.pk]
     done = tca.refresh_detail(START, END)
-    assert (done.written, done.removed) == (0, 1)
+    assert (done.written, done.removed) == (0, 0)
     assert list(ExecutionCost.objects.values_list("execution", flat=True)) == [kept.pk]
 
 
@@ -196,8 +198,9 @@ def test_a_correction_replaces_the_row_of_the_execution_it_corrects(account, ins
         price="100.1", fee=0, executed_at=T0, kind="correction", supersedes=wrong,
         reason="price corrected",
     )  # fmt: skip
+    assert not ExecutionCost.objects.exists()  # the corrected row went with the correction
     done = tca.refresh_detail(START, END)
-    assert (done.written, done.removed) == (1, 1)
+    assert (done.written, done.removed) == (1, 0)
     (row,) = ExecutionCost.objects.all()
     assert row.execution_id == right.pk
     assert row.slippage_bps == approx(10.0)
@@ -278,7 +281,7 @@ def test_aggregates_weight_by_notional_with_a_confidence_interval(desks, instrum
     assert {r["grp"] for r in tca.summary("side", START, END)} == {"buy", "sell"}
     assert {r["grp"] for r in tca.summary("size", START, END)} == {"10k-100k", "< 10k"}
     with pytest.raises(ValueError, match="dimension must be one of"):
-        tca.summary("venue", START, END)
+        tca.summary("desk", START, END)
 
 
 def test_the_command_refreshes_and_prints_the_curve(account, instrument, market):
@@ -307,7 +310,7 @@ def test_the_command_refreshes_and_prints_the_curve(account, instrument, market)
         (["--account", "nobody"], "--account: no account with the id or name 'nobody'"),
         (["--start", "2024-05-14", "--end", "2024-05-12"], "--end .* must be after --start"),
         (["--start", "yesterday"], "--start"),
-        (["--by", "venue"], "--by"),
+        (["--by", "desk"], "--by"),
     ],
 )
 def test_the_command_names_the_option_it_refuses(account, arguments, message):

@@ -182,6 +182,7 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
             "price",
             "fee",
             "liquidity",
+            "venue",
             "executed_at",
             "kind",
             "supersedes",
@@ -362,7 +363,7 @@ class ExecutionViewSet(
 def fill_row(item: dict[str, Any]) -> dict[str, object]:
     """A validated item as the row ``trading.books`` books."""
     given = {name: item[name] for name in ("fee", "liquidity", "reason") if name in item}
-    return books.fill_row(
+    row = books.fill_row(
         item["order"],
         item["exec_id"],
         item["quantity"],
@@ -370,3 +371,6 @@ def fill_row(item: dict[str, Any]) -> dict[str, object]:
         item["executed_at"],
         **given,
     )
+    # Where it traded: booked where the books name the column (trading.books.COLUMNS).
+    row["venue"] = item.get("venue", "")
+    return row

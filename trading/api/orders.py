@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import RefusalSerializer, TimeRangeQuery, schema_parameters, time_lookups
 from qvp_site.api.bulk import BulkFormats
+from signals.models import Agent
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
 from trading.models import Order
@@ -36,6 +37,14 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
 
     account = TradableAccountField(help_text="an account id you may trade")
     instrument = symbol_relation()
+    # Who decided it, for transaction cost analysis (trading/tca.py): the agent's id, as the
+    # account is named by its id (an id column keeps its nulls in every bulk format).
+    agent = serializers.PrimaryKeyRelatedField(
+        queryset=Agent.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="the id of the agent that decided it (null: none)",
+    )
 
     class Meta:
         model = Order
@@ -51,6 +60,9 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
             "limit_price",
             "stop_price",
             "time_in_force",
+            "strategy",
+            "agent",
+            "decision_price",
             # Read-only: the lifecycle.
             "filled_quantity",
             "status",
@@ -71,6 +83,9 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = price_problems(attrs)
+        decision = attrs.get("decision_price")
+        if decision is not None and decision <= 0:
+            errors["decision_price"] = "must be positive"
         if attrs["quantity"] <= 0:
             errors["quantity"] = "must be positive"
         taken = Order.objects.filter(

@@ -23,7 +23,8 @@ class Command(BaseCommand):
         "compute their costs again (arrival price, slippage, spread paid, markouts; busted "
         "executions lose theirs, revised market data restates them); then print the count, "
         "the notional, the notional-weighted slippage and the markout curve with 95% "
-        "confidence intervals, by --by."
+        "confidence intervals, by --by. With --pending, refresh only what busts, corrections, "
+        "market-data revisions and corporate actions queued since, and empty the queue."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -40,6 +41,12 @@ class Command(BaseCommand):
             "--refresh", action="store_true", help="compute the range's costs again first"
         )
         parser.add_argument(
+            "--pending",
+            action="store_true",
+            help="refresh the ranges queued by busts, corrections, market-data revisions and"
+            " corporate actions, empty the queue, and stop (no range, no summary)",
+        )
+        parser.add_argument(
             "--known-at",
             type=known_at_argument,
             help=f"read market data as known then (default: the settled moment), {TIME_HELP}",
@@ -49,6 +56,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["pending"]:
+            self._pending(options)
+            return
         start, end = self._range(options["start"], options["end"])
         account = self._account(options["account"])
         if options["refresh"]:
@@ -61,6 +71,18 @@ class Command(BaseCommand):
         with acting_as(tca.ACTOR):
             rows = tca.summary(options["by"], start, end, account)
         self._report(rows)
+
+    def _pending(self, options: dict[str, Any]) -> None:
+        given = [f"--{name}" for name in ("account", "start", "end") if options[name] is not None]
+        given += ["--refresh"] if options["refresh"] else []
+        if given:
+            raise CommandError(f"--pending takes no {', '.join(given)}: it refreshes the queue")
+        done = tca.refresh_pending(options["known_at"])
+        self.stdout.write(
+            f"pending: {done.ranges} queued ranges refreshed, {done.refreshed.written} written,"
+            f" {done.refreshed.removed} removed"
+            f" (market data as known at {done.refreshed.known_at.isoformat()})"
+        )
 
     def _range(self, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
         end = end or timezone.now()
