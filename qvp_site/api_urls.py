@@ -15,6 +15,7 @@ from rest_framework.routers import DefaultRouter
 
 from marketdata import api as marketdata
 from marketdata import api_actions as actions
+from marketdata import api_asof as asof
 from marketdata import api_listings as listings
 from marketdata import api_options as options
 from qvp_site import api_audit as audit
@@ -22,6 +23,7 @@ from qvp_site.negotiation import FORMAT_SUFFIX
 from risk import api as risk
 from signals import api as signals
 from trading import api as trading
+from trading.api import tca
 from vectors import api as vectors
 
 router = DefaultRouter()
@@ -38,6 +40,7 @@ router.register(
 router.register("listings", listings.ListingViewSet, basename="listing")
 router.register("universe", listings.UniverseViewSet, basename="universe")
 router.register("corporate-actions", actions.CorporateActionViewSet, basename="corporateaction")
+router.register("asof", asof.AsOfViewSet, basename="asof")
 router.register("accounts", trading.AccountViewSet)
 router.register("orders", trading.OrderViewSet)
 router.register("executions", trading.ExecutionViewSet)
@@ -45,6 +48,9 @@ router.register("positions", trading.PositionViewSet)
 router.register("cash", trading.CashViewSet, basename="cashentry")
 router.register("portfolio/snapshots", trading.SnapshotViewSet)
 router.register("backtests", trading.BacktestViewSet)
+router.register("tca/executions", tca.ExecutionCostViewSet, basename="executioncost")
+router.register("tca/orders", tca.ShortfallViewSet, basename="tcashortfall")
+router.register("tca/summary", tca.SummaryViewSet, basename="tcasummary")
 # signals/fused and signals/performance before signals, whose detail route would take them.
 router.register("signals/fused", signals.FusedSignalViewSet, basename="fusedsignal")
 router.register("signals/performance", signals.PerformanceViewSet, basename="signalperformance")

@@ -31,6 +31,7 @@ from django.contrib.auth.models import Group
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from schemathesis import checks
 
@@ -65,7 +66,15 @@ from tests.clients import client_of
 from tests.fixtures.trading import fill, make_order
 from tests.fixtures.trading_api import an_order, backtest, execution, iso
 from tests.vectors.conftest import END, load_demo
-from trading.models import Account, BacktestRun, CashEntry, PortfolioSnapshot, Position
+from trading import tca
+from trading.models import (
+    Account,
+    BacktestRun,
+    CashEntry,
+    ExecutionCost,
+    PortfolioSnapshot,
+    Position,
+)
 from trading.snapshots import take_snapshots
 from vectors import embeddings, patterns, regimes
 from vectors.models import FeatureEmbedding
@@ -282,6 +291,14 @@ def _books(spy: Instrument, ids: dict[str, int]) -> tuple[Account, Any, Any]:
     return account, order, booked
 
 
+def _costs(ids: dict[str, int]) -> None:
+    """The stored costs of the two fills (tca/executions' rows: two, so read in pages), as the
+    job refreshes them; the quote at T0 prices them."""
+    with acting_as("seed"):
+        assert tca.refresh(T0 - timedelta(days=1), T0 + timedelta(days=1)) == 2
+    ids["cost"] = ExecutionCost.objects.order_by("id").values_list("id", flat=True)[0]
+
+
 def _signals(spy: Instrument, ids: dict[str, int]) -> Agent:
     """Two agents (one without a metric), two metrics, two signals and fused signals,
     performance, news, sentiment and alternative data (with the nullable fields null in a
@@ -429,6 +446,7 @@ def _seed() -> World:
     ids: dict[str, int] = {}
     _market_data(spy, user, ids)
     account, order, booked = _books(spy, ids)
+    _costs(ids)
     agent = _signals(spy, ids)
     limit, alert = _risk(spy, account, user, ids)
     for name, model in (
@@ -482,6 +500,18 @@ def by_id(name: str) -> Request:
     return lambda w: {"path_parameters": {"id": w.ids[name]}}
 
 
+def created_around_now() -> dict[str, str]:
+    """A range holding the seeded orders, created when the seed ran (their fills are at T0)."""
+    now = timezone.now()
+    return {"start": iso(now - timedelta(days=1)), "end": iso(now + timedelta(days=1))}
+
+
+AROUND_T0 = {"start": iso(T0 - timedelta(days=1)), "end": iso(T0 + timedelta(days=1))}
+# The as-of reads: each time a row of SPY's matches (a quote and a trade at T0, the demo's
+# bars), two times so that the answer's list holds two.
+ASOF = {"symbol": SYMBOL, "at": [iso(T0), iso(T)]}
+
+
 READS: dict[str, Request] = {
     "/api/v1/accounts/": lambda w: {},
     "/api/v1/accounts/{id}/": lambda w: {"path_parameters": {"id": w.account.pk}},
@@ -489,6 +519,11 @@ READS: dict[str, Request] = {
     "/api/v1/agents/{id}/": lambda w: {"path_parameters": {"id": w.agent.pk}},
     "/api/v1/agents/{id}/metrics/": lambda w: {"path_parameters": {"id": w.agent.pk}},
     "/api/v1/alternative-data/": lambda w: {},
+    "/api/v1/asof/daily-bars/": lambda w: {"query": ASOF},
+    "/api/v1/asof/minute-bars/": lambda w: {"query": ASOF},
+    "/api/v1/asof/quotes/": lambda w: {"query": ASOF},
+    "/api/v1/asof/ticks/": lambda w: {"query": ASOF},
+    "/api/v1/asof/trades/": lambda w: {"query": ASOF},
     "/api/v1/alternative-data/{id}/": by_id("alternative"),
     "/api/v1/audit/": lambda w: {},
     "/api/v1/audit/{id}/": lambda w: {"path_parameters": {"id": w.ids["audit"]}},
@@ -537,6 +572,10 @@ READS: dict[str, Request] = {
     "/api/v1/signals/fused/{id}/": by_id("fused"),
     "/api/v1/signals/performance/": lambda w: {},
     "/api/v1/signals/performance/{id}/": by_id("performance"),
+    "/api/v1/tca/executions/": lambda w: {},
+    "/api/v1/tca/executions/{id}/": by_id("cost"),
+    "/api/v1/tca/orders/": lambda w: {"query": created_around_now()},
+    "/api/v1/tca/summary/": lambda w: {"query": AROUND_T0},
     "/api/v1/ticks/": lambda w: {"query": {"symbol": SYMBOL}},
     "/api/v1/ticks/revisions/": lambda w: {"query": RANGE},
     "/api/v1/universe/": lambda w: {},
@@ -567,6 +606,29 @@ VARIANTS: list[tuple[str, Request]] = [
     ("/api/v1/executions/", lambda w: {"query": {"kind": "fill", "account": w.account.pk}}),
     ("/api/v1/backtests/", lambda w: {"query": {"page": 1}}),
     ("/api/v1/audit/", lambda w: {"query": {"table": "trading_order"}}),
+    # No match before the data (null), the first quote after, within a tolerance, an offset.
+    (
+        "/api/v1/asof/quotes/",
+        lambda w: {
+            "query": {
+                "symbol": SYMBOL,
+                "at": [iso(T0 - timedelta(minutes=5)), iso(T0 - timedelta(days=400))],
+                "direction": "forward",
+                "tolerance": "PT10M",
+                "allow_exact": "false",
+                "offset": "60",
+            }
+        },
+    ),
+    ("/api/v1/tca/executions/", lambda w: {"query": {**AROUND_T0, "account": w.account.pk}}),
+    (
+        "/api/v1/tca/orders/",
+        lambda w: {"query": {**created_around_now(), "account": w.account.pk}},
+    ),
+    (
+        "/api/v1/tca/summary/",
+        lambda w: {"query": {**AROUND_T0, "dimension": "side", "account": w.account.pk}},
+    ),
 ]
 
 
