@@ -63,6 +63,7 @@ def pages(symbol: str) -> list[DashboardPage]:
         DashboardPage("portfolio", "/portfolio/"),
         DashboardPage("risk", "/risk/"),
         DashboardPage("signals", "/signals/"),
+        DashboardPage("tca", "/tca/"),
         DashboardPage("system", "/system/"),
     ]
 

@@ -24,5 +24,6 @@ urlpatterns = [
         name="alert-resolve",
     ),
     path("signals/", views.signals_page, name="signals"),
+    path("tca/", views.tca_page, name="tca"),
     path("system/", views.system, name="system"),
 ]

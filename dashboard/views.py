@@ -25,6 +25,7 @@ from dashboard import (
     risk_history,
     signal_board,
     system_status,
+    tca,
     timeframes,
 )
 from dashboard.charts import candles as candle_series
@@ -234,6 +235,40 @@ def signals_page(request: HttpRequest) -> HttpResponse:
             "performance": signal_board.agent_performance(),
         },
     )
+
+
+@require_GET
+def tca_page(request: HttpRequest) -> HttpResponse:
+    """Transaction cost analysis of the accounts the user may read (``?account=``), over a
+    range ending now (``?range=``), the summary by ``?by=``."""
+    scope = account_scope(request)
+    accounts = tca.account_ids(scope)
+    chosen = tca.time_range(request.GET.get("range"))
+    by = tca.dimension(request.GET.get("by"))
+    context: dict = {
+        "scope": scope,
+        "range": chosen,
+        "ranges": tca.RANGES.values(),
+        "by": by,
+        "dimensions": tca.DIMENSIONS,
+        "has_costs": tca.has_costs(accounts),
+    }
+    if context["has_costs"]:
+        span = tca.window(chosen)
+        curves = tca.markouts(accounts, span)
+        buckets = tca.slippage_histogram(accounts, span)
+        context |= {
+            "span": span,
+            "curves": curves,
+            "horizons": list(tca.HORIZON_SECONDS),
+            "markout_chart": tca.markout_chart(curves),
+            "histogram": tca.histogram_chart(buckets),
+            "bucket_count": sum(n for _, _, n in buckets),
+            "worst": list(tca.worst_fills(request.user, scope, span)),
+            "summary": tca.summary(request.user, scope, by, span),
+            "measures": tca.MEASURES,
+        }
+    return render(request, "dashboard/tca.html", context)
 
 
 @require_GET

@@ -16,6 +16,7 @@ from tests.clients import client_of
         ("/portfolio/", "No portfolio snapshots yet"),
         ("/risk/", "No open alerts."),
         ("/signals/", "No fused signals yet"),
+        ("/tca/", "No execution costs yet"),
         ("/instruments/", "No instruments yet"),
     ],
 )

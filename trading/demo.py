@@ -9,6 +9,17 @@ one is cancelled unfilled, and one execution is busted. Sizes keep each position
 fraction of the capital. Every execution goes through the database's books (one INSERT in
 time order), then a daily snapshot is taken after each session's close.
 
+Around each order, quote and trade ticks (``_ticks``): from three minutes before its creation
+to a day after its last fill, a quote a second up to a minute after the last fill, then every
+5 seconds to 5 minutes, every 30 seconds to 35 minutes and every 10 minutes to the next day
+(away from the order, in the instrument's sessions only), and trades among them. Their mids
+follow the minute bars' closes, and near the order sit half a spread off them, so that each
+fill is at the touch: a market order's at the far side of the quote (it pays the
+half-spread), a limit order's at the near side (it earns it). Then the executions'
+costs are computed (``trading.tca.refresh``): the TCA page shows numbers measured against
+quotes, as a desk's would be. Each execution names its venue and each order its account's
+strategy, where the books record them, so that the costs group by both.
+
 Everything is drawn from a generator seeded by ``seed``, so the same seed and dates give the
 same records.
 """
@@ -20,14 +31,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import Group
+from django.db import connection, transaction
+from django.db.models import Max, Min
 
 from marketdata import demo as bars_demo
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
-from trading import books
+from qvp_site.db import partitions
+from trading import books, tca
 from trading.models import Account, CashEntry, Execution, Order
 from trading.snapshots import take_snapshots_at
 
@@ -41,6 +56,36 @@ TRADE_PROBABILITY = 0.55
 PARTIAL_CANCEL_PROBABILITY = 0.08
 LIMIT_PROBABILITY = 0.3
 
+# Ticks around each order (module docstring): the windows before its creation and after its
+# last fill, and the spacing of the quotes in each.
+TICK_TABLE = "marketdata_tick"
+QUOTES_BEFORE = np.timedelta64(3, "m")
+DENSE_AFTER = np.timedelta64(1, "m")  # a quote a second up to a minute after the last fill
+# Then (until, spacing) after the last fill: each markout horizon but the day has quotes
+# no older than a few seconds at 1 s and 10 s, a few tens at 5 and 30 minutes.
+LATER = (
+    (np.timedelta64(5, "m"), np.timedelta64(5, "s")),
+    (np.timedelta64(35, "m"), np.timedelta64(30, "s")),
+)
+# To a day after: every 10 minutes, counted back from the day after the last fill (so that
+# the day's markout of the last fill reads a quote at that very time).
+DAY = (np.timedelta64(1, "D"), np.timedelta64(10, "m"))
+TRADE_EVERY = 10  # one dense quote in ten has a trade beside it; every later one to 35 min
+# How long after the last fill the quote takes to settle back on the bars' path.
+IMPACT_FADE = np.timedelta64(60, "s")
+# The quoted spread, in basis points of the price (at least one tick).
+SPREAD_BPS = {"SPY": 0.4, "AAPL": 1.0, "MSFT": 1.0, "NVDA": 1.6, "EURUSD": 0.8}
+DEFAULT_SPREAD_BPS = 1.0
+# Where the demo's executions trade (their MIC), by symbol; any equity venue otherwise.
+VENUES = {
+    "SPY": ("ARCX", "XNYS", "BATS"),
+    "AAPL": ("XNAS", "BATS", "XNYS"),
+    "MSFT": ("XNAS", "BATS", "XNYS"),
+    "NVDA": ("XNAS", "BATS", "ARCX"),
+    "EURUSD": ("EBS", "FXALL"),
+}
+DEFAULT_VENUES = ("XNAS", "XNYS", "ARCX")
+
 
 @dataclass(frozen=True)
 class DemoAccount:
@@ -52,6 +97,11 @@ class DemoAccount:
     # The largest position in one instrument, as a fraction of the capital.
     max_weight: float
 
+
+HAS_VENUE = any(f.name == "venue" for f in Execution._meta.get_fields())
+HAS_STRATEGY = any(f.name == "strategy" for f in Order._meta.get_fields())
+# The strategy that decides each account's orders (where orders record one: trading 0016).
+STRATEGIES = {"demo-macro": "macro-trend", "demo-stat-arb": "pairs-reversion"}
 
 ACCOUNTS = (
     DemoAccount("demo-macro", "desk-macro", "mac", 2_000_000, ("SPY", "NVDA", "EURUSD"), 0.3),
@@ -111,13 +161,23 @@ def seed(batches: dict, seed: int, write: Callable[[str], None]) -> None:
     with acting_as(ACTOR):
         accounts = {a: _account(a, market) for a in ACCOUNTS}
         _deposits(accounts, market)
-        executions = _book(accounts, plans, market)
+        executions = _book(accounts, plans, market, seed)
     times = [_day(d) + SNAPSHOT_AT for d in market.days()]
     snapshots = take_snapshots_at(times, [a.id for a in accounts.values()])
     orders = sum(len(p) for p in plans.values())
     write(
         f"Trading demo: {len(accounts)} accounts, {orders} orders, {executions} executions,"
         f" {snapshots} daily snapshots in {time.monotonic() - started:.1f} s."
+    )
+    started = time.monotonic()
+    ticks = _ticks([p for planned in plans.values() for p in planned], market, seed)
+    written = time.monotonic()
+    with acting_as(ACTOR):
+        costs = _costs()
+    write(
+        f"TCA demo: {ticks:,} quote and trade ticks around the orders in"
+        f" {written - started:.1f} s, the costs of {costs} executions in"
+        f" {time.monotonic() - written:.1f} s."
     )
 
 
@@ -225,7 +285,7 @@ def _deposits(accounts: dict[DemoAccount, Account], market: Market) -> None:
             )
 
 
-def _book(accounts: dict[DemoAccount, Account], plans: dict, market: Market) -> int:
+def _book(accounts: dict[DemoAccount, Account], plans: dict, market: Market, seed: int) -> int:
     """Orders, then every fill in one INSERT in time order, one bust, and the cancels."""
     instruments = dict(Instrument.objects.values_list("symbol", "id"))
     orders, executions = [], []
@@ -240,12 +300,16 @@ def _book(accounts: dict[DemoAccount, Account], plans: dict, market: Market) -> 
                 quantity=plan.quantity,
                 limit_price=plan.limit_price,
                 created_at=plan.created_at,
+                **({"strategy": STRATEGIES.get(spec.name, "")} if HAS_STRATEGY else {}),
             )
             orders.append((plan, order))
     Order.objects.bulk_create([o for _, o in orders])
+    venues = bars_demo.rng_for(seed, "trading-demo-venues")
     for plan, order in orders:
         for k, (at, quantity, price) in enumerate(plan.fills, start=1):
-            executions.append(_execution(order, k, at, quantity, price))
+            choices = VENUES.get(plan.symbol, DEFAULT_VENUES)
+            venue = choices[int(venues.integers(len(choices)))]
+            executions.append(_execution(order, k, at, quantity, price, venue))
     executions.sort(key=lambda e: (e.executed_at, e.exec_id))
     Execution.objects.bulk_create(executions)
     _bust(executions[len(executions) // 2])
@@ -255,10 +319,15 @@ def _book(accounts: dict[DemoAccount, Account], plans: dict, market: Market) -> 
     return len(executions) + 1
 
 
-def _execution(order: Order, k: int, at: datetime, quantity: Decimal, price: Decimal):
+def _execution(
+    order: Order, k: int, at: datetime, quantity: Decimal, price: Decimal, venue: str
+) -> Execution:
     notional = abs(quantity) * price
     fee = max(Decimal("1.00"), (notional * Decimal("0.00002")).quantize(Decimal("0.01")))
+    # The venue where the books have the field (trading 0016).
+    where = {"venue": venue} if HAS_VENUE else {}
     return Execution(
+        **where,
         exec_id=f"{order.client_order_id}-{k}",
         order=order,
         account_id=order.account_id,
@@ -286,5 +355,235 @@ def _bust(original: Execution) -> None:
         executed_at=original.executed_at + timedelta(minutes=5),
         kind="bust",
         supersedes=original,
+        **({"venue": original.venue} if HAS_VENUE else {}),
         reason="demo: busted by the venue",
     )
+
+
+@dataclass
+class TickColumns:
+    """One instrument's ticks as columns, in time order (quotes at sequence 0, a trade beside
+    a quote at sequence 1)."""
+
+    ts: np.ndarray  # datetime64[us], UTC
+    trade: np.ndarray  # bool: a trade, else a quote
+    price: np.ndarray  # NaN for a quote (NULL in the table), as the other floats
+    size: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    buyer: np.ndarray  # bool: a trade's aggressor bought (side "buy", else "sell")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass
+class Windows:
+    """The times around one instrument's orders where ticks are written, and what the quotes
+    need to put each fill at the touch."""
+
+    # Near each order (kept even outside the sessions: a pre-open order has its arrival quote).
+    dense: list[np.ndarray] = field(default_factory=list)
+    later: list[np.ndarray] = field(default_factory=list)  # after it: in the sessions only
+    trades: list[np.ndarray] = field(default_factory=list)
+    fills: list[np.datetime64] = field(default_factory=list)
+    # (from, last fill, direction): the quote's centre sits direction x half a spread off the
+    # bars' path from ``from`` to the last fill, then settles back over IMPACT_FADE.
+    impacts: list[tuple[np.datetime64, np.datetime64, int]] = field(default_factory=list)
+
+
+def _ticks(plans: list[PlannedOrder], market: Market, seed: int) -> int:
+    """Quotes and trades around the filled orders of ``plans``, made per instrument as numpy
+    columns and written set-based (``_insert_ticks``); returns how many."""
+    instruments = dict(Instrument.objects.values_list("symbol", "id"))
+    by_symbol: dict[str, Windows] = {}
+    for plan in plans:
+        if plan.fills and plan.symbol in market.bars:
+            _add_windows(by_symbol.setdefault(plan.symbol, Windows()), plan)
+    rng = bars_demo.rng_for(seed, "trading-demo-ticks")
+    batches = {
+        instruments[symbol]: _tick_columns(symbol, windows, market, rng)
+        for symbol, windows in sorted(by_symbol.items())
+    }
+    days = np.unique(np.concatenate([b.ts.astype("datetime64[D]") for b in batches.values()]))
+    _prepare_tick_partitions(days)
+    return _insert_ticks(batches)
+
+
+def _add_windows(windows: Windows, plan: PlannedOrder) -> None:
+    created = np.datetime64(plan.created_at.replace(tzinfo=None), "us")
+    fills = [np.datetime64(at.replace(tzinfo=None), "us") for at, _, _ in plan.fills]
+    last = max(fills)
+    start = created - QUOTES_BEFORE
+    dense = np.arange(start, last + DENSE_AFTER, np.timedelta64(1, "s"))
+    windows.dense.append(dense)
+    windows.trades.append(dense[::TRADE_EVERY])
+    since = last + DENSE_AFTER
+    for until, spacing in LATER:
+        segment = np.arange(since, last + until, spacing)
+        windows.later.append(segment)
+        windows.trades.append(segment)
+        since = last + until
+    windows.later.append(np.arange(last + DAY[0], since, -DAY[1]))
+    windows.fills += fills
+    sign = 1 if plan.side == "buy" else -1
+    # A market order takes the far side of the quote: the mid is below a buy's price.
+    direction = -sign if plan.limit_price is None else sign
+    windows.impacts.append((start, last, direction))
+
+
+def _tick_columns(
+    symbol: str, windows: Windows, market: Market, rng: np.random.Generator
+) -> TickColumns:
+    bars = market.bars[symbol]
+    tick = float(market.specs[symbol].tick_size)
+    per_unit = round(1 / tick)  # as the demo bars round to the tick grid
+    later = np.unique(np.concatenate(windows.later))
+    # Away from the orders, quotes only in the sessions (the minutes that have a bar).
+    minutes = later.astype("datetime64[m]").astype("datetime64[us]")
+    at = np.minimum(np.searchsorted(bars.ts, minutes), len(bars.ts) - 1)
+    later = later[bars.ts[at] == minutes]
+    ts = np.union1d(np.concatenate(windows.dense), later)
+    ts = ts[ts <= bars.ts[-1] + np.timedelta64(1, "m")]
+    micros, bar_micros = ts.astype(np.int64), bars.ts.astype(np.int64)
+    # The bars' path: each close at its bar's time, a straight line between.
+    path = np.interp(micros, bar_micros, bars.close)
+    width = np.maximum(
+        1, np.rint(path * SPREAD_BPS.get(symbol, DEFAULT_SPREAD_BPS) / 1e4 * per_unit)
+    )
+    lean = _impact(ts, windows.impacts)
+    # A tick of noise now and then, never at a fill (which sits at the touch exactly).
+    noise = rng.choice(np.array([-1.0, 0.0, 0.0, 0.0, 1.0]), size=len(ts))
+    noise[np.isin(ts, np.array(windows.fills, dtype="datetime64[us]"))] = 0
+    bid_units = np.rint(path * per_unit + (lean - 1) * width / 2 + noise)
+    bid, ask = bid_units / per_unit, (bid_units + width) / per_unit
+    trade_at = np.isin(ts, np.concatenate(windows.trades))
+    lot = 1000.0 if symbol == "EURUSD" else 100.0
+    return _with_trades(ts, bid, ask, trade_at, lot, rng)
+
+
+def _impact(ts: np.ndarray, impacts: list[tuple[np.datetime64, np.datetime64, int]]) -> np.ndarray:
+    """Per time, how many half-spreads the quote's centre sits off the bars' path: each
+    order's direction from its window's start to its last fill, fading to nothing after."""
+    lean = np.zeros(len(ts))
+    for start, last, direction in impacts:  # a few hundred orders, each a slice of the times
+        lo, hi = np.searchsorted(ts, [start, last + IMPACT_FADE], side="left")
+        since = (ts[lo:hi] - last) / IMPACT_FADE
+        lean[lo:hi] += direction * np.clip(1 - since, 0, 1)
+    return lean
+
+
+def _with_trades(
+    ts: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    trade_at: np.ndarray,
+    lot: float,
+    rng: np.random.Generator,
+) -> TickColumns:
+    """The quotes, and a trade beside each quote of ``trade_at``: at the ask for a buyer, at
+    the bid for a seller."""
+    count = len(ts)
+    quote_sizes = rng.integers(1, 20, size=(2, count)) * lot
+    traded = np.flatnonzero(trade_at)
+    buyer = rng.random(len(traded)) < 0.5
+    trade_price = np.where(buyer, ask[traded], bid[traded])
+    nothing = np.full(len(traded), np.nan)
+    return TickColumns(
+        ts=np.concatenate([ts, ts[traded]]),
+        trade=np.concatenate([np.zeros(count, bool), np.ones(len(traded), bool)]),
+        price=np.concatenate([np.full(count, np.nan), trade_price]),
+        size=np.concatenate([np.full(count, np.nan), rng.integers(1, 10, len(traded)) * lot]),
+        bid=np.concatenate([bid, nothing]),
+        ask=np.concatenate([ask, nothing]),
+        bid_size=np.concatenate([quote_sizes[0], nothing]),
+        ask_size=np.concatenate([quote_sizes[1], nothing]),
+        buyer=np.concatenate([np.zeros(count, bool), buyer]),
+    )
+
+
+def _prepare_tick_partitions(days: np.ndarray) -> None:
+    """The tick partitions of the days the ticks fall on, and only those (the site's own rows:
+    not limited as a load's are)."""
+    times = [_day(day) for day in days]
+    with connection.cursor() as cursor:
+        needs = partitions.rows_needs(
+            cursor, TICK_TABLE, "SELECT unnest(%s::timestamptz[]) AS ts", [times]
+        )
+    if needs is not None:
+        partitions.make_needed(needs, limited=False)
+
+
+# The ticks go through a temporary table by binary COPY (numpy records, as the demo bars:
+# no Python loop over rows), then into the ticks in one statement: a quote at sequence 0, the
+# trade beside it at 1, NaN as NULL.
+STAGING = "qvp_demo_ticks"
+STAGING_COLUMNS = {  # column: its binary type
+    "instrument_id": ">i8",
+    "ts": ">i8",  # timestamptz: microseconds since 2000-01-01 UTC
+    "trade": "?",
+    "price": ">f8",
+    "size": ">f8",
+    "bid": ">f8",
+    "ask": ">f8",
+    "bid_size": ">f8",
+    "ask_size": ">f8",
+    "buyer": "?",
+}
+CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE {STAGING} (
+    instrument_id bigint, ts timestamptz, trade boolean, price float8, size float8,
+    bid float8, ask float8, bid_size float8, ask_size float8, buyer boolean
+)
+"""
+INSERT_TICKS = f"""
+INSERT INTO {TICK_TABLE}
+    (instrument_id, ts, sequence, kind, price, size, bid, ask, bid_size, ask_size, side)
+SELECT instrument_id, ts, CASE WHEN trade THEN 1 ELSE 0 END,
+       CASE WHEN trade THEN 'trade' ELSE 'quote' END,
+       nullif(price, 'NaN'), nullif(size, 'NaN'), nullif(bid, 'NaN'), nullif(ask, 'NaN'),
+       nullif(bid_size, 'NaN'), nullif(ask_size, 'NaN'),
+       CASE WHEN NOT trade THEN '' WHEN buyer THEN 'buy' ELSE 'sell' END
+FROM {STAGING}
+"""
+
+
+def _insert_ticks(batches: dict[int, TickColumns]) -> int:
+    """COPY every instrument's ticks into a temporary table, then one INSERT ... SELECT."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CREATE_STAGING)
+        for instrument_id, ticks in batches.items():
+            _copy(cursor, instrument_id, ticks)
+        cursor.execute(INSERT_TICKS)
+        written = cursor.rowcount
+        cursor.execute(f"DROP TABLE {STAGING}")
+    return written
+
+
+def _copy(cursor: Any, instrument_id: int, ticks: TickColumns) -> None:
+    layout: list[tuple[str, str]] = [("fields", ">i2")]
+    for name, kind in STAGING_COLUMNS.items():
+        layout += [(f"{name}__length", ">i4"), (name, kind)]
+    rows = np.empty(len(ticks), dtype=np.dtype(layout))
+    rows["fields"] = len(STAGING_COLUMNS)
+    for name, kind in STAGING_COLUMNS.items():
+        rows[f"{name}__length"] = np.dtype(kind).itemsize
+    rows["instrument_id"] = instrument_id
+    rows["ts"] = (ticks.ts - bars_demo.PG_EPOCH).astype(np.int64)
+    for name in list(STAGING_COLUMNS)[2:]:
+        rows[name] = getattr(ticks, name)
+    payload = memoryview(bars_demo.COPY_HEADER + rows.tobytes() + bars_demo.COPY_TRAILER)
+    columns = ", ".join(STAGING_COLUMNS)
+    with cursor.cursor.copy(f"COPY {STAGING} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        for start in range(0, len(payload), bars_demo.COPY_CHUNK):
+            copy.write(payload[start : start + bars_demo.COPY_CHUNK])
+
+
+def _costs() -> int:
+    """The costs of every demo execution, measured against the ticks just written."""
+    span = Execution.objects.aggregate(first=Min("executed_at"), last=Max("executed_at"))
+    if span["first"] is None:
+        return 0
+    return tca.refresh_detail(span["first"], span["last"] + timedelta(microseconds=1)).written

@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Max, Min
 from django.test import override_settings
 
@@ -40,6 +41,7 @@ class Demo:
 @pytest.fixture(scope="package")
 def demo(django_db_setup, django_db_blocker) -> Demo:
     with django_db_blocker.unblock():
+        _refuse_a_database_not_made_for_tests()
         try:
             call_command("seed_demo", days=DEMO_DAYS, stdout=StringIO())
             # The hasher the tests use (tests/conftest.py): a login checks against it.
@@ -48,6 +50,14 @@ def demo(django_db_setup, django_db_blocker) -> Demo:
             yield people
         finally:
             _empty()
+
+
+def _refuse_a_database_not_made_for_tests() -> None:
+    """Seeding and flushing are for the test database: never the site's own, whatever the
+    order fixtures were set up in (a selection of tests none of which asks for ``db``)."""
+    name = connection.settings_dict["NAME"]
+    if not str(name).startswith("test_"):
+        pytest.fail(f"the demo fixture would seed and flush {name!r}, not a test database")
 
 
 def _empty() -> None:

@@ -18,7 +18,7 @@ from tests.clients import client_of
 from trading.models import PortfolioSnapshot, Position
 from vectors.search import current_regime
 
-PAGES = ["/", "/instruments/SPY/", "/portfolio/", "/risk/", "/signals/", "/system/"]
+PAGES = ["/", "/instruments/SPY/", "/portfolio/", "/risk/", "/signals/", "/tca/", "/system/"]
 
 
 def chart_data(response, chart_id: str) -> dict:
@@ -56,6 +56,7 @@ def test_pages_need_a_login(client, demo, db, path):
         ("/portfolio/", 16),
         ("/risk/", 16),
         ("/signals/", 14),
+        ("/tca/", 16),
     ],
 )
 def test_each_page_renders_in_a_bounded_number_of_queries(

@@ -1,7 +1,9 @@
 /* Draws every chart of the page from the data the server rendered beside it.
  *
  * Each <div data-chart="ID"> names a <script type="application/json" id="ID"> holding
- * {series: [{type, name, pane, options, data, lines}], intraday} (dashboard/charts.py).
+ * {series: [{type, name, pane, options, data, lines}], intraday} (dashboard/charts.py), and
+ * for a chart along a number rather than time, horizontal: "number", labels and precision
+ * (dashboard/tca.py).
  * Once drawn, the div carries data-drawn="true" and data-points="N" (data-drawn="error" if
  * it could not be): what the browser tests and a reader of the page can check. A file, not inline script: the content security policy
  * allows scripts from this site only.
@@ -42,9 +44,31 @@
     };
   }
 
+  // A chart whose horizontal axis is a number rather than a time (spec.horizontal ===
+  // "number": markout horizons in seconds, histogram buckets in basis points): the library's
+  // options chart, the crosshair naming a point by spec.labels where it has a label.
+  function numberAxis(spec) {
+    var labels = spec.labels || {};
+    var precision = spec.precision || 0;
+    return {
+      precision: precision,
+      timeFormatter: function (x) {
+        return labels[String(x)] || x.toFixed(precision);
+      },
+    };
+  }
+
+  function create(el, spec, options) {
+    if (spec.horizontal === "number") {
+      options.localization = numberAxis(spec);
+      return LC.createOptionsChart(el, options);
+    }
+    return LC.createChart(el, options);
+  }
+
   function draw(el) {
     var spec = JSON.parse(document.getElementById(el.dataset.chart).textContent);
-    var chart = LC.createChart(el, {
+    var chart = create(el, spec, {
       autoSize: true,
       // The library's logo needs an inline style, which the content security policy refuses:
       // the attribution is a link under the charts instead (templates/dashboard/charts.html).
