@@ -380,7 +380,7 @@ class TickColumns:
 
 
 @dataclass
-class Windows:
+class QuoteWindows:
     """The times around one instrument's orders where ticks are written, and what the quotes
     need to put each fill at the touch."""
 
@@ -398,10 +398,10 @@ def _ticks(plans: list[PlannedOrder], market: Market, seed: int) -> int:
     """Quotes and trades around the filled orders of ``plans``, made per instrument as numpy
     columns and written set-based (``_insert_ticks``); returns how many."""
     instruments = dict(Instrument.objects.values_list("symbol", "id"))
-    by_symbol: dict[str, Windows] = {}
+    by_symbol: dict[str, QuoteWindows] = {}
     for plan in plans:
         if plan.fills and plan.symbol in market.bars:
-            _add_windows(by_symbol.setdefault(plan.symbol, Windows()), plan)
+            _add_windows(by_symbol.setdefault(plan.symbol, QuoteWindows()), plan)
     rng = bars_demo.rng_for(seed, "trading-demo-ticks")
     batches = {
         instruments[symbol]: _tick_columns(symbol, windows, market, rng)
@@ -412,7 +412,7 @@ def _ticks(plans: list[PlannedOrder], market: Market, seed: int) -> int:
     return _insert_ticks(batches)
 
 
-def _add_windows(windows: Windows, plan: PlannedOrder) -> None:
+def _add_windows(windows: QuoteWindows, plan: PlannedOrder) -> None:
     created = np.datetime64(plan.created_at.replace(tzinfo=None), "us")
     fills = [np.datetime64(at.replace(tzinfo=None), "us") for at, _, _ in plan.fills]
     last = max(fills)
@@ -435,7 +435,7 @@ def _add_windows(windows: Windows, plan: PlannedOrder) -> None:
 
 
 def _tick_columns(
-    symbol: str, windows: Windows, market: Market, rng: np.random.Generator
+    symbol: str, windows: QuoteWindows, market: Market, rng: np.random.Generator
 ) -> TickColumns:
     bars = market.bars[symbol]
     tick = float(market.specs[symbol].tick_size)
