@@ -3,18 +3,29 @@ its time for the same instrument (or the first at or after it), as ``pandas.merg
 
 One set-based statement on either engine: each left row meets the right table through
 
-    LEFT JOIN LATERAL (SELECT ... FROM right r WHERE r.instrument_id = left.instrument_id
-                       AND r.ts <= left.ts AND r.ts >= left.ts - <bound>
-                       ORDER BY r.ts DESC, r.sequence DESC LIMIT 1) asof0 ON true
+    LEFT JOIN LATERAL (
+        (SELECT ... FROM right r WHERE r.instrument_id = left.instrument_id
+         AND r.ts <= left.ts AND r.ts >= left.ts - '1 hour'
+         ORDER BY r.ts DESC, r.sequence DESC LIMIT 1)
+        UNION ALL (... the rest of the day ... LIMIT 1) UNION ALL (... beyond ... LIMIT 1)
+        LIMIT 1) asof0 ON true
 
 which PostgreSQL runs as a nested loop with, per left row, a descending scan of the right
 table's (instrument, ts[, sequence]) index that stops at the first row it finds (EXPLAIN
 ANALYZE: "Index Scan Backward ... loops=<left rows>"), never a scan of the instrument's rows.
 Both time bounds are index conditions, and the partitions (chunks) outside them are pruned at
-run time. Without a tolerance of a day or less the lookup is made in two steps, the day
-nearest the left time and then the rest, the second only where the first found nothing
-(``_steps`` says why and what it measured). A right queryset filtered on ``kind='quote'``
-(``Tick.objects.quotes()``) reads the partial index ``tick_quote_by_time`` and no trade.
+run time. The steps (within an hour, the day, beyond; a tolerance ends them) run in turn and
+the outer LIMIT stops at the first that finds a row (``_steps`` says why and what it
+measured). A right queryset filtered on ``kind='quote'`` (``Tick.objects.quotes()``) reads a
+partial index of the quotes and no trade: ``tick_quote_asof`` (marketdata 0016) carries id,
+bid and ask, so a join asking only for those (and the time and sequence) reads no table row.
+
+Not parallel: PostgreSQL never runs a subquery with a LIMIT in a parallel worker (it could
+answer differently there), nor a correlated subplan, and a non-inlined function per row
+costs more than it saves (a PARALLEL SAFE SQL function on two workers: 2-4 s for what the
+subquery does in 0.7 s). 100,000 left rows against 5,000,000 ticks: about 0.65 s on one core
+(bench/asof.py), 6 us a lookup, of which the index descent is most (one partition named
+directly costs the same per lookup).
 
 Ties on the right time are broken as pandas breaks them on a right frame sorted by
 (time, ``tie_break``): backward takes the *last* row of the tied ones (the highest sequence of
@@ -26,23 +37,26 @@ the answers with merge_asof's on 100 random cases.
 The right rows' columns come back as annotations (``asof_bid``...), so the queryset stays a
 queryset: filter, annotate, aggregate, count, use it as a subquery, join two as-of reads (the
 quote at the fill and the one five minutes later, with two prefixes). The psql side is
-marketdata/sql/asof/0015.sql.
+marketdata/sql/asof/0016.sql. ``arrow(queryset)`` reads a queryset's rows into Arrow by binary
+COPY (``pandas`` by ``.to_pandas()``): 100,000 rows in about 0.06 s, where iterating the
+queryset through Django takes 1-2 s.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import models
+from django.db import connections, models
 from django.db.models import ExpressionWrapper, OuterRef, Value
 from django.db.models.expressions import Col
 from django.db.models.sql.constants import LOUTER
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
     from django.db.models.sql.query import Query
@@ -121,16 +135,22 @@ class LateralJoin:
 
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
-# How far from the left time the first step looks (see ``asof``): a day holds the latest
-# quote of a live feed, and reaches into two daily partitions at most.
-FIRST_STEP = timedelta(days=1)
+# The steps of a lookup (see ``_steps``): within an hour of the left time, then a day, then
+# beyond; a tolerance ends them. An hour holds the latest quote of a live feed and reaches
+# into two daily partitions for one left row in 24; a day holds the latest bar of a
+# minute series and the previous session's close.
+STEPS: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(days=1))
 
-# The second step runs only where the first found nothing: at most one row either way, so no
-# ORDER BY over the two (which would run both).
-STEPPED = (
-    "SELECT * FROM {0} AS near UNION ALL"
-    " SELECT * FROM {1} AS far WHERE NOT EXISTS (SELECT FROM {0} AS near)"
-)
+
+def _stepped(count: int) -> str:
+    """The lookup's steps in order, each ``ORDER BY ... LIMIT 1``, under one ``LIMIT 1``: the
+    Append of a UNION ALL runs its arms in turn and the outer limit stops it at the first row,
+    so a step runs only where the ones before found nothing (no NOT EXISTS re-running a step,
+    no ORDER BY over the steps, which would run them all)."""
+    if count == 1:
+        return "SELECT * FROM {0} AS step0"
+    arms = " UNION ALL ".join(f"SELECT * FROM {{{n}}} AS step{n}" for n in range(count))
+    return f"{arms} LIMIT 1"
 
 
 def asof(
@@ -184,11 +204,8 @@ def asof(
     query = qs.query
     parent = query.get_initial_alias()
     bounds = _time_bounds(right_time, at, direction, tolerance, allow_exact)
-    if tolerance is not None and tolerance <= FIRST_STEP:
-        template, steps = "SELECT * FROM {0} AS near", [lookup(bounds)]
-    else:
-        near, far = _steps(right_time, at, direction, bounds)
-        template, steps = STEPPED, [lookup(near), lookup(far)]
+    steps = [lookup(b) for b in _steps(right_time, at, direction, tolerance, bounds)]
+    template = _stepped(len(steps))
     subqueries = [
         step.query.resolve_expression(query, allow_joins=True, reuse=None) for step in steps
     ]
@@ -201,31 +218,46 @@ def asof(
 
 
 def _steps(
-    right_time: str, at: Any, direction: str, bounds: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The bounds split at a day from the left time: the near step, then the far one.
+    right_time: str,
+    at: Any,
+    direction: str,
+    tolerance: timedelta | None,
+    bounds: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The bounds split at ``STEPS`` from the left time (those nearer than the tolerance):
+    within an hour, then the rest of the day, then beyond (or the tolerance's edge).
 
-    On plain PostgreSQL a lookup merges the newest (or oldest) row of every partition on its
-    side of the left time: the refusing default partition keeps the planner from scanning the
-    partitions in order and stopping at the first match (TimescaleDB's ordered chunk scan
-    should stop; not measured, no TimescaleDB on the server measured). That is two index
-    pages a partition for each left row, 700 over a year of daily tick partitions. Measured
-    on 1,000,000 ticks in 5 daily partitions (5% quotes, on 5 instruments of 20), 835 trades
-    joined to their latest quote: 10,101 buffers in two steps (12 a row, however many
-    partitions lie behind), about 15 a row in one step over these 5 partitions and 2 more a
-    row for each partition further back; with a tolerance of an hour (one step) 2,586, 3 a
-    row. A left row with nothing in its day pays both steps: the 3,122 trades of the
-    instruments without quotes read about 20 a row."""
-    edge = _shifted(at, -FIRST_STEP if direction == "backward" else FIRST_STEP)
-    if direction == "backward":
-        near = {**bounds, f"{right_time}__gte": edge}
-        far = {k: v for k, v in bounds.items() if not k.endswith(("__lte", "__lt"))}
-        far[f"{right_time}__lt"] = edge
-    else:
-        near = {**bounds, f"{right_time}__lte": edge}
-        far = {k: v for k, v in bounds.items() if not k.endswith(("__gte", "__gt"))}
-        far[f"{right_time}__gt"] = edge
-    return near, far
+    Why: a lookup is a descending scan of the (instrument, ts, ...) index of each partition
+    its time bounds reach, merged (Merge Append), and on plain PostgreSQL an unbounded one
+    reaches every partition behind the left time (the refusing default partition keeps the
+    planner from scanning them in order and stopping at the first match), two index pages
+    each. Measured (bench/asof.py: 100,000 executions, 5,000,000 ticks in 5 daily
+    partitions, a quote every 17 s an instrument): one step bounded by a day read 5.8 buffers
+    a row (two partitions nearly always), one bounded by an hour 3.1 (one partition but for
+    the first hour of a day), and the later steps never ran; the join 0.65-0.75 s against
+    1.2 s. A row with nothing within the hour pays the hour's probe (3 buffers) before the
+    next step."""
+    edges = [e for e in STEPS if tolerance is None or e < tolerance]
+    backward = direction == "backward"
+    # The bound on the left time's side of a step, and the one away from it.
+    near_key, far_key = ("__lt", "__gte") if backward else ("__gt", "__lte")
+    steps: list[dict[str, Any]] = []
+    for index, edge in enumerate(edges):
+        step = dict(bounds) if index == 0 else {}
+        if index:
+            step[f"{right_time}{near_key}"] = _edge(at, edges[index - 1], backward)
+        step[f"{right_time}{far_key}"] = _edge(at, edge, backward)
+        steps.append(step)
+    if not edges:
+        return [bounds]
+    last = {k: v for k, v in bounds.items() if k.endswith(far_key)}  # the tolerance's edge
+    last[f"{right_time}{near_key}"] = _edge(at, edges[-1], backward)
+    steps.append(last)
+    return steps
+
+
+def _edge(at: Any, distance: timedelta, backward: bool) -> ExpressionWrapper[Any]:
+    return _shifted(at, -distance if backward else distance)
 
 
 def _time_bounds(
@@ -304,3 +336,58 @@ class AsOfQuerySetMixin:
 
     def asof(self, right: models.QuerySet[Any] | type[models.Model], **options: Any) -> Self:
         return cast(Self, asof(cast("models.QuerySet[Any]", self), right, **options))
+
+
+# What ``arrow`` sets for its read unless told otherwise: the planner caches each lateral
+# lookup's answer by its left key (Memoize) when it expects keys to repeat, and an as-of join's
+# left times seldom do; every row then pays a hash and a miss. Measured on bench/asof.py's
+# join (100,000 executions of distinct times, 5,000,000 ticks), interleaved runs: 0.54 s
+# without against 0.62 s with.
+READ_SETTINGS: dict[str, str] = {"enable_memoize": "off"}
+
+
+def arrow(queryset: models.QuerySet[Any], *, settings: Mapping[str, str] | None = None) -> pa.Table:
+    """The rows of ``queryset`` (an as-of join's, or any) as an Arrow table, its columns named
+    as the statement names them (``values_list``/``values``: the field and annotation names).
+
+    Read by the ADBC driver (binary COPY decoded in C++, ``qvp_site.api.bulk.reader``) on a
+    connection of its own, acting as Django's connection on the queryset's database acts:
+    the same role, the same user or system actor (row-level security reads them), the same
+    statement time limit; read only, in a transaction of its own, so it sees what is
+    committed, not what the caller's open transaction has written. ``settings``: planner
+    settings for the read (``SET LOCAL``), by default ``READ_SETTINGS``."""
+    from qvp_site.api.bulk import reader  # the driver: not loaded by what never reads so
+
+    alias = queryset.db
+    sql, params = queryset.query.sql_with_params()
+    ops: Any = connections[alias].ops  # PostgreSQL's operations have compose_sql
+    statement = str(ops.compose_sql(sql, params))
+    chosen = READ_SETTINGS if settings is None else settings
+    preamble = _acting_preamble(alias) + [
+        str(ops.compose_sql("SELECT set_config(%s, %s, true)", [name, value]))
+        for name, value in chosen.items()
+    ]
+    with reader.reading(alias, preamble, statement) as batches:
+        return batches.read_all()
+
+
+def _acting_preamble(alias: str) -> list[str]:
+    """The statements that make the reader's transaction act as Django's does on ``alias``."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_user = session_user, current_user::text,"
+            " coalesce(current_setting('qvp.user_id', true), ''),"
+            " coalesce(current_setting('qvp.actor', true), ''),"
+            " current_setting('statement_timeout')"
+        )
+        same_role, role, user_id, actor, timeout = cursor.fetchone()
+    ops: Any = connection.ops
+    statements = [] if same_role else [str(ops.compose_sql("SET LOCAL ROLE %s", [role]))]
+    declare = (
+        "SELECT set_config('qvp.user_id', %s, true), set_config('qvp.actor', %s, true),"
+        " set_config('statement_timeout', %s, true)"
+    )
+    statements.append(str(ops.compose_sql(declare, [user_id, actor, timeout])))
+    statements.append("SET LOCAL TimeZone = 'UTC'")
+    return statements
