@@ -482,7 +482,7 @@ def _read_in_parts(alias: str, preamble: list[str], statements: list[str]) -> pa
     done = False
     try:
         for _ in statements:
-            opened.append(reader._begun(info))
+            opened.append(reader.begun(info))
         snapshot = _exported(opened[0])
         for connection in opened[1:]:
             _imported(connection, snapshot)
@@ -495,10 +495,10 @@ def _read_in_parts(alias: str, preamble: list[str], statements: list[str]) -> pa
         done = True
     finally:
         for connection in opened:
-            if done and reader._rolled_back(connection):
-                reader._give_back(info, connection)
+            if done and reader.rolled_back(connection):
+                reader.give_back(info, connection)
             else:
-                reader._close(connection)
+                reader.close(connection)
     return pa.concat_tables(tables)
 
 

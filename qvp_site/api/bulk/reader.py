@@ -79,7 +79,7 @@ def _checkout(info: str) -> tuple[Any, bool]:
     return adbc.connect(info), False
 
 
-def _begun(info: str) -> Any:
+def begun(info: str) -> Any:
     """A connection whose read-only transaction has begun. A kept one the server has closed
     since (a restart or failover, an idle timeout, a pooler, an operator) fails its first
     statement: it is dropped and a new one opened, before anything was read."""
@@ -87,7 +87,7 @@ def _begun(info: str) -> Any:
     try:
         connection.cursor().execute("SET TRANSACTION READ ONLY")
     except (AdbcError, OSError):
-        _close(connection)
+        close(connection)
         if not kept:
             raise
         connection = adbc.connect(info)
@@ -95,16 +95,19 @@ def _begun(info: str) -> Any:
     return connection
 
 
-def _give_back(info: str, connection: Any) -> None:
+def give_back(info: str, connection: Any) -> None:
+    """Keep ``connection`` for the next read of ``info`` (up to ``KEPT_PER_DATABASE``), else
+    close it. Only a connection whose transaction is over (``rolled_back``) is given back."""
     with _lock:
         idle = _idle.setdefault(info, [])
         if len(idle) < KEPT_PER_DATABASE:
             idle.append(connection)
             return
-    _close(connection)
+    close(connection)
 
 
-def _close(connection: Any) -> None:
+def close(connection: Any) -> None:
+    """Close ``connection``, broken or not."""
     with suppress(AdbcError):  # already broken: nothing to give back
         connection.close()
 
@@ -115,7 +118,7 @@ def close_all() -> None:
         idle = [c for kept in _idle.values() for c in kept]
         _idle.clear()
     for connection in idle:
-        _close(connection)
+        close(connection)
 
 
 @contextmanager
@@ -123,7 +126,7 @@ def reading(alias: str, preamble: Sequence[str], sql: str) -> Iterator[pa.Record
     """The batches of ``sql`` on ``alias``, after the ``preamble`` statements (role, user,
     time limit) in the same read-only transaction."""
     info = conninfo(alias)
-    connection = _begun(info)
+    connection = begun(info)
     finished = False
     try:
         cursor = connection.cursor()
@@ -133,13 +136,14 @@ def reading(alias: str, preamble: Sequence[str], sql: str) -> Iterator[pa.Record
         yield cursor.fetch_record_batch()
         finished = True
     finally:
-        if finished and _rolled_back(connection):
-            _give_back(info, connection)
+        if finished and rolled_back(connection):
+            give_back(info, connection)
         else:
-            _close(connection)
+            close(connection)
 
 
-def _rolled_back(connection: Any) -> bool:
+def rolled_back(connection: Any) -> bool:
+    """End the read's transaction: False when the connection is broken (not to be kept)."""
     try:
         connection.rollback()
     except AdbcError:
