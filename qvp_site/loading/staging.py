@@ -86,12 +86,25 @@ def _copy_forgiving(
     with connection.wrap_database_errors, cursor.copy(f"COPY {RAW} FROM STDIN") as copy:
         for position, row in source.rows():
             padded = row[:count] + [None] * (count - len(row))
-            copy.write_row((position, len(row), *padded))
+            copy.write_row((position, len(row), *_without_nul(padded, layout)))
             staged += 1
             if staged % 10_000 == 0:
                 progress.update(10_000)
     _type_raw(cursor, layout)
     return staged
+
+
+def _without_nul(fields: list[str | None], layout: Layout) -> list[str | None]:
+    """The fields, a NUL byte's (which no text column holds, and which COPY refuses for the
+    whole file) emptied, and last the reason naming the first such field, else None."""
+    found = next((i for i, f in enumerate(fields) if f is not None and "\x00" in f), None)
+    if found is None:
+        return [*fields, None]
+    columns = layout.columns
+    label = (columns[found].header or columns[found].name) if found < len(columns) else ""
+    label = label or f"field {found + 1}"
+    cleaned = [None if f is not None and "\x00" in f else f for f in fields]
+    return [*cleaned, f"a NUL byte in {label}"]
 
 
 def _line(source: Source) -> str:
@@ -102,7 +115,9 @@ def _line(source: Source) -> str:
 
 def _raw_columns(layout: Layout) -> str:
     count = layout.field_count
-    return ", ".join([f"fields integer DEFAULT {count}", *(f"f{i} text" for i in range(count))])
+    fields = (f"f{i} text" for i in range(count))
+    # ``nul``: why a row read line by line held a NUL byte (_without_nul), else NULL.
+    return ", ".join([f"fields integer DEFAULT {count}", *fields, "nul text"])
 
 
 def _copy_blocks(cursor: CursorWrapper, source: Source, progress: Progress, into: str) -> int:
@@ -129,6 +144,7 @@ def _typed_from_raw_sql(layout: Layout) -> str:
         f"CASE WHEN fields <> {count} THEN format('%s fields where the header has {count}',"
         " fields) END"
     )
+    reasons.append("nul")
     for i, column in enumerate(layout.columns):
         raw = f"f{i}"
         if column.type == "text":
@@ -144,7 +160,7 @@ def _typed_from_raw_sql(layout: Layout) -> str:
     return (
         f"CREATE TEMP TABLE {STAGE} AS SELECT line, {', '.join(values)},"
         f" NULLIF(concat_ws('; ', {', '.join(reasons)}), '') AS bad"
-        f" FROM (SELECT line, fields, {trimmed} FROM {RAW}) AS raw"
+        f" FROM (SELECT line, fields, nul, {trimmed} FROM {RAW}) AS raw"
     )
 
 

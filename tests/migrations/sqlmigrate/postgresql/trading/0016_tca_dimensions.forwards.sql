@@ -254,6 +254,11 @@ BEGIN
             ' as many' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- A bust committing while this runs would find the row it deletes not yet written, and
+    -- this would write it back from its older view: the bust's trigger takes this lock
+    -- shared, so one waits for the other, and the statements below see a bust committed.
+    PERFORM pg_advisory_xact_lock(hashtext('trading_tca:restate'));
+
     -- The scope's rows whose execution is no longer live (busted, corrected).
     DELETE FROM trading_executioncost c
     USING unnest(p_starts, p_ends, p_accounts, p_instruments) AS s (first, stop, account,
@@ -302,12 +307,15 @@ BEGIN
         SELECT l.*, coalesce(a.source, '') AS arrival_source, fq.mid AS mid_at_fill,
                -- The arrival price in the fill's terms: its share basis, less the dividends
                -- that went ex between it and the fill.
-               a.price * marketdata_factor_at(a.ts, f.bounds, f.price_factors)
-                   / marketdata_factor_at(l.executed_at, f.bounds, f.price_factors)
-               - CASE WHEN dv.id IS NULL THEN 0
-                      ELSE trading_tca_dividends(a.ts, l.executed_at, l.executed_at,
-                                                 dv.ex_ats, dv.amounts, f.bounds,
-                                                 f.price_factors) END AS arrival_price,
+               -- A dividend as large as the price leaves none: NULL, not a division by 0.
+               nullif(greatest(
+                   a.price * marketdata_factor_at(a.ts, f.bounds, f.price_factors)
+                       / marketdata_factor_at(l.executed_at, f.bounds, f.price_factors)
+                   - CASE WHEN dv.id IS NULL THEN 0
+                          ELSE trading_tca_dividends(a.ts, l.executed_at, l.executed_at,
+                                                     dv.ex_ats, dv.amounts, f.bounds,
+                                                     f.price_factors) END,
+                   0), 0) AS arrival_price,
                CASE WHEN fq.mid IS NOT NULL THEN 'ticks' ELSE 'minute_bars' END AS candidate,
                f.bounds, f.price_factors, dv.ex_ats, dv.amounts
         FROM live l
@@ -493,6 +501,9 @@ BEGIN
     IF NOT EXISTS (SELECT FROM booked WHERE supersedes_id IS NOT NULL) THEN
         RETURN NULL;
     END IF;
+    -- Not while a restatement runs (trading_tca_restate says why); busts do not wait on
+    -- each other.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('trading_tca:restate'));
     WITH superseded AS MATERIALIZED (
         SELECT s.id, s.executed_at, s.account_id, s.instrument_id, b.executed_at AS new_at
         FROM booked b JOIN trading_execution s ON s.id = b.supersedes_id
@@ -524,15 +535,28 @@ CREATE OR REPLACE FUNCTION trading_tca_market_revised() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 BEGIN
+    WITH days AS MATERIALIZED (
+        SELECT k.instrument_id, date_trunc('day', k.ts) AS day, max(k.known_until) AS stamp
+        FROM kept k GROUP BY 1, 2
+    )
     INSERT INTO trading_tcapending (instrument_id, first_at, end_at, cause, stamp)
     SELECT d.instrument_id, d.day - interval '1 day', d.day + interval '2 days', TG_TABLE_NAME,
            d.stamp
-    FROM (SELECT k.instrument_id, date_trunc('day', k.ts) AS day, max(k.known_until) AS stamp
-          FROM kept k GROUP BY 1, 2) AS d
+    FROM days d
     WHERE EXISTS (SELECT FROM trading_executioncost c
                   WHERE c.instrument_id = d.instrument_id
                     AND c.executed_at >= d.day - interval '1 day'
-                    AND c.executed_at < d.day + interval '2 days');
+                    AND c.executed_at < d.day + interval '2 days')
+    UNION ALL
+    -- The fills of orders created long before them (a good-till-cancelled order): their
+    -- arrival price was read within a day before the order's creation.
+    SELECT c.instrument_id, min(c.executed_at), max(c.executed_at) + interval '1 microsecond',
+           TG_TABLE_NAME, max(d.stamp)
+    FROM days d
+    JOIN trading_executioncost c ON c.instrument_id = d.instrument_id
+     AND c.executed_at >= d.day + interval '2 days'
+     AND c.arrival_at >= d.day AND c.arrival_at < d.day + interval '2 days'
+    GROUP BY c.instrument_id;
     RETURN NULL;
 END
 $$;
@@ -554,16 +578,29 @@ CREATE OR REPLACE FUNCTION trading_tca_action_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 BEGIN
+    WITH days AS MATERIALIZED (
+        SELECT DISTINCT a.instrument_id, a.ex_date::timestamp AT TIME ZONE 'UTC' AS day
+        FROM changed a
+        WHERE a.kind IN ('split', 'stock_dividend', 'cash_dividend')
+    )
     INSERT INTO trading_tcapending (instrument_id, first_at, end_at, cause, stamp)
     SELECT d.instrument_id, d.day - interval '2 days', d.day + interval '2 days',
            'marketdata_corporateaction', now()
-    FROM (SELECT DISTINCT a.instrument_id, a.ex_date::timestamp AT TIME ZONE 'UTC' AS day
-          FROM changed a
-          WHERE a.kind IN ('split', 'stock_dividend', 'cash_dividend')) AS d
+    FROM days d
     WHERE EXISTS (SELECT FROM trading_executioncost c
                   WHERE c.instrument_id = d.instrument_id
                     AND c.executed_at >= d.day - interval '2 days'
-                    AND c.executed_at < d.day + interval '2 days');
+                    AND c.executed_at < d.day + interval '2 days')
+    UNION ALL
+    -- Fills of orders created before the ex moment and filled after it, however long after:
+    -- their arrival price is read across it.
+    SELECT c.instrument_id, min(c.executed_at), max(c.executed_at) + interval '1 microsecond',
+           'marketdata_corporateaction', now()
+    FROM days d
+    JOIN trading_executioncost c ON c.instrument_id = d.instrument_id
+     AND c.executed_at >= d.day + interval '2 days'
+     AND c.arrival_at < d.day + interval '1 day'
+    GROUP BY c.instrument_id;
     RETURN NULL;
 END
 $$;
@@ -582,7 +619,11 @@ CREATE OR REPLACE TRIGGER trading_tca_action_closed AFTER UPDATE ON marketdata_c
 --   opportunity      s * (C - d) * unfilled, C the price prevailing at the close: the end of
 --                    the order's UTC day (or the knowledge time if earlier)
 -- The decision price d is the order's (decision_source 'order') where it records one, else the
--- arrival price ('arrival'; '' with neither).
+-- arrival price ('arrival'; '' with neither). Across a split, everything is in the shares of
+-- the order's basis B, its last fill (or its close if later), in which the books hold its
+-- quantity: a fill's quantity times F(B) / F(fill), a price read at u (the arrival, the
+-- close, the decision at the arrival) times F(u) / F(B), F the factor of
+-- marketdata_action_factors('split') at a time.
 DROP FUNCTION IF EXISTS trading_tca_shortfall(timestamptz, timestamptz, bigint, timestamptz);
 CREATE FUNCTION trading_tca_shortfall(
     p_start timestamptz, p_end timestamptz, p_account bigint, p_known_at timestamptz
@@ -607,27 +648,54 @@ BEGIN
                least(o.created_at, (SELECT min(e.executed_at) FROM trading_execution e
                                     WHERE e.order_id = o.id)) AS arrival_at,
                least(date_trunc('day', o.created_at) + interval '1 day',
-                     coalesce(p_known_at, clock_timestamp())) AS close_at
+                     coalesce(p_known_at, clock_timestamp())) AS close_at,
+               -- The basis of the books' quantities: the order's last fill, or its close.
+               greatest(least(date_trunc('day', o.created_at) + interval '1 day',
+                              coalesce(p_known_at, clock_timestamp())),
+                        (SELECT max(e.executed_at) FROM trading_execution e
+                         WHERE e.order_id = o.id)) AS basis_at
         FROM trading_order o
         WHERE o.created_at >= p_start AND o.created_at < p_end
           AND (p_account IS NULL OR o.account_id = p_account)
     ),
+    factors AS MATERIALIZED (
+        SELECT f.* FROM marketdata_action_factors('split', coalesce(p_known_at,
+                                                                   clock_timestamp()), NULL) f
+        WHERE f.instrument_id IN (SELECT instrument_id FROM orders)
+    ),
     fills AS (
-        SELECT e.order_id, sum(abs(e.quantity)) AS filled,
+        -- Quantities in the shares of the order's basis across splits; the money paid is the
+        -- same in any basis.
+        SELECT e.order_id,
+               sum(abs(e.quantity)
+                   * (marketdata_factor_at(o.basis_at, f.bounds, f.price_factors)
+                      / marketdata_factor_at(e.executed_at, f.bounds, f.price_factors))::numeric
+               ) AS filled,
                sum(abs(e.quantity) * e.price) AS paid, sum(e.fee) AS fees
         FROM trading_execution e
-        WHERE e.order_id IN (SELECT id FROM orders) AND e.kind IN ('fill', 'correction')
+        JOIN orders o ON o.id = e.order_id
+        LEFT JOIN factors f ON f.instrument_id = o.instrument_id
+        WHERE e.kind IN ('fill', 'correction')
           AND NOT EXISTS (SELECT FROM trading_execution s WHERE s.supersedes_id = e.id)
         GROUP BY e.order_id
     ),
     valued AS (
-        SELECT o.*, coalesce(f.filled, 0) AS filled, f.paid, coalesce(f.fees, 0) AS fees,
-               a.price AS arrival, a.source AS arrival_source, c.price AS close,
-               coalesce(o.recorded, a.price) AS decision,
+        -- Prices read at other times (the arrival, the close) in the order's basis too.
+        SELECT o.*, coalesce(fl.filled, 0) AS filled, fl.paid, coalesce(fl.fees, 0) AS fees,
+               a.price * marketdata_factor_at(a.ts, f.bounds, f.price_factors)
+                   / marketdata_factor_at(o.basis_at, f.bounds, f.price_factors) AS arrival,
+               a.source AS arrival_source,
+               c.price * marketdata_factor_at(c.ts, f.bounds, f.price_factors)
+                   / marketdata_factor_at(o.basis_at, f.bounds, f.price_factors) AS close,
+               coalesce(o.recorded * marketdata_factor_at(o.arrival_at, f.bounds,
+                                                          f.price_factors),
+                        a.price * marketdata_factor_at(a.ts, f.bounds, f.price_factors))
+                   / marketdata_factor_at(o.basis_at, f.bounds, f.price_factors) AS decision,
                CASE WHEN o.recorded IS NOT NULL THEN 'order'
                     WHEN a.price IS NOT NULL THEN 'arrival' ELSE '' END AS decision_source
         FROM orders o
-        LEFT JOIN fills f ON f.order_id = o.id
+        LEFT JOIN fills fl ON fl.order_id = o.id
+        LEFT JOIN factors f ON f.instrument_id = o.instrument_id
         LEFT JOIN LATERAL trading_tca_price(o.instrument_id, o.arrival_at,
                                             coalesce(p_known_at, clock_timestamp())) a ON true
         LEFT JOIN LATERAL trading_tca_price(o.instrument_id, o.close_at,
