@@ -526,14 +526,6 @@ def test_a_revision_of_an_old_orders_arrival_quote_is_restated(account, tmp_path
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="a quote loaded late (a new row, known from after the costs were computed, that "
-    "replaces none) writes no marketdata_tickrevision row, so trading_tca_market_revised "
-    "never sees it and nothing is queued: the fill keeps the arrival read before it; only the "
-    "after-close job's two-day window restates it, and a late load of older data never (queue "
-    "from the merges' inserts too: marketdata_merge_ticks/_bars know the rows they add)",
-)
 def test_a_quote_loaded_late_before_a_fill_is_restated_by_the_pending_refresh(account, tmp_path):
     empty_queue()
     ingest(tmp_path, "first.csv", [(T0 - timedelta(minutes=2), "99.9", "100.1")], "LATE")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 from psycopg import errors
 
 from marketdata.models import Instrument
@@ -258,6 +259,23 @@ def test_a_revised_quote_is_restated_by_the_pending_refresh(account, tmp_path: P
     assert restated.known_at > first.known_at
     assert queued() == []
     assert tca.refresh_pending().ranges == 0
+
+
+def test_quotes_added_near_a_measured_fill_queue_its_day_once(account, instrument, market):
+    """A quote that arrives after the costs were computed (a late load, a live feed) replaces
+    nothing, so no revision names it: the insert itself queues the fill's days, and a second
+    statement on the same day moves the entry's moment instead of queueing it again."""
+    empty_queue()
+    quotes(instrument)
+    buy = fill(order(account, instrument), 100, "100.05", at=T0)
+    tca.refresh(START, END)
+    assert queued() == []
+    quote(instrument, -90, "100.3", "100.5")  # late: now the latest before the order
+    quote(instrument, -80, "100.3", "100.5")
+    assert queued() == [(None, instrument.pk, "marketdata_tick")]
+    tca.refresh_pending(known_at=timezone.now())
+    assert cost(buy).arrival_price == approx(100.4)
+    assert queued() == []
 
 
 def test_a_dividend_stated_after_the_refresh_queues_the_fills_around_it(

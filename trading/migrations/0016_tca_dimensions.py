@@ -14,12 +14,16 @@ from qvp_site.db.sqlfiles import read_sql
 UNDO_TCA = """
 DROP TRIGGER IF EXISTS trading_tca_action_closed ON marketdata_corporateaction;
 DROP TRIGGER IF EXISTS trading_tca_action_stated ON marketdata_corporateaction;
+DROP TRIGGER IF EXISTS trading_tca_minutebar_added ON marketdata_minutebar;
+DROP TRIGGER IF EXISTS trading_tca_tick_added ON marketdata_tick;
 DROP TRIGGER IF EXISTS trading_tca_minutebar_revised ON marketdata_minutebarrevision;
 DROP TRIGGER IF EXISTS trading_tca_tick_revised ON marketdata_tickrevision;
 DROP TRIGGER IF EXISTS trading_tca_superseded ON trading_execution;
 DROP FUNCTION IF EXISTS trading_tca_summary_of(text, timestamptz, timestamptz, bigint[]);
 DROP FUNCTION IF EXISTS trading_tca_action_changed();
 DROP FUNCTION IF EXISTS trading_tca_market_revised();
+DROP FUNCTION IF EXISTS trading_tca_market_added();
+DROP FUNCTION IF EXISTS trading_tca_queue_days(bigint[], timestamptz[], timestamptz[], text);
 DROP FUNCTION IF EXISTS trading_tca_superseded();
 DROP FUNCTION IF EXISTS trading_tca_refresh_pending(timestamptz);
 DROP FUNCTION IF EXISTS trading_tca_restate(timestamptz[], timestamptz[], bigint[], bigint[],

@@ -525,38 +525,70 @@ CREATE OR REPLACE TRIGGER trading_tca_superseded AFTER INSERT ON trading_executi
     REFERENCING NEW TABLE AS booked
     FOR EACH STATEMENT EXECUTE FUNCTION trading_tca_superseded();
 
+-- Market data changed on some days of some instruments: the executions whose costs may have
+-- read the changed rows, those of the instrument filled from a day before to a day after each
+-- day (a markout reads a day ahead, a price a day back), and those of orders created long
+-- before their fills whose arrival was read on those days, are queued, per instrument and
+-- day, where they have costs already (the others get theirs from the next refresh of their
+-- range). Stamped with the change's moment. Owner-run (SECURITY DEFINER triggers call it).
+CREATE OR REPLACE FUNCTION trading_tca_queue_days(
+    p_instruments bigint[], p_days timestamptz[], p_stamps timestamptz[], p_cause text
+) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+    WITH days AS MATERIALIZED (
+        SELECT d.instrument_id, d.day, d.stamp
+        FROM unnest(p_instruments, p_days, p_stamps) AS d (instrument_id, day, stamp)
+    ),
+    wanted AS MATERIALIZED (
+        SELECT d.instrument_id, d.day - interval '1 day' AS first_at,
+               d.day + interval '2 days' AS end_at, d.stamp
+        FROM days d
+        WHERE EXISTS (SELECT FROM trading_executioncost c
+                      WHERE c.instrument_id = d.instrument_id
+                        AND c.executed_at >= d.day - interval '1 day'
+                        AND c.executed_at < d.day + interval '2 days')
+        UNION ALL
+        -- The fills of orders created long before them (a good-till-cancelled order): their
+        -- arrival price was read within a day before the order's creation.
+        SELECT c.instrument_id, min(c.executed_at),
+               max(c.executed_at) + interval '1 microsecond', max(d.stamp)
+        FROM days d
+        JOIN trading_executioncost c ON c.instrument_id = d.instrument_id
+         AND c.executed_at >= d.day + interval '2 days'
+         AND c.arrival_at >= d.day AND c.arrival_at < d.day + interval '2 days'
+        GROUP BY c.instrument_id
+    ),
+    -- A range queued already for the same cause waits for the later moment instead of being
+    -- queued again: a feed adding quotes every second queues each day once, not per statement.
+    bumped AS (
+        UPDATE trading_tcapending q SET stamp = greatest(q.stamp, w.stamp)
+        FROM wanted w
+        WHERE q.account_id IS NULL AND q.instrument_id = w.instrument_id
+          AND q.first_at = w.first_at AND q.end_at = w.end_at AND q.cause = p_cause
+        RETURNING q.instrument_id, q.first_at, q.end_at
+    )
+    INSERT INTO trading_tcapending (instrument_id, first_at, end_at, cause, stamp)
+    SELECT w.instrument_id, w.first_at, w.end_at, p_cause, w.stamp
+    FROM wanted w
+    WHERE NOT EXISTS (SELECT FROM bumped b
+                      WHERE b.instrument_id = w.instrument_id AND b.first_at = w.first_at
+                        AND b.end_at = w.end_at)
+$$;
+REVOKE ALL ON FUNCTION trading_tca_queue_days(bigint[], timestamptz[], timestamptz[], text)
+    FROM PUBLIC;
+
 -- A revision of ticks or minute bars (the revision tables keep each replaced or deleted row,
--- in the statement that changes it: marketdata/sql/revisions/0011.sql): the executions whose
--- costs may have read the changed rows, those of the instrument filled from a day before to a
--- day after each day changed (a markout reads a day ahead, a price a day back), are queued,
--- per instrument and day, where they have costs already (the others get theirs from the
--- next refresh of their range). Stamped with the change's moment.
+-- in the statement that changes it: marketdata/sql/revisions/0011.sql), stamped with the
+-- moment the replaced row stopped being known.
 CREATE OR REPLACE FUNCTION trading_tca_market_revised() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
 BEGIN
-    WITH days AS MATERIALIZED (
-        SELECT k.instrument_id, date_trunc('day', k.ts) AS day, max(k.known_until) AS stamp
-        FROM kept k GROUP BY 1, 2
-    )
-    INSERT INTO trading_tcapending (instrument_id, first_at, end_at, cause, stamp)
-    SELECT d.instrument_id, d.day - interval '1 day', d.day + interval '2 days', TG_TABLE_NAME,
-           d.stamp
-    FROM days d
-    WHERE EXISTS (SELECT FROM trading_executioncost c
-                  WHERE c.instrument_id = d.instrument_id
-                    AND c.executed_at >= d.day - interval '1 day'
-                    AND c.executed_at < d.day + interval '2 days')
-    UNION ALL
-    -- The fills of orders created long before them (a good-till-cancelled order): their
-    -- arrival price was read within a day before the order's creation.
-    SELECT c.instrument_id, min(c.executed_at), max(c.executed_at) + interval '1 microsecond',
-           TG_TABLE_NAME, max(d.stamp)
-    FROM days d
-    JOIN trading_executioncost c ON c.instrument_id = d.instrument_id
-     AND c.executed_at >= d.day + interval '2 days'
-     AND c.arrival_at >= d.day AND c.arrival_at < d.day + interval '2 days'
-    GROUP BY c.instrument_id;
+    PERFORM trading_tca_queue_days(array_agg(d.instrument_id), array_agg(d.day),
+                                   array_agg(d.stamp), TG_TABLE_NAME)
+    FROM (SELECT k.instrument_id, date_trunc('day', k.ts) AS day, max(k.known_until) AS stamp
+          FROM kept k GROUP BY 1, 2) AS d;
     RETURN NULL;
 END
 $$;
@@ -568,6 +600,30 @@ CREATE OR REPLACE TRIGGER trading_tca_minutebar_revised
     AFTER INSERT ON marketdata_minutebarrevision
     REFERENCING NEW TABLE AS kept
     FOR EACH STATEMENT EXECUTE FUNCTION trading_tca_market_revised();
+
+-- Ticks or minute bars added (a late load: a quote that was not there when a cost was
+-- computed replaces nothing, so no revision names it), stamped with the transaction's
+-- moment, from which they are known. The days are grouped from the statement's rows; where
+-- no cost is near them, nothing is queued.
+CREATE OR REPLACE FUNCTION trading_tca_market_added() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC' AS $$
+BEGIN
+    PERFORM trading_tca_queue_days(array_agg(d.instrument_id), array_agg(d.day),
+                                   array_fill(now(), ARRAY[count(*)::int]), TG_TABLE_NAME)
+    FROM (SELECT a.instrument_id, date_trunc('day', a.ts) AS day
+          FROM added a GROUP BY 1, 2) AS d
+    HAVING count(*) > 0;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION trading_tca_market_added() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER trading_tca_tick_added AFTER INSERT ON marketdata_tick
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION trading_tca_market_added();
+CREATE OR REPLACE TRIGGER trading_tca_minutebar_added AFTER INSERT ON marketdata_minutebar
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION trading_tca_market_added();
 
 -- A corporate action stated, restated or withdrawn (an action is only inserted or closed:
 -- marketdata/sql/actions/0012.sql): the split, stock or cash dividend moves the prices read
