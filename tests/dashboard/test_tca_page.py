@@ -119,6 +119,23 @@ def test_the_costliest_fills_link_to_their_orders(operator_client):
     assert target.status_code == 200
 
 
+def test_a_trader_s_costliest_fills_link_to_her_orders_in_the_api(demo, db):
+    """She cannot open the admin: her links lead to the orders as the API answers them,
+    which she may read."""
+    trader = client_of(demo.trader)
+    response = trader.get(ALL)
+    html = response.content.decode()
+    worst = response.context["worst"]
+    assert worst
+    for fill in worst:
+        assert f'href="{reverse("order-detail", args=[fill.order_id])}"' in html
+    target = trader.get(
+        reverse("order-detail", args=[worst[0].order_id]), HTTP_ACCEPT="application/json"
+    )
+    assert target.status_code == 200
+    assert target.json()["id"] == worst[0].order_id
+
+
 def test_the_summary_groups_by_the_dimension_asked_for(operator_client, demo):
     for by in tca.DIMENSIONS:
         response = operator_client.get(f"{ALL}&by={by}")
