@@ -20,6 +20,24 @@ from risk.estimators import ESTIMATORS
 from trading.models import Account, check
 from trading.querysets import AccountScopedQuerySet
 
+INFINITY = float("inf")
+
+
+def finite(name: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()):
+    """NaN and infinities are no measurement, and no JSON carries them (a list holding one
+    could not be answered): PostgreSQL orders NaN above every number, so ``value >= 0`` alone
+    lets it through. Both bounds, since a metric, an exposure or a score may be negative."""
+
+    def bounded(field: str) -> Q:
+        return Q(**{f"{field}__gt": -INFINITY, f"{field}__lt": INFINITY})
+
+    condition = Q()
+    for field in required:
+        condition &= bounded(field)
+    for field in optional:
+        condition &= Q(**{f"{field}__isnull": True}) | bounded(field)
+    return models.CheckConstraint(condition=condition, name=name)
+
 
 class Metric(models.TextChoices):
     VAR_HISTORICAL = "var_historical", "VaR, historical"
@@ -73,6 +91,7 @@ class VolatilityEstimate(models.Model):
             check("volatility_timeframe_known", Q(timeframe__in=["1m", "1d"])),
             check("volatility_window_positive", Q(window__gte=1)),
             check("volatility_not_negative", Q(value__gte=0)),
+            finite("volatility_value_finite", ("value",)),
         ]
 
     def __str__(self) -> str:
@@ -144,6 +163,7 @@ class RiskMetric(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "metric", "ts"], name="risk_metric_key"),
             check("risk_metric_known", Q(metric__in=Metric.values)),
+            finite("risk_metric_values_finite", ("value",), ("confidence",)),
             check(
                 "risk_metric_confidence_range",
                 Q(confidence__isnull=True) | Q(confidence__gt=0, confidence__lt=1),
@@ -173,6 +193,7 @@ class FactorExposure(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "factor", "ts"], name="factor_exposure_key"),
             check("factor_known", Q(factor__in=Factor.values)),
+            finite("factor_exposure_finite", ("exposure",)),
         ]
 
     def __str__(self) -> str:
@@ -255,6 +276,7 @@ class RiskAlert(models.Model):
                 fields=["limit"], condition=~Q(state="resolved"), name="risk_alert_one_open"
             ),
             check("risk_alert_state_known", Q(state__in=["open", "acknowledged", "resolved"])),
+            finite("risk_alert_values_finite", ("value", "threshold")),
             check("risk_alert_severity_known", Q(severity__in=Severity.values)),
             check(
                 "risk_alert_acknowledged_by_whom",
@@ -343,6 +365,7 @@ class MarketAnomaly(models.Model):
                 fields=["instrument", "kind", "ts"], name="market_anomaly_once"
             ),
             check("market_anomaly_kind_known", Q(kind__in=["return", "volume", "gap"])),
+            finite("market_anomaly_values_finite", ("value",), ("score",)),
             check(
                 "market_anomaly_gap_has_end",
                 Q(kind="gap", until__gte=models.F("ts")) | (~Q(kind="gap") & Q(until__isnull=True)),

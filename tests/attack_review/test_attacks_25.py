@@ -288,13 +288,6 @@ def test_a_bulk_format_asked_of_a_record_is_a_documented_406(root, instrument):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: the risk tables take NaN (volatility_not_negative is value >= 0, which NaN"
-    " passes in PostgreSQL; exposures and metrics have no check), and a list holding one"
-    " cannot be written as JSON: DRF's strict JSON raises, a 500 for every reader of the page"
-    " (the risk jobs skip non-finite values; psql or another writer need not)",
-)
 def test_a_risk_list_never_holds_a_value_json_cannot_carry(root, instrument):
     prepare_load(VolatilityEstimate._meta.db_table, T0, T0)
     try:
