@@ -35,7 +35,7 @@ from marketdata.models import Instrument
 from qvp_site.db import partitions
 from tests.bulk import bulk_table
 from tests.clients import client_of
-from tests.fixtures.trading import T0, fill, make_order
+from tests.fixtures.trading import T0, fill, make_order, refresh_now
 from tests.fixtures.trading_api import iso
 from tests.trading.test_tca import END, START, approx, bps, cost, market, quote, quotes
 from trading import books, tca
@@ -110,19 +110,6 @@ def owner_connection() -> psycopg.Connection:
         user=params["USER"],
         password=params["PASSWORD"],
     )
-
-
-def refresh_now(start, end) -> None:
-    """``trading_tca_refresh`` as market data is known now, this transaction's rows included:
-    the settled moment (tca.refresh's default) stays behind any session left open by an
-    earlier test's loader, which would leave this test's market data unknown."""
-    partitions.prepare_load(ExecutionCost._meta.db_table, start, end)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('qvp.actor', 'system:tca', true)")
-        cursor.execute(
-            "SELECT * FROM trading_tca_refresh(%s, %s, NULL, clock_timestamp())", [start, end]
-        )
-        cursor.execute("SELECT set_config('qvp.actor', '', true)")  # the test's own again
 
 
 def two_desks_costed(desks, instrument) -> dict:

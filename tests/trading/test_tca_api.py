@@ -17,7 +17,7 @@ from marketdata.models import Instrument, Tick
 from qvp_site.db import partitions
 from tests.bulk import assert_same_rows, bulk_table, json_rows
 from tests.clients import client_of
-from tests.fixtures.trading import T0, fill, make_order
+from tests.fixtures.trading import T0, fill, make_order, refresh_now
 from tests.fixtures.trading_api import iso
 from trading import tca
 from trading.api.tca import ExecutionCostSerializer
@@ -55,7 +55,7 @@ def booked(desks: dict, instrument: Instrument) -> dict:
             )
             quantity = 50 if side == "buy" else -50
             records[f"{name}-{k}"] = fill(order, quantity, price, at=T0 + timedelta(seconds=k))
-    assert tca.refresh(START, END) == 2 * FILLS
+    assert refresh_now(START, END) == 2 * FILLS
     records["costs"] = {
         c.account.name: c.pk for c in ExecutionCost.objects.select_related("account")
     }
