@@ -15,6 +15,13 @@ their own transaction (creating one locks the parent table) before the load's:
    A file its vendor split-adjusted (``adjusted_through``) has the adjustment divided out of
    the staged rows first, by the instrument's splits known then (``writes.undo_vendor_splits``),
    and the load's record keeps the date.
+
+A CSV file of bars for a range its instrument holds none of, whose partitions exist, goes the
+direct road first (``direct``): one COPY straight into the table, which refuses whatever the
+checks would; anything it does not vouch for rolls its transaction back whole and takes the
+three steps above, which name every bad line or merge with revisions. Every row is written
+once instead of twice, and in batches (bench/ingest.py: 0.86 of psql's copy into the same
+table for a million minute bars, where the staging road took 0.56).
 """
 
 from __future__ import annotations
@@ -25,23 +32,23 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketdata import security_master
-from marketdata.ingest import checks, instruments, writes
+from marketdata.ingest import checks, direct, instruments, writes
 from marketdata.ingest.layouts import detect
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Ingest, Instrument
-from qvp_site.db import aggregates, partitions
+from qvp_site.db import aggregates, engine, partitions
 from qvp_site.loading import staging
 from qvp_site.loading.checks import all_rejected
 from qvp_site.loading.layout import LayoutError
 from qvp_site.loading.progress import NoProgress, Progress
-from qvp_site.loading.readers import ReadError, RowsSource, Source, open_source
+from qvp_site.loading.readers import CsvSource, ReadError, RowsSource, Source, open_source
 from qvp_site.loading.refusals import IngestRefused, refused
 
 _UNIQUE_VIOLATION = "23505"
@@ -187,12 +194,19 @@ def _ingest(
     layout = detect(source.header, source.sample, target, options.columns)
     result.layout = layout.describe()
     try:
+        if _direct(source, layout, target, options, result, progress):
+            return
         needs = _stage_and_check(source, layout, target, options, result, progress)
         span = None if needs is None else (needs.first, needs.last)
         if needs is not None:
             with _phase(result, "partitions"):
                 _make_partitions(source.name, needs)
-        _write_and_commit(source, layout, target, options, result, span)
+        _write_and_commit(
+            result,
+            target.table,
+            span,
+            lambda cursor: _write(cursor, source, layout, target, options, result, span),
+        )
     finally:
         with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
             staging.drop(cursor)
@@ -253,18 +267,19 @@ def _stage_and_check(source, layout, target, options, result, progress):
     return needs
 
 
-def _write_and_commit(source, layout, target, options, result, span) -> None:
-    """Write in one transaction; its commit runs the deferred foreign-key checks, then the
-    refresh of the aggregates (TimescaleDB refuses that inside a transaction)."""
+def _write_and_commit(result: IngestResult, table: str, span, write: Callable) -> None:
+    """Write (``write(cursor)``: whether any row changed) in one transaction; its commit runs
+    the deferred foreign-key checks, then the refresh of the aggregates over ``span``
+    (TimescaleDB refuses that inside a transaction)."""
     marks = {}
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             with _phase(result, "write"):
-                changed = _write(cursor, source, layout, target, options, result, span)
+                changed = write(cursor)
             marks["written"] = time.perf_counter()
             transaction.on_commit(lambda: _committed(result, marks))
             if changed:
-                aggregates.refresh_after_commit(target.table, *span)
+                aggregates.refresh_after_commit(table, *span)
     except DatabaseError as error:
         if "committed" not in marks:
             raise
@@ -277,6 +292,98 @@ def _write_and_commit(source, layout, target, options, result, span) -> None:
     committed = marks.get("committed", done)  # later, when run inside the caller's transaction
     result.phases["commit"] = committed - marks["written"]
     result.phases["aggregates"] = done - committed
+
+
+# The direct road's hourly probe of its range finds every partition (chunk) of the ingest
+# tables (a day wide at the least); a range of more hours than this takes the staging road.
+_DIRECT_HOURS = 100_000
+
+
+def _direct(source, layout, target, options, result, progress) -> bool:
+    """Load a clean file of new bars by one COPY into the table (``direct``); False where the
+    file is not one (nothing written, the Ingest record as it was): the staging road then
+    loads it, names its bad lines or merges it with revisions."""
+    plain = not options.skip_invalid and options.adjusted_through is None
+    if not direct.eligible(source, layout, target, plain_options=plain):
+        return False
+    started = time.perf_counter()
+    try:
+        span = _direct_span(source, layout, options.tz)
+        if span is None or not _partitions_ready(target.table, span):
+            return False
+        _write_and_commit(
+            result,
+            target.table,
+            (span.first, span.last),
+            lambda cursor: _write_direct(
+                cursor, source, layout, target, options, result, span, progress
+            ),
+        )
+    except (direct.NotDirect, instruments.SymbolRefused, DataError, IntegrityError):
+        # Rolled back whole (a commit's failure is _write_and_commit's to handle): give way.
+        result.record.instrument, result.instrument_created = None, False
+        result.rows_read = result.inserted = 0
+        result.first_ts = result.last_ts = None
+        result.phases.pop("write", None)
+        result.phases["direct, gave way"] = time.perf_counter() - started
+        return False
+    return True
+
+
+def _direct_span(source: CsvSource, layout, tz: str) -> direct.Span | None:
+    """The file's range by its first and last lines, their naive times read in ``tz``."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('timezone', %s, true)", [tz])
+        span = direct.file_span(cursor, source, layout)
+    if span is None or span.last - span.first > timedelta(hours=_DIRECT_HOURS):
+        return None
+    return span
+
+
+def _partitions_ready(table: str, span: direct.Span) -> bool:
+    """Whether the rows of ``span`` find their partitions: on plain PostgreSQL, every one of
+    the range exists (a load makes partitions only where its rows fall, which the staging road
+    finds out); on TimescaleDB, the chunks the range could make are within the limit."""
+    hours = (
+        "SELECT generate_series(%s::timestamptz, %s::timestamptz, interval '1 hour') AS ts"
+        " UNION ALL SELECT %s::timestamptz"
+    )
+    with connection.cursor() as cursor:
+        needs = partitions.rows_needs(cursor, table, hours, [span.first, span.last, span.last])
+        if needs is None:
+            return False
+        if engine.is_timescaledb():
+            try:
+                partitions.make_needed(needs)  # counts the chunks, makes none
+            except partitions.TooManyPartitions:
+                return False
+            return True
+        existing = {p.lower for p in partitions.partitions(cursor, table)}
+    return all(lower in existing for lower in needs.lowers)
+
+
+def _write_direct(cursor, source, layout, target, options, result, span, progress) -> bool:
+    """The direct road's write: the instrument of the range, the turn of its loads, then COPY,
+    where the range holds none of its bars (else NotDirect: the rows are merged)."""
+    instrument, result.instrument_created = _instrument(options, (span.first, span.last))
+    result.record.instrument = instrument
+    writes.take_turn(cursor, target, instrument.id)
+    if writes.holds_rows(cursor, target, instrument.id, span.first, span.last):
+        raise direct.NotDirect("the range holds bars of the instrument")
+    # Naive times in the file are wall-clock times in --tz (for the COPY only: the rest of the
+    # transaction reads times as the staging road's does). The reference check's transition
+    # table of a million new bars wants more than the default work_mem to stay in memory.
+    cursor.execute(
+        "SELECT current_setting('timezone'), set_config('timezone', %s, true),"
+        " set_config('work_mem', '256MB', true)",
+        [options.tz],
+    )
+    zone = cursor.fetchone()[0]
+    written = direct.copy(cursor, source, layout, target, instrument.id, span, progress)
+    cursor.execute("SELECT set_config('timezone', %s, true)", [zone])
+    result.rows_read = result.inserted = written
+    result.first_ts, result.last_ts = span.first, span.last
+    return written > 0
 
 
 def _committed(result: IngestResult, marks: dict[str, float]) -> None:
