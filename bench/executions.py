@@ -6,8 +6,10 @@ positions verified at the end.
                                          [--pause MS] [--clients 8] [--workers 4]
 
 - bulk: a CSV of N executions over four instruments of one account, booked by
-  ``import_executions`` (COPY into a staging table, checks in SQL, one INSERT ... SELECT that
-  the books' triggers and the audit trail follow row by row).
+  ``import_executions`` (COPY into a staging table, checks in SQL, one call of the owner's
+  ``trading_book_executions``: the books' rules checked and the positions replayed by statement,
+  one INSERT, the order, position and cash settled from its transition table; the audit trail
+  still follows row by row).
 - API: gunicorn serving the site as ``trading_app`` (row-level security and the audit trail as
   in production); each client POSTs executions one at a time with its own token.
 - mixed: the same server, one account per client (its own user, group, token and orders, on
@@ -20,7 +22,8 @@ positions verified at the end.
   batch would make the others wait for, apart from sharing the CPUs). Afterwards the chain is
   sealed and ``verify_audit --skip-rows`` checks its links and signatures.
 
-Goals: at least 1,000 executions/s in bulk (the design documents' "1K+ trades/second"); while
+Goals: at least 10,000 executions/s in bulk and 250/s through the API with 8 clients (issue
+27; the design documents asked 1,000/s: "1K+ trades/second"); while
 a batch is booked, the other accounts' p95 under 100 ms (a batch never makes another account's
 write wait). The others keep a desk's pace by default (200 ms between a client's requests):
 with ``--pause 0`` seven clients posting back to back saturate two cores on their own, and
@@ -77,7 +80,8 @@ from qvp_site.tokens import create_token  # noqa: E402
 from trading.models import Account, Execution, Order, Position  # noqa: E402
 from trading.replay import replay  # noqa: E402
 
-GOAL_BULK = 1_000
+GOAL_BULK = 10_000
+GOAL_API = 250
 GOAL_OTHERS_P95_MS = 100
 # How long the other accounts post alone before the first batch: their latency without it.
 ALONE_SECONDS = 5.0
@@ -466,13 +470,16 @@ def main() -> int:
         account, orders, tokens = setup_books()
         desks = setup_desks(args.clients) if args.mixed else []
         bulk = bench_bulk(args.bulk)
-        bench_api(orders, tokens, args.api, args.clients, args.workers)
+        api = bench_api(orders, tokens, args.api, args.clients, args.workers) if args.api else 0
         if args.mixed:
             mixed_goal = bench_mixed(desks, args)
         verify([account, *(desk.account for desk in desks)])
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
     print(f"goal: bulk >= {GOAL_BULK:,}/s: {'met' if bulk >= GOAL_BULK else 'NOT met'}")
+    if args.api:
+        verdict = "met" if api >= GOAL_API else "NOT met"
+        print(f"goal: API >= {GOAL_API}/s with {args.clients} clients: {verdict}")
     if mixed_goal:
         print(mixed_goal)
     return 0

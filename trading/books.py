@@ -1,14 +1,18 @@
 """Booking executions: the one way an execution enters the books, whatever the door (the API,
 the admin, ``import_executions``).
 
-The database keeps the books (``trading/sql/books/``): its trigger checks each execution
-against its order and moves the order, the position and the cash in the same statement, and
-refuses what breaks a rule, naming it. Every door books through this module, with one
-statement (``INSERT ... RETURNING id`` of ``COLUMNS``; the trigger skips an execution booked
-already with the same terms, so a replay returns no id), so they book alike and are refused
-alike:
+The database keeps the books (``trading/sql/books/``): the owner's
+``trading_book_executions`` checks each execution against its order and moves the order, the
+position and the cash in the same statement, and refuses what breaks a rule, naming it. Every
+door books through this module, with one call of it (the executions of ``COLUMNS`` as arrays,
+in booking order; an execution booked already with the same terms is skipped, so a replay
+returns no id), so they book alike and are refused alike. A batch of plain fills is checked and
+replayed set-based, in one INSERT (trading/sql/books/0017.sql); a bust, a correction or a
+replay is booked row by row by the trigger, which also books what is inserted into the table
+directly (``INSERT``):
 
-- ``book(row)``: one execution (the API's fills, the admin's add form);
+- ``book(row)``: one execution (the admin's add form, a bust);
+- ``book_many(rows)``: executions given by value, in their order (the API's fills);
 - ``book_query(cursor, values, source)``: the executions a query yields, in its order
   (``import_executions``' staged file: one statement for the whole file);
 - ``bust(original)``: the execution that cancels ``original`` (the API and the admin's bust),
@@ -27,7 +31,7 @@ the cash it books, in one transaction; ``actions_left_out`` names the positions 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -62,37 +66,76 @@ COLUMNS = (
     "reason",
 )
 TABLE = ident(Execution._meta.db_table)
+# A direct insert, booked row by row by the trigger (what the application's role may still do).
 INSERT = "INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING id".format(
     table=TABLE,
     columns=", ".join(ident(c) for c in COLUMNS),
     values=", ".join(["%s"] * len(COLUMNS)),
 )
 MAX_EXEC_ID = 64
+# The SQL type of each argument of trading_book_executions (the id, then ``COLUMNS``).
+TYPES = {
+    "id": "bigint",
+    "exec_id": "text",
+    "order_id": "bigint",
+    "account_id": "bigint",
+    "instrument_id": "bigint",
+    "side": "text",
+    "quantity": "numeric",
+    "price": "numeric",
+    "fee": "numeric",
+    "liquidity": "text",
+    "venue": "text",
+    "executed_at": "timestamptz",
+    "kind": "text",
+    "supersedes_id": "bigint",
+    "reason": "text",
+}
+ARGUMENTS = ("id", *COLUMNS)
+BOOK = "SELECT * FROM trading_book_executions({})".format(
+    ", ".join(f"%s::{TYPES[c]}[]" for c in ARGUMENTS)
+)
 
 
 def book(row: Mapping[str, object]) -> int | None:
-    """Insert one execution (a value for each of ``COLUMNS``) through the books' trigger:
-    its id, or None for a replay of one booked already with the same terms."""
+    """Book one execution (a value for each of ``COLUMNS``): its id, or None for a replay of
+    one booked already with the same terms."""
+    booked = book_many([row])
+    return booked[0] if booked else None
+
+
+def book_many(rows: Sequence[Mapping[str, object]]) -> list[int]:
+    """Book ``rows`` (a value for each of ``COLUMNS``, and an ``id`` or not) in their order,
+    in one call, all or none: the ids of those booked (a replay is skipped, no id)."""
+    if not rows:
+        return []
+    params: list[Any] = [[row.get("id") for row in rows]]
+    params += [[row[c] for row in rows] for c in COLUMNS]
     with connection.cursor() as cursor:
-        params: list[Any] = [row[c] for c in COLUMNS]
-        cursor.execute(INSERT, params)
-        found = cursor.fetchone()
-    return int(found[0]) if found else None
+        cursor.execute(BOOK, params)
+        return [int(found) for (found,) in cursor.fetchall()]
 
 
 def book_query(cursor: CursorWrapper, values: Mapping[str, str], source: str) -> int:
-    """Insert the executions a query yields, in its order, through the books' trigger, in
-    one statement: ``values`` gives an SQL expression for each of ``COLUMNS`` (and may give
-    the ``id``), ``source`` the query's ``FROM ... ORDER BY ...``. How many were booked."""
+    """Book the executions a query yields, in its order, in one call: ``values`` gives an SQL
+    expression for each of ``COLUMNS`` (and may give the ``id``), ``source`` the query's
+    ``FROM ... ORDER BY ...``. How many were booked."""
     missing = [c for c in COLUMNS if c not in values]
     if missing:
         raise ValueError(f"no value for {', '.join(missing)}")
-    columns = [c for c in ("id", *COLUMNS) if c in values]
-    cursor.execute(
-        f"INSERT INTO {TABLE} ({', '.join(ident(c) for c in columns)})"
-        f" SELECT {', '.join(values[c] for c in columns)} {source}"
+    typed = ", ".join(
+        f"({values[c]})::{TYPES[c]} AS {c}" if c in values else f"NULL::bigint AS {c}"
+        for c in ARGUMENTS
     )
-    return int(cursor.rowcount)
+    # Numbered as the source's ORDER BY yields them: the arrays keep that order.
+    arrays = ", ".join(f"array_agg(b.{c} ORDER BY b.n) AS {c}" for c in ARGUMENTS)
+    cursor.execute(
+        f"SELECT count(*) FROM (SELECT {arrays} FROM (SELECT row_number() OVER () AS n, s.*"
+        f" FROM (SELECT {typed} {source}) s) b) a"
+        f" CROSS JOIN LATERAL trading_book_executions({', '.join(f'a.{c}' for c in ARGUMENTS)})"
+    )
+    (booked,) = cursor.fetchone()
+    return int(booked)
 
 
 def fill_row(

@@ -5,11 +5,11 @@ TEMP staging table (``qvp_site.loading.staging``), every field as text so that C
 refuses a value: SQL then parses each one and finds every bad line with all its reasons
 (unparseable numbers and times, unknown accounts, orders and symbols, an order of another
 account or instrument, a side against the sign of the quantity...). One bad line refuses the
-file. A good file is booked by one INSERT ... SELECT ... ORDER BY line (``trading.books``, the
-way the API and the admin book too): the database's triggers book each execution in file
-order (order, position, cash) and refuse what breaks a rule that depends on the order of the
-rows (a fill beyond the order's quantity); such a refusal names the line of its execution and
-rolls everything back.
+file. A good file is booked in one call, in line order (``trading.books.book_query``, the way
+the API and the admin book too): the database books the executions in file order (order,
+position, cash; a file of fills checked and replayed by statement, trading/sql/books/0017.sql)
+and refuses what breaks a rule that depends on the order of the rows (a fill beyond the
+order's quantity); such a refusal names the line of its execution and rolls everything back.
 
 An exec id names an execution within its account (the line's ``account``): the same exec id
 in two accounts is two executions, and a bust or correction names one of its own account.

@@ -489,6 +489,9 @@ OWNERS_FUNCTIONS = (
     "marketdata_action_withdraw(bigint, text, date)",
     # The books follow the actions (trading/sql/actions/0013.sql).
     "trading_apply_actions(date)",
+    # Executions booked by statement (trading/sql/books/0017.sql).
+    "trading_book_executions(bigint[], text[], bigint[], bigint[], bigint[], text[], numeric[],"
+    " numeric[], numeric[], text[], text[], timestamptz[], text[], bigint[], text[])",
 )
 
 
