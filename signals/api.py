@@ -3,11 +3,11 @@ performance, news, social sentiment and alternative data.
 
 Every endpoint needs a logged-in user; writes need the permission of the model written (add,
 or change), and no auditor writes whatever their permissions (``WritesNeedModelPermission``).
-A batch of signals is validated as a whole, set-based (``signals.batches``: two queries name
-every unknown agent and symbol, whatever the batch's size), refused with the index and field of
-each bad item, and written by one INSERT from arrays: nothing is written from a bad batch. News
-goes through the load of ``ingest_news``, from memory. Agents and instruments are named (agent
-name, symbol) in writes and answers.
+A batch of signals is checked as a whole in the database (``signals.batches``: staged from the
+posted JSON, typed and checked by one statement that looks up every agent and symbol, written
+by one INSERT ... SELECT), refused with the index and field of each bad item: nothing is
+written from a bad batch. News goes through the load of ``ingest_news``, from memory. Agents
+and instruments are named (agent name, symbol) in writes and answers.
 
 The lists of signals, fused signals, news and sentiment answer in Arrow, Parquet and CSV as
 well (``qvp_site.api.bulk``: a bounded time range, oldest first). No account owns these rows
@@ -51,8 +51,7 @@ from qvp_site.api.bulk import BulkFormats
 from qvp_site.api.permissions import ACTIONS, model_permissions
 from qvp_site.db import partitions
 from qvp_site.loading.refusals import IngestRefused
-from signals import fusion
-from signals.batches import insert_signals, resolve_names
+from signals import batches, fusion
 from signals.models import (
     Agent,
     AgentMetric,
@@ -274,28 +273,47 @@ class SignalSerializer(serializers.ModelSerializer):
         return attrs
 
 
-def validate_batch(items) -> list[dict]:
-    """Each item validated on its own, then the batch's agents and symbols looked up in one
-    query each; a batch with any bad item is refused with every bad item's index and fields
-    (an item repeating an earlier one's agent, symbol and time is bad too)."""
+def record_batch(items: Any) -> int:
+    """Check and write a batch in the database (``signals.batches``): a batch with any bad
+    item is refused whole, with every bad item's index and fields (an item repeating an
+    earlier one's agent, symbol and time is bad too); how many signals were new.
+
+    Items the database cannot type alone (a number sent as text, a bad value...) are read by
+    the serializer, one at a time as DRF's lists do: its messages name their fields, and the
+    values it makes of the good ones are staged again with the batch."""
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise serializers.ValidationError(
             {"non_field_errors": [f"send one signal or a list of 1 to {MAX_BATCH:,}"]}
         )
+    result = batches.write(items)
+    untyped = [p.index for p in result.problems if not p.typed]
     errors: dict[int, Any] = {}
-    valid: dict[int, dict] = {}
-    child = SignalSerializer()  # one serializer for every item, as DRF's lists do
-    for index, raw in enumerate(items):
-        try:
-            valid[index] = dict(child.run_validation(raw))
-        except serializers.ValidationError as error:
-            errors[index] = error.detail
-    for index, problems in resolve_names(valid).items():
-        errors[index] = {**problems, **errors.get(index, {})}
+    if untyped:
+        items, errors = _serialized(items, untyped)
+        if len(errors) < len(untyped):  # some read well: stage the batch with their values
+            result = batches.write(items)
+    for problem in result.problems:
+        if problem.typed:
+            errors[problem.index] = problem.by_field()
+        elif problem.index not in errors:  # the serializer's values always stage typed
+            raise RuntimeError(f"item {problem.index} staged untyped in its typed form")
     if errors:
         by_index: dict[Any, Any] = dict(sorted(errors.items()))  # int keys: DRF writes text
         raise serializers.ValidationError(by_index)
-    return [valid[index] for index in range(len(items))]
+    return result.created
+
+
+def _serialized(items: list[Any], indexes: list[int]) -> tuple[list[Any], dict[int, Any]]:
+    """The batch with the items at ``indexes`` as the serializer validated them, and the
+    serializer's refusals of the others, by index."""
+    child = SignalSerializer()  # one serializer for every item, as DRF's lists do
+    items, errors = list(items), {}
+    for index in indexes:
+        try:
+            items[index] = batches.canonical(child.run_validation(items[index]))
+        except serializers.ValidationError as error:
+            errors[index] = error.detail
+    return items, errors
 
 
 class SignalQuery(ResolvesSymbols, TimeRangeQuery):
@@ -336,9 +354,9 @@ class SignalViewSet(BulkFormats, SignalsListViewSet):
         ),
     )
     def create(self, request: Request) -> Response:
-        items = validate_batch(Batch.of(request.data).items)
+        items = Batch.of(request.data).items
         try:
-            created = insert_signals(items)
+            created = record_batch(items)
         except partitions.TooManyPartitions as error:
             raise serializers.ValidationError({"ts": [str(error)]}) from error
         answer = {"created": created, "unchanged": len(items) - created}
