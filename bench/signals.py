@@ -56,6 +56,7 @@ import django  # noqa: E402 - Django must be set up before the app's modules are
 django.setup()
 
 from django.contrib.auth.models import Permission, User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
@@ -235,6 +236,8 @@ def run(args: argparse.Namespace) -> None:
     if args.served:
         from bench.support.served import serving
 
+        # The served site connects as trading_app: its grants on this database first.
+        call_command("create_db_roles", stdout=io.StringIO())
         poster: InProcess | Served
         with serving(args.workers, connection.settings_dict["NAME"]) as port:
             poster = Served(seeded.token, port)
