@@ -14,15 +14,20 @@ limit, with Retry-After, never a 500, and its transaction is rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, connections, models, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
+from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
 
 from qvp_site import replicas, time_limits
+from qvp_site.models import ApiToken
 from qvp_site.tokens import ApiTokenAuthentication
 
 SYSTEM_PREFIX = "system:"
@@ -107,13 +112,18 @@ class ActingUserMiddleware:
                 return cancelled_response(request, error)
 
     def _respond(self, request):
-        if _non_atomic(request) or not _identified(request):
+        view = _view(request)
+        if _non_atomic(view) or not _identified(request):
             return self.get_response(request)
         # Read-only requests read a replica when there are some (qvp_site/replicas.py).
         with transaction.atomic(), replicas.request_routing(request) as routing:
             if request.user.is_authenticated:
                 _declare_request_user(request.user)  # with the request's time limit
                 request._qvp_declared = request.user.pk
+            elif routing is None and _token_declares(request, view):
+                # The token's lookup sets the limit and names its user in one statement
+                # (ActingTokenAuthentication), the request's first: a round trip saved.
+                request._qvp_token_declares = True
             else:
                 for alias in ["default", *([routing.replica] if routing else [])]:
                     limit_transaction(alias)
@@ -156,13 +166,37 @@ def _identified(request) -> bool:
     return "HTTP_AUTHORIZATION" in request.META or request.user.is_authenticated
 
 
-def _non_atomic(request) -> bool:
-    """Views marked with ``transaction.non_atomic_requests`` (the health check) get none."""
+def _view(request) -> Callable[..., Any] | None:
     try:
-        view = resolve(request.path_info).func
+        return resolve(request.path_info).func
     except Resolver404:
-        return False
+        return None
+
+
+def _non_atomic(view: Callable[..., Any] | None) -> bool:
+    """Views marked with ``transaction.non_atomic_requests`` (the health check) get none."""
     return "default" in getattr(view, "_non_atomic_requests", ())
+
+
+def _token_declares(request, view: Callable[..., Any] | None) -> bool:
+    """Whether the request's first statement will be ActingTokenAuthentication's lookup,
+    which sets the request's limit itself: an API view whose authenticators before it are
+    the session's only (they read no database for a request without a session), and a
+    token in the Authorization header. Anything else gets its limit here."""
+    keyword = request.META.get("HTTP_AUTHORIZATION", "").split(maxsplit=1)[:1]
+    if not keyword or keyword[0].lower() not in ApiTokenAuthentication.keywords:
+        return False
+    from rest_framework.views import APIView  # here: DRF's settings import this module
+
+    view_class = getattr(view, "cls", None)
+    if not (isinstance(view_class, type) and issubclass(view_class, APIView)):
+        return False
+    for authenticator in view_class.authentication_classes:
+        if issubclass(authenticator, ActingTokenAuthentication):
+            return True
+        if not issubclass(authenticator, SessionAuthentication):
+            return False
+    return False
 
 
 def _declared(request, result):
@@ -182,5 +216,70 @@ class ActingSessionAuthentication(SessionAuthentication):
 
 
 class ActingTokenAuthentication(ApiTokenAuthentication):
+    """A token's user named to the database: in the statement that finds the token when
+    ActingUserMiddleware left the request's limit to it (``_token_declares``), else after."""
+
+    declares = False
+
     def authenticate(self, request):
-        return _declared(request, super().authenticate(request))
+        self.declares = getattr(request._request, "_qvp_token_declares", False)
+        if not self.declares:
+            return _declared(request, super().authenticate(request))
+        try:
+            result = super().authenticate(request)
+        except exceptions.APIException:  # refused (401), or throttled (429)
+            # The lookup named the token's user only if the token was valid then; should
+            # it have expired since, the request is refused and nobody stays named. (A
+            # refusal before the lookup sets the request's limit here.)
+            declare(None)
+            raise
+        if result is not None:
+            request._request._qvp_declared = result[0].pk
+        return result
+
+    def _find(self, key_digest: str) -> ApiToken | None:
+        if not self.declares:
+            return super()._find(key_digest)
+        limit = time_limits.milliseconds(time_limits.current())
+        with connections["default"].cursor() as cursor:
+            cursor.execute(_token_statement(), [limit, key_digest])
+            row = cursor.fetchone()
+        return _token_of(row)
+
+
+@cache
+def _token_statement() -> str:
+    """One round trip: the request's time limit set; the token of a digest and its user
+    found; that user named to the database (``DECLARE_SQL``'s settings) if the token is valid
+    (not revoked, not expired, its user active), else nobody. One row, NULLs when no token
+    has the digest."""
+    user_model = get_user_model()
+    columns = [f"t.{f.column}" for f in ApiToken._meta.concrete_fields]
+    columns += [f"u.{f.column}" for f in user_model._meta.concrete_fields]
+    username_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    assert isinstance(username_field, models.Field)  # a column, not a relation
+    username = username_field.column
+    return (
+        "SELECT found.* FROM (SELECT set_config('statement_timeout', %s, true)) AS limited"
+        f" LEFT JOIN LATERAL (SELECT {', '.join(columns)},"
+        " set_config('qvp.user_id', CASE WHEN v.valid THEN u.id::text ELSE '' END, true),"
+        f" set_config('qvp.actor', CASE WHEN v.valid THEN u.{username} ELSE '' END, true)"
+        f" FROM {ApiToken._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id"
+        " CROSS JOIN LATERAL (SELECT t.revoked_at IS NULL AND u.is_active AND"
+        " (t.expires_at IS NULL OR t.expires_at > statement_timestamp()) AS valid) v"
+        " WHERE t.digest = %s) AS found ON true"
+    )
+
+
+def _token_of(row: tuple | None) -> ApiToken | None:
+    """The token and its user, as Django would have loaded them, from ``_token_statement``'s
+    row."""
+    if row is None or row[0] is None:
+        return None
+    user_model = get_user_model()
+    token_fields = [f.attname for f in ApiToken._meta.concrete_fields]
+    user_fields = [f.attname for f in user_model._meta.concrete_fields]
+    token = ApiToken.from_db("default", token_fields, row[: len(token_fields)])
+    end = len(token_fields) + len(user_fields)
+    token.user = user_model.from_db("default", user_fields, row[len(token_fields) : end])
+    return token

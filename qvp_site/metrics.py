@@ -55,7 +55,9 @@ LATENCY = Histogram(
 
 
 class RequestMetricsMiddleware:
-    """Counts each request and its latency by method, URL pattern and status.
+    """Counts each request and its latency by method, URL pattern and status, and tells the
+    client the same latency in a ``Server-Timing: app;dur=<ms>`` header (what the server
+    spent, apart from the network and gunicorn's own work: bench/load.py reports it).
 
     The URL pattern (``api/v1/trading/orders/<int:pk>/``), not the path, so that the number of
     series stays bounded whatever clients ask for; paths that match nothing count as one.
@@ -70,8 +72,12 @@ class RequestMetricsMiddleware:
         match = getattr(request, "resolver_match", None)
         route = match.route if match is not None and match.route else "<unmatched>"
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
-        LATENCY.labels(method, route).observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        LATENCY.labels(method, route).observe(took)
         REQUESTS.labels(method, route, str(response.status_code)).inc()
+        # A stream's time is that of its first bytes only: said as much by its name.
+        name = "app-start" if response.streaming else "app"
+        response.headers.setdefault("Server-Timing", f"{name};dur={took * 1000:.2f}")
         return response
 
 

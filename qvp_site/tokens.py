@@ -77,11 +77,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise
 
     def _check(self, key: str):
-        # On the primary: a revoked token or a deactivated user must not live on in a
-        # lagging replica (qvp_site/replicas.py would route this read there).
-        tokens = ApiToken.objects.using("default").select_related("user")
-        token = tokens.filter(digest=digest(key)).first()
-        now = timezone.now()
+        token = self._find(digest(key))
+        now = timezone.now()  # after the lookup: never earlier than the database's clock then
         if token is None or token.revoked_at is not None:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
         if token.expires_at is not None and token.expires_at <= now:
@@ -91,6 +88,14 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
             ApiToken.objects.using("default").filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
+
+    def _find(self, key_digest: str) -> ApiToken | None:
+        """The token of this digest with its user, or None.
+
+        On the primary: a revoked token or a deactivated user must not live on in a lagging
+        replica (qvp_site/replicas.py would route this read there)."""
+        tokens = ApiToken.objects.using("default").select_related("user")
+        return tokens.filter(digest=key_digest).first()
 
     def authenticate_header(self, request) -> str:
         return "Token"

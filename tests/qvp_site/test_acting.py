@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
+from marketdata.api import InstrumentViewSet
 from qvp_site.acting import ActingUserMiddleware, acting_as, declare
 from qvp_site.tokens import create_token
 
@@ -61,11 +62,16 @@ def test_a_token_names_its_user_through_drf(django_user_model, db, monkeypatch):
     bob = django_user_model.objects.create_user("bob")
     _, key = create_token(bob, "acting test")
     seen = []
-    monkeypatch.setattr("qvp_site.acting.declare", lambda user, **kw: seen.append(user.pk))
+    listing = InstrumentViewSet.list
+    monkeypatch.setattr(
+        InstrumentViewSet,
+        "list",
+        lambda *a, **kw: seen.append(settings_seen()) or listing(*a, **kw),
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/instruments/").status_code == 200
-    assert seen == [bob.pk]
+    assert seen == [(str(bob.pk), "bob")]
 
 
 def test_commands_act_as_the_system(db):
