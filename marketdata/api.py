@@ -75,6 +75,7 @@ from qvp_site.api import (
     schema_parameters,
     within,
 )
+from qvp_site.api import rows as api_rows
 from qvp_site.api.bulk import BulkFormats
 from qvp_site.api.bulk import columns as bulk_columns
 from qvp_site.api.bulk.formats import BulkRenderer, Format
@@ -420,7 +421,12 @@ class InstrumentViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(parameters=schema_parameters(InstrumentQuery))
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        if not api_rows.plain(InstrumentSerializer):
+            return super().list(request, *args, **kwargs)
+        # Plain rows, as bars are (BarViewSet.list).
+        found = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(found.values(*InstrumentSerializer.Meta.fields))
+        return self.get_paginated_response(api_rows.rows(InstrumentSerializer, page or []))
 
 
 class BatchResultSerializer(serializers.Serializer):
@@ -467,7 +473,14 @@ class BarViewSet(BulkFormats, mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(parameters=schema_parameters(BarQuery))
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        bulk = isinstance(getattr(request, "accepted_renderer", None), BulkRenderer)
+        if bulk or not api_rows.plain(BarSerializer):
+            return super().list(request, *args, **kwargs)
+        # A page of bars (up to API_MAX_PAGE_SIZE) as plain rows, written by the converters of
+        # BarSerializer's fields: no model instance per bar (qvp_site/api/rows.py).
+        bars = self.filter_queryset(self.get_queryset()).values(*BarSerializer.Meta.fields)
+        page = self.paginate_queryset(bars)
+        return self.get_paginated_response(api_rows.rows(BarSerializer, page or []))
 
     @extend_schema(request=BarBatchSerializer, responses={201: BatchResultSerializer})
     def create(self, request: Request) -> Response:

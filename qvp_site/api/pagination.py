@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.paginator import Page
+from django.core.paginator import Paginator as DjangoPaginator
 from django.db import connections, models
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Window
+from django.db.models.query import ModelIterable, ValuesIterable
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound
 
@@ -29,9 +32,64 @@ if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
+if TYPE_CHECKING:
+    _Paginator = DjangoPaginator[Any]
+else:
+    _Paginator = DjangoPaginator  # not subscriptable at run time
+
+# The page's rows carry the count of the whole list under this name.
+_TOTAL = "_qvp_list_total"
+
+
+class CountingPaginator(_Paginator):
+    """Django's paginator, reading a page and the list's count in one statement
+    (``COUNT(*) OVER ()`` beside the page's rows, counted before LIMIT/OFFSET) rather than a
+    ``SELECT COUNT(*)`` first: a round trip fewer for each list. Same rows, same count (the
+    same snapshot, even). A page that comes back empty, and lists the window would count
+    differently (DISTINCT, grouped, combined, already sliced, or neither models nor dicts),
+    take Django's way. Rows read as dicts carry the count as a key of their own, which the
+    converters of ``qvp_site.api.rows`` do not read."""
+
+    def page(self, number: Any) -> Page[Any]:
+        rows = self._with_count(number)
+        if not rows:
+            return super().page(number)
+        first = rows[0]
+        total = first[_TOTAL] if isinstance(first, dict) else getattr(first, _TOTAL)
+        self.__dict__["count"] = total  # Django's cached_property
+        return Page(rows, int(number), self)  # what Django's _get_page makes
+
+    def _with_count(self, number: Any) -> list[Any]:
+        queryset = self.object_list
+        if not (isinstance(queryset, QuerySet) and _countable_by_window(queryset)):
+            return []
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            return []  # Django's page() names the error
+        if number < 1:
+            return []
+        bottom = (number - 1) * self.per_page
+        counted = queryset.annotate(**{_TOTAL: Window(Count("*"))})
+        return list(counted[bottom : bottom + self.per_page])
+
+
+def _countable_by_window(queryset: QuerySet[Any]) -> bool:
+    query = queryset.query
+    return (
+        queryset._iterable_class in (ModelIterable, ValuesIterable)
+        and not query.distinct
+        and query.group_by is None
+        and not query.combinator
+        and not query.is_sliced
+        and not query.annotations  # none that aggregate, nor a name taken
+    )
+
+
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = settings.API_MAX_PAGE_SIZE
+    django_paginator_class = CountingPaginator
 
 
 class CursorPagination(pagination.CursorPagination):
