@@ -2,7 +2,7 @@
 bounded time, in a throwaway database on the same server; per endpoint the count, p50, p95
 and p99 latency and the errors, and the throughput of the whole.
 
-    .venv/bin/python bench/load.py [--clients 8] [--seconds 30] [--warmup 3] [--workers 4]
+    .venv/bin/python bench/load.py [--clients 8] [--seconds 30] [--warmup 3] [--workers N]
 
 The site is served as in production: gunicorn with the project's settings
 (``qvp_site.gunicorn_conf``: sync workers) connecting as ``trading_app``, so row-level
@@ -21,6 +21,14 @@ sync workers close each one), choosing each request at random by ``MIX``'s weigh
 back, no pause: the figures are those of a saturated server. Requests in the first
 ``--warmup`` seconds are not counted. A request is an error when its status is not the one
 expected (200, or 201 for a write); the first error of each endpoint is printed.
+
+gunicorn runs as many workers as ``make run`` does (GUNICORN_WORKERS, else qvp_site/serve.py's
+default) unless ``--workers`` says otherwise.
+
+Then, the load over, one client asks ``SOLO_REQUESTS`` times for an authenticated list of 5
+rows (``GET instruments/?page_size=5``): its latency at the client and in the server, as the
+server tells it (``Server-Timing: app;dur=``, qvp_site/metrics.py: from the first middleware
+to the response, authentication, the throttle and the transaction included).
 """
 
 from __future__ import annotations
@@ -45,7 +53,9 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
-BENCH_DATABASE = "bench_qvp_load"
+# A name of this run's own: two runs at once (helpers share the machine) must not drop each
+# other's database.
+BENCH_DATABASE = f"bench_qvp_load_{os.getpid()}"
 # The throwaway database is made by Django's test machinery under this name.
 os.environ["QVP_TEST_DATABASE_NAME"] = BENCH_DATABASE
 
@@ -66,6 +76,9 @@ from qvp_site.tokens import create_token  # noqa: E402
 from signals.models import Agent, Signal  # noqa: E402
 from trading.models import Account, Order  # noqa: E402
 
+# `make run`'s gunicorn workers (qvp_site/serve.py), which the bench serves with by default.
+MAKE_RUN_WORKERS = int(os.environ.get("GUNICORN_WORKERS", "2"))
+SOLO_REQUESTS, SOLO_PATH = 300, "/api/v1/instruments/?page_size=5"
 SYMBOLS = ("LD1", "LD2", "LD3", "LD4", "LD5", "LD6", "LD7", "LD8")
 AGENTS = ("momentum_agent", "reversion_agent", "news_agent")
 SIDES = ("buy", "sell")
@@ -364,6 +377,44 @@ def run(port: int, seeded: Seeded, args: argparse.Namespace) -> Results:
     return results
 
 
+def run_solo(port: int, token: str) -> tuple[list[float], list[float]]:
+    """One client, ``SOLO_REQUESTS`` lists of 5 instruments: (client ms, server ms)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Token {token}"}
+    at_client, in_server = [], []
+    for _ in range(SOLO_REQUESTS):
+        started = time.perf_counter()
+        conn.request("GET", SOLO_PATH, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        at_client.append((time.perf_counter() - started) * 1000)
+        if response.status != 200 or len(json.loads(payload)["results"]) != 5:
+            raise SystemExit(f"{SOLO_PATH}: {response.status} {payload[:300]!r}")
+        took = server_ms(response.getheader("Server-Timing", ""))
+        if took is not None:
+            in_server.append(took)
+    conn.close()
+    return at_client, in_server
+
+
+def server_ms(header: str) -> float | None:
+    """``app;dur=1.23`` -> 1.23; None from a site that does not say (an older version)."""
+    for metric in header.split(","):
+        name, _, duration = metric.strip().partition(";dur=")
+        if name == "app":
+            return float(duration)
+    return None
+
+
+def report_solo(at_client: list[float], in_server: list[float]) -> None:
+    print(
+        f"\n1 client, GET {SOLO_PATH.removeprefix('/api/v1/')} (5 rows), {len(at_client)} requests"
+    )
+    print(f"{'measured':<32} {'':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    print(f"{'at the client':<32} {'':>7} {cuts(at_client)}")
+    print(f"{'in the server (Server-Timing)':<32} {'':>7} {cuts(in_server)}")
+
+
 def report(results: Results, seconds: float, clients: int, workers: int) -> None:
     print(f"\n{clients} clients, {workers} gunicorn workers, {seconds:.0f} s counted")
     print(f"{'endpoint':<32} {'count':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
@@ -392,7 +443,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (8 to 32)")
     parser.add_argument("--seconds", type=float, default=30.0, help="time counted")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds not counted first")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument(
+        "--workers", type=int, default=MAKE_RUN_WORKERS, help="gunicorn workers (make run's)"
+    )
     args = parser.parse_args()
     if not 1 <= args.clients <= 64 or args.seconds <= 0 or args.warmup < 0 or args.workers < 1:
         parser.error("--clients 1..64, --seconds > 0, --warmup >= 0, --workers >= 1")
@@ -410,7 +463,9 @@ def main() -> int:
         connection.close()  # the served site's workers are the database's only clients now
         with serving(args.workers, BENCH_DATABASE) as port:
             results = run(port, seeded, args)
+            solo = run_solo(port, seeded.tokens[0])
         report(results, args.seconds, args.clients, args.workers)
+        report_solo(*solo)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
     return 0
