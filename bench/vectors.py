@@ -19,10 +19,15 @@
   through ``vectors.search.nearest_features`` (the API's service: pgvector's settings and the
   query with the symbols joined, in one round trip), recall@10, p50 / p95 latency and
   queries per second at several ef_search (HNSW) and probes (IVFFlat).
-- Single inserts: one INSERT per row, each its own transaction, with the HNSW index in place.
+- Single inserts, with the HNSW index in place, through ``vectors.store.insert_embedding``
+  (one prepared INSERT per row, values in binary): one client, all in one transaction (the
+  index's own cost per row) and each row its own transaction; then ``--clients`` (8) threads,
+  each with its own connection, each row its own transaction, as an API's or a pipeline's
+  writers would write them at once.
 
-Goal (issue 7): recall@10 >= 0.95 with p50 < 2 ms through the search service at 100,000
-vectors, and bulk load >= 100,000 vectors/s. Not a test: it prints figures.
+Goals: recall@10 >= 0.95 with p50 < 2 ms through the search service at 100,000 vectors
+(issue 7); complete rows loaded >= 120,000 rows/s and single inserts >= 1,000 rows/s from 8
+clients with 100,000 rows in the table (issue 27). Not a test: it prints figures.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,9 +57,8 @@ from django.db import connection, transaction  # noqa: E402
 from marketdata import demo  # noqa: E402
 from marketdata.models import Instrument  # noqa: E402
 from qvp_site.db.binary_copy import columns_of, copy_columns  # noqa: E402
-from qvp_site.db.set_aside import ForeignKeysSetAside  # noqa: E402
 from qvp_site.db.vector_indexes import IVFFLAT, VectorIndex, ivfflat_lists  # noqa: E402
-from vectors import embeddings, features, search  # noqa: E402
+from vectors import embeddings, features, search, store  # noqa: E402
 from vectors.embeddings import FEATURES, TABLE  # noqa: E402
 
 HNSW_NAME, IVF_NAME = "featureembedding_cosine_hnsw", "bench_featureembedding_ivfflat"
@@ -101,16 +106,18 @@ def setup(vectors: np.ndarray, raw: np.ndarray) -> tuple[list[int], object]:
 
 
 def load(vectors, raw, instrument_ids, feature_set) -> tuple[float, float]:
-    """COPY rates (rows/s): complete rows into the table, and the vector column alone; the
-    time counts the rows' checks and encoding (qvp_site.db.binary_copy.columns_of), the foreign keys
-    set aside and checked after (as a first build does) and the commit."""
+    """COPY rates (rows/s): complete rows into the table, and the vector column alone into a
+    bare table. The first is a first build's write (vectors.store.bulk_load around
+    qvp_site.db.binary_copy.copy_columns): the rows' checks and encoding (columns_of), the
+    foreign keys and the B-tree indexes set aside, the COPY, the indexes built again
+    (uniqueness checked) and the keys added back (checked), and the commit: all timed."""
     n = len(vectors)
     owners = np.array(instrument_ids)[np.arange(n) % len(instrument_ids)]
     closes = np.datetime64(T0.replace(tzinfo=None), "us") + np.arange(n) * np.timedelta64(15, "m")
     with connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX IF EXISTS {HNSW_NAME}")
     started = time.perf_counter()
-    with transaction.atomic(), ForeignKeysSetAside(TABLE):  # as a first build loads
+    with transaction.atomic(), store.bulk_load(TABLE, rebuild=False, empty=True):
         copy_columns(TABLE, embeddings.columns(owners, feature_set.id, closes, vectors, raw))
     rows_rate = n / (time.perf_counter() - started)
     with connection.cursor() as cursor:
@@ -163,38 +170,66 @@ def measure(queries, feature_set, truth, **setting) -> tuple[float, float, float
     return hits / (K * len(queries)), *np.percentile(ms, [50, 95]), len(queries) / elapsed
 
 
-def single_inserts(vectors, instrument_id, feature_set, *, commit_each: bool) -> float:
-    """One INSERT per row, each committed (what a trickle of writes costs, commits
-    included) or all in one transaction (the index's own cost per row)."""
-    count = len(vectors)
+def single_inserts(
+    vectors, instrument_ids, feature_set, *, clients: int, commit_each: bool
+) -> float:
+    """Rows per second written one INSERT per row through ``vectors.store.insert_embedding``
+    (the app's single-row path), with the HNSW index in place: by ``clients`` threads, each
+    with its own connection, each row its own transaction (what a trickle of writes from an
+    API or a pipeline costs, commits included) or, with one client and ``commit_each``
+    false, all in one transaction (the index's own cost per row)."""
+    per = len(vectors) // clients
+    ready = threading.Barrier(clients + 1)
+    failures: list[BaseException] = []
 
-    def insert(i: int, v: np.ndarray) -> None:
-        # Autocommit outside the atomic block below: one statement, one round trip a row.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (instrument_id, feature_set_id, ts, embedding, raw)"
-                " VALUES (%s, %s, %s, %s::vector, %s::float8[])",
-                [
-                    instrument_id,
-                    feature_set.id,
-                    T0 - timedelta(minutes=i + 1),
-                    "[" + ",".join(f"{x:.6g}" for x in v) + "]",
-                    v.tolist(),
-                ],
-            )
+    def client(number: int) -> None:
+        instrument_id = instrument_ids[number % len(instrument_ids)]
+        rows = range(number * per, (number + 1) * per)
+        try:
+            connection.ensure_connection()  # connected before the clock starts
+            ready.wait()
+            if commit_each:
+                for row in rows:  # autocommit: each row its own transaction
+                    _insert(row, vectors[row], instrument_id, feature_set)
+            else:
+                with transaction.atomic():
+                    for row in rows:
+                        _insert(row, vectors[row], instrument_id, feature_set)
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+            ready.abort()
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connection.close()
 
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
     started = time.perf_counter()
-    if commit_each:
-        for i, v in enumerate(vectors):
-            insert(i, v)
-    else:
-        with transaction.atomic():
-            for i, v in enumerate(vectors):
-                insert(i, v)
-    rate = count / (time.perf_counter() - started)
+    for thread in threads:
+        thread.join()
+    rate = per * clients / (time.perf_counter() - started)
+    if failures:
+        raise failures[0]
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {TABLE} WHERE ts < %s", [T0])
     return rate
+
+
+def _insert(row: int, vector: np.ndarray, instrument_id: int, feature_set) -> None:
+    # Before the loaded rows' first window: no key taken; the raw features are the vector's.
+    ts = T0 - timedelta(minutes=row + 1)
+    store.insert_embedding(instrument_id, feature_set.id, ts, vector, vector.astype(np.float64))
+
+
+def insert_vectors(queries: np.ndarray, count: int) -> np.ndarray:
+    """``count`` vectors not in the table: the held-out queries, again with noise as needed."""
+    rng = np.random.default_rng(1)
+    repeats = queries[np.arange(count) % len(queries)]
+    noise = rng.standard_normal(repeats.shape).astype(np.float32) * 0.05
+    noise[: len(queries)] = 0
+    return repeats + noise
 
 
 def main() -> int:
@@ -202,6 +237,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100_000, help="vectors in the table")
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--source", choices=("pipeline", "clustered"), default=None)
+    parser.add_argument("--clients", type=int, default=8, help="threads inserting at once")
+    parser.add_argument("--insert-rows", type=int, default=4_000, help="rows they insert")
     args = parser.parse_args()
     source = args.source or ("pipeline" if args.n <= 200_000 else "clustered")
 
@@ -244,11 +281,17 @@ def main() -> int:
                 f"{'HNSW':8} {f'ef_search {ef}':>14} {recall:10.3f} {p50:8.2f} {p95:8.2f}"
                 f" {qps:7.0f}"
             )
-        each = single_inserts(queries[:500], instrument_ids[0], feature_set, commit_each=True)
-        one = single_inserts(queries[500:], instrument_ids[0], feature_set, commit_each=False)
+        writes = {"instrument_ids": instrument_ids, "feature_set": feature_set}
+        one = single_inserts(queries[:500], clients=1, commit_each=False, **writes)
+        each = single_inserts(queries[500:], clients=1, commit_each=True, **writes)
+        rows = insert_vectors(queries, args.insert_rows)
+        many = single_inserts(rows, clients=args.clients, commit_each=True, **writes)
         print(
-            f"single INSERTs with the HNSW index: {each:,.0f} rows/s committed one by one,"
-            f" {one:,.0f} rows/s in one transaction"
+            f"single INSERTs with the HNSW index ({n:,} rows in the table), vectors.store"
+            f".insert_embedding: {one:,.0f} rows/s in one transaction, 1 client;"
+            f" {each:,.0f} rows/s committed one by one, 1 client;"
+            f" {many:,.0f} rows/s committed one by one, {args.clients} clients"
+            f" ({len(rows) // args.clients * args.clients:,} rows)"
         )
         ivf = VectorIndex(IVF_NAME, TABLE, "embedding", method=IVFFLAT)
         seconds = build(ivf, n)

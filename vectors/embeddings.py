@@ -25,9 +25,9 @@ from marketdata.knowledge import knowledge_time
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.code_version import code_version
 from qvp_site.db.binary_copy import columns_of, copy_columns
-from qvp_site.db.set_aside import ForeignKeysSetAside, IndexesSetAside, table_is_empty
+from qvp_site.db.set_aside import table_is_empty
 from qvp_site.per_instrument import InstrumentRun
-from vectors import bars, features
+from vectors import bars, features, store
 from vectors.models import FEATURE_DIMENSIONS, FeatureBuild, FeatureEmbedding, FeatureSet
 from vectors.store import SetSpec, scaler_of
 
@@ -152,10 +152,7 @@ def build(
             report.feature_set = stored
             return report
         feature_set = spec.fitted(np.concatenate([p.raw for p in pending]))
-        bulk = rebuild or table_is_empty(TABLE)
-        # Keys outermost: added back after the index is built, they lock the referenced
-        # tables' writes for the shortest time.
-        with ForeignKeysSetAside(TABLE, when=bulk), IndexesSetAside(TABLE, when=bulk) as aside:
+        with store.bulk_load(TABLE, rebuild=rebuild, empty=table_is_empty(TABLE)) as aside:
             for p in pending:
                 with run.each(p.instrument.symbol):
                     report.created[p.instrument.symbol] = _copy(feature_set, p)
