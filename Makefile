@@ -53,7 +53,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict client/qvp_client
 
-bench: $(STAMP)
+# ArcticDB, for bench/peers.py, in an environment of its own: it declares pandas < 3.
+ARCTICDB := .venv-arcticdb/.installed
+$(ARCTICDB): bench/arcticdb/requirements.txt
+	test -x .venv-arcticdb/bin/python || $(PYTHON) -m venv .venv-arcticdb
+	.venv-arcticdb/bin/pip install --quiet -r bench/arcticdb/requirements.txt
+	touch $@
+
+bench: $(STAMP) $(ARCTICDB)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 db-stop: $(STAMP)
