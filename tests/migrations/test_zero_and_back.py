@@ -52,7 +52,11 @@ SCHEMA_QUERIES = {
           AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
     """,
     "functions": """
-        SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p
+        SELECT p.oid::regprocedure::text,
+               -- pg_get_functiondef refuses an aggregate: its final and state functions
+               -- are listed themselves.
+               CASE WHEN p.prokind = 'a' THEN 'aggregate' ELSE pg_get_functiondef(p.oid) END
+        FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
     """,
