@@ -263,7 +263,10 @@ def _token_statement() -> str:
         "SELECT found.* FROM (SELECT set_config('statement_timeout', %s, true)) AS limited"
         f" LEFT JOIN LATERAL (SELECT {', '.join(columns)},"
         " set_config('qvp.user_id', CASE WHEN v.valid THEN u.id::text ELSE '' END, true),"
-        f" set_config('qvp.actor', CASE WHEN v.valid THEN u.{username} ELSE '' END, true)"
+        f" set_config('qvp.actor', CASE WHEN v.valid THEN u.{username} ELSE '' END, true),"
+        # The moment the expiry was judged by, for the application to judge it by too: by
+        # its own clock, a lagging one would accept what the database named nobody for.
+        " statement_timestamp()"
         f" FROM {ApiToken._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id"
         " CROSS JOIN LATERAL (SELECT t.revoked_at IS NULL AND u.is_active AND"
         " (t.expires_at IS NULL OR t.expires_at > statement_timestamp()) AS valid) v"
@@ -282,4 +285,6 @@ def _token_of(row: tuple | None) -> ApiToken | None:
     token = ApiToken.from_db("default", token_fields, row[: len(token_fields)])
     end = len(token_fields) + len(user_fields)
     token.user = user_model.from_db("default", user_fields, row[len(token_fields) : end])
+    # statement_timestamp(), which ApiTokenAuthentication._now reads (not a field: no column)
+    token.judged_at = row[-1]  # type: ignore[attr-defined]
     return token

@@ -78,7 +78,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def _check(self, key: str):
         token = self._find(digest(key))
-        now = timezone.now()  # after the lookup: never earlier than the database's clock then
+        now = self._now(token)
         if token is None or token.revoked_at is not None:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
         if token.expires_at is not None and token.expires_at <= now:
@@ -88,6 +88,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
             ApiToken.objects.using("default").filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
+
+    @staticmethod
+    def _now(token: ApiToken | None):
+        """The moment a token's expiry is judged at: the database's, when the lookup judged
+        it there too (``ActingTokenAuthentication``), so that both say the same; else now,
+        after the lookup (never earlier than the database's clock then)."""
+        return getattr(token, "judged_at", None) or timezone.now()
 
     def _find(self, key_digest: str) -> ApiToken | None:
         """The token of this digest with its user, or None.
