@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
+import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,13 +63,19 @@ class UserRateThrottle(_CurrentRates, throttling.UserRateThrottle):
             return super().allow_request(request, view)
 
 
+# How far ahead of this host's clock a stored time may be (another worker's host, a clock
+# stepped back) and still count.
+FUTURE_SLACK_SECONDS = 60.0
+
+
 class HistoryFiles:
     """A history of request times per key (a throttle's), each in a file of ``directory``:
     the times as 8-byte floats, read and rewritten in place while the file is locked
     (``locked``), so that workers counting the same key take turns."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, make_key: Callable[[str], str] = str) -> None:
         self.directory = directory
+        self.make_key = make_key  # the cache's: its KEY_PREFIX and VERSION part sites' counts
         self._fd: int | None = None
 
     @contextmanager
@@ -76,7 +84,7 @@ class HistoryFiles:
             yield
             return
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:40] + ".times"
+        name = hashlib.sha256(self.make_key(key).encode()).hexdigest()[:40] + ".times"
         fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -90,7 +98,10 @@ class HistoryFiles:
         data = os.pread(self._locked(), os.fstat(self._locked()).st_size, 0)
         if len(data) % 8:  # torn by a crash mid-write: forgotten, as an expired entry is
             return []
-        return array("d", data).tolist()
+        # Only times this code could have written: a time not finite, or ahead of now, would
+        # never expire (a user throttled for good) and makes DRF's wait() a 500.
+        latest = time.time() + FUTURE_SLACK_SECONDS
+        return [t for t in array("d", data).tolist() if math.isfinite(t) and t <= latest]
 
     def set(self, key: str, value: list[float], timeout: float | None = None) -> None:
         data = array("d", value).tobytes()
@@ -109,7 +120,8 @@ def history_store() -> HistoryFiles | None:
     backend = caches["default"]
     if not isinstance(backend, FileBasedCache):
         return None
-    return HistoryFiles(Path(backend._dir) / "throttle-history")  # type: ignore[attr-defined]
+    directory = Path(backend._dir) / "throttle-history"  # type: ignore[attr-defined]
+    return HistoryFiles(directory, backend.make_key)
 
 
 class _PerAddress(_CurrentRates, throttling.SimpleRateThrottle):
