@@ -49,6 +49,7 @@ from qvp_site.api import (
 )
 from qvp_site.api.bulk import BulkFormats
 from qvp_site.api.permissions import ACTIONS, model_permissions
+from qvp_site.api.rows import RowsList
 from qvp_site.db import partitions
 from qvp_site.loading.refusals import IngestRefused
 from signals import batches, fusion
@@ -327,7 +328,7 @@ class BatchAnswer(serializers.Serializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(SignalQuery)))
-class SignalViewSet(BulkFormats, SignalsListViewSet):
+class SignalViewSet(RowsList, BulkFormats, SignalsListViewSet):
     """Signals, newest first, filtered by agent, symbols and time; create one or a batch.
 
     In the bulk formats: the JSON rows' columns, ``horizon`` a duration (microseconds),
@@ -338,6 +339,8 @@ class SignalViewSet(BulkFormats, SignalsListViewSet):
     query_class = SignalQuery
     # Read by name (NameField), not as the keys the fields' sources are.
     bulk_columns = {"agent": "agent__name", "symbol": "instrument__symbol"}
+    # The JSON list written from plain rows (qvp_site.api.rows), by the same names.
+    rows_columns = (("agent", "agent__name"), ("symbol", "instrument__symbol"))
 
     def filtered(self, rows, query: dict):
         if "agent" in query:

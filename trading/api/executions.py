@@ -41,6 +41,7 @@ from qvp_site.api import (
     time_lookups,
 )
 from qvp_site.api.bulk import BulkFormats
+from qvp_site.api.rows import RowsList
 from qvp_site.audit_sealer import request_seal
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet
@@ -269,7 +270,7 @@ EXECUTIONS_IN = PolymorphicProxySerializer(
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(ExecutionQuery)))
 class ExecutionViewSet(
-    BulkFormats, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
+    RowsList, BulkFormats, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet
 ):
     """Executions of your accounts: book them (one or a batch), list (also in Arrow, Parquet,
     CSV), retrieve, bust."""
@@ -289,6 +290,8 @@ class ExecutionViewSet(
     # instrument is its symbol today, as the JSON's (``symbol_relation``).
     bulk_ordering = ("executed_at", "pk")
     bulk_columns = {"instrument": "instrument__symbol"}
+    # The JSON list written from plain rows (qvp_site.api.rows), the same symbol.
+    rows_columns = (("instrument", "instrument__symbol"),)
 
     @extend_schema(
         request=EXECUTIONS_IN,

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import RefusalSerializer, TimeRangeQuery, schema_parameters, time_lookups
 from qvp_site.api.bulk import BulkFormats
+from qvp_site.api.rows import RowsList
 from signals.models import Agent
 from trading import books
 from trading.api.scoping import AccountQuery, ScopedViewSet, TradableAccountField
@@ -126,6 +127,7 @@ class CancelSerializer(serializers.Serializer[Any]):
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(OrderQuery)))
 class OrderViewSet(
+    RowsList,
     BulkFormats,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -147,6 +149,8 @@ class OrderViewSet(
     # instrument is its symbol today, as the JSON's (``symbol_relation``).
     bulk_ordering = ("created_at", "pk")
     bulk_columns = {"instrument": "instrument__symbol"}
+    # The JSON list written from plain rows (qvp_site.api.rows), the same symbol.
+    rows_columns = (("instrument", "instrument__symbol"),)
 
     # 400: bad fields, or a database refusal; documented for every operation by
     # qvp_site.schema.document_refusals.

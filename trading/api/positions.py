@@ -8,6 +8,7 @@ from rest_framework import mixins, serializers
 
 from marketdata.fields import ResolvesSymbols, SymbolField, symbol_relation
 from qvp_site.api import schema_parameters
+from qvp_site.api.rows import RowsList
 from trading.api.scoping import AccountQuery, ScopedViewSet
 from trading.models import Position
 
@@ -36,10 +37,12 @@ class PositionSerializer(serializers.ModelSerializer[Position]):
 
 
 @extend_schema_view(list=extend_schema(parameters=schema_parameters(PositionQuery)))
-class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+class PositionViewSet(RowsList, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Positions of your accounts, kept by their executions (read-only)."""
 
     queryset = Position.objects.select_related("instrument")
     serializer_class = PositionSerializer
     query_class = PositionQuery
     lookups = {"account": "account", "symbol": "instrument"}
+    # The list written from plain rows (qvp_site.api.rows), the instrument its symbol today.
+    rows_columns = (("instrument", "instrument__symbol"),)
