@@ -5,8 +5,8 @@ bad line named and nothing written, revisions on a reload, the file's time zone,
 summaries, the record of the load.
 
 The loads commit in several transactions and refresh aggregates on commit, so every test runs
-with ``transaction=True``; each makes the partitions of its range first (the direct road takes
-a range whose partitions exist: a load makes them only where its rows fall).
+with ``transaction=True``; each makes the partitions of its range first, but one (the direct
+road makes those of its range that are missing, within the limit of a load's new partitions).
 """
 
 from __future__ import annotations
@@ -216,6 +216,50 @@ def test_a_layout_the_table_cannot_take_as_it_is_takes_the_staging_road(tmp_path
     assert "stage" in result.phases
     assert "direct, gave way" not in result.phases
     assert MinuteBar.objects.count() == 5
+
+
+def covered(moment: datetime) -> bool:
+    """Whether a partition (a chunk) of the minute bars holds ``moment`` already."""
+    at = moment.replace(tzinfo=UTC)
+    with connection.cursor() as cursor:
+        if engine.is_timescaledb():
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM timescaledb_information.chunks"
+                " WHERE hypertable_name = 'marketdata_minutebar'"
+                " AND range_start <= %s AND %s < range_end)",
+                [at, at],
+            )
+            return cursor.fetchone()[0]
+        found = partitions.partitions(cursor, "marketdata_minutebar")
+    return any(p.lower <= at < p.upper for p in found)
+
+
+def test_a_range_without_partitions_goes_straight_in_making_them(tmp_path, settings):
+    # Weeks no other test loads; on TimescaleDB the chunks are made by the COPY itself.
+    start = datetime(2003, 3, 3, 14, 0)  # a Monday
+    assert not covered(start)
+    assert not covered(start + timedelta(days=14))
+    lines = [*rows(60, start), *rows(60, start + timedelta(days=14))]
+    result = load(write(tmp_path / "new.csv", lines))
+    assert went_direct(result)
+    assert MinuteBar.objects.filter(ts__gte=start.replace(tzinfo=UTC)).count() == 120
+    if not engine.is_timescaledb():
+        with connection.cursor() as cursor:
+            made = {p.lower for p in partitions.partitions(cursor, "marketdata_minutebar")}
+        assert max(made) > start.replace(tzinfo=UTC)  # the later week's, made by the load
+
+
+def test_a_range_of_more_new_partitions_than_a_load_may_make_takes_the_staging_road(
+    tmp_path, settings
+):
+    settings.QVP_MAX_NEW_PARTITIONS_PER_LOAD = 2
+    start = datetime(2007, 3, 5, 14, 0)  # a Monday: four weeks' partitions for two with rows
+    assert not covered(start)
+    assert not covered(start + timedelta(days=21))
+    lines = [*rows(30, start), *rows(30, start + timedelta(days=21))]
+    result = load(write(tmp_path / "far.csv", lines))
+    assert not went_direct(result)
+    assert MinuteBar.objects.filter(ts__gte=start.replace(tzinfo=UTC)).count() == 60
 
 
 def test_lines_are_prefixed_across_blocks():
