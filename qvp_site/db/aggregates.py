@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import OperationalError, connections, transaction
@@ -58,13 +55,7 @@ def aligned(agg: Aggregate, start: datetime, end: datetime) -> tuple[datetime, d
 
 
 def refresh(
-    agg: Aggregate,
-    start: datetime,
-    end: datetime,
-    using: str = "default",
-    *,
-    force: bool = False,
-    finer: Refreshed | None = None,
+    agg: Aggregate, start: datetime, end: datetime, using: str = "default", *, force: bool = False
 ) -> tuple[datetime, datetime]:
     """Recompute the buckets of ``agg`` that overlap [start, end]; returns the range done.
 
@@ -73,10 +64,6 @@ def refresh(
     threshold are not logged (they are new), and a refresh policy that moves the threshold
     past them while their transaction is still open materializes their buckets without
     them; the load's own refresh would then find nothing to do and leave them out for good.
-
-    ``finer``: an aggregate this one rolls up (``rolls_up``) refreshed just before over a range
-    holding this one's: on plain PostgreSQL, the buckets are computed from its buckets instead
-    of the source rows (a day from 24 hours, not from 1,440 minute bars).
     """
     connection = connections[using]
     lower, upper = aligned(agg, start, end)
@@ -92,15 +79,15 @@ def refresh(
         _refresh_continuous(connection, agg.name, lower, upper, force)
     else:
         where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"
-        select = select_sql(agg, timescaledb=False, where=where)
-        if finer is not None and finer.lower <= lower and upper <= finer.upper:
-            select = rollup_sql(agg, finer.agg)
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_agg:{agg.name}"])
             cursor.execute(
                 f"DELETE FROM {ident(agg.name)} WHERE bucket >= %s AND bucket < %s", [lower, upper]
             )
-            cursor.execute(f"INSERT INTO {ident(agg.name)} {select}", [lower, upper])
+            cursor.execute(
+                f"INSERT INTO {ident(agg.name)} {select_sql(agg, timescaledb=False, where=where)}",
+                [lower, upper],
+            )
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE qvp_timeseries_aggregate SET refreshed_at = now(), refreshed_from = %s,"
@@ -122,10 +109,7 @@ def _mark_pending(
 
 
 def refresh_pending(agg: Aggregate, using: str = "default") -> tuple[datetime, datetime] | None:
-    """Refresh the range loads by the application's role left pending; None if none was.
-    After a load (``_refresh_marked``), the range is widened to the whole buckets of the
-    aggregates that will roll this one up, or this one is rolled up from a finer one."""
-    widen, finer = _ROLLUP.get()
+    """Refresh the range loads by the application's role left pending; None if none was."""
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(
@@ -141,13 +125,8 @@ def refresh_pending(agg: Aggregate, using: str = "default") -> tuple[datetime, d
             " WHERE view_name = %s",
             [agg.name],
         )
-    for coarser in widen:
-        lower, upper = (
-            min(lower, coarser.bucket_width.floor(lower)),
-            max(upper, aligned(coarser, lower, upper)[1]),
-        )
     try:
-        return refresh(agg, lower, upper, using, force=True, finer=finer)  # ranges loads wrote
+        return refresh(agg, lower, upper, using, force=True)  # ranges loads wrote
     except Exception:
         _mark_pending(connection, agg.name, lower, upper)  # not lost: tried again next time
         raise
@@ -214,75 +193,6 @@ def _refresh_marked(found: list[Aggregate], using: str) -> None:
     does (taken first, so a load that marks after it keeps its own mark; put back if the
     refresh fails). A role that may not refresh leaves it pending, writing nothing more."""
     connection = connections[using]
-    plain = not engine.is_timescaledb(connection)
-    done: list[Refreshed] = []
-    for agg in sorted(found, key=lambda a: (a.bucket_width.is_calendar, a.bucket_width.fixed)):
-        if not _owns(connection, agg.name):
-            continue
-        widen = [c for c in found if plain and rolls_up(c, agg)]
-        finer = next((r for r in done if plain and rolls_up(agg, r.agg)), None)
-        token = _ROLLUP.set((widen, finer))
-        try:
-            refreshed = refresh_pending(agg, using)
-        finally:
-            _ROLLUP.reset(token)
-        if refreshed is not None:
-            done.append(Refreshed(agg, *refreshed))
-
-
-@dataclass(frozen=True)
-class Refreshed:
-    """An aggregate's buckets just refreshed over [lower, upper)."""
-
-    agg: Aggregate
-    lower: datetime
-    upper: datetime
-
-
-# How refresh_pending widens its range and what it may roll up from, set by _refresh_marked
-# for each aggregate in turn (maintain's calls see neither), so its signature stays maintain's.
-_ROLLUP: ContextVar[tuple[Sequence[Aggregate], Refreshed | None]] = ContextVar(
-    "qvp_aggregate_rollup", default=((), None)
-)
-
-# What a bucket of buckets is, by the function of the rows: first of firsts, sum of counts...
-_ROLLUPS = {
-    "first": "(array_agg({c} ORDER BY bucket ASC))[1]",
-    "last": "(array_agg({c} ORDER BY bucket ASC))[count(*)]",
-    "min": "min({c})",
-    "max": "max({c})",
-    "sum": "sum({c})",
-    "count": "sum({c})",
-}
-
-
-def rolls_up(coarse: Aggregate, fine: Aggregate) -> bool:
-    """Whether ``coarse``'s buckets are computed exactly from ``fine``'s: the same source,
-    time and groups, fixed widths from the same origin with the coarse a multiple of the fine
-    (every fine bucket inside one coarse bucket), and each coarse column a function of the
-    rows that a fine column holds and that combines (no avg)."""
-    cw, fw = coarse.bucket_width, fine.bucket_width
-    if coarse.name == fine.name or cw.is_calendar or fw.is_calendar or not fw.fixed:
-        return False
-    same = (coarse.source_table, coarse.time_column, list(coarse.group_by)) == (
-        fine.source_table,
-        fine.time_column,
-        list(fine.group_by),
-    )
-    multiple = cw.fixed > fw.fixed and cw.fixed % fw.fixed == timedelta(0)
-    held = {(function, column) for _, function, column in fine.columns}
-    return same and multiple and all(f in _ROLLUPS and (f, c) in held for _, f, c in coarse.columns)
-
-
-def rollup_sql(coarse: Aggregate, fine: Aggregate) -> str:
-    """``coarse``'s SELECT over ``fine``'s buckets in [%s, %s) (see ``rolls_up``)."""
-    alias = {(function, column): name for name, function, column in fine.columns}
-    groups = [ident(c) for c in coarse.group_by]
-    items = [f"{bucket_sql(coarse.bucket_width, 'bucket', timescaledb=False)} AS bucket", *groups]
-    for name, function, column in coarse.columns:
-        value = _ROLLUPS[function].format(c=ident(alias[(function, column)]))
-        items.append(f"{value} AS {ident(name)}")
-    return (
-        f"SELECT {', '.join(items)} FROM {ident(fine.name)} WHERE bucket >= %s AND bucket < %s"
-        f" GROUP BY {', '.join(['1', *groups])}"
-    )
+    for agg in found:
+        if _owns(connection, agg.name):
+            refresh_pending(agg, using)

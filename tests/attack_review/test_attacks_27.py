@@ -1,7 +1,6 @@
 """Attack review of issue 27 (performance): executions booked by statement
 (trading/sql/books/0017.sql, ``trading_book_executions``), a clean bar file COPYed straight
-into its table with the daily summaries rolled up from the hourly ones
-(marketdata/ingest/direct.py, qvp_site/db/aggregates.py), and a batch of signals checked by
+into its table (marketdata/ingest/direct.py) and its summaries, and a batch of signals checked by
 one SQL statement (signals/batches.py), from the side that would break them: the
 application's role in raw SQL over its own login (row-level security's owner exemption is
 the session user's, so ``SET ROLE`` from the owner's session would not do), a user without
@@ -9,11 +8,11 @@ the right, forged settings, arrays that do not line up, bytes no JSON column tak
 sums taken in another order. A hole found is marked ``xfail(strict=True)`` with its reason
 until it is fixed; the other tests are guarantees that held.
 
-Holes found: the daily summary rolled up from the hourly one sums float volumes in another
-order than a recompute from the bars, so it differs from one (any fractional volumes); ids
-given to trading_book_executions are taken as they come, so the application's role plants
-ids just ahead of the sequence and other desks' next bookings fail on the primary key (as a
-direct INSERT with an id could already).
+Holes found: the daily summary, when it was rolled up from the hourly one, summed float
+volumes in another order than a recompute from the bars (fixed: the rollup is gone, the days
+are summed from the bars again); ids given to trading_book_executions are taken as they
+come, so the application's role plants ids just ahead of the sequence and other desks' next
+bookings fail on the primary key (as a direct INSERT with an id could already).
 """
 
 from __future__ import annotations
@@ -455,15 +454,8 @@ def test_a_value_the_checks_refuse_is_refused_by_the_direct_road_too(bar_range, 
     assert not MinuteBar.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the daily summary's float sums are rolled up from the hourly sums: another order "
-    "of addition than a recompute from the bars, so a day's volume differs from the bars' "
-    "(2**53 then sixty 1.0 volumes: the bars sum to 2**53, the hours to 2**53 + 60; any "
-    "fractional volumes differ in their last bits)",
-)
 @pytest.mark.parametrize("volumes", ["edge", "fractional"])
-def test_a_days_rolled_up_volume_equals_a_recompute_from_its_bars(bar_range, tmp_path, volumes):
+def test_a_days_volume_equals_a_recompute_from_its_bars(bar_range, tmp_path, volumes):
     big = float(2**53)  # where a float's step is 2: each 1.0 added to it alone is lost
     if volumes == "edge":
         lines = bar_lines(120, volume=lambda i: big if i == 0 else (0.0 if i < 60 else 1.0))

@@ -147,6 +147,20 @@ def test_a_time_outside_history_between_good_lines_is_refused(tmp_path):
     assert not MinuteBar.objects.exists()
 
 
+def test_a_last_line_beyond_history_makes_no_partition_before_its_refusal(tmp_path):
+    # Within the direct road's span, but past now + 1 year: its partitions are not made for
+    # a file the staging road then refuses.
+    soon = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0) - timedelta(days=1)
+    beyond = soon + timedelta(days=2 * 365)
+    lines = rows(10, start=soon)
+    lines[-1] = beyond.strftime("%Y-%m-%d %H:%M:%S") + lines[-1][len("2023-03-06 14:04:00") :]
+    assert not covered(beyond - timedelta(days=90))
+    with pytest.raises(IngestRefused) as refused:
+        load(write(tmp_path / "beyond.csv", lines))
+    assert f"line 11: time {beyond:%Y-%m-%d}" in str(refused.value)
+    assert not covered(beyond - timedelta(days=90))
+
+
 def test_an_unsorted_file_loads_every_row_by_the_staging_road(tmp_path):
     # The first and last lines do not hold the first and last times: COPY leaves the rows
     # outside them out, and the load gives way rather than store part of the file.
@@ -274,9 +288,9 @@ def test_lines_are_prefixed_across_blocks():
     assert out == b"12,a,1\n12,b,2\n12,c,3\r\n12,d,4\n"
 
 
-def test_the_daily_summary_rolled_up_from_the_hours_equals_one_from_the_bars(tmp_path):
-    # Three days, a corrected bar in the middle one: the load's refresh computes the daily
-    # buckets from the hourly ones it has just refreshed; they must be the source's own.
+def test_the_daily_summary_after_a_load_equals_one_from_the_bars(tmp_path):
+    # Three days, a corrected bar in the middle one: the load's refresh of the daily buckets
+    # must give the source's own.
     lines = rows(3 * 1440, start=START - timedelta(hours=14))
     load(write(tmp_path / "days.csv", lines))
     ts = lines[2000].split(",")[0]
