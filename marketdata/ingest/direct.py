@@ -33,8 +33,15 @@ from qvp_site.loading.readers import CsvSource, Source
 
 # How far back from a file's end to look for its last line.
 TAIL_BYTES = 1 << 16
+
+
 # The rows' times that no market had: the checks' range rule (marketdata.ingest.checks).
-_IN_HISTORY = "ts >= timestamptz '1900-01-01 00:00+00' AND ts <= now() + interval '1 year'"
+def _in_history(column: str) -> str:
+    earliest, latest = "timestamptz '1900-01-01 00:00+00'", "now() + interval '1 year'"
+    return f"{column} >= {earliest} AND {column} <= {latest}"
+
+
+_IN_HISTORY = _in_history("ts")
 
 
 class NotDirect(Exception):
@@ -63,7 +70,8 @@ def eligible(source: Source, layout: Layout, target: Target, *, plain_options: b
 
 def file_span(cursor, source: CsvSource, layout: Layout) -> Span | None:
     """The times of the file's first and last data lines, read in the session's time zone;
-    None where either line does not read as a time (the staging road will say why)."""
+    None where either line does not read as a time within history (the staging road will say
+    why)."""
     first, last = _edge_lines(source)
     if first is None or last is None:
         return None
@@ -77,12 +85,20 @@ def file_span(cursor, source: CsvSource, layout: Layout) -> Span | None:
     )
     if not cursor.fetchone()[0]:
         return None
-    # As UTC wall times: Django reads a time back as UTC whatever the session's zone is.
+    # As UTC wall times: Django reads a time back as UTC whatever the session's zone is. Both
+    # within history, else no span: its partitions would be made for a file the staging road
+    # then refuses (a last line of 2099, say).
     cursor.execute(
-        "SELECT %s::timestamptz AT TIME ZONE 'UTC', %s::timestamptz AT TIME ZONE 'UTC'", times
+        "SELECT a AT TIME ZONE 'UTC', b AT TIME ZONE 'UTC',"
+        f" {_in_history('a')} AND {_in_history('b')}"
+        " FROM (SELECT %s::timestamptz AS a, %s::timestamptz AS b) edges",
+        times,
     )
+    *walls, in_history = cursor.fetchone()
+    if not in_history:
+        return None
     # A file in descending order runs from its last line's time to its first's.
-    first, last = sorted(wall.replace(tzinfo=UTC) for wall in cursor.fetchone())
+    first, last = sorted(wall.replace(tzinfo=UTC) for wall in walls)
     return Span(first, last)
 
 
