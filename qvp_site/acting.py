@@ -24,7 +24,7 @@ from django.db import DatabaseError, connections, models, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from rest_framework import exceptions
-from rest_framework.authentication import SessionAuthentication
+from rest_framework.authentication import SessionAuthentication, get_authorization_header
 
 from qvp_site import replicas, time_limits
 from qvp_site.models import ApiToken
@@ -183,8 +183,13 @@ def _token_declares(request, view: Callable[..., Any] | None) -> bool:
     which sets the request's limit itself: an API view whose authenticators before it are
     the session's only (they read no database for a request without a session), and a
     token in the Authorization header. Anything else gets its limit here."""
-    keyword = request.META.get("HTTP_AUTHORIZATION", "").split(maxsplit=1)[:1]
-    if not keyword or keyword[0].lower() not in ApiTokenAuthentication.keywords:
+    # Split as DRF splits it (bytes, ASCII whitespace): a keyword it would not see, behind a
+    # no-break space say, must not leave the request's limit to a lookup that never runs.
+    words = get_authorization_header(request).split()
+    if (
+        not words
+        or words[0].lower().decode(errors="replace") not in ApiTokenAuthentication.keywords
+    ):
         return False
     from rest_framework.views import APIView  # here: DRF's settings import this module
 
@@ -233,7 +238,9 @@ class ActingTokenAuthentication(ApiTokenAuthentication):
             # refusal before the lookup sets the request's limit here.)
             declare(None)
             raise
-        if result is not None:
+        if result is None:  # no lookup ran after all: the request's limit, nobody named
+            declare(None)
+        else:
             request._request._qvp_declared = result[0].pk
         return result
 
