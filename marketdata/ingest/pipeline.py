@@ -20,8 +20,8 @@ A CSV file of bars for a range its instrument holds none of goes the direct road
 (``direct``): one COPY straight into the table, which refuses whatever the checks would;
 anything it does not vouch for rolls its transaction back whole and takes the three steps
 above, which name every bad line or merge with revisions. Every row is written once instead
-of twice, and in batches (bench/ingest.py: 0.69-0.86 of psql's copy into the same table for
-a million minute bars, where the staging road took 0.56).
+of twice, and in batches (bench/ingest.py: 0.63 of psql's copy into the same table for a
+million minute bars, the summaries' refresh included, where the staging road took 0.56).
 """
 
 from __future__ import annotations
