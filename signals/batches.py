@@ -189,7 +189,7 @@ SELECT (SELECT count(*) FROM written),
 
 
 @dataclass(frozen=True)
-class Problem:
+class ItemProblem:
     """A bad item: untyped (for the serializer to name its fields), or typed with its name
     problems (its agent unknown or inactive, its symbol not borne, a repeat of ``first``)."""
 
@@ -216,14 +216,14 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class Written:
+class BatchWritten:
     """What a batch came to: how many signals were new, or the bad items (nothing written)."""
 
     created: int
-    problems: list[Problem]
+    problems: list[ItemProblem]
 
 
-def write(items: list[Any]) -> Written:
+def write(items: list[Any]) -> BatchWritten:
     """Stage the batch, check it, make the partitions it needs and write it, or write
     nothing and return its bad items. TooManyPartitions where a clean batch would make more
     new partitions than a load may."""
@@ -252,7 +252,7 @@ def write(items: list[Any]) -> Written:
             partitions.make_needed(needs)
         cursor.execute(write_sql(stage))
         created, problems = cursor.fetchone()
-    return Written(int(created), [Problem(*row) for row in problems or []])
+    return BatchWritten(int(created), [ItemProblem(*row) for row in problems or []])
 
 
 def _transaction() -> AbstractContextManager[Any]:

@@ -328,13 +328,13 @@ def test_an_execution_batch_lands_whole_or_not_at_all(site, rng, tmp_path):
     assert before[0] == 500
     batch = write_executions(tmp_path / "b.csv", 500, EXECUTIONS, rng)
 
-    # Held mid-statement: the executions and their positions written, the cash entries next
-    # (the statement trigger's INSERT waits for this lock), nothing committed.
+    # Held mid-import: the import's statement that writes cash entries (the booking's) waits
+    # for this lock, nothing committed; the crash comes while it waits.
     holder = site.connect()
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE trading_cashentry IN SHARE MODE")
     process = site.start("import_executions", str(batch))
-    waiting = "%INSERT INTO %trading_execution%"
+    waiting = "%"  # the import's statement, whichever waits for the lock
     crash_when(site, process, lambda: active(site, waiting, waiting=True), rng.uniform(0, 0.2))
     holder.close()
 
