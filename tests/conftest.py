@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.marketdata",
     "tests.fixtures.trading",
     "tests.fixtures.trading_api",
+    "tests.fixtures.throttling",
 ]
 
 

@@ -82,21 +82,6 @@ def seen_by_the_list(monkeypatch) -> list:
     return seen
 
 
-@pytest.fixture
-def file_cache(settings, tmp_path) -> Path:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        }
-    }
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"anon": "1000/minute", "user": "3/minute"},
-    }
-    return tmp_path / "cache"
-
-
 # --- The token's lookup (qvp_site/acting.py) ---------------------------------------------------
 def test_a_token_request_leaves_nobody_named_on_its_connection(django_user_model, transactional_db):
     """A persistent connection (CONN_MAX_AGE) serves the next request: set_config(..., true)

@@ -230,21 +230,6 @@ def test_a_serializer_with_a_computed_field_is_left_to_drf():
 
 
 # --- The throttle's history files (qvp_site/throttling.py) ------------------------------------
-@pytest.fixture
-def file_cache(settings, tmp_path):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        }
-    }
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"anon": "1000/minute", "user": "3/minute"},
-    }
-    return tmp_path / "cache"
-
-
 def test_with_the_file_cache_a_user_past_the_rate_is_refused(django_user_model, file_cache):
     client = token_client(django_user_model.objects.create_user("bob"))
     assert [client.get(URL).status_code for _ in range(4)] == [200, 200, 200, 429]
