@@ -7,7 +7,7 @@ records without a link breaking."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qvp_site.audit_report import Report
 from qvp_site.db import sqlfiles
@@ -16,8 +16,15 @@ from qvp_site.db.audit import AUDIT_TABLE, LEFT_OUT
 if TYPE_CHECKING:
     from qvp_site.audit_report import Cursor
 
-# pg_trigger.tgtype of FOR EACH ROW (1) AFTER INSERT (4) OR DELETE (8) OR UPDATE (16).
-AFTER_EACH_ROW_CHANGE = 1 | 4 | 8 | 16
+# pg_trigger.tgtype bits (neither BEFORE, 2, nor INSTEAD OF, 64: AFTER).
+_ROW, _INSERT, _DELETE, _UPDATE = 1, 4, 8, 16
+# The row trigger: every change (a table that cannot take a transition table), or updates and
+# deletes beside the statement trigger that records the inserts (qvp_site 0011).
+AFTER_EACH_ROW_CHANGE = _ROW | _INSERT | _DELETE | _UPDATE
+AFTER_EACH_ROW_UPDATE_DELETE = _ROW | _DELETE | _UPDATE
+AFTER_INSERT_STATEMENT = _INSERT
+# The transition table qvp_audit_insert reads.
+INSERTED = "inserted"
 
 
 # --- the functions the chain depends on --------------------------------------------------------
@@ -116,35 +123,94 @@ _GUC_NAMES = {"timezone": "TimeZone", "search_path": "search_path"}
 
 
 def audit_trigger_in_order(cursor: Cursor, table: str, report: Report) -> bool:
-    """Whether ``table``'s audit trigger is there, fires in every session ('O': origin, the
-    default; 'A': always) and keeps out exactly the declared columns. A problem says what
-    else; the rows are still compared where the trigger exists."""
+    """Whether ``table``'s audit triggers are there: its row trigger (qvp_audit), and its
+    statement trigger (qvp_audit_insert) unless the row trigger records the inserts too; each
+    firing in every session ('O': origin, the default; 'A': always), for every row (no WHEN,
+    no column list), keeping out exactly the declared columns. A problem says what else; the
+    rows are still compared where the row trigger exists."""
     cursor.execute(
-        "SELECT t.tgenabled, t.tgargs,"
-        " CASE WHEN t.tgfoid = 'public.qvp_audit_row()'::regprocedure THEN 'qvp_audit_row'"
-        " ELSE t.tgfoid::regprocedure::text END, t.tgtype FROM pg_trigger t"
-        " WHERE t.tgrelid = to_regclass(%s) AND t.tgname = 'qvp_audit'",
+        "SELECT t.tgname, t.tgenabled, t.tgargs,"
+        " CASE t.tgfoid WHEN to_regprocedure('public.qvp_audit_row()') THEN 'qvp_audit_row'"
+        " WHEN to_regprocedure('public.qvp_audit_insert()') THEN 'qvp_audit_insert'"
+        " ELSE t.tgfoid::regprocedure::text END, t.tgtype,"
+        " t.tgqual IS NOT NULL OR cardinality(t.tgattr::int2[]) > 0, t.tgnewtable, c.relkind"
+        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE t.tgrelid = to_regclass(%s) AND t.tgname IN ('qvp_audit', 'qvp_audit_insert')",
         [table],
     )
-    found = cursor.fetchone()
-    if found is None:
-        report.problems.append(f"{table}: its audit trigger is gone; its changes go unrecorded")
+    found = {name: rest for name, *rest in cursor.fetchall()}
+    row, statement = found.get("qvp_audit"), found.get("qvp_audit_insert")
+    if row is None:
+        gone = "its audit triggers are" if statement is None else "its row audit trigger is"
+        report.problems.append(f"{table}: {gone} gone; its changes go unrecorded")
         return False
-    enabled, arguments, function, kind = found
-    if (function, kind) != ("qvp_audit_row", AFTER_EACH_ROW_CHANGE):
+    for name, trigger in found.items():
+        _trigger_settings(table, name, trigger, report)
+    _row_trigger_form(table, row[3], statement is not None, report)
+    if statement is not None:
+        _statement_trigger_form(table, statement, report)
+    return True
+
+
+def _row_trigger_form(table: str, kind: int, by_statement: bool, report: Report) -> None:
+    """The row trigger records updates and deletes, and inserts unless the statement trigger
+    does (not both: each insert would be recorded twice)."""
+    expected = AFTER_EACH_ROW_UPDATE_DELETE if by_statement else AFTER_EACH_ROW_CHANGE
+    if kind == expected:
+        return
+    if kind == AFTER_EACH_ROW_UPDATE_DELETE:
         report.problems.append(
-            f"{table}: its audit trigger calls {function} (type {kind}), not qvp_audit_row"
-            " after each row inserted, updated or deleted"
+            f"{table}: its inserts go unrecorded: its row audit trigger records updates and"
+            " deletes only, and its statement trigger qvp_audit_insert is gone"
+        )
+    elif kind == AFTER_EACH_ROW_CHANGE:
+        report.problems.append(
+            f"{table}: its inserts are recorded twice, by its row audit trigger and by"
+            " qvp_audit_insert"
+        )
+    else:
+        report.problems.append(
+            f"{table}: its audit trigger qvp_audit is of type {kind}, not after each row"
+            f" {'updated or deleted' if by_statement else 'inserted, updated or deleted'}"
+        )
+
+
+def _statement_trigger_form(table: str, trigger: list[Any], report: Report) -> None:
+    _enabled, _arguments, _function, kind, _narrowed, transition, relkind = trigger
+    if (kind, transition) != (AFTER_INSERT_STATEMENT, INSERTED):
+        report.problems.append(
+            f"{table}: its audit trigger qvp_audit_insert is of type {kind} with transition"
+            f" table {transition}, not after each INSERT statement with its rows as {INSERTED}"
+        )
+    if relkind == "p":
+        report.problems.append(
+            f"{table}: it is partitioned and its inserts are recorded by statement: an insert"
+            " straight into a partition goes unrecorded"
+        )
+
+
+_FUNCTIONS = {"qvp_audit": "qvp_audit_row", "qvp_audit_insert": "qvp_audit_insert"}
+
+
+def _trigger_settings(table: str, name: str, trigger: list[Any], report: Report) -> None:
+    enabled, arguments, function, _kind, narrowed, _transition, _relkind = trigger
+    if function != _FUNCTIONS[name]:
+        report.problems.append(
+            f"{table}: its audit trigger {name} calls {function}, not {_FUNCTIONS[name]}"
         )
     if enabled not in ("O", "A"):
         report.problems.append(
-            f"{table}: its audit trigger is {'disabled' if enabled == 'D' else 'replica-only'};"
-            " its changes go unrecorded"
+            f"{table}: its audit trigger {name} is"
+            f" {'disabled' if enabled == 'D' else 'replica-only'}; its changes go unrecorded"
+        )
+    if narrowed:
+        report.problems.append(
+            f"{table}: its audit trigger {name} fires only for some rows or columns (a WHEN"
+            " condition or a column list): its other changes go unrecorded"
         )
     left_out = tuple(a.decode() for a in bytes(arguments).split(b"\x00") if a)
     if left_out != LEFT_OUT.get(table, ()):
         report.problems.append(
-            f"{table}: its audit trigger keeps {', '.join(left_out) or 'nothing'} out of the"
-            f" record, not the declared {', '.join(LEFT_OUT.get(table, ())) or 'nothing'}"
+            f"{table}: its audit trigger {name} keeps {', '.join(left_out) or 'nothing'} out of"
+            f" the record, not the declared {', '.join(LEFT_OUT.get(table, ())) or 'nothing'}"
         )
-    return True

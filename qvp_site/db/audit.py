@@ -10,9 +10,12 @@ outside the database. ``verify_audit`` checks the links, the signatures against 
 keys alone, that the chain still reaches every checkpoint, and that every audited row's live
 state is the last state the log records (a change made with triggers off shows there).
 
-No global queue: a writer takes no shared lock. The row trigger writes the entry unlinked
-(``seq`` null); the sealer's ``qvp_audit_link`` links the entries committed since its last
-round in the order it finds them (oldest id first), so the chain's order is the order of
+No global queue: a writer takes no shared lock. The triggers write the entries unlinked
+(``seq`` null): an INSERT's by statement, from its transition table (``qvp_audit_insert``,
+since qvp_site 0011; by row on a table that cannot take a transition table: a partition, a
+partitioned table, a hypertable), an UPDATE's or DELETE's row by row (``qvp_audit_row``). The
+sealer's ``qvp_audit_link`` links the entries committed since its last round in the order it
+finds them (oldest id first), so the chain's order is the order of
 linking, and the entries of a transaction still open join a later round. Writers of
 different accounts never wait for each other; what is not signed yet is the window the
 setting ``QVP_AUDIT_UNSIGNED_WINDOW`` bounds and ``verify_audit`` reports.
@@ -23,8 +26,10 @@ token's digest, the time of a login), and an update that changes nothing else wr
 
 The chain's SQL is versioned with the migrations that install it (``qvp_site/sql/audit/``).
 Which tables are audited is declared beside their models with ``@audited`` (and here, for
-Django's own tables, in ``AUDITED_MODELS``); the migration that installs a table's triggers
-uses ``AuditChanges``, and ``tests/migrations`` compares the two.
+Django's own tables, in ``AUDITED_MODELS``); a migration that puts a table under audit uses
+``AuditChangesByStatement`` (``AuditChanges`` is the form of releases before qvp_site 0011,
+kept for them: its statement trigger's function is gone since), and ``tests/migrations``
+compares the two.
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ LEFT JOIN LATERAL (SELECT seq, hash FROM {AUDIT_TABLE} WHERE seq IS NOT NULL
 
 
 def audit_triggers_sql(table: str, left_out: Sequence[str] = ()) -> list[str]:
-    """The audit triggers of ``table``; ``left_out`` names columns kept out of its entries."""
+    """The audit triggers of ``table`` as released migrations before qvp_site 0011 install
+    them (their output is frozen); ``left_out`` names columns kept out of its entries."""
     name = ident(table)
     arguments = ", ".join(literal(column) for column in left_out)
     return [
@@ -129,8 +135,28 @@ def drop_audit_triggers_sql(table: str) -> list[str]:
     ]
 
 
+def audit_triggers_by_statement_sql(table: str, left_out: Sequence[str] = ()) -> list[str]:
+    """The audit triggers of ``table`` since qvp_site 0011: inserts by statement, updates and
+    deletes by row, or all by row where a transition table cannot be used
+    (``qvp_audit_install`` decides); ``left_out`` names columns kept out of its entries."""
+    columns = ", ".join(literal(column) for column in left_out)
+    return [
+        f"SELECT qvp_audit_install({literal(ident(table))}::regclass, ARRAY[{columns}]::text[])"
+    ]
+
+
+def drop_audit_triggers_by_statement_sql(table: str) -> list[str]:
+    name = ident(table)
+    return [
+        f"DROP TRIGGER IF EXISTS qvp_audit_insert ON {name}",
+        f"DROP TRIGGER IF EXISTS qvp_audit ON {name}",
+    ]
+
+
 class AuditChanges(SqlOperation):
-    """Record every insert, update and delete of a model's table in the audit log."""
+    """Record every insert, update and delete of a model's table in the audit log, in the
+    form of releases before qvp_site 0011 (a migration after it fails on the function it
+    calls): new migrations use ``AuditChangesByStatement``."""
 
     def __init__(self, model_name: str):
         self.model_name = model_name
@@ -156,3 +182,22 @@ class AuditChanges(SqlOperation):
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [self.model_name], {}
+
+
+class AuditChangesByStatement(AuditChanges):
+    """Record every insert (by statement), update and delete of a model's table in the audit
+    log (needs qvp_site 0011)."""
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        return [] if model is None else audit_triggers_by_statement_sql(model._meta.db_table)
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None:
+            return []
+        return drop_audit_triggers_by_statement_sql(model._meta.db_table)

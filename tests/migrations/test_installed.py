@@ -78,7 +78,7 @@ def test_every_view_installed_is_its_latest_version(latest):
 def _audited_tables(cursor) -> set[str]:
     cursor.execute(
         "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-        " WHERE t.tgname IN ('qvp_audit', 'qvp_audit_lock') AND NOT t.tgisinternal"
+        " WHERE t.tgname IN ('qvp_audit', 'qvp_audit_insert') AND NOT t.tgisinternal"
     )
     return {row[0] for row in cursor.fetchall()}
 
@@ -90,8 +90,8 @@ def test_the_audited_tables_are_those_declared_beside_their_models(db):
         assert _audited_tables(cursor) == declared
         cursor.execute(
             "SELECT c.relname, count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " WHERE t.tgname IN ('qvp_audit', 'qvp_audit_lock') GROUP BY c.relname"
+            " WHERE t.tgname IN ('qvp_audit', 'qvp_audit_insert') GROUP BY c.relname"
         )
         assert all(count == 2 for _table, count in cursor.fetchall()), (
-            "each audited table has its statement lock and its row trigger"
+            "each audited table has its row trigger and its statement trigger for inserts"
         )
