@@ -14,11 +14,13 @@ range of ``executed_at``, oldest first, scoped as the JSON list is.
 
 from __future__ import annotations
 
+import copy
+import re
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -209,6 +211,17 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
             "created_at",
         ]
 
+    # The fields as ModelSerializer builds them from the model, built once per process and
+    # copied for each serializer (as DRF copies declared fields): a POST makes two.
+    # By class: a subclass builds its own.
+    _built_fields: ClassVar[dict[type, dict[str, serializers.Field[Any, Any, Any, Any]]]] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        built = self._built_fields.get(type(self))
+        if built is None:
+            built = self._built_fields[type(self)] = super().get_fields()
+        return copy.deepcopy(built)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors, order = {}, attrs["order"]
         problem = sign_problem(attrs["side"], attrs["quantity"])
@@ -241,6 +254,8 @@ def batch_context(items: list[Any], request: Request) -> dict[str, Any]:
     }
     tradable = Account.objects.tradable_by(request.user)
     orders = Order.objects.filter(pk__in=order_ids, account__in=tradable)
+    if len(exec_ids) == 1:  # one POSTed execution: its lookup in the orders' query
+        return {"request": request, **orders_and_booked(orders, exec_ids.pop())}
     orders_by_id = {order.pk: order for order in orders}
     # Only the accounts of the batch's orders, which the user may trade: an exec id of an
     # account the user may not see is never looked at.
@@ -251,6 +266,18 @@ def batch_context(items: list[Any], request: Request) -> dict[str, Any]:
         "orders": orders_by_id,
         "booked": {key(execution): execution for execution in booked},
     }
+
+
+def orders_and_booked(orders: QuerySet[Order], exec_id: str) -> dict[str, Any]:
+    """``orders`` by id, and the executions booked under ``exec_id`` in their accounts (only
+    those: an account the user may not trade is never looked at), in one query: the booked
+    execution's id comes with its order, and a replay (rare) is read by that id."""
+    booked_in_account = Execution.objects.filter(account=OuterRef("account"), exec_id=exec_id)
+    found = orders.annotate(booked_pk=Subquery(booked_in_account.values("pk")[:1]))
+    orders_by_id = {order.pk: order for order in found}
+    booked_pks = {order.booked_pk for order in orders_by_id.values()} - {None}
+    booked = Execution.objects.filter(pk__in=booked_pks) if booked_pks else []
+    return {"orders": orders_by_id, "booked": {key(e): e for e in booked}}
 
 
 class BustSerializer(serializers.Serializer[Any]):
@@ -328,7 +355,10 @@ class ExecutionViewSet(
         if not new:
             return 0
         try:
-            with transaction.atomic():
+            # A refusal answers 4xx, which rolls the request's transaction back
+            # (ActingUserMiddleware): one execution needs no savepoint of its own. A batch
+            # keeps one, so that refused_index may still read which item was refused.
+            with transaction.atomic(savepoint=not single):
                 created = len(books.book_many([row for _, row in new]))
         except DatabaseError as error:
             with self.judged(None if single else refused_index(error, new)):
@@ -339,7 +369,10 @@ class ExecutionViewSet(
         return created
 
     def _booked(self, keys: list[ExecKey]) -> list[Execution]:
-        rows = self.get_queryset().filter(
+        """The batch's executions as booked. Their accounts are their validated orders', which
+        the user may trade (so see): not scoped again here, which would compile the visible
+        accounts' subquery for nothing (row-level security still applies to the read)."""
+        rows = Execution.objects.select_related("instrument").filter(
             account__in={account for account, _ in keys}, exec_id__in={e for _, e in keys}
         )
         found = {key(e): e for e in rows}
@@ -366,15 +399,43 @@ class ExecutionViewSet(
         return Response(self.get_serializer(bust).data, status=201)
 
 
-def refused_index(error: DatabaseError, new: list[tuple[int, dict[str, object]]]) -> int:
-    """The index of the item whose execution the database's refusal names
-    (``execution <exec id>: ...``); the first new item when it names none."""
+# How the database names what it refused: an execution (the books' rules), an account
+# (row-level security), or the unique key (account, exec id) of a duplicate (the index's own
+# refusal, when two transactions book an exec id at once).
+NAMES_ACCOUNT = re.compile(r"account (?P<account>\d+): ")
+NAMES_KEY = re.compile(r"Key \(exec_id, account_id\)=\((?P<exec_id>.*), (?P<account>\d+)\)")
+NewItems = list[tuple[int, dict[str, object]]]
+
+
+def refused_index(error: DatabaseError, new: NewItems) -> int:
+    """The index of the item the database's refusal names: by its account and exec id (a
+    duplicate key), its account (row-level security), or its exec id (the books' rules; of
+    items with that exec id in several accounts, the one booked in its account already:
+    a duplicate). The first new item when it names none. Reads the database: call it outside
+    the refused statement's savepoint."""
     diag = getattr(error.__cause__, "diag", None)
     message = str((diag and diag.message_primary) or error)
-    for index, row in new:
-        if message.startswith(f"execution {row['exec_id']}: "):
-            return index
-    return new[0][0]
+    found = NAMES_KEY.search(str((diag and diag.message_detail) or ""))
+    if found:
+        account, exec_id = int(found["account"]), found["exec_id"]
+        return next(
+            (i for i, row in new if (row["account_id"], row["exec_id"]) == (account, exec_id)),
+            new[0][0],
+        )
+    found = NAMES_ACCOUNT.match(message)
+    if found:
+        return next((i for i, row in new if row["account_id"] == int(found["account"])), new[0][0])
+    named = [(i, row) for i, row in new if message.startswith(f"execution {row['exec_id']}: ")]
+    if len(named) > 1:  # one exec id in several accounts: the one that has it already
+        exec_id = named[0][1]["exec_id"]
+        accounts = {row["account_id"] for _, row in named}
+        booked = set(
+            Execution.objects.filter(exec_id=exec_id, account__in=accounts).values_list(
+                "account_id", flat=True
+            )
+        )
+        return next((i for i, row in named if row["account_id"] in booked), named[0][0])
+    return named[0][0] if named else new[0][0]
 
 
 def fill_row(item: dict[str, Any]) -> dict[str, object]:
