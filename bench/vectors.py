@@ -12,8 +12,9 @@
   vector index, as a first build loads (vectors.store: checks, encoding, COPY, foreign keys
   added back and checked, commit: all timed), and of the vector column alone into a bare
   table, in rows per second.
-- Index builds: HNSW (m 16, ef_construction 64, cosine) and IVFFlat (lists = rows / 1000,
-  sqrt(rows) past a million), timed.
+- Index builds: HNSW as the table's migrations define it (cosine; m and ef_construction read
+  from its definition, which the load sets aside and the build restores) and IVFFlat (lists =
+  rows / 1000, sqrt(rows) past a million), timed.
 - Queries: held-out vectors (windows or points not in the table); the exact top 10 of each is
   computed in the same database by a sequential scan (its latency is reported too); then,
   through ``vectors.search.nearest_features`` (the API's service: pgvector's settings and the
@@ -23,7 +24,8 @@
   (one prepared INSERT per row, values in binary): one client, all in one transaction (the
   index's own cost per row) and each row its own transaction; then ``--clients`` (8) threads,
   each with its own connection, each row its own transaction, as an API's or a pipeline's
-  writers would write them at once.
+  writers would write them at once; then the same rows by the same clients in transactions
+  of ``--batch`` (10) rows, each a binary COPY, as a writer holding a few windows would.
 
 Goals: recall@10 >= 0.95 with p50 < 2 ms through the search service at 100,000 vectors
 (issue 7); complete rows loaded >= 120,000 rows/s and single inserts >= 1,000 rows/s from 8
@@ -57,7 +59,12 @@ from django.db import connection, transaction  # noqa: E402
 from marketdata import demo  # noqa: E402
 from marketdata.models import Instrument  # noqa: E402
 from qvp_site.db.binary_copy import columns_of, copy_columns  # noqa: E402
-from qvp_site.db.vector_indexes import IVFFLAT, VectorIndex, ivfflat_lists  # noqa: E402
+from qvp_site.db.vector_indexes import (  # noqa: E402
+    IVFFLAT,
+    VectorIndex,
+    ivfflat_lists,
+    vector_index_definitions,
+)
 from vectors import embeddings, features, search, store  # noqa: E402
 from vectors.embeddings import FEATURES, TABLE  # noqa: E402
 
@@ -105,6 +112,13 @@ def setup(vectors: np.ndarray, raw: np.ndarray) -> tuple[list[int], object]:
     return [i.id for i in instruments], feature_set
 
 
+def hnsw_definition() -> str:
+    """The table's HNSW index as its migrations made it (CREATE INDEX), before the load
+    drops it: the build and the inserts measure the index the application has."""
+    with connection.cursor() as cursor:
+        return vector_index_definitions(cursor, TABLE)[HNSW_NAME]
+
+
 def load(vectors, raw, instrument_ids, feature_set) -> tuple[float, float]:
     """COPY rates (rows/s): complete rows into the table, and the vector column alone into a
     bare table. The first is a first build's write (vectors.store.bulk_load around
@@ -133,11 +147,11 @@ def load(vectors, raw, instrument_ids, feature_set) -> tuple[float, float]:
     return rows_rate, vector_rate
 
 
-def build(index: VectorIndex, rows: int) -> float:
+def build(statement: str) -> float:
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
-        cursor.execute(index.sql(rows))
+        cursor.execute(statement)
     return time.perf_counter() - started
 
 
@@ -171,24 +185,31 @@ def measure(queries, feature_set, truth, **setting) -> tuple[float, float, float
 
 
 def single_inserts(
-    vectors, instrument_ids, feature_set, *, clients: int, commit_each: bool
+    vectors, instrument_ids, feature_set, *, clients: int, commit_each: bool, batch: int = 1
 ) -> float:
     """Rows per second written one INSERT per row through ``vectors.store.insert_embedding``
     (the app's single-row path), with the HNSW index in place: by ``clients`` threads, each
     with its own connection, each row its own transaction (what a trickle of writes from an
     API or a pipeline costs, commits included) or, with one client and ``commit_each``
-    false, all in one transaction (the index's own cost per row)."""
+    false, all in one transaction (the index's own cost per row). With ``batch`` > 1, each
+    transaction is a binary COPY of that many rows (the road ``build_embeddings`` takes), as
+    a writer holding a few windows at once would write them."""
     per = len(vectors) // clients
     ready = threading.Barrier(clients + 1)
     failures: list[BaseException] = []
 
     def client(number: int) -> None:
         instrument_id = instrument_ids[number % len(instrument_ids)]
+        owner = {"instrument_id": instrument_id, "feature_set": feature_set}
         rows = range(number * per, (number + 1) * per)
         try:
             connection.ensure_connection()  # connected before the clock starts
             ready.wait()
-            if commit_each:
+            if batch > 1:
+                for first in range(rows.start, rows.stop, batch):
+                    with transaction.atomic():
+                        _copy(range(first, min(first + batch, rows.stop)), vectors, **owner)
+            elif commit_each:
                 for row in rows:  # autocommit: each row its own transaction
                     _insert(row, vectors[row], instrument_id, feature_set)
             else:
@@ -223,6 +244,18 @@ def _insert(row: int, vector: np.ndarray, instrument_id: int, feature_set) -> No
     store.insert_embedding(instrument_id, feature_set.id, ts, vector, vector.astype(np.float64))
 
 
+def _copy(rows: range, vectors: np.ndarray, instrument_id: int, feature_set) -> None:
+    # The same windows and values as _insert, by binary COPY.
+    closes = np.datetime64(T0.replace(tzinfo=None), "us") - (np.array(rows) + 1) * np.timedelta64(
+        1, "m"
+    )
+    chosen = vectors[rows.start : rows.stop]
+    found = embeddings.columns(
+        instrument_id, feature_set.id, closes, chosen, chosen.astype(np.float64)
+    )
+    copy_columns(TABLE, found)
+
+
 def insert_vectors(queries: np.ndarray, count: int) -> np.ndarray:
     """``count`` vectors not in the table: the held-out queries, again with noise as needed."""
     rng = np.random.default_rng(1)
@@ -239,6 +272,9 @@ def main() -> int:
     parser.add_argument("--source", choices=("pipeline", "clustered"), default=None)
     parser.add_argument("--clients", type=int, default=8, help="threads inserting at once")
     parser.add_argument("--insert-rows", type=int, default=4_000, help="rows they insert")
+    parser.add_argument(
+        "--batch", type=int, default=10, help="rows per transaction in the batched writes"
+    )
     args = parser.parse_args()
     source = args.source or ("pipeline" if args.n <= 200_000 else "clustered")
 
@@ -258,14 +294,15 @@ def main() -> int:
             f" ({time.perf_counter() - started:.1f} s to make); {len(queries):,} queries"
         )
         instrument_ids, feature_set = setup(vectors, raw)
+        hnsw = hnsw_definition()
         rows_rate, vector_rate = load(vectors, raw, instrument_ids, feature_set)
         what = "raw features" if source == "pipeline" else "the points as raw features"
         print(
             f"binary COPY, no vector index: {rows_rate:,.0f} rows/s (complete rows, {what});"
             f" {vector_rate:,.0f} vectors/s (vector column alone)"
         )
-        hnsw = VectorIndex(HNSW_NAME, TABLE, "embedding")
-        print(f"HNSW build (m 16, ef_construction 64): {build(hnsw, n):.1f} s")
+        options = hnsw[hnsw.index(" WITH ") + 6 :]
+        print(f"HNSW build {options}: {build(hnsw):.1f} s")
         truth, exact_latency = exact(queries, feature_set)
         p50, p95 = np.percentile(exact_latency * 1000, [50, 95])
         print(
@@ -286,15 +323,19 @@ def main() -> int:
         each = single_inserts(queries[500:], clients=1, commit_each=True, **writes)
         rows = insert_vectors(queries, args.insert_rows)
         many = single_inserts(rows, clients=args.clients, commit_each=True, **writes)
+        batched = single_inserts(
+            rows, clients=args.clients, commit_each=True, batch=args.batch, **writes
+        )
         print(
             f"single INSERTs with the HNSW index ({n:,} rows in the table), vectors.store"
             f".insert_embedding: {one:,.0f} rows/s in one transaction, 1 client;"
             f" {each:,.0f} rows/s committed one by one, 1 client;"
             f" {many:,.0f} rows/s committed one by one, {args.clients} clients"
-            f" ({len(rows) // args.clients * args.clients:,} rows)"
+            f" ({len(rows) // args.clients * args.clients:,} rows); {batched:,.0f} rows/s in"
+            f" transactions of {args.batch} rows by binary COPY, {args.clients} clients"
         )
         ivf = VectorIndex(IVF_NAME, TABLE, "embedding", method=IVFFLAT)
-        seconds = build(ivf, n)
+        seconds = build(ivf.sql(n))
         print(f"IVFFlat build (lists {ivfflat_lists(n)}): {seconds:.1f} s")
         with connection.cursor() as cursor:
             cursor.execute(f"DROP INDEX {HNSW_NAME}")

@@ -84,7 +84,7 @@ def test_a_first_load_sets_the_index_aside_and_builds_it_after(week_of_bars):
         definitions = vector_index_definitions(cursor, embeddings.TABLE)
     assert list(definitions) == ["featureembedding_cosine_hnsw"]
     assert (
-        "hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')"
+        "hnsw (embedding vector_cosine_ops) WITH (m='12', ef_construction='48')"
         in (definitions["featureembedding_cosine_hnsw"])
     )
     assert not embeddings.build([week_of_bars["SPY"]]).rebuilt_index  # the table has rows
