@@ -14,15 +14,18 @@ limit, with Retry-After, never a 500, and its transaction is rolled back.
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connections, models, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, URLResolver, get_resolver, get_urlconf
+from psycopg import pq
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication, get_authorization_header
 
@@ -115,6 +118,9 @@ class ActingUserMiddleware:
         view = _view(request)
         if _non_atomic(view) or not _identified(request):
             return self.get_response(request)
+        primary = connections["default"]
+        spare_health_check(primary)
+        primary._qvp_released_at = None  # type: ignore[attr-defined]  # until it ends cleanly
         # Read-only requests read a replica when there are some (qvp_site/replicas.py).
         with transaction.atomic(), replicas.request_routing(request) as routing:
             if request.user.is_authenticated:
@@ -130,7 +136,8 @@ class ActingUserMiddleware:
             response = self.get_response(request)
             if response.status_code >= 400:
                 transaction.set_rollback(True)
-            return response
+        primary._qvp_released_at = time.monotonic()  # type: ignore[attr-defined]
+        return response
 
     def process_exception(self, request, exception):
         """A view's (or DRF's) statement cancelled: 503, and the request's transactions are
@@ -141,6 +148,41 @@ class ActingUserMiddleware:
             if connection.in_atomic_block:
                 transaction.set_rollback(True, using=connection.alias)
         return cancelled_response(request, exception)
+
+
+# How long after a request ended cleanly on a connection the next one may take it without
+# Django's health check (CONN_HEALTH_CHECKS: a ``SELECT 1`` round trip before each request's
+# first statement), provided nothing has arrived on its socket since (``spare_health_check``).
+QUIET_REUSE_SECONDS = 5.0
+
+
+def spare_health_check(connection: Any) -> None:  # the stubs lack the health-check fields
+    """Mark ``connection`` as checked, sparing the request Django's ``SELECT 1``, when its
+    previous request ended cleanly (committed or rolled back, no error since) less than
+    ``QUIET_REUSE_SECONDS`` ago and its socket has nothing to read: a server that ends a
+    connection (a restart, pg_terminate_backend, an idle timeout, PgBouncer's) writes its
+    FATAL message or closes the socket, which makes it readable. Whatever else made it
+    readable (a notice, a parameter's new value), and any other case, gets Django's check as
+    before. (A network path that died without a word fails the SELECT 1 no sooner: both wait
+    for TCP to give up.)"""
+    raw = connection.connection
+    released = getattr(connection, "_qvp_released_at", None)
+    if (
+        raw is None
+        or released is None
+        or connection.health_check_done
+        or not connection.health_check_enabled
+        or connection.errors_occurred
+        or time.monotonic() - released > QUIET_REUSE_SECONDS
+        or raw.closed
+        or raw.broken
+        or raw.info.transaction_status != pq.TransactionStatus.IDLE
+    ):
+        return
+    quiet = select.poll()
+    quiet.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+    if not quiet.poll(0):  # neither data, nor EOF, nor an error
+        connection.health_check_done = True
 
 
 def cancelled_response(request: HttpRequest, error: BaseException) -> HttpResponse:
@@ -167,8 +209,17 @@ def _identified(request) -> bool:
 
 
 def _view(request) -> Callable[..., Any] | None:
+    """The view the handler will resolve the path to (it resolves it again: Django's)."""
+    return _view_by(get_resolver(get_urlconf()), request.path_info)
+
+
+# Resolving a path of the API tries some 30 patterns, one by one: its view is remembered, for
+# as many paths as a worker meets often. By resolver, which Django makes anew whenever the
+# URLs change (ROOT_URLCONF, clear_url_caches).
+@lru_cache(maxsize=512)
+def _view_by(resolver: URLResolver, path: str) -> Callable[..., Any] | None:
     try:
-        return resolve(request.path_info).func
+        return resolver.resolve(path).func
     except Resolver404:
         return None
 

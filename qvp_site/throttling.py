@@ -83,9 +83,13 @@ class HistoryFiles:
         if key is None:  # DRF counts nothing for it
             yield
             return
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = hashlib.sha256(self.make_key(key).encode()).hexdigest()[:40] + ".times"
-        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT, 0o600)
+        path = os.path.join(self.directory, name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the first count here, or the directory was removed
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._fd = fd
@@ -101,7 +105,13 @@ class HistoryFiles:
         # Only times this code could have written: a time not finite, or ahead of now, would
         # never expire (a user throttled for good) and makes DRF's wait() a 500.
         latest = time.time() + FUTURE_SLACK_SECONDS
-        return [t for t in array("d", data).tolist() if math.isfinite(t) and t <= latest]
+        times = array("d", data)
+        # Every time usable, as they are unless tampered with: a NaN or an infinity makes the
+        # sum so (as does a sum too large, then filtered one by one), and the largest says
+        # whether any is ahead. Two passes in C rather than a test per time in Python.
+        if not times or (math.isfinite(sum(times)) and max(times) <= latest):
+            return times.tolist()
+        return [t for t in times.tolist() if math.isfinite(t) and t <= latest]
 
     def set(self, key: str, value: list[float], timeout: float | None = None) -> None:
         data = array("d", value).tobytes()

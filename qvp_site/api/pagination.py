@@ -39,6 +39,9 @@ else:
 
 # The page's rows carry the count of the whole list under this name.
 _TOTAL = "_qvp_list_total"
+# Made once: an expression works out its identity (by inspecting its constructor's signature)
+# the first time it is compared, and its copies, made by each query that resolves it, keep it.
+_COUNT_OVER_ALL = Window(Count("*"))
 
 
 class CountingPaginator(_Paginator):
@@ -70,7 +73,7 @@ class CountingPaginator(_Paginator):
         if number < 1:
             return []
         bottom = (number - 1) * self.per_page
-        counted = queryset.annotate(**{_TOTAL: Window(Count("*"))})
+        counted = queryset.annotate(**{_TOTAL: _COUNT_OVER_ALL})
         return list(counted[bottom : bottom + self.per_page])
 
 

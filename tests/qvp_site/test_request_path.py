@@ -10,12 +10,14 @@ with the same answer as Django's paginator. Every response says the server's tim
 
 from __future__ import annotations
 
+import math
+import sys
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.paginator import Paginator
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
@@ -267,3 +269,113 @@ def test_a_torn_history_file_is_forgotten_not_an_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-3])
     with store.locked("k"):
         assert store.get("k", []) == []
+
+
+def test_history_times_the_throttle_never_writes_are_dropped(tmp_path):
+    import time
+
+    from qvp_site.throttling import FUTURE_SLACK_SECONDS, HistoryFiles
+
+    now = time.time()
+    clean = [now, now - 1.0, now - 30.0]
+    ahead = now + FUTURE_SLACK_SECONDS + 3600
+    cases = [
+        (clean, clean),
+        ([now, math.nan, now - 1.0], [now, now - 1.0]),
+        ([math.inf, now, -math.inf], [now]),
+        ([now, ahead], [now]),
+        ([1e308, 1e308, now], [now]),  # a sum too large: filtered one by one
+        ([-1e308, -1e308, now], [-1e308, -1e308, now]),  # finite and not ahead: kept
+    ]
+    store = HistoryFiles(tmp_path)
+    for written, read in cases:
+        with store.locked("k"):
+            store.set("k", written)
+            assert store.get("k") == read, written
+
+
+def test_a_history_directory_removed_is_made_again(tmp_path):
+    import shutil
+
+    from qvp_site.throttling import HistoryFiles
+
+    store = HistoryFiles(tmp_path / "history")
+    with store.locked("k"):
+        store.set("k", [1.0])
+    shutil.rmtree(tmp_path / "history")
+    with store.locked("k"):
+        assert store.get("k") == []
+        store.set("k", [2.0])
+    assert (tmp_path / "history").stat().st_mode & 0o777 == 0o700
+
+
+# --- The connection's health check (qvp_site/acting.py) -----------------------------------------
+def wsgi_get(key: str) -> int:
+    """A token request through the WSGI handler, in this thread (its connection), with the
+    request signals the test client leaves out (Django's health check is reset by them)."""
+    from io import BytesIO
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    statuses: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": URL, "QUERY_STRING": "", "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80", "HTTP_HOST": "testserver", "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Token {key}", "wsgi.input": BytesIO(), "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr, "SERVER_PROTOCOL": "HTTP/1.1",
+    }  # fmt: skip
+    b"".join(WSGIHandler()(environ, lambda status, headers, *_: statuses.append(status)))
+    return int(statuses[0].split()[0])
+
+
+@pytest.fixture
+def pings(monkeypatch) -> list[int]:
+    """Django's health checks (``is_usable``: a SELECT 1) made on this thread's connection."""
+    made: list[int] = []
+    wrapper = type(connections["default"])
+    usable = wrapper.is_usable
+
+    def counted(self):
+        made.append(1)
+        return usable(self)
+
+    monkeypatch.setattr(wrapper, "is_usable", counted)
+    return made
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_reused_at_once_is_not_pinged(django_user_model, pings):
+    from qvp_site.acting import QUIET_REUSE_SECONDS
+
+    key = create_token(django_user_model.objects.create_user("bob"), "ping test")[1]
+    assert wsgi_get(key) == 200
+    pings.clear()
+    assert [wsgi_get(key) for _ in range(3)] == [200, 200, 200]
+    assert pings == []
+    # Idle longer than that: Django's check, as before.
+    connection._qvp_released_at -= QUIET_REUSE_SECONDS + 1
+    assert wsgi_get(key) == 200
+    assert pings == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_is_replaced_not_a_500(django_user_model, pings):
+    import select
+
+    key = create_token(django_user_model.objects.create_user("bob"), "ping test")[1]
+    assert wsgi_get(key) == 200
+    ended = connection.connection.info.backend_pid
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        other.execute("SELECT pg_terminate_backend(%s)", [ended])
+    finally:
+        other.close()
+    # The server's FATAL message and the socket's end reach this side.
+    assert select.select([connection.connection.fileno()], [], [], 5)[0]
+    pings.clear()
+    assert wsgi_get(key) == 200  # the first request after, on a new connection
+    assert pings == [1]
+    assert connection.connection.info.backend_pid != ended
+
+
+# --- The policy header built once (qvp_site/middleware.py) ---------------------------------------
