@@ -41,16 +41,14 @@ def _in_history(column: str) -> str:
     return f"{column} >= {earliest} AND {column} <= {latest}"
 
 
-_IN_HISTORY = _in_history("ts")
-
-
 class NotDirect(Exception):
     """The direct road does not vouch for this file: take the staging road."""
 
 
 @dataclass(frozen=True)
 class Span:
-    """The file's first and last lines' times: the range the direct road loads."""
+    """The file's first and last lines' times, both within history (``file_span`` makes no
+    other): the range the direct road loads."""
 
     first: datetime
     last: datetime
@@ -133,7 +131,10 @@ def copy(
     NotDirect when COPY left a line out (a time outside ``span`` or history); the database's
     own errors (a refused row, a repeated time) propagate for the caller to give way on."""
     names = ", ".join(["instrument_id", *(ident(c.name) for c in layout.columns)])
-    where = f"{_IN_HISTORY} AND ts BETWEEN {literal(span.first)} AND {literal(span.last)}"
+    # Within history too: ``file_span`` made the span only of edges within it, and now() has
+    # not moved back since. The rule is not asked again of each row: a stable expression
+    # (now() + 1 year) is computed per row, about 0.1 s of a million.
+    where = f"ts BETWEEN {literal(span.first)} AND {literal(span.last)}"
     statement = (
         f"COPY {ident(target.table)} ({names}) FROM STDIN"
         f" (FORMAT csv, DELIMITER {literal(source.delimiter)}) WHERE {where}"

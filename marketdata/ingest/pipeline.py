@@ -11,7 +11,8 @@ their own transaction (creating one locks the parent table) before the load's:
    those), refusing the file where they would be more new ones than a load may make (on
    TimescaleDB the same count of the chunks the rows would make);
 3. write, in one transaction with the instrument's creation and the rejects file, so a
-   failure leaves nothing behind; the aggregates of the range are refreshed after commit.
+   failure leaves nothing behind; the aggregates of the range are refreshed after commit
+   (``marketdata.aggregates``: the hours summed from the rows, the days from those hours).
    A file its vendor split-adjusted (``adjusted_through``) has the adjustment divided out of
    the staged rows first, by the instrument's splits known then (``writes.undo_vendor_splits``),
    and the load's record keeps the date.
@@ -38,12 +39,12 @@ from pathlib import Path
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from marketdata import security_master
+from marketdata import aggregates, security_master
 from marketdata.ingest import checks, direct, instruments, writes
 from marketdata.ingest.layouts import detect
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Ingest, Instrument
-from qvp_site.db import aggregates, partitions
+from qvp_site.db import partitions
 from qvp_site.loading import staging
 from qvp_site.loading.checks import all_rejected
 from qvp_site.loading.layout import LayoutError

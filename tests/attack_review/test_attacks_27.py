@@ -33,10 +33,11 @@ from psycopg import errors
 
 from marketdata.ingest import pipeline
 from marketdata.models import Ingest, Instrument, MinuteBar, MinuteBarRevision
-from qvp_site.db import aggregates, catalog, engine, partitions
+from qvp_site.db import aggregates, partitions
 from signals.api import SignalSerializer
 from signals.models import Signal
 from tests.clients import client_of
+from tests.fixtures.marketdata import summaries_differing
 from tests.fixtures.trading import T0, make_order
 from tests.signals.conftest import aapl, momentum, msft, partitioned, reversion
 from tests.signals.test_api import WRITES, item, user_with
@@ -388,17 +389,8 @@ def load(path: Path, lines: list[str]) -> pipeline.IngestResult:
 
 
 def summaries_differ() -> dict[str, int]:
-    """Each aggregate of the minute bars -> how many of its rows differ from a recompute."""
-    found = {}
-    with connection.cursor() as cursor:
-        for agg in catalog.aggregates(cursor, source_table="marketdata_minutebar"):
-            fresh = aggregates.select_sql(agg, timescaledb=engine.is_timescaledb())
-            cursor.execute(
-                f"SELECT count(*) FROM (({fresh}) EXCEPT ALL (SELECT * FROM {agg.name})"
-                f" UNION ALL ((SELECT * FROM {agg.name}) EXCEPT ALL ({fresh}))) AS d"
-            )
-            found[agg.name] = cursor.fetchone()[0]
-    return found
+    start = START.replace(tzinfo=UTC)
+    return summaries_differing(start - timedelta(days=8), start + timedelta(days=8))
 
 
 def test_a_bar_stored_at_a_files_last_line_is_revised_not_lost(bar_range, tmp_path):
