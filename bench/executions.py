@@ -8,8 +8,8 @@ positions verified at the end.
 - bulk: a CSV of N executions over four instruments of one account, booked by
   ``import_executions`` (COPY into a staging table, checks in SQL, one call of the owner's
   ``trading_book_executions``: the books' rules checked and the positions replayed by statement,
-  one INSERT, the order, position and cash settled from its transition table; the audit trail
-  still follows row by row).
+  one INSERT, the order, position and cash settled from its transition table; each INSERT's
+  audit entries written by statement, qvp_site 0011).
 - API: gunicorn serving the site as ``trading_app`` (row-level security and the audit trail as
   in production); each client POSTs executions one at a time with its own token. The audit
   sealer runs beside it; afterwards the chain is sealed and ``verify_audit --skip-rows``
