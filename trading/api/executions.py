@@ -426,6 +426,9 @@ def refused_index(error: DatabaseError, new: NewItems) -> int:
     if found:
         return next((i for i, row in new if row["account_id"] == int(found["account"])), new[0][0])
     named = [(i, row) for i, row in new if message.startswith(f"execution {row['exec_id']}: ")]
+    # An exec id may begin another's message ("A" and "A: B"): the longest one it names.
+    longest = max((len(str(row["exec_id"])) for _, row in named), default=0)
+    named = [(i, row) for i, row in named if len(str(row["exec_id"])) == longest]
     if len(named) > 1:  # one exec id in several accounts: the one that has it already
         exec_id = named[0][1]["exec_id"]
         accounts = {row["account_id"] for _, row in named}

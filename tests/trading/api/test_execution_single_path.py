@@ -98,3 +98,13 @@ def test_a_refusal_by_row_level_security_names_the_item_of_its_account(desks, ap
     error = DatabaseError(str(raised.value))
     error.__cause__ = raised.value
     assert executions.refused_index(error, list(enumerate(rows))) == 1
+
+
+def test_a_refusal_names_the_item_whose_exec_id_it_names_not_a_prefix_of_it():
+    """Exec ids "A" and "A: B": the refusal of "A: B" begins with "execution A: " too, and
+    names the second item."""
+    rows = [{"account_id": 1, "exec_id": "A"}, {"account_id": 1, "exec_id": "A: B"}]
+    refused = DatabaseError("execution A: B: fills 11 beyond the order's quantity 10")
+    assert executions.refused_index(refused, list(enumerate(rows))) == 1
+    refused = DatabaseError("execution A: fills 11 beyond the order's quantity 10")
+    assert executions.refused_index(refused, list(enumerate(rows))) == 0
