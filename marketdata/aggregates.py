@@ -85,12 +85,8 @@ def refresh_after_commit(
     connection = connections[using]
     with connection.cursor() as cursor:
         found = catalog.aggregates(cursor, source_table=table)
-        for agg in found:  # by name, as the catalog lists them: the refreshes lock in that order
-            cursor.execute(
-                "UPDATE qvp_timeseries_aggregate SET pending_from = least(pending_from, %s),"
-                " pending_to = greatest(pending_to, %s) WHERE view_name = %s",
-                [start, end, agg.name],
-            )
+    for agg in found:  # by name, as the catalog lists them: the refreshes lock in that order
+        aggregates.mark_pending(connection, agg.name, start, end)
     transaction.on_commit(lambda: refresh_marked(found, using), using=using)
 
 

@@ -72,7 +72,7 @@ def refresh(
         # write market data's summaries on plain PostgreSQL either (it could rewrite any
         # bucket). It leaves the range pending; the next `maintain` (the scheduler, as the
         # owner) refreshes it.
-        _mark_pending(connection, agg.name, start, end)
+        mark_pending(connection, agg.name, start, end)
         logger.info("%s: [%s, %s) left to the next maintain", agg.name, lower, upper)
         return lower, upper
     if engine.is_timescaledb(connection):
@@ -97,7 +97,7 @@ def refresh(
     return lower, upper
 
 
-def _mark_pending(
+def mark_pending(
     connection: BaseDatabaseWrapper, name: str, lower: datetime, upper: datetime
 ) -> None:
     with connection.cursor() as cursor:
@@ -128,7 +128,7 @@ def refresh_pending(agg: Aggregate, using: str = "default") -> tuple[datetime, d
     try:
         return refresh(agg, lower, upper, using, force=True)  # ranges loads wrote
     except Exception:
-        _mark_pending(connection, agg.name, lower, upper)  # not lost: tried again next time
+        mark_pending(connection, agg.name, lower, upper)  # not lost: tried again next time
         raise
 
 
@@ -184,7 +184,7 @@ def refresh_after_commit(
     with connection.cursor() as cursor:
         found = catalog.aggregates(cursor, source_table=table)
     for agg in found:
-        _mark_pending(connection, agg.name, start, end)
+        mark_pending(connection, agg.name, start, end)
     transaction.on_commit(lambda: _refresh_marked(found, using), using=using)
 
 
