@@ -182,7 +182,15 @@ class SignalPerformance(models.Model):
     hit_rate = models.FloatField(null=True, blank=True)
     information_coefficient = models.FloatField(null=True, blank=True)
     average_return = models.FloatField(null=True, blank=True)
-    cumulative_return = models.FloatField(null=True, blank=True)
+    # One definition, signals/sql/performance/0008.sql's; the API and the admin show this text.
+    cumulative_return = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="the return of following the signals without overlap: the capital split"
+        " equally among the instruments signalled, each share taking one signal at a time over"
+        " its horizon (the next one given at or after its end), compounded; the shares' returns"
+        " averaged",
+    )
     computed_at = models.DateTimeField(db_default=Now())
     # What repeating the measure needs besides its window: the market data as known then
     # (marketdata's revisions) and which code ran it.
@@ -371,6 +379,8 @@ class AlternativeData(models.Model):
     objects = AlternativeDataQuerySet.as_manager()
 
     class Meta:
+        # "data" is already plural: the admin would say "Alternative datas".
+        verbose_name_plural = "alternative data"
         ordering = ["-ts", "-id"]
         constraints = [
             models.CheckConstraint(

@@ -1,7 +1,14 @@
 """Signal performance: the SQL function ``calculate_signal_performance`` run for agents and
 windows, and its answers kept in SignalPerformance (one row per agent and window), each with
 the knowledge time it read market data at and the code that ran it: ``calculate`` with that
-``known_at`` repeats it exactly, whatever corrections came later."""
+``known_at`` repeats it exactly, whatever corrections came later.
+
+Every figure is the SQL function's, computed nowhere else (the command, the scheduler's job, the
+API and the dashboard read what it returned). ``cumulative_return`` is the return of following
+the agent's signals without overlap (signals/sql/performance/0008.sql): capital split equally
+among the instruments with an outcome in the window; each instrument's share takes its first
+signal, holds it over its horizon, then takes the first signal given at or after that end, and
+compounds what it took; the shares' compounded returns are averaged."""
 
 from __future__ import annotations
 

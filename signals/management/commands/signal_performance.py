@@ -13,8 +13,11 @@ from signals.performance import AgentPerformance, refresh
 class Command(BaseCommand):
     help = (
         "Measure agents' signals against the returns that followed them over their horizon "
-        "(hit rate, information coefficient, average and compounded return, count) over the "
-        "last --days days, print it and keep it as the agent's performance for that window. "
+        "(hit rate, information coefficient, average return, count) over the last --days "
+        "days, and the cumulative return of following them without overlap (capital split "
+        "equally among the instruments, each share taking one signal at a time over its "
+        "horizon, compounded; signals/sql/performance/0008.sql), print it and keep it as the "
+        "agent's performance for that window. "
         "The same as SELECT * FROM calculate_signal_performance('NAME', DAYS)."
     )
 
@@ -66,5 +69,5 @@ def describe(p: AgentPerformance) -> str:
         f"{p.agent} {p.window_days}d ({p.window_start:%Y-%m-%d %H:%M} .. "
         f"{p.window_end:%Y-%m-%d %H:%M} UTC): {p.signal_count} signals, hit rate {hit}, "
         f"IC {ic}, average return {pct(p.average_return)}, "
-        f"cumulative return {pct(p.cumulative_return)}"
+        f"cumulative return {pct(p.cumulative_return)} (non-overlapping holdings)"
     )
