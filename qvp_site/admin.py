@@ -5,18 +5,25 @@ so that auditors change none of them, whatever permissions a group gives them)."
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
+from django.db.models import Max, Min
+from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from qvp_site import (
+    audit_export,
     logins_admin,  # noqa: F401  (the failed logins' list: registered with the rest at start-up)
+    time_limits,
     tokens,
 )
 from qvp_site.admin_bases import (
@@ -103,6 +110,16 @@ class AuditedTableFilter(IndexedValueFilter):
     parameter_name = "table_name"
 
 
+class OperationFilter(admin.ChoicesFieldListFilter):
+    """The operations by their names (INSERT, UPDATE, DELETE, SNAPSHOT), as the list, the
+    exports and the hashes write them, not the model's labels."""
+
+    def choices(self, changelist):
+        names = {label: name for name, label in AuditEntry.Operation.choices}
+        for choice in super().choices(changelist):
+            yield {**choice, "display": names.get(choice["display"], choice["display"])}
+
+
 class ActorFilter(IndexedValueFilter):
     title = "actor"
     parameter_name = "actor"
@@ -137,18 +154,16 @@ class AuditEntryAdmin(AuditorsReadOnly, NotCounted, ReadOnlyAdmin):
     index skip scan there): pick the table first.
     """
 
-    list_display = ["id", "at", "table_name", "operation", "row_key", "actor", "db_role", "row"]
+    list_display = ["id", "at", "table_name", "op", "row_key", "actor", "db_role", "row"]
     list_filter = [
         AuditedTableFilter,
-        "operation",
+        ("operation", OperationFilter),
         ActorFilter,
         ("at", admin.DateFieldListFilter),
     ]
     search_fields = ["row_key__exact"]
     search_help_text = "An exact row key (the record's id); choose the table to go straight to it."
     ordering = ["-id"]
-    # Exported whole: the rows before and after, and the hashes that chain the entries.
-    export_fields = [f.name for f in AuditEntry._meta.concrete_fields]
     fields = [
         "id",
         "at",
@@ -156,7 +171,7 @@ class AuditEntryAdmin(AuditorsReadOnly, NotCounted, ReadOnlyAdmin):
         "row_key",
         "row",
         "record",
-        "operation",
+        "op",
         "actor",
         "db_role",
         "changed_fields",
@@ -166,6 +181,42 @@ class AuditEntryAdmin(AuditorsReadOnly, NotCounted, ReadOnlyAdmin):
         "hash",
     ]
     readonly_fields = fields
+
+    @admin.display(description="operation", ordering="operation")
+    def op(self, entry: AuditEntry) -> str:
+        return entry.operation  # the name the hash covers, as the exports write it
+
+    def history_view(self, request, object_id, extra_context=None):
+        """An entry's HISTORY button: the audit entries of the row it records (Django's
+        history of the entry itself, changes made in the admin, is empty: nobody changes one)."""
+        entry = self.get_object(request, unquote(object_id))
+        if entry is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, entry):
+            raise PermissionDenied
+        return HttpResponseRedirect(history_url(entry.table_name, entry.row_key))
+
+    def export_lines(self, request, queryset) -> Iterator[str]:
+        """The export an auditor verifies offline (qvp_site/audit_export.py), not the list's
+        columns: the stretch of the chain between the signed checkpoints around the linked
+        entries the list shows (the entries in between included: each link needs the one
+        before), with the exact text each hash covers and the checkpoints."""
+        using = queryset.db
+        deadline = time_limits.Deadline(time_limits.STREAM)
+        limit = time_limits.STREAM
+        with audit_export.snapshot(using, user=request.user, limit=limit):
+            try:
+                shown = queryset.aggregate(first=Min("seq"), last=Max("seq"))
+                first, last = (1, 0)
+                if shown["first"] is not None:
+                    first, last = audit_export.stretch(shown["first"], shown["last"], using)
+                yield from audit_export.lines(first, last, using=using, deadline=deadline)
+            except DatabaseError as error:
+                if not time_limits.cancelled(error):
+                    raise
+                raise time_limits.TimeLimitExceeded(
+                    time_limits.message(time_limits.STREAM, error)
+                ) from error
 
     @admin.display(description="history of the row")
     def row(self, entry: AuditEntry) -> str:

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 
+from qvp_site import audit_offline
+
 KEY_ID_LENGTH = 16
 
 
@@ -83,10 +85,9 @@ def signed_at_text(micros: int | None) -> str:
     return "" if micros is None else (EPOCH + timedelta(microseconds=micros)).isoformat()
 
 
-def checkpoint_message(seq: int, head_hash: str, signed_at: str, key_id: str) -> bytes:
-    """What a checkpoint's signature covers, byte for byte (the README gives it for auditors
-    who verify with other tools)."""
-    return f"qvp-audit-checkpoint/1\n{seq}\n{head_hash}\n{signed_at}\n{key_id}\n".encode()
+# What a checkpoint's signature covers, byte for byte: defined once, in the verifier an auditor
+# runs without this project (the README gives it for those who verify with other tools).
+checkpoint_message = audit_offline.checkpoint_message
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -146,19 +147,10 @@ def read_keyring(path: Path) -> dict[str, Ed25519PublicKey]:
     """Key id -> public key, from ``path``; empty when there is no file."""
     if not path.exists():
         return {}
-    try:
-        entries = json.loads(path.read_text())
-        keys = {
-            kid: Ed25519PublicKey.from_public_bytes(bytes.fromhex(h)) for kid, h in entries.items()
-        }
-    except (ValueError, AttributeError) as error:
-        raise AuditKeyError(
-            f"{path}: not a keyring of key id -> public key in hex ({error})"
-        ) from error
-    for kid, public in keys.items():
-        if key_id(public) != kid:
-            raise AuditKeyError(f"{path}: key {kid} is not the id of its public key")
-    return keys
+    try:  # read as the offline verifier reads it
+        return audit_offline.parse_keyring(path.read_text())
+    except ValueError as error:
+        raise AuditKeyError(f"{path}: {error}") from error
 
 
 def add_to_keyring(path: Path, public: Ed25519PublicKey) -> str:

@@ -421,6 +421,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times with seconds and their zone wherever Django formats one (the admin): qvp_site/formats/.
+FORMAT_MODULE_PATH = ["qvp_site.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
