@@ -16,6 +16,8 @@ from risk.models import (
     RiskLimit,
     RiskMetric,
     RiskRun,
+    TradingCalendar,
+    TradingPeriod,
     VolatilityEstimate,
 )
 from trading.admin import AccountFilter, AccountScopedAdmin, ReadOnly, TradingAdmin
@@ -156,3 +158,19 @@ class MarketAnomalyAdmin(ReadOnly, TradingAdmin):
     raw_id_fields = ["instrument"]
     search_fields = ["instrument__symbol__exact"]
     ordering = ["-ts"]
+
+
+@admin.register(TradingCalendar)
+class TradingCalendarAdmin(ReadOnly, TradingAdmin):
+    list_display = ["name", "sessions_from", "sessions_to", "loaded_at"]
+    search_fields = ["name__exact"]
+    ordering = ["name"]
+
+
+@admin.register(TradingPeriod)
+class TradingPeriodAdmin(ReadOnly, TradingAdmin):
+    list_display = ["opens_at", "closes_at", "calendar"]
+    list_filter = ["calendar", ("opens_at", admin.DateFieldListFilter)]
+    list_select_related = ["calendar"]
+    search_fields = ["calendar__name__exact"]
+    ordering = ["-opens_at"]

@@ -1,14 +1,13 @@
-"""Market-data anomalies of an instrument's minute bars over a window (the design documents'
-``detect_market_data_anomalies('AAPL', 24)``):
+"""Market-data anomalies of an instrument's minute bars over a window, found in SQL by
+``risk_market_anomalies`` (risk/sql/anomalies/0008.sql), the function behind the design
+documents' ``SELECT * FROM detect_market_data_anomalies('AAPL', 24)``: return and volume
+outliers by a robust z-score (median and MAD), and gaps where the exchange's trading calendar
+says the market was open and no bar exists.
 
-- return and volume outliers by a robust z-score: 0.6745 (x - median) / MAD, the MAD scaled
-  so that the score is a standard normal's for normal data, and immune to the outliers
-  themselves (a mean and standard deviation would be dragged by them). Returns are log returns
-  between consecutive minutes (not across a session's gap); volume is taken as log(1 + v);
-- gaps: the minutes the exchange's trading calendar (``exchange_calendars``) says were open
-  and that have no bar, each run of consecutive missing minutes one gap.
-
-Findings are upserted into ``MarketAnomaly`` (running again restates them) and returned.
+What SQL cannot do is done here, before the function is called: the trading calendar lives in
+Python (``exchange_calendars``), so the sessions of the window are copied into
+``TradingPeriod`` (``load_sessions``). The findings are then upserted into ``MarketAnomaly``
+(running again restates them) in the statement that calls the function, and returned.
 """
 
 from __future__ import annotations
@@ -18,28 +17,54 @@ import functools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import exchange_calendars as xcals
-import numpy as np
 import pandas as pd
-from django.db import connection
+from django.db import connection, transaction
 from pandas.errors import Pandas4Warning
 
 from marketdata.models import Instrument
 
-MINUTE = np.timedelta64(1, "m")
-# Instruments whose exchange has no calendar of its own trade around the clock or the week.
+# Instruments whose exchange has no calendar of its own trade around the clock or the week
+# (the SQL function falls back the same way).
 CALENDAR_BY_ASSET_CLASS = {"crypto": "24/7", "fx": "24/5"}
+OUTLIER_COLUMNS = ["ts", "kind", "value", "score"]
+GAP_COLUMNS = ["ts", "until", "value"]
 
-UPSERT_SQL = """
-INSERT INTO risk_marketanomaly (instrument_id, ts, kind, value, score, until)
-SELECT %(instrument)s, ts, kind, value, score, until
-FROM unnest(%(ts)s::timestamptz[], %(kind)s::text[], %(value)s::float8[],
-            %(score)s::float8[], %(until)s::timestamptz[]) AS a(ts, kind, value, score, until)
-ON CONFLICT (instrument_id, kind, ts)
-DO UPDATE SET value = EXCLUDED.value, score = EXCLUDED.score, until = EXCLUDED.until,
-              detected_at = now()
+# The function's findings, those that are anomalies stored, in one statement.
+DETECT_SQL = """
+WITH found AS MATERIALIZED (
+    SELECT * FROM risk_market_anomalies(%(instrument)s, %(start)s, %(end)s, %(threshold)s)
+), stored AS (
+    INSERT INTO risk_marketanomaly (instrument_id, ts, kind, value, score, until)
+    SELECT %(instrument)s, ts, kind, value, score, until FROM found
+    WHERE kind IN ('return', 'volume', 'gap')
+    ON CONFLICT (instrument_id, kind, ts)
+    DO UPDATE SET value = EXCLUDED.value, score = EXCLUDED.score, until = EXCLUDED.until,
+                  detected_at = now()
+)
+SELECT ts, kind, value, score, until, detail FROM found ORDER BY ts, kind
+"""
+
+# A calendar's range widened to take in [start, end), and its periods there restated.
+LOAD_SQL = """
+WITH calendar AS (
+    INSERT INTO risk_tradingcalendar (name, sessions_from, sessions_to)
+    VALUES (%(name)s, %(start)s, %(end)s)
+    ON CONFLICT (name) DO UPDATE
+    SET sessions_from = least(risk_tradingcalendar.sessions_from, EXCLUDED.sessions_from),
+        sessions_to = greatest(risk_tradingcalendar.sessions_to, EXCLUDED.sessions_to),
+        loaded_at = now()
+    RETURNING id
+), gone AS (
+    DELETE FROM risk_tradingperiod p USING calendar c
+    WHERE p.calendar_id = c.id AND p.opens_at < %(end)s AND p.closes_at > %(start)s
+)
+INSERT INTO risk_tradingperiod (calendar_id, opens_at, closes_at)
+SELECT c.id, o, e FROM calendar c,
+    unnest(%(opens)s::timestamptz[], %(closes)s::timestamptz[]) AS p(o, e)
+ON CONFLICT (calendar_id, opens_at) DO UPDATE SET closes_at = EXCLUDED.closes_at
 """
 
 
@@ -52,39 +77,7 @@ class Anomalies:
     calendar: str | None  # None: no calendar known for the instrument, gaps not measured
     outliers: pd.DataFrame  # ts, kind, value, score
     gaps: pd.DataFrame  # ts (first missing minute), until (last), value (minutes missing)
-
-
-def robust_z(values: np.ndarray) -> np.ndarray:
-    """0.6745 (x - median) / MAD; all zero where the MAD is zero (no spread to measure)."""
-    median = np.median(values)
-    mad = np.median(np.abs(values - median))
-    if mad == 0:
-        return np.zeros_like(values)
-    return 0.6745 * (values - median) / mad
-
-
-def outliers(
-    ts: np.ndarray, close: np.ndarray, volume: np.ndarray, threshold: float
-) -> pd.DataFrame:
-    """Bars whose return (from the minute before) or volume scores beyond ``threshold``."""
-    frames = []
-    adjacent = np.flatnonzero(np.diff(ts) == MINUTE) + 1
-    if len(adjacent) >= 3:
-        returns = np.log(close[adjacent] / close[adjacent - 1])
-        frames.append(_flagged(ts[adjacent], "return", returns, robust_z(returns), threshold))
-    known = ~np.isnan(volume)
-    if known.sum() >= 3:
-        scores = robust_z(np.log1p(volume[known]))
-        frames.append(_flagged(ts[known], "volume", volume[known], scores, threshold))
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=["ts", "kind", "value", "score"])
-    return pd.concat(frames, ignore_index=True)
-
-
-def _flagged(ts, kind: str, values, scores, threshold: float) -> pd.DataFrame:
-    hit = np.abs(scores) > threshold
-    return pd.DataFrame({"ts": ts[hit], "kind": kind, "value": values[hit], "score": scores[hit]})
+    unmeasured: list[tuple[datetime, datetime, str]]  # [start, end) where gaps were not measured
 
 
 @contextlib.contextmanager
@@ -97,7 +90,7 @@ def _calendar_library() -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=16)
-def calendar(name: str):
+def calendar(name: str) -> xcals.ExchangeCalendar:
     with _calendar_library():
         return xcals.get_calendar(name)
 
@@ -109,41 +102,55 @@ def calendar_name(instrument: Instrument) -> str | None:
     return CALENDAR_BY_ASSET_CLASS.get(instrument.asset_class)
 
 
-def gaps(ts: np.ndarray, name: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Runs of trading minutes in [start, end) with no bar."""
+def _covered(name: str, start: datetime, end: datetime) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM risk_tradingcalendar WHERE name = %s"
+            " AND sessions_from <= %s AND sessions_to >= %s",
+            [name, start, end],
+        )
+        return cursor.fetchone() is not None
+
+
+def trading_periods(
+    name: str, start: datetime, end: datetime
+) -> tuple[datetime, datetime, list[datetime], list[datetime]] | None:
+    """The spans calendar ``name`` trades without a break that overlap [start, end), a session
+    with a midday break as two, and [start, end) cut to the calendar's own range; None where
+    the calendar knows nothing of it."""
     cal = calendar(name)
     with _calendar_library():
         lo = max(pd.Timestamp(start), cal.first_minute)
-        hi = min(pd.Timestamp(end) - pd.Timedelta(minutes=1), cal.last_minute)
-        if lo > hi:
-            return pd.DataFrame(columns=["ts", "until", "value"])
-        minutes = cal.minutes_in_range(lo, hi)
-    expected = minutes.tz_convert(None).to_numpy().astype("M8[us]")
-    missing = expected[~np.isin(expected, ts.astype("M8[us]"))]
-    if not len(missing):
-        return pd.DataFrame(columns=["ts", "until", "value"])
-    breaks = np.flatnonzero(np.diff(missing) != MINUTE)
-    firsts = np.r_[0, breaks + 1]
-    lasts = np.r_[breaks, len(missing) - 1]
-    return pd.DataFrame(
-        {
-            "ts": missing[firsts],
-            "until": missing[lasts],
-            "value": (lasts - firsts + 1).astype(float),
-        }
-    )
+        hi = min(pd.Timestamp(end), cal.last_minute + pd.Timedelta(minutes=1))
+        if lo >= hi:
+            return None
+        days = cal.schedule.loc[(lo - pd.Timedelta(days=2)).date() : hi.date()]
+    days = days[(days["open"] < hi) & (days["close"] > lo)]
+    whole = days[days["break_start"].isna()]
+    broken = days[days["break_start"].notna()]
+    opens = [*whole["open"], *broken["open"], *broken["break_end"]]
+    closes = [*whole["close"], *broken["break_start"], *broken["close"]]
+    return lo.to_pydatetime(), hi.to_pydatetime(), _utc(opens), _utc(closes)
 
 
-def minute_bars(instrument_id: int, start: datetime, end: datetime) -> tuple[np.ndarray, ...]:
-    with connection.cursor() as cursor:
+def _utc(stamps: list[pd.Timestamp]) -> list[datetime]:
+    return [stamp.tz_convert(UTC).to_pydatetime() for stamp in stamps]
+
+
+def load_sessions(name: str, start: datetime, end: datetime) -> bool:
+    """Copy calendar ``name``'s trading periods over [start, end) into ``TradingPeriod``
+    where they are not yet (what the SQL function reads for gaps); whether it loaded any."""
+    if _covered(name, start, end):
+        return False
+    found = trading_periods(name, start, end)
+    if found is None:
+        return False
+    lo, hi, opens, closes = found
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "SELECT ts, close, volume FROM marketdata_minutebar"
-            " WHERE instrument_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
-            [instrument_id, start, end],
+            LOAD_SQL, {"name": name, "start": lo, "end": hi, "opens": opens, "closes": closes}
         )
-        frame = pd.DataFrame(cursor.fetchall(), columns=["ts", "close", "volume"])
-    ts = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(None).to_numpy().astype("M8[us]")
-    return ts, frame["close"].to_numpy(float), frame["volume"].to_numpy(float, na_value=np.nan)
+    return True
 
 
 def detect(
@@ -155,29 +162,32 @@ def detect(
     if not threshold > 0:
         raise ValueError("threshold must be positive")
     start = end - timedelta(hours=hours)
-    ts, close, volume = minute_bars(instrument.pk, start, end)
-    found = outliers(ts, close, volume, threshold)
     name = calendar_name(instrument)
-    missing = gaps(ts, name, start, end) if name else pd.DataFrame(columns=["ts", "until", "value"])
-    _store(instrument.pk, found, missing)
-    return Anomalies(instrument.symbol, start, end, len(ts), name, found, missing)
-
-
-def _store(instrument_id: int, found: pd.DataFrame, missing: pd.DataFrame) -> None:
-    if found.empty and missing.empty:
-        return
-    n_found, n_missing = len(found), len(missing)
-    utc = [pd.Timestamp(t, tz="UTC") for t in [*found["ts"], *missing["ts"]]]
-    until = [None] * n_found + [pd.Timestamp(t, tz="UTC") for t in missing["until"]]
-    with connection.cursor() as cursor:
+    if name:
+        load_sessions(name, start, end)
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            UPSERT_SQL,
-            {
-                "instrument": instrument_id,
-                "ts": utc,
-                "kind": [*found["kind"], *["gap"] * n_missing],
-                "value": [*map(float, found["value"]), *map(float, missing["value"])],
-                "score": [*map(float, found["score"]), *[None] * n_missing],
-                "until": until,
-            },
+            DETECT_SQL,
+            {"instrument": instrument.pk, "start": start, "end": end, "threshold": threshold},
         )
+        rows = cursor.fetchall()
+        cursor.execute(
+            "SELECT count(*) FROM marketdata_minutebar"
+            " WHERE instrument_id = %s AND ts >= %s AND ts < %s",
+            [instrument.pk, start, end],
+        )
+        bars = cursor.fetchone()[0]
+    return Anomalies(
+        instrument.symbol,
+        start,
+        end,
+        bars,
+        name,
+        _frame([r[:4] for r in rows if r[1] in ("return", "volume")], OUTLIER_COLUMNS),
+        _frame([(r[0], r[4], r[2]) for r in rows if r[1] == "gap"], GAP_COLUMNS),
+        [(r[0], r[4], r[5]) for r in rows if r[1] == "unmeasured"],
+    )
+
+
+def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)

@@ -374,3 +374,44 @@ class MarketAnomaly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.kind} {self.ts:%Y-%m-%d %H:%M}"
+
+
+class TradingCalendar(models.Model):
+    """An exchange's trading calendar (``exchange_calendars``, which lives in Python), as far
+    as ``detect_anomalies`` has copied its sessions into ``TradingPeriod``: the SQL function
+    ``detect_market_data_anomalies`` measures gaps in [sessions_from, sessions_to) only, and
+    names the rest of its window as not measured. ``name`` is the instrument's exchange as the
+    library knows it (an alias included), or ``24/7`` and ``24/5`` for crypto and FX."""
+
+    name = models.CharField(max_length=32, unique=True)
+    sessions_from = models.DateTimeField()
+    sessions_to = models.DateTimeField()
+    loaded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            check("trading_calendar_range", Q(sessions_to__gt=models.F("sessions_from"))),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TradingPeriod(models.Model):
+    """A span [opens_at, closes_at) over which a calendar's market trades without a break: a
+    session, or its part before or after a midday break. Each minute in it should have a bar."""
+
+    calendar = models.ForeignKey(TradingCalendar, on_delete=models.CASCADE, related_name="periods")
+    opens_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["calendar", "opens_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["calendar", "opens_at"], name="trading_period_once"),
+            check("trading_period_range", Q(closes_at__gt=models.F("opens_at"))),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.calendar_id} {self.opens_at:%Y-%m-%d %H:%M}"

@@ -77,6 +77,10 @@ RESEARCH_APPS = ("marketdata", "signals", "vectors")
 # a job logged (user names, account and order ids, errors), not market data.
 RESEARCH_LEFT_OUT = ("signals_systemlog",)
 
+# Relations of other apps research reads all the same: the exchanges' trading sessions, which
+# detect_market_data_anomalies reads for gaps (risk/sql/anomalies/0008.sql): calendars, not books.
+RESEARCH_ALSO = ("risk_tradingcalendar", "risk_tradingperiod")
+
 # Columns research never reads, in any of its relations: who did something (a site user, a
 # database role, a user of the server) and which account. A column that links to a relation
 # research may not read goes too (``research_withheld``): a strategy pattern's backtest run (the
@@ -385,7 +389,7 @@ def research_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str,
     """Table -> the privileges qvp_research gets on it: SELECT on the relations of its apps but
     those left out, and on the aggregates of its tables; column by column where
     ``research_withheld`` holds some back."""
-    tables = app_relations(RESEARCH_APPS) - set(RESEARCH_LEFT_OUT)
+    tables = (app_relations(RESEARCH_APPS) | set(RESEARCH_ALSO)) - set(RESEARCH_LEFT_OUT)
     summaries = {view for view, source in _aggregate_sources(cursor).items() if source in tables}
     allowed = (tables | summaries) & present.keys()
     access: dict[str, sql.Composable] = {}

@@ -8,10 +8,11 @@ from io import StringIO
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from marketdata.models import MinuteBar
 from qvp_site.db import partitions
-from risk.anomalies import detect, robust_z
+from risk.anomalies import detect
 from risk.models import MarketAnomaly
 from tests.risk.conftest import instrument
 
@@ -52,10 +53,24 @@ def session(db):
     return stock
 
 
-def test_robust_z_ignores_the_outlier_itself():
-    values = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
-    # median 3, absolute deviations 2 1 0 1 97: MAD 1
-    assert robust_z(values).tolist() == pytest.approx([-1.349, -0.6745, 0, 0.6745, 65.4265])
+def test_robust_z_ignores_the_outlier_itself(db):
+    """The SQL function's score by hand: volumes whose log(1 + v) are 1 2 3 4 100 have the
+    median 3 and absolute deviations 2 1 0 1 97, so the MAD 1 (the outlier does not drag it)."""
+    partitions.prepare_load("marketdata_minutebar", OPEN, OPEN + timedelta(minutes=5))
+    stock = instrument("ZED", exchange="NOWHERE")
+    MinuteBar.objects.bulk_create(
+        MinuteBar(instrument=stock, ts=OPEN + timedelta(minutes=k), open=10, high=10, low=10,
+                  close=10, volume=float(np.expm1(x)))
+        for k, x in enumerate([1.0, 2.0, 3.0, 4.0, 100.0])
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ts, score FROM risk_market_anomalies(%s, %s, %s, 0.5)"
+            " WHERE kind = 'volume' ORDER BY ts",
+            [stock.pk, OPEN, OPEN + timedelta(minutes=5)],
+        )
+        scores = [score for _, score in cursor.fetchall()]
+    assert scores == pytest.approx([-1.349, -0.6745, 0.6745, 65.4265])  # |0| is no outlier
 
 
 def test_planted_outliers_and_gaps_are_found_and_stored(session):

@@ -10,12 +10,14 @@ class Command(BaseCommand):
     help = (
         "Maintain the time-series tables: partitions ahead of now (plain PostgreSQL), retention, "
         "compression where due (TimescaleDB), aggregates' recent windows; --daily adds ANALYZE, "
-        "--weekly VACUUM ANALYZE. Safe to run twice at once; prints what it did."
+        "--weekly ANALYZE and VACUUM. Calls the SQL function qvp_maintain (daily_maintenance or "
+        "weekly_maintenance), then does what it leaves: the aggregates' refresh and VACUUM. "
+        "Safe to run twice at once; prints what it did."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--daily", action="store_true", help="also ANALYZE each table")
-        parser.add_argument("--weekly", action="store_true", help="also VACUUM ANALYZE")
+        parser.add_argument("--weekly", action="store_true", help="also ANALYZE and VACUUM")
         parser.add_argument(
             "--cover",
             nargs=2,

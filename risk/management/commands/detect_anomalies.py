@@ -20,7 +20,9 @@ class Command(BaseCommand):
         "with minute bars when no --symbol is given) over the last HOURS before a time "
         "(default: now): returns and volumes that are outliers by a robust z-score (median "
         "and MAD), and gaps where the exchange's trading calendar says the market was open "
-        "and no bar exists. Prints them and stores them (running again restates them). An "
+        "and no bar exists, found by the SQL function risk_market_anomalies (behind "
+        "detect_market_data_anomalies) once the calendar's sessions are loaded for it. Prints "
+        "them and stores them (running again restates them). An "
         "instrument without minute bars is skipped; one that fails is named, the others are "
         "stored, and the command exits with an error."
     )
@@ -91,3 +93,6 @@ class Command(BaseCommand):
                 f"  {row.ts:%Y-%m-%d %H:%M} gap to {row.until:%H:%M}:"
                 f" {int(row.value)} minute(s) missing"
             )
+        if found.calendar:
+            for lower, upper, why in found.unmeasured:
+                self.stdout.write(f"  {lower:%Y-%m-%d %H:%M} to {upper:%Y-%m-%d %H:%M}: {why}")
