@@ -210,7 +210,7 @@ def around_the_clock(rows: int, start: datetime, seed: int) -> demo.Bars:
     that never closes (the demo's FX trades on weekdays only)."""
     spec = replace(demo.DEMO_SYMBOLS["EURUSD"], symbol="BENCH.24X7", start_price=60_000.0,
                    tick_size=0.01)  # fmt: skip
-    days = -(-rows // demo.SESSIONS[demo.FX][1])
+    days = -(-rows // demo.SESSION_MINUTES[demo.FX])  # FX trades each New York session
     bars = demo.generate(spec, demo.last_completed_weekday(), days, seed)
     cut = demo.Bars(**{name: column[:rows] for name, column in bars.columns().items()})
     first = np.datetime64(start.replace(tzinfo=None), "us")

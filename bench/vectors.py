@@ -79,9 +79,9 @@ END = datetime(2024, 5, 17, tzinfo=UTC).date()
 def pipeline_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n + queries windows of demo bars, spread evenly over five symbols' year of minute bars,
     scaled by a scaler fitted on the n stored ones. Returns (vectors, raw, query vectors)."""
-    per_symbol = (n + queries) // len(demo.DEMO_SYMBOLS) + 1
+    per_symbol = (n + queries) // len(demo.DEFAULT_SYMBOLS) + 1
     raws = []
-    for spec in demo.DEMO_SYMBOLS.values():
+    for spec in [demo.DEMO_SYMBOLS[s] for s in demo.DEFAULT_SYMBOLS]:
         bars = demo.generate(spec, END, demo.TRADING_DAYS_PER_YEAR, seed=42)
         columns = {k: getattr(bars, k) for k in ("open", "high", "low", "close", "volume")}
         ends = np.linspace(features.WINDOW, len(bars) - 1, per_symbol).astype(int)
@@ -106,7 +106,7 @@ def clustered_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.
 
 def setup(vectors: np.ndarray, raw: np.ndarray) -> tuple[list[int], object]:
     instruments = [
-        Instrument.objects.create(symbol=s, asset_class="equity") for s in demo.DEMO_SYMBOLS
+        Instrument.objects.create(symbol=s, asset_class="equity") for s in demo.DEFAULT_SYMBOLS
     ]
     feature_set = FEATURES.fitted(raw)
     return [i.id for i in instruments], feature_set

@@ -7,8 +7,10 @@ for FX). Volume follows its own intraday profile and rises with volatility. Ever
 vectorised with numpy and drawn from a generator seeded by (seed, symbol), so the same seed
 gives the same bars for a symbol whichever other symbols are generated with it.
 
-Sessions: US equities trade 13:30-20:00 UTC (the New York session in daylight-saving time,
-kept fixed all year for simplicity), FX 24 hours; both on weekdays, holidays ignored.
+Sessions (``marketdata.sessions``): equities trade their exchange's sessions (New York's
+holidays and early closes, 9:30 to 16:00 New York whatever the daylight saving), FX from
+Sunday 17:00 to Friday 17:00 New York, crypto every minute of every day. A demo's period is
+the last ``days`` New York sessions: each symbol trades its own sessions over those dates.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
+from marketdata import sessions
 from qvp_site.db import partitions
 from qvp_site.db.quoting import ident
 
-EQUITY, FX = "equity", "fx"
-# Session start (minutes after midnight UTC) and length in minutes, per asset class.
-SESSIONS = {EQUITY: (13 * 60 + 30, 390), FX: (0, 24 * 60)}
+EQUITY, FX, CRYPTO = sessions.EQUITY, sessions.FX, sessions.CRYPTO
 TRADING_DAYS_PER_YEAR = 252
+# Per asset class, the minutes of a full session and the sessions of a year: a minute's share
+# of the year's variance and of a session's volume (an early close has less of both).
+SESSION_MINUTES = {EQUITY: 390, FX: 24 * 60, CRYPTO: 24 * 60}
+SESSIONS_PER_YEAR = {EQUITY: TRADING_DAYS_PER_YEAR, FX: TRADING_DAYS_PER_YEAR, CRYPTO: 365}
 # Blocks short enough that a product of GARCH coefficients stays far from overflow.
 GARCH_BLOCK = 512
 
@@ -40,7 +45,7 @@ class DemoSymbol:
     start_price: float
     annual_vol: float
     annual_drift: float
-    daily_volume: float  # shares (equities) or ticks (FX) on an average day
+    daily_volume: float  # shares (equities), ticks (FX) or coins (crypto) on an average day
     trade_size: float  # average size of one trade, for the trade count
 
 
@@ -52,8 +57,12 @@ DEMO_SYMBOLS = {
         DemoSymbol("SPY", EQUITY, "ARCX", "USD", 0.01, 520.0, 0.15, 0.07, 70e6, 150),
         DemoSymbol("NVDA", EQUITY, "XNAS", "USD", 0.01, 120.0, 0.50, 0.20, 250e6, 200),
         DemoSymbol("EURUSD", FX, "", "USD", 0.00001, 1.08, 0.07, 0.0, 250_000, 1),
+        DemoSymbol("BTCUSD", CRYPTO, "", "USD", 0.01, 60_000.0, 0.55, 0.10, 20_000, 0.05),
     )
 }
+# What seed_demo loads unless told: crypto on request (``--symbols ...,BTCUSD``), as its
+# year of minutes around the clock would add half to the seed's time (its embeddings most).
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "EURUSD")
 
 
 @dataclass
@@ -68,12 +77,16 @@ class Bars:
     volume: np.ndarray
     vwap: np.ndarray
     trade_count: np.ndarray
+    # Minute bars: the date of each one's session (FX's Monday begins on Sunday evening UTC),
+    # which names its daily bar. None: the bar's UTC date.
+    session: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The bar columns (``session`` is about the bars, not one of their values)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "session"}
 
 
 def last_completed_weekday(now: datetime | None = None) -> date:
@@ -82,17 +95,17 @@ def last_completed_weekday(now: datetime | None = None) -> date:
     return np.busday_offset(today, -1, roll="forward").astype(date)
 
 
-def trading_days(end: date, days: int) -> np.ndarray:
-    """The ``days`` weekdays ending with ``end`` (or the weekday before it), oldest first."""
-    last = np.busday_offset(np.datetime64(end, "D"), 0, roll="backward")
-    return np.busday_offset(last, -np.arange(days)[::-1])
+def period(end: date, days: int) -> tuple[date, date]:
+    """The demo's dates: from the first of the ``days`` New York sessions ending with ``end``
+    (or the last session before it) to ``end``."""
+    found = sessions.last_sessions(sessions.DEFAULT_CALENDAR, end, days)
+    return found.label[0].astype(date), end
 
 
-def session_minutes(asset_class: str, days: np.ndarray) -> np.ndarray:
-    """The start of every trading minute of ``days`` (datetime64[us], UTC)."""
-    first, length = SESSIONS[asset_class]
-    offsets = np.timedelta64(first, "m") + np.arange(length).astype("timedelta64[m]")
-    return (days.astype("datetime64[m]")[:, None] + offsets[None, :]).ravel().astype("M8[us]")
+def demo_sessions(spec: DemoSymbol, end: date, days: int) -> sessions.Sessions:
+    """The sessions ``spec`` trades over the period of ``days`` New York sessions to ``end``."""
+    first, last = period(end, days)
+    return sessions.sessions_for(spec.asset_class, spec.exchange, first, last)
 
 
 def garch_variance(shocks: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -112,21 +125,42 @@ def garch_variance(shocks: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return out
 
 
-def intraday_profiles(asset_class: str, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Variance and volume multipliers (mean 1) by minute of the session."""
+def session_profile(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """An equity session's variance and volume multipliers (mean 1) by minute: busy open,
+    quieter lunch, busy close (an early close's session is the same shape, shorter)."""
     x = (np.arange(length) + 0.5) / length
-    if asset_class == EQUITY:  # busy open, quieter lunch, busy close
-        var = 0.6 + 2.0 * np.exp(-x / 0.05) + 0.8 * np.exp(-(1 - x) / 0.05)
-        vol = 0.55 + 2.5 * np.exp(-x / 0.04) + 1.8 * np.exp(-(1 - x) / 0.03)
-    else:  # FX by hour of the UTC day: London morning, London/New York overlap
-        hour = x * 24
-        var = 0.5 + 0.5 * np.exp(-(((hour - 8.5) / 2) ** 2)) + np.exp(-(((hour - 14.5) / 2.5) ** 2))
-        vol = (
-            0.3
-            + 0.8 * np.exp(-(((hour - 8.5) / 2) ** 2))
-            + 1.4 * np.exp(-(((hour - 14.5) / 3) ** 2))
-        )
+    var = 0.6 + 2.0 * np.exp(-x / 0.05) + 0.8 * np.exp(-(1 - x) / 0.05)
+    vol = 0.55 + 2.5 * np.exp(-x / 0.04) + 1.8 * np.exp(-(1 - x) / 0.03)
     return var / var.mean(), vol / vol.mean()
+
+
+def day_profile(asset_class: str) -> tuple[np.ndarray, np.ndarray]:
+    """Variance and volume multipliers (mean 1) by minute of the UTC day: FX's London
+    morning and London/New York overlap; crypto's milder, busiest in New York's hours."""
+    hour = (np.arange(24 * 60) + 0.5) / 60
+    london, overlap = np.exp(-(((hour - 8.5) / 2) ** 2)), np.exp(-(((hour - 14.5) / 2.5) ** 2))
+    if asset_class == FX:
+        var = 0.5 + 0.5 * london + overlap
+        vol = 0.3 + 0.8 * london + 1.4 * np.exp(-(((hour - 14.5) / 3) ** 2))
+    else:
+        var = 0.8 + 0.2 * london + 0.4 * overlap
+        vol = 0.6 + 0.3 * london + 0.8 * np.exp(-(((hour - 15.5) / 4) ** 2))
+    return var / var.mean(), vol / vol.mean()
+
+
+def intraday_profiles(asset_class: str, when: sessions.Minutes) -> tuple[np.ndarray, np.ndarray]:
+    """Variance and volume multipliers of each minute of ``when``: by its place in its
+    session for equities, by its time of day for FX and crypto."""
+    if asset_class != EQUITY:
+        var, vol = day_profile(asset_class)
+        of_day = (when.ts - when.ts.astype("datetime64[D]")) // np.timedelta64(1, "m")
+        return var[of_day], vol[of_day]
+    var, vol = np.empty(len(when.ts)), np.empty(len(when.ts))
+    for length in np.unique(when.length):  # a full session's length, an early close's
+        shaped = when.length == length
+        var_of, vol_of = session_profile(int(length))
+        var[shaped], vol[shaped] = var_of[when.position[shaped]], vol_of[when.position[shaped]]
+    return var, vol
 
 
 def rng_for(seed: int, symbol: str) -> np.random.Generator:
@@ -135,44 +169,47 @@ def rng_for(seed: int, symbol: str) -> np.random.Generator:
 
 
 def generate(spec: DemoSymbol, end: date, days: int, seed: int) -> Bars:
-    """One-minute bars of ``spec`` over ``days`` trading days ending with ``end``."""
+    """One-minute bars of ``spec`` over the sessions it trades in the period of ``days`` New
+    York sessions ending with ``end`` (``period``)."""
     rng = rng_for(seed, spec.symbol)
-    length = SESSIONS[spec.asset_class][1]
-    n = days * length
-    var_profile, volume_profile = intraday_profiles(spec.asset_class, length)
+    traded = demo_sessions(spec, end, days)
+    when = sessions.minutes(traded)
+    n, count, lengths = len(when.ts), len(traded), traded.lengths()
+    length, per_year = SESSION_MINUTES[spec.asset_class], SESSIONS_PER_YEAR[spec.asset_class]
+    var_profile, volume_profile = intraday_profiles(spec.asset_class, when)
 
-    # Daily regimes times minute clusters; Student-t shocks (df 5) scaled to unit variance.
-    daily = garch_variance(rng.standard_normal(days), 0.10, 0.85)
+    # Session regimes times minute clusters; Student-t shocks (df 5) scaled to unit variance.
+    daily = np.repeat(garch_variance(rng.standard_normal(count), 0.10, 0.85), lengths)
     shocks = rng.standard_t(5, n) / np.sqrt(5 / 3)
     clusters = garch_variance(shocks, 0.05, 0.94)
-    minute_var = clusters * np.repeat(daily, length) * np.tile(var_profile, days)
+    minute_var = clusters * daily * var_profile
     # Equities leave a fifth of the daily variance to the overnight gap.
     overnight = 0.2 if spec.asset_class == EQUITY else 0.0
-    sigma = spec.annual_vol * np.sqrt(
-        (1 - overnight) * minute_var / (TRADING_DAYS_PER_YEAR * length)
-    )
+    sigma = spec.annual_vol * np.sqrt((1 - overnight) * minute_var / (per_year * length))
     gaps = np.zeros(n)
     if overnight:
-        day_sigma = spec.annual_vol * np.sqrt(overnight * daily / TRADING_DAYS_PER_YEAR)
-        gaps[length::length] = (rng.standard_normal(days) * day_sigma)[1:]
-    drift = spec.annual_drift / (TRADING_DAYS_PER_YEAR * length) - sigma**2 / 2
+        opens = np.flatnonzero(when.position == 0)
+        day_sigma = spec.annual_vol * np.sqrt(overnight * daily[opens] / per_year)
+        gaps[opens[1:]] = (rng.standard_normal(count) * day_sigma)[1:]
+    drift = spec.annual_drift / (per_year * length) - sigma**2 / 2
     prices = _ohlc(spec, rng, gaps, drift + sigma * shocks, sigma)
 
     # Volume follows its profile and rises with volatility, with noise of its own.
     volume = np.round(
         spec.daily_volume
         / length
-        * np.tile(volume_profile, days)
-        * np.sqrt(np.repeat(daily, length) * clusters)
+        * volume_profile
+        * np.sqrt(daily * clusters)
         * rng.lognormal(-0.06, 0.35, n)
     )
     typical = (prices["high"] + prices["low"] + prices["close"]) / 3
     return Bars(
-        ts=session_minutes(spec.asset_class, trading_days(end, days)),
+        ts=when.ts,
         **prices,
         volume=volume,
         vwap=_round(typical, spec.tick_size / 100),
         trade_count=np.maximum(1, np.round(volume / spec.trade_size)).astype(np.int32),
+        session=when.session,
     )
 
 
@@ -203,8 +240,9 @@ def _ohlc(spec: DemoSymbol, rng, gaps, moves, sigma) -> dict[str, np.ndarray]:
 
 
 def daily_from_minutes(bars: Bars) -> Bars:
-    """Daily bars (ts at midnight UTC) aggregated from one-minute bars in time order."""
-    days = bars.ts.astype("datetime64[D]")
+    """Daily bars aggregated from one-minute bars in time order, one a session, stamped at
+    midnight UTC of the session's date (of the bar's UTC date where ``session`` is None)."""
+    days = bars.ts.astype("datetime64[D]") if bars.session is None else bars.session
     starts = np.flatnonzero(np.concatenate(([True], days[1:] != days[:-1])))
     ends = np.concatenate((starts[1:], [len(bars)])) - 1
     volume = np.add.reduceat(bars.volume, starts)

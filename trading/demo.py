@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Min
 
 from marketdata import demo as bars_demo
+from marketdata import sessions as market_sessions
 from marketdata.models import Instrument
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
@@ -47,11 +48,9 @@ from trading.models import Account, CashEntry, Execution, Order
 from trading.snapshots import take_snapshots_at
 
 ACTOR = "seed_demo"
-# Orders go in during the US session, a few minutes before its 20:00 UTC close at the latest;
-# the day's snapshot follows the close.
-SESSION_OPEN = timedelta(hours=13, minutes=30)
-ORDER_WINDOW = 385  # minutes after the open
-SNAPSHOT_AT = timedelta(hours=20)
+# Orders go in during New York's session (its calendar's: no holidays, early closes), five
+# minutes before its close at the latest; the day's snapshot is taken at the close.
+ORDER_CUTOFF = 5  # minutes before the close
 TRADE_PROBABILITY = 0.55
 PARTIAL_CANCEL_PROBABILITY = 0.08
 LIMIT_PROBABILITY = 0.3
@@ -127,10 +126,20 @@ class Market:
     def __init__(self, batches: dict):
         self.bars = {spec.symbol: minute for spec, (minute, _) in batches.items()}
         self.specs = {spec.symbol: spec for spec in batches}
+        self.sessions = self._new_york()
+
+    def _new_york(self) -> market_sessions.Sessions:
+        """New York's sessions over the bars' dates: the desk's trading days."""
+        dated = [
+            b.ts.astype("datetime64[D]") if b.session is None else b.session
+            for b in self.bars.values()
+        ]
+        first, last = min(d[0] for d in dated), max(d[-1] for d in dated)
+        calendar = market_sessions.DEFAULT_CALENDAR
+        return market_sessions.exchange_sessions(calendar, first.astype(date), last.astype(date))
 
     def days(self) -> np.ndarray:
-        first = next(iter(self.bars.values()))
-        return np.unique(first.ts.astype("datetime64[D]"))
+        return self.sessions.label
 
     def index(self, symbol: str, at: np.datetime64) -> int | None:
         ts = self.bars[symbol].ts
@@ -153,16 +162,16 @@ def seed(batches: dict, seed: int, write: Callable[[str], None]) -> None:
         write("Demo accounts exist already: no demo trading records added.")
         return
     started = time.monotonic()
-    market = Market(batches)
-    if not market.bars:
+    if not any(len(minute) for minute, _ in batches.values()):
         return
+    market = Market({spec: bars for spec, bars in batches.items() if len(bars[0])})
     rng = bars_demo.rng_for(seed, "trading-demo")
     plans = {a: _plan(a, market, rng) for a in ACCOUNTS}
     with acting_as(ACTOR):
         accounts = {a: _account(a, market) for a in ACCOUNTS}
         _deposits(accounts, market)
         executions = _book(accounts, plans, market, seed)
-    times = [_day(d) + SNAPSHOT_AT for d in market.days()]
+    times = [_day(close) for close in market.sessions.close]
     snapshots = take_snapshots_at(times, [a.id for a in accounts.values()])
     orders = sum(len(p) for p in plans.values())
     write(
@@ -182,6 +191,7 @@ def seed(batches: dict, seed: int, write: Callable[[str], None]) -> None:
 
 
 def _day(day: np.datetime64) -> datetime:
+    """A numpy day (its midnight) or time as an aware datetime in UTC."""
     return day.astype("datetime64[us]").astype(datetime).replace(tzinfo=UTC)
 
 
@@ -190,12 +200,12 @@ def _plan(account: DemoAccount, market: Market, rng: np.random.Generator) -> lis
     universe = [s for s in account.universe if s in market.bars] or sorted(market.bars)
     held = dict.fromkeys(universe, Decimal(0))
     plans = []
-    for day in market.days():
+    ny = market.sessions
+    for start, length in zip(ny.open, ny.lengths(), strict=True):
         if rng.random() >= TRADE_PROBABILITY:
             continue
         symbol = universe[rng.integers(len(universe))]
-        start = np.datetime64(_day(day).replace(tzinfo=None) + SESSION_OPEN, "us")
-        at = start + np.timedelta64(int(rng.integers(ORDER_WINDOW)), "m")
+        at = start + np.timedelta64(int(rng.integers(length - ORDER_CUTOFF)), "m")
         i = market.index(symbol, at)
         if i is None:
             continue

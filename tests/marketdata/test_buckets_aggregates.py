@@ -26,7 +26,8 @@ from qvp_site.db.aggregates import refresh_table
 from qvp_site.db.intervals import parse_interval
 
 HOURLY, DAILY = "marketdata_minutebar_1h", "marketdata_minutebar_1d"
-# Two weeks of trading from Monday 2024-05-27 to Friday 2024-06-07: a month's end inside.
+# Ten New York sessions to Friday 2024-06-07, a month's end inside: Friday 2024-05-24 to
+# June 7, Memorial Day (Monday 2024-05-27) closed.
 LAST_DAY, DAYS = date(2024, 6, 7), 10
 START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC)
 
@@ -124,7 +125,7 @@ def test_hand_checked_hourly_and_monthly_buckets_from_the_aggregates(loaded):
     }
     months = from_aggregate(DAILY, request(aapl.id, "1mo"))
     assert [(m["bucket"], m["bar_count"]) for m in months] == [
-        (at(2024, 5, 1), 5 * 390),  # May 27-31
+        (at(2024, 5, 1), 5 * 390),  # May 24 and 28-31
         (at(2024, 6, 1), 5 * 390),  # June 3-7
     ]
     assert months[0]["close"] == hours[5 * 7 - 1]["close"]
@@ -153,6 +154,7 @@ def test_the_api_reads_the_aggregate_and_says_so(loaded, client, django_user_mod
     body = client.get(url).json()
     assert body["source"] == DAILY
     assert [b["bucket"] for b in body["buckets"]] == [
+        "2024-05-20T00:00:00Z",  # Friday 24th
         "2024-05-27T00:00:00Z",
         "2024-06-03T00:00:00Z",
     ]

@@ -141,15 +141,17 @@ def test_bars_obey_the_rules_of_a_bar():
         assert (bars.open[1:] == bars.close[:-1]).mean() > 0.9  # gaps only overnight
 
 
-def test_sessions_are_weekdays_equities_13_30_to_20_00_utc_and_fx_all_day():
+def test_sessions_are_new_yorks_for_equities_and_from_17_00_new_york_for_fx():
     equity = demo.generate(demo.DEMO_SYMBOLS["SPY"], date(2024, 5, 19), 6, 1).ts  # a Sunday
     days = np.unique(equity.astype("datetime64[D]"))
     assert [str(d) for d in days] == [f"2024-05-{d}" for d in (10, 13, 14, 15, 16, 17)]
     minutes = (equity - equity.astype("datetime64[D]")).astype("timedelta64[m]").astype(int)
+    # 9:30 to 16:00 New York in daylight saving time.
     assert (minutes.min(), minutes.max(), len(equity)) == (13 * 60 + 30, 19 * 60 + 59, 6 * 390)
     fx = demo.generate(demo.DEMO_SYMBOLS["EURUSD"], END, 2, 1).ts
     assert len(fx) == 2 * 1440
-    assert str(fx[0]) == "2024-05-16T00:00:00.000000"
+    # Thursday's session opens at 17:00 New York on Wednesday; Friday's closes at 17:00.
+    assert (str(fx[0]), str(fx[-1])) == ("2024-05-15T21:00:00.000000", "2024-05-17T20:59:00.000000")
 
 
 def test_last_completed_weekday():

@@ -91,6 +91,20 @@ def _cut(bars: demo.Bars, part: slice) -> demo.Bars:
     return demo.Bars(**{name: values[part] for name, values in bars.columns().items()})
 
 
+def _last_sessions(bars: demo.Bars, count: int) -> slice:
+    """The minutes of the last ``count`` sessions of ``bars`` (an early close's are fewer)."""
+    first = np.unique(bars.session)[-count]
+    return slice(int(np.searchsorted(bars.session, first)), None)
+
+
+def _demo_windows() -> int:
+    """The demo equities' embedding windows: each bar from the 391st that closes on a
+    15-minute mark (26 a full New York session, 14 an early close's)."""
+    ts = _bars("AAPL", demo.last_completed_weekday(), DEMO_DAYS, seed=1).ts
+    closes = (ts + np.timedelta64(1, "m")).astype("M8[m]").astype(np.int64)
+    return int((np.flatnonzero(closes % 15 == 0) >= 390).sum())
+
+
 def _load_shapes(folder: Path) -> None:
     """Each shape through the user's door, ``ingest_bars``; the gapped instrument's two runs
     as two files each (as a user would add a new year's file to an old one)."""
@@ -110,7 +124,7 @@ def _load_shapes(folder: Path) -> None:
             "1d",
         )
         _ingest(
-            _minute_file(folder / f"gap-{name}-1m.csv", _cut(minute, slice(-5 * 390, None))),
+            _minute_file(folder / f"gap-{name}-1m.csv", _cut(minute, _last_sessions(minute, 5))),
             "GAPPED",
             "1m",
         )
@@ -162,11 +176,12 @@ def test_every_scheduled_job_runs_with_every_shape_beside_the_demo(demo_and_shap
     runs = _run_every_job()
     failed = {name: run.output for name, run in runs.items() if run.status != "succeeded"}
     assert not failed
+    windows = _demo_windows()
 
     # The demo's results are what they are without the odd instruments beside them.
     for symbol in DEMO:
         # 26 windows a session after the first; a signature for each day past the 64th.
-        assert FeatureEmbedding.objects.filter(instrument__symbol=symbol).count() == 69 * 26
+        assert FeatureEmbedding.objects.filter(instrument__symbol=symbol).count() == windows
         regime_days = DEMO_DAYS - regimes.FIRST_DAY
         assert VolatilityRegime.objects.filter(instrument__symbol=symbol).count() == regime_days
         assert VolatilityEstimate.objects.filter(instrument__symbol=symbol).exists()
@@ -247,7 +262,8 @@ def test_a_failing_instrument_is_recorded_and_the_others_proceed(
     assert not VolatilityRegime.objects.filter(instrument__symbol="GAPPED").exists()
     assert not VolatilityEstimate.objects.filter(instrument__symbol="GAPPED").exists()
     for symbol in DEMO:
-        assert FeatureEmbedding.objects.filter(instrument__symbol=symbol).count() == 69 * 26
+        count = FeatureEmbedding.objects.filter(instrument__symbol=symbol).count()
+        assert count == _demo_windows()
         assert VolatilityRegime.objects.filter(instrument__symbol=symbol).exists()
         assert VolatilityEstimate.objects.filter(instrument__symbol=symbol).exists()
     assert FeatureEmbedding.objects.filter(instrument__symbol="MINUTESONLY").exists()

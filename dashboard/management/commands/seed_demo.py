@@ -32,8 +32,11 @@ def symbol_list(value: str) -> list[str]:
 class Command(BaseCommand):
     help = (
         "Load synthetic one-minute bars (GBM with clustered volatility, an intraday volume "
-        "profile) and the daily bars made from them for demo symbols, over the trading days "
-        "ending with the last completed weekday; identical for the same seed and dates. "
+        "profile) and the daily bars made from them (one a session) for demo symbols, over "
+        "the New York trading days ending with the last completed weekday: equities in their "
+        "exchange's sessions (no holidays, early closes at 13:00 New York), FX from Sunday "
+        "17:00 to Friday 17:00 New York, crypto every day; identical for the same seed and "
+        "dates. "
         "Refreshes the hourly and daily aggregates of the range. The first time, also demo "
         "trading accounts with cash, orders and executions at the bars' closes, and their "
         "daily portfolio snapshots."
@@ -44,20 +47,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--symbols",
             type=symbol_list,
-            default=list(demo.DEMO_SYMBOLS),
-            help=f"comma-separated, among {','.join(demo.DEMO_SYMBOLS)} (default: all)",
+            default=list(demo.DEFAULT_SYMBOLS),
+            help=f"comma-separated, among {','.join(demo.DEMO_SYMBOLS)}"
+            f" (default: {','.join(demo.DEFAULT_SYMBOLS)})",
         )
         parser.add_argument(
             "--days",
             type=int,
             default=demo.TRADING_DAYS_PER_YEAR,
-            help="trading days (weekdays) per symbol (default: a year, 252)",
+            help="New York trading days (sessions) the demo covers; each symbol trades its own"
+            " sessions over their dates (default: a year, 252)",
         )
         parser.add_argument(
             "--end",
             type=date.fromisoformat,
             default=None,
-            help="last trading day, YYYY-MM-DD (default: the last completed weekday)",
+            help="last day, YYYY-MM-DD (default: the last completed weekday)",
         )
         parser.add_argument(
             "--if-empty",
@@ -113,7 +118,10 @@ class Command(BaseCommand):
         return [demo.DEMO_SYMBOLS[s] for s in dict.fromkeys(symbols)]
 
     def _generate(self, spec: demo.DemoSymbol, end: date, days: int, seed: int) -> tuple:
-        minute = demo.generate(spec, end, days, seed)
+        try:
+            minute = demo.generate(spec, end, days, seed)
+        except ValueError as error:  # dates outside the exchange calendar's range
+            raise CommandError(f"--end {end} with --days {days}: {error}") from None
         return minute, demo.daily_from_minutes(minute)
 
     @transaction.atomic
