@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
+from qvp_site.display import price_places
+
 UP = "#1a7f5a"
 DOWN = "#c0392b"
 PALETTE = ("#2962ff", "#e67e22", "#8e44ad", "#16a085", "#c0392b", "#7f8c8d", "#d4ac0d")
@@ -67,9 +69,10 @@ def lines(named_points: dict[str, list[tuple[datetime, float]]], pane: int = 0) 
     ]
 
 
-def candles(rows: list[dict], name: str) -> list[dict]:
+def candles(rows: list[dict], name: str, tick_size: Decimal | None = None) -> list[dict]:
     """OHLC candles and a volume histogram below them, from bucket or bar rows (dicts with
-    bucket, open, high, low, close, volume); buckets without bars are left out."""
+    bucket, open, high, low, close, volume); buckets without bars are left out. The price
+    scale moves by ``tick_size`` and shows its decimals (the library's default is 0.01)."""
     rows = [r for r in rows if r["open"] is not None]
     ohlc = [
         {
@@ -90,7 +93,14 @@ def candles(rows: list[dict], name: str) -> list[dict]:
         for r in rows
     ]
     return [
-        {"type": "candlestick", "name": name, "pane": 0, "options": {}, "data": ohlc, "lines": []},
+        {
+            "type": "candlestick",
+            "name": name,
+            "pane": 0,
+            "options": _price_format(tick_size),
+            "data": ohlc,
+            "lines": [],
+        },
         {
             "type": "histogram",
             "name": "volume",
@@ -100,3 +110,11 @@ def candles(rows: list[dict], name: str) -> list[dict]:
             "lines": [],
         },
     ]
+
+
+def _price_format(tick_size: Decimal | None) -> dict:
+    """The series' price format on the instrument's tick grid; the library's without one."""
+    places = price_places(tick_size)
+    if places is None or tick_size is None:
+        return {}
+    return {"priceFormat": {"type": "price", "precision": places, "minMove": float(tick_size)}}

@@ -3,8 +3,9 @@ the day's P&L, cash balances."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
@@ -14,17 +15,80 @@ from dashboard import charts
 from trading.models import CashEntry, PortfolioSnapshot
 
 NAV_HISTORY = timedelta(days=370)
+# Cash that people move in and out: the NAV's steps that are not performance.
+MOVEMENTS: dict[str, tuple[str, str, str]] = {
+    CashEntry.Kind.DEPOSIT: ("belowBar", "arrowUp", charts.UP),
+    CashEntry.Kind.WITHDRAWAL: ("aboveBar", "arrowDown", charts.DOWN),
+    CashEntry.Kind.ADJUSTMENT: ("inBar", "circle", "#7f8c8d"),
+}
 
 
-def nav_chart(snapshots: QuerySet[PortfolioSnapshot]) -> dict:
-    """One NAV line per account over the last year of ``snapshots`` (a scoped queryset)."""
+def nav_charts(
+    snapshots: QuerySet[PortfolioSnapshot], entries: QuerySet[CashEntry], prefix: str
+) -> list[dict]:
+    """The last year of ``snapshots`` (scoped) as one chart per currency, never two
+    currencies on one axis: a NAV line per account, its deposits, withdrawals and adjustments
+    (of ``entries``, scoped) marked where the NAV first includes them. Each is
+    {"currency", "id" (``prefix`` and the currency), "chart", "movements"}."""
     since = timezone.now() - NAV_HISTORY
     rows = (
         snapshots.filter(ts__gte=since)
-        .order_by("account__name", "ts")
-        .values_list("account__name", "ts", "nav")
+        .order_by("currency", "account__name", "ts")
+        .values_list("currency", "account_id", "account__name", "ts", "nav")
     )
-    return charts.chart(*charts.lines(charts.curves(rows)))
+    curves: dict[str, dict[int, tuple[str, list]]] = defaultdict(dict)
+    for currency, account, name, ts, nav in rows:
+        curves[currency].setdefault(account, (name, []))[1].append((ts, nav))
+    marks = _movement_markers(entries, since, curves)
+    found = []
+    for currency, accounts in curves.items():
+        lines = []
+        for i, (account, (name, points)) in enumerate(accounts.items()):
+            line = charts.line(name, points, color=charts.PALETTE[i % len(charts.PALETTE)])
+            line["markers"] = marks.get(account, [])
+            lines.append(line)
+        found.append(
+            {
+                "currency": currency,
+                "id": f"{prefix}-{currency.lower()}",
+                "chart": charts.chart(*lines),
+                "movements": sum(len(line["markers"]) for line in lines),
+            }
+        )
+    return found
+
+
+def _movement_markers(
+    entries: QuerySet[CashEntry], since: datetime, curves: dict[str, dict[int, tuple[str, list]]]
+) -> dict[int, list[dict]]:
+    """Each account's cash movements as markers at its first snapshot that includes them
+    (the library marks points of the line); a movement no snapshot includes yet is left out."""
+    times = {
+        account: [ts for ts, _nav in points]
+        for accounts in curves.values()
+        for account, (_name, points) in accounts.items()
+    }
+    moves = (
+        entries.filter(account_id__in=times, kind__in=MOVEMENTS, entry_at__gte=since)
+        .order_by("entry_at", "id")
+        .values_list("account_id", "kind", "amount", "currency", "entry_at")
+    )
+    found: dict[int, list[dict]] = defaultdict(list)
+    for account, kind, amount, currency, at in moves:
+        at_or_after = bisect_left(times[account], at)
+        if at_or_after == len(times[account]):
+            continue
+        position, shape, color = MOVEMENTS[kind]
+        found[account].append(
+            {
+                "time": charts.epoch(times[account][at_or_after]),
+                "position": position,
+                "shape": shape,
+                "color": color,
+                "text": f"{kind} {amount:+,.0f} {currency}",
+            }
+        )
+    return found
 
 
 def latest_snapshots(snapshots: QuerySet[PortfolioSnapshot]) -> list[PortfolioSnapshot]:

@@ -68,7 +68,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/overview.html",
         {
-            "nav": portfolio.nav_chart(snapshots),
+            "nav": portfolio.nav_charts(
+                snapshots, CashEntry.objects.visible_to(user), prefix="chart-nav"
+            ),
             "latest": latest,
             "pnl": pnl,
             "pnl_day": pnl_day,
@@ -119,7 +121,9 @@ def instrument(request: HttpRequest, symbol: str) -> HttpResponse:
             "timeframes": timeframes.TIMEFRAMES.values(),
             "adjustment": adjustment,
             "adjustments": timeframes.ADJUSTMENTS,
-            "candles": chart(*candle_series(bars.rows, found.symbol), intraday=tf.intraday),
+            "candles": chart(
+                *candle_series(bars.rows, found.symbol, found.tick_size), intraday=tf.intraday
+            ),
             "source": bars.source,
             "volatility": volatility,
             "volatility_window": window,
@@ -158,7 +162,11 @@ def portfolio_page(request: HttpRequest) -> HttpResponse:
         "dashboard/portfolio.html",
         {
             "scope": scope,
-            "nav": portfolio.nav_chart(snapshots),
+            "nav": portfolio.nav_charts(
+                snapshots,
+                scope.narrow(CashEntry.objects.visible_to(user)),
+                prefix="chart-portfolio-nav",
+            ),
             "positions": valued_positions(scope.narrow(Position.objects.visible_to(user))),
             "orders": scope.narrow(Order.objects.visible_to(user))
             .select_related("account", "instrument")
@@ -277,6 +285,7 @@ def system(request: HttpRequest) -> HttpResponse:
     figures, failures show server paths."""
     if not request.user.is_staff:
         raise PermissionDenied("The system page is for staff.")
+    jobs = system_status.latest_job_runs()
     return render(
         request,
         "dashboard/system.html",
@@ -284,7 +293,8 @@ def system(request: HttpRequest) -> HttpResponse:
             "engine": engine.detect(),
             "tables": table_status(),
             "aggregates": system_status.aggregates(),
-            "jobs": system_status.latest_job_runs(),
+            "jobs": jobs,
+            "schedule": system_status.schedule(jobs),
             "ingests": system_status.recent_ingests(),
         },
     )

@@ -16,8 +16,10 @@ import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import psycopg
+from apscheduler.triggers.cron import CronTrigger
 from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections, connection
@@ -45,6 +47,38 @@ class Job:
 
 
 REGISTRY: dict[str, Job] = {}
+# Cron counts the days of the week from Sunday = 0 (7 is Sunday too); APScheduler's numbers
+# start at Monday = 0, and its from_crontab passes them through: "1-5" would run Tuesday to
+# Saturday. Numbers are turned into the days' names, which both read alike.
+CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_trigger(timetable: str) -> CronTrigger:
+    """The trigger of a cron timetable (UTC) that fires when cron would."""
+    fields = timetable.split()
+    if len(fields) == 5:
+        fields[4] = _weekday_names(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
+
+
+def _weekday_names(field: str) -> str:
+    """A crontab day-of-week field with its numbers as names: "1-5" -> "mon,tue,wed,thu,fri"."""
+    if not any(c.isdigit() for c in field) or any(c.isalpha() for c in field):
+        return field
+    days: dict[str, None] = {}
+    for item in field.split(","):
+        span, _, step = item.partition("/")
+        first_text, _, last_text = ("0", "-", "6") if span == "*" else span.partition("-")
+        try:
+            first = int(first_text)
+            last = int(last_text) if last_text else (6 if step else first)
+            numbers = range(first, last + 1, int(step or 1))
+        except ValueError:
+            raise ValueError(f"day of week {field!r}: not a cron day-of-week field") from None
+        if not numbers or not 0 <= first <= last <= 7:
+            raise ValueError(f"day of week {field!r}: days are 0-7 (Sunday is 0 and 7)")
+        days.update(dict.fromkeys(CRON_DAYS[n] for n in numbers))
+    return ",".join(days)
 
 
 def register(job: Job) -> Job:

@@ -14,6 +14,7 @@ from qvp_site.admin_bases import (
     NotCounted,
     ViewOnly,
 )
+from qvp_site.display import duration_text
 from signals.models import (
     Agent,
     AgentMetric,
@@ -64,11 +65,22 @@ class AgentAdmin(CsvExport, AuditorsReadOnly, admin.ModelAdmin):
 
 @admin.register(Signal)
 class SignalAdmin(ViewOnly, TimeSeriesAdmin):
-    list_display = ["ts", "agent", "instrument", "direction", "strength", "confidence", "horizon"]
+    list_display = ["ts", "agent", "instrument", "direction", "strength", "confidence", "runs"]
     list_filter = by_time(DirectionFilter, "agent")
     list_select_related = ["agent", "instrument"]
     raw_id_fields = ["agent", "instrument"]
     search_fields = ["instrument__symbol__exact", "agent__name__exact"]
+
+    @admin.display(description="horizon", ordering="horizon")
+    def runs(self, signal: Signal) -> str:
+        """The horizon in words ("2 days"), not a timedelta's "2 days, 0:00:00"."""
+        return duration_text(signal.horizon)
+
+    def get_fields(self, request, obj=None):
+        return ["runs" if f == "horizon" else f for f in super().get_fields(request, obj)]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "runs"]
 
 
 @admin.register(FusedSignal)

@@ -6,13 +6,15 @@ dashboard's system page and ``timeseries_status`` read it), and never a scan of 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connection
 
 from qvp_site.db import catalog, engine, partitions
+from qvp_site.display import duration_text
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
@@ -30,6 +32,10 @@ class TableStatus:
     newest: datetime | None
     row_estimate: int
     total_bytes: int
+    # A part holding rows was never analysed: row_estimate misses its rows.
+    unanalysed: bool = False
+    # True when row_estimate is an exact count: a small table never analysed has no estimate.
+    rows_counted: bool = False
     compressed_chunks: int = 0
     compression_ratio: float | None = None
     policies: list[str] = field(default_factory=list)
@@ -46,22 +52,60 @@ def table_status() -> list[TableStatus]:
         else:
             statuses = _partitioned_statuses(cursor, found)
         aggregates = _aggregate_lines(cursor, tables)
+        _count_unknown_small_tables(cursor, statuses)
     for status in statuses:
         status.aggregates = aggregates.get(status.table, [])
     return statuses
 
 
+# A table no ANALYZE has seen yet (reltuples -1 on PostgreSQL 14+: a freshly seeded demo,
+# before autovacuum's turn) has no estimate; up to this size it is counted instead, which
+# reads a few megabytes at most.
+COUNT_UP_TO_BYTES = 8 * 1024 * 1024
+
+
+def _count_unknown_small_tables(cursor: CursorWrapper, statuses: list[TableStatus]) -> None:
+    """Exact row counts for the small tables without an estimate (never analysed), all in
+    one statement."""
+    small = [s for s in statuses if s.unanalysed and s.total_bytes <= COUNT_UP_TO_BYTES]
+    if not small:
+        return
+    quote = connection.ops.quote_name
+    cursor.execute(
+        " UNION ALL ".join(f"SELECT %s, count(*) FROM {quote(s.table)}" for s in small),
+        [s.table for s in small],
+    )
+    counts = dict(cursor.fetchall())
+    for status in small:
+        status.row_estimate = int(counts[status.table])
+        status.rows_counted = True
+
+
+_SINGULAR = re.compile(r"\b1 (microsecond|second|minute|hour|day|week|month|year)s\b")
+
+
+def spoken(text: str) -> str:
+    """An interval as said, not as PostgreSQL's literal: "1 day", "2 days" (never "1 days")."""
+    return _SINGULAR.sub(r"1 \1", text)
+
+
 def estimate(cursor: CursorWrapper, table: str) -> tuple[int, int]:
     """The planner's row estimate and the size in bytes of ``table`` with its partitions or
     chunks, from the catalog: no scan, whatever the table's size."""
-    return _estimates(cursor, [table])[table]
+    rows, size, _unknown = _estimates(cursor, [table])[table]
+    return rows, size
 
 
-def _estimates(cursor: CursorWrapper, tables: list[str]) -> dict[str, tuple[int, int]]:
+def _estimates(cursor: CursorWrapper, tables: list[str]) -> dict[str, tuple[int, int, bool]]:
+    """Per table: the row estimate, the size, and whether a part of it holding rows has never
+    been analysed (reltuples < 0). A partitioned parent holds no rows itself: once analysed,
+    its reltuples repeats its partitions' total, which is not added again."""
     cursor.execute(
         """
-        SELECT t.name, COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint,
-               COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint
+        SELECT t.name,
+               COALESCE(sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind <> 'p'), 0)::bigint,
+               COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint,
+               COALESCE(bool_or(c.reltuples < 0 AND c.relkind <> 'p'), false)
         FROM unnest(%s::text[]) AS t(name)
         CROSS JOIN LATERAL (
             SELECT quote_ident(t.name)::regclass AS oid
@@ -73,7 +117,10 @@ def _estimates(cursor: CursorWrapper, tables: list[str]) -> dict[str, tuple[int,
         """,
         [tables],
     )
-    return {table: (int(rows), int(size)) for table, rows, size in cursor.fetchall()}
+    return {
+        table: (int(rows), int(size), bool(unknown))
+        for table, rows, size, unknown in cursor.fetchall()
+    }
 
 
 def _partitioned_statuses(cursor: CursorWrapper, found: list[TimeSeries]) -> list[TableStatus]:
@@ -86,17 +133,18 @@ def _partitioned_statuses(cursor: CursorWrapper, found: list[TimeSeries]) -> lis
     runs = {table: (at, result) for table, at, result in cursor.fetchall()}
     statuses = []
     for series in found:
-        own, (rows, size) = parts[series.table], sizes[series.table]
+        own, (rows, size, unanalysed) = parts[series.table], sizes[series.table]
         statuses.append(
             TableStatus(
                 table=series.table,
                 kind="partitioned table",
-                chunk_interval=series.chunk_interval.sql(),
+                chunk_interval=spoken(series.chunk_interval.sql()),
                 chunks=len(own),
                 oldest=own[0].lower if own else None,
                 newest=own[-1].upper if own else None,
                 row_estimate=rows,
                 total_bytes=size,
+                unanalysed=unanalysed,
                 policies=_partition_policies(series, *runs.get(series.table, (None, None))),
             )
         )
@@ -108,22 +156,25 @@ def _partition_policies(
 ) -> list[str]:
     policies = []
     if series.retention:
-        policies.append(f"retention {series.retention.sql()} (drops partitions)")
+        policies.append(f"retention {spoken(series.retention.sql())} (drops partitions)")
     if series.compress_after:
         policies.append(
-            f"compression after {series.compress_after}: unavailable on plain PostgreSQL"
+            f"compression after {spoken(series.compress_after)}: unavailable on plain PostgreSQL"
         )
     if last_run:
         policies.append(f"retention last run {last_run:%Y-%m-%d %H:%M}: {last_result}")
     return policies
 
 
-# Chunks, sizes and compression of every hypertable named, one row each.
+# Chunks, sizes and compression of every hypertable named, one row each, and whether a chunk
+# was never analysed (its rows missing from the estimate).
 HYPERTABLES_SQL = """
 SELECT t.name, ch.chunks, ch.oldest, ch.newest, ch.compressed,
        approximate_row_count(quote_ident(t.name)::regclass),
        hypertable_size(quote_ident(t.name)::regclass),
-       cs.before_compression_total_bytes, cs.after_compression_total_bytes
+       cs.before_compression_total_bytes, cs.after_compression_total_bytes,
+       EXISTS (SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+               WHERE i.inhparent = quote_ident(t.name)::regclass AND c.reltuples < 0)
 FROM unnest(%s::text[]) AS t(name)
 LEFT JOIN LATERAL (
     SELECT count(*) AS chunks, min(range_start) AS oldest, max(range_end) AS newest,
@@ -150,16 +201,19 @@ def _timescaledb_statuses(cursor: CursorWrapper, found: list[TimeSeries]) -> lis
     cursor.execute(JOBS_SQL, [tables])
     policies: dict[str, list[str]] = {table: [] for table in tables}
     for table, proc, every, config, started, status in cursor.fetchall():
-        line = f"{proc} every {every} {config}; last run {started or 'never'} {status or ''}"
+        every_text = duration_text(every) if isinstance(every, timedelta) else every
+        line = f"{proc} every {every_text} {config}; last run {started or 'never'} {status or ''}"
         policies[table].append(line.strip())
     statuses = []
     for series in found:
-        chunks, oldest, newest, compressed, rows, size, before, after = facts[series.table]
+        chunks, oldest, newest, compressed, rows, size, before, after, unanalysed = facts[
+            series.table
+        ]
         statuses.append(
             TableStatus(
                 table=series.table,
                 kind="hypertable",
-                chunk_interval=series.chunk_interval.sql(),
+                chunk_interval=spoken(series.chunk_interval.sql()),
                 chunks=chunks,
                 oldest=oldest,
                 newest=newest,
@@ -168,6 +222,7 @@ def _timescaledb_statuses(cursor: CursorWrapper, found: list[TimeSeries]) -> lis
                 compressed_chunks=compressed,
                 compression_ratio=before / after if before and after else None,
                 policies=policies[series.table],
+                unanalysed=unanalysed,
             )
         )
     return statuses
@@ -187,5 +242,5 @@ def _aggregate_lines(cursor: CursorWrapper, tables: list[str]) -> dict[str, list
             if at
             else "never refreshed"
         )
-        lines.setdefault(table, []).append(f"{name} by {width}; {refreshed}")
+        lines.setdefault(table, []).append(f"{name} by {spoken(width)}; {refreshed}")
     return lines

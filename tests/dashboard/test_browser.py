@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
 from dashboard import browser
 from risk.models import RiskAlert
 from tests.dashboard.conftest import PASSWORD
+from trading.models import CashEntry, PortfolioSnapshot
 
 pytestmark = [
     # In CI they must run: a missing browser fails them there rather than hiding them.
@@ -159,6 +161,39 @@ def test_every_page_draws_its_charts_and_fits_the_screen(session_of, demo, viewp
     assert errors == []
 
 
+# Each table's width against the room its card gives it (the card's content box): a table
+# wider than that is cut off or scrolled out of sight, whatever the page's own width.
+TABLES_WIDER_THAN_THEIR_CARD = """() => [...document.querySelectorAll('main table')].flatMap(t => {
+  const card = t.closest('.card') || document.querySelector('main');
+  const style = getComputedStyle(card);
+  const room = card.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const wide = Math.max(t.scrollWidth, t.getBoundingClientRect().width);
+  const title = (card.querySelector('h2') || {}).textContent || '';
+  return wide > room + 1 ? [`${title.trim()}: ${Math.round(wide)}px in ${Math.round(room)}px`] : [];
+})"""
+WIDTHS = {
+    "1280px": browser.DESKTOP,
+    "1440px": {"width": 1440, "height": 900},
+    "1920px": {"width": 1920, "height": 1080},
+    "phone": browser.PHONE,
+}
+
+
+@pytest.mark.parametrize("viewport", WIDTHS.values(), ids=WIDTHS.keys())
+def test_no_table_is_wider_than_its_card(session_of, demo, viewport):
+    """Every column of every table in sight within its card: on a desktop the table fits, on
+    a phone each row's cells stack under their headings."""
+    context = session_of(demo.operator, viewport)
+    clipped = {}
+    for spec in browser.pages("SPY"):
+        page = browser.open_page(context, spec.path)
+        found = page.evaluate(TABLES_WIDER_THAN_THEIR_CARD)
+        if found:
+            clipped[spec.name] = found
+        page.close()
+    assert clipped == {}
+
+
 def test_switching_the_timeframe_redraws_the_candles(session_of, demo):
     context = session_of(demo.operator)
     page = browser.open_page(context, "/instruments/AAPL/?tf=1d")
@@ -214,3 +249,56 @@ def test_an_auditor_sees_everything_and_can_change_nothing(site, session_of, dem
     assert page.locator("input[name=_save]").count() == 0
     alert.refresh_from_db()
     assert alert.state == "open"
+
+
+def test_the_nav_is_drawn_per_currency_with_the_cash_movements_marked(session_of, demo, errors):
+    """Never two currencies on one axis; a deposit or withdrawal is marked, not a bare cliff."""
+    currencies = sorted(set(PortfolioSnapshot.objects.values_list("currency", flat=True)))
+    moves = CashEntry.objects.filter(kind__in=["deposit", "withdrawal", "adjustment"])
+    context = session_of(demo.operator)
+    page = watch(browser.open_page(context, "/"), errors)
+    figures = page.locator("figure.nav-chart")
+    assert [figures.nth(i).get_attribute("data-currency") for i in range(figures.count())] == (
+        currencies
+    )
+    marked = 0
+    for currency in currencies:
+        figure = page.locator(f"figure.nav-chart[data-currency='{currency}']")
+        assert f"NAV in {currency}" in figure.locator("figcaption").inner_text()
+        chart = figure.locator("[data-chart]")
+        assert chart.get_attribute("data-drawn") == "true"
+        marked += int(chart.get_attribute("data-markers") or 0)
+    # Every movement up to the newest snapshot is marked (the demo's all are).
+    assert marked == moves.count() > 0
+    assert errors == []
+
+
+# Records what the content security policy refused on the page, from its first script on
+# (Playwright's init scripts run whatever the policy).
+RECORD_VIOLATIONS = """window.qvpViolations = [];
+document.addEventListener('securitypolicyviolation',
+  e => window.qvpViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}`));"""
+
+
+def test_the_api_docs_load_within_the_content_security_policy(session_of, demo, errors):
+    context = session_of(demo.operator)
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = watch(context.new_page(), errors)
+    page.goto("/api/docs/")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert page.evaluate("window.qvpViolations") == []
+    assert [e for e in errors if "Content Security Policy" in e] == []
+
+
+def test_the_admin_shows_the_site_s_icon(session_of, demo, errors):
+    context = session_of(demo.operator)
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = watch(context.new_page(), errors)
+    page.goto(f"/{settings.ADMIN_URL}")
+    href = page.locator("link[rel=icon]").get_attribute("href")
+    icon = page.request.get(href)
+    assert icon.status == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert page.get_by_role("link", name="Alternative data", exact=True).count() == 1
+    assert page.evaluate("window.qvpViolations") == []
+    assert errors == []

@@ -1,7 +1,7 @@
 /* Draws every chart of the page from the data the server rendered beside it.
  *
  * Each <div data-chart="ID"> names a <script type="application/json" id="ID"> holding
- * {series: [{type, name, pane, options, data, lines}], intraday} (dashboard/charts.py), and
+ * {series: [{type, name, pane, options, data, lines, markers?}], intraday} (dashboard/charts.py), and
  * for a chart along a number rather than time, horizontal: "number", labels and precision
  * (dashboard/tca.py).
  * Once drawn, the div carries data-drawn="true" and data-points="N" (data-drawn="error" if
@@ -91,6 +91,11 @@
       var series = chart.addSeries(TYPES[s.type], options, s.pane);
       series.setData(s.data);
       s.lines.forEach(function (line) { limitLine(series, line); });
+      // Events on the line (a NAV's deposits and withdrawals): a cliff with its cause.
+      if (s.markers && s.markers.length) {
+        LC.createSeriesMarkers(series, s.markers);
+        el.dataset.markers = String(Number(el.dataset.markers || 0) + s.markers.length);
+      }
       points += s.data.length;
     });
     var panes = chart.panes();

@@ -6,12 +6,11 @@ from datetime import UTC
 
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
 from django.core.management.base import BaseCommand, CommandError
 
 from qvp_site import time_limits
 from qvp_site.audit_sealer import start_sealer
-from qvp_site.scheduler import discover, run_job
+from qvp_site.scheduler import cron_trigger, discover, run_job
 
 
 class Command(BaseCommand):
@@ -47,7 +46,7 @@ class Command(BaseCommand):
         )
         for job in jobs.values():
             if job.timetable:
-                trigger = CronTrigger.from_crontab(job.timetable, timezone=UTC)
+                trigger = cron_trigger(job.timetable)
                 scheduler.add_job(run_job, trigger, args=[job], id=job.name, name=job.name)
                 self.stdout.write(f"scheduled {job.name}: {job.timetable}")
         sealer = start_sealer()
