@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connections, transaction
 
 from qvp_site import time_limits
@@ -32,10 +33,10 @@ from qvp_site.audit_offline import COLUMNS, escape
 from qvp_site.db.audit import AUDIT_TABLE
 
 # The stretch of the chain between the checkpoints around [first, last]: see the module.
-RANGE_SQL = f"""
+RANGE_SQL = """
 SELECT coalesce((SELECT max(seq) FROM qvp_site_auditcheckpoint WHERE seq < %(first)s), 0) + 1,
        (SELECT min(seq) FROM qvp_site_auditcheckpoint WHERE seq >= %(last)s),
-       (SELECT coalesce(max(seq), 0) FROM {AUDIT_TABLE})
+       (SELECT coalesce(max(seq), 0) FROM qvp_site_auditcheckpoint WHERE seq < %(last)s)
 """
 # The columns of audit_offline.COLUMNS; the hashed ones as qvp_audit_hash renders them
 # (qvp_site/sql/audit/0011.sql). `at` for people, in UTC whatever the session's zone.
@@ -68,7 +69,12 @@ class AuditExported:
 
 
 @contextmanager
-def snapshot(using: str = "default", user=None, actor: str = "export_audit", limit=None):
+def snapshot(
+    using: str = "default",
+    user: AbstractBaseUser | None = None,
+    actor: str = "export_audit",
+    limit: str | None = None,
+) -> Iterator[None]:
     """A read-only transaction of one snapshot (when it is the outermost one), in which
     ``user`` (or the command ``actor``) acts within ``limit``'s time."""
     connection = connections[using]
@@ -83,12 +89,14 @@ def snapshot(using: str = "default", user=None, actor: str = "export_audit", lim
 
 def stretch(first: int | None, last: int | None, using: str = "default") -> tuple[int, int]:
     """The seqs [from, to] an export of entries ``first`` to ``last`` (None: the chain's
-    ends) holds; to < from when there is nothing to export."""
+    ends) holds: from the entry after the checkpoint before ``first`` to the first checkpoint
+    at or after ``last``, else the last one before it. Entries no checkpoint signs yet are in
+    no export (nothing offline could vouch for them); to < from when nothing is to export."""
     first = first or 1
     with connections[using].cursor() as cursor:
         cursor.execute(RANGE_SQL, {"first": first, "last": last or 2**62})
-        start, signed, head = cursor.fetchone()
-    return (start, 0) if first > head else (start, signed or head)
+        start, signed, before = cursor.fetchone()
+    return (start, signed or before)
 
 
 def _row(cells: Sequence[object]) -> list[str]:

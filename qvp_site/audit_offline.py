@@ -128,12 +128,9 @@ class Verdict:
 
     def summary(self) -> str:
         head = self.hashes[max(self.hashes)] if self.hashes else GENESIS
-        reach = max((seq for seq, _hash in self.valid), default=0)
-        after = sum(1 for seq in self.hashes if seq > reach)
         return (
             f"audit export intact: {len(self.hashes)} entries, {len(self.valid)} signed"
-            f" checkpoints, head {head}; {after} entries after the last checkpoint are not"
-            " signed yet"
+            f" checkpoints, head {head}"
         )
 
 
@@ -214,10 +211,10 @@ def check_checkpoint(
         verdict.problems.append(f"{signed.where}: its signature does not verify (forged, altered)")
         return
     held = verdict.hashes.get(signed.seq)
-    if verdict.hashes and signed.seq > max(verdict.hashes):
+    if signed.seq > (end := max(verdict.hashes, default=0)):
         verdict.problems.append(
-            f"{signed.where}: the export ends at #{max(verdict.hashes)}, before it: entries"
-            " were removed from its end"
+            f"{signed.where}: the export ends at #{end}, before it: entries were removed from"
+            " its end"
         )
     elif held is not None and held != signed.hash:
         verdict.problems.append(f"{signed.where}: the export holds hash {held} at #{signed.seq}")
@@ -229,6 +226,7 @@ def check_anchors(verdict: Verdict) -> None:
     """Vouched for only from a known start (the chain's, or a checkpoint right before the
     export's first entry) up to a signed checkpoint within it."""
     if verdict.first is None:
+        verdict.problems.append("the export holds no entry: nothing to vouch for")
         return
     seq, link = verdict.first
     if not ((seq, link) == (1, GENESIS) or (seq - 1, link) in verdict.valid):
@@ -238,6 +236,14 @@ def check_anchors(verdict: Verdict) -> None:
         )
     if not any(s in verdict.hashes for s, _hash in verdict.valid):
         verdict.problems.append("no signed checkpoint falls within the export: nothing vouches")
+        return
+    reach = max(s for s, _hash in verdict.valid)
+    if unsigned := sorted(s for s in verdict.hashes if s > reach):
+        # Anyone can append entries and recompute their hashes: only a signature vouches.
+        verdict.problems.append(
+            f"entries #{unsigned[0]} to #{unsigned[-1]} come after the last signed checkpoint"
+            f" (#{reach}): no signature vouches for them"
+        )
 
 
 def verify_export(

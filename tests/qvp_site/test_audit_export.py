@@ -340,3 +340,41 @@ def test_times_have_seconds_and_zone_and_operations_one_name(admin_client, chain
     assert signed in checkpoints.content.decode()
     filtered = admin_client.get(LOG, {"operation__exact": "UPDATE"}).context["cl"].result_list
     assert {e.operation for e in filtered} == {"UPDATE"}
+
+
+# --- what no signature vouches for is refused ---------------------------------------------------
+
+
+def test_an_export_emptied_of_its_entries_is_refused(export):
+    rows = records(export)
+    rewrite(export, [r for r in rows if r["kind"] == "checkpoint"])
+    assert "the export holds no entry" in refused(export)
+    rewrite(export, [])
+    assert "the export holds no entry" in refused(export)
+
+
+def test_an_entry_appended_after_the_last_checkpoint_is_refused(export):
+    """Anyone can append an entry and compute its hash: only a signature vouches for it."""
+    rows = records(export)
+    entries = [r for r in rows if r["kind"] == "entry"]
+    forged = dict(entries[-1], seq=str(int(entries[-1]["seq"]) + 1), prev_hash=entries[-1]["hash"])
+    forged["actor"] = "mallory"
+    forged["hash"] = audit_offline.entry_hash(
+        [audit_offline.unescape(forged[name]) for name in audit_offline.HASHED]
+    )
+    rewrite(export, [*entries, forged, *(r for r in rows if r["kind"] == "checkpoint")])
+    assert (
+        f"entries #{forged['seq']} to #{forged['seq']} come after the last signed checkpoint"
+        in refused(export)
+    )
+
+
+def test_entries_no_checkpoint_signs_yet_are_left_out_of_an_export(chain, tmp_path):
+    Account.objects.create(name="unsigned")
+    with connection.cursor() as cursor:  # linked as the sealer links, not yet signed
+        cursor.execute("SELECT * FROM qvp_audit_link(1000)")
+    assert AuditEntry.objects.filter(seq__gt=chain[-1].seq).exists()
+    path = tmp_path / "audit.csv"
+    call_command("export_audit", str(path), stdout=StringIO())
+    assert "intact" in verify_file(path)
+    assert max(int(r["seq"]) for r in records(path) if r["kind"] == "entry") == chain[-1].seq
