@@ -12,23 +12,22 @@ Python (``exchange_calendars``), so the sessions of the window are copied into
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 from django.db import connection, transaction
-from pandas.errors import Pandas4Warning
 
+from marketdata import sessions
 from marketdata.models import Instrument
 
 # Instruments whose exchange has no calendar of its own trade around the clock or the week
 # (the SQL function falls back the same way).
-CALENDAR_BY_ASSET_CLASS = {"crypto": "24/7", "fx": "24/5"}
+# FX's is named "24/5" but its periods are marketdata.sessions' FX week.
+FX_WEEK = "24/5"
+CALENDAR_BY_ASSET_CLASS = {"crypto": "24/7", "fx": FX_WEEK}
 OUTLIER_COLUMNS = ["ts", "kind", "value", "score"]
 GAP_COLUMNS = ["ts", "until", "value"]
 
@@ -80,21 +79,6 @@ class Anomalies:
     unmeasured: list[tuple[datetime, datetime, str]]  # [start, end) where gaps were not measured
 
 
-@contextlib.contextmanager
-def _calendar_library() -> Iterator[None]:
-    # exchange_calendars 4.13 makes pandas calls that pandas 3.1 deprecates: the warnings are
-    # the library's to fix, and say nothing about our data.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Pandas4Warning)
-        yield
-
-
-@functools.lru_cache(maxsize=16)
-def calendar(name: str) -> xcals.ExchangeCalendar:
-    with _calendar_library():
-        return xcals.get_calendar(name)
-
-
 def calendar_name(instrument: Instrument) -> str | None:
     names = set(xcals.get_calendar_names(include_aliases=True))
     if instrument.exchange in names:
@@ -102,14 +86,14 @@ def calendar_name(instrument: Instrument) -> str | None:
     return CALENDAR_BY_ASSET_CLASS.get(instrument.asset_class)
 
 
-def _covered(name: str, start: datetime, end: datetime) -> bool:
+def _loaded(name: str) -> tuple[datetime, datetime] | None:
+    """The range of calendar ``name`` loaded already (every period within it), if any."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT 1 FROM risk_tradingcalendar WHERE name = %s"
-            " AND sessions_from <= %s AND sessions_to >= %s",
-            [name, start, end],
+            "SELECT sessions_from, sessions_to FROM risk_tradingcalendar WHERE name = %s", [name]
         )
-        return cursor.fetchone() is not None
+        found = cursor.fetchone()
+    return (found[0], found[1]) if found else None
 
 
 def trading_periods(
@@ -118,8 +102,10 @@ def trading_periods(
     """The spans calendar ``name`` trades without a break that overlap [start, end), a session
     with a midday break as two, and [start, end) cut to the calendar's own range; None where
     the calendar knows nothing of it."""
-    cal = calendar(name)
-    with _calendar_library():
+    if name == FX_WEEK:
+        return _fx_periods(start, end)
+    cal = sessions.calendar(name)
+    with sessions.calendar_library():
         lo = max(pd.Timestamp(start), cal.first_minute)
         hi = min(pd.Timestamp(end), cal.last_minute + pd.Timedelta(minutes=1))
         if lo >= hi:
@@ -133,15 +119,39 @@ def trading_periods(
     return lo.to_pydatetime(), hi.to_pydatetime(), _utc(opens), _utc(closes)
 
 
+def _fx_periods(
+    start: datetime, end: datetime
+) -> tuple[datetime, datetime, list[datetime], list[datetime]]:
+    """FX's sessions overlapping [start, end) as the market data keeps them
+    (marketdata.sessions: 17:00 New York to 17:00, Sunday to Friday), not the library's
+    "24/5", whose week runs Monday to Friday in UTC and would find gaps on Sunday evenings."""
+    week = sessions.fx_sessions(start.date() - timedelta(days=1), end.date() + timedelta(days=1))
+    lo, hi = _naive(start), _naive(end)
+    keep = (week.open < hi) & (week.close > lo)
+    return start, end, _aware(week.open[keep]), _aware(week.close[keep])
+
+
+def _naive(moment: datetime) -> np.datetime64:
+    return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "us")
+
+
+def _aware(stamps: np.ndarray) -> list[datetime]:
+    return list(pd.DatetimeIndex(stamps).tz_localize(UTC).to_pydatetime())
+
+
 def _utc(stamps: list[pd.Timestamp]) -> list[datetime]:
     return [stamp.tz_convert(UTC).to_pydatetime() for stamp in stamps]
 
 
 def load_sessions(name: str, start: datetime, end: datetime) -> bool:
     """Copy calendar ``name``'s trading periods over [start, end) into ``TradingPeriod``
-    where they are not yet (what the SQL function reads for gaps); whether it loaded any."""
-    if _covered(name, start, end):
-        return False
+    where they are not yet (what the SQL function reads for gaps); whether it loaded any.
+    The calendar's range only ever holds every period within it: a window apart from it is
+    loaded with the stretch between them, or a later window there would find none."""
+    if loaded := _loaded(name):
+        if loaded[0] <= start and end <= loaded[1]:
+            return False
+        start, end = min(start, loaded[0]), max(end, loaded[1])
     found = trading_periods(name, start, end)
     if found is None:
         return False

@@ -12,7 +12,7 @@ from django.db import connection
 
 from marketdata.models import MinuteBar
 from qvp_site.db import partitions
-from risk.anomalies import detect
+from risk.anomalies import detect, trading_periods
 from risk.models import MarketAnomaly
 from tests.risk.conftest import instrument
 
@@ -132,3 +132,37 @@ def test_instrument_without_a_calendar(db):
     found = detect(stock, hours=1, end=OPEN)
     assert found.calendar is None
     assert found.gaps.empty
+
+
+def test_fx_sessions_are_the_market_datas_week_not_the_librarys():
+    """FX trades from Sunday 17:00 New York (21:00 UTC in May) to Friday 17:00, as the demo
+    and marketdata.sessions keep it: the library's "24/5" (Monday to Friday in UTC) would
+    call Sunday evening's bars out of hours and Friday evening's missing minutes gaps."""
+    start = datetime(2024, 5, 24, 12, tzinfo=UTC)  # Friday
+    end = datetime(2024, 5, 28, tzinfo=UTC)  # Tuesday
+    lo, hi, opens, closes = trading_periods("24/5", start, end)
+    assert (lo, hi) == (start, end)
+    roll = [datetime(2024, 5, d, 21, tzinfo=UTC) for d in (23, 24, 26, 27, 28)]
+    assert list(zip(opens, closes, strict=True)) == [
+        (roll[0], roll[1]),  # Friday's session: Thursday 17:00 to Friday 17:00 New York
+        (roll[2], roll[3]),  # Monday's, from Sunday 17:00
+        (roll[3], roll[4]),  # Tuesday's
+    ]
+
+
+@pytest.mark.django_db
+def test_windows_apart_leave_no_hole_in_the_loaded_sessions():
+    """A window in January, then one in March: February's sessions are loaded too, since the
+    calendar's range then spans it and a window there loads nothing more (a missed run of
+    the scheduler leaves such a hole; its gaps would go unreported)."""
+    from risk.anomalies import load_sessions
+    from risk.models import TradingPeriod
+
+    def at(month: int, day: int) -> datetime:
+        return datetime(2024, month, day, tzinfo=UTC)
+
+    assert load_sessions("XNYS", at(1, 4), at(1, 6))
+    assert load_sessions("XNYS", at(3, 1), at(3, 2))
+    assert not load_sessions("XNYS", at(2, 1), at(2, 2))
+    february = TradingPeriod.objects.filter(opens_at__gte=at(2, 1), opens_at__lt=at(3, 1))
+    assert february.count() == 20  # NYSE's sessions of February 2024 (Presidents' Day shut)
