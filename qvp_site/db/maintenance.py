@@ -40,13 +40,20 @@ def maintain(
     """Run every maintenance step over every time-series table, reporting each action;
     returns the SQL function's report ({"done": [...], "left": [...]})."""
     now = now or timezone.now()
+    kind = "weekly" if vacuum else "daily" if analyze else None
     with transaction.atomic(), connection.cursor() as cursor:
         record_retention_settings(cursor)
-        done = run_function(cursor, "weekly" if vacuum else "daily" if analyze else None, cover)
-    for line in done["done"]:
-        report(line)
     with connection.cursor() as cursor:
         tables = catalog.time_series(cursor)
+    done: dict[str, Any] = {"done": [], "left": []}
+    for series in tables:
+        # A transaction a table: its partition DDL locks that table alone, and not for long.
+        with transaction.atomic(), connection.cursor() as cursor:
+            found = run_function(cursor, kind, cover, series.table)
+        for key in done:
+            done[key] += found[key]
+        for line in found["done"]:
+            report(line)
     for series in tables:
         _refresh_aggregates(series.table, now, report)
         if vacuum:  # the function has analysed: VACUUM runs outside any transaction
@@ -57,14 +64,15 @@ def maintain(
 
 
 def run_function(
-    cursor: Any, kind: str | None, cover: tuple[datetime, datetime] | None
+    cursor: Any, kind: str | None, cover: tuple[datetime, datetime] | None, table: str
 ) -> dict[str, Any]:
-    """Call the maintenance function of ``kind`` (None: ``qvp_maintain`` without ANALYZE)."""
+    """Call the maintenance function of ``kind`` (None: ``qvp_maintain`` without ANALYZE)
+    for ``table``."""
     lower, upper = cover or (None, None)
     if kind is None:
-        cursor.execute("SELECT qvp_maintain(false, %s, %s)", [lower, upper])
+        cursor.execute("SELECT qvp_maintain(false, %s, %s, %s)", [lower, upper, table])
     else:
-        cursor.execute(f"SELECT {FUNCTIONS[kind]}(%s, %s)", [lower, upper])
+        cursor.execute(f"SELECT {FUNCTIONS[kind]}(%s, %s, %s)", [lower, upper, table])
     found = cursor.fetchone()[0]
     return found if isinstance(found, dict) else json.loads(found)
 

@@ -10,9 +10,9 @@ from django.db import migrations
 from qvp_site.db.sqlfiles import read_sql
 
 BACKWARDS = """
-DROP FUNCTION IF EXISTS weekly_maintenance(timestamptz, timestamptz);
-DROP FUNCTION IF EXISTS daily_maintenance(timestamptz, timestamptz);
-DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS weekly_maintenance(timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS daily_maintenance(timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz, text);
 DROP FUNCTION IF EXISTS qvp_maintain_chunks(qvp_timeseries_table);
 DROP FUNCTION IF EXISTS qvp_maintain_partitions(qvp_timeseries_table, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS qvp_drop_revisions_before(text, timestamptz);

@@ -122,3 +122,22 @@ def test_the_retention_setting_reaches_the_function(transactional_db, settings):
     assert found["signals_newsarticle"] == ("off", None)
     assert found["signals_signal"] == (None, None)
     assert any(line.startswith("signals_systemlog: retention 30 days") for line in done), done
+
+
+def test_one_table_at_a_time_touches_that_table_alone(db):
+    """The command calls the function a table at a time, each in its own transaction, so
+    that a table's partition DDL does not hold the others' locks until all are done."""
+    found = report("weekly_maintenance(NULL, NULL, 'signals_systemlog')")
+    named = {line.split(":")[0] for line in found["done"] + found["left"]}
+    with connection.cursor() as cursor:
+        own = {agg.name for agg in catalog.aggregates(cursor, source_table="signals_systemlog")}
+    assert named <= {"signals_systemlog"} | own, named
+    assert "signals_systemlog: analyze" in found["done"]
+    assert any(line.startswith("signals_systemlog: VACUUM") for line in found["left"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relation::regclass::text FROM pg_locks WHERE pid = pg_backend_pid()"
+            " AND mode = 'ShareUpdateExclusiveLock' AND relation IS NOT NULL"
+        )
+        locked = {name for (name,) in cursor.fetchall()}
+    assert not {name for name in locked if name.startswith("marketdata_")}, locked

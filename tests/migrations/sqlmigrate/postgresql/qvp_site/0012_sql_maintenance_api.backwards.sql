@@ -3,9 +3,9 @@ BEGIN;
 -- Raw SQL operation
 --
 
-DROP FUNCTION IF EXISTS weekly_maintenance(timestamptz, timestamptz);
-DROP FUNCTION IF EXISTS daily_maintenance(timestamptz, timestamptz);
-DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS weekly_maintenance(timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS daily_maintenance(timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz, text);
 DROP FUNCTION IF EXISTS qvp_maintain_chunks(qvp_timeseries_table);
 DROP FUNCTION IF EXISTS qvp_maintain_partitions(qvp_timeseries_table, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS qvp_drop_revisions_before(text, timestamptz);

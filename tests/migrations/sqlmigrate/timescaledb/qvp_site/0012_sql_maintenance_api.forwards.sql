@@ -180,11 +180,13 @@ BEGIN
 END
 $$;
 
--- Every step that can run in a transaction, over every time-series table; the report:
+-- Every step that can run in a transaction, over every time-series table (or only_table
+-- alone: the command calls it a table at a time, so that one table's partition DDL does not
+-- hold every other table's locks until all are done); the report:
 -- {"done": [lines], "left": [what the command does after]}.
 CREATE OR REPLACE FUNCTION qvp_maintain(
     statistics boolean DEFAULT false, cover_from timestamptz DEFAULT NULL,
-    cover_to timestamptz DEFAULT NULL
+    cover_to timestamptz DEFAULT NULL, only_table text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = public, pg_temp SET timezone = 'UTC' AS $$
 DECLARE
@@ -198,7 +200,8 @@ BEGIN
         RAISE EXCEPTION 'cover: % is after %', cover_from, cover_to
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOR t IN SELECT * FROM qvp_timeseries_table ORDER BY table_name LOOP
+    FOR t IN SELECT * FROM qvp_timeseries_table
+             WHERE only_table IS NULL OR table_name = only_table ORDER BY table_name LOOP
         hypertable := false;
         IF timescaledb THEN  -- dynamic: plain PostgreSQL has no such view to plan against
             EXECUTE 'SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables'
@@ -221,27 +224,31 @@ BEGIN
                CASE WHEN timescaledb THEN 'a continuous aggregate is refreshed outside a transaction'
                     ELSE 'the summary''s query is built by qvp_site/db/aggregates.py' END)
            ORDER BY a.view_name), '{}')
-    INTO left_over FROM qvp_timeseries_aggregate a;
+    INTO left_over FROM qvp_timeseries_aggregate a
+    WHERE only_table IS NULL OR a.source_table = only_table;
     RETURN jsonb_build_object('done', to_jsonb(done), 'left', to_jsonb(left_over));
 END
 $$;
 
 CREATE OR REPLACE FUNCTION daily_maintenance(
-    cover_from timestamptz DEFAULT NULL, cover_to timestamptz DEFAULT NULL
+    cover_from timestamptz DEFAULT NULL, cover_to timestamptz DEFAULT NULL,
+    only_table text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE sql SET search_path = public, pg_temp AS $$
-    SELECT qvp_maintain(true, cover_from, cover_to)
+    SELECT qvp_maintain(true, cover_from, cover_to, only_table)
 $$;
 
 CREATE OR REPLACE FUNCTION weekly_maintenance(
-    cover_from timestamptz DEFAULT NULL, cover_to timestamptz DEFAULT NULL
+    cover_from timestamptz DEFAULT NULL, cover_to timestamptz DEFAULT NULL,
+    only_table text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE sql SET search_path = public, pg_temp AS $$
     SELECT jsonb_set(r, '{left}', (r->'left') || to_jsonb(ARRAY(
         SELECT format('%s: VACUUM: manage.py maintain --weekly (VACUUM cannot run in a'
                       ' function or a transaction)', table_name)
-        FROM qvp_timeseries_table ORDER BY table_name)))
-    FROM qvp_maintain(true, cover_from, cover_to) AS r
+        FROM qvp_timeseries_table WHERE only_table IS NULL OR table_name = only_table
+        ORDER BY table_name)))
+    FROM qvp_maintain(true, cover_from, cover_to, only_table) AS r
 $$;
 
 REVOKE ALL ON FUNCTION qvp_retention_in_force(text, text) FROM PUBLIC;
@@ -250,8 +257,8 @@ REVOKE ALL ON FUNCTION qvp_drop_revisions_before(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_maintain_partitions(qvp_timeseries_table, timestamptz, timestamptz)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_maintain_chunks(qvp_timeseries_table) FROM PUBLIC;
-REVOKE ALL ON FUNCTION qvp_maintain(boolean, timestamptz, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION daily_maintenance(timestamptz, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION weekly_maintenance(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qvp_maintain(boolean, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION daily_maintenance(timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION weekly_maintenance(timestamptz, timestamptz, text) FROM PUBLIC;
 
 COMMIT;
