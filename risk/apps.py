@@ -17,4 +17,8 @@ class RiskConfig(AppConfig):
             " resolved_by_id, resolved_at, resolution)"
         ),
         "risk_alertdelivery": "INSERT",
+        # The exchange's sessions the anomaly function reads for gaps: loaded by the owner's
+        # detect_anomalies alone, or a login could hide a gap by writing the market shut.
+        "risk_tradingcalendar": "",
+        "risk_tradingperiod": "",
     }

@@ -101,3 +101,21 @@ def test_the_function_writes_nothing(session, app_role_password):  # noqa: F811
         [OPEN + timedelta(hours=7)],
     )
     assert stored() == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO risk_tradingcalendar (name, sessions_from, sessions_to, loaded_at)"
+        " VALUES ('XNYS', now() - interval '1 day', now(), now()) RETURNING id",
+        "DELETE FROM risk_tradingperiod RETURNING id",
+        "UPDATE risk_tradingperiod SET closes_at = closes_at - interval '1 hour' RETURNING id",
+    ],
+)
+def test_the_application_role_cannot_rewrite_the_sessions(session, app_role_password, statement):  # noqa: F811
+    """A login that could write the market shut would hide a gap from the anomaly function:
+    the sessions are the owner's (detect_anomalies) to load."""
+    call_command("detect_anomalies", "--symbol", "AAPL", "--as-of", CLOSE.isoformat(),
+                 "--hours", "8", stdout=StringIO())  # fmt: skip
+    with pytest.raises(DatabaseError, match="permission denied"):
+        as_role(roles.APP_ROLE, statement)
