@@ -25,7 +25,7 @@ BEGIN;
 ALTER TABLE qvp_timeseries_table ADD COLUMN IF NOT EXISTS retention_setting text;
 
 CREATE OR REPLACE FUNCTION qvp_retention_in_force(setting text, fallback text) RETURNS interval
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$  -- text to interval reads IntervalStyle
     SELECT CASE
         WHEN setting IS NULL THEN nullif(lower(btrim(coalesce(fallback, ''))), '')::interval
         WHEN lower(btrim(setting)) IN ('', 'off', 'none') THEN NULL
