@@ -9,7 +9,6 @@ in hex) keeps every public key ever used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from django.conf import settings
 
 from qvp_site import audit_offline
 
-KEY_ID_LENGTH = 16
+KEY_ID_LENGTH = audit_offline.KEY_ID_LENGTH
 
 
 class AuditKeyError(Exception):
@@ -54,10 +53,10 @@ def parse_checkpoint(fields: dict[str, Any]) -> Checkpoint:
     """A checkpoint from its JSON form; ValueError naming the field that is not as signed."""
     checks: dict[str, Callable[[Any], bool]] = {
         "seq": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-        "hash": lambda v: isinstance(v, str) and _hex(v, 64),
+        "hash": lambda v: audit_offline.is_hex(v, 64),
         "signed_at": lambda v: isinstance(v, str) and 0 < len(v) <= 64,
-        "key_id": lambda v: isinstance(v, str) and _hex(v, KEY_ID_LENGTH),
-        "signature": lambda v: isinstance(v, str) and _hex(v, 128),
+        "key_id": lambda v: audit_offline.is_hex(v, KEY_ID_LENGTH),
+        "signature": lambda v: audit_offline.is_hex(v, 128),
     }
     if not isinstance(fields, dict):
         raise ValueError(f"not a JSON object: {fields!r}")
@@ -65,10 +64,6 @@ def parse_checkpoint(fields: dict[str, Any]) -> Checkpoint:
         if name not in fields or not valid(fields[name]):
             raise ValueError(f"{name} is missing or malformed: {fields.get(name)!r}")
     return Checkpoint(**{name: fields[name] for name in checks})
-
-
-def _hex(value: str, length: int) -> bool:
-    return len(value) == length and all(c in "0123456789abcdef" for c in value)
 
 
 # A checkpoint's time as the database gives it without a time zone's help: microseconds
@@ -90,9 +85,7 @@ def signed_at_text(micros: int | None) -> str:
 checkpoint_message = audit_offline.checkpoint_message
 
 
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:KEY_ID_LENGTH]
+key_id = audit_offline.key_id
 
 
 def public_hex(public: Ed25519PublicKey) -> str:

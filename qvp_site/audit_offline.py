@@ -88,6 +88,11 @@ def is_hex(value: object, length: int) -> bool:
     return isinstance(value, str) and len(value) == length and set(value) <= set("0123456789abcdef")
 
 
+def key_id(public: Ed25519PublicKey) -> str:
+    """A public key's id: the first 16 hex digits of SHA-256 over its raw bytes."""
+    return hashlib.sha256(public.public_bytes_raw()).hexdigest()[:KEY_ID_LENGTH]
+
+
 def parse_keyring(text: str) -> dict[str, Ed25519PublicKey]:
     """Key id -> public key from the keyring's JSON; ValueError saying what is wrong."""
     try:
@@ -98,7 +103,7 @@ def parse_keyring(text: str) -> dict[str, Ed25519PublicKey]:
     except (ValueError, AttributeError, TypeError) as error:
         raise ValueError(f"not a keyring of key id -> public key in hex ({error})") from error
     for kid, public in keys.items():
-        if hashlib.sha256(public.public_bytes_raw()).hexdigest()[:KEY_ID_LENGTH] != kid:
+        if key_id(public) != kid:
             raise ValueError(f"key {kid} is not the id of its public key")
     return keys
 
