@@ -23,7 +23,8 @@ Two things made a first attempt (taken out in 0e2edc1) wrong; both are closed by
   where that cannot happen: every value of its summed columns a whole number, none negative,
   and the total below 2**53, so that every partial sum, in any order, is an exact float (an
   integer below 2**53). Any other bucket (fractional crypto volumes, say) is summed from the
-  rows as before, in the same statement's transaction, by ``select_sql``'s own expression.
+  rows as before, in the same statement's transaction, by the refresh's own query
+  (``qvp_summary_select``).
 
 TimescaleDB keeps its continuous aggregates, refreshed by ``qvp_site.db.aggregates`` as
 before; so does any aggregate no other rolls up from, and any a role may not refresh (its
@@ -204,7 +205,7 @@ def _write_rolled_up(
     """One statement: the fine buckets of ``fine_range`` from the rows, written, and each
     coarse aggregate's buckets of its range rolled up from them where exact. Returns, for
     each coarse aggregate with buckets left out, the range [first, end of last) of those."""
-    parts = [f"fine AS MATERIALIZED ({_fine_select(fine)})", _insert_fine(fine)]
+    parts = [f"fine AS MATERIALIZED ({_fine_select(cursor, fine)})", _insert_fine(fine)]
     params: list[datetime] = list(fine_range)
     tails = []
     for i, (agg, span) in enumerate(coarse):
@@ -223,9 +224,9 @@ def _write_rolled_up(
     return left
 
 
-def _fine_select(fine: Aggregate) -> str:
-    """``select_sql``'s buckets over [%s, %s), with a column per summed column saying whether
-    its values are all whole and not negative (NULL where all are NULL)."""
+def _fine_select(cursor: CursorWrapper, fine: Aggregate) -> str:
+    """The refresh's buckets (``qvp_summary_select``) over [%s, %s), with a column per summed
+    column saying whether its values are all whole and not negative (NULL where all are NULL)."""
     ts = ident(fine.time_column)
     where = f"{ts} >= %s AND {ts} < %s"
     guards = [
@@ -233,7 +234,7 @@ def _fine_select(fine: Aggregate) -> str:
         for a, function, c in fine.columns
         if function == "sum"
     ]
-    select = aggregates.select_sql(fine, timescaledb=False, where=where)
+    select = aggregates.summary_select(cursor, fine.name, where)
     head, tail = select.split(f" FROM {ident(fine.source_table)}", 1)
     return f"{', '.join([head, *guards])} FROM {ident(fine.source_table)}{tail}"
 
@@ -283,7 +284,7 @@ def _write_from_rows(
 ) -> None:
     """The buckets of ``agg`` in [lower, upper) the rollup left out, summed from the rows."""
     ts = ident(agg.time_column)
-    select = aggregates.select_sql(agg, timescaledb=False, where=f"{ts} >= %s AND {ts} < %s")
+    select = aggregates.summary_select(cursor, agg.name, f"{ts} >= %s AND {ts} < %s")
     same = " AND ".join(
         f"t.{ident(c)} IS NOT DISTINCT FROM s.{ident(c)}" for c in ["bucket", *agg.group_by]
     )

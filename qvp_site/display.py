@@ -51,10 +51,13 @@ def price_text(
 
 def duration_text(value: timedelta | None) -> str:
     """A duration in words, largest units first, zero parts left out: "2 days", "4 hours",
-    "1 day 12 hours", "30 minutes", "90 seconds" is "1 minute 30 seconds"; never "1 days"
-    nor Python's "2 days, 0:00:00"."""
+    "1 day 12 hours", "30 minutes", "90 seconds" is "1 minute 30 seconds", under ten seconds
+    to a tenth ("0.4 seconds"); never "1 days" nor Python's "2 days, 0:00:00"."""
     if value is None:
         return ""
+    tenths = round(value.total_seconds(), 1)
+    if abs(tenths) < 10 and tenths != round(tenths):  # a job's run: "0.4 seconds", not "0"
+        return f"{tenths:.1f} seconds"
     seconds = round(value.total_seconds())
     if seconds == 0:
         return "0 seconds"

@@ -3,6 +3,11 @@
 A load refreshes only the buckets it touched, after it commits; ``maintain`` refreshes each
 aggregate's recent window. TimescaleDB refuses to refresh inside a transaction, which is why
 refreshes are scheduled with ``on_commit`` rather than run inside the load.
+
+On plain PostgreSQL the refresh is SQL's (qvp_site/sql/maintenance/0013.sql:
+``qvp_refresh_summary``, ``qvp_refresh_summary_pending``), the implementation
+``daily_maintenance()`` runs too; ``select_sql`` writes the summary's query when a migration
+creates it, and ``qvp_summary_select`` writes the same text for the refreshes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from qvp_site.db.quoting import ident
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
 
 FUNCTIONS = ("first", "last", "min", "max", "sum", "avg", "count")
 CONCURRENT_REFRESH_ATTEMPTS = 10
@@ -75,19 +81,15 @@ def refresh(
         mark_pending(connection, agg.name, start, end)
         logger.info("%s: [%s, %s) left to the next maintain", agg.name, lower, upper)
         return lower, upper
-    if engine.is_timescaledb(connection):
-        _refresh_continuous(connection, agg.name, lower, upper, force)
-    else:
-        where = f"{ident(agg.time_column)} >= %s AND {ident(agg.time_column)} < %s"
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"qvp_agg:{agg.name}"])
+    if not engine.is_timescaledb(connection):
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"DELETE FROM {ident(agg.name)} WHERE bucket >= %s AND bucket < %s", [lower, upper]
+                "SELECT done_from, done_to FROM qvp_refresh_summary(%s, %s, %s)",
+                [agg.name, start, end],
             )
-            cursor.execute(
-                f"INSERT INTO {ident(agg.name)} {select_sql(agg, timescaledb=False, where=where)}",
-                [lower, upper],
-            )
+            done_from, done_to = cursor.fetchone()
+            return done_from, done_to
+    _refresh_continuous(connection, agg.name, lower, upper, force)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE qvp_timeseries_aggregate SET refreshed_at = now(), refreshed_from = %s,"
@@ -95,6 +97,13 @@ def refresh(
             [lower, upper, agg.name],
         )
     return lower, upper
+
+
+def summary_select(cursor: CursorWrapper, name: str, where: str = "") -> str:
+    """The summary ``name``'s SELECT over its source as plain PostgreSQL computes it, written by
+    SQL (``qvp_summary_select``): the query the refreshes run, for a rollup to build on."""
+    cursor.execute("SELECT qvp_summary_select(%s, %s)", [name, where])
+    return str(cursor.fetchone()[0])
 
 
 def mark_pending(
@@ -111,6 +120,13 @@ def mark_pending(
 def refresh_pending(agg: Aggregate, using: str = "default") -> tuple[datetime, datetime] | None:
     """Refresh the range loads by the application's role left pending; None if none was."""
     connection = connections[using]
+    if not engine.is_timescaledb(connection) and _owns(connection, agg.name):
+        with connection.cursor() as cursor:  # taken and refreshed in one transaction
+            cursor.execute(
+                "SELECT done_from, done_to FROM qvp_refresh_summary_pending(%s)", [agg.name]
+            )
+            found = cursor.fetchone()
+            return (found[0], found[1]) if found else None
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pending_from, pending_to FROM qvp_timeseries_aggregate WHERE view_name = %s"

@@ -1,8 +1,9 @@
 """``maintain``: the SQL functions ``qvp_maintain``, ``daily_maintenance`` and
-``weekly_maintenance`` (qvp_site/sql/maintenance/0012.sql) do every step that runs in a
-transaction (partitions ahead, retention, compression where due, ANALYZE); this module does
-what they leave, which their report names: the settings they cannot read (QVP_RETENTION,
-recorded in the catalog first), the aggregates' refresh and VACUUM.
+``weekly_maintenance`` (qvp_site/sql/maintenance/0012.sql and 0013.sql) do every step that
+runs in a transaction (partitions ahead, retention, compression where due, ANALYZE, and on
+plain PostgreSQL the summaries' refresh); this module does what they leave, which their
+report names: the settings they cannot read (QVP_RETENTION, recorded in the catalog
+first), TimescaleDB's continuous aggregates (refreshed outside a transaction) and VACUUM.
 
 Each step is safe to run twice at once: partition work and aggregate refreshes take advisory
 locks, and TimescaleDB serialises its own chunk operations.
@@ -54,8 +55,9 @@ def maintain(
             done[key] += found[key]
         for line in found["done"]:
             report(line)
+    left_to_refresh = {line.split(":", 1)[0] for line in done["left"]}
     for series in tables:
-        _refresh_aggregates(series.table, now, report)
+        _refresh_aggregates(series.table, left_to_refresh, now, report)
         if vacuum:  # the function has analysed: VACUUM runs outside any transaction
             with connection.cursor() as cursor:
                 cursor.execute(f"VACUUM {ident(series.table)}")
@@ -92,10 +94,11 @@ def record_retention_settings(cursor: Any) -> None:
     )
 
 
-def _refresh_aggregates(table: str, now: datetime, report: Report) -> None:
+def _refresh_aggregates(table: str, left: set[str], now: datetime, report: Report) -> None:
+    """Refresh the aggregates of ``table`` the function left (TimescaleDB's), as it would."""
     with connection.cursor() as cursor:
         found = catalog.aggregates(cursor, source_table=table)
-    for agg in found:
+    for agg in (agg for agg in found if agg.name in left):
         if pending := aggregates.refresh_pending(agg):
             report(f"{agg.name}: refreshed pending {_span(*pending)}")
         lower, upper = aggregates.refresh(agg, agg.refresh_window.add(now, -1), now)

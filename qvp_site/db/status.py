@@ -82,11 +82,15 @@ def _count_unknown_small_tables(cursor: CursorWrapper, statuses: list[TableStatu
 
 
 _SINGULAR = re.compile(r"\b1 (microsecond|second|minute|hour|day|week|month|year)s\b")
+# PostgreSQL's own output for months: "1 mon", "3 mons".
+_MONS = re.compile(r"\b(\d+) mons?\b")
 
 
 def spoken(text: str) -> str:
-    """An interval as said, not as PostgreSQL's literal: "1 day", "2 days" (never "1 days")."""
-    return _SINGULAR.sub(r"1 \1", text)
+    """An interval as said, not as PostgreSQL's literal: "1 day", "2 days" (never "1 days"),
+    "3 months" (never "3 mons")."""
+    months = _MONS.sub(lambda m: f"{m[1]} month{'' if m[1] == '1' else 's'}", text)
+    return _SINGULAR.sub(r"1 \1", months)
 
 
 def estimate(cursor: CursorWrapper, table: str) -> tuple[int, int]:

@@ -137,6 +137,11 @@ def test_intervals_are_said_in_words():
     assert duration_text(timedelta(days=2)) == "2 days"
     assert duration_text(timedelta(hours=12)) == "12 hours"
     assert duration_text(timedelta(seconds=90)) == "1 minute 30 seconds"
+    assert duration_text(timedelta(milliseconds=412)) == "0.4 seconds"
+    assert duration_text(timedelta(seconds=1)) == "1 second"
+    assert duration_text(timedelta(seconds=3)) == "3 seconds"
+    assert spoken("1 mon") == "1 month"
+    assert spoken("3 mons 2 days") == "3 months 2 days"
 
 
 def test_the_system_page_never_says_1_days(operator):

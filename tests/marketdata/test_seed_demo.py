@@ -19,6 +19,7 @@ from django.db import connection
 from marketdata import demo
 from marketdata.buckets import BucketRequest, from_aggregate, from_bars
 from marketdata.models import DailyBar, Instrument, MinuteBar
+from qvp_site.db import status
 from qvp_site.db.aggregates import refresh_table
 from qvp_site.db.intervals import parse_interval
 
@@ -63,6 +64,8 @@ def test_the_same_seed_gives_the_same_bars_and_another_seed_others(clean_aggrega
     assert "AAPL: 1,950 minute bars and 5 daily bars" in out
     assert "MSFT: 1,950 minute bars" in out
     assert "Refreshed marketdata_minutebar_1h" in out
+    with connection.cursor() as cursor:  # analysed: the system page's estimates are the rows
+        assert status.estimate(cursor, "marketdata_minutebar")[0] == 2 * 5 * 390
     first = checksum()
     seed("--seed", "7", "--replace")
     assert checksum() == first

@@ -80,13 +80,16 @@ def test_daily_drops_an_expired_chunk_and_compresses(db):
     assert not SystemLog.objects.filter(ts=old).exists()
 
 
-def test_the_report_names_what_is_left_to_the_command(db):
+def test_the_report_names_what_is_left_to_the_command(db, timescaledb):
     with connection.cursor() as cursor:
         aggregates = [agg.name for agg in catalog.aggregates(cursor)]
     daily, weekly = report(), report("weekly_maintenance()")
     assert aggregates
+    # A continuous aggregate is refreshed outside a transaction: left. A summary table is
+    # refreshed by the function itself (tests/qvp_site/test_summary_refresh.py).
+    where = daily["left"] if timescaledb else daily["done"]
     for agg in aggregates:
-        assert any(line.startswith(f"{agg}: refresh") for line in daily["left"]), agg
+        assert any(line.startswith(f"{agg}: refresh") for line in where), agg
     assert any("VACUUM" in line for line in weekly["left"])
     assert not any("VACUUM" in line for line in daily["left"])
 
