@@ -20,14 +20,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from qvp_site.db import aggregates, catalog
+from qvp_site.db import aggregates, catalog, engine
 from qvp_site.db.catalog import retention_in_force
 from qvp_site.db.quoting import ident
 
 Report = Callable[[str], None]
-
-# The function each kind of run calls: the design documents' names for the daily and weekly.
-FUNCTIONS = {"daily": "daily_maintenance", "weekly": "weekly_maintenance"}
 
 
 def maintain(
@@ -39,7 +36,9 @@ def maintain(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Run every maintenance step over every time-series table, reporting each action;
-    returns the SQL function's report ({"done": [...], "left": [...]})."""
+    returns the SQL functions' report ({"done": [...], "left": [...]}). ``now`` is the end of
+    the recent window of TimescaleDB's continuous aggregates; the SQL refresh of plain
+    PostgreSQL's summaries reads the transaction's."""
     now = now or timezone.now()
     kind = "weekly" if vacuum else "daily" if analyze else None
     with transaction.atomic(), connection.cursor() as cursor:
@@ -48,12 +47,15 @@ def maintain(
         tables = catalog.time_series(cursor)
     done: dict[str, Any] = {"done": [], "left": []}
     for series in tables:
-        # A transaction a table: its partition DDL locks that table alone, and not for long.
+        # A transaction a table: its partition DDL locks that table alone, and not for long;
+        # its summaries are refreshed after that commits, in a transaction of their own.
         with transaction.atomic(), connection.cursor() as cursor:
             found = run_function(cursor, kind, cover, series.table)
+        with transaction.atomic(), connection.cursor() as cursor:
+            summaries = refresh_summaries(cursor, series.table)
         for key in done:
-            done[key] += found[key]
-        for line in found["done"]:
+            done[key] += found[key] + summaries[key]
+        for line in found["done"] + summaries["done"]:
             report(line)
     left_to_refresh = {line.split(":", 1)[0] for line in done["left"]}
     for series in tables:
@@ -68,15 +70,28 @@ def maintain(
 def run_function(
     cursor: Any, kind: str | None, cover: tuple[datetime, datetime] | None, table: str
 ) -> dict[str, Any]:
-    """Call the maintenance function of ``kind`` (None: ``qvp_maintain`` without ANALYZE)
-    for ``table``."""
+    """Call ``qvp_maintain``, the function behind ``daily_maintenance`` and
+    ``weekly_maintenance``, for ``table``: with ANALYZE for a daily or weekly run (``kind``),
+    its summaries left to ``refresh_summaries``."""
     lower, upper = cover or (None, None)
-    if kind is None:
-        cursor.execute("SELECT qvp_maintain(false, %s, %s, %s)", [lower, upper, table])
-    else:
-        cursor.execute(f"SELECT {FUNCTIONS[kind]}(%s, %s, %s)", [lower, upper, table])
-    found = cursor.fetchone()[0]
-    return found if isinstance(found, dict) else json.loads(found)
+    cursor.execute(
+        "SELECT qvp_maintain(%s, %s, %s, %s, refresh => false)",
+        [kind is not None, lower, upper, table],
+    )
+    return _report(cursor.fetchone()[0])
+
+
+def refresh_summaries(cursor: Any, table: str) -> dict[str, Any]:
+    """``qvp_refresh_summaries`` for ``table``: on plain PostgreSQL its summaries refreshed
+    (done); on TimescaleDB its continuous aggregates named (left), for ``_refresh_aggregates``."""
+    cursor.execute(
+        "SELECT qvp_refresh_summaries(%s, %s)", [table, engine.is_timescaledb(connection)]
+    )
+    return _report(cursor.fetchone()[0])
+
+
+def _report(found: Any) -> dict[str, Any]:
+    return found if isinstance(found, dict) else json.loads(found)  # Django reads jsonb as text
 
 
 def record_retention_settings(cursor: Any) -> None:

@@ -9,6 +9,8 @@ from django.db import migrations
 from qvp_site.db.sqlfiles import read_sql
 
 BACKWARDS = f"""
+DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz, text, boolean);
+DROP FUNCTION IF EXISTS qvp_lock_summaries(text);
 DROP FUNCTION IF EXISTS qvp_refresh_summaries(text, boolean);
 DROP FUNCTION IF EXISTS qvp_refresh_summary_pending(text);
 DROP FUNCTION IF EXISTS qvp_refresh_summary(text, timestamptz, timestamptz);

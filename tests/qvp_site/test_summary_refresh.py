@@ -5,13 +5,17 @@ is the owner's; its query is the one the migration created the summary with."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from marketdata.models import Instrument, MinuteBar
+from qvp_site.backups import libpq_params
 from qvp_site.db import catalog, partitions, roles
 from qvp_site.db.aggregates import select_sql, summary_select
 from tests.qvp_site.test_maintenance_functions import as_role, report
@@ -156,3 +160,46 @@ def test_a_continuous_aggregate_is_left_to_the_command(db):
         call_in_savepoint(f"SELECT * FROM qvp_refresh_summary('{HOURLY}', now(), now())")
     found = report("daily_maintenance()")
     assert any(line.startswith(f"{HOURLY}: refresh of its pending") for line in found["left"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_maintenance_takes_the_summaries_locks_before_the_tables_ddl(timescaledb):
+    """A load's refresh holds its summary's lock while it reads the table; the daily function
+    making a partition (which holds the table until it commits) must not then wait for that
+    lock, or each waits for the other. It takes the summaries' locks first."""
+    if timescaledb:
+        pytest.skip(f"{PLAIN_ONLY} refreshed outside a transaction")
+    call = "daily_maintenance(NULL, NULL, 'marketdata_minutebar')"
+    report(call)  # steady state, then one partition ahead to make again
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DROP TABLE {partitions.partitions(cursor, 'marketdata_minutebar')[-1].name}"
+        )
+    errors: list[Exception] = []
+    params = libpq_params()  # here: a thread's own Django connection names the site's database
+
+    def maintain() -> None:
+        try:
+            with psycopg.connect(**params, autocommit=True) as conn:
+                conn.execute(f"SELECT {call}")
+        except Exception as error:  # whatever it is, the assertion below names it
+            errors.append(error)
+
+    with psycopg.connect(**params) as load:
+        load.execute(f"SELECT pg_advisory_xact_lock(hashtext('qvp_agg:{HOURLY}'))")
+        thread = threading.Thread(target=maintain)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not load.execute(  # the maintenance's backend (its query not always shown yet)
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, f"the maintenance never waited: {errors}"
+            time.sleep(0.05)
+        try:
+            load.execute("SELECT count(*) FROM marketdata_minutebar")  # the refresh's read
+        except psycopg.Error as error:
+            errors.append(error)
+        load.rollback()
+    thread.join(60)
+    assert not errors, errors

@@ -3,6 +3,8 @@ BEGIN;
 -- Raw SQL operation
 --
 
+DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz, text, boolean);
+DROP FUNCTION IF EXISTS qvp_lock_summaries(text);
 DROP FUNCTION IF EXISTS qvp_refresh_summaries(text, boolean);
 DROP FUNCTION IF EXISTS qvp_refresh_summary_pending(text);
 DROP FUNCTION IF EXISTS qvp_refresh_summary(text, timestamptz, timestamptz);

@@ -133,6 +133,10 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('qvp_agg:' || view));
     SELECT pending_from, pending_to INTO lower_bound, upper_bound
     FROM qvp_timeseries_aggregate WHERE view_name = view FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no aggregate named % in the catalog (qvp_timeseries_aggregate)', view
+            USING ERRCODE = 'undefined_object';
+    END IF;
     IF lower_bound IS NULL THEN
         RETURN;
     END IF;
@@ -177,11 +181,29 @@ BEGIN
 END
 $$;
 
--- 0012's qvp_maintain, its summaries refreshed here rather than left to the command on plain
--- PostgreSQL (qvp_refresh_summaries). daily_maintenance and weekly_maintenance call it as before.
+-- The summaries' locks of a table, taken in name order before its partition work: a load's
+-- refresh holds one while it reads the table, and partition DDL holds the table until the
+-- transaction ends, so the other order would wait in a cycle.
+CREATE OR REPLACE FUNCTION qvp_lock_summaries(tbl text) RETURNS void
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+DECLARE
+    view text;
+BEGIN
+    FOR view IN SELECT view_name FROM qvp_timeseries_aggregate WHERE source_table = tbl
+                ORDER BY view_name LOOP
+        PERFORM pg_advisory_xact_lock(hashtext('qvp_agg:' || view));
+    END LOOP;
+END
+$$;
+
+-- 0012's qvp_maintain, with the table's summaries refreshed too (qvp_refresh_summaries) unless
+-- not `refresh`: `manage.py maintain` refreshes them in a transaction of their own, after the
+-- partition work commits, so that readers of the table wait for the DDL alone.
+-- daily_maintenance and weekly_maintenance call it as before, refreshing.
+DROP FUNCTION IF EXISTS qvp_maintain(boolean, timestamptz, timestamptz, text);
 CREATE OR REPLACE FUNCTION qvp_maintain(
     statistics boolean DEFAULT false, cover_from timestamptz DEFAULT NULL,
-    cover_to timestamptz DEFAULT NULL, only_table text DEFAULT NULL
+    cover_to timestamptz DEFAULT NULL, only_table text DEFAULT NULL, refresh boolean DEFAULT true
 ) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = public, pg_temp SET timezone = 'UTC' AS $$
 DECLARE
@@ -198,6 +220,9 @@ BEGIN
     END IF;
     FOR t IN SELECT * FROM qvp_timeseries_table
              WHERE only_table IS NULL OR table_name = only_table ORDER BY table_name LOOP
+        IF refresh THEN
+            PERFORM qvp_lock_summaries(t.table_name);
+        END IF;
         hypertable := false;
         IF timescaledb THEN  -- dynamic: plain PostgreSQL has no such view to plan against
             EXECUTE 'SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables'
@@ -213,9 +238,11 @@ BEGIN
             EXECUTE format('ANALYZE %I', t.table_name);
             done := done || to_jsonb(format('%s: analyze', t.table_name));
         END IF;
-        summaries := qvp_refresh_summaries(t.table_name, timescaledb);
-        done := done || (summaries->'done');
-        left_over := left_over || (summaries->'left');
+        IF refresh THEN
+            summaries := qvp_refresh_summaries(t.table_name, timescaledb);
+            done := done || (summaries->'done');
+            left_over := left_over || (summaries->'left');
+        END IF;
     END LOOP;
     RETURN jsonb_build_object('done', done, 'left', left_over);
 END
@@ -226,6 +253,7 @@ REVOKE ALL ON FUNCTION qvp_summary_select(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_refresh_summary(text, timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_refresh_summary_pending(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_refresh_summaries(text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION qvp_maintain(boolean, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qvp_lock_summaries(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qvp_maintain(boolean, timestamptz, timestamptz, text, boolean) FROM PUBLIC;
 
 COMMIT;
