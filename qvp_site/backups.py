@@ -42,12 +42,12 @@ class BackupError(Exception):
 
 
 # --- Connections and binaries ------------------------------------------------------------------
-def _connect(params: dict[str, str], **options: Any) -> psycopg.Connection[Any]:
+def connect_with(params: dict[str, str], **options: Any) -> psycopg.Connection[Any]:
     """A connection with libpq's ``params`` (as ``libpq_params`` gives them)."""
     return psycopg.connect(make_conninfo(**params), **options)
 
 
-def _row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+def one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
     """The one row a query returns (a query that always returns one)."""
     found = cursor.fetchone()
     if found is None:
@@ -57,7 +57,7 @@ def _row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
 
 def _first(cursor: psycopg.Cursor[Any]) -> Any:
     """The first value of the one row a query returns."""
-    return _row(cursor)[0]
+    return one_row(cursor)[0]
 
 
 def libpq_params(using: str = "default", dbname: str | None = None) -> dict[str, str]:
@@ -202,7 +202,7 @@ def backup(dump: Path, using: str = "default") -> Manifest:
     dump.parent.mkdir(parents=True, exist_ok=True)
     params = libpq_params(using)
     partial = dump.with_name(dump.name + ".partial")
-    with _connect(params) as conn:
+    with connect_with(params) as conn:
         tool = pg_tool("pg_dump", server_major(conn))
         # One snapshot for the counts and the dump: the manifest describes exactly this dump.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -256,7 +256,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
     if jobs < 1:
         raise BackupError(f"--jobs must be at least 1, not {jobs}")
     admin = libpq_params(using, dbname="postgres")
-    with _connect(admin, autocommit=True) as conn:
+    with connect_with(admin, autocommit=True) as conn:
         tool = pg_tool("pg_restore", server_major(conn))
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
             raise BackupError(f"database {database!r} exists: restore into a new database")
@@ -269,7 +269,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
     target = libpq_params(using, dbname=database)
     try:
         warnings = _pg_restore(tool, dump, target, manifest, jobs)
-        with _connect(target) as conn:
+        with connect_with(target) as conn:
             counts = row_counts(conn)
             problem = audit_chain_problem(conn)
     except BaseException:
@@ -286,7 +286,7 @@ def restore(dump: Path, database: str, jobs: int = 2, using: str = "default") ->
 def _pg_restore(tool: str, dump: Path, target: dict, manifest: Manifest, jobs: int) -> str:
     if not manifest.timescaledb:
         return _run_pg_restore(tool, dump, target, [f"--jobs={jobs}"])
-    with _connect(target, autocommit=True) as conn:
+    with connect_with(target, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(
                 sql.Literal(manifest.timescaledb)
@@ -296,7 +296,7 @@ def _pg_restore(tool: str, dump: Path, target: dict, manifest: Manifest, jobs: i
     try:
         return _pg_restore_timescaledb(tool, dump, target, jobs)
     finally:
-        with _connect(target, autocommit=True) as conn:
+        with connect_with(target, autocommit=True) as conn:
             conn.execute("SELECT timescaledb_post_restore()")
 
 
@@ -338,7 +338,7 @@ def _run_pg_restore(tool: str, dump: Path, target: dict, options: list[str]) -> 
 
 
 def drop_database(database: str, using: str = "default") -> None:
-    with _connect(libpq_params(using, dbname="postgres"), autocommit=True) as conn:
+    with connect_with(libpq_params(using, dbname="postgres"), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from qvp_site.db.intervals import parse_interval as _parse_interval
 from qvp_site.environment import Env
 from qvp_site.private_files import read_private, write_once
 
@@ -504,6 +505,34 @@ QVP_METRICS_TOKEN = env.str("QVP_METRICS_TOKEN", default="")
 # --- Archives -------------------------------------------------------------------------------
 # Where `manage.py archive` writes Parquet files of old time-series rows.
 QVP_ARCHIVE_DIR = Path(env.str("QVP_ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
+
+# --- Point-in-time recovery -------------------------------------------------------------------
+# The WAL archive: the embedded server archives every WAL segment here (basic_archive), and
+# `restore --to-time` replays from it. "off": the embedded server does not archive (`make test`
+# and the benchmarks, which write gigabytes of WAL). With DATABASE_URL, off unless set: where
+# that server's archive_command puts its segments, for `restore --to-time` to read.
+_wal_archive = env.str(
+    "QVP_WAL_ARCHIVE_DIR", default=str(VAR_DIR / "wal") if EMBEDDED_DATABASE else "off"
+)
+QVP_WAL_ARCHIVE_DIR = None if _wal_archive.strip().lower() == "off" else Path(_wal_archive)
+# The embedded server hands a segment to the archive at least this often when anything was
+# written (archive_timeout): the most a lost disk can take with it. A switched segment is
+# still 16 MB in the archive, so not much less than this.
+QVP_WAL_ARCHIVE_TIMEOUT = env.int("QVP_WAL_ARCHIVE_TIMEOUT", default=3600)
+# Base backups (`manage.py backup --base`, pg_basebackup), one folder each.
+QVP_BASE_BACKUP_DIR = Path(env.str("QVP_BASE_BACKUP_DIR", default=str(VAR_DIR / "basebackups")))
+# How far back `restore --to-time` must reach: after each base backup, the base backups and
+# archived WAL older than needed for that are removed.
+try:
+    QVP_PITR_WINDOW = _parse_interval(env.str("QVP_PITR_WINDOW", default="7 days")).fixed
+except ValueError as _error:
+    raise ImproperlyConfigured(f"QVP_PITR_WINDOW: {_error}") from None
+if not QVP_PITR_WINDOW:
+    raise ImproperlyConfigured("QVP_PITR_WINDOW: a fixed width ('7 days', '36h'), not months")
+if QVP_WAL_ARCHIVE_TIMEOUT < 60:
+    raise ImproperlyConfigured("QVP_WAL_ARCHIVE_TIMEOUT must be at least 60 (seconds)")
+if QVP_WAL_ARCHIVE_DIR is not None and any(c in str(QVP_WAL_ARCHIVE_DIR) for c in "'\"\n"):
+    raise ImproperlyConfigured("QVP_WAL_ARCHIVE_DIR must not hold a quote or a line break")
 
 # --- Audit chain ----------------------------------------------------------------------------
 # The sealer signs the chain's head with an Ed25519 key the database never holds: the private

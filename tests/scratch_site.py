@@ -32,14 +32,18 @@ class ScratchSite:
     """A site of its own under ``var_dir``: its embedded server, keys and secrets."""
 
     var_dir: Path
+    archive: bool = False
     env: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         # Nothing of the suite's site: no DATABASE_URL, none of its QVP_* settings (the audit
         # key files the test session points at included: this site makes and keeps its own
-        # under var_dir, as a served site does).
+        # under var_dir, as a served site does). Its WAL archived into var/wal, as a site's
+        # is by default, only when asked: the crash tests write gigabytes.
         kept = {k: v for k, v in os.environ.items() if not k.startswith(("QVP_", "DATABASE_"))}
         self.env = {**kept, "QVP_VAR_DIR": str(self.var_dir)}
+        if not self.archive:
+            self.env["QVP_WAL_ARCHIVE_DIR"] = "off"
 
     @property
     def pgdata(self) -> Path:
@@ -103,7 +107,7 @@ class ScratchSite:
 
 
 @contextmanager
-def scratch_site(prefix: str) -> Iterator[ScratchSite]:
+def scratch_site(prefix: str, *, archive: bool = False) -> Iterator[ScratchSite]:
     """A scratch site in a folder of its own under the temp dir, removed with its server.
 
     Not under pytest's temporary folders: pytest makes its base folder 0700 again whenever a
@@ -111,7 +115,7 @@ def scratch_site(prefix: str) -> Iterator[ScratchSite]:
     """
     home = Path(tempfile.mkdtemp(prefix=f"qvp-{prefix}-"))
     home.chmod(0o711)
-    site = ScratchSite(home / "var")
+    site = ScratchSite(home / "var", archive)
     try:
         yield site
     finally:

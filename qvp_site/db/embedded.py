@@ -71,6 +71,33 @@ CLUSTER_SETTINGS = {
 
 
 @dataclass(frozen=True)
+class Archiving:
+    """WAL archiving for a start of the server: every finished segment copied into ``folder``
+    by the wheel's ``basic_archive`` (None: no archiving), a segment handed over at least every
+    ``timeout`` seconds when anything was written. What ``restore --to-time`` replays."""
+
+    folder: Path | None
+    timeout: int = 3600
+
+    def options(self) -> dict[str, str]:
+        if self.folder is None:
+            return {"archive_mode": "off"}
+        return {
+            "archive_mode": "on",
+            "archive_library": "basic_archive",
+            "basic_archive.archive_directory": str(Path(self.folder).resolve()),
+            "archive_timeout": str(self.timeout),
+        }
+
+
+def site_archiving() -> Archiving:
+    """The site's settings: ``QVP_WAL_ARCHIVE_DIR`` (off in ``make test``) and its timeout."""
+    from django.conf import settings
+
+    return Archiving(settings.QVP_WAL_ARCHIVE_DIR, settings.QVP_WAL_ARCHIVE_TIMEOUT)
+
+
+@dataclass(frozen=True)
 class EmbeddedServer:
     """Where the running embedded server can be reached."""
 
@@ -111,16 +138,22 @@ def _private_folder(var_dir: Path) -> Path:
     return folder
 
 
-def start(var_dir: Path, *, may_init: bool = True) -> EmbeddedServer:
+def start(
+    var_dir: Path, *, may_init: bool = True, archiving: Archiving | None = None
+) -> EmbeddedServer:
     """Start the embedded server if it is not running (making the cluster the first time,
-    unless not ``may_init``)."""
+    unless not ``may_init``), archiving its WAL as ``archiving`` says (None: not at all). A
+    running server is left as it was started."""
     var_dir = Path(var_dir)
     var_dir.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata_path(var_dir)
     superuser_password = password(var_dir, SUPERUSER)
+    archiving = archiving or Archiving(None)
+    if archiving.folder is not None:
+        postmaster.owned_folder(Path(archiving.folder).resolve())  # the server writes it
     postmaster.ensure_started(
         pgdata, password=superuser_password, settings=CLUSTER_SETTINGS, hba=PG_HBA,
-        may_init=may_init,
+        may_init=may_init, options=archiving.options(),
     )  # fmt: skip
     host, port = address(var_dir)
     running = EmbeddedServer(host, port, superuser_password)
@@ -138,9 +171,12 @@ def address(var_dir: Path) -> tuple[str, int]:
     return str(postmaster.socket_dir(pgdata)), postmaster.PORT
 
 
-def ensure_running(var_dir: Path, database: str, *, may_init: bool = True) -> None:
-    """Start the server and make ``database`` if either is missing."""
-    ensure_database(start(var_dir, may_init=may_init), database)
+def ensure_running(
+    var_dir: Path, database: str, *, may_init: bool = True, archiving: Archiving | None = None
+) -> None:
+    """Start the server (archiving as ``archiving`` says) and make ``database`` if either is
+    missing."""
+    ensure_database(start(var_dir, may_init=may_init, archiving=archiving), database)
 
 
 def _refuse_a_lost_superuser_password(var_dir: Path) -> None:

@@ -130,12 +130,20 @@ def lock(pgdata: Path) -> Iterator[None]:
 
 
 def ensure_started(
-    pgdata: Path, *, password: str, settings: Mapping[str, str], hba: str, may_init: bool = True
+    pgdata: Path,
+    *,
+    password: str,
+    settings: Mapping[str, str],
+    hba: str,
+    may_init: bool = True,
+    options: Mapping[str, str] | None = None,
 ) -> None:
     """Start the server of ``pgdata`` unless it runs, making the cluster first if there is none
     (its superuser ``postgres`` with ``password``, ``settings`` in postgresql.conf, ``hba``)
     unless not ``may_init`` (a server process of the site: its data folder gone missing, moved
-    aside for a restore or not yet mounted, must not become a new empty cluster)."""
+    aside for a restore or not yet mounted, must not become a new empty cluster). ``options``
+    are settings of this start alone (``-c``), such as WAL archiving: a running server keeps
+    those it was started with."""
     if _ready(pgdata):
         return
     with lock(pgdata):
@@ -148,10 +156,21 @@ def ensure_started(
                     " `manage.py embedded_db start` (or make run) makes a new one"
                 )
             _init_cluster(pgdata, password, settings, hba)
-        directory = socket_dir(pgdata)
-        _prepare_socket_dir(directory, pgdata)
-        options = f"-h '' -k '{directory}' -p {PORT}"
-        pg_ctl(pgdata, "start", "-l", str(pgdata / "log"), "-o", options)
+        start(pgdata, PORT, options or {})
+
+
+def start(pgdata: Path, port: int, options: Mapping[str, str]) -> None:
+    """``pg_ctl start`` for ``pgdata`` on its socket (no network address) and ``port``, with
+    ``options`` as ``-c`` settings; waits until it accepts connections. The caller holds the
+    lock, or owns the cluster alone (a restore's)."""
+    directory = socket_dir(pgdata)
+    _prepare_socket_dir(directory, pgdata)
+    line = [f"-h '' -k '{directory}' -p {port}"]
+    for name, value in options.items():
+        if "'" in value or "\n" in value:
+            raise ServerError(f"{name}: a value with a quote or a line break: {value!r}")
+        line.append(f"-c {name}='{value}'")
+    pg_ctl(pgdata, "start", "-l", str(pgdata / "log"), "-o", " ".join(line))
 
 
 def _ready(pgdata: Path) -> bool:
@@ -272,6 +291,36 @@ def _initdb(draft: Path, password_file: Path, settings: Mapping[str, str]) -> No
     if done.returncode != 0:
         shutil.rmtree(draft, ignore_errors=True)
         raise ServerError(f"initdb failed: {done.stderr.strip()}")
+
+
+def owned_folder(path: Path) -> None:
+    """``path`` made if missing, with its parents: a 0700 folder the server's user owns and
+    can reach (the WAL archive, which the server writes). One made by hand is given to the
+    server's user: an archive it cannot write fails every segment, and they pile up in
+    pg_wal until the disk is full."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _owned_folder(path)
+        return
+    user = os_user()
+    if user is not None and path.stat().st_uid != _server_account(user).pw_uid:
+        entry = _server_account(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        path.chmod(0o700)
+        _let_through(path.parent)
+
+
+def give_to_server(path: Path) -> None:
+    """A folder and everything in it made the server's user's (as root: files copied by us)."""
+    user = os_user()
+    if user is None:
+        return
+    entry = _server_account(user)
+    for folder, _dirs, files in os.walk(path):
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        for name in files:
+            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
+    _let_through(path.parent)
 
 
 def _owned_folder(path: Path) -> None:

@@ -45,6 +45,9 @@ def _ensure_running() -> None:
     (so /healthz answers its 503), its cause kept for ``manage.py`` to print in a line."""
     may_init = os.environ.get("QVP_EMBEDDED_MAY_INIT", "1") != "0"
     try:
-        embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME, may_init=may_init)
+        embedded.ensure_running(
+            settings.VAR_DIR, settings.DATABASE_NAME, may_init=may_init,
+            archiving=embedded.site_archiving(),
+        )  # fmt: skip
     except postmaster.ServerError as error:
         raise psycopg.OperationalError(str(error)) from error

@@ -24,11 +24,19 @@ class Command(BaseCommand):
             self.stdout.write("not running")
             return
         # start: the server, and the site's database on it, as the first connection would.
-        embedded.ensure_running(settings.VAR_DIR, settings.DATABASE_NAME)
+        embedded.ensure_running(
+            settings.VAR_DIR, settings.DATABASE_NAME, archiving=embedded.site_archiving()
+        )
         socket_dir, port = embedded.address(settings.VAR_DIR)
         # Where a client (psql -h <socket> -U postgres) connects, and the password it needs.
+        with embedded.start(settings.VAR_DIR).connect() as conn:  # what it was started with
+            mode, folder = conn.execute(
+                "SELECT current_setting('archive_mode'),"
+                " current_setting('basic_archive.archive_directory', true)"
+            ).fetchone() or ("off", None)
         self.stdout.write(
             f"running: socket {socket_dir} port {port},"
             f" data {embedded.pgdata_path(settings.VAR_DIR)},"
-            f" passwords in {embedded.secrets_path(settings.VAR_DIR)}"
+            f" passwords in {embedded.secrets_path(settings.VAR_DIR)},"
+            f" {f'WAL archived into {folder}' if mode == 'on' else 'WAL not archived'}"
         )
