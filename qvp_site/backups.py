@@ -119,13 +119,17 @@ def server_major(conn: psycopg.Connection) -> int:
 
 
 # --- What the database holds --------------------------------------------------------------------
+# Every table of the public schema that holds rows of its own or through its partitions (a
+# partition is counted with its parent, a hypertable's chunks with it).
+TABLES = (
+    "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace"
+    " AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname"
+)
+
+
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
-    """Rows of every table of the public schema (a partitioned table or hypertable counts its
-    partitions or chunks; they are not listed themselves), in one statement."""
-    tables = conn.execute(
-        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace"
-        " AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname"
-    ).fetchall()
+    """Rows of every table of the public schema (``TABLES``), in one statement."""
+    tables = conn.execute(TABLES).fetchall()
     if not tables:
         return {}
     counts = sql.SQL(" UNION ALL ").join(

@@ -20,11 +20,15 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from django.conf import settings
+from psycopg import sql
 
 from qvp_site import wal_archive
 from qvp_site.backups import (
+    TABLES,
     BackupError,
     connect_with,
     libpq_env,
@@ -38,8 +42,15 @@ from qvp_site.backups import (
 from qvp_site.db import roles
 
 MANIFEST = "qvp.json"
-# backup_label's first line: "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)".
+# The embedded server's log sits in its data folder: statements' text, not the cluster's.
+SERVER_LOG = "log"
+# backup_label's lines: "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)", and
+# "START TIMELINE: 1".
 START_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.MULTILINE)
+START_TIMELINE = re.compile(r"^START TIMELINE: (\d+)$", re.MULTILINE)
+# How long the count waits for the writers in progress, and how often it tries.
+HOLD_TIMEOUT = "5s"
+HOLD_TRIES = 3
 
 
 @dataclass
@@ -54,6 +65,10 @@ class BaseBackup:
     server_version: str
     timescaledb: str | None
     row_counts: dict[str, int] = field(default_factory=dict)
+    timeline: int = 1
+    # False when writers kept the tables for longer than HOLD_TRIES x HOLD_TIMEOUT: the counts
+    # are then of a snapshot a replay cannot stop at exactly, and a restore does not hold to them.
+    counts_exact: bool = True
     path: Path = field(default=Path(), compare=False)
 
     @classmethod
@@ -93,6 +108,7 @@ def make(using: str = "default") -> BaseBackup:
     if done.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise BackupError(f"pg_basebackup failed: {done.stderr.strip()}")
+    (partial / SERVER_LOG).unlink(missing_ok=True)  # pg_verifybackup is told (restore)
     try:
         backup = _manifest(params, partial, started)
         (partial / MANIFEST).write_text(json.dumps(_fields(backup), indent=2, sort_keys=True))
@@ -102,6 +118,30 @@ def make(using: str = "default") -> BaseBackup:
     partial.rename(target)
     backup.path = target
     return backup
+
+
+def archiving_warnings(using: str = "default") -> list[str]:
+    """Why a base backup of ``using``'s server could not be replayed forward from: its WAL not
+    archived, or the archiver failing (segments then pile up in pg_wal)."""
+    warnings = []
+    if settings.QVP_WAL_ARCHIVE_DIR is None:
+        warnings.append("QVP_WAL_ARCHIVE_DIR is off: restore --to-time has no archive to read")
+    with connect_with(libpq_params(using)) as conn:
+        mode, failed, last_failed = one_row(
+            conn.execute(
+                "SELECT current_setting('archive_mode'), failed_count, last_failed_wal"
+                " FROM pg_stat_archiver"
+                " WHERE last_failed_time > coalesce(last_archived_time, '-infinity')"
+                " UNION ALL SELECT current_setting('archive_mode'), 0, NULL LIMIT 1"
+            )
+        )
+    if mode == "off":
+        warnings.append("the server does not archive its WAL (archive_mode is off)")
+    if failed:
+        warnings.append(
+            f"the server's archiver is failing: {failed} failure(s), {last_failed} last"
+        )
+    return warnings
 
 
 def refuse_application_roles(params: dict[str, str], what: str) -> None:
@@ -115,30 +155,58 @@ def refuse_application_roles(params: dict[str, str], what: str) -> None:
 
 
 def _manifest(params: dict[str, str], copy: Path, started: datetime) -> BaseBackup:
-    """The copy's manifest: where its WAL starts, and the database's rows counted after it."""
-    label = START_WAL.search((copy / "backup_label").read_text())
-    if label is None:
-        raise BackupError(f"{copy / 'backup_label'}: no START WAL LOCATION line")
-    with connect_with(params) as conn:
-        # The snapshot is taken as the first statement starts, and the WAL position read in
-        # it: a restore stopped there holds what the counts saw (a transaction whose commit
-        # lands in the same instant aside).
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    """The copy's manifest: where its WAL starts, and the database's rows counted after it at
+    a WAL position a replay can stop at with exactly those rows (``_counted``)."""
+    label = (copy / "backup_label").read_text()
+    start, timeline = START_WAL.search(label), START_TIMELINE.search(label)
+    if start is None or timeline is None:
+        raise BackupError(f"{copy / 'backup_label'}: no START WAL LOCATION or START TIMELINE")
+    with connect_with(params) as holder, connect_with(params) as counter:
+        exact = _hold_writers(holder)
+        # The counter's snapshot is taken as its first statement starts, the WAL position read
+        # in it, while no writer of a counted table is in progress: every commit before that
+        # position is in the snapshot, and no later one. The writers go on at once after.
+        counter.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         lsn, at = one_row(
-            conn.execute("SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()")
+            counter.execute("SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()")
         )
+        holder.rollback()
         backup = BaseBackup(
             database=params["dbname"],
             started_at=started.isoformat(),
-            start_wal=label.group(1),
+            start_wal=start.group(1),
             counted_at=at.astimezone(UTC).isoformat(),
             counted_lsn=lsn,
-            server_version=str(one_row(conn.execute("SHOW server_version"))[0]),
-            timescaledb=timescaledb_version(conn),
-            row_counts=row_counts(conn),
+            server_version=str(one_row(counter.execute("SHOW server_version"))[0]),
+            timescaledb=timescaledb_version(counter),
+            row_counts=row_counts(counter),
+            timeline=int(timeline.group(1)),
+            counts_exact=exact,
         )
-        conn.rollback()
+        counter.rollback()
     return backup
+
+
+def _hold_writers(holder: psycopg.Connection[Any]) -> bool:
+    """Every table of the public schema locked in SHARE mode on ``holder`` (left open): it
+    waits until the writers in progress have finished and are visible to all, and keeps new
+    ones out until ``holder`` ends (a moment later). A commit's WAL record is written before
+    it becomes visible: without this, a replay to the count's position would hold commits the
+    count did not see. Gives up, answering False, when writers keep a table too long."""
+    tables = [name for (name,) in holder.execute(TABLES).fetchall()]
+    if not tables:
+        return True
+    lock = sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+        sql.SQL(", ").join(sql.Identifier(name) for name in tables)
+    )
+    for _ in range(HOLD_TRIES):
+        try:
+            holder.execute("SELECT set_config('lock_timeout', %s, true)", [HOLD_TIMEOUT])
+            holder.execute(lock)
+            return True
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            holder.rollback()
+    return False
 
 
 def _fields(backup: BaseBackup) -> dict[str, object]:

@@ -18,6 +18,7 @@ restore into it stops whatever runs there and starts again.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -40,6 +41,7 @@ MARK = "QVP_RESTORE_UNFINISHED"
 AUTO_CONF = "postgresql.auto.conf"
 BEGIN, END = "# --- manage.py restore --to-time ---", "# --- end of restore --to-time ---"
 POLL_SECONDS = 0.2
+HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 
 
 @dataclass
@@ -93,13 +95,7 @@ def restore_to_time(
     _recovery_settings(data_dir, archive, f"recovery_target_lsn = '{backup.counted_lsn}'", "pause")
     _start(data_dir, port)
     _wait(data_dir, params, "SELECT pg_get_wal_replay_pause_state() = 'paused'", "to pause")
-    with _connect(params) as conn:
-        counted = row_counts(conn)
-    mismatches = {
-        table: (expected, counted.get(table))
-        for table, expected in backup.row_counts.items()
-        if counted.get(table) != expected
-    }
+    mismatches = _compare_counts(backup, params, say)
     say(f"replaying to {target.isoformat()}")
     postmaster.pg_ctl(data_dir, "stop", "-m", "fast")
     stop_at = f"recovery_target_time = '{target.isoformat()}'"
@@ -109,11 +105,44 @@ def restore_to_time(
     with _connect(params) as conn:
         found = row_counts(conn)
         problem = audit_chain_problem(conn)
+    _archive_history_when_switched_in(data_dir)
     (data_dir / MARK).unlink()
     return Restored(
         data_dir, Path(params["host"]), port, backup.database, backup, target, mismatches,
         problem, len(found), sum(found.values()),
     )  # fmt: skip
+
+
+def _compare_counts(
+    backup: BaseBackup, params: dict[str, str], say: Callable[[str], None]
+) -> dict[str, tuple[int, int | None]]:
+    """Each table's rows where the replay paused against the base backup's count: the tables
+    that differ, with what each held."""
+    if not backup.counts_exact:
+        say(
+            f"row counts not compared: base backup {backup.path.name} counted them while"
+            " writers held the tables"
+        )
+        return {}
+    with _connect(params) as conn:
+        counted = row_counts(conn)
+    return {
+        table: (expected, counted.get(table))
+        for table, expected in backup.row_counts.items()
+        if counted.get(table) != expected
+    }
+
+
+def _archive_history_when_switched_in(data_dir: Path) -> None:
+    """The new timeline's history file (the newest in pg_wal) marked for the archive: promoted
+    with archiving off, the server would never hand it over, and should this cluster become
+    the site's (it then archives), a later restore could not follow it onto its timeline."""
+    wal = data_dir / "pg_wal"
+    histories = sorted(p.name for p in wal.iterdir() if HISTORY.match(p.name))
+    if histories:
+        ready = wal / "archive_status" / f"{histories[-1]}.ready"
+        ready.touch()
+        postmaster.give_to_server(ready)
 
 
 def _archive() -> Path:
@@ -165,12 +194,13 @@ def _same_major(backup: BaseBackup) -> BaseBackup:
 def _reachable(archive: Path, backup: BaseBackup, target: datetime) -> None:
     """Refuse a target the archive cannot reach: after its last transaction, or past a gap."""
     last = wal_archive.last_commit_time(archive)
-    if last is None or target > last:
-        latest = last.isoformat() if last else "none: no transaction in the archive yet"
+    if last is None or target >= last:  # a replay stops at the first commit after the target
+        latest = f"any before {last.isoformat()}" if last else "none: no transaction archived"
         raise BackupError(
-            f"{target.isoformat()} is after the last archived WAL: the latest time that can be"
-            f" reached is {latest} (the server hands its current segment to the archive at"
-            " most QVP_WAL_ARCHIVE_TIMEOUT later, or at once with SELECT pg_switch_wal())"
+            f"{target.isoformat()} is not before the last archived transaction: the times"
+            f" that can be reached are {latest} (the server hands its current segment to the"
+            " archive at most QVP_WAL_ARCHIVE_TIMEOUT later, or at once with"
+            " SELECT pg_switch_wal())"
         )
     missing = wal_archive.gaps(archive, backup.start_wal)
     if missing:
@@ -188,13 +218,18 @@ def _clear_unfinished(data_dir: Path) -> None:
         raise BackupError(f"{data_dir} exists: restore into a new folder (--target)")
     if postmaster.read(data_dir) is not None:
         postmaster.pg_ctl(data_dir, "stop", "-m", "immediate")
-    shutil.rmtree(data_dir)
+    # Renamed aside first: a removal cut short leaves no folder that looks finished.
+    aside = data_dir.with_name(f".{data_dir.name}.removing")
+    shutil.rmtree(aside, ignore_errors=True)
+    data_dir.rename(aside)
+    shutil.rmtree(aside)
 
 
 def _verify(backup: BaseBackup) -> None:
     done = subprocess.run(
         [str(postmaster.bin_dir() / "pg_verifybackup"), "--quiet",
-         f"--ignore={base_backups.MANIFEST}", str(backup.path)],
+         f"--ignore={base_backups.MANIFEST}", f"--ignore={base_backups.SERVER_LOG}",
+         str(backup.path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:

@@ -22,6 +22,11 @@ SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 END_OF_TRANSACTION = re.compile(
     r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC"
 )
+# How pg_waldump says it reached the end of the WAL written (not an error of the archive's).
+END_OF_WAL = re.compile(
+    r"invalid record length|could not find a valid record|invalid magic number"
+    r"|incorrect prev-link|unexpected pageaddr|contrecord"
+)
 # The newest segments read for the last commit before giving up: an archive whose last
 # gigabyte holds no commit at all has nothing later to restore to anyway.
 SEGMENTS_SEARCHED = 64
@@ -53,6 +58,8 @@ def last_commit_time(folder: Path) -> datetime | None:
         found = END_OF_TRANSACTION.findall(done.stdout)
         if found:
             return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC)
+        if done.returncode != 0 and not END_OF_WAL.search(done.stderr):
+            raise WalArchiveError(f"pg_waldump cannot read {folder / name}: {done.stderr.strip()}")
     return None
 
 

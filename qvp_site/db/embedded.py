@@ -90,6 +90,27 @@ class Archiving:
         }
 
 
+def archiving_differs(server: EmbeddedServer, archiving: Archiving) -> str | None:
+    """What the running server archives, when it is not what ``archiving`` says (it was
+    started by a process with other settings: `make test` and `make run` share it)."""
+    with server.connect() as conn:
+        mode, folder = conn.execute(
+            "SELECT current_setting('archive_mode'),"
+            " current_setting('basic_archive.archive_directory', true)"
+        ).fetchone() or ("off", None)
+    wanted = archiving.options()
+    if mode == wanted["archive_mode"] and folder == wanted.get(
+        "basic_archive.archive_directory", folder
+    ):
+        return None
+    running = f"into {folder}" if mode == "on" else "nothing"
+    asked = str(archiving.folder) if archiving.folder else "off"
+    return (
+        f"the embedded server archives {running}, and QVP_WAL_ARCHIVE_DIR is {asked}: it was"
+        " started with other settings; `make db-stop` and start again to apply them"
+    )
+
+
 def site_archiving() -> Archiving:
     """The site's settings: ``QVP_WAL_ARCHIVE_DIR`` (off in ``make test``) and its timeout."""
     from django.conf import settings

@@ -295,19 +295,29 @@ def _initdb(draft: Path, password_file: Path, settings: Mapping[str, str]) -> No
 
 def owned_folder(path: Path) -> None:
     """``path`` made if missing, with its parents: a 0700 folder the server's user owns and
-    can reach (the WAL archive, which the server writes). One made by hand is given to the
-    server's user: an archive it cannot write fails every segment, and they pile up in
-    pg_wal until the disk is full."""
+    can reach (the WAL archive, which the server writes). An empty one made by hand is given
+    to it; one that holds files and is someone else's is refused: an archive the server
+    cannot write fails every segment, and they pile up in pg_wal until the disk is full."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         _owned_folder(path)
         return
     user = os_user()
-    if user is not None and path.stat().st_uid != _server_account(user).pw_uid:
-        entry = _server_account(user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-        path.chmod(0o700)
-        _let_through(path.parent)
+    if user is None or path.stat().st_uid == _server_account(user).pw_uid:
+        return
+    if any(path.iterdir()):
+        try:
+            owner = pwd.getpwuid(path.stat().st_uid).pw_name
+        except KeyError:
+            owner = f"uid {path.stat().st_uid}"
+        raise ServerError(
+            f"{path} belongs to {owner} and holds files: the server writes its WAL archive as"
+            f" {user}; give it the folder (chown -R {user}) or choose another"
+        )
+    entry = _server_account(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    path.chmod(0o700)
+    _let_through(path.parent)
 
 
 def give_to_server(path: Path) -> None:

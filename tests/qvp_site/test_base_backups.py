@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qvp_site import base_backups, wal_archive
+from qvp_site.db import postmaster
 from qvp_site.db.embedded import Archiving
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -96,3 +98,16 @@ def test_bad_settings_are_refused_naming_them(name, value, message):
     )  # fmt: skip
     assert done.returncode != 0
     assert message in done.stderr, done.stderr[-500:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only does the server run as another user")
+def test_an_archive_folder_of_someone_elses_is_refused_unless_empty(tmp_path):
+    empty, used = tmp_path / "empty", tmp_path / "used"
+    empty.mkdir()
+    used.mkdir()
+    (used / "notes.txt").write_text("someone's")
+    postmaster.owned_folder(empty)  # adopted: the server writes it
+    assert empty.stat().st_uid == pwd.getpwnam(postmaster.SERVER_OS_USER).pw_uid
+    with pytest.raises(postmaster.ServerError, match="belongs to root and holds files"):
+        postmaster.owned_folder(used)
+    assert used.stat().st_uid == 0

@@ -8,6 +8,7 @@ starts it again. A connection that fails for another reason fails as it would ha
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, ClassVar
 
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.db.backends.postgresql import base
 
 from qvp_site.db import embedded, postmaster
+
+logger = logging.getLogger(__name__)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -33,8 +36,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
             _ensure_running()
             connection = super().get_new_connection(conn_params)
         if not DatabaseWrapper._passwords_checked:
-            embedded.start(settings.VAR_DIR)  # running: only checks (once) that it asks
+            # Running: only checks (once) that it asks; were it stopped a moment ago, it starts
+            # as the site's settings say.
+            archiving = embedded.site_archiving()
+            server = embedded.start(settings.VAR_DIR, archiving=archiving)
             DatabaseWrapper._passwords_checked = True
+            if differs := embedded.archiving_differs(server, archiving):
+                logger.warning(differs)
         return connection
 
 

@@ -57,6 +57,8 @@ class Command(BaseCommand):
             f" and {rows} rows of {made.database} counted at {made.counted_at}"
             f" (WAL {made.counted_lsn})"
         )
+        for warning in base_backups.archiving_warnings():
+            self.stderr.write(f"warning: {warning}")
         for name in pruned.backups:
             self.stdout.write(f"removed base backup {name} (older than QVP_PITR_WINDOW needs)")
         if pruned.segments:
