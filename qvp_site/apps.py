@@ -1,5 +1,8 @@
+from typing import Any
+
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db import connections
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class QvpSiteConfig(AppConfig):
@@ -41,3 +44,12 @@ class QvpSiteConfig(AppConfig):
         # After every migrate (see qvp_site/operators.py): the operators group gets the
         # market-data write permissions a fresh database has only after its last migration.
         post_migrate.connect(grant_operators_permissions, dispatch_uid="qvp_operators_write")
+        # Before every migrate: on a Citus cluster (QVP_CITUS_WORKERS), the database is made
+        # one first, the site's and the test database alike (qvp_site/db/citus.py).
+        pre_migrate.connect(_prepare_citus, dispatch_uid="qvp_citus_prepare")
+
+
+def _prepare_citus(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+    from qvp_site.db import citus
+
+    citus.prepare(connections[using])

@@ -247,8 +247,23 @@ QVP_RESEARCH_DB_CONNECTION_LIMIT = env.positive_int("QVP_RESEARCH_DB_CONNECTION_
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# auto: use TimescaleDB where the server offers it; on: require it; off: plain PostgreSQL.
+# The time-series engine (qvp_site/db/engine.py). auto: TimescaleDB where the server offers it,
+# Citus where the database has it with workers registered, plain PostgreSQL otherwise; or one
+# named, and then required. QVP_TIMESCALEDB (auto/on/off) is its older spelling.
+_ENGINE_OF_TIMESCALEDB = {"auto": "auto", "on": "timescaledb", "off": "postgresql"}
 QVP_TIMESCALEDB = env.choice("QVP_TIMESCALEDB", ("auto", "on", "off"), default="auto")
+QVP_ENGINE = env.choice(
+    "QVP_ENGINE", ("auto", "timescaledb", "postgresql", "citus"),
+    default=_ENGINE_OF_TIMESCALEDB[QVP_TIMESCALEDB],
+)  # fmt: skip
+# Citus: the workers ("host:port,...") a new database is prepared on (the extension in it on
+# every node, the workers registered on the coordinator) before its migrations run.
+QVP_CITUS_WORKERS: list[tuple[str, int]] = []
+for _worker in env.list("QVP_CITUS_WORKERS", default=[]):
+    _worker_host, _, _worker_port = _worker.strip().rpartition(":")
+    if not _worker_host or not _worker_port.isdigit():
+        raise ImproperlyConfigured(f"QVP_CITUS_WORKERS: {_worker!r} is not host:port")
+    QVP_CITUS_WORKERS.append((_worker_host, int(_worker_port)))
 
 # Retention per time-series table ("table=interval", "off" disables). Counted back from now.
 # Market data has none by default: research needs the history.

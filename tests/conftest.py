@@ -52,6 +52,20 @@ def _audit_files_of_the_tests_own(tmp_path_factory):
     settings.QVP_AUDIT_SIGNING_KEY = ""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _citus_workers_test_database(request):
+    """On a Citus cluster, the workers' copies of the test database go with it."""
+    if not settings.QVP_CITUS_WORKERS:
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    name = connection.settings_dict["NAME"]
+    yield
+    from qvp_site.db import citus
+
+    citus.drop_on_workers(name, connection)
+
+
 @pytest.fixture(autouse=True)
 def _plain_static_files_and_a_fresh_cache(settings):
     """Pages render without collectstatic having run: the manifest storage is production's.
@@ -86,14 +100,19 @@ def _fast_passwords(settings):
 
 @pytest.fixture(autouse=True)
 def _engine_markers(request):
-    """``@pytest.mark.timescaledb`` runs only where the database has TimescaleDB;
-    ``@pytest.mark.embedded`` only on the embedded server."""
+    """``@pytest.mark.timescaledb`` runs only where the database has TimescaleDB,
+    ``@pytest.mark.citus`` only on a Citus cluster, ``@pytest.mark.embedded`` only on the
+    embedded server."""
     if request.node.get_closest_marker("embedded") and not settings.EMBEDDED_DATABASE:
         pytest.skip("needs the embedded server; DATABASE_URL points elsewhere")
     if request.node.get_closest_marker("timescaledb"):
         request.getfixturevalue("db")
         if not engine.is_timescaledb():
             pytest.skip("needs TimescaleDB; this database is plain PostgreSQL")
+    if request.node.get_closest_marker("citus"):
+        request.getfixturevalue("db")
+        if not engine.is_citus():
+            pytest.skip("needs a Citus cluster; this database is on one server")
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""Which time-series engine the database offers: TimescaleDB, or plain PostgreSQL.
+"""Which time-series engine the database offers: TimescaleDB, Citus, or plain PostgreSQL.
 
-Detected from the server (pg_available_extensions and shared_preload_libraries), unless
-QVP_TIMESCALEDB forces it. The answer is cached per database, since it cannot change while a
-process runs short of installing the extension.
+Detected from the server (pg_available_extensions and shared_preload_libraries; for Citus, the
+extension in the database and its workers registered), unless QVP_ENGINE names one, which is
+then required. The answer is cached per database, since it cannot change while a process runs
+short of installing an extension.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 TIMESCALEDB = "timescaledb"
 POSTGRESQL = "postgresql"
+CITUS = "citus"
 
 _cache: dict[tuple[str, str], EngineInfo] = {}
 
@@ -28,10 +30,16 @@ class EngineInfo:
     server_version: str
     timescaledb_version: str | None
     pgvector_version: str | None
+    citus_version: str | None = None
+    citus_workers: int = 0
 
     @property
     def is_timescaledb(self) -> bool:
         return self.engine == TIMESCALEDB
+
+    @property
+    def is_citus(self) -> bool:
+        return self.engine == CITUS
 
 
 _PROBE = """
@@ -43,12 +51,17 @@ SELECT current_setting('server_version'),
        (SELECT 'timescaledb' = ANY(string_to_array(replace(setting, ' ', ''), ','))
         FROM pg_settings WHERE name = 'shared_preload_libraries'),
        (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
-       (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')
+       (SELECT default_version FROM pg_available_extensions WHERE name = 'vector'),
+       (SELECT extversion FROM pg_extension WHERE extname = 'citus')
+"""
+# Citus's active workers, where the extension is in the database (its catalog exists then).
+_CITUS_WORKERS = """
+SELECT count(*) FROM pg_dist_node WHERE groupid <> 0 AND isactive AND noderole = 'primary'
 """
 
 
 def detect(connection: BaseDatabaseWrapper | None = None) -> EngineInfo:
-    """The engine of ``connection`` (default: the default database), honouring QVP_TIMESCALEDB."""
+    """The engine of ``connection`` (default: the default database), honouring QVP_ENGINE."""
     connection = connection or connections["default"]
     key = (connection.alias, connection.settings_dict["NAME"])
     if key not in _cache:
@@ -64,26 +77,54 @@ def forget() -> None:
 def _probe(connection: BaseDatabaseWrapper) -> EngineInfo:
     with connection.cursor() as cursor:
         cursor.execute(_PROBE)
-        server, ts_installed, ts_available, preloaded, vec_installed, vec_available = (
+        server, ts_installed, ts_available, preloaded, vec_installed, vec_available, citus = (
             cursor.fetchone()
         )
-    usable = bool(ts_installed) or bool(ts_available and preloaded)
-    mode = settings.QVP_TIMESCALEDB
-    if mode == "on" and not usable:
+        workers = 0
+        if citus:
+            cursor.execute(_CITUS_WORKERS)
+            workers = cursor.fetchone()[0]
+    timescaledb_usable = bool(ts_installed) or bool(ts_available and preloaded)
+    engine = _choose(settings.QVP_ENGINE, timescaledb_usable, bool(citus), workers, ts_available)
+    return EngineInfo(
+        engine=engine,
+        server_version=server,
+        timescaledb_version=(ts_installed or ts_available) if engine == TIMESCALEDB else None,
+        pgvector_version=vec_installed or vec_available,
+        citus_version=citus if engine == CITUS else None,
+        citus_workers=workers,
+    )
+
+
+def _choose(
+    mode: str, timescaledb: bool, citus: bool, workers: int, ts_available: str | None
+) -> str:
+    """The engine ``mode`` (QVP_ENGINE) asks for, refused when the database cannot be it."""
+    if mode == TIMESCALEDB and not timescaledb:
         reason = (
             "it is not installed on the server"
             if not ts_available
             else "it is not in shared_preload_libraries"
         )
-        raise ImproperlyConfigured(f"QVP_TIMESCALEDB=on but TimescaleDB cannot be used: {reason}")
-    use_timescaledb = usable and mode != "off"
-    return EngineInfo(
-        engine=TIMESCALEDB if use_timescaledb else POSTGRESQL,
-        server_version=server,
-        timescaledb_version=(ts_installed or ts_available) if use_timescaledb else None,
-        pgvector_version=vec_installed or vec_available,
-    )
+        raise ImproperlyConfigured(
+            f"QVP_ENGINE=timescaledb but TimescaleDB cannot be used: {reason}"
+        )
+    if mode == CITUS and not (citus and workers):
+        reason = "the extension is not in the database" if not citus else "no worker is registered"
+        raise ImproperlyConfigured(
+            f"QVP_ENGINE=citus but Citus cannot be used: {reason} (QVP_CITUS_WORKERS names the"
+            " workers a new database is prepared on)"
+        )
+    if mode != "auto":
+        return mode
+    if citus and workers:
+        return CITUS
+    return TIMESCALEDB if timescaledb else POSTGRESQL
 
 
 def is_timescaledb(connection: BaseDatabaseWrapper | None = None) -> bool:
     return detect(connection).is_timescaledb
+
+
+def is_citus(connection: BaseDatabaseWrapper | None = None) -> bool:
+    return detect(connection).is_citus

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -100,7 +103,7 @@ def fresh_engine():
 
 
 def test_engine_can_be_forced_off(db, fresh_engine):
-    with override_settings(QVP_TIMESCALEDB="off"):
+    with override_settings(QVP_ENGINE="postgresql"):
         assert engine.detect().engine == engine.POSTGRESQL
         assert engine.detect().timescaledb_version is None
 
@@ -109,12 +112,40 @@ def test_engine_on_fails_loudly_where_timescaledb_is_missing(db, fresh_engine):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
         installed = cursor.fetchone()[0] == 1
-    with override_settings(QVP_TIMESCALEDB="on"):
+    with override_settings(QVP_ENGINE="timescaledb"):
         if installed:
             assert engine.detect().is_timescaledb
         else:
-            with pytest.raises(ImproperlyConfigured, match="QVP_TIMESCALEDB=on but TimescaleDB"):
+            with pytest.raises(
+                ImproperlyConfigured, match="QVP_ENGINE=timescaledb but TimescaleDB"
+            ):
                 engine.detect()
+
+
+def test_citus_asked_for_fails_loudly_where_the_database_has_no_workers(db, fresh_engine):
+    if engine.is_citus():
+        pytest.skip("the database is on a Citus cluster: tests/qvp_site/test_citus_engine.py")
+    engine.forget()
+    with (
+        override_settings(QVP_ENGINE="citus"),
+        pytest.raises(
+            ImproperlyConfigured,
+            match="QVP_ENGINE=citus but Citus cannot be used: the extension is not",
+        ),
+    ):
+        engine.detect()
+
+
+@pytest.mark.parametrize(
+    ("older", "engine_name"), [("auto", "auto"), ("on", "timescaledb"), ("off", "postgresql")]
+)
+def test_qvp_timescaledb_is_the_engine_settings_older_spelling(older, engine_name):
+    done = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.QVP_ENGINE)"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "qvp_site.settings", "QVP_TIMESCALEDB": older},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.split()[-1] == engine_name
 
 
 @pytest.mark.parametrize("model", ["jobrun", "timeseriestable", "timeseriesaggregate"])
