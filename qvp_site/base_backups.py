@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,9 +49,11 @@ SERVER_LOG = "log"
 # "START TIMELINE: 1".
 START_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.MULTILINE)
 START_TIMELINE = re.compile(r"^START TIMELINE: (\d+)$", re.MULTILINE)
-# How long the count waits for the writers in progress, and how often it tries.
-HOLD_TIMEOUT = "5s"
-HOLD_TRIES = 3
+# How long each try of the count's hold waits for a table's writers (below deadlock_timeout,
+# 1 s, so that in a cycle the hold, not a writer, gives up), and for how long it tries.
+HOLD_TIMEOUT = "150ms"
+HOLD_SECONDS = 15.0
+HOLD_PAUSE = 0.25
 
 
 @dataclass
@@ -66,7 +69,7 @@ class BaseBackup:
     timescaledb: str | None
     row_counts: dict[str, int] = field(default_factory=dict)
     timeline: int = 1
-    # False when writers kept the tables for longer than HOLD_TRIES x HOLD_TIMEOUT: the counts
+    # False when writers kept the tables from the count's hold for HOLD_SECONDS: the counts
     # are then of a snapshot a replay cannot stop at exactly, and a restore does not hold to them.
     counts_exact: bool = True
     path: Path = field(default=Path(), compare=False)
@@ -192,21 +195,29 @@ def _hold_writers(holder: psycopg.Connection[Any]) -> bool:
     waits until the writers in progress have finished and are visible to all, and keeps new
     ones out until ``holder`` ends (a moment later). A commit's WAL record is written before
     it becomes visible: without this, a replay to the count's position would hold commits the
-    count did not see. Gives up, answering False, when writers keep a table too long."""
-    tables = [name for (name,) in holder.execute(TABLES).fetchall()]
-    if not tables:
-        return True
-    lock = sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
-        sql.SQL(", ").join(sql.Identifier(name) for name in tables)
-    )
-    for _ in range(HOLD_TRIES):
+    count did not see. Each try waits briefly (writers queue behind a waiting lock) and lets go
+    of everything; after HOLD_SECONDS it gives up, answering False."""
+    deadline = time.monotonic() + HOLD_SECONDS
+    while True:
         try:
+            tables = [name for (name,) in holder.execute(TABLES).fetchall()]
             holder.execute("SELECT set_config('lock_timeout', %s, true)", [HOLD_TIMEOUT])
-            holder.execute(lock)
+            if tables:
+                holder.execute(
+                    sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                        sql.SQL(", ").join(sql.Identifier("public", name) for name in tables)
+                    )
+                )
             return True
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+        except (
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.UndefinedTable,  # dropped since it was listed (a rebuild)
+        ):
             holder.rollback()
-    return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(HOLD_PAUSE)
 
 
 def _fields(backup: BaseBackup) -> dict[str, object]:

@@ -106,6 +106,7 @@ def restore_to_time(
         found = row_counts(conn)
         problem = audit_chain_problem(conn)
     _archive_history_when_switched_in(data_dir)
+    _without_recovery_settings(data_dir)
     (data_dir / MARK).unlink()
     return Restored(
         data_dir, Path(params["host"]), port, backup.database, backup, target, mismatches,
@@ -266,6 +267,16 @@ def _recovery_settings(data_dir: Path, archive: Path, stop_at: str, action: str)
         END,
     ])  # fmt: skip
     postmaster.replace_file(conf, text + block + "\n")  # keeps the server's owner and mode
+
+
+def _without_recovery_settings(data_dir: Path) -> None:
+    """Recovery's settings taken out once promoted: the running server keeps them until it
+    restarts, then runs as its postgresql.conf says (archiving off unless set there, or by
+    the embedded server's start should it become the site's)."""
+    conf = data_dir / AUTO_CONF
+    text = conf.read_text()
+    if BEGIN in text:
+        postmaster.replace_file(conf, text[: text.index(BEGIN)])
 
 
 def _start(data_dir: Path, port: int) -> None:

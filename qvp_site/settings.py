@@ -256,14 +256,30 @@ QVP_ENGINE = env.choice(
     "QVP_ENGINE", ("auto", "timescaledb", "postgresql", "citus"),
     default=_ENGINE_OF_TIMESCALEDB[QVP_TIMESCALEDB],
 )  # fmt: skip
+
+
 # Citus: the workers ("host:port,...") a new database is prepared on (the extension in it on
 # every node, the workers registered on the coordinator) before its migrations run.
-QVP_CITUS_WORKERS: list[tuple[str, int]] = []
-for _worker in env.list("QVP_CITUS_WORKERS", default=[]):
-    _worker_host, _, _worker_port = _worker.strip().rpartition(":")
-    if not _worker_host or not _worker_port.isdigit():
-        raise ImproperlyConfigured(f"QVP_CITUS_WORKERS: {_worker!r} is not host:port")
-    QVP_CITUS_WORKERS.append((_worker_host, int(_worker_port)))
+def _host_and_port(name: str, value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6 address]:port``."""
+    host, _, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ImproperlyConfigured(f"{name}: {value!r}: write an IPv6 address as [address]:port")
+    if not host or not port.isdigit():
+        raise ImproperlyConfigured(f"{name}: {value!r} is not host:port")
+    return host, int(port)
+
+
+QVP_CITUS_WORKERS = [
+    _host_and_port("QVP_CITUS_WORKERS", w) for w in env.list("QVP_CITUS_WORKERS", default=[])
+]
+# Where the workers reach the coordinator (host:port); default: DATABASE_URL's host and port.
+_coordinator = env.str("QVP_CITUS_COORDINATOR", default="")
+QVP_CITUS_COORDINATOR = (
+    _host_and_port("QVP_CITUS_COORDINATOR", _coordinator) if _coordinator else None
+)
 
 # Retention per time-series table ("table=interval", "off" disables). Counted back from now.
 # Market data has none by default: research needs the history.

@@ -90,14 +90,10 @@ class Archiving:
         }
 
 
-def archiving_differs(server: EmbeddedServer, archiving: Archiving) -> str | None:
-    """What the running server archives, when it is not what ``archiving`` says (it was
-    started by a process with other settings: `make test` and `make run` share it)."""
-    with server.connect() as conn:
-        mode, folder = conn.execute(
-            "SELECT current_setting('archive_mode'),"
-            " current_setting('basic_archive.archive_directory', true)"
-        ).fetchone() or ("off", None)
+def archiving_differs(mode: str, folder: str | None, archiving: Archiving) -> str | None:
+    """What the running server archives (``mode``: its archive_mode, ``folder``: its archive
+    directory), when it is not what ``archiving`` says: it was started by a process with other
+    settings (`make test` and `make run` share it)."""
     wanted = archiving.options()
     if mode == wanted["archive_mode"] and folder == wanted.get(
         "basic_archive.archive_directory", folder

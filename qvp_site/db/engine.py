@@ -54,9 +54,10 @@ SELECT current_setting('server_version'),
        (SELECT default_version FROM pg_available_extensions WHERE name = 'vector'),
        (SELECT extversion FROM pg_extension WHERE extname = 'citus')
 """
-# Citus's active workers, where the extension is in the database (its catalog exists then).
+# Citus's workers, where the extension is in the database (its catalog exists then); one
+# disabled for a while is still one: the engine does not change under a running site.
 _CITUS_WORKERS = """
-SELECT count(*) FROM pg_dist_node WHERE groupid <> 0 AND isactive AND noderole = 'primary'
+SELECT count(*) FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'
 """
 
 

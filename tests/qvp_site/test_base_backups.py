@@ -15,7 +15,7 @@ import pytest
 
 from qvp_site import base_backups, wal_archive
 from qvp_site.db import postmaster
-from qvp_site.db.embedded import Archiving
+from qvp_site.db.embedded import Archiving, archiving_differs
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -111,3 +111,16 @@ def test_an_archive_folder_of_someone_elses_is_refused_unless_empty(tmp_path):
     with pytest.raises(postmaster.ServerError, match="belongs to root and holds files"):
         postmaster.owned_folder(used)
     assert used.stat().st_uid == 0
+
+
+def test_a_server_started_with_other_archiving_is_said(tmp_path):
+    wal = tmp_path / "wal"
+    folder = str(wal.resolve())
+    assert archiving_differs("on", folder, Archiving(wal)) is None
+    assert archiving_differs("off", None, Archiving(None)) is None
+    said = archiving_differs("on", folder, Archiving(None))
+    assert said.startswith(
+        f"the embedded server archives into {folder}, and QVP_WAL_ARCHIVE_DIR is off"
+    )
+    assert "archives nothing" in archiving_differs("off", None, Archiving(wal))
+    assert archiving_differs("on", "/elsewhere", Archiving(wal)) is not None

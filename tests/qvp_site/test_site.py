@@ -167,3 +167,21 @@ def test_healthz_answers_503_when_the_database_is_down(client, monkeypatch):
     assert response.status_code == 503
     # The error is named to staff and the metrics token only (tests/qvp_site/test_healthz.py).
     assert response.json() == {"status": "unavailable"}
+
+
+@pytest.mark.parametrize(
+    ("workers", "said"),
+    [
+        ("127.0.0.1:55601,[::1]:55602", "[('127.0.0.1', 55601), ('::1', 55602)]"),
+        ("::1:5432", "write an IPv6 address as [address]:port"),
+        ("worker", "'worker' is not host:port"),
+    ],
+)
+def test_citus_workers_are_read_as_host_and_port(workers, said):
+    read = "from django.conf import settings; print(settings.QVP_CITUS_WORKERS)"
+    environment = {"DJANGO_SETTINGS_MODULE": "qvp_site.settings", "QVP_CITUS_WORKERS": workers}
+    done = subprocess.run(
+        [sys.executable, "-c", read], env={**os.environ, **environment},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert said in done.stdout + done.stderr

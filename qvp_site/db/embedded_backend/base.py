@@ -39,11 +39,31 @@ class DatabaseWrapper(base.DatabaseWrapper):
             # Running: only checks (once) that it asks; were it stopped a moment ago, it starts
             # as the site's settings say.
             archiving = embedded.site_archiving()
-            server = embedded.start(settings.VAR_DIR, archiving=archiving)
+            try:
+                embedded.start(settings.VAR_DIR, archiving=archiving)
+            except postmaster.ServerError as error:
+                connection.close()
+                raise psycopg.OperationalError(str(error)) from error
             DatabaseWrapper._passwords_checked = True
-            if differs := embedded.archiving_differs(server, archiving):
-                logger.warning(differs)
+            _say_if_archiving_differs(connection, archiving)
         return connection
+
+
+def _say_if_archiving_differs(connection: Any, archiving: embedded.Archiving) -> None:
+    """A warning when the running server archives otherwise than this process's settings say
+    (`make test` and `make run` share it): read on the connection just made, any role may."""
+    try:
+        mode, folder = connection.execute(
+            "SELECT current_setting('archive_mode'),"
+            " current_setting('basic_archive.archive_directory', true)"
+        ).fetchone()
+        connection.rollback()
+    except psycopg.Error as error:  # a warning's reading never fails the connection
+        logger.warning("could not read the server's archiving settings: %s", error)
+        connection.rollback()
+        return
+    if differs := embedded.archiving_differs(mode, folder, archiving):
+        logger.warning(differs)
 
 
 def _ensure_running() -> None:
