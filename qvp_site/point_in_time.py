@@ -30,10 +30,15 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from psycopg.conninfo import make_conninfo
 
 from qvp_site import base_backups, wal_archive
-from qvp_site.backups import BackupError, audit_chain_problem, libpq_params, row_counts
+from qvp_site.backups import (
+    BackupError,
+    audit_chain_problem,
+    connect_with,
+    libpq_params,
+    row_counts,
+)
 from qvp_site.base_backups import BaseBackup
 from qvp_site.db import postmaster
 
@@ -75,7 +80,8 @@ def restore_to_time(
 ) -> Restored:
     """Restore the cluster as it was at ``target`` into the new ``data_dir``, left running
     on ``port`` (its socket in ``data_dir``, or the temp dir if that path is too long)."""
-    base_backups.refuse_application_roles(libpq_params(using), "a restore to a time")
+    owner = libpq_params(using)
+    base_backups.refuse_application_roles(owner, "a restore to a time")
     archive = _archive()
     backup = _base_backup(target, base)
     _reachable(archive, backup, target)
@@ -85,8 +91,8 @@ def restore_to_time(
     _copy(backup, data_dir)
     # The restored cluster's own roles and passwords are the backed-up ones: the owner's.
     params = {
-        "user": libpq_params(using).get("user", ""),
-        "password": libpq_params(using).get("password", ""),
+        "user": owner.get("user", ""),
+        "password": owner.get("password", ""),
         "dbname": backup.database,
         "host": str(postmaster.socket_dir(data_dir)),
         "port": str(port),
@@ -184,10 +190,11 @@ def _base_backup(target: datetime, chosen: Path | None) -> BaseBackup:
 def _same_major(backup: BaseBackup) -> BaseBackup:
     """Only the PostgreSQL that wrote a cluster can run it: this restore runs the embedded
     server's."""
-    if backup.server_major != _wheel_major():
+    runs = _wheel_major()
+    if backup.server_major != runs:
         raise BackupError(
             f"base backup {backup.path.name} is of PostgreSQL {backup.server_version}: this"
-            f" restore runs PostgreSQL {_wheel_major()} (the embedded server's)"
+            f" restore runs PostgreSQL {runs} (the embedded server's)"
         )
     return backup
 
@@ -287,7 +294,7 @@ def _start(data_dir: Path, port: int) -> None:
 
 
 def _connect(params: dict[str, str]) -> psycopg.Connection[Any]:
-    return psycopg.connect(make_conninfo(**params), autocommit=True, connect_timeout=10)
+    return connect_with(params, autocommit=True, connect_timeout=10)
 
 
 def _wait(data_dir: Path, params: dict[str, str], check: str, what: str) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from qvp_site import base_backups, wal_archive
 from qvp_site.db import postmaster
@@ -124,3 +127,24 @@ def test_a_server_started_with_other_archiving_is_said(tmp_path):
     )
     assert "archives nothing" in archiving_differs("off", None, Archiving(wal))
     assert archiving_differs("on", "/elsewhere", Archiving(wal)) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["restore", "--to-time", "yesterday"], "--to-time 'yesterday' is not a time"),
+        (["restore", "--to-time", "2026-12-05T10:41:07Z", "--port", "80"], "--port 80: a port"),
+        (["restore", "x.dump", "--to-time", "2026-12-05T10:41:07Z"], "no dump, no --database"),
+        (["restore", "--jobs", "2"], "give the .dump file and --database (or --to-time)"),
+        (["backup", "--base", "--output", "x.dump"], "--output names a dump"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command(*args)
+
+
+def test_restore_to_a_time_is_refused_without_an_archive(settings, db):
+    settings.QVP_WAL_ARCHIVE_DIR = None
+    with pytest.raises(CommandError, match="QVP_WAL_ARCHIVE_DIR is off: no WAL archive"):
+        call_command("restore", "--to-time", "2026-12-05T10:41:07Z")
