@@ -15,6 +15,7 @@ DROP FUNCTION IF EXISTS qvp_refresh_summaries(text, boolean);
 DROP FUNCTION IF EXISTS qvp_refresh_summary_pending(text);
 DROP FUNCTION IF EXISTS qvp_refresh_summary(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS qvp_summary_select(text, text);
+DROP FUNCTION IF EXISTS qvp_summary(text);
 DROP FUNCTION IF EXISTS qvp_quoted_name(text);
 {read_sql("qvp_site", "maintenance", "0012")}
 """

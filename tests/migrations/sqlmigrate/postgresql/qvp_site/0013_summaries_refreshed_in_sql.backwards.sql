@@ -9,6 +9,7 @@ DROP FUNCTION IF EXISTS qvp_refresh_summaries(text, boolean);
 DROP FUNCTION IF EXISTS qvp_refresh_summary_pending(text);
 DROP FUNCTION IF EXISTS qvp_refresh_summary(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS qvp_summary_select(text, text);
+DROP FUNCTION IF EXISTS qvp_summary(text);
 DROP FUNCTION IF EXISTS qvp_quoted_name(text);
 -- Maintenance in SQL (issue 28): the design documents' `SELECT daily_maintenance();` and
 -- `SELECT weekly_maintenance();`, and qvp_maintain behind them and behind `manage.py maintain`

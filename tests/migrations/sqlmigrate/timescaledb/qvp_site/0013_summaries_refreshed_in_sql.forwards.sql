@@ -19,6 +19,21 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT '"' || replace(name, '"', '""') || '"'
 $$;
 
+-- The catalog's row of the aggregate named ``view``; an unknown name is refused, naming it.
+CREATE OR REPLACE FUNCTION qvp_summary(view text) RETURNS qvp_timeseries_aggregate
+LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
+DECLARE
+    a qvp_timeseries_aggregate;
+BEGIN
+    SELECT * INTO a FROM qvp_timeseries_aggregate WHERE view_name = view;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no aggregate named % in the catalog (qvp_timeseries_aggregate)', view
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN a;
+END
+$$;
+
 -- The catalogued aggregate's SELECT over its source table as plain PostgreSQL computes it, with
 -- an optional WHERE clause: the query that created the summary table (select_sql, run by the
 -- migration that made it; tests/qvp_site/test_summary_refresh.py holds the two texts equal).
@@ -34,11 +49,7 @@ DECLARE
     col record;
     arg text;
 BEGIN
-    SELECT * INTO a FROM qvp_timeseries_aggregate WHERE view_name = view;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no aggregate named % in the catalog (qvp_timeseries_aggregate)', view
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    a := qvp_summary(view);
     width := a.bucket_width::interval;
     ts := qvp_quoted_name(a.time_column);
     -- qvp_site.db.buckets.bucket_sql: whole months by the calendar, other widths by date_bin
@@ -87,11 +98,7 @@ DECLARE
     a qvp_timeseries_aggregate;
     width interval;
 BEGIN
-    SELECT * INTO a FROM qvp_timeseries_aggregate WHERE view_name = view;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no aggregate named % in the catalog (qvp_timeseries_aggregate)', view
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    a := qvp_summary(view);
     IF from_ts IS NULL OR to_ts IS NULL OR from_ts > to_ts THEN
         RAISE EXCEPTION 'refresh of %: [%, %] is not a range', view, from_ts, to_ts
             USING ERRCODE = 'invalid_parameter_value';
@@ -249,6 +256,7 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION qvp_quoted_name(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qvp_summary(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_summary_select(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_refresh_summary(text, timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qvp_refresh_summary_pending(text) FROM PUBLIC;
