@@ -185,14 +185,15 @@ def test_maintenance_takes_the_summaries_locks_before_the_tables_ddl(timescaledb
         except Exception as error:  # whatever it is, the assertion below names it
             errors.append(error)
 
-    with psycopg.connect(**params) as load:
+    # The watch has its own connection in autocommit: a transaction reads pg_stat_activity once
+    # and keeps that picture, so the load's own transaction would never see the wait begin.
+    with psycopg.connect(**params) as load, psycopg.connect(**params, autocommit=True) as watch:
         load.execute(f"SELECT pg_advisory_xact_lock(hashtext('qvp_agg:{HOURLY}'))")
         thread = threading.Thread(target=maintain)
         thread.start()
         deadline = time.monotonic() + 30
-        while not load.execute(  # the maintenance's backend (its query not always shown yet)
+        while not watch.execute(  # the maintenance's backend (its query not always shown yet)
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
-            " AND pid <> pg_backend_pid()"
         ).fetchone()[0]:
             assert time.monotonic() < deadline, f"the maintenance never waited: {errors}"
             time.sleep(0.05)
