@@ -280,6 +280,14 @@ _coordinator = env.str("QVP_CITUS_COORDINATOR", default="")
 QVP_CITUS_COORDINATOR = (
     _host_and_port("QVP_CITUS_COORDINATOR", _coordinator) if _coordinator else None
 )
+# Shards of each distributed table, read when the migration that distributes them runs:
+# Citus's 32 by default; a test cluster uses a few, since partitions times shards multiply
+# the relations every statement plans over.
+QVP_CITUS_SHARD_COUNT = env.int("QVP_CITUS_SHARD_COUNT", default=32)
+if not 1 <= QVP_CITUS_SHARD_COUNT <= 64000:
+    raise ImproperlyConfigured(
+        f"QVP_CITUS_SHARD_COUNT={QVP_CITUS_SHARD_COUNT}: a count of shards from 1 to 64000"
+    )
 
 # Retention per time-series table ("table=interval", "off" disables). Counted back from now.
 # Market data has none by default: research needs the history.

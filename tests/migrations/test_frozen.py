@@ -25,6 +25,7 @@ APPS = ("qvp_site", "marketdata", "trading", "risk", "signals", "vectors")
 ALLOWED_PROJECT_IMPORTS = {
     "qvp_site.db.audit",
     "qvp_site.db.extensions",
+    "qvp_site.db.distribution",
     "qvp_site.db.operations",
     "qvp_site.db.references",
     "qvp_site.db.sqlfiles",

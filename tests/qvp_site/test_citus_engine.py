@@ -4,14 +4,18 @@ the Citus engine. Runs where DATABASE_URL points at a coordinator; skipped elsew
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
-from qvp_site.db import citus, engine
+from marketdata.models import Instrument
+from qvp_site.db import citus, engine, partitions
 
 pytestmark = pytest.mark.citus
+NOON = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
 def test_the_engine_is_citus_with_its_workers(db):
@@ -42,3 +46,88 @@ def test_preparing_again_changes_nothing(db):
     with connection.cursor() as cursor:
         cursor.execute("SELECT nodename, nodeport FROM pg_dist_node ORDER BY 1, 2")
         assert cursor.fetchall() == before
+
+
+# --- The market data distributed by instrument (marketdata 0017) --------------------------
+
+MARKET_DATA = ("marketdata_minutebar", "marketdata_dailybar", "marketdata_tick")
+
+
+def distribution() -> dict[str, tuple[str, str, int]]:
+    """Each distributed or reference table: its method, distribution column and colocation."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT logicalrelid::text, partmethod, column_to_column_name(logicalrelid, partkey),"
+            " colocationid FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid"
+            " WHERE NOT c.relispartition"
+        )
+        return {name: (method, column, group) for name, method, column, group in cursor}
+
+
+def test_the_market_data_is_distributed_by_instrument_and_colocated(db):
+    found = distribution()
+    groups = {found[name][2] for name in (*MARKET_DATA, "marketdata_optionquote")}
+    assert len(groups) == 1  # one shard group: an instrument's rows of every table together
+    for name in MARKET_DATA:
+        assert found[name][:2] == ("h", "instrument_id"), name
+    assert found["marketdata_optionquote"][:2] == ("h", "underlying_id")
+    assert found["marketdata_instrument_key"][0] == "n"  # a reference table, on every node
+    assert "marketdata_instrument" not in found  # the security master stays the coordinator's
+    assert "trading_execution" not in found  # and so do the books
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_dist_shard"
+            " WHERE logicalrelid = 'marketdata_minutebar'::regclass"
+        )
+        assert cursor.fetchone()[0] == settings.QVP_CITUS_SHARD_COUNT
+
+
+def bar(instrument_id: int, ts: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO marketdata_minutebar (instrument_id, ts, open, high, low, close)"
+            " VALUES (%s, %s, 10, 11, 9, 10.5)",
+            [instrument_id, ts],
+        )
+
+
+def test_a_bar_of_no_instrument_is_refused_on_the_worker(db):
+    partitions.prepare_load("marketdata_minutebar", NOON, NOON)
+    refused = pytest.raises(IntegrityError, match="marketdata_minutebar_instrument_id_fkey")
+    with refused, transaction.atomic():
+        bar(987654321, NOON.isoformat())
+
+
+def test_an_instrument_with_bars_cannot_be_deleted(db):
+    partitions.prepare_load("marketdata_minutebar", NOON, NOON)
+    held, free = (Instrument.objects.create(symbol=s, asset_class="equity") for s in "HF")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT array_agg(id ORDER BY id) FROM marketdata_instrument_key")
+        assert cursor.fetchone()[0] == sorted([held.id, free.id])  # the keys follow
+    bar(held.id, NOON.isoformat())
+    refused = pytest.raises(IntegrityError, match="still referenced")
+    with refused, transaction.atomic(), connection.cursor() as cursor:  # below the ORM's PROTECT
+        cursor.execute("DELETE FROM marketdata_instrument WHERE id = %s", [held.id])
+
+
+def test_a_bar_outside_every_partition_is_refused_by_postgresql(db):
+    instrument = Instrument.objects.create(symbol="OUT", asset_class="equity")
+    with pytest.raises(IntegrityError, match="no partition of relation"), transaction.atomic():
+        bar(instrument.id, "1990-01-02T15:00:00Z")
+
+
+def test_the_rows_of_many_instruments_land_on_both_workers(db):
+    partitions.prepare_load("marketdata_minutebar", NOON, NOON)
+    for n in range(40):
+        bar(Instrument.objects.create(symbol=f"W{n}", asset_class="equity").id, NOON.isoformat())
+    with connection.cursor() as cursor:
+        cursor.execute(  # where each row's shard is placed (the test's rows are uncommitted)
+            "SELECT n.nodeport, count(*) FROM marketdata_minutebar b"
+            " JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column("
+            "  'marketdata_minutebar', b.instrument_id)"
+            " JOIN pg_dist_node n USING (groupid) GROUP BY 1"
+        )
+        per_worker = dict(cursor.fetchall())
+    assert len(per_worker) == len(settings.QVP_CITUS_WORKERS)
+    assert all(rows > 0 for rows in per_worker.values())
+    assert sum(per_worker.values()) == 40

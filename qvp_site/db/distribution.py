@@ -1,0 +1,284 @@
+"""The Citus branch of the migrations: time-series tables spread over the workers.
+
+On Citus a time-series table whose rows belong to an instrument is distributed by that
+instrument (``create_distributed_table``), colocated with the others, so that one
+instrument's rows of every table sit in the same shard group and a join or a load of one
+instrument stays on one worker. On TimescaleDB and plain PostgreSQL these operations run
+nothing: a released migration's SQL there does not change.
+
+What Citus refuses on a distributed table, and what takes its place:
+
+- statement-level triggers. The reference check by statement (``EnforceReference``)
+  becomes a real foreign key, to a reference table of the parent's keys
+  (``MirrorKeys``); other statement triggers are set aside in ``qvp_citus_set_aside``,
+  with their definitions.
+- a default partition with its refusing trigger (row triggers on shards would run on the
+  workers): the default partition is dropped, and PostgreSQL itself refuses a row no
+  partition holds (``check_violation``, "no partition of relation ... found for row").
+- a primary key without the distribution column: ``(id, time)`` becomes
+  ``(id, time, instrument)``.
+
+Why the parent's keys and not the parent itself become a reference table: the instruments
+carry the security master's history triggers, and the books' tables (orders, executions,
+positions: local tables on the coordinator) hold foreign keys to them. A foreign key from a
+local table to a reference table pulls the whole graph of foreign keys around it, users
+included, into Citus's metadata, where Citus refuses the books' row-level security policies.
+So the instruments stay a local table and a trigger keeps a reference table of their ids in
+step, which the distributed tables' foreign keys point at: a row for an unknown instrument
+is refused on the worker, and an instrument with rows cannot be deleted.
+
+On Citus the distribution cannot be unapplied in place: Citus undistributes no table with an
+identity column, and cannot drop a distributed table's identity first.
+
+A transaction that creates partitions of a distributed table after a parallel query over it
+deadlocks with itself (each partition's DDL reaches the shards over connections of its own):
+the database's sessions run multi-shard commands over one connection per worker
+(``citus.multi_shard_modify_mode = 'sequential'``), set by ``SequentialShardCommands``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db.migrations.exceptions import IrreversibleError
+
+from qvp_site.db import engine, partitions, references
+from qvp_site.db.plpgsql import do_block, regclass
+from qvp_site.db.quoting import ident, literal
+from qvp_site.db.sql_operation import SqlOperation
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations.state import ProjectState
+
+SEQUENTIAL = "SET LOCAL citus.multi_shard_modify_mode = 'sequential'"
+SET_ASIDE_TABLE = """
+CREATE TABLE IF NOT EXISTS qvp_citus_set_aside (
+    table_name text NOT NULL,
+    trigger_name text NOT NULL,
+    definition text NOT NULL,
+    PRIMARY KEY (table_name, trigger_name)
+)"""
+
+
+def key_table(parent: str) -> str:
+    """The reference table that holds ``parent``'s keys on every node."""
+    return f"{parent[:59]}_key"
+
+
+def _on_citus(schema_editor: BaseDatabaseSchemaEditor) -> bool:
+    return engine.is_citus(schema_editor.connection)
+
+
+class SequentialShardCommands(SqlOperation):
+    """On Citus, the database's sessions send multi-shard commands over one connection per
+    worker (see the module's docstring); unapplied, Citus's default again."""
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if not _on_citus(schema_editor):
+            return []
+        return [
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET citus.multi_shard_modify_mode"
+            " = ''sequential''', current_database()); END $$",
+            # and this session's, which began before it (the test database's runs the tests)
+            "SET citus.multi_shard_modify_mode = 'sequential'",
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if not _on_citus(schema_editor):
+            return []
+        return [
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET"
+            " citus.multi_shard_modify_mode', current_database()); END $$",
+            "RESET citus.multi_shard_modify_mode",
+        ]
+
+    def describe(self) -> str:
+        return "On Citus, multi-shard commands over one connection per worker"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [], {}
+
+
+class MirrorKeys(SqlOperation):
+    """On Citus, a reference table of ``model_name``'s primary keys, kept in step by a row
+    trigger on the model's table (a local table), for distributed tables to refer to."""
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def _parent(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> tuple[str, str] | None:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None or not _on_citus(schema_editor):
+            return None
+        return model._meta.db_table, model._meta.pk.column
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        found = self._parent(app_label, schema_editor, state)
+        if found is None:
+            return []
+        parent, key = found
+        keys = key_table(parent)
+        trigger = ident(f"{parent[:50]}_mirrored")
+        return [
+            f"CREATE TABLE {ident(keys)} ({ident(key)} bigint PRIMARY KEY)",
+            f"SELECT create_reference_table({literal(keys)})",
+            f"INSERT INTO {ident(keys)} SELECT {ident(key)} FROM {ident(parent)}",
+            _MIRROR_FUNCTION,
+            f"CREATE TRIGGER {trigger} AFTER INSERT OR DELETE OR UPDATE OF {ident(key)}"
+            f" ON {ident(parent)} FOR EACH ROW"
+            f" EXECUTE FUNCTION qvp_mirror_key({literal(keys)}, {literal(key)})",
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        found = self._parent(app_label, schema_editor, state)
+        if found is None:
+            return []
+        parent, _ = found
+        return [
+            f"DROP TRIGGER IF EXISTS {ident(f'{parent[:50]}_mirrored')} ON {ident(parent)}",
+            f"DROP TABLE IF EXISTS {ident(key_table(parent))}",
+        ]
+
+    def describe(self) -> str:
+        return f"On Citus, {self.model_name}'s keys as a reference table"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [self.model_name], {}
+
+
+# The owner's: the keys change with the parent's rows, whoever changes those.
+_MIRROR_FUNCTION = """
+CREATE OR REPLACE FUNCTION qvp_mirror_key() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    old_key bigint := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) ->> TG_ARGV[1] END;
+    new_key bigint := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) ->> TG_ARGV[1] END;
+BEGIN
+    IF old_key IS NOT DISTINCT FROM new_key THEN
+        RETURN NULL;
+    END IF;
+    IF old_key IS NOT NULL THEN  -- refused by the distributed tables' keys while referred to
+        EXECUTE format('DELETE FROM %I WHERE %I = $1', TG_ARGV[0], TG_ARGV[1]) USING old_key;
+    END IF;
+    IF new_key IS NOT NULL THEN
+        EXECUTE format('INSERT INTO %I (%I) VALUES ($1)', TG_ARGV[0], TG_ARGV[1]) USING new_key;
+    END IF;
+    RETURN NULL;
+END
+$$"""
+
+
+class DistributeByInstrument(SqlOperation):
+    """On Citus, distribute the time-series table of ``model_name`` by ``field_name`` (a
+    reference to a model whose keys ``MirrorKeys`` mirrors), colocated with
+    ``colocate_with`` (a model of the same app) or, for the first, in
+    ``QVP_CITUS_SHARD_COUNT`` shards."""
+
+    def __init__(
+        self, model_name: str, field_name: str, time_field: str, colocate_with: str | None = None
+    ):
+        self.model_name = model_name
+        self.field_name = field_name
+        self.time_field = time_field
+        self.colocate_with = colocate_with
+
+    def _names(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> dict[str, str] | None:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None or not _on_citus(schema_editor):
+            return None
+        field = model._meta.get_field(self.field_name)
+        colocate = "none"
+        if self.colocate_with:
+            colocate = state.apps.get_model(app_label, self.colocate_with)._meta.db_table
+        return {
+            "table": model._meta.db_table,
+            "column": field.column,
+            "parent": field.related_model._meta.db_table,
+            "key": field.target_field.column,
+            "pk": model._meta.pk.column,
+            "time": model._meta.get_field(self.time_field).column,
+            "colocate": colocate,
+        }
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        names = self._names(app_label, schema_editor, state)
+        if names is None:
+            return []
+        table, column = names["table"], names["column"]
+        placement = (
+            f"shard_count => {int(settings.QVP_CITUS_SHARD_COUNT)}"
+            if names["colocate"] == "none"
+            else f"colocate_with => {literal(names['colocate'])}"
+        )
+        return [
+            SEQUENTIAL,
+            *references.drop_sql(table, column, names["parent"]),
+            SET_ASIDE_TABLE,
+            do_block(_set_aside_plpgsql(table)),
+            f"DROP TABLE IF EXISTS {ident(partitions.default_partition_name(table))}",
+            f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(f'{table}_pkey')},"
+            f" ADD CONSTRAINT {ident(f'{table}_pkey')}"
+            f" PRIMARY KEY ({ident(names['pk'])}, {ident(names['time'])}, {ident(column)})",
+            f"SELECT create_distributed_table({literal(table)}, {literal(column)}, {placement})",
+            f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(_fkey(table, column))}"
+            f" FOREIGN KEY ({ident(column)})"
+            f" REFERENCES {ident(key_table(names['parent']))} ({ident(names['key'])})",
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if self._names(app_label, schema_editor, state) is None:
+            return []
+        # undistribute_table refuses a table with an identity column, and a distributed
+        # table's identity cannot be dropped first: there is no way back in place.
+        raise IrreversibleError(
+            f"On Citus, {self.model_name} cannot be undistributed in place (Citus refuses a"
+            " table with an identity column): restore a dump made before this migration"
+        )
+
+    def describe(self) -> str:
+        return f"On Citus, distribute {self.model_name} by {self.field_name}"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs = {"colocate_with": self.colocate_with} if self.colocate_with else {}
+        args = [self.model_name, self.field_name, self.time_field]
+        return self.__class__.__qualname__, args, kwargs
+
+
+def _fkey(table: str, column: str) -> str:
+    """The name Django gives such a key, which ``EnforceReference``'s errors used too."""
+    return f"{table}_{column}_fkey"
+
+
+def _set_aside_plpgsql(table: str) -> str:
+    """Keep, then drop, the table's statement-level triggers (Citus refuses them)."""
+    return f"""
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tgname, pg_get_triggerdef(oid) AS definition FROM pg_trigger
+             WHERE tgrelid = {regclass(table)} AND NOT tgisinternal AND tgtype & 1 = 0 LOOP
+        INSERT INTO qvp_citus_set_aside VALUES ({literal(table)}, t.tgname, t.definition)
+        ON CONFLICT (table_name, trigger_name) DO UPDATE SET definition = EXCLUDED.definition;
+        EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, {regclass(table)});
+    END LOOP;
+END"""

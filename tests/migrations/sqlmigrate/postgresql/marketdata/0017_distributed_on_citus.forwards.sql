@@ -1,0 +1,26 @@
+BEGIN;
+--
+-- On Citus, multi-shard commands over one connection per worker
+--
+-- (no-op)
+--
+-- On Citus, Instrument's keys as a reference table
+--
+-- (no-op)
+--
+-- On Citus, distribute MinuteBar by instrument
+--
+-- (no-op)
+--
+-- On Citus, distribute DailyBar by instrument
+--
+-- (no-op)
+--
+-- On Citus, distribute Tick by instrument
+--
+-- (no-op)
+--
+-- On Citus, distribute OptionQuote by underlying
+--
+-- (no-op)
+COMMIT;
