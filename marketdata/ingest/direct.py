@@ -8,7 +8,9 @@ below the others, a NaN or an infinity (CHECKs and NOT NULLs), a time seen twice
 key). What no constraint holds - a time outside [1900, now + 1 year], or outside the range the
 load took for the file's (its first and last lines' times, which the instrument is resolved by
 and which the partitions are made for and the summaries refreshed over) - is left out by COPY's
-WHERE clause, and a count of rows short of the file's lines says so.
+WHERE clause, and a count of rows short of the file's lines says so. On Citus, whose COPY
+takes no WHERE, every line is written and the rows the range then holds are counted instead
+(it held none before): one line outside it, and the count falls short the same way.
 
 So the road is a try: anything it does not vouch for (a refused row, a row left out, a range
 that holds bars, a layout COPY cannot map onto the table's columns) gives way, with the whole
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from django.db import connection
 
 from marketdata.ingest.targets import BAR_ROLES, Target
+from qvp_site.db.filtered_copy import filtered_copy
 from qvp_site.db.quoting import ident, literal
 from qvp_site.loading.layout import Layout
 from qvp_site.loading.progress import Progress
@@ -135,20 +138,30 @@ def copy(
     # not moved back since. The rule is not asked again of each row: a stable expression
     # (now() + 1 year) is computed per row, about 0.1 s of a million.
     where = f"ts BETWEEN {literal(span.first)} AND {literal(span.last)}"
-    statement = (
-        f"COPY {ident(target.table)} ({names}) FROM STDIN"
-        f" (FORMAT csv, DELIMITER {literal(source.delimiter)}) WHERE {where}"
+    into = filtered_copy(
+        connection,
+        target.table,
+        names,
+        f"FORMAT csv, DELIMITER {literal(source.delimiter)}",
+        where,
+        f"instrument_id = {int(instrument_id)}",
     )
     prefix = f"{int(instrument_id)}{source.delimiter}".encode()
     progress.start(f"loading {source.name}", source.total, source.unit)
     lines = 0
-    with connection.wrap_database_errors, cursor.copy(statement) as stream:
-        for block, advance in _prefixed(source, prefix):
-            if block:
-                stream.write(block)
-                lines += block.count(b"\n")
-            progress.update(advance)
+    try:
+        with connection.wrap_database_errors, cursor.copy(into.statement) as stream:
+            for block, advance in _prefixed(source, prefix):
+                if block:
+                    stream.write(block)
+                    lines += block.count(b"\n")
+                progress.update(advance)
+    except into.refusals as error:
+        raise NotDirect(f"a row refused: {error}") from error
     written: int = cursor.rowcount
+    if into.recount:  # the range held none of the instrument's bars: now the file's lines
+        cursor.execute(into.recount)
+        written = cursor.fetchone()[0]
     if written != lines:
         raise NotDirect(f"{lines - written:,} of {lines:,} lines outside the file's range")
     return written

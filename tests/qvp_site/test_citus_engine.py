@@ -4,14 +4,17 @@ the Citus engine. Runs where DATABASE_URL points at a coordinator; skipped elsew
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
-from marketdata.models import Instrument
+from marketdata.models import Instrument, MinuteBar
 from qvp_site.db import citus, engine, partitions
 
 pytestmark = pytest.mark.citus
@@ -131,3 +134,65 @@ def test_the_rows_of_many_instruments_land_on_both_workers(db):
     assert len(per_worker) == len(settings.QVP_CITUS_WORKERS)
     assert all(rows > 0 for rows in per_worker.values())
     assert sum(per_worker.values()) == 40
+
+
+# --- Ingest through the coordinator ------------------------------------------------------
+
+
+def bar_file(path: Path, start: datetime, closes: list[float]) -> Path:
+    lines = ["timestamp,open,high,low,close,volume"]
+    for minute, close in enumerate(closes):
+        ts = (start + timedelta(minutes=minute)).isoformat()
+        lines.append(f"{ts},{close},{close + 1},{close - 1},{close},100")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ingest(path: Path, symbol: str) -> str:
+    out = io.StringIO()
+    call_command("ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1m", stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ingest_through_the_coordinator_lands_on_both_workers(tmp_path):
+    for n in range(12):
+        said = ingest(bar_file(tmp_path / f"{n}.csv", NOON, [10.0 + n] * 30), f"ING{n}")
+        assert "30 inserted" in said
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nodeport, count(*) FROM marketdata_minutebar b"
+            " JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column("
+            "  'marketdata_minutebar', b.instrument_id)"
+            " JOIN pg_dist_node n USING (groupid) GROUP BY 1"
+        )
+        per_worker = dict(cursor.fetchall())
+        cursor.execute("SELECT sum(bar_count) FROM marketdata_minutebar_1h")
+        summarised = cursor.fetchone()[0]
+    assert len(per_worker) == len(settings.QVP_CITUS_WORKERS)
+    assert sum(per_worker.values()) == 360
+    assert summarised == 360  # the hourly summary refreshed from the distributed table
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_line_is_named_and_nothing_is_written(tmp_path):
+    path = bar_file(tmp_path / "bad.csv", NOON, [10.0, 11.0, 12.0])
+    path.write_text(path.read_text().replace(",12.0,13.0,11.0,12.0,", ",12.0,11.5,11.0,12.0,"))
+    with pytest.raises(CommandError, match=r"line 4: high below"):
+        ingest(path, "BAD")
+    assert not MinuteBar.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_line_outside_the_files_range_gives_way_to_staging_and_a_reload_revises(tmp_path):
+    path = bar_file(tmp_path / "out.csv", NOON, [10.0, 11.0, 12.0])
+    later = (NOON + timedelta(days=30)).isoformat()
+    lines = path.read_text().splitlines()
+    lines[2] = later + lines[2][lines[2].index(",") :]  # the middle line a month later
+    path.write_text("\n".join(lines) + "\n")
+    assert "3 inserted" in ingest(path, "OUT")
+    path.write_text(path.read_text().replace(",10.0,100", ",10.5,100"))
+    assert "1 revised" in ingest(path, "OUT")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM marketdata_minutebarrevision")
+        assert cursor.fetchone()[0] == 1  # the close it replaced, kept
