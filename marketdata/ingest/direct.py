@@ -144,7 +144,8 @@ def copy(
         names,
         f"FORMAT csv, DELIMITER {literal(source.delimiter)}",
         where,
-        f"instrument_id = {int(instrument_id)}",
+        # This load's rows alone: another's committed meanwhile has its own known_from.
+        f"instrument_id = {int(instrument_id)} AND known_from = now()",
     )
     prefix = f"{int(instrument_id)}{source.delimiter}".encode()
     progress.start(f"loading {source.name}", source.total, source.unit)

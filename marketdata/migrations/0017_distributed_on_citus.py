@@ -7,8 +7,8 @@ coordinator). The statement triggers Citus refuses on a distributed table are se
 their definitions kept in qvp_citus_set_aside: the reference checks become those foreign
 keys; with them go trading 0016's marks of newly arrived ticks and minute bars for the TCA,
 so that on Citus a load does not queue the restatement of the fills it concerns. The
-revision tables stay on the coordinator with the books: they refer to the ingests and the
-users. On Citus it is not unapplied in place (distribution.py says why).
+revision tables follow in 0019. On Citus it is not unapplied in place (distribution.py says
+why).
 
 After trading's last migration, whose triggers on these tables it sets aside."""
 

@@ -17,6 +17,9 @@ What Citus refuses on a distributed table, and what takes its place:
   partition holds (``check_violation``, "no partition of relation ... found for row").
 - a primary key without the distribution column: ``(id, time)`` becomes
   ``(id, time, instrument)``.
+- a foreign key from a distributed table to a local one: the revisions' keys to their load and
+  to the user are set aside (``DistributeAlong``); only the owner's merge and delete functions
+  write revisions, with a load they checked and the acting user.
 
 Why the parent's keys and not the parent itself become a reference table: the instruments
 carry the security master's history triggers, and the books' tables (orders, executions,
@@ -58,9 +61,9 @@ SEQUENTIAL = "SET LOCAL citus.multi_shard_modify_mode = 'sequential'"
 SET_ASIDE_TABLE = """
 CREATE TABLE IF NOT EXISTS qvp_citus_set_aside (
     table_name text NOT NULL,
-    trigger_name text NOT NULL,
+    object_name text NOT NULL,
     definition text NOT NULL,
-    PRIMARY KEY (table_name, trigger_name)
+    PRIMARY KEY (table_name, object_name)
 )"""
 
 
@@ -134,11 +137,13 @@ class MirrorKeys(SqlOperation):
         return [
             f"CREATE TABLE {ident(keys)} ({ident(key)} bigint PRIMARY KEY)",
             f"SELECT create_reference_table({literal(keys)})",
+            # No row may come or go between the copy and the trigger.
+            f"LOCK TABLE {ident(parent)} IN SHARE ROW EXCLUSIVE MODE",
             f"INSERT INTO {ident(keys)} SELECT {ident(key)} FROM {ident(parent)}",
             _MIRROR_FUNCTION,
+            "REVOKE ALL ON FUNCTION qvp_mirror_key() FROM PUBLIC",
             f"CREATE TRIGGER {trigger} AFTER INSERT OR DELETE OR UPDATE OF {ident(key)}"
-            f" ON {ident(parent)} FOR EACH ROW"
-            f" EXECUTE FUNCTION qvp_mirror_key({literal(keys)}, {literal(key)})",
+            f" ON {ident(parent)} FOR EACH ROW EXECUTE FUNCTION qvp_mirror_key({literal(key)})",
         ]
 
     def backwards_sql(
@@ -160,22 +165,35 @@ class MirrorKeys(SqlOperation):
         return self.__class__.__qualname__, [self.model_name], {}
 
 
-# The owner's: the keys change with the parent's rows, whoever changes those.
+# The owner's: the keys change with the parent's rows, whoever changes those. It writes only
+# the key table of the table its trigger sits on, and only in public: never a table named by
+# an argument, since a role that may run it could attach it to a table of its own. EXECUTE is
+# revoked from PUBLIC all the same (checked when a trigger is made, not when it fires).
 _MIRROR_FUNCTION = """
 CREATE OR REPLACE FUNCTION qvp_mirror_key() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
-    old_key bigint := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) ->> TG_ARGV[1] END;
-    new_key bigint := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) ->> TG_ARGV[1] END;
+    keys text := left(TG_TABLE_NAME, 59) || '_key';
+    old_key bigint;
+    new_key bigint;
 BEGIN
+    IF TG_TABLE_SCHEMA <> 'public' THEN
+        RAISE EXCEPTION 'qvp_mirror_key mirrors the tables of public only, not %.%',
+            TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    old_key := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) ->> TG_ARGV[0] END;
+    new_key := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) ->> TG_ARGV[0] END;
     IF old_key IS NOT DISTINCT FROM new_key THEN
         RETURN NULL;
     END IF;
     IF old_key IS NOT NULL THEN  -- refused by the distributed tables' keys while referred to
-        EXECUTE format('DELETE FROM %I WHERE %I = $1', TG_ARGV[0], TG_ARGV[1]) USING old_key;
+        EXECUTE format('DELETE FROM public.%I WHERE %I = $1', keys, TG_ARGV[0]) USING old_key;
     END IF;
     IF new_key IS NOT NULL THEN
-        EXECUTE format('INSERT INTO %I (%I) VALUES ($1)', TG_ARGV[0], TG_ARGV[1]) USING new_key;
+        -- A key may outlive its row: TRUNCATE (the owner's alone) is not mirrored, as one
+        -- node's reference checks do not refuse it (qvp_site/db/references.py).
+        EXECUTE format('INSERT INTO public.%I (%I) VALUES ($1) ON CONFLICT DO NOTHING',
+                       keys, TG_ARGV[0]) USING new_key;
     END IF;
     RETURN NULL;
 END
@@ -278,7 +296,79 @@ BEGIN
     FOR t IN SELECT tgname, pg_get_triggerdef(oid) AS definition FROM pg_trigger
              WHERE tgrelid = {regclass(table)} AND NOT tgisinternal AND tgtype & 1 = 0 LOOP
         INSERT INTO qvp_citus_set_aside VALUES ({literal(table)}, t.tgname, t.definition)
-        ON CONFLICT (table_name, trigger_name) DO UPDATE SET definition = EXCLUDED.definition;
+        ON CONFLICT (table_name, object_name) DO UPDATE SET definition = EXCLUDED.definition;
         EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, {regclass(table)});
+    END LOOP;
+END"""
+
+
+class DistributeAlong(SqlOperation):
+    """On Citus, distribute ``model_name``'s table (not partitioned: the revisions of a
+    distributed table, say) by ``field_name``, colocated with ``colocate_with``, so that a
+    query joining or uniting the two for one instrument runs on one shard. Its statement
+    triggers, and its foreign keys to tables Citus does not hold (a distributed table may not
+    refer to a local one), are set aside in ``qvp_citus_set_aside``; its primary key gains the
+    distribution column."""
+
+    def __init__(self, model_name: str, field_name: str, colocate_with: str):
+        self.model_name = model_name
+        self.field_name = field_name
+        self.colocate_with = colocate_with
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None or not _on_citus(schema_editor):
+            return []
+        table = model._meta.db_table
+        column = model._meta.get_field(self.field_name).column
+        pk = model._meta.pk.column
+        colocate = state.apps.get_model(app_label, self.colocate_with)._meta.db_table
+        return [
+            SEQUENTIAL,
+            SET_ASIDE_TABLE,
+            do_block(_set_aside_plpgsql(table)),
+            do_block(_set_aside_local_keys_plpgsql(table)),
+            f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(f'{table}_pkey')},"
+            f" ADD CONSTRAINT {ident(f'{table}_pkey')} PRIMARY KEY ({ident(pk)}, {ident(column)})",
+            f"SELECT create_distributed_table({literal(table)}, {literal(column)},"
+            f" colocate_with => {literal(colocate)})",
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if self.routed_model(app_label, self.model_name, schema_editor, state) is None:
+            return []
+        if not _on_citus(schema_editor):
+            return []
+        raise IrreversibleError(
+            f"On Citus, {self.model_name} cannot be undistributed in place (Citus refuses a"
+            " table with an identity column): restore a dump made before this migration"
+        )
+
+    def describe(self) -> str:
+        return f"On Citus, distribute {self.model_name} along {self.colocate_with}"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        args = [self.model_name, self.field_name, self.colocate_with]
+        return self.__class__.__qualname__, args, {}
+
+
+def _set_aside_local_keys_plpgsql(table: str) -> str:
+    """Keep, then drop, the table's foreign keys to tables that are not Citus's."""
+    return f"""
+DECLARE
+    k record;
+BEGIN
+    FOR k IN SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint
+             WHERE conrelid = {regclass(table)} AND contype = 'f'
+               AND confrelid NOT IN (SELECT logicalrelid FROM pg_dist_partition) LOOP
+        INSERT INTO qvp_citus_set_aside VALUES ({literal(table)}, k.conname,
+            format('ALTER TABLE %s ADD CONSTRAINT %I %s', {regclass(table)}, k.conname,
+                   k.definition))
+        ON CONFLICT (table_name, object_name) DO UPDATE SET definition = EXCLUDED.definition;
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {regclass(table)}, k.conname);
     END LOOP;
 END"""

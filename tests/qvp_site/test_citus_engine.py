@@ -196,3 +196,36 @@ def test_a_line_outside_the_files_range_gives_way_to_staging_and_a_reload_revise
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM marketdata_minutebarrevision")
         assert cursor.fetchone()[0] == 1  # the close it replaced, kept
+
+
+def test_the_revisions_sit_beside_the_rows_and_one_instruments_history_is_one_shards(db):
+    found = distribution()
+    for name in (*MARKET_DATA, "marketdata_optionquote"):
+        assert found[f"{name}revision"][0] == "h"
+        assert found[f"{name}revision"][2] == found[name][2], name  # colocated
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN SELECT * FROM marketdata_minutebar_history WHERE instrument_id = 7"
+            " AND ts >= '2026-03-02' AND known_from <= now()"
+            " AND (known_until IS NULL OR known_until > now())"
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Task Count: 1" in plan  # one shard, rows and revisions together
+    assert "Distributed Subplan" not in plan  # nothing pulled whole to the coordinator
+
+
+def test_an_instrument_takes_a_key_left_behind(db):
+    """TRUNCATE of the instruments (the owner's alone) leaves their keys, as one node's
+    reference checks leave the bars: an instrument made again with such an id is taken."""
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO marketdata_instrument_key (id) VALUES (424242)")
+    Instrument.objects.create(id=424242, symbol="AGAIN", asset_class="equity")
+    partitions.prepare_load("marketdata_minutebar", NOON, NOON)
+    bar(424242, NOON.isoformat())
+    assert MinuteBar.objects.filter(instrument_id=424242).count() == 1
+
+
+def test_the_mirror_function_is_the_owners_alone(db, app_role_password):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT has_function_privilege('public', 'qvp_mirror_key()', 'EXECUTE')")
+        assert cursor.fetchone()[0] is False

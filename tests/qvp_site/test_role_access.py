@@ -154,13 +154,42 @@ def test_a_table_gets_its_grants_when_create_db_roles_runs(db, app_role_password
 
 def test_no_owners_function_is_executable_by_public(db, app_role_password):
     """A SECURITY DEFINER function runs with the owner's rights: each is executed by the roles
-    that need it, never by PUBLIC (any role on the server). Trigger functions are left out:
-    nobody can call one."""
+    that need it, never by PUBLIC (any role on the server). Trigger functions too: nobody calls
+    one, but any role may attach one it may execute to a table of its own, temporary ones
+    included, with arguments of its choosing (qvp_site 0014)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT p.oid::regprocedure::text FROM pg_proc p"
             " WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef"
-            " AND p.prorettype <> 'trigger'::regtype"
             " AND has_function_privilege('public', p.oid, 'EXECUTE')"
         )
         assert cursor.fetchall() == []
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "qvp_check_reference('instrument_id', 'auth_user', 'id', 'x')",
+        "qvp_protect_referenced('auth_user', 'id', 'id', 'x')",
+        "marketdata_instrument_listed()",
+        "trading_action_applied_stays()",
+    ],
+)
+@pytest.mark.parametrize("role", ROLES)
+def test_no_role_attaches_an_owners_trigger_function_to_a_table_of_its_own(
+    db, app_role_password, role, function
+):
+    """The attack qvp_site 0014 closes: a temporary table of the role's, a trigger on it
+    running the owner's function with the role's arguments. A role that may make no
+    temporary table is stopped a step earlier."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT has_database_privilege(%s, current_database(), 'TEMP')", [role])
+        may_make_tables = cursor.fetchone()[0]
+    refusal = "for function" if may_make_tables else "to create temporary tables"
+    with pytest.raises(ProgrammingError, match=f"permission denied {refusal}"):
+        as_role(
+            role,
+            "CREATE TEMP TABLE qvp_mine (instrument_id bigint, id bigint);"
+            " CREATE TRIGGER qvp_mine_trigger AFTER INSERT ON qvp_mine"
+            f" FOR EACH ROW EXECUTE FUNCTION {function}",
+        )

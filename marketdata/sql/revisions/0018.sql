@@ -1,8 +1,10 @@
--- Version 0018 of the revisions (marketdata 0018). As version 0011, and: on Citus, the rows a
--- merge inserts are those whose keys the range did not hold, read once into a CTE (stored),
--- rather than by a subquery into the table for each row: Citus plans no correlated subquery
--- over a distributed table beside a CTE. Elsewhere the statement is 0011's, word for word. The
--- CTEs of one statement read one snapshot, so stored holds what the NOT EXISTS saw.
+-- Version 0018 of the revisions (marketdata 0018). As version 0011, and: into a table Citus
+-- distributes, the rows a merge inserts are those whose keys the range did not hold, read once
+-- into a CTE (stored), rather than by a subquery into the table for each row: Citus plans no
+-- correlated subquery over a distributed table beside a CTE. Into any other table the
+-- statement is 0011's, word for word. Citus runs each CTE as a step of its own, not in one
+-- snapshot: stored is read before the update, which changes no key, and the merges of one
+-- table and instrument take turns, so it holds the keys the NOT EXISTS would have seen.
 --
 -- Version 0011 (marketdata 0011, the security master): a merge's load is one of its instrument
 -- when the load's symbol is one the instrument bore at some time, no longer only its symbol of
@@ -118,9 +120,13 @@ DECLARE
     stored_values text := (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(given) c);
     new_values text := (SELECT string_agg(format('u.%I', c), ', ') FROM unnest(given) c);
     scope text := 't.instrument_id = $1 AND t.ts BETWEEN $2 AND $3';
-    citus boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
+    distributed boolean := false;
     stored_keys text := (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k);
 BEGIN
+    IF to_regclass('pg_dist_partition') IS NOT NULL THEN  -- dynamic: Citus's catalog or none
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1)'
+            INTO distributed USING target;
+    END IF;
     RETURN format(
         'WITH u AS MATERIALIZED (%1$s),'
         ' old AS MATERIALIZED (SELECT t.* FROM %2$s AS t JOIN u ON %4$s WHERE %5$s'
@@ -148,10 +154,10 @@ BEGIN
         (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k),
         (SELECT string_agg(format('u.%I', k), ', ') FROM unnest(keys) k),
         stamp,
-        CASE WHEN citus THEN format(' stored AS MATERIALIZED (SELECT %s FROM %s AS t WHERE %s),',
+        CASE WHEN distributed THEN format(' stored AS MATERIALIZED (SELECT %s FROM %s AS t WHERE %s),',
                                     stored_keys, target, scope) ELSE '' END,
-        CASE WHEN citus THEN 'stored' ELSE target::text END,
-        CASE WHEN citus THEN '' ELSE ' AND ' || scope END);
+        CASE WHEN distributed THEN 'stored' ELSE target::text END,
+        CASE WHEN distributed THEN '' ELSE ' AND ' || scope END);
 END
 $$;
 
