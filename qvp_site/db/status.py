@@ -40,6 +40,19 @@ class TableStatus:
     compression_ratio: float | None = None
     policies: list[str] = field(default_factory=list)
     aggregates: list[str] = field(default_factory=list)
+    # On Citus, where a distributed table's shards are and what they hold, node by node.
+    nodes: list[NodeShare] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodeShare:
+    """A Citus node's share of a distributed table: its shards (of the table itself, not of
+    each partition), and the estimated rows and bytes of all of them, partitions included."""
+
+    node: str
+    shards: int
+    row_estimate: int
+    total_bytes: int
 
 
 def table_status() -> list[TableStatus]:
@@ -52,6 +65,8 @@ def table_status() -> list[TableStatus]:
         else:
             statuses = _partitioned_statuses(cursor, found)
         aggregates = _aggregate_lines(cursor, tables)
+        if engine.is_citus(connection):
+            _citus_shares(cursor, statuses)
         _count_unknown_small_tables(cursor, statuses)
     for status in statuses:
         status.aggregates = aggregates.get(status.table, [])
@@ -79,6 +94,48 @@ def _count_unknown_small_tables(cursor: CursorWrapper, statuses: list[TableStatu
     for status in small:
         status.row_estimate = int(counts[status.table])
         status.rows_counted = True
+
+
+# Each distributed table's shards per node, in one statement: the sizes from citus_shards,
+# the row estimates from the workers' own catalogs (reltuples of each shard, partitions'
+# shards included), both summed to the table the partitions belong to.
+_CITUS_SHARES = """
+WITH shard_rows AS (
+    SELECT e ->> 0 AS shard, (e ->> 1)::float8 AS row_estimate
+    FROM run_command_on_workers($$
+        SELECT coalesce(json_agg(json_build_array(relname, reltuples)), '[]')
+        FROM pg_class WHERE relkind = 'r' AND reltuples > 0
+          AND relnamespace = 'public'::regnamespace$$) AS w
+    CROSS JOIN LATERAL json_array_elements(w.result::json) AS e
+    WHERE w.success
+)
+SELECT coalesce(pg_partition_root(s.table_name), s.table_name)::text,
+       s.nodename || ':' || s.nodeport,
+       count(*) FILTER (WHERE NOT c.relispartition),
+       coalesce(sum(r.row_estimate), 0)::bigint,
+       coalesce(sum(s.shard_size), 0)::bigint
+FROM citus_shards s
+JOIN pg_class c ON c.oid = s.table_name
+LEFT JOIN shard_rows r ON r.shard = s.shard_name
+WHERE s.citus_table_type = 'distributed'
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def _citus_shares(cursor: CursorWrapper, statuses: list[TableStatus]) -> None:
+    """On Citus, each distributed table's nodes, and its rows and bytes summed from them (the
+    coordinator holds none of its rows)."""
+    cursor.execute(_CITUS_SHARES)
+    shares: dict[str, list[NodeShare]] = {}
+    for table, node, shards, rows, size in cursor.fetchall():
+        shares.setdefault(table, []).append(NodeShare(node, shards, rows, size))
+    for status in statuses:
+        status.nodes = shares.get(status.table, [])
+        if status.nodes:
+            status.row_estimate = sum(n.row_estimate for n in status.nodes)
+            status.total_bytes = sum(n.total_bytes for n in status.nodes)
+            # Bytes but no estimate: the workers have not analysed it yet.
+            status.unanalysed = status.row_estimate == 0 and status.total_bytes > 0
 
 
 _SINGULAR = re.compile(r"\b1 (microsecond|second|minute|hour|day|week|month|year)s\b")

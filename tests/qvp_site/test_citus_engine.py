@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
 from marketdata.models import Instrument, MinuteBar
-from qvp_site.db import citus, engine, partitions
+from qvp_site.db import citus, engine, partitions, status
 
 pytestmark = pytest.mark.citus
 NOON = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -229,3 +229,22 @@ def test_the_mirror_function_is_the_owners_alone(db, app_role_password):
     with connection.cursor() as cursor:
         cursor.execute("SELECT has_function_privilege('public', 'qvp_mirror_key()', 'EXECUTE')")
         assert cursor.fetchone()[0] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_status_gives_each_workers_shards_rows_and_bytes():
+    partitions.prepare_load("marketdata_minutebar", NOON, NOON)
+    for n in range(40):
+        bar(Instrument.objects.create(symbol=f"S{n}", asset_class="equity").id, NOON.isoformat())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE marketdata_minutebar")  # Citus analyses the shards
+    (bars,) = [s for s in status.table_status() if s.table == "marketdata_minutebar"]
+    nodes = {share.node: share for share in bars.nodes}
+    assert set(nodes) == {f"{host}:{port}" for host, port in settings.QVP_CITUS_WORKERS}
+    assert sum(share.shards for share in nodes.values()) == settings.QVP_CITUS_SHARD_COUNT
+    assert all(share.row_estimate > 0 for share in nodes.values())
+    assert bars.row_estimate == sum(share.row_estimate for share in nodes.values()) == 40
+    out = io.StringIO()
+    call_command("timeseries_status", stdout=out)
+    for node, share in nodes.items():
+        assert f"on {node}: {share.shards} shard(s), ~{share.row_estimate} rows" in out.getvalue()

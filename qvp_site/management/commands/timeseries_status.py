@@ -10,7 +10,8 @@ from qvp_site.db.status import table_status
 class Command(BaseCommand):
     help = (
         "Show the time-series engine in use and each time-series table: chunks or partitions, "
-        "row estimates, sizes, compression, policies and their last runs, aggregates."
+        "row estimates, sizes, compression, policies and their last runs, aggregates; on Citus,"
+        " each distributed table's shards, rows and bytes per node."
     )
 
     def handle(self, *args, **options):
@@ -31,6 +32,11 @@ class Command(BaseCommand):
                 f" {status.chunks} chunk(s) {span}, ~{status.row_estimate} rows,"
                 f" {filesizeformat(status.total_bytes)}"
             )
+            for share in status.nodes:
+                self.stdout.write(
+                    f"  on {share.node}: {share.shards} shard(s), ~{share.row_estimate} rows,"
+                    f" {filesizeformat(share.total_bytes)}"
+                )
             if status.compression_ratio:
                 self.stdout.write(
                     f"  compressed: {status.compressed_chunks} chunk(s),"
