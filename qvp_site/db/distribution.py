@@ -266,12 +266,7 @@ class DistributeByInstrument(SqlOperation):
     ) -> list[str]:
         if self._names(app_label, schema_editor, state) is None:
             return []
-        # undistribute_table refuses a table with an identity column, and a distributed
-        # table's identity cannot be dropped first: there is no way back in place.
-        raise IrreversibleError(
-            f"On Citus, {self.model_name} cannot be undistributed in place (Citus refuses a"
-            " table with an identity column): restore a dump made before this migration"
-        )
+        raise _no_way_back(self.model_name)
 
     def describe(self) -> str:
         return f"On Citus, distribute {self.model_name} by {self.field_name}"
@@ -280,6 +275,15 @@ class DistributeByInstrument(SqlOperation):
         kwargs = {"colocate_with": self.colocate_with} if self.colocate_with else {}
         args = [self.model_name, self.field_name, self.time_field]
         return self.__class__.__qualname__, args, kwargs
+
+
+def _no_way_back(model_name: str) -> IrreversibleError:
+    # undistribute_table refuses a table with an identity column, and a distributed table's
+    # identity cannot be dropped first: there is no way back in place.
+    return IrreversibleError(
+        f"On Citus, {model_name} cannot be undistributed in place (Citus refuses a table with"
+        " an identity column): restore a dump made before this migration"
+    )
 
 
 def _fkey(table: str, column: str) -> str:
@@ -339,14 +343,10 @@ class DistributeAlong(SqlOperation):
     def backwards_sql(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
     ) -> list[str]:
-        if self.routed_model(app_label, self.model_name, schema_editor, state) is None:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None or not _on_citus(schema_editor):
             return []
-        if not _on_citus(schema_editor):
-            return []
-        raise IrreversibleError(
-            f"On Citus, {self.model_name} cannot be undistributed in place (Citus refuses a"
-            " table with an identity column): restore a dump made before this migration"
-        )
+        raise _no_way_back(self.model_name)
 
     def describe(self) -> str:
         return f"On Citus, distribute {self.model_name} along {self.colocate_with}"
