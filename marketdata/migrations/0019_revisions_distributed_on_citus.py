@@ -3,12 +3,12 @@
 
 Each ``<table>revision`` is distributed by its instrument, colocated with the market data, so
 that ``<table>_history`` (the rows and their revisions, one UNION ALL) read for one instrument
-runs on the one shard that holds both, and the reads as known at a time, the snapshots and the
-merges stay there: with the revisions on the coordinator, Citus read every shard of the table
-whole to the coordinator to unite them. Their foreign keys to the load and the user (local
-tables) are set aside, with their statement triggers: trading 0016's marks of revised ticks
-and minute bars for the TCA, so that on Citus a revision does not queue the restatement of the
-fills it concerns. On Citus it is not unapplied in place (qvp_site/db/distribution.py)."""
+runs on the one shard that holds both, with its indexes: with the revisions on the
+coordinator, Citus read every shard of the table whole to the coordinator to unite them. Their
+foreign keys to the load (a local table) are set aside, with their statement triggers: trading
+0016's marks of revised ticks and minute bars for the TCA, so that on Citus a revision does not
+queue the restatement of the fills it concerns. On Citus it is not unapplied in place
+(qvp_site/db/distribution.py)."""
 
 from django.db import migrations
 

@@ -17,9 +17,9 @@ What Citus refuses on a distributed table, and what takes its place:
   partition holds (``check_violation``, "no partition of relation ... found for row").
 - a primary key without the distribution column: ``(id, time)`` becomes
   ``(id, time, instrument)``.
-- a foreign key from a distributed table to a local one: the revisions' keys to their load and
-  to the user are set aside (``DistributeAlong``); only the owner's merge and delete functions
-  write revisions, with a load they checked and the acting user.
+- a foreign key from a distributed table to a local one: the revisions' keys to their load
+  are set aside (``DistributeAlong``); only the owner's merge and delete functions write
+  revisions, with a load they checked, and no role may delete a load or change its id.
 
 Why the parent's keys and not the parent itself become a reference table: the instruments
 carry the security master's history triggers, and the books' tables (orders, executions,

@@ -42,6 +42,7 @@ class TableStatus:
     aggregates: list[str] = field(default_factory=list)
     # On Citus, where a distributed table's shards are and what they hold, node by node.
     nodes: list[NodeShare] = field(default_factory=list)
+    distributed: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class NodeShare:
     shards: int
     row_estimate: int
     total_bytes: int
+    unanalysed: bool = False  # a shard holding pages has no statistics yet
+    reachable: bool = True  # False: the worker did not answer; its figures are missing
 
 
 def table_status() -> list[TableStatus]:
@@ -82,7 +85,11 @@ COUNT_UP_TO_BYTES = 8 * 1024 * 1024
 def _count_unknown_small_tables(cursor: CursorWrapper, statuses: list[TableStatus]) -> None:
     """Exact row counts for the small tables without an estimate (never analysed), all in
     one statement."""
-    small = [s for s in statuses if s.unanalysed and s.total_bytes <= COUNT_UP_TO_BYTES]
+    small = [
+        s
+        for s in statuses
+        if s.unanalysed and s.total_bytes <= COUNT_UP_TO_BYTES and not s.distributed
+    ]
     if not small:
         return
     quote = connection.ops.quote_name
@@ -98,24 +105,31 @@ def _count_unknown_small_tables(cursor: CursorWrapper, statuses: list[TableStatu
 
 # Each distributed table's shards per node, in one statement: the sizes from citus_shards,
 # the row estimates from the workers' own catalogs (reltuples of each shard, partitions'
-# shards included), both summed to the table the partitions belong to.
+# shards included), both summed to the table the partitions belong to. A worker that does
+# not answer is named so; a shard with pages but no statistics marks its node unanalysed.
 _CITUS_SHARES = """
-WITH shard_rows AS (
-    SELECT e ->> 0 AS shard, (e ->> 1)::float8 AS row_estimate
+WITH answers AS (
+    SELECT nodename, nodeport, success, result
     FROM run_command_on_workers($$
-        SELECT coalesce(json_agg(json_build_array(relname, reltuples)), '[]')
-        FROM pg_class WHERE relkind = 'r' AND reltuples > 0
-          AND relnamespace = 'public'::regnamespace$$) AS w
-    CROSS JOIN LATERAL json_array_elements(w.result::json) AS e
-    WHERE w.success
+        SELECT coalesce(json_agg(json_build_array(relname, reltuples, relpages)), '[]')
+        FROM pg_class WHERE relkind = 'r' AND (reltuples > 0 OR relpages > 0)
+          AND relnamespace = 'public'::regnamespace$$)
+),
+shard_rows AS (
+    SELECT e ->> 0 AS shard, (e ->> 1)::float8 AS reltuples
+    FROM answers AS a CROSS JOIN LATERAL json_array_elements(a.result::json) AS e
+    WHERE a.success
 )
 SELECT coalesce(pg_partition_root(s.table_name), s.table_name)::text,
        s.nodename || ':' || s.nodeport,
        count(*) FILTER (WHERE NOT c.relispartition),
-       coalesce(sum(r.row_estimate), 0)::bigint,
-       coalesce(sum(s.shard_size), 0)::bigint
+       coalesce(sum(greatest(r.reltuples, 0)), 0)::bigint,
+       coalesce(sum(s.shard_size), 0)::bigint,
+       bool_or(r.reltuples < 0),
+       bool_and(a.success)
 FROM citus_shards s
 JOIN pg_class c ON c.oid = s.table_name
+JOIN answers a ON a.nodename = s.nodename AND a.nodeport = s.nodeport
 LEFT JOIN shard_rows r ON r.shard = s.shard_name
 WHERE s.citus_table_type = 'distributed'
 GROUP BY 1, 2 ORDER BY 1, 2
@@ -124,18 +138,20 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 def _citus_shares(cursor: CursorWrapper, statuses: list[TableStatus]) -> None:
     """On Citus, each distributed table's nodes, and its rows and bytes summed from them (the
-    coordinator holds none of its rows)."""
+    coordinator holds none of its rows). Never counted: a count would scan every shard, and
+    fail while a worker is down."""
     cursor.execute(_CITUS_SHARES)
     shares: dict[str, list[NodeShare]] = {}
-    for table, node, shards, rows, size in cursor.fetchall():
-        shares.setdefault(table, []).append(NodeShare(node, shards, rows, size))
+    for table, node, shards, rows, size, unanalysed, reachable in cursor.fetchall():
+        share = NodeShare(node, shards, rows, size, bool(unanalysed), bool(reachable))
+        shares.setdefault(table, []).append(share)
     for status in statuses:
         status.nodes = shares.get(status.table, [])
         if status.nodes:
             status.row_estimate = sum(n.row_estimate for n in status.nodes)
             status.total_bytes = sum(n.total_bytes for n in status.nodes)
-            # Bytes but no estimate: the workers have not analysed it yet.
-            status.unanalysed = status.row_estimate == 0 and status.total_bytes > 0
+            status.unanalysed = any(n.unanalysed for n in status.nodes)
+            status.distributed = True
 
 
 _SINGULAR = re.compile(r"\b1 (microsecond|second|minute|hour|day|week|month|year)s\b")

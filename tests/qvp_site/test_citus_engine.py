@@ -150,7 +150,9 @@ def bar_file(path: Path, start: datetime, closes: list[float]) -> Path:
 
 def ingest(path: Path, symbol: str) -> str:
     out = io.StringIO()
-    call_command("ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1m", stdout=out)
+    call_command(
+        "ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1m", "-v", "2", stdout=out
+    )
     return out.getvalue()
 
 
@@ -159,6 +161,8 @@ def test_an_ingest_through_the_coordinator_lands_on_both_workers(tmp_path):
     for n in range(12):
         said = ingest(bar_file(tmp_path / f"{n}.csv", NOON, [10.0 + n] * 30), f"ING{n}")
         assert "30 inserted" in said
+        assert "gave way" not in said  # one COPY into the distributed table, no staging
+        assert "Time spent: write" in said
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT n.nodeport, count(*) FROM marketdata_minutebar b"

@@ -33,9 +33,15 @@ class Command(BaseCommand):
                 f" {filesizeformat(status.total_bytes)}"
             )
             for share in status.nodes:
+                if not share.reachable:
+                    self.stdout.write(
+                        f"  on {share.node}: {share.shards} shard(s), the worker did not answer"
+                    )
+                    continue
+                unanalysed = " (not analysed yet)" if share.unanalysed else ""
                 self.stdout.write(
-                    f"  on {share.node}: {share.shards} shard(s), ~{share.row_estimate} rows,"
-                    f" {filesizeformat(share.total_bytes)}"
+                    f"  on {share.node}: {share.shards} shard(s), ~{share.row_estimate} rows"
+                    f"{unanalysed}, {filesizeformat(share.total_bytes)}"
                 )
             if status.compression_ratio:
                 self.stdout.write(
