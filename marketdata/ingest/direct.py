@@ -138,18 +138,13 @@ def copy(
     # not moved back since. The rule is not asked again of each row: a stable expression
     # (now() + 1 year) is computed per row, about 0.1 s of a million.
     where = f"ts BETWEEN {literal(span.first)} AND {literal(span.last)}"
-    # The load's own known_from, read here: a worker of Citus reads now() as its own
-    # transaction's start, not the coordinator's, which stamped the rows.
-    cursor.execute("SELECT now()")
-    stamped = literal(cursor.fetchone()[0])
     into = filtered_copy(
-        connection,
+        cursor,
         target.table,
         names,
         f"FORMAT csv, DELIMITER {literal(source.delimiter)}",
         where,
-        # This load's rows alone: another's committed meanwhile has its own known_from.
-        f"instrument_id = {int(instrument_id)} AND known_from = {stamped}::timestamptz",
+        f"instrument_id = {int(instrument_id)}",
     )
     prefix = f"{int(instrument_id)}{source.delimiter}".encode()
     progress.start(f"loading {source.name}", source.total, source.unit)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import InternalError
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 
 from qvp_site.db import engine
-from qvp_site.db.quoting import ident
+from qvp_site.db.quoting import ident, literal
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,21 @@ class FilteredCopy:
 
 
 def filtered_copy(
-    connection: BaseDatabaseWrapper, table: str, columns: str, options: str, where: str, scope: str
+    cursor: CursorWrapper, table: str, columns: str, options: str, where: str, scope: str
 ) -> FilteredCopy:
     """COPY into ``table`` (``columns`` and ``options`` as SQL) of the rows ``where`` holds;
     ``scope`` (SQL, the rows this load alone may write, such as one instrument's) bounds the
-    recount where the engine cannot filter."""
+    recount where the engine cannot filter, to the rows stamped by this transaction
+    (``known_from``, its now()): another load's committed meanwhile has a stamp of its own."""
     copy = f"COPY {ident(table)} ({columns}) FROM STDIN ({options})"
-    if engine.is_citus(connection):
-        recount = f"SELECT count(*) FROM {ident(table)} WHERE {scope} AND {where}"
-        return FilteredCopy(copy, recount, (InternalError,))
-    return FilteredCopy(f"{copy} WHERE {where}")
+    if not engine.is_citus(cursor.db):
+        return FilteredCopy(f"{copy} WHERE {where}")
+    # Read here: a worker reads now() as its own transaction's start, not the coordinator's,
+    # which stamped the rows.
+    cursor.execute("SELECT now()")
+    stamped = literal(cursor.fetchone()[0])
+    recount = (
+        f"SELECT count(*) FROM {ident(table)}"
+        f" WHERE {scope} AND known_from = {stamped}::timestamptz AND {where}"
+    )
+    return FilteredCopy(copy, recount, (InternalError,))

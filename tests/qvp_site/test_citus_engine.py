@@ -85,6 +85,19 @@ def test_the_market_data_is_distributed_by_instrument_and_colocated(db):
         assert cursor.fetchone()[0] == settings.QVP_CITUS_SHARD_COUNT
 
 
+def bars_per_worker() -> dict[int, int]:
+    """Worker port -> the minute bars whose shard it holds, read where each row's shard is
+    placed: in the test's transaction, so uncommitted rows count too."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nodeport, count(*) FROM marketdata_minutebar b"
+            " JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column("
+            "  'marketdata_minutebar', b.instrument_id)"
+            " JOIN pg_dist_node n USING (groupid) GROUP BY 1"
+        )
+        return dict(cursor.fetchall())
+
+
 def bar(instrument_id: int, ts: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -123,14 +136,7 @@ def test_the_rows_of_many_instruments_land_on_both_workers(db):
     partitions.prepare_load("marketdata_minutebar", NOON, NOON)
     for n in range(40):
         bar(Instrument.objects.create(symbol=f"W{n}", asset_class="equity").id, NOON.isoformat())
-    with connection.cursor() as cursor:
-        cursor.execute(  # where each row's shard is placed (the test's rows are uncommitted)
-            "SELECT n.nodeport, count(*) FROM marketdata_minutebar b"
-            " JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column("
-            "  'marketdata_minutebar', b.instrument_id)"
-            " JOIN pg_dist_node n USING (groupid) GROUP BY 1"
-        )
-        per_worker = dict(cursor.fetchall())
+    per_worker = bars_per_worker()
     assert len(per_worker) == len(settings.QVP_CITUS_WORKERS)
     assert all(rows > 0 for rows in per_worker.values())
     assert sum(per_worker.values()) == 40
@@ -163,14 +169,8 @@ def test_an_ingest_through_the_coordinator_lands_on_both_workers(tmp_path):
         assert "30 inserted" in said
         assert "gave way" not in said  # one COPY into the distributed table, no staging
         assert "Time spent: write" in said
+    per_worker = bars_per_worker()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT n.nodeport, count(*) FROM marketdata_minutebar b"
-            " JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column("
-            "  'marketdata_minutebar', b.instrument_id)"
-            " JOIN pg_dist_node n USING (groupid) GROUP BY 1"
-        )
-        per_worker = dict(cursor.fetchall())
         cursor.execute("SELECT sum(bar_count) FROM marketdata_minutebar_1h")
         summarised = cursor.fetchone()[0]
     assert len(per_worker) == len(settings.QVP_CITUS_WORKERS)
