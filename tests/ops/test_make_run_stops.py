@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from qvp_site.db import postmaster
 from tests.scratch_site import ROOT, ScratchSite, scratch_site
 
 STOPS = 10
@@ -93,9 +94,10 @@ class MakeRun:
             time.sleep(0.25)
         return False
 
-    def stop(self, way: str) -> None:
+    def stop(self, way: str) -> list[int]:
         """Signal the whole group as ``way`` says, then wait until every process that make
-        run had started is gone (gunicorn and the scheduler have sessions of their own)."""
+        run had started is gone (gunicorn and the scheduler have sessions of their own), but
+        the embedded server's; those it had started, the server's included."""
         group, started = self.process.pid, descendants(self.process.pid)
         for part in way.split("+"):
             if part == "KILL" and "TERM" in way:
@@ -104,12 +106,27 @@ class MakeRun:
                 os.killpg(group, getattr(signal, f"SIG{part}"))
         self.process.wait(timeout=60)
         deadline = time.monotonic() + 60
-        while alive := [pid for pid in started if _alive(pid)]:
+        while alive := [pid for pid in started if _alive(pid) and not _of_the_server(pid)]:
             if time.monotonic() > deadline:
+                named = "\n".join(f"  {pid}: {_command(pid)}" for pid in alive)
                 for pid in alive:
                     os.kill(pid, signal.SIGKILL)
-                pytest.fail(f"make run's processes outlived {way} by a minute:\n{self.output()}")
+                pytest.fail(
+                    f"make run's processes outlived {way} by a minute:\n{named}\n{self.output()}"
+                )
             time.sleep(0.1)
+        return started
+
+    def wait_for_the_server_starting(self, within: float = 180) -> None:
+        """Until ``pg_ctl start`` waits on a postmaster of this run's that has children: the
+        moment a stop finds the server, its children included, among make run's processes."""
+        deadline = time.monotonic() + within
+        while not any(
+            _of_the_server(pid) and _command(pid).startswith("postgres: ")
+            for pid in descendants(self.process.pid)
+        ):
+            assert time.monotonic() < deadline, f"no server started:\n{self.output()}"
+            time.sleep(0.01)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -129,6 +146,24 @@ def descendants(pid: int) -> list[int]:
         found += below
         queue += below
     return found
+
+
+def _command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    return "(gone)"
+
+
+def _of_the_server(pid: int) -> bool:
+    """Whether ``pid`` is the embedded server's: its postmaster or a child of it. The server
+    outlives whoever started it, by design (qvp_site/db/postmaster.py: pg_ctl gives it a
+    session of its own, as the postmaster gives each child); a stop that lands while ``pg_ctl
+    start`` waits finds it among make run's descendants all the same."""
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return False
+    return any(_command(each).split(" ")[0].endswith("/bin/postgres") for each in (pid, parent))
 
 
 def _alive(pid: int) -> bool:
@@ -290,3 +325,21 @@ def test_six_commands_started_at_once_on_a_stopped_server(
     )[0]
     assert loaded == 30
     assert_no_traceback(site.manage("verify_audit"), "verify_audit")
+
+
+def test_a_stop_while_the_server_starts_leaves_a_server_that_serves() -> None:
+    """TERM while the first start's ``pg_ctl start`` waits on its postmaster (CI met this
+    moment once by chance, seed 3326471123): make run and everything of its own ends, the
+    server it was starting keeps running, and the next start serves."""
+    with scratch_site("server-start") as fresh:
+        fresh.env.update(PORT=str(free_port()), QVP_ADMIN_PASSWORD="s-" + os.urandom(8).hex())
+        run = MakeRun(fresh, 0)
+        run.wait_for_the_server_starting()
+        started = run.stop("TERM")
+        assert any(_of_the_server(pid) for pid in started), "the stop missed the moment"
+        assert_no_traceback(run.output(), "make run stopped while the server started")
+        assert postmaster.read(fresh.pgdata) is not None, "the server it was starting is gone"
+        assert_no_traceback(fresh.manage("check"), "manage.py check after the stop")
+        after = MakeRun(fresh, 1)
+        assert after.serves(), f"the start after the stop never served:\n{after.output()}"
+        after.stop("TERM")
