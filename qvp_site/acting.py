@@ -14,6 +14,7 @@ limit, with Retry-After, never a 500, and its transaction is rolled back.
 
 from __future__ import annotations
 
+import logging
 import select
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DatabaseError, OperationalError, connections, models, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, URLResolver, get_resolver, get_urlconf
 from psycopg import pq
@@ -34,6 +35,13 @@ from qvp_site.models import ApiToken
 from qvp_site.tokens import ApiTokenAuthentication
 
 SYSTEM_PREFIX = "system:"
+UNAVAILABLE_RULE = "database_unavailable"
+UNAVAILABLE_MESSAGE = (
+    "the database could not serve the request (a server or, on a cluster, a worker is"
+    " unavailable, or the request met a deadlock): the request did not complete; try again"
+)
+
+logger = logging.getLogger(__name__)
 
 
 DECLARE_SQL = (
@@ -110,9 +118,10 @@ class ActingUserMiddleware:
             try:
                 return self._respond(request)
             except DatabaseError as error:  # in our own statements: not a view's exception
-                if not time_limits.cancelled(error):
+                answer = _unavailable_answer(request, error)
+                if answer is None:
                     raise
-                return cancelled_response(request, error)
+                return answer
 
     def _respond(self, request):
         view = _view(request)
@@ -140,14 +149,29 @@ class ActingUserMiddleware:
         return response
 
     def process_exception(self, request, exception):
-        """A view's (or DRF's) statement cancelled: 503, and the request's transactions are
-        rolled back (one whose statement failed cannot commit anyway)."""
-        if not time_limits.cancelled(exception):
+        """A view's (or DRF's) statement cancelled, or the database gone from under it: 503,
+        and the request's transactions are rolled back (one whose statement failed cannot
+        commit anyway)."""
+        answer = _unavailable_answer(request, exception)
+        if answer is None:
             return None
         for connection in connections.all(initialized_only=True):
             if connection.in_atomic_block:
                 transaction.set_rollback(True, using=connection.alias)
-        return cancelled_response(request, exception)
+        return answer
+
+
+def _unavailable_answer(request: HttpRequest, error: BaseException) -> HttpResponse | None:
+    """503 for a statement cancelled (its limit named) or for a database that could not
+    serve (OperationalError: the server restarting, a connection lost, on Citus a worker
+    down, a deadlock); None for any other error, a bug, which stays a 500."""
+    if time_limits.cancelled(error):
+        return cancelled_response(request, error)
+    if not isinstance(error, OperationalError):
+        return None
+    # The cause (a worker's address, say) goes to the log, not to the client.
+    logger.warning("request %s answered 503: %s", request.path_info, error)
+    return unavailable_response(request, UNAVAILABLE_MESSAGE, UNAVAILABLE_RULE)
 
 
 # How long after a request ended cleanly on a connection the next one may take it without
@@ -186,12 +210,17 @@ def spare_health_check(connection: Any) -> None:  # the stubs lack the health-ch
 
 
 def cancelled_response(request: HttpRequest, error: BaseException) -> HttpResponse:
-    """503 naming the limit: ``{detail, rule}`` for the API, as its other refusals, and a
-    plain page for the dashboard and the admin; with Retry-After."""
+    """503 naming the limit."""
     message = time_limits.message(time_limits.REQUEST, error)
+    return unavailable_response(request, message, time_limits.RULE)
+
+
+def unavailable_response(request: HttpRequest, message: str, rule: str) -> HttpResponse:
+    """503: ``{detail, rule}`` for the API, as its other refusals, and a plain page for the
+    dashboard and the admin; with Retry-After."""
     response: HttpResponse
     if request.path_info.startswith("/api/"):
-        response = JsonResponse({"detail": message, "rule": time_limits.RULE}, status=503)
+        response = JsonResponse({"detail": message, "rule": rule}, status=503)
     else:
         response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(time_limits.RETRY_AFTER_SECONDS)

@@ -87,8 +87,9 @@ REFUSALS = {
     "415": ("The body is not in a media type the operation reads (JSON)", "Error"),
     "429": ("Too many requests: retry after the Retry-After header's seconds", "Error"),
     "503": (
-        "A statement ran past its time limit (a lock held, a heavy read): nothing was written;"
-        " retry after the Retry-After header's seconds",
+        "A statement ran past its time limit (a lock held, a heavy read), or the database"
+        " could not serve (a server or worker unavailable, a deadlock): the request was"
+        " rolled back; retry after the Retry-After header's seconds",
         "Error",
     ),
 }

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError
 
 from marketdata.ingest.layouts import parse_columns_option
 from marketdata.ingest.pipeline import IngestOptions, IngestResult, ingest_file
@@ -76,7 +77,19 @@ def run(command: BaseCommand, kind: str, options: dict) -> None:
             result = ingest_file(path, ingest_options, os_user=_os_user(), progress=progress)
         except IngestRefused as refused:
             raise CommandError(str(refused)) from refused
+        except OperationalError as error:
+            # The server, or on Citus a worker, went away: the load's one transaction rolled
+            # back (its record says failed where the database could still take that).
+            raise CommandError(
+                f"the load of {path.name} did not finish: the database became unavailable"
+                f" ({_first_line(error)}). Load the file again once it is back: rows already"
+                " stored are left as they are."
+            ) from error
     _report(command, result, ingest_options, options.get("verbosity", 1))
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def date_argument(value: str) -> date:
