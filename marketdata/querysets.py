@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, cast
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, Max, Min, Sum
 from django.db.models.expressions import Col, RawSQL
 from django.db.models.functions import Lag
@@ -13,6 +13,7 @@ from django.db.models.lookups import GreaterThan, GreaterThanOrEqual
 from django.db.models.sql.datastructures import BaseTable
 from django.db.models.sql.where import AND
 
+from qvp_site.db import engine
 from qvp_site.db.asof import AsOfQuerySetMixin
 from qvp_site.db.buckets import Bucket, First, Last
 
@@ -23,8 +24,9 @@ ADJUSTMENTS = ("raw", "split", "total_return")
 
 class KnownAt(BaseTable):
     """A market-data table as the system knew it at ``moment`` (None: now), its prices adjusted
-    for corporate actions by ``adjustment``: its SQL function ``<table>_known_at(moment)``
-    (marketdata/sql/revisions/0009.sql), or ``<table>_adjusted(adjustment, moment)``
+    for corporate actions by ``adjustment``: the body of its SQL function
+    ``<table>_known_at(moment)`` (marketdata/sql/revisions/0018.sql: the versions of the rows,
+    ``<table>_history``, current at the moment), or ``<table>_adjusted(adjustment, moment)``
     (marketdata/sql/actions/0013.sql), in the table's place, under the table's name, so every
     filter, annotation and aggregate of a queryset reads it unchanged. The functions are plain
     SQL, which PostgreSQL inlines: the filters reach the indexes of the table, its revisions
@@ -53,8 +55,15 @@ class KnownAt(BaseTable):
         if self.moment is None:
             sql, params = super().as_sql(compiler, connection)
             return sql, list(params)
-        function = connection.ops.quote_name(f"{self.table_name}_known_at")
-        return f"{function}(%s) AS {alias}", [self.moment]
+        # The body of <table>_known_at(moment), written out: what PostgreSQL inlines the
+        # function into (the same plan), and what Citus can plan, which refuses SQL
+        # functions over distributed tables whatever their arguments.
+        history = connection.ops.quote_name(f"{self.table_name}_history")
+        return (
+            f"(SELECT * FROM {history} WHERE known_from <= %s::timestamptz"
+            f" AND (known_until IS NULL OR known_until > %s::timestamptz)) AS {alias}",
+            [self.moment, self.moment],
+        )
 
     def relabeled_clone(self, change_map: dict[str | None, str]) -> KnownAt:
         alias = change_map.get(self.table_alias) or self.table_alias
@@ -106,6 +115,12 @@ class InstrumentQuerySet(models.QuerySet):
         return self.filter(id__in=universe)
 
 
+_RESOLVE_SQL = (
+    "SELECT instrument_id FROM marketdata_resolve_symbols(ARRAY[%s]::text[],"
+    " coalesce(%s::date, current_date))"
+)
+
+
 class TimeRangeQuerySet(AsOfQuerySetMixin, models.QuerySet):
     def _merge_sanity_check(self, other: models.QuerySet) -> None:
         """``a | b``, ``a & b`` and ``a ^ b`` keep the left side's table: refuse to combine
@@ -134,13 +149,17 @@ class TimeRangeQuerySet(AsOfQuerySetMixin, models.QuerySet):
         """Rows of the instrument that bore ``symbol`` on ``on`` (default today; the security
         master's rule, none when it names none). The instrument's id comes from a scalar
         subquery, run once, so that the plan is a range scan of the (instrument, ts) key
-        rather than a join the planner may turn into a scan of every instrument's rows."""
-        resolved = RawSQL(
-            "SELECT instrument_id FROM marketdata_resolve_symbols(ARRAY[%s]::text[],"
-            " coalesce(%s::date, current_date))",
-            [symbol, on],
-        )
-        return self.filter(instrument_id=resolved)
+        rather than a join the planner may turn into a scan of every instrument's rows. Where
+        the engine refuses the function inside a query over the table (Citus), the id is asked
+        first, and the query goes to the one shard that holds the instrument's rows."""
+        params = [symbol, on]
+        if engine.inlines_sql_functions_into_queries(connections[self.db]):
+            # A constant statement; the symbol and the date are parameters.
+            return self.filter(instrument_id=RawSQL(_RESOLVE_SQL, params))  # noqa: S611
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(_RESOLVE_SQL, params)
+            found = cursor.fetchone()
+        return self.filter(instrument_id=found[0] if found else None)  # None: no rows
 
     def between(self, start: datetime | None = None, end: datetime | None = None):
         """Rows with start <= ts < end (either bound may be open)."""

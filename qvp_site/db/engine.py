@@ -129,3 +129,10 @@ def is_timescaledb(connection: BaseDatabaseWrapper | None = None) -> bool:
 
 def is_citus(connection: BaseDatabaseWrapper | None = None) -> bool:
     return detect(connection).is_citus
+
+
+def inlines_sql_functions_into_queries(connection: BaseDatabaseWrapper | None = None) -> bool:
+    """Whether a query over the time-series tables may call a SQL function that PostgreSQL
+    inlines into it (``marketdata_resolve_symbols``, say). Not on Citus: it refuses any query
+    over distributed tables with such a function in it, its arguments constants or not."""
+    return not is_citus(connection)

@@ -13,6 +13,8 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
 
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.db import citus, engine, partitions, status
@@ -200,6 +202,26 @@ def test_a_line_outside_the_files_range_gives_way_to_staging_and_a_reload_revise
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM marketdata_minutebarrevision")
         assert cursor.fetchone()[0] == 1  # the close it replaced, kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reads_as_known_at_a_time_give_one_nodes_answers_from_one_shard(tmp_path):
+    path = bar_file(tmp_path / "k.csv", NOON, [10.0, 11.0, 12.0])
+    ingest(path, "KNOWN")
+    before = timezone.now()
+    path.write_text(path.read_text().replace(",11.0,100", ",11.5,100"))
+    assert "1 revised" in ingest(path, "KNOWN")
+    bars = MinuteBar.objects.for_symbol("KNOWN").order_by("ts")
+    assert [b.close for b in bars] == [10.0, 11.5, 12.0]
+    then = bars.known_at(before)
+    assert [b.close for b in then] == [10.0, 11.0, 12.0]  # as known before the reload
+    assert then.aggregate(total=Sum("close"))["total"] == 33.0
+    assert bars.known_at(NOON - timedelta(days=400)).count() == 0  # not yet loaded then
+    sql, params = then.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Task Count: 1" in plan, plan  # one shard, rows and revisions together
 
 
 def test_the_revisions_sit_beside_the_rows_and_one_instruments_history_is_one_shards(db):
