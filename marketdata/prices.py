@@ -27,6 +27,8 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from qvp_site.db import engine
+
 _LATEST_SQL = """
 SELECT i.id, latest.ts, latest.close, latest.source
 FROM unnest(%(ids)s::bigint[]) AS i(id)
@@ -60,6 +62,19 @@ LATEST_PRICES_KNOWN_AT_SQL = _LATEST_SQL.format(
     minute=_KNOWN_AT.format(table="marketdata_minutebar"),
     daily=_KNOWN_AT.format(table="marketdata_dailybar"),
 )
+
+
+# Where the market data is distributed (Citus), the lookups start from the instruments' keys,
+# distributed beside the bars (qvp_site/db/distribution.py): Citus runs such a lateral lookup
+# on the shards, each one's key and bars together, and refuses it from a list of values.
+_FROM_IDS = "unnest(%(ids)s::bigint[]) AS i(id)"
+_FROM_KEYS = "marketdata_instrument_key AS i"
+
+
+def _from_keys(sql: str) -> str:
+    if _FROM_IDS not in sql:
+        raise RuntimeError(f"the latest prices' lookup no longer starts from {_FROM_IDS!r}")
+    return sql.replace(_FROM_IDS, _FROM_KEYS) + "WHERE i.id = ANY(%(ids)s::bigint[])\n"
 
 
 # Adjusted for corporate actions (marketdata/sql/actions/0012.sql): each price times its
@@ -97,6 +112,8 @@ def latest_prices(
     if not ids:
         return {}
     sql = LATEST_PRICES_SQL if known_at is None else LATEST_PRICES_KNOWN_AT_SQL
+    if engine.distributes_market_data(connection):
+        sql = _from_keys(sql)
     if adjustment != "raw":
         sql = _ADJUSTED_SQL.format(prices=sql)
     params: dict[str, Any] = {
@@ -108,3 +125,20 @@ def latest_prices(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0]: Price(*row) for row in cursor.fetchall()}
+
+
+def latest_prices_at(
+    wanted: Iterable[tuple[int, datetime]], known_at: datetime | None = None
+) -> list[tuple[int, datetime, datetime, float, str]]:
+    """(instrument, as_of, ts, close, source) for each (instrument, as_of) pair of ``wanted``
+    that has a bar by then, the bars as known at ``known_at``: one lookup of all the
+    instruments wanted at each time. For a caller whose engine cannot look up the pairs
+    inside a statement of its own (the snapshots' on Citus)."""
+    by_time: dict[datetime, set[int]] = {}
+    for instrument, as_of in wanted:
+        by_time.setdefault(as_of, set()).add(instrument)
+    found = []
+    for as_of, instruments in sorted(by_time.items()):
+        for price in latest_prices(instruments, as_of, known_at).values():
+            found.append((price.instrument_id, as_of, price.ts, price.price, price.source))
+    return found

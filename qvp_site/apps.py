@@ -47,9 +47,18 @@ class QvpSiteConfig(AppConfig):
         # Before every migrate: on a Citus cluster (QVP_CITUS_WORKERS), the database is made
         # one first, the site's and the test database alike (qvp_site/db/citus.py).
         pre_migrate.connect(_prepare_citus, dispatch_uid="qvp_citus_prepare")
+        # After every migrate, once: on Citus, no SQL function that reads a distributed table
+        # is left for PostgreSQL to inline unseen by Citus (qvp_site/db/citus_functions.py).
+        post_migrate.connect(_readers_uninlined, sender=self, dispatch_uid="qvp_citus_readers")
 
 
 def _prepare_citus(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
     from qvp_site.db import citus
 
     citus.prepare(connections[using])
+
+
+def _readers_uninlined(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+    from qvp_site.db import citus_functions
+
+    citus_functions.keep_readers_uninlined(connections[using])

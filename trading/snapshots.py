@@ -45,14 +45,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 
 from marketdata.knowledge import knowledge_time
-from marketdata.prices import LATEST_PRICES_KNOWN_AT_SQL
+from marketdata.prices import LATEST_PRICES_KNOWN_AT_SQL, latest_prices_at
 from qvp_site.acting import acting_as
 from qvp_site.code_version import code_version
-from qvp_site.db import partitions
+from qvp_site.db import engine, partitions
 
 TABLE = "trading_portfoliosnapshot"
 ACTOR = "snapshot_portfolios"
@@ -76,7 +77,7 @@ def _prices_per_time(sql: str) -> str:
     return sql
 
 
-SNAPSHOT_SQL = """
+_SNAPSHOT = """
 WITH times AS (
     SELECT DISTINCT as_of FROM unnest(%(times)s::timestamptz[]) AS t(as_of)
 ),
@@ -260,7 +261,24 @@ WHERE (trading_portfoliosnapshot.currency, trading_portfoliosnapshot.cash,
       IS DISTINCT FROM
       (EXCLUDED.currency, EXCLUDED.cash, EXCLUDED.market_value, EXCLUDED.gross_exposure,
        EXCLUDED.net_exposure, EXCLUDED.daily_pnl, EXCLUDED.unpriced)
-""".replace("{prices}", _prices_per_time(LATEST_PRICES_KNOWN_AT_SQL))
+"""
+_PRICES = "prices AS ({prices}),"
+SNAPSHOT_SQL = _SNAPSHOT.replace("{prices}", _prices_per_time(LATEST_PRICES_KNOWN_AT_SQL))
+
+# Where the market data is distributed (Citus), which plans no lookup from the statement's own
+# pairs into the bars: the pairs first (the statement's CTEs up to them, the coordinator's
+# tables only), their prices looked up apart (marketdata.prices.latest_prices_at), then the
+# statement with those prices given, reading the coordinator's tables alone.
+PAIRS_SQL = (
+    _SNAPSHOT[: _SNAPSHOT.index(_PRICES)].rstrip().removesuffix(",")
+    + "\nSELECT instrument_id, as_of FROM price_wanted"
+)
+GIVEN_PRICES_SQL = _SNAPSHOT.replace(
+    "{prices}",
+    "SELECT * FROM unnest(%(price_ids)s::bigint[], %(price_times)s::timestamptz[],"
+    " %(price_ts)s::timestamptz[], %(price_closes)s::double precision[],"
+    " %(price_sources)s::text[]) AS given(id, as_of, ts, close, source)",
+)
 
 
 def take_snapshots(
@@ -309,12 +327,25 @@ def take_snapshots_at(
     with _acting(), connection.cursor() as cursor:
         known, version = knowledge_time(known_at), code_version()
         for chunk in _chunks(times, TIMES_PER_STATEMENT):
-            cursor.execute(
-                SNAPSHOT_SQL,
-                {"times": chunk, "accounts": ids, "known_at": known, "code_version": version},
-            )
+            params = {"times": chunk, "accounts": ids, "known_at": known, "code_version": version}
+            cursor.execute(*_statement(cursor, params))
             written += cursor.rowcount
     return written
+
+
+def _prices_apart(connection: Any) -> bool:
+    return engine.distributes_market_data(connection)
+
+
+def _statement(cursor, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The snapshot statement and its parameters for this engine (see ``PAIRS_SQL``)."""
+    if not _prices_apart(cursor.db):
+        return SNAPSHOT_SQL, params
+    cursor.execute(PAIRS_SQL, params)
+    found = latest_prices_at(cursor.fetchall(), params["known_at"])
+    columns = ("price_ids", "price_times", "price_ts", "price_closes", "price_sources")
+    given = {column: [row[i] for row in found] for i, column in enumerate(columns)}
+    return GIVEN_PRICES_SQL, params | given
 
 
 def _acting() -> contextlib.AbstractContextManager:

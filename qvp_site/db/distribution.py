@@ -9,9 +9,9 @@ nothing: a released migration's SQL there does not change.
 What Citus refuses on a distributed table, and what takes its place:
 
 - statement-level triggers. The reference check by statement (``EnforceReference``)
-  becomes a real foreign key, to a reference table of the parent's keys
-  (``MirrorKeys``); other statement triggers are set aside in ``qvp_citus_set_aside``,
-  with their definitions.
+  becomes a real foreign key, to a table of the parent's keys (``MirrorKeys``), distributed
+  by those keys in the same shard group; other statement triggers are set aside in
+  ``qvp_citus_set_aside``, with their definitions.
 - a default partition with its refusing trigger (row triggers on shards would run on the
   workers): the default partition is dropped, and PostgreSQL itself refuses a row no
   partition holds (``check_violation``, "no partition of relation ... found for row").
@@ -21,14 +21,21 @@ What Citus refuses on a distributed table, and what takes its place:
   are set aside (``DistributeAlong``); only the owner's merge and delete functions write
   revisions, with a load they checked, and no role may delete a load or change its id.
 
-Why the parent's keys and not the parent itself become a reference table: the instruments
-carry the security master's history triggers, and the books' tables (orders, executions,
-positions: local tables on the coordinator) hold foreign keys to them. A foreign key from a
-local table to a reference table pulls the whole graph of foreign keys around it, users
-included, into Citus's metadata, where Citus refuses the books' row-level security policies.
-So the instruments stay a local table and a trigger keeps a reference table of their ids in
-step, which the distributed tables' foreign keys point at: a row for an unknown instrument
-is refused on the worker, and an instrument with rows cannot be deleted.
+Why the parent's keys and not the parent itself go to the workers: the instruments carry the
+security master's history triggers, and the books' tables (orders, executions, positions:
+local tables on the coordinator) hold foreign keys to them. A foreign key from a local table
+to a Citus table pulls the whole graph of foreign keys around it, users included, into
+Citus's metadata, where Citus refuses the books' row-level security policies. So the
+instruments stay a local table and a trigger keeps a table of their ids in step, which the
+distributed tables' foreign keys point at: a row for an unknown instrument is refused on the
+worker, and an instrument with rows cannot be deleted.
+
+The keys are distributed by themselves, in the shard group of the rows that refer to them,
+not a reference table on every node: an instrument's key sits beside its rows, so its foreign
+keys are checked on one worker, a new instrument needs only its own worker up, and a query
+that starts from the keys (the latest price of each of some instruments: a lateral lookup,
+``ORDER BY ts DESC LIMIT 1``, per key) runs on the shards, which Citus refuses from a
+reference table or a list of values.
 
 On Citus the distribution cannot be unapplied in place: Citus undistributes no table with an
 identity column, and cannot drop a distributed table's identity first.
@@ -58,6 +65,8 @@ if TYPE_CHECKING:
     from django.db.migrations.state import ProjectState
 
 SEQUENTIAL = "SET LOCAL citus.multi_shard_modify_mode = 'sequential'"
+# qvp_citus_set_aside's table_name for the functions whose earlier definitions it keeps.
+FUNCTIONS = "(functions)"
 SET_ASIDE_TABLE = """
 CREATE TABLE IF NOT EXISTS qvp_citus_set_aside (
     table_name text NOT NULL,
@@ -68,7 +77,7 @@ CREATE TABLE IF NOT EXISTS qvp_citus_set_aside (
 
 
 def key_table(parent: str) -> str:
-    """The reference table that holds ``parent``'s keys on every node."""
+    """The table that holds ``parent``'s keys, distributed by them."""
     return f"{parent[:59]}_key"
 
 
@@ -111,8 +120,9 @@ class SequentialShardCommands(SqlOperation):
 
 
 class MirrorKeys(SqlOperation):
-    """On Citus, a reference table of ``model_name``'s primary keys, kept in step by a row
-    trigger on the model's table (a local table), for distributed tables to refer to."""
+    """On Citus, a table of ``model_name``'s primary keys, distributed by them in
+    ``QVP_CITUS_SHARD_COUNT`` shards, kept in step by a row trigger on the model's table (a
+    local table), for the distributed tables colocated with it to refer to."""
 
     def __init__(self, model_name: str):
         self.model_name = model_name
@@ -136,7 +146,8 @@ class MirrorKeys(SqlOperation):
         trigger = ident(f"{parent[:50]}_mirrored")
         return [
             f"CREATE TABLE {ident(keys)} ({ident(key)} bigint PRIMARY KEY)",
-            f"SELECT create_reference_table({literal(keys)})",
+            f"SELECT create_distributed_table({literal(keys)}, {literal(key)},"
+            f" shard_count => {int(settings.QVP_CITUS_SHARD_COUNT)}, colocate_with => 'none')",
             # No row may come or go between the copy and the trigger.
             f"LOCK TABLE {ident(parent)} IN SHARE ROW EXCLUSIVE MODE",
             f"INSERT INTO {ident(keys)} SELECT {ident(key)} FROM {ident(parent)}",
@@ -159,7 +170,7 @@ class MirrorKeys(SqlOperation):
         ]
 
     def describe(self) -> str:
-        return f"On Citus, {self.model_name}'s keys as a reference table"
+        return f"On Citus, {self.model_name}'s keys as a distributed table"
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [self.model_name], {}
@@ -202,9 +213,8 @@ $$"""
 
 class DistributeByInstrument(SqlOperation):
     """On Citus, distribute the time-series table of ``model_name`` by ``field_name`` (a
-    reference to a model whose keys ``MirrorKeys`` mirrors), colocated with
-    ``colocate_with`` (a model of the same app) or, for the first, in
-    ``QVP_CITUS_SHARD_COUNT`` shards."""
+    reference to a model whose keys ``MirrorKeys`` mirrors), colocated with those keys (with
+    ``colocate_with``, a model of the same app, when given: the same shard group)."""
 
     def __init__(
         self, model_name: str, field_name: str, time_field: str, colocate_with: str | None = None
@@ -221,13 +231,14 @@ class DistributeByInstrument(SqlOperation):
         if model is None or not _on_citus(schema_editor):
             return None
         field = model._meta.get_field(self.field_name)
-        colocate = "none"
+        parent = field.related_model._meta.db_table
+        colocate = key_table(parent)
         if self.colocate_with:
             colocate = state.apps.get_model(app_label, self.colocate_with)._meta.db_table
         return {
             "table": model._meta.db_table,
             "column": field.column,
-            "parent": field.related_model._meta.db_table,
+            "parent": parent,
             "key": field.target_field.column,
             "pk": model._meta.pk.column,
             "time": model._meta.get_field(self.time_field).column,
@@ -241,11 +252,6 @@ class DistributeByInstrument(SqlOperation):
         if names is None:
             return []
         table, column = names["table"], names["column"]
-        placement = (
-            f"shard_count => {int(settings.QVP_CITUS_SHARD_COUNT)}"
-            if names["colocate"] == "none"
-            else f"colocate_with => {literal(names['colocate'])}"
-        )
         return [
             SEQUENTIAL,
             *references.drop_sql(table, column, names["parent"]),
@@ -255,7 +261,8 @@ class DistributeByInstrument(SqlOperation):
             f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(f'{table}_pkey')},"
             f" ADD CONSTRAINT {ident(f'{table}_pkey')}"
             f" PRIMARY KEY ({ident(names['pk'])}, {ident(names['time'])}, {ident(column)})",
-            f"SELECT create_distributed_table({literal(table)}, {literal(column)}, {placement})",
+            f"SELECT create_distributed_table({literal(table)}, {literal(column)},"
+            f" colocate_with => {literal(names['colocate'])})",
             f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(_fkey(table, column))}"
             f" FOREIGN KEY ({ident(column)})"
             f" REFERENCES {ident(key_table(names['parent']))} ({ident(names['key'])})",
@@ -372,3 +379,58 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {regclass(table)}, k.conname);
     END LOOP;
 END"""
+
+
+class ReplaceFunctionOnCitus(SqlOperation):
+    """On Citus, the function ``signature`` defined by ``definition`` (a ``CREATE OR REPLACE``),
+    the definition it replaces kept in ``qvp_citus_set_aside`` and put back when unapplied;
+    elsewhere nothing (the function stays as the earlier migrations made it)."""
+
+    def __init__(self, signature: str, definition: str):
+        self.signature = signature
+        self.definition = definition
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if not _on_citus(schema_editor):
+            return []
+        return [
+            SET_ASIDE_TABLE,
+            "INSERT INTO qvp_citus_set_aside (table_name, object_name, definition)"
+            f" SELECT {literal(FUNCTIONS)}, f::text, pg_get_functiondef(f)"
+            f" FROM (SELECT {literal(self.signature)}::regprocedure AS f) AS kept"
+            " ON CONFLICT DO NOTHING",
+            self.definition,
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if not _on_citus(schema_editor):
+            return []
+        kept = (
+            f"table_name = {literal(FUNCTIONS)}"
+            f" AND object_name = {literal(self.signature)}::regprocedure::text"
+        )
+        return [
+            do_block(
+                f"""
+DECLARE
+    kept text;
+BEGIN
+    SELECT definition INTO kept FROM qvp_citus_set_aside WHERE {kept};
+    IF kept IS NULL THEN
+        RAISE EXCEPTION 'no earlier definition of % was kept', {literal(self.signature)};
+    END IF;
+    EXECUTE kept;
+    DELETE FROM qvp_citus_set_aside WHERE {kept};
+END"""
+            )
+        ]
+
+    def describe(self) -> str:
+        return f"On Citus, {self.signature} defined for Citus"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [self.signature, self.definition], {}

@@ -136,3 +136,9 @@ def inlines_sql_functions_into_queries(connection: BaseDatabaseWrapper | None = 
     inlines into it (``marketdata_resolve_symbols``, say). Not on Citus: it refuses any query
     over distributed tables with such a function in it, its arguments constants or not."""
     return not is_citus(connection)
+
+
+def distributes_market_data(connection: BaseDatabaseWrapper | None = None) -> bool:
+    """Whether the market data is spread over workers by instrument (Citus), beside a table
+    of the instruments' keys (``marketdata_instrument_key``) that lookups start from."""
+    return is_citus(connection)

@@ -7,7 +7,8 @@ new file read by a new migration; a released file never changes (``tests/migrati
 their digests), and a migration that replaces a version reverses to the one before it.
 
 Files are read by path, not through the app registry, so that a migration reads the same
-bytes whatever else is installed.
+bytes whatever else is installed. A family named ``<name>_on_citus`` holds the Citus branch of
+functions of another family, installed on Citus alone.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ def versions(app_label: str, family: str) -> list[str]:
     """The versions of ``family``, oldest first."""
     folder = ROOT / app_label / "sql" / family
     return sorted(p.name.removesuffix(VERSION_SUFFIX) for p in folder.glob(f"*{VERSION_SUFFIX}"))
+
+
+# A family whose name ends so is the Citus branch of another's functions: installed on Citus
+# alone, over the other's (qvp_site/db/distribution.py's ReplaceFunctionOnCitus).
+CITUS_BRANCH = "_on_citus"
+
+
+def is_citus_branch(family: str) -> bool:
+    return family.endswith(CITUS_BRANCH)
 
 
 def families() -> list[tuple[str, str]]:

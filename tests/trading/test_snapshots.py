@@ -15,11 +15,19 @@ from marketdata.models import DailyBar, Instrument, MinuteBar
 from qvp_site.acting import acting_as
 from qvp_site.db import partitions
 from tests.fixtures.trading import T0, fill, make_order
-from trading import books
+from trading import books, snapshots
 from trading.models import Account, CashEntry, PortfolioSnapshot
 from trading.snapshots import take_snapshot_series, take_snapshots, take_snapshots_at
 
 MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture(autouse=True, params=["engine's road", "prices apart"])
+def _road(request, monkeypatch):
+    """Each test by the engine's road, and by the one Citus takes (the pairs, their prices
+    looked up apart, then the statement given them), which must give the same numbers."""
+    if request.param == "prices apart":
+        monkeypatch.setattr(snapshots, "_prices_apart", lambda connection: True)
 
 
 @pytest.fixture(autouse=True)

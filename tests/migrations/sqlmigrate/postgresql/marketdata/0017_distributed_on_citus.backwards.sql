@@ -16,7 +16,7 @@ BEGIN;
 --
 -- (no-op)
 --
--- On Citus, Instrument's keys as a reference table
+-- On Citus, Instrument's keys as a distributed table
 --
 -- (no-op)
 --
