@@ -98,6 +98,15 @@ class Price:
     source: str  # "minute" or "daily": which bars it came from
 
 
+def latest_prices_sql(*, known: bool, adjustment: str = "raw") -> str:
+    """The lookup ``latest_prices`` runs on this engine: as known at ``%(known_at)s`` or not,
+    adjusted or not."""
+    sql = LATEST_PRICES_KNOWN_AT_SQL if known else LATEST_PRICES_SQL
+    if engine.distributes_market_data(connection):
+        sql = _from_keys(sql)
+    return sql if adjustment == "raw" else _ADJUSTED_SQL.format(prices=sql)
+
+
 def latest_prices(
     instrument_ids: Iterable[int],
     as_of: datetime | None = None,
@@ -111,11 +120,7 @@ def latest_prices(
     ids = sorted(set(instrument_ids))
     if not ids:
         return {}
-    sql = LATEST_PRICES_SQL if known_at is None else LATEST_PRICES_KNOWN_AT_SQL
-    if engine.distributes_market_data(connection):
-        sql = _from_keys(sql)
-    if adjustment != "raw":
-        sql = _ADJUSTED_SQL.format(prices=sql)
+    sql = latest_prices_sql(known=known_at is not None, adjustment=adjustment)
     params: dict[str, Any] = {
         "ids": ids,
         "as_of": as_of or timezone.now(),

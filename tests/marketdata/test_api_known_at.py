@@ -30,10 +30,10 @@ from marketdata.models import (
     Tick,
 )
 from marketdata.prices import (
-    LATEST_PRICES_KNOWN_AT_SQL,
     LATEST_PRICES_SQL,
     Price,
     latest_prices,
+    latest_prices_sql,
 )
 from qvp_site.db.intervals import parse_interval
 from qvp_site.operators import OPERATORS
@@ -348,7 +348,7 @@ def test_latest_prices_known_at_scan_the_keys_backward(aapl, now):
     _history(aapl, now)
     with connection.cursor() as cursor:
         cursor.execute(
-            "EXPLAIN " + LATEST_PRICES_KNOWN_AT_SQL,
+            "EXPLAIN " + latest_prices_sql(known=True),  # this engine's (on Citus, a shard's)
             {"ids": [aapl.id], "as_of": START + H, "known_at": now - 2 * H},
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
