@@ -344,7 +344,8 @@ def _history(aapl: Instrument, now: datetime) -> None:
 
 def test_latest_prices_known_at_scan_the_keys_backward(aapl, now):
     """Each lookup stays a backward scan of the (instrument, ts) keys of the tables and of
-    their revisions, stopped at the first bar known then: no sort of the history."""
+    their revisions, stopped at the first bar known then: no sort of the history. On Citus,
+    the plan of a shard's."""
     _history(aapl, now)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -352,7 +353,13 @@ def test_latest_prices_known_at_scan_the_keys_backward(aapl, now):
             {"ids": [aapl.id], "as_of": START + H, "known_at": now - 2 * H},
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert not re.search(r"\bSort  \(", plan), plan  # a Sort node (not a Merge Append's key)
+    lines = plan.splitlines()
+    for number, line in enumerate(lines):
+        if re.search(r"\bSort  \(", line):  # a Sort node (not a Merge Append's key)
+            # What it sorts may be a table with no row here (the daily revisions, whose plan
+            # depends on what the planner knows of an empty table), never the history.
+            below = next(scan for scan in lines[number + 1 :] if " on marketdata_" in scan)
+            assert "minutebar" not in below, plan
     for table in ("minutebar", "minutebarrevision"):
         assert re.search(rf"Index Scan Backward using \w*{table}\w* on marketdata_{table}", plan), (
             table,
