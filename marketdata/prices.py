@@ -98,13 +98,29 @@ class Price:
     source: str  # "minute" or "daily": which bars it came from
 
 
+# The prices as given (looked up apart), for the adjustment where the engine plans no join of
+# the lookup with the factors of the coordinator's corporate actions (Citus).
+_GIVEN_SQL = (
+    "SELECT * FROM unnest(%(given_ids)s::bigint[], %(given_ts)s::timestamptz[],"
+    " %(given_closes)s::double precision[], %(given_sources)s::text[])"
+    " AS given(id, ts, close, source)"
+)
+ADJUSTED_GIVEN_SQL = _ADJUSTED_SQL.format(prices=_GIVEN_SQL)
+
+
 def latest_prices_sql(*, known: bool, adjustment: str = "raw") -> str:
     """The lookup ``latest_prices`` runs on this engine: as known at ``%(known_at)s`` or not,
-    adjusted or not."""
+    adjusted or not (where the adjustment is applied apart, the lookup alone)."""
     sql = LATEST_PRICES_KNOWN_AT_SQL if known else LATEST_PRICES_SQL
     if engine.distributes_market_data(connection):
         sql = _from_keys(sql)
-    return sql if adjustment == "raw" else _ADJUSTED_SQL.format(prices=sql)
+    if adjustment == "raw" or _adjusted_apart(connection):
+        return sql
+    return _ADJUSTED_SQL.format(prices=sql)
+
+
+def _adjusted_apart(connection: Any) -> bool:
+    return engine.distributes_market_data(connection)
 
 
 def latest_prices(
@@ -129,7 +145,14 @@ def latest_prices(
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0]: Price(*row) for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+        if adjustment != "raw" and _adjusted_apart(connection):
+            # The prices found, then adjusted in a statement of the coordinator's own tables.
+            columns = ("given_ids", "given_ts", "given_closes", "given_sources")
+            params |= {column: [row[i] for row in rows] for i, column in enumerate(columns)}
+            cursor.execute(ADJUSTED_GIVEN_SQL, params)
+            rows = cursor.fetchall()
+        return {row[0]: Price(*row) for row in rows}
 
 
 def latest_prices_at(

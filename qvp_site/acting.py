@@ -23,7 +23,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, URLResolver, get_resolver, get_urlconf
 from psycopg import pq
@@ -31,6 +31,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication, get_authorization_header
 
 from qvp_site import replicas, time_limits
+from qvp_site.db import outages
 from qvp_site.models import ApiToken
 from qvp_site.tokens import ApiTokenAuthentication
 
@@ -39,6 +40,10 @@ UNAVAILABLE_RULE = "database_unavailable"
 UNAVAILABLE_MESSAGE = (
     "the database could not serve the request (a server or, on a cluster, a worker is"
     " unavailable, or the request met a deadlock): the request did not complete; try again"
+)
+UNKNOWN_OUTCOME_MESSAGE = (
+    "the database became unavailable while committing the request: whether its writes were"
+    " kept is unknown; read them back before sending it again"
 )
 
 logger = logging.getLogger(__name__)
@@ -145,6 +150,8 @@ class ActingUserMiddleware:
             response = self.get_response(request)
             if response.status_code >= 400:
                 transaction.set_rollback(True)
+            else:
+                request._qvp_committing = True  # what fails from here on fails the commit
         primary._qvp_released_at = time.monotonic()  # type: ignore[attr-defined]
         return response
 
@@ -167,10 +174,16 @@ def _unavailable_answer(request: HttpRequest, error: BaseException) -> HttpRespo
     down, a deadlock); None for any other error, a bug, which stays a 500."""
     if time_limits.cancelled(error):
         return cancelled_response(request, error)
-    if not isinstance(error, OperationalError):
+    if not outages.is_outage(error):
         return None
     # The cause (a worker's address, say) goes to the log, not to the client.
     logger.warning("request %s answered 503: %s", request.path_info, error)
+    if getattr(request, "_qvp_committing", False):
+        # Gone during the commit: whether the request's writes were kept is unknown, and a
+        # client that sent them again could write them twice. No Retry-After.
+        response = unavailable_response(request, UNKNOWN_OUTCOME_MESSAGE, UNAVAILABLE_RULE)
+        del response["Retry-After"]
+        return response
     return unavailable_response(request, UNAVAILABLE_MESSAGE, UNAVAILABLE_RULE)
 
 

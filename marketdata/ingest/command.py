@@ -23,6 +23,7 @@ from marketdata.ingest.layouts import parse_columns_option
 from marketdata.ingest.pipeline import IngestOptions, IngestResult, ingest_file
 from marketdata.ingest.targets import TARGETS
 from marketdata.models import Instrument
+from qvp_site.db import outages
 from qvp_site.loading.layout import LayoutError
 from qvp_site.loading.progress import ProgressBar
 from qvp_site.loading.refusals import IngestRefused
@@ -78,6 +79,8 @@ def run(command: BaseCommand, kind: str, options: dict) -> None:
         except IngestRefused as refused:
             raise CommandError(str(refused)) from refused
         except OperationalError as error:
+            if not outages.is_outage(error):
+                raise
             # The server, or on Citus a worker, went away: the load's one transaction rolled
             # back (its record says failed where the database could still take that).
             raise CommandError(

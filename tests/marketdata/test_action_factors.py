@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 
+from marketdata import prices
 from marketdata.models import CorporateAction, DailyBar, Instrument
 from marketdata.prices import latest_prices
 from tests.marketdata.conftest import START
@@ -239,3 +240,28 @@ def test_nan_terms_are_refused_and_extra_digits_change_nothing(aapl) -> None:
             [aapl.id, EX],
         )
         assert cursor.fetchone()[0] == "unchanged"
+
+
+@pytest.mark.parametrize("adjustment", ["split", "total_return"])
+def test_latest_prices_adjusted_apart_are_the_same(aapl, monkeypatch, adjustment) -> None:
+    """The road Citus takes (the prices found first, then adjusted in a statement of the
+    coordinator's tables) gives the one statement's prices."""
+    CorporateAction.objects.create(instrument=aapl, kind="split", ex_date=EX, ratio=2)
+    CorporateAction.objects.create(
+        instrument=aapl, kind="cash_dividend", ex_date=EX + timedelta(days=2), amount=1,
+        currency="USD",
+    )  # fmt: skip
+    asked = [
+        ([aapl.id], START + timedelta(days=3), None),
+        ([aapl.id], None, None),
+        ([aapl.id], START + timedelta(days=3), T0),
+        ([aapl.id, 987654], None, T0),  # one with no bar: absent either way
+    ]
+    together = [latest_prices(ids, at, known, adjustment) for ids, at, known in asked]
+    monkeypatch.setattr(prices, "_adjusted_apart", lambda connection: True)
+    apart = [latest_prices(ids, at, known, adjustment) for ids, at, known in asked]
+    assert apart == together
+    assert (
+        together[0][aapl.id].price
+        != latest_prices([aapl.id], START + timedelta(days=3))[aapl.id].price
+    )  # adjusted indeed

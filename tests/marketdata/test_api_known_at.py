@@ -356,10 +356,10 @@ def test_latest_prices_known_at_scan_the_keys_backward(aapl, now):
     lines = plan.splitlines()
     for number, line in enumerate(lines):
         if re.search(r"\bSort  \(", line):  # a Sort node (not a Merge Append's key)
-            # What it sorts may be a table with no row here (the daily revisions, whose plan
-            # depends on what the planner knows of an empty table), never the history.
+            # Only the daily revisions, which have no row here, may be sorted (a plan that
+            # depends on what the planner guesses of an empty table): never the history.
             below = next(scan for scan in lines[number + 1 :] if " on marketdata_" in scan)
-            assert "minutebar" not in below, plan
+            assert " on marketdata_dailybarrevision" in below, plan
     for table in ("minutebar", "minutebarrevision"):
         assert re.search(rf"Index Scan Backward using \w*{table}\w* on marketdata_{table}", plan), (
             table,

@@ -72,6 +72,7 @@ class MakeRun:
                 start_new_session=True,
             )  # fmt: skip
         self.port = int(site.env["PORT"])
+        self.seen: list[int] = []  # processes seen at a moment waited for
 
     def get(self, path: str, timeout: float = 5) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -98,7 +99,9 @@ class MakeRun:
         """Signal the whole group as ``way`` says, then wait until every process that make
         run had started is gone (gunicorn and the scheduler have sessions of their own), but
         the embedded server's; those it had started, the server's included."""
-        group, started = self.process.pid, descendants(self.process.pid)
+        group = self.process.pid
+        # With those seen at the moment waited for: pg_ctl may have returned since.
+        started = sorted(set(descendants(group)) | set(self.seen))
         for part in way.split("+"):
             if part == "KILL" and "TERM" in way:
                 time.sleep(1.0)
@@ -121,12 +124,13 @@ class MakeRun:
         """Until ``pg_ctl start`` waits on a postmaster of this run's that has children: the
         moment a stop finds the server, its children included, among make run's processes."""
         deadline = time.monotonic() + within
-        while not any(
-            _of_the_server(pid) and _command(pid).startswith("postgres: ")
-            for pid in descendants(self.process.pid)
-        ):
+        while True:
+            seen = descendants(self.process.pid)
+            if any(_of_the_server(p) and _command(p).startswith("postgres: ") for p in seen):
+                break
             assert time.monotonic() < deadline, f"no server started:\n{self.output()}"
             time.sleep(0.01)
+        self.seen = seen
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -154,16 +158,27 @@ def _command(pid: int) -> str:
     return "(gone)"
 
 
-def _of_the_server(pid: int) -> bool:
-    """Whether ``pid`` is the embedded server's: its postmaster or a child of it. The server
-    outlives whoever started it, by design (qvp_site/db/postmaster.py: pg_ctl gives it a
-    session of its own, as the postmaster gives each child); a stop that lands while ``pg_ctl
-    start`` waits finds it among make run's descendants all the same."""
+def _parent(pid: int) -> int | None:
     try:
-        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
-        return False
-    return any(_command(each).split(" ")[0].endswith("/bin/postgres") for each in (pid, parent))
+        return None
+
+
+def _of_the_server(pid: int) -> bool:
+    """Whether ``pid`` is the embedded server's: its postmaster or a process below it (a
+    child, an archiver's command). The server outlives whoever started it, by design
+    (qvp_site/db/postmaster.py: pg_ctl gives it a session of its own, as the postmaster gives
+    each child); a stop that lands while ``pg_ctl start`` waits finds it among make run's
+    descendants all the same."""
+    here: int | None = pid
+    for _ in range(4):  # the postmaster, a child, a child's command, its shell
+        if here is None or here <= 1:
+            return False
+        if _command(here).split(" ")[0].endswith("/bin/postgres"):
+            return True
+        here = _parent(here)
+    return False
 
 
 def _alive(pid: int) -> bool:

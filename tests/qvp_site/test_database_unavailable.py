@@ -16,6 +16,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from marketdata import api
+from marketdata.models import Instrument
 from qvp_site.acting import UNAVAILABLE_RULE
 
 INSTRUMENTS_TABLE = "marketdata_instrument"
@@ -98,3 +99,52 @@ def test_a_bug_stays_a_500(superuser_client, monkeypatch):
     monkeypatch.setattr(api.InstrumentViewSet, "list", broken)
     superuser_client.raise_request_exception = False
     assert superuser_client.get("/api/v1/instruments/").status_code == 500
+
+
+def test_an_error_that_would_fail_again_is_no_outage(superuser_client):
+    """A lock not available within lock_timeout (55P03), filed by psycopg under
+    OperationalError like an outage, fails the same way if sent again: no 503 inviting a
+    retry."""
+    holder = _other_session()
+    try:
+        holder.execute("BEGIN")
+        holder.execute(f"LOCK TABLE {INSTRUMENTS_TABLE} IN ACCESS EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '100ms'")  # this session's, the request's too
+        superuser_client.raise_request_exception = False
+        response = superuser_client.get("/api/v1/instruments/")
+    finally:
+        holder.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert response.status_code == 500
+
+
+def test_gone_during_the_commit_says_the_outcome_is_unknown_and_invites_no_retry(
+    superuser_client,
+):
+    """The database fails the commit itself (a deferred check raising serialization_failure
+    at COMMIT stands in for a connection lost then): the writes may or may not have been
+    kept, so the answer says so and carries no Retry-After."""
+    Instrument.objects.create(symbol="COMMIT", asset_class="equity")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION pg_temp.fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'gone' USING ERRCODE = '40001'; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON marketdata_ingest"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+            " EXECUTE FUNCTION pg_temp.fail_at_commit()"
+        )
+    try:
+        bar = {"ts": "2026-03-02T00:00:00Z", "open": 10, "high": 11, "low": 9, "close": 10.5}
+        body = {"symbol": "COMMIT", "timeframe": "1d", "bars": [bar]}
+        response = superuser_client.post("/api/v1/bars/", body, format="json")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER fail_at_commit ON marketdata_ingest")
+    assert response.status_code == 503, response.content
+    assert response.json()["rule"] == UNAVAILABLE_RULE
+    assert "unknown" in response.json()["detail"]
+    assert "Retry-After" not in response
