@@ -181,9 +181,7 @@ def _unavailable_answer(request: HttpRequest, error: BaseException) -> HttpRespo
     if getattr(request, "_qvp_committing", False):
         # Gone during the commit: whether the request's writes were kept is unknown, and a
         # client that sent them again could write them twice. No Retry-After.
-        response = unavailable_response(request, UNKNOWN_OUTCOME_MESSAGE, UNAVAILABLE_RULE)
-        del response["Retry-After"]
-        return response
+        return unavailable_response(request, UNKNOWN_OUTCOME_MESSAGE, UNAVAILABLE_RULE, retry=False)
     return unavailable_response(request, UNAVAILABLE_MESSAGE, UNAVAILABLE_RULE)
 
 
@@ -228,15 +226,18 @@ def cancelled_response(request: HttpRequest, error: BaseException) -> HttpRespon
     return unavailable_response(request, message, time_limits.RULE)
 
 
-def unavailable_response(request: HttpRequest, message: str, rule: str) -> HttpResponse:
+def unavailable_response(
+    request: HttpRequest, message: str, rule: str, *, retry: bool = True
+) -> HttpResponse:
     """503: ``{detail, rule}`` for the API, as its other refusals, and a plain page for the
-    dashboard and the admin; with Retry-After."""
+    dashboard and the admin; with Retry-After unless sending it again is unsafe."""
     response: HttpResponse
     if request.path_info.startswith("/api/"):
         response = JsonResponse({"detail": message, "rule": rule}, status=503)
     else:
         response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
-    response["Retry-After"] = str(time_limits.RETRY_AFTER_SECONDS)
+    if retry:
+        response["Retry-After"] = str(time_limits.RETRY_AFTER_SECONDS)
     return response
 
 
