@@ -9,10 +9,11 @@ from django.db import connections, models
 from django.db.models import F, Max, Min, Sum
 from django.db.models.expressions import Col, RawSQL
 from django.db.models.functions import Lag
-from django.db.models.lookups import GreaterThan, GreaterThanOrEqual
+from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, In
 from django.db.models.sql.datastructures import BaseTable
 from django.db.models.sql.where import AND
 
+from marketdata import adjusting
 from qvp_site.db import engine
 from qvp_site.db.asof import AsOfQuerySetMixin
 from qvp_site.db.buckets import Bucket, First, Last
@@ -31,7 +32,9 @@ class KnownAt(BaseTable):
     filter, annotation and aggregate of a queryset reads it unchanged. The functions are plain
     SQL, which PostgreSQL inlines: the filters reach the indexes of the table, its revisions
     and the actions. An adjusted read passes the lower bound its filters put on ``ts``: the
-    actions whose ex moments come before it adjust none of its rows, and are not looked at."""
+    actions whose ex moments come before it adjust none of its rows, and are not looked at.
+    Where the engine refuses that function over its bars (Citus), the factors are computed
+    apart, for the instruments the filters name, and given to the read (marketdata/adjusting.py)."""
 
     def __init__(
         self, table_name: str, alias: str | None, moment: datetime | None, adjustment: str = "raw"
@@ -43,27 +46,41 @@ class KnownAt(BaseTable):
     def as_sql(self, compiler, connection) -> tuple[str, list[Any]]:
         # As Django names the alias elsewhere: quoted when it is the table's name, bare when
         # it is a subquery's (U0).
-        alias = compiler.quote_name_unless_alias(self.table_alias or self.table_name)
-        if self.adjustment != "raw":
-            function = connection.ops.quote_name(f"{self.table_name}_adjusted")
-            start = _lower_bound(compiler.query.where, self.table_alias or self.table_name)
-            return f"{function}(%s::text, %s::timestamptz, %s::timestamptz) AS {alias}", [
+        name = self.table_alias or self.table_name
+        alias = compiler.quote_name_unless_alias(name)
+        if self.adjustment == "raw":
+            sql, params = self._bars(compiler, connection)
+            return (sql if self.moment is None else f"{sql} AS {alias}"), params
+        start = _lower_bound(compiler.query.where, name)
+        if adjusting.factors_apart(connection):
+            columns = [field.column for field in compiler.query.model._meta.concrete_fields]
+            instruments = _instruments(compiler.query.where, name)
+            sql, params = adjusting.adjusted_bars_sql(
+                connection,
+                columns,
+                self._bars(compiler, connection, bare=True),
                 self.adjustment,
                 self.moment,
                 start,
-            ]
+                instruments,
+            )
+            return f"{sql} AS {alias}", params
+        function = connection.ops.quote_name(f"{self.table_name}_adjusted")
+        return f"{function}(%s::text, %s::timestamptz, %s::timestamptz) AS {alias}", [
+            self.adjustment,
+            self.moment,
+            start,
+        ]
+
+    def _bars(self, compiler, connection, bare: bool = False) -> tuple[str, list[Any]]:
+        """The rows as known at the moment, unadjusted: the table (under its alias unless
+        ``bare``), or the body of ``<table>_known_at(moment)`` written out."""
         if self.moment is None:
+            if bare:
+                return connection.ops.quote_name(self.table_name), []
             sql, params = super().as_sql(compiler, connection)
             return sql, list(params)
-        # The body of <table>_known_at(moment), written out: what PostgreSQL inlines the
-        # function into (the same plan), and what Citus can plan, which refuses SQL
-        # functions over distributed tables whatever their arguments.
-        history = connection.ops.quote_name(f"{self.table_name}_history")
-        return (
-            f"(SELECT * FROM {history} WHERE known_from <= %s::timestamptz"
-            f" AND (known_until IS NULL OR known_until > %s::timestamptz)) AS {alias}",
-            [self.moment, self.moment],
-        )
+        return adjusting.known_at_sql(self.table_name, self.moment, connection.ops.quote_name)
 
     def relabeled_clone(self, change_map: dict[str | None, str]) -> KnownAt:
         alias = change_map.get(self.table_alias) or self.table_alias
@@ -90,6 +107,25 @@ def _lower_bound(where: Any, alias: str) -> datetime | None:
         and isinstance(child.rhs, datetime)
     ]
     return max(bounds, default=None)
+
+
+def _instruments(where: Any, alias: str) -> list[int] | None:
+    """The instruments a query's table ``alias`` is restricted to by ``instrument_id = n`` or
+    ``instrument_id IN (...)`` among the conditions of its WHERE joined by AND; None when
+    nothing restricts them."""
+    if where.connector != AND or where.negated:
+        return None
+    for child in where.children:
+        lhs = getattr(child, "lhs", None)
+        if not (isinstance(lhs, Col) and lhs.alias == alias):
+            continue
+        if lhs.target.column != "instrument_id" or isinstance(child.rhs, models.Expression):
+            continue
+        if isinstance(child, Exact) and isinstance(child.rhs, int):
+            return [child.rhs]
+        if isinstance(child, In) and all(isinstance(value, int) for value in child.rhs):
+            return sorted(child.rhs)
+    return None
 
 
 def _read_as(queryset: models.QuerySet, **how: Any) -> models.QuerySet:

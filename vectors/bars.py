@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 from django.db import connection
 
+from marketdata import adjusting
 from marketdata.models import DailyBar, MinuteBar
 from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db.quoting import ident
@@ -91,14 +92,14 @@ def query(
     """``load``'s statement and parameters (``load`` names its adjustment; without one, the
     bars as traded)."""
     model = DailyBar if daily else MinuteBar
-    source, source_params = _source(model, known_at, adjustment)
+    source, source_params = _source(model, known_at, adjustment, instrument_id)
     params: list = [*source_params, instrument_id]
     where = "instrument_id = %s"
     if lookback_from is not None:
         # The start is the bar `lookback` places before the time, found on the (instrument,
         # ts) key; with fewer bars than that before it, everything. Which bars there are does
         # not depend on the adjustment: read as traded, without the actions.
-        start, start_params = _source(model, known_at, "raw")
+        start, start_params = _source(model, known_at, "raw", instrument_id)
         where += (
             f" AND ts >= coalesce((SELECT ts FROM {start} WHERE instrument_id = %s AND ts < %s"
             " ORDER BY ts DESC OFFSET %s LIMIT 1), '-infinity')"
@@ -114,24 +115,38 @@ def query(
 
 
 def _source(
-    model: type[MinuteBar] | type[DailyBar], known_at: datetime | None, adjustment: str
+    model: type[MinuteBar] | type[DailyBar],
+    known_at: datetime | None,
+    adjustment: str,
+    instrument_id: int,
 ) -> tuple[str, list]:
-    """What to read bars from, and its parameters: the table, the table as known at a time
-    (``<table>_known_at(t)``, marketdata/sql/revisions/0009.sql), or either adjusted for
-    corporate actions (``<table>_adjusted(adjustment, t)``, marketdata/sql/actions/0012.sql):
-    SQL functions PostgreSQL inlines, so the filters on instrument and time still reach the
-    (instrument, ts) indexes of the table, of its revisions and of the actions."""
+    """What to read the instrument's bars from, and its parameters: the table, the table as
+    known at a time (the body of ``<table>_known_at(t)``, marketdata/sql/revisions/0018.sql,
+    written out: marketdata/adjusting.py), or either adjusted for corporate actions
+    (``<table>_adjusted(adjustment, t)``, marketdata/sql/actions/0012.sql, a SQL function
+    PostgreSQL inlines; on Citus its factors computed apart), so the filters on instrument
+    and time still reach the (instrument, ts) indexes of the table, of its revisions and of
+    the actions."""
     if adjustment not in ADJUSTMENTS:
         raise ValueError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, not {adjustment!r}")
     table = model._meta.db_table
-    if adjustment != "raw":
-        return f"{ident(table + '_adjusted')}(%s::text, %s::timestamptz) AS bars", [
-            adjustment,
-            known_at,
-        ]
-    if known_at is None:
-        return ident(table), []
-    return f"{ident(table + '_known_at')}(%s) AS bars", [known_at]
+    if adjustment == "raw" or adjusting.factors_apart(connection):
+        bars = (
+            (ident(table), [])
+            if known_at is None
+            else adjusting.known_at_sql(table, known_at, ident)
+        )
+        if adjustment == "raw":
+            return (f"{bars[0]} AS bars", bars[1])
+        columns = [field.column for field in model._meta.concrete_fields]
+        sql, params = adjusting.adjusted_bars_sql(
+            connection, columns, bars, adjustment, known_at, instruments=[instrument_id]
+        )
+        return f"{sql} AS bars", params
+    return f"{ident(table + '_adjusted')}(%s::text, %s::timestamptz) AS bars", [
+        adjustment,
+        known_at,
+    ]
 
 
 def resample(series: Series, minutes: int) -> Series:

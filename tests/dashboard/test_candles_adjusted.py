@@ -19,6 +19,9 @@ from marketdata.models import DailyBar, Instrument, MinuteBar
 from qvp_site.db import partitions
 from tests.clients import client_of
 
+# Every test by both roads of the factors (tests/fixtures/marketdata.py).
+pytestmark = pytest.mark.usefixtures("factors_road")
+
 DAYS = [datetime(2026, 3, d, tzinfo=UTC) for d in (2, 3, 4, 5, 6, 9, 10)]
 EX_DATE = date(2026, 3, 5)
 # As traded: 100, 101, 102 before the split; 53, 54, 55, 56 after it.

@@ -20,12 +20,17 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from marketdata import adjusting
 from marketdata.buckets import BucketRequest, bucketed, serving_aggregate
 from marketdata.models import DailyBar, Instrument, MinuteBar
 from marketdata.prices import latest_prices
+from qvp_site.db import engine
 from qvp_site.db.intervals import parse_interval
 from tests.clients import client_of
 from tests.marketdata.conftest import START
+
+# Every test by both roads of the factors (tests/fixtures/marketdata.py).
+pytestmark = pytest.mark.usefixtures("factors_road")
 
 M, H, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 TUESDAY, WEDNESDAY, THURSDAY = START + DAY, START + 2 * DAY, START + 3 * DAY
@@ -317,17 +322,32 @@ def plan(queryset) -> str:
 @pytest.mark.parametrize("known_at", [None, "an hour ago"])
 @pytest.mark.parametrize("by", ["id", "symbol"])
 def test_a_one_instrument_adjusted_read_scans_its_key_and_its_actions_only(
-    aapl, crowd, now, known_at, by
+    aapl, crowd, now, known_at, by, factors_road, monkeypatch
 ):
     """The read reaches the bars' (instrument, ts) key, and the factors are computed from the
-    instrument's actions only: the instrument's condition reaches the scan of the actions."""
+    instrument's actions only: the instrument's condition reaches the scan of the actions in
+    the read, or the statement of the factors computed apart (where the instrument's id is
+    known when the read is written: given, or looked up first, as on Citus)."""
+    asked = []
+    factors = adjusting._factors
+    monkeypatch.setattr(
+        adjusting, "_factors", lambda *args: asked.append(args[-1]) or factors(*args)
+    )
     bars = MinuteBar.objects.known_at(now - H if known_at else None).adjusted("split")
     bars = bars.filter(instrument_id=aapl.id) if by == "id" else bars.for_symbol("AAPL")
     text = plan(bars.between(TUESDAY, THURSDAY).order_by("ts"))
-    # A partition of the table, or a TimescaleDB chunk (whose index names are quoted).
-    minute_scan = r'Index (Only )?Scan using "?\w+"? on (marketdata_minutebar\w*|_hyper_\w+_chunk)'
+    # A partition of the table (of a shard), or a TimescaleDB chunk (quoted index names).
+    minute_scan = (
+        r'Index (Only )?Scan (using "?\w+"? )?on (marketdata_minutebar\w*|_hyper_\w+_chunk)'
+    )
     assert re.search(minute_scan, text), text
     assert "Seq Scan on marketdata_minutebar" not in text, text
+    if engine.distributes_market_data():
+        assert "Task Count: 1" in text, text
+    if factors_road == "factors apart":
+        if by == "id" or not engine.inlines_sql_functions_into_queries():
+            assert asked == [[aapl.id]]
+        return
     scans = re.findall(r"Scan (?:using \w+ )?on marketdata_corporateaction\w*[^\n]*"
                        r"(?:\n\s+(?:Index Cond|Filter|Recheck Cond): [^\n]*)*", text)  # fmt: skip
     assert scans, text
@@ -371,7 +391,7 @@ def test_a_read_from_a_moment_on_is_the_whole_reads_rows_from_then(aapl, adjustm
         assert rows == [row for row in whole if row[0] >= start]
 
 
-def test_only_a_bound_every_row_meets_narrows_the_actions(aapl):
+def test_only_a_bound_every_row_meets_narrows_the_actions(aapl, factors_road, monkeypatch):
     """A bound under OR (or NOT) is no bound of the read: Tuesday's bars, read through an OR,
     are still adjusted by the split and the dividend."""
     from django.db.models import Q
@@ -383,5 +403,13 @@ def test_only_a_bound_every_row_meets_narrows_the_actions(aapl):
     assert float(closes[TUESDAY + OPEN]) == pytest.approx(104 / 2 * TR)
     assert float(closes[THURSDAY + OPEN]) == pytest.approx(60)
     not_before = MinuteBar.objects.adjusted("split").exclude(ts__lt=WEDNESDAY)
+    asked = []
+    factors = adjusting._factors
+    monkeypatch.setattr(
+        adjusting, "_factors", lambda *args: asked.append(args[3]) or factors(*args)
+    )
     sql, params = not_before.filter(instrument_id=aapl.id).query.sql_with_params()
-    assert params[2] is None, sql  # the adjusted function's p_from
+    if factors_road == "factors apart":
+        assert asked == [None], sql  # the factors' p_from
+    else:
+        assert params[2] is None, sql  # the adjusted function's p_from
