@@ -434,3 +434,71 @@ END"""
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [self.signature, self.definition], {}
+
+
+# The row trigger on a distributed table that sets a withheld column on the shards.
+SET_BY_THE_DATABASE_TRIGGER = "qvp_set_by_the_database"
+_SET_BY_THE_DATABASE_FUNCTION = """
+CREATE OR REPLACE FUNCTION qvp_known_from_now() RETURNS trigger
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+    -- Who may date a row: the tables' owner (its loads and merges), as on one node, where no
+    -- other role has the column. Any other role gets the moment of its transaction here.
+    IF NOT pg_has_role(current_user,
+                       (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
+        NEW.known_from := now();
+    END IF;
+    RETURN NEW;
+END
+$$"""
+
+
+class KnownFromSetOnTheShards(SqlOperation):
+    """On Citus, ``known_from`` of each of ``tables`` set on the shards for a role that may not
+    write it. On one node the application's role has no privilege on the column (the table's
+    default, ``now()``, fills it), so it cannot say when a row was learnt. Citus evaluates that
+    default on the coordinator and sends the value to the shards, which refuse it from that
+    role. So the role is granted the column on the shards only (``create_db_roles``), the
+    coordinator still refusing the column when the role names it, and a row trigger on the
+    shards puts ``now()`` in its place for any role but the tables' owner: a session of the
+    application's role on a worker, writing a shard directly, cannot date a row either.
+    Citus allows row triggers on distributed tables only with ``citus.enable_unsafe_triggers``:
+    this one touches its row alone."""
+
+    def __init__(self, tables: list[str]):
+        self.tables = tables
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if not _on_citus(schema_editor):
+            return []
+        return [
+            _SET_BY_THE_DATABASE_FUNCTION,
+            "SET LOCAL citus.enable_unsafe_triggers = on",
+            *(
+                f"CREATE TRIGGER {SET_BY_THE_DATABASE_TRIGGER} BEFORE INSERT ON {ident(table)}"
+                " FOR EACH ROW EXECUTE FUNCTION qvp_known_from_now()"
+                for table in self.tables
+            ),
+            "RESET citus.enable_unsafe_triggers",
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        if not _on_citus(schema_editor):
+            return []
+        return [
+            *(
+                f"DROP TRIGGER {SET_BY_THE_DATABASE_TRIGGER} ON {ident(table)}"
+                for table in self.tables
+            ),
+            "DROP FUNCTION qvp_known_from_now()",
+        ]
+
+    def describe(self) -> str:
+        return f"On Citus, known_from of {', '.join(self.tables)} set on the shards"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [self.tables], {}

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from psycopg import sql
 
+from qvp_site.db.distribution import SET_BY_THE_DATABASE_TRIGGER
+
 # The monitoring views' functions: read by both roles, revoked from PUBLIC.
 from qvp_site.db.monitoring import FUNCTIONS as MONITORING_FUNCTIONS
 from qvp_site.db.passwords import set_password
@@ -259,6 +261,7 @@ def grant(cursor: CursorWrapper, database: str, owner: str) -> bool:
             cursor.execute(
                 sql.SQL("GRANT {} ON {} TO {}").format(privileges, sql.Identifier(table), role)
             )
+    _withheld_columns_on_the_shards(cursor, app)
     _owners_functions(cursor, app, readonly, research)
     _timescaledb_schemas(cursor, (app, readonly, research))
     return _withhold_public_functions(cursor, app)
@@ -379,6 +382,27 @@ def _writes_but(
             else sql.SQL(privilege)
         )
     return sql.SQL(", ").join(privileges)
+
+
+def _withheld_columns_on_the_shards(cursor: CursorWrapper, app: sql.Identifier) -> None:
+    """On Citus, INSERT of its withheld columns to the application's role on the shards of the
+    distributed tables that set them there (``KnownFromSetOnTheShards``, qvp_site/db/
+    distribution.py), not on the tables themselves: the coordinator sends the shards the
+    default's value, and still refuses the columns to the role when it names them. Granted on
+    the table (Citus sends the grant to its shards, over this transaction's connections), then
+    revoked on the coordinator alone. Elsewhere no table has that trigger."""
+    cursor.execute(
+        "SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s AND tgparentid = 0",
+        [SET_BY_THE_DATABASE_TRIGGER],
+    )
+    withheld = withheld_columns()
+    for (table,) in cursor.fetchall():
+        columns = sql.SQL(", ").join(map(sql.Identifier, withheld[table]))
+        on = (columns, sql.Identifier(table), app)
+        cursor.execute(sql.SQL("GRANT INSERT ({}) ON {} TO {}").format(*on))
+        cursor.execute("SELECT set_config('citus.enable_ddl_propagation', 'off', true)")
+        cursor.execute(sql.SQL("REVOKE INSERT ({}) ON {} FROM {}").format(*on))
+        cursor.execute("SELECT set_config('citus.enable_ddl_propagation', 'on', true)")
 
 
 def readonly_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:
