@@ -27,15 +27,22 @@ from qvp_site.db import engine
 PRICE_COLUMNS = frozenset({"open", "high", "low", "close", "vwap"})
 VOLUME_COLUMNS = frozenset({"volume"})
 
+# The bounds as microseconds since the epoch: text of numbers, which no session's DateStyle
+# reads otherwise; the factors' text is exact (PostgreSQL writes the shortest exact digits).
 _FACTORS_SQL = (
-    "SELECT instrument_id, bounds::text, price_factors::text, volume_factors::text"
+    "SELECT instrument_id,"
+    " ARRAY(SELECT (extract(epoch FROM b) * 1000000)::bigint"
+    " FROM unnest(bounds) WITH ORDINALITY AS u(b, n) ORDER BY n)::text,"
+    " price_factors::text, volume_factors::text"
     " FROM marketdata_action_factors(%s::text, %s::timestamptz, %s::timestamptz)"
 )
 
 # The factors given, one row per instrument; the arrays travel as text, since a list of
 # arrays of different lengths is no array PostgreSQL has.
 _GIVEN_FACTORS_SQL = (
-    "(SELECT g.instrument_id, g.bounds::timestamptz[] AS bounds,"
+    "(SELECT g.instrument_id,"
+    " ARRAY(SELECT timestamptz 'epoch' + us * interval '1 microsecond'"
+    " FROM unnest(g.bounds::bigint[]) WITH ORDINALITY AS u(us, n) ORDER BY n) AS bounds,"
     " g.price_factors::double precision[] AS price_factors,"
     " g.volume_factors::double precision[] AS volume_factors"
     " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"

@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from marketdata import adjusting
 from qvp_site.db import engine
 
 _LATEST_SQL = """
@@ -120,7 +121,9 @@ def latest_prices_sql(*, known: bool, adjustment: str = "raw") -> str:
 
 
 def _adjusted_apart(connection: Any) -> bool:
-    return engine.distributes_market_data(connection)
+    """The adjusted reads' road (marketdata/adjusting.py): the factors apart where the engine
+    plans no join of the bars with the coordinator's corporate actions."""
+    return adjusting.factors_apart(connection)
 
 
 def latest_prices(

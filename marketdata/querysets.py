@@ -119,12 +119,14 @@ def _instruments(where: Any, alias: str) -> list[int] | None:
         lhs = getattr(child, "lhs", None)
         if not (isinstance(lhs, Col) and lhs.alias == alias):
             continue
-        if lhs.target.column != "instrument_id" or isinstance(child.rhs, models.Expression):
+        if lhs.target.column != "instrument_id":
             continue
-        if isinstance(child, Exact) and isinstance(child.rhs, int):
+        # Values only: a subquery (a queryset, an expression) names no instruments here.
+        if isinstance(child, Exact) and type(child.rhs) is int:
             return [child.rhs]
-        if isinstance(child, In) and all(isinstance(value, int) for value in child.rhs):
-            return sorted(child.rhs)
+        values = child.rhs if isinstance(child.rhs, list | tuple | set | frozenset) else None
+        if isinstance(child, In) and values and all(type(value) is int for value in values):
+            return sorted(values)
     return None
 
 

@@ -442,10 +442,13 @@ _SET_BY_THE_DATABASE_FUNCTION = """
 CREATE OR REPLACE FUNCTION qvp_known_from_now() RETURNS trigger
 LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 BEGIN
-    -- Who may date a row: the tables' owner (its loads and merges), as on one node, where no
-    -- other role has the column. Any other role gets the moment of its transaction here.
-    IF NOT pg_has_role(current_user,
-                       (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
+    -- Who may date a row: a role that may change the column of the distributed table
+    -- (TG_ARGV[0]), its owner (its loads and merges), as on one node, where no other role
+    -- has the column; the application's role has INSERT of it on the shards (create_db_roles)
+    -- but never UPDATE. Any other role gets the moment of its transaction here. Asked of the
+    -- table by name, not of the shard in pg_class, which Citus hides from sessions on a worker.
+    IF NOT coalesce(has_column_privilege(TG_ARGV[0]::regclass, 'known_from', 'UPDATE'),
+                    false) THEN
         NEW.known_from := now();
     END IF;
     RETURN NEW;
@@ -460,8 +463,9 @@ class KnownFromSetOnTheShards(SqlOperation):
     default on the coordinator and sends the value to the shards, which refuse it from that
     role. So the role is granted the column on the shards only (``create_db_roles``), the
     coordinator still refusing the column when the role names it, and a row trigger on the
-    shards puts ``now()`` in its place for any role but the tables' owner: a session of the
-    application's role on a worker, writing a shard directly, cannot date a row either.
+    shards puts ``now()`` in its place for any role that may not change the column on the
+    table (all but its owner): a session of the application's role on a worker, writing a
+    shard directly or through the worker's copy of the table, cannot date a row either.
     Citus allows row triggers on distributed tables only with ``citus.enable_unsafe_triggers``:
     this one touches its row alone."""
 
@@ -478,7 +482,7 @@ class KnownFromSetOnTheShards(SqlOperation):
             "SET LOCAL citus.enable_unsafe_triggers = on",
             *(
                 f"CREATE TRIGGER {SET_BY_THE_DATABASE_TRIGGER} BEFORE INSERT ON {ident(table)}"
-                " FOR EACH ROW EXECUTE FUNCTION qvp_known_from_now()"
+                f" FOR EACH ROW EXECUTE FUNCTION qvp_known_from_now({literal(table)})"
                 for table in self.tables
             ),
             "RESET citus.enable_unsafe_triggers",
@@ -489,12 +493,25 @@ class KnownFromSetOnTheShards(SqlOperation):
     ) -> list[str]:
         if not _on_citus(schema_editor):
             return []
+        # The column's grant on the shards goes too (create_db_roles made it): without the
+        # trigger it would let the application's role date rows there.
+        revokes = "\n".join(
+            f"    REVOKE INSERT (known_from) ON {ident(table)} FROM trading_app;"
+            for table in self.tables
+        )
         return [
             *(
                 f"DROP TRIGGER {SET_BY_THE_DATABASE_TRIGGER} ON {ident(table)}"
                 for table in self.tables
             ),
             "DROP FUNCTION qvp_known_from_now()",
+            do_block(
+                "BEGIN\n"
+                "IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'trading_app') THEN\n"
+                f"{revokes}\n"
+                "END IF;\n"
+                "END"
+            ),
         ]
 
     def describe(self) -> str:

@@ -395,14 +395,19 @@ def _withheld_columns_on_the_shards(cursor: CursorWrapper, app: sql.Identifier) 
         "SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s AND tgparentid = 0",
         [SET_BY_THE_DATABASE_TRIGGER],
     )
+    tables = [row[0] for row in cursor.fetchall()]
+    if not tables:
+        return
     withheld = withheld_columns()
-    for (table,) in cursor.fetchall():
+    cursor.execute("SELECT current_setting('citus.enable_ddl_propagation')")
+    propagation = cursor.fetchone()[0]
+    for table in tables:
         columns = sql.SQL(", ").join(map(sql.Identifier, withheld[table]))
         on = (columns, sql.Identifier(table), app)
         cursor.execute(sql.SQL("GRANT INSERT ({}) ON {} TO {}").format(*on))
         cursor.execute("SELECT set_config('citus.enable_ddl_propagation', 'off', true)")
         cursor.execute(sql.SQL("REVOKE INSERT ({}) ON {} FROM {}").format(*on))
-        cursor.execute("SELECT set_config('citus.enable_ddl_propagation', 'on', true)")
+        cursor.execute("SELECT set_config('citus.enable_ddl_propagation', %s, true)", [propagation])
 
 
 def readonly_access(cursor: CursorWrapper, present: dict[str, str]) -> dict[str, sql.Composable]:

@@ -370,6 +370,24 @@ def test_an_adjusted_read_agrees_with_the_instruments_own_factors(aapl, crowd):
     assert min(ts for ts, _ in one) == START.replace(tzinfo=UTC)
 
 
+def test_instruments_named_by_a_subquery_are_adjusted_as_by_their_ids(aapl, crowd):
+    """A filter by a queryset of instruments names no ids to narrow the factors by: the read
+    adjusts by every instrument's factors, the same rows as by the id."""
+    by_id = MinuteBar.objects.adjusted("split").filter(instrument_id=aapl.id)
+    for named in (
+        MinuteBar.objects.adjusted("split").filter(
+            instrument__in=Instrument.objects.filter(symbol="AAPL")
+        ),
+        MinuteBar.objects.adjusted("split").filter(
+            instrument_id__in=Instrument.objects.filter(symbol="AAPL").values("id")
+        ),
+        MinuteBar.objects.adjusted("split").filter(instrument_id__in=[aapl.id, -1]),
+    ):
+        assert list(named.order_by("ts").values_list("ts", "close")) == list(
+            by_id.order_by("ts").values_list("ts", "close")
+        )
+
+
 @pytest.mark.parametrize("adjustment", ["split", "total_return"])
 @pytest.mark.parametrize("start", [WEDNESDAY, WEDNESDAY + OPEN, THURSDAY])
 def test_a_read_from_a_moment_on_is_the_whole_reads_rows_from_then(aapl, adjustment, start):
