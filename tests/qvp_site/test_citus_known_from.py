@@ -38,6 +38,18 @@ def _transaction_time(conn: psycopg.Connection) -> datetime:
     return conn.execute("SELECT now()").fetchone()[0]
 
 
+def _app_role_on(host: str, port: int, password: str) -> psycopg.Connection:
+    """A session of the application's role on a worker."""
+    return psycopg.connect(
+        host=host,
+        port=port,
+        dbname=connection.settings_dict["NAME"],
+        user=roles.APP_ROLE,
+        password=password,
+        autocommit=True,
+    )
+
+
 def test_the_app_role_inserts_and_copies_bars_dated_by_the_database(connect_as_app, instrument):
     conn = connect_as_app()
     with conn.transaction():
@@ -78,14 +90,7 @@ def test_the_app_role_on_the_worker_cannot_date_a_row_of_the_shard(app_role_pass
         shard, host, port = cursor.fetchone()
         cursor.execute("SELECT nextval(pg_get_serial_sequence('marketdata_dailybar', 'id'))")
         row_id = cursor.fetchone()[0]
-    with psycopg.connect(
-        host=host,
-        port=port,
-        dbname=connection.settings_dict["NAME"],
-        user=roles.APP_ROLE,
-        password=app_role_password,
-        autocommit=True,
-    ) as worker:
+    with _app_role_on(host, port, app_role_password) as worker:
         worker.execute("SET citus.override_table_visibility = off")
         with worker.transaction():
             began = _transaction_time(worker)
@@ -97,14 +102,7 @@ def test_the_app_role_on_the_worker_cannot_date_a_row_of_the_shard(app_role_pass
     assert began <= _known_from(instrument, DAY) <= datetime.now(UTC)
     # Through the worker's copy of the distributed table, which routes it there: refused (the
     # copy has the coordinator's grants), or, where it has the shards', dated all the same.
-    with psycopg.connect(
-        host=host,
-        port=port,
-        dbname=connection.settings_dict["NAME"],
-        user=roles.APP_ROLE,
-        password=app_role_password,
-        autocommit=True,
-    ) as worker:
+    with _app_role_on(host, port, app_role_password) as worker:
         try:
             with worker.transaction():
                 began = _transaction_time(worker)
