@@ -40,6 +40,10 @@ class MarketdataConfig(AppConfig):
         # The exchanges' time zones (an action's ex moment follows them): a plain table the
         # owner's migrations fill (marketdata/sql/actions/0013.sql); read only.
         "marketdata_exchange": "",
+        # On Citus, the instruments' keys, distributed beside the bars
+        # (qvp_site/db/distribution.py): the lookups of bars by instrument start from them
+        # (marketdata.prices, risk's functions); the owner's trigger alone writes them.
+        "marketdata_instrument_key": "",
     }
     # When a row was learnt is the database's to say (its load's time), never the writer's:
     # a row backdated would show in reads as known before it was; one dated ahead would be in

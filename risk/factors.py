@@ -18,14 +18,16 @@ known at ``known_at`` (None: the present).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from django.db import connection
 
+from marketdata import adjusting
 from risk.estimators import PERIODS_PER_YEAR
 from risk.models import Factor
-from risk.volatility import DEFAULT_ADJUSTMENT
+from risk.volatility import DEFAULT_ADJUSTMENT, checked_adjustment
 
 MOMENTUM_SKIP = 21
 
@@ -35,6 +37,34 @@ FROM risk_dailybars(%(known_at)s::timestamptz, %(adjustment)s) b
 JOIN marketdata_instrument i ON i.id = b.instrument_id AND i.active
 WHERE b.ts > %(since)s AND b.ts <= %(as_of)s
 """
+# Where the factors are computed apart (Citus, marketdata/adjusting.py): the same read of the
+# table (or its body as known at a time), the factors given for the bars since the start.
+GIVEN_FACTORS_DAILY_BARS_SQL = """
+SELECT b.instrument_id, (b.ts AT TIME ZONE 'UTC')::date AS day, b.close, b.volume
+FROM {bars} AS b
+JOIN marketdata_instrument i ON i.id = b.instrument_id AND i.active
+WHERE b.ts > %s AND b.ts <= %s
+"""
+DAILY_BAR_COLUMNS = ["instrument_id", "ts", "close", "volume"]
+
+
+def _daily_bars_statement(
+    since: datetime, as_of: datetime, known_at: datetime | None, adjustment: str
+) -> tuple[str, Any]:
+    """The read of the daily bars on this engine, and its parameters."""
+    if not adjusting.factors_apart(connection):
+        named = {"since": since, "as_of": as_of, "known_at": known_at, "adjustment": adjustment}
+        return DAILY_BARS_SQL, named
+    table = "marketdata_dailybar"
+    raw = (
+        (table, [])
+        if known_at is None
+        else adjusting.known_at_sql(table, known_at, connection.ops.quote_name)
+    )
+    bars, params = adjusting.adjusted_bars_sql(
+        connection, DAILY_BAR_COLUMNS, raw, checked_adjustment(adjustment), known_at, since
+    )
+    return GIVEN_FACTORS_DAILY_BARS_SQL.format(bars=bars), [*params, since, as_of]
 
 
 def daily_panel(
@@ -46,9 +76,9 @@ def daily_panel(
     """Closes and volumes, days x instruments, over about ``lookback`` trading days, adjusted
     for corporate actions by ``adjustment``."""
     since = as_of - timedelta(days=int(lookback * 365 / 252) + 7)
+    statement, params = _daily_bars_statement(since, as_of, known_at, adjustment)
     with connection.cursor() as cursor:
-        params = {"since": since, "as_of": as_of, "known_at": known_at, "adjustment": adjustment}
-        cursor.execute(DAILY_BARS_SQL, params)
+        cursor.execute(statement, params)
         frame = pd.DataFrame(cursor.fetchall(), columns=["instrument", "day", "close", "volume"])
     # Bars without a volume (NULL) read as None: as floats they are NaN, and a size without
     # volumes is not computable rather than an error.

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
+from marketdata import adjusting
 from marketdata.models import Instrument
 from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db import partitions
@@ -56,6 +57,26 @@ CROSS JOIN LATERAL (
 ORDER BY ids.id, b.ts
 """
 
+# Where the factors are computed apart (Citus, marketdata/adjusting.py), which plans no lateral
+# lookup from a list of ids: each instrument's newest bars looked up from its key, distributed
+# beside its bars, on its shard, as traded; the factors are applied to those bars alone.
+KEYED_RECENT_BARS_SQL = """
+(SELECT k.id AS instrument_id, b.ts, b.open, b.high, b.low, b.close
+ FROM marketdata_instrument_key k
+ CROSS JOIN LATERAL (
+    SELECT r.ts, r.open, r.high, r.low, r.close FROM {raw} r
+    WHERE r.instrument_id = k.id AND r.ts <= %s
+    ORDER BY r.ts DESC LIMIT %s
+ ) AS b
+ WHERE k.id = ANY(%s::bigint[]))
+"""
+# There, the instruments with a bar by a time, found from their keys.
+KEYED_WITH_BARS_SQL = """
+SELECT k.id FROM marketdata_instrument_key k
+WHERE EXISTS (SELECT 1 FROM {raw} r WHERE r.instrument_id = k.id AND r.ts <= %s)
+"""
+OHLC_COLUMNS = ["instrument_id", "ts", "open", "high", "low", "close"]
+
 UPSERT_SQL = """
 INSERT INTO risk_volatilityestimate (instrument_id, ts, timeframe, estimator, "window", value)
 SELECT %(instrument)s, ts, %(timeframe)s, estimator, %(window)s, value
@@ -79,6 +100,8 @@ def _active_instruments(
 ) -> list[tuple[int, str, bool]]:
     """Every active instrument: id, symbol, and whether it has a bar at or before ``as_of``
     (whether it has one does not depend on the adjustment: read as traded)."""
+    if adjusting.factors_apart(connection):
+        return _active_instruments_by_key(timeframe, as_of, known_at)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id, symbol, EXISTS (SELECT 1 FROM"
@@ -88,6 +111,57 @@ def _active_instruments(
             [known_at, as_of],
         )
         return cursor.fetchall()
+
+
+def _raw_bars(timeframe: str, known_at: datetime | None) -> tuple[str, list[Any]]:
+    """The bars as traded: the table, or its body as known at ``known_at`` written out."""
+    table = BAR_TABLES[timeframe]
+    if known_at is None:
+        return table, []
+    return adjusting.known_at_sql(table, known_at, connection.ops.quote_name)
+
+
+def _active_instruments_by_key(
+    timeframe: str, as_of: datetime, known_at: datetime | None
+) -> list[tuple[int, str, bool]]:
+    """``_active_instruments`` where the engine plans no lookup into the bars from the
+    instruments (Citus): the instruments with bars found from their keys, on the shards."""
+    raw, params = _raw_bars(timeframe, known_at)
+    with connection.cursor() as cursor:
+        cursor.execute(KEYED_WITH_BARS_SQL.format(raw=raw), [*params, as_of])
+        with_bars = {row[0] for row in cursor.fetchall()}
+    active = Instrument.objects.filter(active=True).order_by("id").values_list("id", "symbol")
+    return [(id_, symbol, id_ in with_bars) for id_, symbol in active]
+
+
+def _recent_bars_statement(
+    ids: list[int],
+    timeframe: str,
+    as_of: datetime,
+    bars: int,
+    known_at: datetime | None,
+    adjustment: str,
+) -> tuple[str, Any]:
+    """The read of the instruments' newest bars on this engine, and its parameters."""
+    if not adjusting.factors_apart(connection):
+        named = {
+            "ids": ids,
+            "as_of": as_of,
+            "bars": bars,
+            "known_at": known_at,
+            "adjustment": adjustment,
+        }
+        # As traded: the table itself, or as known at a time (marketdata/sql/revisions/0009.sql).
+        raw = BAR_TABLES[timeframe] + ("" if known_at is None else "_known_at(%(known_at)s)")
+        return RECENT_BARS_SQL.format(raw=raw, source=BAR_SOURCES[timeframe]), named
+    raw, raw_params = _raw_bars(timeframe, known_at)
+    keyed = (KEYED_RECENT_BARS_SQL.format(raw=raw), [*raw_params, as_of, bars, ids])
+    if adjustment != "raw":
+        keyed = adjusting.adjusted_bars_sql(
+            connection, OHLC_COLUMNS, keyed, adjustment, known_at, instruments=ids
+        )
+    sql, params = keyed
+    return f"SELECT * FROM {sql} AS recent ORDER BY instrument_id, ts", params
 
 
 def recent_bars(
@@ -100,16 +174,9 @@ def recent_bars(
 ) -> dict[int, dict]:
     """The newest ``bars`` bars of each instrument, oldest first, as arrays, adjusted by
     ``adjustment``."""
-    params: dict[str, Any] = {
-        "ids": ids,
-        "as_of": as_of,
-        "bars": bars,
-        "known_at": known_at,
-        "adjustment": checked_adjustment(adjustment),
-    }
-    # As traded: the table itself, or as known at a time (marketdata/sql/revisions/0009.sql).
-    raw = BAR_TABLES[timeframe] + ("" if known_at is None else "_known_at(%(known_at)s)")
-    statement = RECENT_BARS_SQL.format(raw=raw, source=BAR_SOURCES[timeframe])
+    statement, params = _recent_bars_statement(
+        ids, timeframe, as_of, bars, known_at, checked_adjustment(adjustment)
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         rows = cursor.fetchall()
