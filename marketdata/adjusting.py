@@ -68,6 +68,15 @@ def known_at_sql(table: str, moment: datetime, quote: Any) -> tuple[str, list[An
     )
 
 
+def raw_bars_sql(
+    connection: BaseDatabaseWrapper, table: str, known_at: datetime | None
+) -> tuple[str, list[Any]]:
+    """The bars of ``table`` as traded, as known at ``known_at``: the table itself (None: as
+    known now), or the body of its ``_known_at`` written out, and the parameters."""
+    quote = connection.ops.quote_name
+    return (quote(table), []) if known_at is None else known_at_sql(table, known_at, quote)
+
+
 def adjusted_bars_sql(
     connection: BaseDatabaseWrapper,
     columns: Sequence[str],

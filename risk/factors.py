@@ -55,12 +55,7 @@ def _daily_bars_statement(
     if not adjusting.factors_apart(connection):
         named = {"since": since, "as_of": as_of, "known_at": known_at, "adjustment": adjustment}
         return DAILY_BARS_SQL, named
-    table = "marketdata_dailybar"
-    raw = (
-        (table, [])
-        if known_at is None
-        else adjusting.known_at_sql(table, known_at, connection.ops.quote_name)
-    )
+    raw = adjusting.raw_bars_sql(connection, "marketdata_dailybar", known_at)
     bars, params = adjusting.adjusted_bars_sql(
         connection, DAILY_BAR_COLUMNS, raw, checked_adjustment(adjustment), known_at, since
     )

@@ -20,6 +20,7 @@ from django.db import connection
 
 from marketdata import adjusting
 from marketdata.models import Instrument
+from marketdata.presence import instruments_with_bars
 from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db import partitions
 from qvp_site.per_instrument import InstrumentRun
@@ -70,11 +71,6 @@ KEYED_RECENT_BARS_SQL = """
  ) AS b
  WHERE k.id = ANY(%s::bigint[]))
 """
-# There, the instruments with a bar by a time, found from their keys.
-KEYED_WITH_BARS_SQL = """
-SELECT k.id FROM marketdata_instrument_key k
-WHERE EXISTS (SELECT 1 FROM {raw} r WHERE r.instrument_id = k.id AND r.ts <= %s)
-"""
 OHLC_COLUMNS = ["instrument_id", "ts", "open", "high", "low", "close"]
 
 UPSERT_SQL = """
@@ -100,37 +96,10 @@ def _active_instruments(
 ) -> list[tuple[int, str, bool]]:
     """Every active instrument: id, symbol, and whether it has a bar at or before ``as_of``
     (whether it has one does not depend on the adjustment: read as traded)."""
-    if adjusting.factors_apart(connection):
-        return _active_instruments_by_key(timeframe, as_of, known_at)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, symbol, EXISTS (SELECT 1 FROM"
-            f" {BAR_SOURCES[timeframe]}('raw', %s::timestamptz) b"
-            " WHERE b.instrument_id = i.id AND b.ts <= %s)"
-            " FROM marketdata_instrument i WHERE active ORDER BY id",
-            [known_at, as_of],
-        )
-        return cursor.fetchall()
-
-
-def _raw_bars(timeframe: str, known_at: datetime | None) -> tuple[str, list[Any]]:
-    """The bars as traded: the table, or its body as known at ``known_at`` written out."""
-    table = BAR_TABLES[timeframe]
-    if known_at is None:
-        return table, []
-    return adjusting.known_at_sql(table, known_at, connection.ops.quote_name)
-
-
-def _active_instruments_by_key(
-    timeframe: str, as_of: datetime, known_at: datetime | None
-) -> list[tuple[int, str, bool]]:
-    """``_active_instruments`` where the engine plans no lookup into the bars from the
-    instruments (Citus): the instruments with bars found from their keys, on the shards."""
-    raw, params = _raw_bars(timeframe, known_at)
-    with connection.cursor() as cursor:
-        cursor.execute(KEYED_WITH_BARS_SQL.format(raw=raw), [*params, as_of])
-        with_bars = {row[0] for row in cursor.fetchall()}
-    active = Instrument.objects.filter(active=True).order_by("id").values_list("id", "symbol")
+    active = list(Instrument.objects.filter(active=True).order_by("id").values_list("id", "symbol"))
+    with_bars = instruments_with_bars(
+        BAR_TABLES[timeframe], [id_ for id_, _ in active], until=as_of, known_at=known_at
+    )
     return [(id_, symbol, id_ in with_bars) for id_, symbol in active]
 
 
@@ -154,7 +123,7 @@ def _recent_bars_statement(
         # As traded: the table itself, or as known at a time (marketdata/sql/revisions/0009.sql).
         raw = BAR_TABLES[timeframe] + ("" if known_at is None else "_known_at(%(known_at)s)")
         return RECENT_BARS_SQL.format(raw=raw, source=BAR_SOURCES[timeframe]), named
-    raw, raw_params = _raw_bars(timeframe, known_at)
+    raw, raw_params = adjusting.raw_bars_sql(connection, BAR_TABLES[timeframe], known_at)
     keyed = (KEYED_RECENT_BARS_SQL.format(raw=raw), [*raw_params, as_of, bars, ids])
     if adjustment != "raw":
         keyed = adjusting.adjusted_bars_sql(

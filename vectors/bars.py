@@ -131,11 +131,7 @@ def _source(
         raise ValueError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, not {adjustment!r}")
     table = model._meta.db_table
     if adjustment == "raw" or adjusting.factors_apart(connection):
-        bars = (
-            (ident(table), [])
-            if known_at is None
-            else adjusting.known_at_sql(table, known_at, ident)
-        )
+        bars = adjusting.raw_bars_sql(connection, table, known_at)
         if adjustment == "raw":
             return (f"{bars[0]} AS bars", bars[1])
         columns = [field.column for field in model._meta.concrete_fields]

@@ -368,6 +368,8 @@ def _write_direct(cursor, source, layout, target, options, result, span, progres
     where the range holds none of its bars (else NotDirect: the rows are merged)."""
     instrument, result.instrument_created = _instrument(options, (span.first, span.last))
     result.record.instrument = instrument
+    if result.instrument_created and writes.owner_writes_alone(cursor, target):
+        raise direct.NotDirect("a new instrument's rows are the owner's merge's to write")
     writes.take_turn(cursor, target, instrument.id)
     if writes.holds_rows(cursor, target, instrument.id, span.first, span.last):
         raise direct.NotDirect("the range holds bars of the instrument")
@@ -405,9 +407,11 @@ def _write(cursor, source, layout, target, options, result, span) -> bool:
             result.unadjusted = writes.undo_vendor_splits(
                 cursor, layout, options.tz, instrument.id, options.adjusted_through
             )
+        merged = result.instrument_created and writes.owner_writes_alone(cursor, target)
         written = _write_rows(
-            cursor, source, layout, target, options, (instrument.id, result.record.id), span
-        )
+            cursor, source, layout, target, options, (instrument.id, result.record.id), span,
+            merged=merged,
+        )  # fmt: skip
         result.inserted, result.updated = written.inserted, written.updated
     result.unchanged = result.rows_read - result.rejected - result.inserted - result.updated
     if result.rejected:  # last, so that the file exists only if the load went through
@@ -415,12 +419,15 @@ def _write(cursor, source, layout, target, options, result, span) -> bool:
     return bool(result.inserted or result.updated)
 
 
-def _write_rows(cursor, source, layout, target, options, ids, span) -> writes.Written:
+def _write_rows(
+    cursor, source, layout, target, options, ids, span, *, merged: bool = False
+) -> writes.Written:
     """Write the rows of the instrument and load ``ids``: inserted where the range holds none,
-    merged (revisions kept) where it holds some."""
+    merged (revisions kept) where it holds some, or where the merge must write them
+    (``merged``: writes.owner_writes_alone)."""
     instrument_id, ingest_id = ids
     writes.take_turn(cursor, target, instrument_id)
-    upsert = writes.holds_rows(cursor, target, instrument_id, *span)
+    upsert = merged or writes.holds_rows(cursor, target, instrument_id, *span)
     checked = options.skip_invalid or not target.is_bars
     if upsert and not checked:
         # An upsert meets a repeated key only where it changes the row: look for them first.

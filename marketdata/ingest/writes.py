@@ -19,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.db import connection
+
 from marketdata.ingest.checks import rows_sql
 from marketdata.ingest.targets import BAR_ROLES, ROLE_TYPES, Target
+from qvp_site.db import engine
 from qvp_site.db.quoting import ident
 from qvp_site.loading.layout import Layout
 from qvp_site.loading.staging import STAGE
@@ -48,6 +51,23 @@ class Written:
 def take_turn(cursor, target: Target, instrument_id: int) -> None:
     """Wait for any other load of the table and instrument to end (until this transaction's)."""
     cursor.execute("SELECT marketdata_take_turn(%s::regclass, %s)", [target.table, instrument_id])
+
+
+def owner_writes_alone(cursor, target: Target) -> bool:
+    """Whether a load that created its instrument must leave every access to the shards to the
+    owner's merge: on Citus, for a role that does not own the table. There the instrument's key
+    was written by the owner's trigger (qvp_site/db/distribution.py) on the shard where its rows
+    go, and Citus refuses, in one transaction, a shard's rows written by one role and then read
+    or written by another: by the owner itself, not a member of it (Citus's connections are the
+    current user's)."""
+    if not engine.distributes_market_data(connection):
+        return False
+    cursor.execute(
+        "SELECT relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        " FROM pg_class WHERE oid = %s::regclass",
+        [target.table],
+    )
+    return cursor.fetchone()[0]
 
 
 def holds_rows(cursor, target: Target, instrument_id: int, start: datetime, end: datetime) -> bool:

@@ -2,7 +2,9 @@
 (risk/sql/holdings_on_citus/0009.sql) and ``risk_daily_returns``
 (risk/sql/returns_on_citus/0009.sql), the same answers as 0006's. Citus refuses 0006's SQL
 functions, which look up bars laterally from a list or from the books, and with them every VaR
-(Python's and SQL's) and the portfolio metrics' benchmark. Elsewhere nothing: 0006's text
+(Python's and SQL's) and the portfolio metrics' benchmark. And ``risk_market_anomalies``
+(risk/sql/anomalies_on_citus/0009.sql) with its bars read apart from the coordinator's trading
+sessions, which Citus refused to join with them. Elsewhere nothing: 0006's and 0008's text
 stays.
 
 Unapplied on Citus: the definitions they replaced, kept in qvp_citus_set_aside, put back."""
@@ -27,5 +29,9 @@ class Migration(migrations.Migration):
         ReplaceFunctionOnCitus(
             "risk_daily_returns(bigint[], timestamptz, integer, timestamptz, text)",
             read_sql("risk", "returns_on_citus", "0009"),
+        ),
+        ReplaceFunctionOnCitus(
+            "risk_market_anomalies(bigint, timestamptz, timestamptz, double precision)",
+            read_sql("risk", "anomalies_on_citus", "0009"),
         ),
     ]

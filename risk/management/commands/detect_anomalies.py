@@ -3,11 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from marketdata.fields import as_date, command_instruments
 from marketdata.models import Instrument, MinuteBar
+from marketdata.presence import instruments_with_bars
 from qvp_site.acting import acting_as
 from qvp_site.per_instrument import InstrumentRun, raise_if_failed
 from qvp_site.times import TIME_HELP, time_argument
@@ -52,12 +52,7 @@ class Command(BaseCommand):
         end = as_of or timezone.now()
         # Instruments with minute bars at all, in one query: a daily-only instrument has
         # no minutes to miss, and its whole window would otherwise read as one gap.
-        with_minutes = set(
-            Instrument.objects.filter(
-                Exists(MinuteBar.objects.filter(instrument=OuterRef("pk"))),
-                id__in=[i.id for i in instruments],
-            ).values_list("id", flat=True)
-        )
+        with_minutes = instruments_with_bars(MinuteBar._meta.db_table, [i.id for i in instruments])
         with acting_as("detect_anomalies"):
             for instrument in instruments:
                 if instrument.id not in with_minutes:

@@ -24,6 +24,9 @@ DECLARE
         ELSE '(SELECT * FROM marketdata_dailybar_history WHERE known_from <= $1'
              ' AND (known_until IS NULL OR known_until > $1))' END;
 BEGIN
+    IF p_lookback IS NULL THEN  -- 0006's answer: no bar before the latest, no return
+        RETURN;
+    END IF;
     -- The factors of the instruments' actions, known at p_known_at (as 0006's adjusted read).
     SELECT coalesce(array_agg(a.instrument_id), '{}'), coalesce(array_agg(a.bounds::text), '{}'),
            coalesce(array_agg(a.price_factors::text), '{}')
@@ -43,11 +46,13 @@ BEGIN
         WHERE k.id = ANY($4)
     ), bars AS (
         -- Adjusted here, on the coordinator, from the factors given (text read back in the
-        -- session that wrote it).
+        -- session that wrote it),
+        -- once per time an instrument is listed, as 0006 reads them.
         SELECT r.instrument_id, r.ts,
                r.close * marketdata_factor_at(r.ts, f.bounds::timestamptz[],
                                               f.factors::double precision[]) AS close
-        FROM raw r
+        FROM unnest($4) AS ids(id)
+        JOIN raw r ON r.instrument_id = ids.id
         LEFT JOIN unnest($5, $6, $7) AS f(instrument_id, bounds, factors)
           ON f.instrument_id = r.instrument_id
     ), returns AS (
