@@ -8,19 +8,22 @@ from datetime import datetime, timedelta
 from django.db import connection
 
 from marketdata.models import Instrument
+from marketdata.presence import keyed
 from vectors.search import RegimeMatch, current_regime, similar_regimes
 
 # The close at the end of each matched period and the closes 5 and 20 daily bars later:
-# three index probes per match, in one statement for all of them.
+# three index probes per match, in one statement for all of them (from the instruments' keys
+# where the bars are distributed: marketdata.presence.keyed).
 FOLLOWED_SQL = """
-SELECT m.ord,
-       (SELECT close FROM marketdata_dailybar WHERE instrument_id = m.instrument_id
-          AND ts <= m.period_end ORDER BY ts DESC LIMIT 1),
-       (SELECT close FROM marketdata_dailybar WHERE instrument_id = m.instrument_id
-          AND ts > m.period_end ORDER BY ts OFFSET 4 LIMIT 1),
-       (SELECT close FROM marketdata_dailybar WHERE instrument_id = m.instrument_id
-          AND ts > m.period_end ORDER BY ts OFFSET 19 LIMIT 1)
+SELECT m.ord, p0.close, p5.close, p20.close
 FROM unnest(%s::bigint[], %s::timestamptz[]) WITH ORDINALITY AS m(instrument_id, period_end, ord)
+{keys}
+LEFT JOIN LATERAL (SELECT close FROM marketdata_dailybar WHERE instrument_id = {instrument}
+                     AND ts <= m.period_end ORDER BY ts DESC LIMIT 1) p0 ON true
+LEFT JOIN LATERAL (SELECT close FROM marketdata_dailybar WHERE instrument_id = {instrument}
+                     AND ts > m.period_end ORDER BY ts OFFSET 4 LIMIT 1) p5 ON true
+LEFT JOIN LATERAL (SELECT close FROM marketdata_dailybar WHERE instrument_id = {instrument}
+                     AND ts > m.period_end ORDER BY ts OFFSET 19 LIMIT 1) p20 ON true
 ORDER BY m.ord
 """
 
@@ -64,15 +67,17 @@ def regimes_like_now(instrument: Instrument, k: int = 8) -> RegimeView | None:
 def _followed(matches: list[RegimeMatch]) -> list[tuple[float | None, float | None]]:
     if not matches:
         return []
+    keys, instrument = keyed("m.instrument_id")
     with connection.cursor() as cursor:
         cursor.execute(
-            FOLLOWED_SQL,
+            FOLLOWED_SQL.format(keys=keys, instrument=instrument),
             [
                 [m.regime.instrument_id for m in matches],
                 [m.regime.period_end for m in matches],
             ],
         )
-        return [(_change(start, c5), _change(start, c20)) for _, start, c5, c20 in cursor]
+        found = {ord_: (_change(start, c5), _change(start, c20)) for ord_, start, c5, c20 in cursor}
+    return [found.get(i, (None, None)) for i in range(1, len(matches) + 1)]
 
 
 def _change(start, end) -> float | None:
