@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from io import StringIO
 
 import psycopg
@@ -16,6 +18,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
 from qvp_site.db import engine, roles
+from tests.db_roles import acting
 
 # Fixtures shared across the test packages (tests/fixtures/): plugins, so that no conftest
 # imports another's.
@@ -137,6 +140,21 @@ def app_role_password(django_db_setup, django_db_blocker) -> str:
     return password
 
 
+@pytest.fixture(scope="session")
+def research_role_password(app_role_password, django_db_blocker) -> str:
+    """qvp_research's password, set by ``create_db_roles`` on the test database's server. On
+    the embedded server the generated one (settings' default), shared by every run and the
+    site, as trading_app's is; with DATABASE_URL and no QVP_RESEARCH_DB_PASSWORD, a fresh one."""
+    password = settings.QVP_RESEARCH_DB_PASSWORD or secrets.token_urlsafe(16)
+    with django_db_blocker.unblock():
+        settings.QVP_RESEARCH_DB_PASSWORD, saved = password, settings.QVP_RESEARCH_DB_PASSWORD
+        try:
+            call_command("create_db_roles", stdout=StringIO())
+        finally:
+            settings.QVP_RESEARCH_DB_PASSWORD = saved
+    return password
+
+
 def _conninfo(user: str, password: str) -> dict:
     params = connection.settings_dict
     return {
@@ -164,12 +182,34 @@ def connect_as_app(transactional_db, app_role_password):
         conn.close()
 
 
+# Tests that switch role: committed fixtures on a Citus cluster (tests/db_roles.py says why).
+SWITCHES_ROLE = frozenset({"as_app_role", "db_role"})
+
+
+def pytest_collection_modifyitems(config, items):
+    if not settings.QVP_CITUS_WORKERS:
+        return
+    for item in items:
+        named = not SWITCHES_ROLE.isdisjoint(getattr(item, "fixturenames", ()))
+        if not (named or item.get_closest_marker("switches_role")):
+            continue
+        marker = item.get_closest_marker("django_db")
+        args, kwargs = (marker.args, dict(marker.kwargs)) if marker else ((), {})
+        item.add_marker(pytest.mark.django_db(*args, **{**kwargs, "transaction": True}), False)
+
+
+@pytest.fixture
+def db_role(db, app_role_password) -> Callable[[str], contextlib.AbstractContextManager]:
+    """``with db_role(role):`` runs a block as that database role."""
+    return acting
+
+
 @pytest.fixture
 def as_app_role(db, app_role_password):
-    """The rest of the test's transaction runs as trading_app, as the served site does:
-    row-level security and the role's limits apply to the ORM and the API from here on."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
+    """The rest of the test runs as trading_app, as the served site does: row-level security
+    and the role's limits apply to the ORM and the API from here on."""
+    with acting(roles.APP_ROLE):
+        yield
 
 
 @pytest.fixture

@@ -32,10 +32,7 @@ from tests.clients import client_of
 from tests.fixtures.trading import T0
 from tests.fixtures.trading_api import iso
 from tests.qvp_site.test_bulk_formats import RANGE, bars, bulk, user  # noqa: F401  (fixtures)
-from tests.qvp_site.test_research_role import (  # noqa: F401  (fixtures)
-    connect_as_research,
-    research_role_password,
-)
+from tests.qvp_site.test_research_role import connect_as_research  # noqa: F401  (a fixture)
 from trading.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,5 +1,4 @@
 """Fixtures of other test packages the notebook's test needs: the live server's connections
-closed after it (tests/client), and the research role's password and URL (tests/qvp_site)."""
+closed after it (tests/client); the research role's password is tests/conftest.py's."""
 
 from tests.client.conftest import no_connection_left  # noqa: F401
-from tests.qvp_site.test_research_role import research_role_password  # noqa: F401

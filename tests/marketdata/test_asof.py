@@ -20,9 +20,9 @@ from qvp_site.db import partitions
 from qvp_site.db.asof import asof
 from tests.fixtures.trading import fill, make_order
 from tests.marketdata.conftest import START
-from tests.qvp_site.test_research_role import connect_as_research, research_role_password
+from tests.qvp_site.test_research_role import connect_as_research
 
-__all__ = ["connect_as_research", "research_role_password"]  # fixtures, imported to be used
+__all__ = ["connect_as_research"]  # fixtures, imported to be used
 
 CASES = 100
 # Ticks fall on a few seconds of a minute, so that ties (several quotes at one time, a trade

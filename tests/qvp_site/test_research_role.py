@@ -5,7 +5,6 @@ vectors, and refused the books of accounts, the audit trail, who is who and ever
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from urllib.parse import quote
@@ -28,21 +27,6 @@ from tests.vectors.sets import make_set
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding
 
 T0 = datetime(2024, 5, 13, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def research_role_password(app_role_password, django_db_blocker) -> str:
-    """qvp_research's password, set by ``create_db_roles`` on the test database's server. On
-    the embedded server the generated one (settings' default), shared by every run and the
-    site, as trading_app's is; with DATABASE_URL and no QVP_RESEARCH_DB_PASSWORD, a fresh one."""
-    password = settings.QVP_RESEARCH_DB_PASSWORD or secrets.token_urlsafe(16)
-    with django_db_blocker.unblock():
-        settings.QVP_RESEARCH_DB_PASSWORD, saved = password, settings.QVP_RESEARCH_DB_PASSWORD
-        try:
-            call_command("create_db_roles", stdout=StringIO())
-        finally:
-            settings.QVP_RESEARCH_DB_PASSWORD = saved
-    return password
 
 
 def _conninfo(password: str) -> dict:

@@ -178,15 +178,14 @@ def test_holdings_follow_a_split_the_books_applied(split, plain):
     assert sql_var(held)[0][2:] == pytest.approx(sql_var(unsplit)[0][2:], rel=1e-7)
 
 
-def test_the_app_role_reads_adjusted_returns_in_sql(split, plain, app_role_password):
+def test_the_app_role_reads_adjusted_returns_in_sql(split, plain, db_role):
     """trading_app, under row-level security, reads the actions inside calculate_var: the
     same numbers as the owner."""
     split_book = book("split-book", split, 200)
     owner = sql_var(split_book), sql_var(split_book, "raw")
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL ROLE trading_app")
+    with db_role("trading_app"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('qvp.actor', 'system:test', true)")
-    assert (sql_var(split_book), sql_var(split_book, "raw")) == owner
+        assert (sql_var(split_book), sql_var(split_book, "raw")) == owner
     assert owner[0] != owner[1]
 
 

@@ -16,6 +16,10 @@ from django.db import DatabaseError, connection, transaction
 from qvp_site.db import roles
 from tests.risk.test_anomalies import CLOSE, MISSING, OPEN, SPIKE, session  # noqa: F401
 
+# as_role's fixtures are the owner's: committed first on Citus (tests/db_roles.py). There the
+# research role reaches the workers as itself, so it must be able to log in (its password set).
+pytestmark = pytest.mark.switches_role
+
 READERS = (roles.APP_ROLE, roles.READONLY_ROLE, roles.RESEARCH_ROLE)
 COLUMNS = "ts, kind, value, score, until"
 
@@ -37,7 +41,7 @@ def stored() -> list[tuple]:
 
 
 @pytest.mark.parametrize("role", READERS)
-def test_each_reader_gets_the_rows_the_command_stores(session, app_role_password, role):  # noqa: F811
+def test_each_reader_gets_the_rows_the_command_stores(session, research_role_password, role):  # noqa: F811
     call_command(
         "detect_anomalies", "--symbol", "AAPL", "--hours", "72", "--as-of", CLOSE.isoformat(),
         stdout=StringIO(),
@@ -65,7 +69,7 @@ def test_the_design_documents_call_reads_now_and_a_day(session, app_role_passwor
     assert "manage.py detect_anomalies" in rows[0][1]
 
 
-def test_a_window_without_sessions_is_named_not_measured(session, app_role_password):  # noqa: F811
+def test_a_window_without_sessions_is_named_not_measured(session, research_role_password):  # noqa: F811
     rows = as_role(
         roles.RESEARCH_ROLE,
         "SELECT ts, kind, until, detail FROM detect_market_data_anomalies('AAPL', 72, %s)",

@@ -18,8 +18,9 @@ URLS = [
 
 
 @pytest.fixture(params=["querysets", "row-level security"])
-def wall(request, app_role_password, books):
-    """Scoping tests run as the owner and again as trading_app under row-level security."""
+def wall(request, db_role, books):
+    """Scoping tests run as the owner and again as trading_app under row-level security
+    (``db_role``: on Citus the books are committed before the role changes)."""
     if request.param == "row-level security":
         request.getfixturevalue("as_app_role")
     return books

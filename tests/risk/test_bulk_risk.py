@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
-from django.db import connection
 
 from qvp_site.db import roles
 from risk.models import RiskMetric, RiskRun
@@ -64,15 +63,12 @@ def metrics(books):
 
 
 @pytest.fixture
-def rls_only(metrics, app_role_password, monkeypatch):
+def rls_only(metrics, db_role, monkeypatch):
     """Django's connection acts as trading_app and the querysets' scoping is bypassed: row-level
     security alone keeps the desks apart. The role is reset before the tables are emptied."""
     monkeypatch.setattr(ScopedViewSet, "visible", lambda self, rows: rows)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET ROLE {roles.APP_ROLE}")
-    yield metrics
-    with connection.cursor() as cursor:
-        cursor.execute("RESET ROLE")
+    with db_role(roles.APP_ROLE):
+        yield metrics
 
 
 @pytest.fixture
