@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, NotSupportedError, connection, transaction
 
 from marketdata.models import Instrument, MinuteBar, OptionQuote, Tick
+from qvp_site.db import engine
 from tests.marketdata.conftest import START
 
 GOOD_BAR = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100.0}
@@ -151,6 +152,9 @@ def test_a_bar_of_an_unknown_instrument_is_refused(instrument, partitioned_for):
             [MinuteBar(instrument=instrument, **bar), MinuteBar(instrument_id=-7, **bar)]
         )
     MinuteBar.objects.create(instrument=instrument, **bar)
-    with pytest.raises(IntegrityError, match=rule), transaction.atomic():
+    moved = pytest.raises(IntegrityError, match=rule)
+    if engine.is_citus():  # Citus refuses any change of a row's distribution column first
+        moved = pytest.raises(NotSupportedError, match="modifying the partition value")
+    with moved, transaction.atomic():
         MinuteBar.objects.update(instrument_id=-7)
     assert MinuteBar.objects.get().instrument_id == instrument.id

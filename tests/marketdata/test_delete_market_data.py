@@ -136,18 +136,17 @@ def test_ticks_and_option_quotes_of_the_underlying_are_deleted_as_revisions(part
 
 @pytest.mark.django_db
 def test_the_application_role_deletes_through_the_owners_function(
-    instrument, partitioned_for, app_role_password
+    instrument, partitioned_for, db_role
 ):
     """As the served site's role, which may not DELETE market data itself: the owner's
     function deletes and keeps the revisions. (The bar is the owner's: the role may not say
     when a row was learnt, which an insert through the ORM names.)"""
     MinuteBar.objects.create(instrument=instrument, ts=START, **VALUES)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
-    out = _delete(*_range("AAPL", "1m", START, START + timedelta(minutes=1)), "--yes")
-    assert "Deleted 1 1-minute bars of AAPL" in out
-    assert not MinuteBar.objects.exists()
-    assert MinuteBarRevision.objects.get().actor == "system:delete_market_data"
+    with db_role(roles.APP_ROLE):
+        out = _delete(*_range("AAPL", "1m", START, START + timedelta(minutes=1)), "--yes")
+        assert "Deleted 1 1-minute bars of AAPL" in out
+        assert not MinuteBar.objects.exists()
+        assert MinuteBarRevision.objects.get().actor == "system:delete_market_data"
 
 
 BAD = [
