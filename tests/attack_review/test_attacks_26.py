@@ -680,19 +680,18 @@ def test_the_interval_is_the_ratio_estimators(account, instrument, market):
 
 @pytest.mark.parametrize("dimension", ["agent", "venue", "strategy", "account", "size"])
 def test_the_summary_and_as_of_answer_under_the_app_role(
-    desks, instrument, market, app_role_password, dimension
+    desks, instrument, market, db_role, dimension
 ):
     costed_fills(desks["alpha"], instrument, ["100.05"])
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL ROLE trading_app")
-    alice = client_of(desks["alice"])
-    rows = alice.get(SUMMARY, {**RANGE, "dimension": dimension}).json()["rows"]
-    assert {r["executions"] for r in rows} == {1}
-    bob_rows = client_of(desks["bob"]).get(SUMMARY, {**RANGE, "dimension": dimension})
-    assert bob_rows.json()["rows"] == []
-    response = alice.get(ASOF, {"symbol": "AAPL", "at": iso(T0)})
-    assert response.status_code == 200, response.content
-    assert response.json()["results"][0]["match"]["bid"] == 99.9
+    with db_role("trading_app"):
+        alice = client_of(desks["alice"])
+        rows = alice.get(SUMMARY, {**RANGE, "dimension": dimension}).json()["rows"]
+        assert {r["executions"] for r in rows} == {1}
+        bob_rows = client_of(desks["bob"]).get(SUMMARY, {**RANGE, "dimension": dimension})
+        assert bob_rows.json()["rows"] == []
+        response = alice.get(ASOF, {"symbol": "AAPL", "at": iso(T0)})
+        assert response.status_code == 200, response.content
+        assert response.json()["results"][0]["match"]["bid"] == 99.9
 
 
 def test_the_api_answers_nulls_for_a_summary_without_measures(desks, instrument, market):
@@ -743,11 +742,10 @@ def test_a_venue_or_strategy_the_column_cannot_hold_is_a_400_naming_it(
 
 
 def test_the_functions_called_directly_as_the_app_role_read_only_the_users_accounts(
-    desks, instrument, market, app_role_password
+    desks, instrument, market, db_role
 ):
     records = two_desks_costed(desks, instrument)
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL ROLE trading_app")
+    with db_role("trading_app"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('qvp.user_id', %s, true)", [str(desks["alice"].pk)])
         cursor.execute(
             "SELECT DISTINCT grp FROM trading_tca_summary_of('account', %s, %s, NULL)",
