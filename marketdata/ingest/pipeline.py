@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InternalError,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from marketdata import aggregates, security_master
@@ -53,6 +60,8 @@ from qvp_site.loading.readers import CsvSource, ReadError, RowsSource, Source, o
 from qvp_site.loading.refusals import IngestRefused, refused
 
 _UNIQUE_VIOLATION = "23505"
+_INTERNAL_ERROR = "XX000"
+_UNIQUE_MESSAGE = "duplicate key value violates unique constraint"
 _QUOTE_CURRENCIES = ("USDT", "USDC", "BUSD", "USD", "EUR", "GBP", "JPY", "BTC", "ETH")
 
 
@@ -438,13 +447,25 @@ def _write_rows(
                 cursor, layout, target, options.tz, instrument_id, upsert=upsert,
                 ingest_id=ingest_id,
             )  # fmt: skip
-    except IntegrityError as error:
-        if upsert or getattr(error.__cause__, "sqlstate", None) != _UNIQUE_VIOLATION:
+    except (IntegrityError, InternalError) as error:
+        if upsert or not _unique_violation(error):
             raise
         # The unique index met a key twice in the file (loads of the instrument take turns,
         # and this one found no stored row in its range): which rows?
         _refuse_duplicates(cursor, source, layout, target, options)
         raise
+
+
+def _unique_violation(error: DatabaseError) -> bool:
+    """Whether a unique index refused the write. Citus's INSERT ... SELECT into a distributed
+    table writes the shards by COPY and reports a worker's refusal as an internal error
+    (XX000), the worker's message kept."""
+    cause = error.__cause__
+    state = getattr(cause, "sqlstate", None)
+    if state == _UNIQUE_VIOLATION:
+        return True
+    message = getattr(getattr(cause, "diag", None), "message_primary", None) or ""
+    return state == _INTERNAL_ERROR and message.startswith(_UNIQUE_MESSAGE)
 
 
 def _refuse_duplicates(cursor, source, layout, target, options) -> None:
