@@ -14,7 +14,7 @@ from django.db import InternalError
 from django.db.backends.utils import CursorWrapper
 
 from qvp_site.db import engine
-from qvp_site.db.quoting import ident, literal
+from qvp_site.db.quoting import ident
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,11 @@ def filtered_copy(
     if not engine.is_citus(cursor.db):
         return FilteredCopy(f"{copy} WHERE {where}")
     # Read here: a worker reads now() as its own transaction's start, not the coordinator's,
-    # which stamped the rows.
-    cursor.execute("SELECT now()")
-    stamped = literal(cursor.fetchone()[0])
+    # which stamped the rows. As the server writes it, offset included: the caller may have
+    # set the session's zone (a file's naive times), which Django's reading of a timestamptz
+    # does not expect.
+    cursor.execute("SELECT quote_literal(now())")
+    stamped = cursor.fetchone()[0]
     recount = (
         f"SELECT count(*) FROM {ident(table)}"
         f" WHERE {scope} AND known_from = {stamped}::timestamptz AND {where}"
