@@ -28,6 +28,15 @@ def acting(role: str) -> Iterator[None]:
     try:
         yield
     finally:
-        if connection.connection.info.transaction_status != TransactionStatus.INERROR:
+        if _resettable():
             with connection.cursor() as cursor:
                 cursor.execute("RESET ROLE")
+
+
+def _resettable() -> bool:
+    """Whether the connection can take RESET ROLE: not one the test closed (a new one starts
+    as the owner) nor one in a failed transaction (whose rollback undoes the SET)."""
+    held = connection.connection
+    if held is None or held.closed:
+        return False
+    return held.info.transaction_status != TransactionStatus.INERROR
