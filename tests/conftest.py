@@ -130,14 +130,7 @@ def app_role_password(django_db_setup, django_db_blocker) -> str:
     On the embedded server it is the generated one (settings' default), which every test run
     and the served site share: roles are the server's, so a run that set another would lock the
     others out. With DATABASE_URL and no QVP_APP_DB_PASSWORD, a fresh one."""
-    password = settings.QVP_APP_DB_PASSWORD or secrets.token_urlsafe(16)
-    with django_db_blocker.unblock():
-        settings.QVP_APP_DB_PASSWORD, saved = password, settings.QVP_APP_DB_PASSWORD
-        try:
-            call_command("create_db_roles", stdout=StringIO())
-        finally:
-            settings.QVP_APP_DB_PASSWORD = saved
-    return password
+    return _roles_made_with("QVP_APP_DB_PASSWORD", django_db_blocker)
 
 
 @pytest.fixture(scope="session")
@@ -145,13 +138,20 @@ def research_role_password(app_role_password, django_db_blocker) -> str:
     """qvp_research's password, set by ``create_db_roles`` on the test database's server. On
     the embedded server the generated one (settings' default), shared by every run and the
     site, as trading_app's is; with DATABASE_URL and no QVP_RESEARCH_DB_PASSWORD, a fresh one."""
-    password = settings.QVP_RESEARCH_DB_PASSWORD or secrets.token_urlsafe(16)
+    return _roles_made_with("QVP_RESEARCH_DB_PASSWORD", django_db_blocker)
+
+
+def _roles_made_with(setting: str, django_db_blocker) -> str:
+    """``create_db_roles`` run with the password ``setting`` names (the configured one, or a
+    fresh one where none is), which is returned; the setting itself is left as it was."""
+    saved = getattr(settings, setting)
+    password = saved or secrets.token_urlsafe(16)
     with django_db_blocker.unblock():
-        settings.QVP_RESEARCH_DB_PASSWORD, saved = password, settings.QVP_RESEARCH_DB_PASSWORD
+        setattr(settings, setting, password)
         try:
             call_command("create_db_roles", stdout=StringIO())
         finally:
-            settings.QVP_RESEARCH_DB_PASSWORD = saved
+            setattr(settings, setting, saved)
     return password
 
 
