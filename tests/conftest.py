@@ -186,6 +186,7 @@ def connect_as_app(transactional_db, app_role_password):
 SWITCHES_ROLE = frozenset({"as_app_role", "db_role"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-django orders the transactional tests last
 def pytest_collection_modifyitems(config, items):
     if not settings.QVP_CITUS_WORKERS:
         return

@@ -35,8 +35,9 @@ def acting(role: str) -> Iterator[None]:
 
 def _resettable() -> bool:
     """Whether the connection can take RESET ROLE: not one the test closed (a new one starts
-    as the owner) nor one in a failed transaction (whose rollback undoes the SET)."""
+    as the owner), nor one in a transaction that failed or that Django will roll back (whose
+    rollback undoes the SET); a RESET there would hide the test's own error."""
     held = connection.connection
-    if held is None or held.closed:
+    if held is None or held.closed or connection.needs_rollback:
         return False
-    return held.info.transaction_status != TransactionStatus.INERROR
+    return held.info.transaction_status in (TransactionStatus.IDLE, TransactionStatus.INTRANS)

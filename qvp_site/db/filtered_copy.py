@@ -37,10 +37,13 @@ def filtered_copy(
     if not engine.is_citus(cursor.db):
         return FilteredCopy(f"{copy} WHERE {where}")
     # Read here: a worker reads now() as its own transaction's start, not the coordinator's,
-    # which stamped the rows. As the server writes it, offset included: the caller may have
-    # set the session's zone (a file's naive times), which Django's reading of a timestamptz
-    # does not expect.
-    cursor.execute("SELECT quote_literal(now())")
+    # which stamped the rows. Written by the server in UTC, in ISO form whatever the DateStyle:
+    # the caller may have set the session's zone (a file's naive times), which Django's reading
+    # of a timestamptz does not expect.
+    cursor.execute(
+        "SELECT quote_literal(to_char(now() AT TIME ZONE 'UTC',"
+        ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'))'
+    )
     stamped = cursor.fetchone()[0]
     recount = (
         f"SELECT count(*) FROM {ident(table)}"

@@ -92,9 +92,14 @@ def test_an_unknown_symbol_is_refused_naming_it(session, app_role_password):  # 
 def test_a_role_without_market_data_is_refused(session, app_role_password):  # noqa: F811
     stranger = f"qvp_test_stranger_{secrets.token_hex(4)}"
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE ROLE {stranger} NOLOGIN")  # gone with the test's transaction
-    with pytest.raises(DatabaseError, match=f"role {stranger} may not read market data"):
-        as_role(stranger, "SELECT * FROM detect_market_data_anomalies('AAPL', 24)")
+        # Dropped afterwards: on Citus the test's statements are committed (switches_role).
+        cursor.execute(f"CREATE ROLE {stranger} NOLOGIN")
+    try:
+        with pytest.raises(DatabaseError, match=f"role {stranger} may not read market data"):
+            as_role(stranger, "SELECT * FROM detect_market_data_anomalies('AAPL', 24)")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP ROLE {stranger}")
 
 
 def test_the_function_writes_nothing(session, app_role_password):  # noqa: F811
