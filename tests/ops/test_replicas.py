@@ -29,9 +29,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def streaming_replica(django_db_setup, django_db_blocker):
-    """A hot standby of the embedded server, in a temporary directory on another port."""
+    """A hot standby of the embedded server, in a temporary directory on another port. For
+    this module's tests alone: kept to the session's end, it replayed every later test's WAL,
+    about half a core of CI's two for the last forty minutes."""
     if not settings.EMBEDDED_DATABASE:
         pytest.skip("needs the embedded server to copy (DATABASE_URL points elsewhere)")
     primary = connection.settings_dict
