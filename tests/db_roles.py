@@ -18,13 +18,15 @@ from collections.abc import Iterator
 from django.db import connection
 from psycopg.pq import TransactionStatus
 
+from qvp_site.db.quoting import ident
+
 
 @contextlib.contextmanager
 def acting(role: str) -> Iterator[None]:
     """The block runs as ``role``; undone by RESET ROLE, or by the rollback of a failed
     transaction (a SET made in it goes with it)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SET ROLE {role}")
+        cursor.execute(f"SET ROLE {ident(role)}")
     try:
         yield
     finally:
