@@ -7,17 +7,14 @@ a list do not grow with its rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import TypeVar
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
 
 from marketdata.models import Instrument, Tick
-from qvp_site.acting import declare
+from qvp_site.acting import acting_as
 from qvp_site.db import partitions
 from tests.bulk import assert_same_rows, bulk_table, json_rows
 from tests.clients import client_of
@@ -27,7 +24,6 @@ from trading import tca
 from trading.api.tca import ExecutionCostSerializer
 from trading.models import ExecutionCost
 
-T = TypeVar("T")
 START, END = T0 - timedelta(days=1), T0 + timedelta(days=1)
 RANGE = {"start": iso(START), "end": iso(END)}
 COSTS, ORDERS, SUMMARY = "/api/v1/tca/executions/", "/api/v1/tca/orders/", "/api/v1/tca/summary/"
@@ -79,14 +75,6 @@ def books(request, db_role, desks, instrument) -> dict:
     if request.param == "row-level security":
         request.getfixturevalue("as_app_role")
     return records
-
-
-def seen_by(user, read: Callable[[], T]) -> T:
-    """``read()`` in a transaction that declares ``user``, as a request does: under row-level
-    security the rows are that user's (not those a request's declaration left behind)."""
-    with transaction.atomic():
-        declare(user)
-        return read()
 
 
 def get(user, url: str, query: dict | None = None, status: int = 200) -> dict:
@@ -195,7 +183,8 @@ def test_nobody_writes_the_costs(books, user):
 # --- What the answers hold -------------------------------------------------------------------
 def test_a_cost_is_the_stored_row_with_every_field_of_the_model(books):
     row = get(books["alice"], f"{COSTS}{books['costs']['alpha']}/")
-    stored = seen_by(books["alice"], lambda: ExecutionCost.objects.get(pk=books["costs"]["alpha"]))
+    with acting_as("test", books["alice"]):  # read as that user reads
+        stored = ExecutionCost.objects.get(pk=books["costs"]["alpha"])
     # Every column of the model, so that fields added to it are served as they come.
     assert set(row) == {f.name for f in ExecutionCost._meta.concrete_fields}
     assert set(ExecutionCostSerializer.Meta.fields) == set(row)
@@ -209,7 +198,8 @@ def test_a_cost_is_the_stored_row_with_every_field_of_the_model(books):
 def test_the_shortfall_is_the_functions(books):
     body = get(books["alice"], ORDERS, {**RANGE, "account": books["alpha"].pk})
     assert body["account"] == books["alpha"].pk
-    expected = seen_by(books["alice"], lambda: tca.shortfall(START, END, books["alpha"].pk))
+    with acting_as("test", books["alice"]):  # read as that user reads
+        expected = tca.shortfall(START, END, books["alpha"].pk)
     assert [o["order_id"] for o in body["orders"]] == [e["order_id"] for e in expected]
     for got, want in zip(body["orders"], expected, strict=True):
         assert got["shortfall_bps"] == pytest.approx(want["shortfall_bps"])
@@ -228,7 +218,8 @@ def test_a_venue_summary_groups_by_the_executions_venue(books, instrument):
     here, so they are one group, named as the function names it."""
     assert "venue" in tca.DIMENSIONS
     body = get(books["alice"], SUMMARY, {**RANGE, "dimension": "venue"})
-    expected = seen_by(books["alice"], lambda: tca.summary("venue", START, END, books["alpha"].pk))
+    with acting_as("test", books["alice"]):  # read as that user reads
+        expected = tca.summary("venue", START, END, books["alpha"].pk)
     assert {r["group"] for r in body["rows"]} == {e["grp"] for e in expected}
     assert len({r["group"] for r in body["rows"]}) == 1
 
@@ -236,7 +227,8 @@ def test_a_venue_summary_groups_by_the_executions_venue(books, instrument):
 def test_the_summary_is_the_functions(books):
     body = get(books["bob"], SUMMARY, {**RANGE, "dimension": "side"})
     assert (body["dimension"], body["account"]) == ("side", None)  # every account he sees
-    expected = seen_by(books["bob"], lambda: tca.summary("side", START, END, books["beta"].pk))
+    with acting_as("test", books["bob"]):  # read as that user reads
+        expected = tca.summary("side", START, END, books["beta"].pk)
     assert [(r["group"], r["measure"]) for r in body["rows"]] == [
         (e["grp"], e["measure"]) for e in expected
     ]
