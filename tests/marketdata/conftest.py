@@ -3,10 +3,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 
 from qvp_site.db import partitions
 
 START = datetime(2024, 5, 13, tzinfo=UTC)  # a Monday
+
+# On Citus an as-of join from a table kept on the coordinator (the executions) to the distributed
+# ticks is refused: Citus does not push a correlated LATERAL ... LIMIT 1 from a local table to
+# the shards. Making it run there is the next issue's (31) work; the README names the gap.
+LOCAL_LEFT_REFUSED_ON_CITUS = pytest.mark.xfail(
+    bool(settings.QVP_CITUS_WORKERS),
+    reason="on Citus, an as-of join from the coordinator's tables to the shards is not built yet",
+    strict=True,
+)
 
 
 @pytest.fixture
