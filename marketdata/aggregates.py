@@ -282,7 +282,11 @@ def _rollup_select(coarse: Aggregate, fine: Aggregate) -> str:
 def _write_from_rows(
     cursor: CursorWrapper, agg: Aggregate, lower: datetime, upper: datetime
 ) -> None:
-    """The buckets of ``agg`` in [lower, upper) the rollup left out, summed from the rows."""
+    """The buckets of ``agg`` in [lower, upper) the rollup left out, summed from the rows.
+
+    The buckets are summed in a CTE of their own, materialised, before they meet the summary:
+    on Citus the rows are on the shards and the summary on the coordinator, and Citus refuses
+    a join of the two (the refresh failed whole, leaving every bucket to ``maintain``)."""
     ts = ident(agg.time_column)
     select = aggregates.summary_select(cursor, agg.name, f"{ts} >= %s AND {ts} < %s")
     same = " AND ".join(
@@ -290,7 +294,8 @@ def _write_from_rows(
     )
     columns = ", ".join(ident(c) for c in _columns(agg))
     cursor.execute(
-        f"INSERT INTO {ident(agg.name)} ({columns}) SELECT {columns} FROM ({select}) s"
+        f"WITH s AS MATERIALIZED ({select})"
+        f" INSERT INTO {ident(agg.name)} ({columns}) SELECT {columns} FROM s"
         f" WHERE NOT EXISTS (SELECT 1 FROM {ident(agg.name)} t WHERE {same})",
         [lower, upper],
     )
