@@ -168,7 +168,17 @@ def spoken(text: str) -> str:
 
 def estimate(cursor: CursorWrapper, table: str) -> tuple[int, int]:
     """The planner's row estimate and the size in bytes of ``table`` with its partitions or
-    chunks, from the catalog: no scan, whatever the table's size."""
+    chunks, from the catalog: no scan, whatever the table's size. On Citus, a distributed
+    table's from its shards on the workers (the coordinator's shell holds no row)."""
+    if engine.is_citus(cursor.db):
+        cursor.execute(
+            f"SELECT sum(rows)::bigint, sum(bytes)::bigint FROM ({_CITUS_SHARES})"
+            " AS s (name, node, shards, rows, bytes, unanalysed, reachable) WHERE name = %s",
+            [table],
+        )
+        rows, size = cursor.fetchone()
+        if rows is not None:
+            return int(rows), int(size)
     rows, size, _unknown = _estimates(cursor, [table])[table]
     return rows, size
 
