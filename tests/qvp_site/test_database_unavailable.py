@@ -49,7 +49,8 @@ def ended_while_waiting(table: str) -> Iterator[list[int]]:
                 [table],
             ).fetchall()
             for (pid,) in waiting:
-                watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
+                # integer: Citus adds pg_terminate_backend(bigint, ...), of its global pids.
+                watcher.execute("SELECT pg_terminate_backend(%s::integer)", [pid])
                 ended.append(pid)
             time.sleep(0.01)
 

@@ -367,7 +367,7 @@ def test_a_connection_the_server_ended_is_replaced_not_a_500(django_user_model, 
     ended = connection.connection.info.backend_pid
     other = connection.get_new_connection(connection.get_connection_params())
     try:
-        other.execute("SELECT pg_terminate_backend(%s)", [ended])
+        other.execute("SELECT pg_terminate_backend(%s::integer)", [ended])
     finally:
         other.close()
     # The server's FATAL message and the socket's end reach this side.
