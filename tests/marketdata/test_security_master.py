@@ -24,6 +24,7 @@ from marketdata.security_master import (
     set_terms,
     today,
 )
+from qvp_site.db import engine
 from tests.knowledge import between_commits
 from tests.listings import current_versions, listed
 
@@ -191,6 +192,8 @@ def test_the_migration_makes_each_instrument_the_first_version_of_its_history(
     """Unapplied, marketdata 0011 takes the migrations that depend on it (risk 0005) and the
     functions it made with it: every app goes back to its newest migration afterwards, and the
     roles get their grants on the functions made again."""
+    if engine.is_citus():
+        pytest.skip("on Citus marketdata 0017's distribution is not unapplied in place")
     executor = MigrationExecutor(connection)
     leaves = executor.loader.graph.leaf_nodes()
     try:
