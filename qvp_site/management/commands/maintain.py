@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from qvp_site.db.maintenance import maintain
 from qvp_site.times import TIME_HELP, time_argument
@@ -27,6 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        _refuse_unmigrated()
         cover = None
         if options["cover"]:
             cover = tuple(options["cover"])
@@ -37,4 +40,17 @@ class Command(BaseCommand):
             analyze=options["daily"],
             vacuum=options["weekly"],
             cover=cover,
+        )
+
+
+def _refuse_unmigrated() -> None:
+    """A database the migrations have not all reached has no tables (or not all) to maintain:
+    say so, and what to run, instead of a traceback from the first missing table."""
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        first = plan[0][0]
+        raise CommandError(
+            f"{len(plan)} migrations are not applied to this database (the first:"
+            f" {first.app_label} {first.name}): run `manage.py migrate` first"
         )
