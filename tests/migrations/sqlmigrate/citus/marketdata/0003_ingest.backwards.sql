@@ -1,0 +1,6 @@
+BEGIN;
+--
+-- Create model Ingest
+--
+DROP TABLE "marketdata_ingest" CASCADE;
+COMMIT;

@@ -1,0 +1,10 @@
+BEGIN;
+--
+-- Compress MinuteBar with qvp_compress_job, which closes what it compresses
+--
+-- (no-op)
+--
+-- Compress Tick with qvp_compress_job, which closes what it compresses
+--
+-- (no-op)
+COMMIT;

@@ -1,0 +1,6 @@
+BEGIN;
+--
+-- Create model Archive
+--
+DROP TABLE "qvp_site_archive" CASCADE;
+COMMIT;

@@ -1,0 +1,6 @@
+BEGIN;
+--
+-- Raw SQL operation
+--
+-- (no-op)
+COMMIT;

@@ -1,0 +1,10 @@
+BEGIN;
+--
+-- Compress Signal with qvp_compress_job, which closes what it compresses
+--
+-- (no-op)
+--
+-- Compress SystemLog with qvp_compress_job, which closes what it compresses
+--
+-- (no-op)
+COMMIT;

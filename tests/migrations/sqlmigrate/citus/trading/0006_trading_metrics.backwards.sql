@@ -1,0 +1,6 @@
+BEGIN;
+--
+-- Raw SQL operation
+--
+DROP VIEW IF EXISTS trading_metrics;
+COMMIT;

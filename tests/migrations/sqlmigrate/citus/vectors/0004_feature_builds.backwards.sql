@@ -1,0 +1,6 @@
+BEGIN;
+--
+-- Create model FeatureBuild
+--
+DROP TABLE "vectors_featurebuild" CASCADE;
+COMMIT;
