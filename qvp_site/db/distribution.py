@@ -216,6 +216,8 @@ class DistributeByInstrument(SqlOperation):
     reference to a model whose keys ``MirrorKeys`` mirrors), colocated with those keys (with
     ``colocate_with``, a model of the same app, when given: the same shard group)."""
 
+    irreversible_on_citus = True  # see _no_way_back; migrate refuses the plan first
+
     def __init__(
         self, model_name: str, field_name: str, time_field: str, colocate_with: str | None = None
     ):
@@ -320,6 +322,8 @@ class DistributeAlong(SqlOperation):
     triggers, and its foreign keys to tables Citus does not hold (a distributed table may not
     refer to a local one), are set aside in ``qvp_citus_set_aside``; its primary key gains the
     distribution column."""
+
+    irreversible_on_citus = True  # see _no_way_back; migrate refuses the plan first
 
     def __init__(self, model_name: str, field_name: str, colocate_with: str):
         self.model_name = model_name
@@ -500,10 +504,13 @@ class KnownFromSetOnTheShards(SqlOperation):
             for table in self.tables
         )
         return [
+            # Citus refuses to drop a distributed table's trigger too without the setting.
+            "SET LOCAL citus.enable_unsafe_triggers = on",
             *(
                 f"DROP TRIGGER {SET_BY_THE_DATABASE_TRIGGER} ON {ident(table)}"
                 for table in self.tables
             ),
+            "RESET citus.enable_unsafe_triggers",
             "DROP FUNCTION qvp_known_from_now()",
             do_block(
                 "BEGIN\n"

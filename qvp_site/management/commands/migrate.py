@@ -11,13 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.management.base import CommandError
 from django.core.management.commands import migrate
 from django.db import transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
+
+from qvp_site.db import engine
 
 
 class RecordedInTransaction(MigrationExecutor):
-    """Applies (and unapplies) each atomic migration and its record in one transaction."""
+    """Applies (and unapplies) each atomic migration and its record in one transaction, and
+    refuses, before running any, a plan that would unapply what this engine cannot."""
+
+    def migrate(self, targets, plan=None, state=None, fake=False, fake_initial=False):
+        if not fake:
+            full = plan if plan is not None else self.migration_plan(targets)
+            _refuse_what_cannot_go_back(self.connection, full)
+        return super().migrate(targets, plan, state, fake, fake_initial)
 
     def apply_migration(self, state, migration, fake=False, fake_initial=False):
         if fake or not migration.atomic:
@@ -43,3 +54,20 @@ class Command(migrate.Command):
             super().handle(*args, **options)
         finally:
             migrate.MigrationExecutor = django_executor  # type: ignore[misc]
+
+
+def _refuse_what_cannot_go_back(connection: Any, plan: list[tuple[Migration, bool]]) -> None:
+    """On Citus the distribution is not unapplied in place (Citus undistributes no table with
+    an identity column): a plan that would unapply it is refused whole, naming the migration,
+    instead of after the migrations before it in the plan were undone."""
+    if not engine.is_citus(connection):
+        return
+    for migration, backwards in plan:
+        stuck = [op for op in migration.operations if getattr(op, "irreversible_on_citus", False)]
+        if backwards and stuck:
+            raise CommandError(
+                f"{migration.app_label} {migration.name} cannot be unapplied:"
+                f" {stuck[0].describe()!r} is not undone in place (Citus undistributes no table"
+                " with an identity column). Nothing was unapplied; restore a dump made before"
+                " this migration instead."
+            )
