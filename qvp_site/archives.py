@@ -208,9 +208,12 @@ def _load(cursor, table: str, cols: list[str], parquet: pq.ParquetFile) -> int:
             sink = pa.BufferOutputStream()
             pa_csv.write_csv(batch, sink, pa_csv.WriteOptions(include_header=False))
             copy.write(sink.getvalue().to_pybytes())
-    cursor.execute(f"INSERT INTO {ident(table)} ({names}) SELECT {names} FROM {staging}"
-                   " ON CONFLICT DO NOTHING")  # fmt: skip
-    inserted = cursor.rowcount
+    # Counted from RETURNING: for an INSERT ... SELECT into a distributed table Citus reports
+    # the rows it sent to the shards, those ON CONFLICT skipped included.
+    cursor.execute(f"WITH added AS (INSERT INTO {ident(table)} ({names}) SELECT {names}"
+                   f" FROM {staging} ON CONFLICT DO NOTHING RETURNING 1)"
+                   " SELECT count(*) FROM added")  # fmt: skip
+    (inserted,) = cursor.fetchone()
     cursor.execute(f"DROP TABLE {staging}")
     return inserted
 
