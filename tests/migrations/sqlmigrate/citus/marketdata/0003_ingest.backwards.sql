@@ -1,6 +1,0 @@
-BEGIN;
---
--- Create model Ingest
---
-DROP TABLE "marketdata_ingest" CASCADE;
-COMMIT;

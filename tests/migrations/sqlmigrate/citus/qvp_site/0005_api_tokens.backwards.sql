@@ -1,6 +1,0 @@
-BEGIN;
---
--- Create model ApiToken
---
-DROP TABLE "qvp_site_apitoken" CASCADE;
-COMMIT;

@@ -1,6 +1,0 @@
-BEGIN;
---
--- Raw SQL operation
---
--- (no-op)
-COMMIT;

@@ -1,6 +1,0 @@
-BEGIN;
---
--- Change Meta options on alternativedata
---
--- (no-op)
-COMMIT;

@@ -1,6 +1,0 @@
-BEGIN;
---
--- Raw SQL operation
---
-DROP VIEW IF EXISTS trading_metrics;
-COMMIT;

@@ -1,6 +1,0 @@
-BEGIN;
---
--- Create model FeatureBuild
---
-DROP TABLE "vectors_featurebuild" CASCADE;
-COMMIT;
