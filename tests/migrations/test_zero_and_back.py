@@ -7,22 +7,12 @@ operator would, so that the test database the other tests share is left alone.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
 import psycopg
 import pytest
-from django.conf import settings
-from django.db import connection
-from psycopg import sql
 
 from qvp_site.db import engine
+from tests.scratch_database import child_environment, conninfo, empty_database, run_manage
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 # Dependents first, so that each app's own backwards operations run.
 APPS_TOP_DOWN = ["vectors", "signals", "risk", "trading", "marketdata", "qvp_site"]
 PROJECT_APPS = set(APPS_TOP_DOWN)
@@ -77,63 +67,26 @@ TIMESCALEDB_QUERIES = {
 }
 
 
-def _conninfo(dbname: str) -> dict:
-    db = connection.settings_dict
-    info = {"dbname": dbname, "user": db["USER"], "host": db["HOST"], "port": db["PORT"]}
-    if db["PASSWORD"]:
-        info["password"] = db["PASSWORD"]
-    return {k: v for k, v in info.items() if v not in ("", None)}
-
-
-def _child_environment(dbname: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if settings.EMBEDDED_DATABASE:
-        env.pop("DATABASE_URL", None)
-        env["QVP_DATABASE_NAME"] = dbname
-    else:
-        url = urlsplit(os.environ["DATABASE_URL"])
-        env["DATABASE_URL"] = urlunsplit(url._replace(path=f"/{dbname}"))
-    return env
-
-
 @pytest.fixture
 def scratch():
     """A new, empty database on the test server, dropped afterwards; and how to run
     ``manage.py`` against it and read its catalog."""
-    name = f"qvp_zero_{uuid.uuid4().hex[:12]}"
-    admin = psycopg.connect(**_conninfo(settings.DATABASES["default"]["NAME"]), autocommit=True)
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = _child_environment(name)
+    with empty_database("qvp_zero") as name:
+        env = child_environment(name)
 
-    def manage(*args: str, refused: bool = False) -> str:
-        """``manage.py args``'s output; with ``refused``, its error output, the command having
-        failed."""
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        said = f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        assert (done.returncode != 0) == refused, said
-        return done.stderr if refused else done.stdout
+        def manage(*args: str, refused: bool = False) -> str:
+            return run_manage(env, *args, refused=refused)
 
-    def schema() -> dict[str, list[tuple]]:
-        with psycopg.connect(**_conninfo(name)) as conn:
-            queries = dict(SCHEMA_QUERIES)
-            if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
-                queries.update(TIMESCALEDB_QUERIES)
-            return {key: sorted(conn.execute(q).fetchall()) for key, q in queries.items()}
+        def schema() -> dict[str, list[tuple]]:
+            with psycopg.connect(**conninfo(name)) as conn:
+                queries = dict(SCHEMA_QUERIES)
+                if conn.execute(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+                ).fetchone():
+                    queries.update(TIMESCALEDB_QUERIES)
+                return {key: sorted(conn.execute(q).fetchall()) for key, q in queries.items()}
 
-    try:
         yield manage, schema
-    finally:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        admin.close()
 
 
 def _leftovers(schema: dict[str, list[tuple]]) -> list[tuple]:

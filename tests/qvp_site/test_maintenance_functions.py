@@ -6,21 +6,16 @@ in their report what they leave to ``manage.py maintain``, which does it after c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from urllib.parse import quote
 
-import psycopg
 import pytest
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from qvp_site.db import catalog, partitions, roles
 from qvp_site.db.maintenance import maintain, record_retention_settings
 from signals.models import SystemLog
+from tests.scratch_database import child_environment, empty_database, run_manage
 
 ROLES = (roles.APP_ROLE, roles.READONLY_ROLE, roles.RESEARCH_ROLE)
 CALLS = ("daily_maintenance()", "weekly_maintenance()", "qvp_maintain()")
@@ -155,36 +150,10 @@ def test_one_table_at_a_time_touches_that_table_alone(db):
 def test_the_command_on_an_unmigrated_database_says_to_migrate(db):
     """Run by a scheduler against a database created but not migrated: one line naming what to
     run, no traceback."""
-    params = connection.settings_dict
-    name = f"qvp_unmigrated_{os.getpid()}"
-    server = psycopg.connect(
-        dbname=params["NAME"],
-        host=params.get("HOST") or None,
-        port=params.get("PORT") or None,
-        user=params.get("USER") or None,
-        password=params.get("PASSWORD") or None,
-        autocommit=True,
-    )
-    server.execute(f"DROP DATABASE IF EXISTS {name}")
-    server.execute(f"CREATE DATABASE {name}")
-    try:
-        where = "&".join(
-            f"{key.lower()}={quote(str(params[key]), safe='')}"
-            for key in ("HOST", "PORT")
-            if params[key]
-        )
-        user = quote(params.get("USER") or "", safe="")
-        secret = f":{quote(params['PASSWORD'], safe='')}" if params.get("PASSWORD") else ""
-        env = {k: v for k, v in os.environ.items() if k != "QVP_CITUS_WORKERS"}
-        env["DATABASE_URL"] = f"postgresql://{user}{secret}@/{name}?{where}"
-        ran = subprocess.run(
-            [sys.executable, "manage.py", "maintain"],
-            cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    finally:
-        server.execute(f"DROP DATABASE {name}")
-        server.close()
-    assert ran.returncode == 1, ran.stderr
-    assert "Traceback" not in ran.stderr, ran.stderr
-    assert "are not applied to this database" in ran.stderr
-    assert "run `manage.py migrate` first" in ran.stderr
+    with empty_database("qvp_unmigrated") as name:
+        env = child_environment(name)
+        env.pop("QVP_CITUS_WORKERS", None)  # a database of one server, not yet the cluster's
+        refusal = run_manage(env, "maintain", refused=True)
+    assert "Traceback" not in refusal, refusal
+    assert "are not applied to this database" in refusal, refusal
+    assert "run `manage.py migrate` first" in refusal, refusal
