@@ -13,7 +13,7 @@ from django.db import connection
 
 from marketdata.models import Ingest, Instrument, Listing
 from marketdata.security_master import Terms, resolve, set_terms
-from qvp_site.db import partitions, roles
+from qvp_site.db import engine, partitions, roles
 from tests.fixtures.trading import T0
 from tests.knowledge import between_commits
 from tests.listings import current_versions, listed
@@ -354,6 +354,8 @@ def test_snapshots_stored_before_trading_0012_read_as_known_when_they_were(accou
     the snapshot's known_at, when recorded) would keep them."""
     from django.db.migrations.executor import MigrationExecutor
 
+    if engine.is_citus():
+        pytest.skip("on Citus going back to trading 0011 unapplies the distribution, refused")
     # Every app's leaf: going back takes what depends on trading 0012 too (qvp_site 0011).
     leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
     try:
