@@ -182,8 +182,11 @@ def connect_as_app(transactional_db, app_role_password):
         conn.close()
 
 
-# Tests that switch role: committed fixtures on a Citus cluster (tests/db_roles.py says why).
+# Tests that switch role: committed fixtures on a Citus cluster (tests/db_roles.py says why);
+# so too tests marked ``committed_on_citus``, whose reads reach the workers over connections
+# of their own (the workers' statistics, say).
 SWITCHES_ROLE = frozenset({"as_app_role", "db_role"})
+COMMITTED_ON_CITUS = ("switches_role", "committed_on_citus")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-django orders the transactional tests last
@@ -192,7 +195,7 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in items:
         named = not SWITCHES_ROLE.isdisjoint(getattr(item, "fixturenames", ()))
-        if not (named or item.get_closest_marker("switches_role")):
+        if not (named or any(item.get_closest_marker(m) for m in COMMITTED_ON_CITUS)):
             continue
         marker = item.get_closest_marker("django_db")
         args, kwargs = (marker.args, dict(marker.kwargs)) if marker else ((), {})

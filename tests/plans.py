@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from qvp_site.db import engine
+from qvp_site.db.quoting import literal
 
 # The indexes of a shard's partitions: their parents are the shard's copies of the index, named
 # after it with the shard's number.
 _SHARD_COPIES_SQL = """
 SELECT coalesce(string_agg(i.inhrelid::regclass::text, ','), '')
 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-WHERE p.relname ~ ('^(' || %s || ')_[0-9]+$')
+WHERE p.relname ~ ('^(' || {pattern} || ')_[0-9]+$')
 """
 
 
@@ -43,9 +44,11 @@ def index_copies(cursor: Any, indexes: list[str]) -> set[str]:
     )
     names = {name for (name,) in cursor.fetchall()} | set(indexes)
     if engine.is_citus():
-        pattern = "|".join(indexes)
-        command = _SHARD_COPIES_SQL.replace("%s", "'" + pattern + "'")
-        cursor.execute("SELECT result FROM run_command_on_workers(%s) WHERE success", [command])
-        for (listed,) in cursor.fetchall():
+        command = _SHARD_COPIES_SQL.format(pattern=literal("|".join(indexes)))
+        cursor.execute(
+            "SELECT nodeport, success, result FROM run_command_on_workers(%s)", [command]
+        )
+        for port, success, listed in cursor.fetchall():
+            assert success, f"the worker on port {port}: {listed}"
             names |= {name for name in listed.split(",") if name}
     return names

@@ -216,7 +216,9 @@ class DistributeByInstrument(SqlOperation):
     reference to a model whose keys ``MirrorKeys`` mirrors), colocated with those keys (with
     ``colocate_with``, a model of the same app, when given: the same shard group)."""
 
-    irreversible_on_citus = True  # see _no_way_back; migrate refuses the plan first
+    def citus_refusal(self) -> str:
+        """Why it is not unapplied on Citus: ``migrate`` refuses such a plan before running it."""
+        return str(_no_way_back(self.model_name))
 
     def __init__(
         self, model_name: str, field_name: str, time_field: str, colocate_with: str | None = None
@@ -323,7 +325,9 @@ class DistributeAlong(SqlOperation):
     refer to a local one), are set aside in ``qvp_citus_set_aside``; its primary key gains the
     distribution column."""
 
-    irreversible_on_citus = True  # see _no_way_back; migrate refuses the plan first
+    def citus_refusal(self) -> str:
+        """Why it is not unapplied on Citus: ``migrate`` refuses such a plan before running it."""
+        return str(_no_way_back(self.model_name))
 
     def __init__(self, model_name: str, field_name: str, colocate_with: str):
         self.model_name = model_name

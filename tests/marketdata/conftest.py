@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import adbc_driver_manager
 import pytest
 from django.conf import settings
+from django.db import DatabaseError
 
 from qvp_site.db import partitions
 
@@ -15,6 +17,7 @@ START = datetime(2024, 5, 13, tzinfo=UTC)  # a Monday
 LOCAL_LEFT_REFUSED_ON_CITUS = pytest.mark.xfail(
     bool(settings.QVP_CITUS_WORKERS),
     reason="on Citus, an as-of join from the coordinator's tables to the shards is not built yet",
+    raises=(DatabaseError, adbc_driver_manager.DatabaseError),  # a refusal, never a wrong answer
     strict=True,
 )
 

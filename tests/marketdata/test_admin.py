@@ -29,8 +29,7 @@ def test_changelists_open(admin_client, many_bars, model):
     assert admin_client.get(f"/admin/marketdata/{model}/").status_code == 200
 
 
-# Committed: on Citus the estimate is the workers' statistics, read over connections of their own.
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.committed_on_citus  # the estimate there: the workers' statistics
 def test_bar_changelist_counts_nothing_in_full_and_issues_few_queries(
     admin_client, many_bars, monkeypatch
 ):

@@ -155,5 +155,5 @@ def test_the_command_on_an_unmigrated_database_says_to_migrate(db):
         env.pop("QVP_CITUS_WORKERS", None)  # a database of one server, not yet the cluster's
         refusal = run_manage(env, "maintain", refused=True)
     assert "Traceback" not in refusal, refusal
-    assert "are not applied to this database" in refusal, refusal
+    assert "migrations are not applied to this database" in refusal, refusal
     assert "run `manage.py migrate` first" in refusal, refusal

@@ -50,7 +50,8 @@ def _refuse_unmigrated() -> None:
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     if plan:
         first = plan[0][0]
+        count = "1 migration is" if len(plan) == 1 else f"{len(plan)} migrations are"
         raise CommandError(
-            f"{len(plan)} migrations are not applied to this database (the first:"
-            f" {first.app_label} {first.name}): run `manage.py migrate` first"
+            f"{count} not applied to this database (the first: {first.app_label}"
+            f" {first.name}): run `manage.py migrate` first"
         )

@@ -63,11 +63,11 @@ def _refuse_what_cannot_go_back(connection: Any, plan: list[tuple[Migration, boo
     if not engine.is_citus(connection):
         return
     for migration, backwards in plan:
-        stuck = [op for op in migration.operations if getattr(op, "irreversible_on_citus", False)]
-        if backwards and stuck:
+        refusals = [
+            op.citus_refusal() for op in migration.operations if hasattr(op, "citus_refusal")
+        ]
+        if backwards and refusals:
             raise CommandError(
-                f"{migration.app_label} {migration.name} cannot be unapplied:"
-                f" {stuck[0].describe()!r} is not undone in place (Citus undistributes no table"
-                " with an identity column). Nothing was unapplied; restore a dump made before"
-                " this migration instead."
+                f"{migration.app_label} {migration.name} cannot be unapplied, and nothing was:"
+                f" {refusals[0]}."
             )
