@@ -1,10 +1,10 @@
 """``sqlmigrate`` shows what each migration runs, and what it runs on an engine never changes.
 
 Each project migration's ``sqlmigrate`` output, forwards and backwards, is kept per engine in
-``sqlmigrate/<engine>/`` (on Citus only where it differs from plain PostgreSQL's). The output is for the engine the test database has; the operations
-read nothing else of the database, so it is the same on every database of that engine. A
-migration the engine refuses to run in a direction (Citus: unapplying the distribution) keeps
-its refusal instead.
+``sqlmigrate/<engine>/`` (on Citus only where it differs from plain PostgreSQL's). The output
+is for the engine the test database has; the operations read nothing else of the database, so
+it is the same on every database of that engine. A migration the engine refuses to run in a
+direction (Citus: unapplying the distribution) keeps its refusal instead.
 
 A migration without a snapshot on this engine (a new migration, or an engine added) fails with
 how to record it: run the tests with ``QVP_RECORD_SQLMIGRATE=1`` and commit the files written.
