@@ -119,6 +119,17 @@ class SequentialShardCommands(SqlOperation):
         return self.__class__.__qualname__, [], {}
 
 
+class NotUnappliedOnCitus:
+    """An operation that distributes a model's table: not unapplied in place on Citus
+    (``_no_way_back``). ``migrate`` asks ``citus_refusal`` of a plan's operations and refuses
+    such a plan before running any of it."""
+
+    model_name: str
+
+    def citus_refusal(self) -> str:
+        return str(_no_way_back(self.model_name))
+
+
 class MirrorKeys(SqlOperation):
     """On Citus, a table of ``model_name``'s primary keys, distributed by them in
     ``QVP_CITUS_SHARD_COUNT`` shards, kept in step by a row trigger on the model's table (a
@@ -211,14 +222,10 @@ END
 $$"""
 
 
-class DistributeByInstrument(SqlOperation):
+class DistributeByInstrument(NotUnappliedOnCitus, SqlOperation):
     """On Citus, distribute the time-series table of ``model_name`` by ``field_name`` (a
     reference to a model whose keys ``MirrorKeys`` mirrors), colocated with those keys (with
     ``colocate_with``, a model of the same app, when given: the same shard group)."""
-
-    def citus_refusal(self) -> str:
-        """Why it is not unapplied on Citus: ``migrate`` refuses such a plan before running it."""
-        return str(_no_way_back(self.model_name))
 
     def __init__(
         self, model_name: str, field_name: str, time_field: str, colocate_with: str | None = None
@@ -317,17 +324,13 @@ BEGIN
 END"""
 
 
-class DistributeAlong(SqlOperation):
+class DistributeAlong(NotUnappliedOnCitus, SqlOperation):
     """On Citus, distribute ``model_name``'s table (not partitioned: the revisions of a
     distributed table, say) by ``field_name``, colocated with ``colocate_with``, so that a
     query joining or uniting the two for one instrument runs on one shard. Its statement
     triggers, and its foreign keys to tables Citus does not hold (a distributed table may not
     refer to a local one), are set aside in ``qvp_citus_set_aside``; its primary key gains the
     distribution column."""
-
-    def citus_refusal(self) -> str:
-        """Why it is not unapplied on Citus: ``migrate`` refuses such a plan before running it."""
-        return str(_no_way_back(self.model_name))
 
     def __init__(self, model_name: str, field_name: str, colocate_with: str):
         self.model_name = model_name
