@@ -121,8 +121,8 @@ class SequentialShardCommands(SqlOperation):
 
 class NotUnappliedOnCitus:
     """An operation that distributes a model's table: not unapplied in place on Citus
-    (``_no_way_back``). ``migrate`` asks ``citus_refusal`` of a plan's operations and refuses
-    such a plan before running any of it."""
+    (``_no_way_back``). ``migrate`` refuses a plan that would unapply one before running any of
+    it (qvp_site/management/commands/migrate.py)."""
 
     model_name: str
 

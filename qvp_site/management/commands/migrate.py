@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from qvp_site.db import engine
+from qvp_site.db.distribution import NotUnappliedOnCitus
 
 
 class RecordedInTransaction(MigrationExecutor):
@@ -63,11 +64,9 @@ def _refuse_what_cannot_go_back(connection: Any, plan: list[tuple[Migration, boo
     if not engine.is_citus(connection):
         return
     for migration, backwards in plan:
-        refusals = [
-            op.citus_refusal() for op in migration.operations if hasattr(op, "citus_refusal")
-        ]
-        if backwards and refusals:
+        refusing = [op for op in migration.operations if isinstance(op, NotUnappliedOnCitus)]
+        if backwards and refusing:
             raise CommandError(
                 f"{migration.app_label} {migration.name} cannot be unapplied, and nothing was:"
-                f" {refusals[0]}."
+                f" {refusing[0].citus_refusal()}."
             )
