@@ -64,8 +64,10 @@ def _refuse_what_cannot_go_back(connection: Any, plan: list[tuple[Migration, boo
     if not engine.is_citus(connection):
         return
     for migration, backwards in plan:
+        if not backwards:
+            continue
         refusing = [op for op in migration.operations if isinstance(op, NotUnappliedOnCitus)]
-        if backwards and refusing:
+        if refusing:
             raise CommandError(
                 f"{migration.app_label} {migration.name} cannot be unapplied, and nothing was:"
                 f" {refusing[0].citus_refusal()}."
