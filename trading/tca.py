@@ -41,6 +41,9 @@ of the ticks or minute bars a row may have read, or a corporate action stated or
 around it, queues (instrument, day) ranges. ``refresh_pending`` (``manage.py tca --pending``,
 the job ``tca-pending`` every five minutes on weekdays) refreshes the queue and empties it in
 one transaction; a market-data change known after the settled moment waits for a later run.
+On Citus, where the market data's statement triggers are set aside, the pending refresh first
+gathers the ticks and minute bars changed since the last one into the queue
+(``gather_changes``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from django.db import connection, transaction
 
 from marketdata.knowledge import knowledge_time
 from qvp_site.acting import acting_as
-from qvp_site.db import partitions
+from qvp_site.db import engine, partitions
 
 TABLE = "trading_executioncost"
 ACTOR = "system:tca"
@@ -135,6 +138,7 @@ def refresh_pending(known_at: datetime | None = None) -> PendingRefresh:
     leaves the queue as it was. A market-data change known after ``known_at`` (default: the
     settled moment) stays queued for a later run."""
     known = knowledge_time(known_at)
+    gather_changes(known)  # first, so that the partitions below are those of every range
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT min(first_at), max(end_at) FROM trading_tcapending"
@@ -153,9 +157,24 @@ def refresh_pending(known_at: datetime | None = None) -> PendingRefresh:
 
 
 def pending() -> int:
-    """How many ranges are queued for a pending refresh."""
+    """How many ranges are queued for a pending refresh (on Citus, once the changes up to the
+    settled moment are gathered)."""
+    gather_changes()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM trading_tcapending")
+        return int(cursor.fetchone()[0])
+
+
+def gather_changes(known_at: datetime | None = None) -> int:
+    """Where the market data is distributed (Citus), queue the days whose costs the ticks and
+    minute bars learnt or revised since the last gathering, up to ``known_at`` (default: the
+    settled moment), make stale (trading/sql/tca_gather_on_citus/0020.sql): there the statement
+    triggers that queue them as they change are set aside. How many days it queued; elsewhere
+    nothing to do (0)."""
+    if not engine.distributes_market_data(connection):
+        return 0
+    with _acting(), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT trading_tca_gather(%s)", [knowledge_time(known_at)])
         return int(cursor.fetchone()[0])
 
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import sqlparse
 from django.conf import settings
 from django.db.migrations.exceptions import IrreversibleError
 
@@ -533,3 +534,34 @@ class KnownFromSetOnTheShards(SqlOperation):
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return self.__class__.__qualname__, [self.tables], {}
+
+
+class RunOnCitus(SqlOperation):
+    """On Citus, the statements of ``forwards`` (a file's text: split into single statements,
+    which is how Citus passes DDL on to the workers), and of ``backwards`` when unapplied;
+    elsewhere nothing. For what exists on Citus alone, such as what stands in there for the
+    statement triggers it refuses."""
+
+    def __init__(self, forwards: str, backwards: str):
+        self.forwards = forwards
+        self.backwards = backwards
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        return _statements(self.forwards) if _on_citus(schema_editor) else []
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        return _statements(self.backwards) if _on_citus(schema_editor) else []
+
+    def describe(self) -> str:
+        return "On Citus alone, SQL"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [self.forwards, self.backwards], {}
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip().rstrip(";") for s in sqlparse.split(sql) if s.strip()]

@@ -38,7 +38,7 @@ from tests.clients import client_of
 from tests.fixtures.trading import T0, fill, make_order, refresh_now
 from tests.fixtures.trading_api import iso
 from tests.trading.test_tca import END, START, approx, bps, cost, market, quote, quotes
-from tests.trading.test_tca_restate import NOT_QUEUED_ON_CITUS
+from tests.trading.test_tca_restate import empty_queue, queued
 from trading import books, tca
 from trading.models import Execution, ExecutionCost, Order
 
@@ -65,19 +65,6 @@ def set_action(instrument, kind: str, ex_date: date, ratio, amount, currency: st
             "SELECT marketdata_action_set(%s, %s, %s, %s, %s, %s, NULL, NULL, NULL, NULL)",
             [instrument.pk, kind, ex_date, ratio, amount, currency if amount else None],
         )
-
-
-def queued() -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT account_id, instrument_id, cause FROM trading_tcapending ORDER BY id"
-        )
-        return cursor.fetchall()
-
-
-def empty_queue() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM trading_tcapending")
 
 
 def run_as(role: str, statement: str, params: list | None = None, user=None) -> None:
@@ -479,7 +466,6 @@ def ingest(tmp_path: Path, name: str, rows: list[tuple[Any, str, str]], symbol: 
 
 
 @pytest.mark.django_db(transaction=True)
-@NOT_QUEUED_ON_CITUS
 def test_a_revision_known_after_the_refreshs_moment_waits_for_a_later_run(account, tmp_path):
     empty_queue()
     arrival = T0 - timedelta(minutes=2)
@@ -498,7 +484,6 @@ def test_a_revision_known_after_the_refreshs_moment_waits_for_a_later_run(accoun
 
 
 @pytest.mark.django_db(transaction=True)
-@NOT_QUEUED_ON_CITUS
 def test_a_revision_of_an_old_orders_arrival_quote_is_restated(account, tmp_path):
     empty_queue()
     created = T0 - timedelta(days=3)
@@ -516,7 +501,6 @@ def test_a_revision_of_an_old_orders_arrival_quote_is_restated(account, tmp_path
 
 
 @pytest.mark.django_db(transaction=True)
-@NOT_QUEUED_ON_CITUS
 def test_a_quote_loaded_late_before_a_fill_is_restated_by_the_pending_refresh(account, tmp_path):
     empty_queue()
     ingest(tmp_path, "first.csv", [(T0 - timedelta(minutes=2), "99.9", "100.1")], "LATE")

@@ -12,7 +12,6 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
@@ -27,15 +26,6 @@ from trading import tca
 from trading.models import Execution, ExecutionCost
 
 __all__ = ["market"]  # the fixture, imported to be used here
-
-# On Citus the statement triggers of the ticks, the minute bars and their revisions, which queue
-# the days to restate, are set aside (Citus refuses them on distributed tables): a quote added or
-# revised after its fills' costs were computed is not queued there. A gap, named in the README.
-NOT_QUEUED_ON_CITUS = pytest.mark.xfail(
-    bool(settings.QVP_CITUS_WORKERS),
-    reason="on Citus, added or revised market data does not queue the TCA restatement yet",
-    strict=True,
-)
 
 
 def order(account, instrument, side: str = "buy", quantity: str = "100", **extra):
@@ -54,6 +44,9 @@ def set_action(instrument, kind: str, ex_date: date, ratio, amount) -> None:
 
 
 def queued() -> list[tuple]:
+    """The queue, once the changes are gathered into it (on Citus; elsewhere the statement
+    triggers queue them as they are made)."""
+    tca.gather_changes()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT account_id, instrument_id, cause FROM trading_tcapending ORDER BY id"
@@ -243,7 +236,6 @@ def test_a_correction_gets_its_row_from_the_pending_refresh(account, instrument,
 
 
 @pytest.mark.django_db(transaction=True)
-@NOT_QUEUED_ON_CITUS
 def test_a_revised_quote_is_restated_by_the_pending_refresh(account, tmp_path: Path):
     def ingest(name: str, ask: str) -> None:
         path = tmp_path / name
@@ -272,11 +264,14 @@ def test_a_revised_quote_is_restated_by_the_pending_refresh(account, tmp_path: P
     assert tca.refresh_pending().ranges == 0
 
 
-@NOT_QUEUED_ON_CITUS
+# On Citus the changes are gathered by their moments (trading/sql/tca_gather_on_citus/0020.sql),
+# which the statements of one transaction share: there the steps are committed one by one.
+@pytest.mark.committed_on_citus
 def test_quotes_added_near_a_measured_fill_queue_its_day_once(account, instrument, market):
     """A quote that arrives after the costs were computed (a late load, a live feed) replaces
-    nothing, so no revision names it: the insert itself queues the fill's days, and a second
-    statement on the same day moves the entry's moment instead of queueing it again."""
+    nothing, so no revision names it: the insert itself queues the fill's days (on Citus, the
+    gathering of the changes), and a second statement on the same day moves the entry's moment
+    instead of queueing it again."""
     empty_queue()
     quotes(instrument)
     buy = fill(order(account, instrument), 100, "100.05", at=T0)

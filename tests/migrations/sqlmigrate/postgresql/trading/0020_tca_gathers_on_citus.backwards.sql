@@ -1,0 +1,14 @@
+BEGIN;
+--
+-- On Citus, trading_tca_refresh_pending(timestamptz) defined for Citus
+--
+-- (no-op)
+--
+-- On Citus alone, SQL
+--
+-- (no-op)
+--
+-- On Citus alone, SQL
+--
+-- (no-op)
+COMMIT;
