@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 
+from qvp_site.acting import declare
 from signals.models import Agent
 from tests.fixtures.trading import fill, make_order
 from tests.fixtures.trading_api import an_order, execution, post
@@ -32,7 +33,9 @@ def test_an_order_records_who_decided_it_and_at_what_price(alice, desks, momentu
         momentum.pk,
         "99.50000000",
     )
-    saved = Order.objects.get(pk=answer["id"])
+    with transaction.atomic():  # as alice: the role sees her rows (on Citus, committed)
+        declare(desks["alice"])
+        saved = Order.objects.get(pk=answer["id"])
     assert (saved.strategy, saved.agent_id, saved.decision_price) == (
         "pairs",
         momentum.pk,

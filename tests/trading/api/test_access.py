@@ -5,6 +5,7 @@ another desk's records are not found; the auditor reads everything and changes n
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
 
 from qvp_site.acting import declare
 from tests.clients import client_of
@@ -94,8 +95,10 @@ def test_the_auditor_reads_everything_and_changes_nothing(wall, instrument):
 def test_row_level_security_scopes_even_unscoped_queries(books, as_app_role):
     """The second wall: under the application's role, a query that forgets visible_to()
     still returns only the acting user's rows."""
-    declare(books["alice"])
-    assert set(Order.objects.values_list("account__name", flat=True)) == {"alpha"}
-    assert set(Execution.objects.values_list("account__name", flat=True)) == {"alpha"}
-    declare(books["bob"])
-    assert set(Position.objects.values_list("account__name", flat=True)) == {"beta"}
+    with transaction.atomic():  # a declaration lasts its transaction (on Citus, committed)
+        declare(books["alice"])
+        assert set(Order.objects.values_list("account__name", flat=True)) == {"alpha"}
+        assert set(Execution.objects.values_list("account__name", flat=True)) == {"alpha"}
+    with transaction.atomic():
+        declare(books["bob"])
+        assert set(Position.objects.values_list("account__name", flat=True)) == {"beta"}
