@@ -98,3 +98,18 @@ def test_a_gathering_reads_no_further_than_the_settled_moment(db):
         cursor.execute("SELECT gathered_until FROM trading_tcagathered")
         (after,) = cursor.fetchone()
     assert before < after <= settled
+
+
+@ON_CITUS_ALONE
+def test_a_gathering_reads_no_further_than_the_moment_asked_and_never_back(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT gathered_until, marketdata_settled_at() FROM trading_tcagathered")
+        before, settled = cursor.fetchone()
+        asked = before + (settled - before) / 2
+        cursor.execute("SELECT trading_tca_gather(%s)", [asked])
+        cursor.execute("SELECT gathered_until FROM trading_tcagathered")
+        assert cursor.fetchone()[0] == asked
+        cursor.execute("SELECT trading_tca_gather(%s)", [before - timedelta(days=1)])
+        assert cursor.fetchone()[0] == 0  # an earlier moment gathers nothing
+        cursor.execute("SELECT gathered_until FROM trading_tcagathered")
+        assert cursor.fetchone()[0] == asked  # and moves nothing back
