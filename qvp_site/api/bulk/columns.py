@@ -102,8 +102,10 @@ def plan(queryset: QuerySet[Any], columns: Mapping[str, Column], *, csv: bool) -
     """The statement reading ``columns`` (name -> path or expression) of ``queryset``'s
     rows, in its order."""
     aliases = {f"c{i}": name for i, name in enumerate(columns)}
+    keys = _ordering_keys(queryset)
     selected = queryset.values(
-        **{alias: _expression(columns[name]) for alias, name in aliases.items()}
+        **{alias: _expression(columns[name]) for alias, name in aliases.items()},
+        **{alias: F(path) for alias, (path, _descending) in keys.items()},
     )
     # An empty queryset (.none()) compiles to a query of no rows, not EmptyResultSet.
     compiler = selected.query.get_compiler(using=selected.db, elide_empty=False)
@@ -112,7 +114,19 @@ def plan(queryset: QuerySet[Any], columns: Mapping[str, Column], *, csv: bool) -
         alias: (name, selected.query.annotations[alias].output_field)
         for alias, name in aliases.items()
     }
-    return wrapped(selected.db, inner, params, fields, csv=csv)
+    order = [f"q.{ident(alias)}{' DESC' if desc else ''}" for alias, (_p, desc) in keys.items()]
+    return wrapped(selected.db, inner, params, fields, csv=csv, order_by=order)
+
+
+def _ordering_keys(queryset: QuerySet[Any]) -> dict[str, tuple[str, bool]]:
+    """The queryset's ordering as columns of their own (alias -> path, descending), for the
+    outer select to order by again: Citus does not keep a subquery's order once a distributed
+    table is in it (it unites the shards' answers), so the order is said where the rows come
+    out. On one node the planner sorts once. None where an ordering is not a field's path."""
+    ordering = queryset.query.order_by
+    if not all(isinstance(key, str) and key != "?" for key in ordering):
+        return {}
+    return {f"o{i}": (key.lstrip("-"), key.startswith("-")) for i, key in enumerate(ordering)}
 
 
 def wrapped(
@@ -122,9 +136,11 @@ def wrapped(
     fields: Mapping[str, tuple[str, models.Field[Any, Any]]],
     *,
     csv: bool,
+    order_by: Sequence[str] = (),
 ) -> ReadPlan:
     """The statement reading ``sql``'s columns (its column -> the name to give it, and the
-    Django field its values are of), in its order: for lists read by SQL of their own."""
+    Django field its values are of), in its order (``order_by``: the outer select's keys,
+    where ``sql`` selects them): for lists read by SQL of their own too."""
     read = []
     outer = []
     for column, (name, field) in fields.items():
@@ -132,8 +148,10 @@ def wrapped(
         read.append(ReadColumn(name, field, pa.string() if as_text else arrow_type(field), as_text))
         outer.append(_select(column, field, name, as_text))
     # A projection of the ordered subquery: PostgreSQL keeps its rows' order (no join, no
-    # aggregate above it to reorder them).
+    # aggregate above it to reorder them); Citus keeps the one said here.
     statement = f"SELECT {', '.join(outer)} FROM ({sql}) AS q"
+    if order_by:
+        statement += f" ORDER BY {', '.join(order_by)}"
     return ReadPlan(alias, compose(alias, statement, params), tuple(read))
 
 
