@@ -134,10 +134,14 @@ class NotUnappliedOnCitus:
 class MirrorKeys(SqlOperation):
     """On Citus, a table of ``model_name``'s primary keys, distributed by them in
     ``QVP_CITUS_SHARD_COUNT`` shards, kept in step by a row trigger on the model's table (a
-    local table), for the distributed tables colocated with it to refer to."""
+    local table), for the distributed tables colocated with it to refer to. With
+    ``reference``, a reference table on every node instead, which any distributed table may
+    refer to (the agents' keys, for the signals distributed by instrument): for a small table,
+    whose new rows then need every worker up."""
 
-    def __init__(self, model_name: str):
+    def __init__(self, model_name: str, reference: bool = False):
         self.model_name = model_name
+        self.reference = reference
 
     def _parent(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
@@ -156,10 +160,15 @@ class MirrorKeys(SqlOperation):
         parent, key = found
         keys = key_table(parent)
         trigger = ident(f"{parent[:50]}_mirrored")
+        distribute = (
+            f"SELECT create_reference_table({literal(keys)})"
+            if self.reference
+            else f"SELECT create_distributed_table({literal(keys)}, {literal(key)},"
+            f" shard_count => {int(settings.QVP_CITUS_SHARD_COUNT)}, colocate_with => 'none')"
+        )
         return [
             f"CREATE TABLE {ident(keys)} ({ident(key)} bigint PRIMARY KEY)",
-            f"SELECT create_distributed_table({literal(keys)}, {literal(key)},"
-            f" shard_count => {int(settings.QVP_CITUS_SHARD_COUNT)}, colocate_with => 'none')",
+            distribute,
             # No row may come or go between the copy and the trigger.
             f"LOCK TABLE {ident(parent)} IN SHARE ROW EXCLUSIVE MODE",
             f"INSERT INTO {ident(keys)} SELECT {ident(key)} FROM {ident(parent)}",
@@ -182,10 +191,12 @@ class MirrorKeys(SqlOperation):
         ]
 
     def describe(self) -> str:
-        return f"On Citus, {self.model_name}'s keys as a distributed table"
+        kind = "a reference" if self.reference else "a distributed"
+        return f"On Citus, {self.model_name}'s keys as {kind} table"
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return self.__class__.__qualname__, [self.model_name], {}
+        kwargs = {"reference": True} if self.reference else {}
+        return self.__class__.__qualname__, [self.model_name], kwargs
 
 
 # The owner's: the keys change with the parent's rows, whoever changes those. It writes only
@@ -391,6 +402,108 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {regclass(table)}, k.conname);
     END LOOP;
 END"""
+
+
+class SetAsideLocalKeys(SqlOperation):
+    """On Citus, ``model_name``'s foreign keys to tables Citus does not hold, set aside in
+    ``qvp_citus_set_aside`` (a distributed table may not refer to a local one) before the
+    table is distributed; the distribution and ``ReferToKeys`` put keys to the mirrored keys in
+    their place. Put back when unapplied."""
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def _table(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> str | None:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None or not _on_citus(schema_editor):
+            return None
+        table: str = model._meta.db_table
+        return table
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
+        if table is None:
+            return []
+        return [SET_ASIDE_TABLE, do_block(_set_aside_local_keys_plpgsql(table))]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        table = self._table(app_label, schema_editor, state)
+        if table is None:
+            return []
+        kept = f"table_name = {literal(table)} AND definition LIKE '%FOREIGN KEY%'"
+        return [
+            do_block(
+                f"""
+DECLARE
+    k record;
+BEGIN
+    FOR k IN SELECT definition FROM qvp_citus_set_aside WHERE {kept} LOOP
+        EXECUTE k.definition;
+    END LOOP;
+    DELETE FROM qvp_citus_set_aside WHERE {kept};
+END"""
+            )
+        ]
+
+    def describe(self) -> str:
+        return f"On Citus, {self.model_name}'s foreign keys to local tables set aside"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [self.model_name], {}
+
+
+class ReferToKeys(SqlOperation):
+    """On Citus, ``model_name.field_name`` a foreign key to the table of its model's keys
+    (``MirrorKeys``, a reference table), in place of the key to the model's own table that
+    ``SetAsideLocalKeys`` set aside: a row naming no such row is refused on its worker, and a
+    row referred to cannot be deleted."""
+
+    def __init__(self, model_name: str, field_name: str):
+        self.model_name = model_name
+        self.field_name = field_name
+
+    def _names(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> tuple[str, str, str, str] | None:
+        model = self.routed_model(app_label, self.model_name, schema_editor, state)
+        if model is None or not _on_citus(schema_editor):
+            return None
+        field = model._meta.get_field(self.field_name)
+        parent = field.related_model._meta.db_table
+        return model._meta.db_table, field.column, key_table(parent), field.target_field.column
+
+    def forwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        names = self._names(app_label, schema_editor, state)
+        if names is None:
+            return []
+        table, column, keys, key = names
+        return [
+            f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(_fkey(table, column))}"
+            f" FOREIGN KEY ({ident(column)}) REFERENCES {ident(keys)} ({ident(key)})"
+        ]
+
+    def backwards_sql(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> list[str]:
+        names = self._names(app_label, schema_editor, state)
+        if names is None:
+            return []
+        table, column, _keys, _key = names
+        return [f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(_fkey(table, column))}"]
+
+    def describe(self) -> str:
+        return f"On Citus, {self.model_name}.{self.field_name} refers to its model's keys"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [self.model_name, self.field_name], {}
 
 
 class ReplaceFunctionOnCitus(SqlOperation):

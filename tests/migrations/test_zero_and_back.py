@@ -106,8 +106,12 @@ def _leftovers(schema: dict[str, list[tuple]]) -> list[tuple]:
     )
 
 
-# On Citus the distribution (marketdata 0017, the revisions' 0019) is not unapplied in place.
-LAST_IRREVERSIBLE_ON_CITUS = ("marketdata", "0019_revisions_distributed_on_citus")
+# On Citus the distribution (marketdata 0017, the revisions' 0019, the signals' 0010) is not
+# unapplied in place.
+LAST_IRREVERSIBLE_ON_CITUS = (
+    ("marketdata", "0019_revisions_distributed_on_citus"),
+    ("signals", "0010_distributed_on_citus"),
+)
 
 
 def _same_schema(latest: dict[str, list[tuple]], again: dict[str, list[tuple]]) -> None:
@@ -128,17 +132,19 @@ def _back_to_the_distribution(manage) -> None:
     zero), every later one unapplied; going further is refused, naming the migration and what
     to do instead, before anything is undone."""
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
-    kept = graph.forwards_plan(LAST_IRREVERSIBLE_ON_CITUS)
+    kept = {node for last in LAST_IRREVERSIBLE_ON_CITUS for node in graph.forwards_plan(last)}
     for app in APPS_TOP_DOWN:
-        needed = [name for label, name in kept if label == app]
+        needed = sorted(name for label, name in kept if label == app)  # named by number
         manage("migrate", app, needed[-1] if needed else "zero", "--verbosity", "0")
     applied = manage("showmigrations", *APPS_TOP_DOWN)
     assert applied.count("[X]") == sum(label in PROJECT_APPS for label, _ in kept), applied
-    refusal = manage("migrate", "marketdata", "zero", "--verbosity", "0", refused=True)
-    assert "0019_revisions_distributed_on_citus cannot be unapplied, and nothing was" in refusal
-    assert "cannot be undistributed in place" in refusal, refusal
-    assert "restore a dump made before this migration" in refusal, refusal
-    assert "Traceback" not in refusal, refusal
+    # The signals' distribution is unapplied first on the way back from either.
+    for app, target in (("signals", "0009"), ("marketdata", "zero")):
+        refusal = manage("migrate", app, target, "--verbosity", "0", refused=True)
+        assert "signals 0010_distributed_on_citus cannot be unapplied, and nothing was" in refusal
+        assert "cannot be undistributed in place" in refusal, refusal
+        assert "restore a dump made before this migration" in refusal, refusal
+        assert "Traceback" not in refusal, refusal
     assert manage("showmigrations", *APPS_TOP_DOWN) == applied
 
 

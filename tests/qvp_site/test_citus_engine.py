@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from marketdata.models import Instrument, MinuteBar
 from qvp_site.db import citus, engine, partitions, status
+from signals.models import Agent
 
 pytestmark = pytest.mark.citus
 NOON = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -132,6 +133,43 @@ def test_an_instrument_with_bars_cannot_be_deleted(db):
     refused = pytest.raises(IntegrityError, match="still referenced")
     with refused, transaction.atomic(), connection.cursor() as cursor:  # below the ORM's PROTECT
         cursor.execute("DELETE FROM marketdata_instrument WHERE id = %s", [held.id])
+
+
+SIGNALS_BY_INSTRUMENT = ("signals_signal", "signals_fusedsignal", "signals_socialsentiment")
+
+
+def test_the_signals_about_an_instrument_sit_beside_its_market_data(db):
+    found = distribution()
+    for name in SIGNALS_BY_INSTRUMENT:
+        assert found[name] == ("h", "instrument_id", found["marketdata_minutebar"][2]), name
+    # The agents' keys on every node (a reference table, 'n': no distribution column); the
+    # agents themselves, and the signals' tables with no instrument, stay the coordinator's.
+    assert found["signals_agent_key"][:2] == ("n", None)
+    for name in ("signals_agent", "signals_newsarticle", "signals_alternativedata"):
+        assert name not in found, name
+
+
+def signal(agent_id: int, instrument_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO signals_signal (agent_id, instrument_id, ts, direction, strength,"
+            " confidence, horizon, explanation) VALUES (%s, %s, %s, 1, 0.5, 0.5, '1 day', '{}')",
+            [agent_id, instrument_id, NOON],
+        )
+
+
+def test_a_signal_of_no_agent_is_refused_and_an_agent_with_signals_cannot_be_deleted(db):
+    partitions.prepare_load("signals_signal", NOON, NOON)
+    instrument = Instrument.objects.create(symbol="SIG", asset_class="equity")
+    agent = Agent.objects.create(name="citus-agent", kind="momentum")
+    with pytest.raises(IntegrityError, match="signals_signal_agent_id_fkey"), transaction.atomic():
+        signal(987654321, instrument.id)
+    with pytest.raises(IntegrityError, match="instrument_id_fkey"), transaction.atomic():
+        signal(agent.id, 987654321)
+    signal(agent.id, instrument.id)  # a new agent's key followed it to every node
+    refused = pytest.raises(IntegrityError, match="still referenced")
+    with refused, transaction.atomic(), connection.cursor() as cursor:  # below the ORM's PROTECT
+        cursor.execute("DELETE FROM signals_agent WHERE id = %s", [agent.id])
 
 
 def test_a_bar_outside_every_partition_is_refused_by_postgresql(db):

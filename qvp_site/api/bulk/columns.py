@@ -123,8 +123,8 @@ def _ordering_keys(queryset: QuerySet[Any]) -> dict[str, tuple[str, bool]]:
     outer select to order by again: Citus does not keep a subquery's order once a distributed
     table is in it (it unites the shards' answers), so the order is said where the rows come
     out. On one node the planner sorts once. None where an ordering is not a field's path."""
-    ordering = queryset.query.order_by
-    if not all(isinstance(key, str) and key != "?" for key in ordering):
+    ordering = [key for key in queryset.query.order_by if isinstance(key, str) and key != "?"]
+    if len(ordering) != len(queryset.query.order_by):
         return {}
     return {f"o{i}": (key.lstrip("-"), key.startswith("-")) for i, key in enumerate(ordering)}
 

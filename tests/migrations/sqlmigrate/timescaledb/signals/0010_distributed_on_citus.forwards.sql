@@ -1,0 +1,38 @@
+BEGIN;
+--
+-- On Citus, Agent's keys as a reference table
+--
+-- (no-op)
+--
+-- On Citus, Signal's foreign keys to local tables set aside
+--
+-- (no-op)
+--
+-- On Citus, distribute Signal by instrument
+--
+-- (no-op)
+--
+-- On Citus, Signal.agent refers to its model's keys
+--
+-- (no-op)
+--
+-- On Citus, FusedSignal's foreign keys to local tables set aside
+--
+-- (no-op)
+--
+-- On Citus, distribute FusedSignal by instrument
+--
+-- (no-op)
+--
+-- On Citus, SocialSentiment's foreign keys to local tables set aside
+--
+-- (no-op)
+--
+-- On Citus, distribute SocialSentiment by instrument
+--
+-- (no-op)
+--
+-- On Citus, signals_signal_outcomes(text, integer, timestamptz, timestamptz) defined for Citus
+--
+-- (no-op)
+COMMIT;
