@@ -29,7 +29,6 @@ class Migration(migrations.Migration):
     dependencies = [
         ("signals", "0009_alternative_data_plural"),
         ("marketdata", "0021_known_from_on_the_shards"),
-        ("trading", "0020_tca_gathers_on_citus"),
     ]
 
     operations = [
