@@ -9,37 +9,57 @@ from django.db import connection
 from django.utils import timezone
 
 from dashboard import charts
+from qvp_site.db import engine
 from signals import fusion
 from signals.models import FusedSignal, Signal, SignalPerformance
 
 FUSED_HISTORY = timedelta(days=180)
 
+# The active instruments and agents, read first: the probes below start from them.
+ACTIVE_SQL = """
+SELECT ARRAY(SELECT id FROM marketdata_instrument WHERE active),
+       ARRAY(SELECT id FROM signals_agent WHERE active)
+"""
+
+# Where the probes start. On one node, the lists of ids. Where the signals are distributed
+# (Citus), the tables of the instruments' and the agents' keys, beside the signals: Citus runs
+# each probe on its instrument's shard, and refuses a lateral LIMIT from a list of values or
+# from the coordinator's tables.
+_FROM_IDS = {
+    "instruments": "unnest(%(instruments)s::bigint[]) AS i (id)",
+    "agents": "unnest(%(agents)s::bigint[]) AS a (id)",
+}
+_FROM_KEYS = {"instruments": "marketdata_instrument_key AS i", "agents": "signals_agent_key AS a"}
+
 # Latest signal of each active agent for each active instrument: one probe of the unique
 # (agent, instrument, ts) index per pair, never a scan of the history.
 LATEST_SIGNALS_SQL = """
 SELECT s.id, s.ts
-FROM marketdata_instrument i
-CROSS JOIN signals_agent a
+FROM {instruments}
+CROSS JOIN {agents}
 CROSS JOIN LATERAL (
     SELECT id, ts FROM signals_signal
     WHERE agent_id = a.id AND instrument_id = i.id ORDER BY ts DESC LIMIT 1
 ) s
-WHERE i.active AND a.active
+WHERE i.id = ANY(%(instruments)s::bigint[]) AND a.id = ANY(%(agents)s::bigint[])
 """
 
 LATEST_FUSED_SQL = """
 SELECT f.id, f.ts
-FROM marketdata_instrument i
+FROM {instruments}
 CROSS JOIN LATERAL (
     SELECT id, ts FROM signals_fusedsignal WHERE instrument_id = i.id ORDER BY ts DESC LIMIT 1
 ) f
-WHERE i.active
+WHERE i.id = ANY(%(instruments)s::bigint[])
 """
 
 
 def _keys(sql: str) -> tuple[list[int], list]:
+    starts = _FROM_KEYS if engine.distributes_market_data(connection) else _FROM_IDS
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(ACTIVE_SQL)
+        instruments, agents = cursor.fetchone()
+        cursor.execute(sql.format(**starts), {"instruments": instruments, "agents": agents})
         rows = cursor.fetchall()
     return [r[0] for r in rows], [r[1] for r in rows]
 
