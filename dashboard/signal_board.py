@@ -22,26 +22,34 @@ SELECT ARRAY(SELECT id FROM marketdata_instrument WHERE active),
 """
 
 # Where the probes start. On one node, the lists of ids. Where the signals are distributed
-# (Citus), the tables of the instruments' and the agents' keys, beside the signals: Citus runs
-# each probe on its instrument's shard, and refuses a lateral LIMIT from a list of values or
-# from the coordinator's tables.
-_FROM_IDS = {
-    "instruments": "unnest(%(instruments)s::bigint[]) AS i (id)",
-    "agents": "unnest(%(agents)s::bigint[]) AS a (id)",
-}
-_FROM_KEYS = {"instruments": "marketdata_instrument_key AS i", "agents": "signals_agent_key AS a"}
+# (Citus), the table of the instruments' keys, beside the signals: Citus runs each probe on its
+# instrument's shard, and refuses a lateral LIMIT from a list of values, from the coordinator's
+# tables or from a reference table (the agents' keys): there each instrument's probe takes each
+# agent's latest signal with DISTINCT ON, over that instrument's signals of the active agents.
+_FROM_IDS = {"instruments": "unnest(%(instruments)s::bigint[]) AS i (id)"}
+_FROM_KEYS = {"instruments": "marketdata_instrument_key AS i"}
 
 # Latest signal of each active agent for each active instrument: one probe of the unique
 # (agent, instrument, ts) index per pair, never a scan of the history.
 LATEST_SIGNALS_SQL = """
 SELECT s.id, s.ts
 FROM {instruments}
-CROSS JOIN {agents}
+CROSS JOIN unnest(%(agents)s::bigint[]) AS a (id)
 CROSS JOIN LATERAL (
     SELECT id, ts FROM signals_signal
     WHERE agent_id = a.id AND instrument_id = i.id ORDER BY ts DESC LIMIT 1
 ) s
-WHERE i.id = ANY(%(instruments)s::bigint[]) AND a.id = ANY(%(agents)s::bigint[])
+WHERE i.id = ANY(%(instruments)s::bigint[])
+"""
+LATEST_SIGNALS_ON_SHARDS_SQL = """
+SELECT s.id, s.ts
+FROM {instruments}
+CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (agent_id) id, ts FROM signals_signal
+    WHERE instrument_id = i.id AND agent_id = ANY(%(agents)s::bigint[])
+    ORDER BY agent_id, ts DESC
+) s
+WHERE i.id = ANY(%(instruments)s::bigint[])
 """
 
 LATEST_FUSED_SQL = """
@@ -66,7 +74,8 @@ def _keys(sql: str) -> tuple[list[int], list]:
 
 def latest_signals() -> list[Signal]:
     """Each active agent's latest signal per active instrument, by symbol then agent."""
-    ids, times = _keys(LATEST_SIGNALS_SQL)
+    on_shards = engine.distributes_market_data(connection)
+    ids, times = _keys(LATEST_SIGNALS_ON_SHARDS_SQL if on_shards else LATEST_SIGNALS_SQL)
     # The time too, so that the lookup prunes to the partitions or chunks holding them.
     return list(
         Signal.objects.filter(id__in=ids, ts__in=set(times))
