@@ -18,17 +18,23 @@ import numpy.typing as npt
 from django.db import connection
 from pgvector.psycopg import register_vector
 
+from qvp_site.db.copy_refusals import refusals_as_integrity_errors
 from qvp_site.db.quoting import ident
 
 
 def copy_rows(
     table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
-    """Binary COPY of ``rows`` (tuples in ``columns`` order, of PostgreSQL ``types``)."""
+    """Binary COPY of ``rows`` (tuples in ``columns`` order, of PostgreSQL ``types``); its
+    errors Django's, as ``copy_columns``'s are."""
     register_vector(connection.connection)
     names = ", ".join(ident(c) for c in columns)
     count = 0
-    with connection.cursor() as wrapper:
+    with (
+        refusals_as_integrity_errors(),
+        connection.wrap_database_errors,
+        connection.cursor() as wrapper,
+    ):
         statement = f"COPY {ident(table)} ({names}) FROM STDIN (FORMAT BINARY)"
         with wrapper.cursor.copy(statement) as copy:
             copy.set_types(list(types))
@@ -174,8 +180,13 @@ def _fill(
 def copy_columns(table: str, columns: Sequence[CopyColumn]) -> int:
     """Binary COPY of ``columns`` (see ``columns_of``) into ``table``; returns the rows."""
     names = ", ".join(ident(c.name) for c in columns)
-    # psycopg's COPY errors as Django's (DataError, IntegrityError), as a cursor's would be.
-    with connection.wrap_database_errors, connection.cursor() as wrapper:
+    # psycopg's COPY errors as Django's (DataError, IntegrityError), as a cursor's would be;
+    # on Citus a worker's refusal too (copy_refusals).
+    with (
+        refusals_as_integrity_errors(),
+        connection.wrap_database_errors,
+        connection.cursor() as wrapper,
+    ):
         statement = f"COPY {ident(table)} ({names}) FROM STDIN (FORMAT BINARY)"
         with wrapper.cursor.copy(statement) as copy:
             copy.write(SIGNATURE)
