@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, QuerySet
 from pgvector.django import CosineDistance
 
 from marketdata.models import Instrument
+from qvp_site.db import engine
 from vectors.models import FeatureEmbedding, FeatureSet, StrategyPattern, VolatilityRegime
 
 # Each metric's pgvector operator (the smaller, the nearer).
@@ -65,7 +66,12 @@ def scanned(
 ) -> tuple[list[str], list[tuple]]:
     """Run the search ``sql`` under ``scan_settings`` in one round trip; returns its column
     names and rows. Needs Django's default client-side binding (one string, several
-    statements)."""
+    statements). On Citus, in three (``_scanned_on_the_shards``)."""
+    to_the_shards = engine.local_settings_reach_the_shards()
+    if to_the_shards:
+        return _scanned_on_the_shards(
+            f"{to_the_shards}; {scan_settings(k, ef_search, probes)}", sql, params
+        )
     nested = not connection.get_autocommit()
     script = f"{scan_settings(k, ef_search, probes)}; {sql}"
     if nested:
@@ -80,6 +86,20 @@ def scanned(
         while cursor.description is None and cursor.nextset():
             pass  # past the SAVEPOINT and SETs' results to the query's
         return [c.name for c in cursor.description], cursor.fetchall()
+
+
+def _scanned_on_the_shards(settings_sql: str, sql: str, params: Sequence) -> tuple[list, list]:
+    """The search on Citus: its settings sent on to the shards' sessions, in a message of their
+    own (Citus sends a propagated SET's whole query string to the workers, which would run the
+    search there as a query within a query, refused), then the search; in a transaction, or a
+    savepoint of the caller's, rolled back after it, which puts the settings back."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(settings_sql)
+            cursor.execute(sql, params)
+            found = [c.name for c in cursor.description], cursor.fetchall()
+        transaction.set_rollback(True)  # a search writes nothing
+    return found
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,11 @@ def distributes_market_data(connection: BaseDatabaseWrapper | None = None) -> bo
     """Whether the market data is spread over workers by instrument (Citus), beside a table
     of the instruments' keys (``marketdata_instrument_key``) that lookups start from."""
     return is_citus(connection)
+
+
+def local_settings_reach_the_shards(connection: BaseDatabaseWrapper | None = None) -> str:
+    """The statement after which a transaction's ``SET LOCAL`` settings reach the sessions that
+    run its queries on the shards (a vector search's ``hnsw.ef_search``): on Citus,
+    ``citus.propagate_set_commands``, off by default; elsewhere, nothing. Send such settings in
+    a message of their own: Citus sends a propagated SET's whole query string to the workers."""
+    return "SET LOCAL citus.propagate_set_commands = 'local'" if is_citus(connection) else ""
