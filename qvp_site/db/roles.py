@@ -81,14 +81,16 @@ RESEARCH_LEFT_OUT = ("signals_systemlog",)
 
 # Relations of other apps research reads all the same: the exchanges' trading sessions, which
 # detect_market_data_anomalies reads for gaps (risk/sql/anomalies/0008.sql): calendars, not books.
-# And on Citus the instruments' and the agents' keys, which the market data's and the signals'
-# foreign keys point at (qvp_site/db/distribution.py): a column referring to a relation research
-# may not read is withheld, and the market data would lose its instrument, a signal its agent.
+# And on Citus the instruments', the agents' and the feature sets' keys, which the market
+# data's, the signals' and the vectors' foreign keys point at (qvp_site/db/distribution.py): a
+# column referring to a relation research may not read is withheld, and the market data would
+# lose its instrument, a signal its agent, an embedding its set.
 RESEARCH_ALSO = (
     "risk_tradingcalendar",
     "risk_tradingperiod",
     "marketdata_instrument_key",
     "signals_agent_key",
+    "vectors_featureset_key",
 )
 
 # Columns research never reads, in any of its relations: who did something (a site user, a

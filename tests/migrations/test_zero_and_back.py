@@ -106,11 +106,12 @@ def _leftovers(schema: dict[str, list[tuple]]) -> list[tuple]:
     )
 
 
-# On Citus the distribution (marketdata 0017, the revisions' 0019, the signals' 0010) is not
-# unapplied in place.
+# On Citus the distribution (marketdata 0017, the revisions' 0019, the signals' 0010, the
+# vectors' 0007) is not unapplied in place.
 LAST_IRREVERSIBLE_ON_CITUS = (
     ("marketdata", "0019_revisions_distributed_on_citus"),
     ("signals", "0010_distributed_on_citus"),
+    ("vectors", "0007_distributed_on_citus"),
 )
 
 
@@ -138,10 +139,15 @@ def _back_to_the_distribution(manage) -> None:
         manage("migrate", app, needed[-1] if needed else "zero", "--verbosity", "0")
     applied = manage("showmigrations", *APPS_TOP_DOWN)
     assert applied.count("[X]") == sum(label in PROJECT_APPS for label, _ in kept), applied
-    # The signals' distribution is unapplied first on the way back from either.
-    for app, target in (("signals", "0009"), ("marketdata", "zero")):
+    # Each app's distribution is named when going back past it; the market data's, when a
+    # later app's would be unapplied first.
+    for app, target, named in (
+        ("signals", "0009", "signals 0010"),
+        ("vectors", "0006", "vectors 0007"),
+        ("marketdata", "zero", ""),
+    ):
         refusal = manage("migrate", app, target, "--verbosity", "0", refused=True)
-        assert "signals 0010_distributed_on_citus cannot be unapplied, and nothing was" in refusal
+        assert f"{named}_distributed_on_citus cannot be unapplied, and nothing was" in refusal
         assert "cannot be undistributed in place" in refusal, refusal
         assert "restore a dump made before this migration" in refusal, refusal
         assert "Traceback" not in refusal, refusal

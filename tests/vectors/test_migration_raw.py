@@ -7,6 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from marketdata.models import Instrument
+from qvp_site.db import engine
 
 from .test_search import make_set
 
@@ -29,6 +30,8 @@ def latest() -> tuple[str, str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_raw_features_convert_both_ways():
+    if engine.is_citus():
+        pytest.skip("on Citus vectors 0007's distribution is not unapplied in place")
     instrument = Instrument.objects.create(symbol="AAA", asset_class="equity")
     feature_set = make_set("migrated", 128)
     try:

@@ -1,0 +1,1 @@
+-- refused: On Citus, VolatilityRegime cannot be undistributed in place (Citus refuses a table with an identity column): restore a dump made before this migration
