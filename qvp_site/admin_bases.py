@@ -36,6 +36,7 @@ __all__ = [
     "LargeTableAdmin",
     "NotCounted",
     "ReadOnlyAdmin",
+    "StaysWithItsInstrument",
     "ViewOnly",
     "history_url",
 ]
@@ -99,6 +100,25 @@ class ViewOnly(BlankToFieldIsThePk):
 
 class ReadOnlyAdmin(ViewOnly, CsvExport, _ModelAdmin):
     """Written by the scheduler, by commands or by migrations, never by hand."""
+
+
+class StaysWithItsInstrument:
+    """For a row of a table distributed by instrument on Citus: its instrument read-only once
+    stored, and a change saved without it. Citus refuses an UPDATE that sets a distribution
+    column, even to the value it holds ("modifying the partition value of rows is not
+    allowed"), and Django's save sets every column; a row about another instrument is another
+    row, deleted and added again. The same on every engine, so that the admin behaves alike."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        return fields if obj is None else [*fields, "instrument"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)  # type: ignore[misc]
+            return
+        kept = [f.name for f in obj._meta.concrete_fields if not f.primary_key]
+        obj.save(update_fields=[name for name in kept if name != "instrument"])
 
 
 class IndexedValueFilter(admin.SimpleListFilter):

@@ -12,6 +12,7 @@ from qvp_site.admin_bases import (
     IndexedValueFilter,
     LargeTableAdmin,
     NotCounted,
+    StaysWithItsInstrument,
     ViewOnly,
 )
 from qvp_site.display import duration_text
@@ -126,7 +127,7 @@ class NewsArticleAdmin(TimeSeriesAdmin):
 
 
 @admin.register(SocialSentiment)
-class SocialSentimentAdmin(TimeSeriesAdmin):
+class SocialSentimentAdmin(StaysWithItsInstrument, TimeSeriesAdmin):
     list_display = ["ts", "instrument", "platform", "sentiment", "mentions"]
     list_filter = by_time()
     search_fields = ["instrument__symbol__exact", "platform__exact"]
