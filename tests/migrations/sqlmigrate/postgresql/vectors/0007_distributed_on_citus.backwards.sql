@@ -1,0 +1,30 @@
+BEGIN;
+--
+-- On Citus, VolatilityRegime.feature_set refers to its model's keys
+--
+-- (no-op)
+--
+-- On Citus, distribute VolatilityRegime by instrument
+--
+-- (no-op)
+--
+-- On Citus, VolatilityRegime's foreign keys to local tables set aside
+--
+-- (no-op)
+--
+-- On Citus, FeatureEmbedding.feature_set refers to its model's keys
+--
+-- (no-op)
+--
+-- On Citus, distribute FeatureEmbedding by instrument
+--
+-- (no-op)
+--
+-- On Citus, FeatureEmbedding's foreign keys to local tables set aside
+--
+-- (no-op)
+--
+-- On Citus, FeatureSet's keys as a reference table
+--
+-- (no-op)
+COMMIT;
