@@ -74,11 +74,31 @@ def test_a_new_set_gets_its_key_on_every_node(db):
         assert cursor.fetchone()[0] == 1
 
 
+@pytest.mark.parametrize("keys", ["vectors_featureset_key", "signals_agent_key"])
 @pytest.mark.parametrize("role", [roles.APP_ROLE, roles.RESEARCH_ROLE, roles.READONLY_ROLE])
-def test_no_role_makes_a_key_of_its_own(db, app_role_password, role):
-    """A key comes only with its set (the owner's trigger): a planted key would let an
-    embedding name a set that never was."""
+def test_no_role_makes_a_key_of_its_own(db, app_role_password, role, keys):
+    """A key comes only with its set or agent (the owner's trigger): a planted key would let
+    an embedding name a set, or a signal an agent, that never was."""
     denied = pytest.raises(ProgrammingError, match="permission denied")
     with denied, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL ROLE {role}")
-        cursor.execute("INSERT INTO vectors_featureset_key (id) VALUES (987654323)")
+        cursor.execute(f"INSERT INTO {keys} (id) VALUES (987654323)")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    raises=IntegrityError,
+    reason="the owner's trigger writes a new set's key over the owner's connections to the"
+    " workers; the application's COPY in the same transaction checks its foreign key over its"
+    " own, which do not see the uncommitted key (the first build of a set as trading_app)",
+)
+def test_the_application_builds_a_new_sets_first_embeddings(app_role_password):
+    """As the scheduler's first build of a new feature set does: the set made and its
+    embeddings loaded, in one transaction of the application's role."""
+    instrument = Instrument.objects.create(symbol="NEW", asset_class="equity")  # committed
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
+        feature_set = make_set("citus-first-build", 128)
+        copy_columns(TABLE, embedding_columns(instrument.id, feature_set.id))
