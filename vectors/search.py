@@ -66,7 +66,7 @@ def scanned(
 ) -> tuple[list[str], list[tuple]]:
     """Run the search ``sql`` under ``scan_settings`` in one round trip; returns its column
     names and rows. Needs Django's default client-side binding (one string, several
-    statements). On Citus, in three (``_scanned_on_the_shards``)."""
+    statements). On Citus, in four, or five inside a transaction (``_scanned_on_the_shards``)."""
     to_the_shards = engine.local_settings_reach_the_shards()
     if to_the_shards:
         return _scanned_on_the_shards(

@@ -9,6 +9,8 @@ operator would, so that the test database the other tests share is left alone.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from django.db.migrations.loader import MigrationLoader
@@ -144,10 +146,12 @@ def _back_to_the_distribution(manage) -> None:
     for app, target, named in (
         ("signals", "0009", "signals 0010"),
         ("vectors", "0006", "vectors 0007"),
-        ("marketdata", "zero", ""),
+        ("marketdata", "zero", "(signals 0010|vectors 0007)"),
     ):
         refusal = manage("migrate", app, target, "--verbosity", "0", refused=True)
-        assert f"{named}_distributed_on_citus cannot be unapplied, and nothing was" in refusal
+        assert re.search(
+            f"{named}_distributed_on_citus cannot be unapplied, and nothing was", refusal
+        )
         assert "cannot be undistributed in place" in refusal, refusal
         assert "restore a dump made before this migration" in refusal, refusal
         assert "Traceback" not in refusal, refusal
