@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
 
 from marketdata.knowledge import knowledge_time
@@ -43,8 +43,7 @@ FEATURES = SetSpec(
 TABLE = FeatureEmbedding._meta.db_table
 COLUMNS = ("instrument_id", "feature_set_id", "ts", "embedding", "raw")
 TYPES = ("int8", "int8", "timestamptz", "vector", "float8[]")
-# Serialises builds (the scheduler's and an operator's) so two never embed the same windows.
-BUILD_LOCK = 0x7665_6374_6F72_7301
+BUILD_LOCK = store.BUILD_LOCK  # where the patterns, the regimes and the tests look for it
 
 
 @dataclass
@@ -129,25 +128,16 @@ def build(
     the others go on."""
     run = run if run is not None else InstrumentRun("embeddings", isolated=False)
     report = BuildReport()
+    instruments = list(instruments)
+    store.fitted_apart(spec, lambda: _raw_of(instruments, spec, since, known_at, run))
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        store.lock_builds()
         known_at = knowledge_time(known_at)
         stored = spec.stored()
-        instruments = list(instruments)
         if rebuild and stored is not None:
             FeatureEmbedding.objects.filter(feature_set=stored, instrument__in=instruments).delete()
         newest = _newest(stored)
-        pending = []
-        for instrument in progress(instruments):
-            with run.each(instrument.symbol):
-                found = pending_windows(
-                    instrument, spec, since, newest.get(instrument.id), known_at
-                )
-                if len(found.closes):
-                    pending.append(found)
-                elif instrument.id not in newest and since is None:
-                    run.skip(instrument.symbol, _why_no_window(instrument, spec))
+        pending = _pending(progress(instruments), spec, since, newest, known_at, run)
         if not pending:
             report.feature_set = stored
             return report
@@ -159,6 +149,41 @@ def build(
         report.feature_set, report.rebuilt_index = feature_set, bool(aside.definitions)
         report.build = _record(feature_set, known_at, pending)
     return report
+
+
+def _pending(
+    instruments: Iterable[Instrument],
+    spec: SetSpec,
+    since: datetime | None,
+    newest: dict[int, datetime],
+    known_at: datetime,
+    run: InstrumentRun,
+) -> list[Pending]:
+    """Each instrument's windows not embedded yet; one with none at all is a skip in ``run``."""
+    pending = []
+    for instrument in instruments:
+        with run.each(instrument.symbol):
+            found = pending_windows(instrument, spec, since, newest.get(instrument.id), known_at)
+            if len(found.closes):
+                pending.append(found)
+            elif instrument.id not in newest and since is None:
+                run.skip(instrument.symbol, _why_no_window(instrument, spec))
+    return pending
+
+
+def _raw_of(
+    instruments: list[Instrument],
+    spec: SetSpec,
+    since: datetime | None,
+    known_at: datetime | None,
+    run: InstrumentRun,
+) -> list[np.ndarray]:
+    """The raw features of a new set's windows, to fit it on (``store.fitted_apart``); an
+    instrument's failure here is the build's to record, which meets it again."""
+    scratch = InstrumentRun(run.task, isolated=run.isolated)
+    return [
+        p.raw for p in _pending(instruments, spec, since, {}, knowledge_time(known_at), scratch)
+    ]
 
 
 def _record(feature_set: FeatureSet, known_at: datetime, pending: list[Pending]) -> FeatureBuild:

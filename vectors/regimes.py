@@ -35,8 +35,7 @@ from marketdata.querysets import ADJUSTMENTS
 from qvp_site.db.binary_copy import copy_rows
 from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import ESTIMATORS, OHLC, PERIODS_PER_YEAR
-from vectors import bars
-from vectors.embeddings import BUILD_LOCK
+from vectors import bars, store
 from vectors.models import FeatureSet, VolatilityRegime
 from vectors.store import SetSpec, scaler_of
 
@@ -213,17 +212,15 @@ def build(
     run = run if run is not None else InstrumentRun("regimes", isolated=False)
     created: dict[str, int] = {}
     instruments = list(instruments)
+    scratch = InstrumentRun(run.task, isolated=run.isolated)  # the build records failures
+    store.fitted_apart(
+        REGIMES, lambda: [s.raw for s in _computed(instruments, scratch, adjustment).values()]
+    )
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        store.lock_builds()
         if replace:
             VolatilityRegime.objects.filter(instrument__in=instruments).delete()
-        computed = {}
-        for instrument in progress(instruments):
-            with run.each(instrument.symbol):
-                found = _signatures_of(instrument, run, adjustment)
-                if len(found.raw):
-                    computed[instrument] = found
+        computed = _computed(progress(instruments), run, adjustment)
         if not computed:
             return created
         feature_set = REGIMES.fitted(np.concatenate([s.raw for s in computed.values()]))
@@ -232,6 +229,19 @@ def build(
                 created[instrument.symbol] = _copy_new(instrument, feature_set, found)
         discover(feature_set, clusters)
     return created
+
+
+def _computed(
+    instruments: Iterable[Instrument], run: InstrumentRun, adjustment: str
+) -> dict[Instrument, Signatures]:
+    """Each instrument's signatures, those with any."""
+    computed = {}
+    for instrument in instruments:
+        with run.each(instrument.symbol):
+            found = _signatures_of(instrument, run, adjustment)
+            if len(found.raw):
+                computed[instrument] = found
+    return computed
 
 
 def _signatures_of(instrument: Instrument, run: InstrumentRun, adjustment: str) -> Signatures:

@@ -14,7 +14,7 @@ no floats for Python to format, one round trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,17 +22,27 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from psycopg import Cursor
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
+from qvp_site.db import engine
 from qvp_site.db.quoting import ident
 from qvp_site.db.set_aside import ForeignKeysSetAside, IndexesSetAside, SetAside
 from vectors.features import Scaler
 from vectors.models import FEATURE_DIMENSIONS, FeatureEmbedding, FeatureSet
+
+# Serialises builds (the scheduler's and an operator's) so two never embed the same windows.
+BUILD_LOCK = 0x7665_6374_6F72_7301
+
+
+def lock_builds() -> None:
+    """Wait for any other build, then hold the lock to the transaction's end."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,21 @@ class SetSpec:
             fitted_rows=len(raw),
             description=self.description,
         )
+
+
+def fitted_apart(spec: SetSpec, raw: Callable[[], list[np.ndarray]]) -> None:
+    """Where the engine wants it (``engine.new_keys_need_a_commit``: on Citus), a set not
+    stored yet fitted on ``raw()`` (each instrument's raw features, read for it) and stored in
+    a transaction of its own, before the build's: the build's writes, as a role other than
+    the owner, then see the set's key. Its windows are read twice, on a set's first build
+    only."""
+    if not engine.new_keys_need_a_commit() or spec.stored() is not None:
+        return
+    with transaction.atomic():
+        lock_builds()
+        found = raw()
+        if found:
+            spec.fitted(np.concatenate(found))
 
 
 def scaler_of(feature_set: FeatureSet) -> Scaler:

@@ -144,6 +144,15 @@ def distributes_market_data(connection: BaseDatabaseWrapper | None = None) -> bo
     return is_citus(connection)
 
 
+def new_keys_need_a_commit(connection: BaseDatabaseWrapper | None = None) -> bool:
+    """Whether a row whose key a reference table mirrors (a feature set, an agent) must be
+    committed before rows referring to it are written as a role other than the owner. On
+    Citus the owner's trigger writes the key over the owner's connections to the workers, and
+    a role's writes in the same transaction check their foreign keys over the role's own,
+    which do not see the uncommitted key."""
+    return is_citus(connection)
+
+
 def local_settings_reach_the_shards(connection: BaseDatabaseWrapper | None = None) -> str:
     """The statement after which a transaction's ``SET LOCAL`` settings reach the sessions that
     run its queries on the shards (a vector search's ``hnsw.ef_search``): on Citus,

@@ -14,7 +14,9 @@ from marketdata.models import Instrument
 from qvp_site.db import roles
 from qvp_site.db.binary_copy import copy_columns
 from vectors import embeddings
+from vectors.models import FeatureEmbedding
 
+from .conftest import load_demo
 from .sets import make_set
 
 pytestmark = pytest.mark.citus
@@ -86,19 +88,22 @@ def test_no_role_makes_a_key_of_its_own(db, app_role_password, role, keys):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="the owner's trigger writes a new set's key over the owner's connections to the"
-    " workers; the application's COPY in the same transaction checks its foreign key over its"
-    " own, which do not see the uncommitted key (the first build of a set as trading_app)",
-)
 def test_the_application_builds_a_new_sets_first_embeddings(app_role_password):
-    """As the scheduler's first build of a new feature set does: the set made and its
-    embeddings loaded, in one transaction of the application's role."""
-    instrument = Instrument.objects.create(symbol="NEW", asset_class="equity")  # committed
-    with transaction.atomic():
+    """As the scheduler's first build of a new feature set does, as trading_app, outside any
+    transaction. The owner's trigger writes the set's key over the owner's connections to the
+    workers, and the build's COPY checks its foreign key over the application's own: the set
+    is stored in a transaction of its own first (``store.fitted_apart``), then the build's
+    COPY sees its key. Built in one transaction, the COPY was refused."""
+    instrument = load_demo(("AAPL",), 3)["AAPL"]  # committed, as the owner
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {roles.APP_ROLE}")
+    try:
+        report = embeddings.build([instrument])
+    finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL ROLE {roles.APP_ROLE}")
-        feature_set = make_set("citus-first-build", 128)
-        copy_columns(TABLE, embedding_columns(instrument.id, feature_set.id))
+            cursor.execute("RESET ROLE")
+    assert report.created["AAPL"] > 0
+    assert (
+        FeatureEmbedding.objects.filter(feature_set=report.feature_set).count()
+        == (report.created["AAPL"])
+    )
