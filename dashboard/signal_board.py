@@ -15,35 +15,41 @@ from signals.models import FusedSignal, Signal, SignalPerformance
 
 FUSED_HISTORY = timedelta(days=180)
 
-# The active instruments and agents, read first: the probes below start from them.
-ACTIVE_SQL = """
-SELECT ARRAY(SELECT id FROM marketdata_instrument WHERE active),
-       ARRAY(SELECT id FROM signals_agent WHERE active)
-"""
-
-# Where the probes start. On one node, the lists of ids. Where the signals are distributed
-# (Citus), the table of the instruments' keys, beside the signals: Citus runs each probe on its
-# instrument's shard, and refuses a lateral LIMIT from a list of values, from the coordinator's
-# tables or from a reference table (the agents' keys): there each instrument's probe takes each
-# agent's latest signal with DISTINCT ON, over that instrument's signals of the active agents.
-_FROM_IDS = {"instruments": "unnest(%(instruments)s::bigint[]) AS i (id)"}
-_FROM_KEYS = {"instruments": "marketdata_instrument_key AS i"}
-
 # Latest signal of each active agent for each active instrument: one probe of the unique
 # (agent, instrument, ts) index per pair, never a scan of the history.
 LATEST_SIGNALS_SQL = """
 SELECT s.id, s.ts
-FROM {instruments}
-CROSS JOIN unnest(%(agents)s::bigint[]) AS a (id)
+FROM marketdata_instrument i
+CROSS JOIN signals_agent a
 CROSS JOIN LATERAL (
     SELECT id, ts FROM signals_signal
     WHERE agent_id = a.id AND instrument_id = i.id ORDER BY ts DESC LIMIT 1
 ) s
-WHERE i.id = ANY(%(instruments)s::bigint[])
+WHERE i.active AND a.active
+"""
+
+LATEST_FUSED_SQL = """
+SELECT f.id, f.ts
+FROM marketdata_instrument i
+CROSS JOIN LATERAL (
+    SELECT id, ts FROM signals_fusedsignal WHERE instrument_id = i.id ORDER BY ts DESC LIMIT 1
+) f
+WHERE i.active
+"""
+
+# Where the signals are distributed (Citus), the probes start from the instruments' keys,
+# beside the signals, so that Citus runs each on its instrument's shard: it refuses a lateral
+# LIMIT from the coordinator's tables, from a list of values or one that names a reference
+# table's column (the agents' keys). The active instruments and agents are read first, and
+# each instrument's probe takes each active agent's latest signal with DISTINCT ON, over that
+# instrument's signals of those agents: a read of their history, where one node probes.
+ACTIVE_SQL = """
+SELECT ARRAY(SELECT id FROM marketdata_instrument WHERE active),
+       ARRAY(SELECT id FROM signals_agent WHERE active)
 """
 LATEST_SIGNALS_ON_SHARDS_SQL = """
 SELECT s.id, s.ts
-FROM {instruments}
+FROM marketdata_instrument_key i
 CROSS JOIN LATERAL (
     SELECT DISTINCT ON (agent_id) id, ts FROM signals_signal
     WHERE instrument_id = i.id AND agent_id = ANY(%(agents)s::bigint[])
@@ -51,10 +57,9 @@ CROSS JOIN LATERAL (
 ) s
 WHERE i.id = ANY(%(instruments)s::bigint[])
 """
-
-LATEST_FUSED_SQL = """
+LATEST_FUSED_ON_SHARDS_SQL = """
 SELECT f.id, f.ts
-FROM {instruments}
+FROM marketdata_instrument_key i
 CROSS JOIN LATERAL (
     SELECT id, ts FROM signals_fusedsignal WHERE instrument_id = i.id ORDER BY ts DESC LIMIT 1
 ) f
@@ -62,20 +67,21 @@ WHERE i.id = ANY(%(instruments)s::bigint[])
 """
 
 
-def _keys(sql: str) -> tuple[list[int], list]:
-    starts = _FROM_KEYS if engine.distributes_market_data(connection) else _FROM_IDS
+def _keys(one_node_sql: str, on_shards_sql: str) -> tuple[list[int], list]:
     with connection.cursor() as cursor:
-        cursor.execute(ACTIVE_SQL)
-        instruments, agents = cursor.fetchone()
-        cursor.execute(sql.format(**starts), {"instruments": instruments, "agents": agents})
+        if engine.distributes_market_data(connection):
+            cursor.execute(ACTIVE_SQL)
+            instruments, agents = cursor.fetchone()
+            cursor.execute(on_shards_sql, {"instruments": instruments, "agents": agents})
+        else:
+            cursor.execute(one_node_sql)
         rows = cursor.fetchall()
     return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def latest_signals() -> list[Signal]:
     """Each active agent's latest signal per active instrument, by symbol then agent."""
-    on_shards = engine.distributes_market_data(connection)
-    ids, times = _keys(LATEST_SIGNALS_ON_SHARDS_SQL if on_shards else LATEST_SIGNALS_SQL)
+    ids, times = _keys(LATEST_SIGNALS_SQL, LATEST_SIGNALS_ON_SHARDS_SQL)
     # The time too, so that the lookup prunes to the partitions or chunks holding them.
     return list(
         Signal.objects.filter(id__in=ids, ts__in=set(times))
@@ -85,7 +91,7 @@ def latest_signals() -> list[Signal]:
 
 
 def latest_fused() -> list[FusedSignal]:
-    ids, times = _keys(LATEST_FUSED_SQL)
+    ids, times = _keys(LATEST_FUSED_SQL, LATEST_FUSED_ON_SHARDS_SQL)
     return list(
         FusedSignal.objects.filter(id__in=ids, ts__in=set(times))
         .select_related("instrument")
