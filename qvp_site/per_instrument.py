@@ -35,6 +35,8 @@ class InstrumentRun:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     isolated: bool = True
+    # A first pass whose failures the real run meets and logs again: recorded here, not logged.
+    quiet: bool = False
 
     @contextmanager
     def each(self, symbol: str) -> Iterator[None]:
@@ -46,6 +48,8 @@ class InstrumentRun:
             if not self.isolated:
                 raise
             self.failed[symbol] = f"{type(error).__name__}: {error}"
+            if self.quiet:
+                return
             logger.error(
                 "%s: %s failed and was left out: %s",
                 self.task,

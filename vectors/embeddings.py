@@ -43,7 +43,7 @@ FEATURES = SetSpec(
 TABLE = FeatureEmbedding._meta.db_table
 COLUMNS = ("instrument_id", "feature_set_id", "ts", "embedding", "raw")
 TYPES = ("int8", "int8", "timestamptz", "vector", "float8[]")
-BUILD_LOCK = store.BUILD_LOCK  # where the patterns, the regimes and the tests look for it
+BUILD_LOCK = store.BUILD_LOCK  # where the patterns and the tests look for it
 
 
 @dataclass
@@ -129,7 +129,7 @@ def build(
     run = run if run is not None else InstrumentRun("embeddings", isolated=False)
     report = BuildReport()
     instruments = list(instruments)
-    store.fitted_apart(spec, lambda: _raw_of(instruments, spec, since, known_at, run))
+    prepare_set(instruments, since=since, spec=spec, known_at=known_at)
     with transaction.atomic():
         store.lock_builds()
         known_at = knowledge_time(known_at)
@@ -171,19 +171,23 @@ def _pending(
     return pending
 
 
-def _raw_of(
+def prepare_set(
     instruments: list[Instrument],
-    spec: SetSpec,
-    since: datetime | None,
-    known_at: datetime | None,
-    run: InstrumentRun,
-) -> list[np.ndarray]:
-    """The raw features of a new set's windows, to fit it on (``store.fitted_apart``); an
-    instrument's failure here is the build's to record, which meets it again."""
-    scratch = InstrumentRun(run.task, isolated=run.isolated)
-    return [
-        p.raw for p in _pending(instruments, spec, since, {}, knowledge_time(known_at), scratch)
-    ]
+    *,
+    since: datetime | None = None,
+    spec: SetSpec = FEATURES,
+    known_at: datetime | None = None,
+) -> None:
+    """A new set stored before the build of its first windows, where the engine wants it
+    (``store.fitted_apart``); nothing where the set is stored or on one node."""
+
+    def raw() -> list[np.ndarray]:
+        # A first pass: the build's own meets (and records) an instrument's failure again.
+        scratch = InstrumentRun("embeddings", isolated=True, quiet=True)
+        pending = _pending(instruments, spec, since, {}, knowledge_time(known_at), scratch)
+        return [p.raw for p in pending]
+
+    store.fitted_apart(spec, raw)
 
 
 def _record(feature_set: FeatureSet, known_at: datetime, pending: list[Pending]) -> FeatureBuild:

@@ -212,10 +212,7 @@ def build(
     run = run if run is not None else InstrumentRun("regimes", isolated=False)
     created: dict[str, int] = {}
     instruments = list(instruments)
-    scratch = InstrumentRun(run.task, isolated=run.isolated)  # the build records failures
-    store.fitted_apart(
-        REGIMES, lambda: [s.raw for s in _computed(instruments, scratch, adjustment).values()]
-    )
+    prepare_set(instruments, adjustment=adjustment)
     with transaction.atomic():
         store.lock_builds()
         if replace:
@@ -229,6 +226,18 @@ def build(
                 created[instrument.symbol] = _copy_new(instrument, feature_set, found)
         discover(feature_set, clusters)
     return created
+
+
+def prepare_set(instruments: list[Instrument], adjustment: str = bars.DEFAULT_ADJUSTMENT) -> None:
+    """The regimes' set stored before the build of its first signatures, where the engine
+    wants it (``store.fitted_apart``); nothing where the set is stored or on one node."""
+
+    def raw() -> list[np.ndarray]:
+        # A first pass: the build's own meets (and records) an instrument's failure again.
+        scratch = InstrumentRun("regimes", isolated=True, quiet=True)
+        return [s.raw for s in _computed(instruments, scratch, adjustment).values()]
+
+    store.fitted_apart(REGIMES, raw)
 
 
 def _computed(

@@ -92,11 +92,15 @@ def fitted_apart(spec: SetSpec, raw: Callable[[], list[np.ndarray]]) -> None:
     stored yet fitted on ``raw()`` (each instrument's raw features, read for it) and stored in
     a transaction of its own, before the build's: the build's writes, as a role other than
     the owner, then see the set's key. Its windows are read twice, on a set's first build
-    only."""
+    only. Called within a transaction (a command's ``acting_as``), the set is committed with
+    it: such a caller prepares the set in a transaction before the build's (the builds'
+    ``prepare_set``). A build that then fails leaves the set, fitted, for the next build."""
     if not engine.new_keys_need_a_commit() or spec.stored() is not None:
         return
     with transaction.atomic():
         lock_builds()
+        if spec.stored() is not None:  # another build stored it while this one waited
+            return
         found = raw()
         if found:
             spec.fitted(np.concatenate(found))

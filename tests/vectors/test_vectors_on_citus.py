@@ -6,15 +6,17 @@ coordinator; skipped elsewhere."""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import numpy as np
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, ProgrammingError, connection, transaction
 
 from marketdata.models import Instrument
 from qvp_site.db import roles
 from qvp_site.db.binary_copy import copy_columns
 from vectors import embeddings
-from vectors.models import FeatureEmbedding
 
 from .conftest import load_demo
 from .sets import make_set
@@ -88,22 +90,21 @@ def test_no_role_makes_a_key_of_its_own(db, app_role_password, role, keys):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_application_builds_a_new_sets_first_embeddings(app_role_password):
-    """As the scheduler's first build of a new feature set does, as trading_app, outside any
-    transaction. The owner's trigger writes the set's key over the owner's connections to the
-    workers, and the build's COPY checks its foreign key over the application's own: the set
-    is stored in a transaction of its own first (``store.fitted_apart``), then the build's
-    COPY sees its key. Built in one transaction, the COPY was refused."""
-    instrument = load_demo(("AAPL",), 3)["AAPL"]  # committed, as the owner
+def test_the_scheduler_builds_new_sets_first_embeddings_and_regimes(app_role_password):
+    """The scheduler's job (``build_embeddings``) as trading_app, the first of its feature
+    sets. The owner's trigger writes a new set's key over the owner's connections to the
+    workers, and the build's COPY checks its foreign key over the application's own: the
+    command stores each new set in a transaction of its own first (``prepare_set``), then
+    the build's COPY sees its key. Built in the build's transaction, the COPY was refused."""
+    load_demo(("SPY",), 80)  # committed, as the owner: enough days for regime signatures
     with connection.cursor() as cursor:
         cursor.execute(f"SET ROLE {roles.APP_ROLE}")
     try:
-        report = embeddings.build([instrument])
+        call_command("build_embeddings", "--no-progress", stdout=StringIO())
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
-    assert report.created["AAPL"] > 0
-    assert (
-        FeatureEmbedding.objects.filter(feature_set=report.feature_set).count()
-        == (report.created["AAPL"])
-    )
+    for table in ("vectors_featureembedding", "vectors_volatilityregime"):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            assert cursor.fetchone()[0] > 0, table

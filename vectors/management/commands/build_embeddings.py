@@ -85,6 +85,14 @@ class Command(BaseCommand):
             )
 
         windows, signatures = InstrumentRun("embeddings"), InstrumentRun("regimes")
+        instruments = list(instruments)
+        # A new feature set committed before its first build, where the engine wants it
+        # (vectors/store.py, fitted_apart): the build's COPY, as the scheduler's role, then
+        # sees its key on the workers.
+        with acting_as(ACTOR):
+            embeddings.prepare_set(instruments, since=since, known_at=options["known_at"])
+        with acting_as(ACTOR):
+            regimes.prepare_set(instruments)
         with acting_as(ACTOR):
             report = embeddings.build(
                 instruments, since=since, rebuild=rebuild, progress=progress, run=windows,
