@@ -43,7 +43,6 @@ FEATURES = SetSpec(
 TABLE = FeatureEmbedding._meta.db_table
 COLUMNS = ("instrument_id", "feature_set_id", "ts", "embedding", "raw")
 TYPES = ("int8", "int8", "timestamptz", "vector", "float8[]")
-BUILD_LOCK = store.BUILD_LOCK  # where the patterns and the tests look for it
 
 
 @dataclass

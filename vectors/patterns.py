@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from marketdata.knowledge import knowledge_time
@@ -35,8 +35,7 @@ from qvp_site.per_instrument import InstrumentRun
 from risk.estimators import PERIODS_PER_YEAR
 from trading.models import BacktestRun, BacktestTrade
 from trading.reruns import METRICS, Repeated, RerunRefused
-from vectors import bars, features
-from vectors.embeddings import BUILD_LOCK
+from vectors import bars, features, store
 from vectors.models import FeatureSet, StrategyPattern
 from vectors.store import SetSpec, scaler_of
 
@@ -203,8 +202,7 @@ def build(
     run = run if run is not None else InstrumentRun("patterns", isolated=False)
     written: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BUILD_LOCK])
+        store.lock_builds()
         # Knowledge not yet settled is refused: what loads still open commit would change it.
         read = Reading(known_at=knowledge_time(known_at), since=since)
         computed = {}

@@ -28,7 +28,7 @@ import pytest
 
 from tests.scratch_site import ScratchSite, scratch_site
 from trading.replay import replay
-from vectors.embeddings import BUILD_LOCK
+from vectors.store import BUILD_LOCK
 
 ROOT = Path(__file__).resolve().parents[2]
 BARS = 1_000_000
@@ -391,7 +391,7 @@ def orphans(site: ScratchSite) -> list[tuple[Any, ...]]:
 
 
 def building(site: ScratchSite) -> bool:
-    """Whether a build holds its lock (vectors.embeddings.BUILD_LOCK): its transaction began."""
+    """Whether a build holds its lock (vectors.store.BUILD_LOCK): its transaction began."""
     high, low = divmod(BUILD_LOCK, 2**32)
     (found,) = site.query(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
