@@ -40,7 +40,12 @@ the answers with merge_asof's on 100 random cases.
 
 The right rows' columns come back as annotations (``asof_bid``...), so the queryset stays a
 queryset: filter, annotate, aggregate, count, use it as a subquery, join two as-of reads (the
-quote at the fill and the one five minutes later, with two prefixes). The psql side is
+quote at the fill and the one five minutes later, with two prefixes).
+
+Where the market data is distributed (Citus), the lookups run on its shards: as above from a
+left table distributed beside it (the trades and the quotes); from the books on the
+coordinator, or the instruments, they start from the instruments' keys there, with the left
+rows' instruments and times sent to each shard (``asof_shards``). The psql side is
 marketdata/sql/asof/0016.sql. ``arrow(queryset)`` reads a queryset's rows into Arrow by binary
 COPY (``pandas`` by ``.to_pandas()``): 100,000 rows in about 0.06 s, where iterating the
 queryset through Django takes 1-2 s.
@@ -62,6 +67,9 @@ from django.db.models.expressions import Col
 from django.db.models.functions import Abs, Mod
 from django.db.models.lookups import Exact
 from django.db.models.sql.constants import LOUTER
+
+from qvp_site.db.asof_shards import FromKeys, Placement, formatted
+from qvp_site.db.distribution import key_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -94,6 +102,7 @@ class LateralJoin:
         alias: str,
         parent_alias: str,
         table_name: str,
+        from_keys: FromKeys | None = None,
     ):
         self.template = template
         self.subqueries = list(subqueries)
@@ -101,15 +110,15 @@ class LateralJoin:
         self.parent_alias = parent_alias
         # Django keys its table map by table name: a name of the join's own.
         self.table_name = table_name
+        # The same join where the lookups must start from the instruments' keys (Citus).
+        self.from_keys = from_keys
 
     def as_sql(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
     ) -> tuple[str, list[Any]]:
-        # Params in the order their placeholders appear in the template.
-        compiled = [subquery.as_sql(compiler, connection) for subquery in self.subqueries]
-        order = [int(n) for n in _PLACEHOLDER.findall(self.template)]
-        params = [p for n in order for p in compiled[n][1]]
-        select = self.template.format(*(sql for sql, _ in compiled))
+        if self.from_keys and self.from_keys.placement.starts_from_keys(connection):
+            return self.from_keys.as_sql(compiler, connection, self.table_alias)
+        select, params = formatted(self.template, self.subqueries, compiler, connection)
         alias = compiler.quote_name_unless_alias(self.table_alias)
         return f"LEFT JOIN LATERAL ({select}) {alias} ON true", params
 
@@ -120,6 +129,7 @@ class LateralJoin:
             change_map.get(self.table_alias, self.table_alias),
             change_map.get(self.parent_alias, self.parent_alias),
             self.table_name,
+            self.from_keys.relabeled_clone(change_map) if self.from_keys else None,
         )
 
     def demote(self) -> LateralJoin:
@@ -140,8 +150,6 @@ class LateralJoin:
     def __hash__(self) -> int:
         return hash(self.identity)
 
-
-_PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 # The steps of a lookup (see ``_steps``): within an hour of the left time, then a day, then
 # beyond; a tolerance ends them. An hour holds the latest quote of a live feed and reaches
@@ -197,32 +205,84 @@ def asof(
     for name in (right_time, right_by, *tie_break):
         _field(right_model, name, "right_time/right_by/tie_break")
 
-    at: Any = OuterRef(time)
-    if offset:
-        at = _shifted(at, offset)
-    sign = "-" if direction == "backward" else ""
     names = [f.attname for f in fields]
+    sign = "-" if direction == "backward" else ""
 
-    def lookup(bounds: dict[str, Any]) -> models.QuerySet[Any]:
-        inner = right_qs.filter(**{right_by: OuterRef(by)}, **bounds)
-        inner = inner.order_by(*(f"{sign}{name}" for name in (right_time, *tie_break)))
-        return inner.values(*names)[:1]
+    def steps(key: Any, at: Any) -> list[models.QuerySet[Any]]:
+        """The lookup's steps for the instrument ``key`` at the time ``at`` (``_steps``)."""
+
+        def step(bounds: dict[str, Any]) -> models.QuerySet[Any]:
+            inner = right_qs.filter(**{right_by: key}, **bounds)
+            inner = inner.order_by(*(f"{sign}{name}" for name in (right_time, *tie_break)))
+            return inner.values(*names)[:1]
+
+        bounds = _time_bounds(right_time, at, direction, tolerance, allow_exact)
+        return [step(b) for b in _steps(right_time, at, direction, tolerance, bounds)]
 
     qs = left.all()
     query = qs.query
     parent = query.get_initial_alias()
-    bounds = _time_bounds(right_time, at, direction, tolerance, allow_exact)
-    steps = [lookup(b) for b in _steps(right_time, at, direction, tolerance, bounds)]
-    template = _stepped(len(steps))
-    subqueries = [
-        step.query.resolve_expression(query, allow_joins=True, reuse=None) for step in steps
-    ]
     alias = _new_alias(query)
+    at: Any = _shifted(OuterRef(time), offset) if offset else OuterRef(time)
+    template, subqueries = _resolved(steps(OuterRef(by), at), query)
+    from_keys = _from_keys(left, query, right_qs, right_by, by, time, offset, alias, steps)
+    join = LateralJoin(template, subqueries, alias, parent, alias, from_keys)
     # Typed for Django's own joins; ours has what the query reads of one.
-    query.alias_map[alias] = cast(Any, LateralJoin(template, subqueries, alias, parent, alias))
+    query.alias_map[alias] = cast(Any, join)
     query.alias_refcount[alias] = 1
     query.table_map[alias] = [alias]
     return qs.annotate(**{f"{prefix}{f.attname}": Col(alias, f, f) for f in fields})
+
+
+def _resolved(steps: Sequence[models.QuerySet[Any]], query: Query) -> tuple[str, list[Query]]:
+    """The steps under one ``LIMIT 1`` (``_stepped``), as subqueries of ``query``."""
+    subqueries = [
+        step.query.resolve_expression(query, allow_joins=True, reuse=None) for step in steps
+    ]
+    return _stepped(len(steps)), subqueries
+
+
+def _from_keys(
+    left: models.QuerySet[Any],
+    query: Query,
+    right: models.QuerySet[Any],
+    right_by: str,
+    by: str,
+    time: str,
+    offset: timedelta | None,
+    alias: str,
+    steps: Any,
+) -> FromKeys | None:
+    """The join's form for Citus, where its lookups start from the instruments' keys
+    (``asof_shards``), for the left rows of ``left`` (``query``: its clone the join goes in);
+    None where the right side's instrument is not a foreign key, so has no keys' table."""
+    right_field = right.model._meta.get_field(right_by)
+    if not isinstance(right_field, models.ForeignKey):
+        return None
+    left_field = _column_of(left.model, by)
+    placement = Placement(
+        right_table=right.model._meta.db_table,
+        right_by=right_field.column,
+        key_table=key_table(cast(Any, right_field.related_model)._meta.db_table),
+        left_table=left.model._meta.db_table,
+        left_by=left_field,
+    )
+    at: Any = _shifted(F(time), offset) if offset else F(time)
+    pairs = left.order_by().annotate(**{f"{alias}_by": F(by), f"{alias}_at": at})
+    on = [F(by).resolve_expression(query), at.resolve_expression(query)]
+    template, subqueries = _resolved(
+        steps(*FromKeys.starts(alias, right_field.target_field)), query
+    )
+    return FromKeys(placement, alias, pairs.query, template, subqueries, on)
+
+
+def _column_of(model: type[models.Model], name: str) -> str | None:
+    """The column ``name`` names on ``model``'s table, if it names one (not an annotation)."""
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    return field.column if isinstance(field, models.Field) and field.concrete else None
 
 
 def _steps(
@@ -385,7 +445,8 @@ def arrow(
     split, one connection for one that cannot: ordered (``order_by`` or its model's
     ``Meta.ordering``: the one connection keeps PostgreSQL's order, collations and NULLs
     included; ``.order_by()`` to read in parallel), sliced, distinct, grouped or windowed
-    (filtering the left rows would change those answers). Asked for more than one on such a
+    (filtering the left rows would change those answers), and on Citus one whose as-of
+    lookups run on the shards (``asof_shards``). Asked for more than one on such a
     queryset, ``ValueError`` says why."""
     from qvp_site.api.bulk import reader  # the driver: not loaded by what never reads so
 
@@ -414,6 +475,8 @@ def split(queryset: QS, workers: int | None = None) -> list[QS]:
     rows (no statistics on the expression): a left side of several tables may get nested
     loops where it had hash joins."""
     wanted = _checked_workers(workers)
+    if workers is None and _looks_up_on_the_shards(queryset):
+        return [queryset]  # the shards share the lookups; each part would make them all
     reason = _unsplittable(queryset)
     if wanted > 1 and reason and workers is not None:
         raise ValueError(f"workers={workers}: the queryset cannot be read in parts: {reason}")
@@ -424,6 +487,18 @@ def split(queryset: QS, workers: int | None = None) -> list[QS]:
     # abs: PostgreSQL's remainder of a negative key is negative (-3 % 2 = -1).
     remainder = Abs(Mod(F(column), Value(wanted)))
     return [queryset.filter(Exact(remainder, Value(part))) for part in range(wanted)]
+
+
+def _looks_up_on_the_shards(queryset: models.QuerySet[Any]) -> bool:
+    """Whether an as-of join of ``queryset`` starts its lookups from the instruments' keys
+    (``asof_shards``): they run on the shards at once, for every left row of any part."""
+    connection = connections[queryset.db]
+    return any(
+        isinstance(join, LateralJoin)
+        and join.from_keys is not None
+        and join.from_keys.placement.starts_from_keys(connection)
+        for join in queryset.query.alias_map.values()
+    )
 
 
 def _checked_workers(workers: object) -> int:

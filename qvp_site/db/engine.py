@@ -20,6 +20,7 @@ POSTGRESQL = "postgresql"
 CITUS = "citus"
 
 _cache: dict[tuple[str, str], EngineInfo] = {}
+_distributed: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def detect(connection: BaseDatabaseWrapper | None = None) -> EngineInfo:
 def forget() -> None:
     """Drop cached answers (after the extension is created or dropped, and in tests)."""
     _cache.clear()
+    _distributed.clear()
 
 
 def _probe(connection: BaseDatabaseWrapper) -> EngineInfo:
@@ -159,3 +161,29 @@ def local_settings_reach_the_shards(connection: BaseDatabaseWrapper | None = Non
     ``citus.propagate_set_commands``, off by default; elsewhere, nothing. Send such settings in
     a message of their own: Citus sends a propagated SET's whole query string to the workers."""
     return "SET LOCAL citus.propagate_set_commands = 'local'" if is_citus(connection) else ""
+
+
+# The tables Citus distributes by hash (not their partitions): each one's distribution column
+# and colocation group. Citus's catalog is readable by every role.
+_DISTRIBUTED_SQL = """
+SELECT c.relname, column_to_column_name(p.logicalrelid, p.partkey), p.colocationid
+FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
+WHERE p.partmethod = 'h' AND NOT c.relispartition
+"""
+
+
+def distribution(
+    table: str, connection: BaseDatabaseWrapper | None = None
+) -> tuple[str, int] | None:
+    """On Citus, ``table``'s distribution column and colocation group; None for a table kept
+    whole (on the coordinator, or a reference table), and on the other engines. Read once per
+    database and process: the migrations distribute a table once, before the site serves."""
+    connection = connection or connections["default"]
+    if not is_citus(connection):
+        return None
+    key = (connection.alias, connection.settings_dict["NAME"])
+    if key not in _distributed:
+        with connection.cursor() as cursor:
+            cursor.execute(_DISTRIBUTED_SQL)
+            _distributed[key] = {name: (column, group) for name, column, group in cursor.fetchall()}
+    return _distributed[key].get(table)

@@ -11,12 +11,13 @@ from qvp_site.db import partitions
 
 START = datetime(2024, 5, 13, tzinfo=UTC)  # a Monday
 
-# On Citus an as-of join from a table kept on the coordinator (the executions) to the distributed
-# ticks is refused: Citus does not push a correlated LATERAL ... LIMIT 1 from a local table to
-# the shards. Making it run there is the next issue's (31) work; the README names the gap.
-LOCAL_LEFT_REFUSED_ON_CITUS = pytest.mark.xfail(
+# On Citus an as-of join from a table kept on the coordinator (the executions) to the ticks as
+# known at a past moment is refused: the lookups run on the shards (qvp_site/db/asof_shards.py),
+# but the rows as known then are a UNION of the table and its revisions (``<table>_history``),
+# which Citus does not run on the shards inside them. The README names the gap (issue 31).
+KNOWN_AT_FROM_THE_COORDINATOR_REFUSED_ON_CITUS = pytest.mark.xfail(
     bool(settings.QVP_CITUS_WORKERS),
-    reason="on Citus, an as-of join from the coordinator's tables to the shards is not built yet",
+    reason="on Citus, an as-of join from the coordinator to a read as known at a moment",
     raises=(DatabaseError, adbc_driver_manager.DatabaseError),  # a refusal, never a wrong answer
     strict=True,
 )

@@ -19,7 +19,7 @@ from marketdata.models import Instrument, Tick
 from qvp_site.db import partitions
 from qvp_site.db.asof import asof
 from tests.fixtures.trading import fill, make_order
-from tests.marketdata.conftest import LOCAL_LEFT_REFUSED_ON_CITUS, START
+from tests.marketdata.conftest import KNOWN_AT_FROM_THE_COORDINATOR_REFUSED_ON_CITUS, START
 from tests.plans import index_copies
 from tests.qvp_site.test_research_role import connect_as_research
 
@@ -262,7 +262,6 @@ def fills_and_quotes(partitioned_for, account, instrument) -> dict:
     return {"early": early, "late": late}
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_executions_get_the_quote_at_the_fill_and_thirty_seconds_later(fills_and_quotes):
     from trading.models import Execution
 
@@ -298,7 +297,6 @@ def test_executions_get_the_quote_at_the_fill_and_thirty_seconds_later(fills_and
                 .values_list("id", flat=True)) == [late.id]  # fmt: skip
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_a_tolerance_leaves_a_stale_quote_out(fills_and_quotes):
     from trading.models import Execution
 
@@ -312,7 +310,7 @@ def test_a_tolerance_leaves_a_stale_quote_out(fills_and_quotes):
     assert list(executions.values_list("asof_bid", flat=True)) == [None, 99.6]
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
+@KNOWN_AT_FROM_THE_COORDINATOR_REFUSED_ON_CITUS
 def test_the_quotes_read_as_known_at_a_moment(fills_and_quotes):
     """A run repeated as known at a past moment sees the quotes it saw then: none, here,
     before the quotes were loaded."""

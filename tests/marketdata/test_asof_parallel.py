@@ -18,7 +18,7 @@ from qvp_site.db import asof
 from qvp_site.db.asof import arrow, split
 from qvp_site.db.roles import APP_ROLE
 from tests.fixtures.trading import fill, make_order
-from tests.marketdata.conftest import LOCAL_LEFT_REFUSED_ON_CITUS, START
+from tests.marketdata.conftest import START
 
 
 @pytest.fixture
@@ -63,7 +63,6 @@ def _rows(table) -> list[tuple]:
     return sorted(zip(*table.to_pydict().values(), strict=True))
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_the_parts_are_the_querysets_rows_each_once(fills_on_three_instruments):
     expected = sorted(_joined())
     assert len(expected) == 24
@@ -78,7 +77,6 @@ def test_the_parts_are_the_querysets_rows_each_once(fills_on_three_instruments):
     assert len({row[1] for row in expected}) == 3
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_each_part_reads_as_the_app_role_and_the_declared_user(
     fills_on_three_instruments, desks, app_role_password
 ):
@@ -94,7 +92,6 @@ def test_each_part_reads_as_the_app_role_and_the_declared_user(
     assert _rows(table) == expected
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_the_parts_read_one_snapshot(fills_on_three_instruments, desks, monkeypatch):
     """A fill committed after the first part's snapshot is taken and before the second part
     imports it: in no part (the second part, reading on its own, would see it)."""
@@ -116,7 +113,6 @@ def test_the_parts_read_one_snapshot(fills_on_three_instruments, desks, monkeypa
     assert len(list(_joined())) == len(before) + 2  # committed: seen by a later read
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_an_ordered_queryset_is_read_whole_in_its_order(fills_on_three_instruments):
     ordered = _joined().order_by("-id")
     assert split(ordered) == [ordered]
@@ -125,7 +121,6 @@ def test_an_ordered_queryset_is_read_whole_in_its_order(fills_on_three_instrumen
         arrow(ordered, workers=2)
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 @pytest.mark.parametrize(
     ("shape", "reason"),
     [

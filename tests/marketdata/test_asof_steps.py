@@ -18,7 +18,7 @@ from qvp_site.db import engine, partitions
 from qvp_site.db.asof import arrow
 from qvp_site.db.roles import APP_ROLE
 from tests.fixtures.trading import fill, make_order
-from tests.marketdata.conftest import LOCAL_LEFT_REFUSED_ON_CITUS, START
+from tests.marketdata.conftest import START
 from tests.plans import index_copies, plan_nodes
 
 FUNCTIONS = {"backward": "marketdata_quote_asof", "forward": "marketdata_quote_after"}
@@ -151,7 +151,6 @@ def _joined():
     )
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_arrow_reads_what_the_queryset_reads(fills_of_two_desks):
     table = arrow(_joined())
     assert table.column_names == ["id", "asof_bid", "asof_ask"]
@@ -159,7 +158,6 @@ def test_arrow_reads_what_the_queryset_reads(fills_of_two_desks):
     assert len(table) == 2
 
 
-@LOCAL_LEFT_REFUSED_ON_CITUS
 def test_arrow_reads_as_the_app_role_and_the_user_django_acts_as(
     fills_of_two_desks, desks, app_role_password
 ):
