@@ -19,6 +19,7 @@ from marketdata.models import Instrument, Tick
 from qvp_site.db import partitions
 from qvp_site.db.asof import asof
 from tests.fixtures.trading import fill, make_order
+from tests.marketdata import merge_asof
 from tests.marketdata.conftest import KNOWN_AT_FROM_THE_COORDINATOR_REFUSED_ON_CITUS, START
 from tests.plans import index_copies
 from tests.qvp_site.test_research_role import connect_as_research
@@ -78,41 +79,11 @@ def _tick(instrument: Instrument, ts, sequence: int, kind: str, rng: random.Rand
 
 def _expected(trades: list[Tick], quotes: list[Tick], params: dict) -> dict[int, int | None]:
     """What pandas.merge_asof answers: trade id -> the matched quote's id (or None)."""
-    offset = params["offset"] or timedelta(0)
-    left = pd.DataFrame(
-        {
-            "trade_id": [t.id for t in trades],
-            "instrument": [t.instrument_id for t in trades],
-            "ts": pd.to_datetime([t.ts + offset for t in trades], utc=True),
-        },
-        columns=["trade_id", "instrument", "ts"],
-    ).sort_values("ts", kind="stable")
-    right = pd.DataFrame(
-        {
-            "quote_id": [q.id for q in quotes],
-            "instrument": [q.instrument_id for q in quotes],
-            "ts": pd.to_datetime([q.ts for q in quotes], utc=True),
-            "sequence": [q.sequence for q in quotes],
-        },
-        columns=["quote_id", "instrument", "ts", "sequence"],
-    ).sort_values(["ts", "sequence"], kind="stable")
-    left["ts"] = left["ts"].astype("datetime64[us, UTC]")
-    right["ts"] = right["ts"].astype("datetime64[us, UTC]")
-    left["instrument"] = left["instrument"].astype("int64")
-    right["instrument"] = right["instrument"].astype("int64")
-    merged = pd.merge_asof(
-        left,
-        right,
-        on="ts",
-        by="instrument",
-        direction=params["direction"],
-        tolerance=pd.Timedelta(params["tolerance"]) if params["tolerance"] is not None else None,
-        allow_exact_matches=params["allow_exact"],
+    return merge_asof.matches(
+        [(t.id, t.instrument_id, t.ts) for t in trades],
+        [(q.id, q.instrument_id, q.ts, q.sequence) for q in quotes],
+        **params,
     )
-    return {
-        int(row.trade_id): (None if pd.isna(row.quote_id) else int(row.quote_id))
-        for row in merged.itertuples()
-    }
 
 
 @pytest.mark.parametrize("case", range(CASES))

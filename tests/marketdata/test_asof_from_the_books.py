@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-import pandas as pd
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -16,6 +15,7 @@ from django.db import connection
 from marketdata.models import Instrument, Tick
 from qvp_site.db.asof import default_workers, split
 from tests.fixtures.trading import fill, make_order
+from tests.marketdata import merge_asof
 from tests.marketdata.conftest import START
 
 INSTRUMENTS = 8  # over the 4 shards of the test cluster, so over both workers
@@ -67,37 +67,11 @@ def books_and_quotes(partitioned_for, account) -> dict:
 
 
 def _expected(executions, quotes, options: dict) -> dict[int, int | None]:
-    offset = options.get("offset") or timedelta(0)
-    left = pd.DataFrame(
-        {
-            "id": [e.id for e in executions],
-            "instrument": [e.instrument_id for e in executions],
-            "ts": pd.to_datetime([e.executed_at + offset for e in executions], utc=True),
-        }
-    ).sort_values("ts", kind="stable")
-    right = pd.DataFrame(
-        {
-            "quote": [q.id for q in quotes],
-            "instrument": [q.instrument_id for q in quotes],
-            "ts": pd.to_datetime([q.ts for q in quotes], utc=True),
-            "sequence": [q.sequence for q in quotes],
-        }
-    ).sort_values(["ts", "sequence"], kind="stable")
-    for frame in (left, right):
-        frame["ts"] = frame["ts"].astype("datetime64[us, UTC]")
-        frame["instrument"] = frame["instrument"].astype("int64")
-    merged = pd.merge_asof(
-        left,
-        right,
-        on="ts",
-        by="instrument",
-        direction=options["direction"],
-        tolerance=pd.Timedelta(options["tolerance"]) if "tolerance" in options else None,
-        allow_exact_matches=options.get("allow_exact", True),
+    return merge_asof.matches(
+        [(e.id, e.instrument_id, e.executed_at) for e in executions],
+        [(q.id, q.instrument_id, q.ts, q.sequence) for q in quotes],
+        **options,
     )
-    return {
-        int(row.id): (None if pd.isna(row.quote) else int(row.quote)) for row in merged.itertuples()
-    }
 
 
 def _joined(**options):
