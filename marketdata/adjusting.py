@@ -68,6 +68,21 @@ def known_at_sql(table: str, moment: datetime, quote: Any) -> tuple[str, list[An
     )
 
 
+def revised_at_sql(
+    table: str, columns: Sequence[str], moment: datetime, quote: Any
+) -> tuple[str, list[Any]]:
+    """The revisions of ``table``'s rows current at ``moment``, under the table's ``columns``
+    (``id`` the revised row's): the second branch of ``<table>_history`` as known then. With
+    the table's rows known then (``known_from <= moment``), the rows ``known_at_sql`` reads,
+    for a lookup Citus must run on the shards, where it cannot run the view's UNION."""
+    selected = ", ".join(f"row_id AS {quote(c)}" if c == "id" else quote(c) for c in columns)
+    return (
+        f"(SELECT {selected} FROM {quote(f'{table}revision')}"
+        " WHERE known_from <= %s::timestamptz AND known_until > %s::timestamptz)",
+        [moment, moment],
+    )
+
+
 def raw_bars_sql(
     connection: BaseDatabaseWrapper, table: str, known_at: datetime | None
 ) -> tuple[str, list[Any]]:

@@ -37,11 +37,18 @@ class KnownAt(BaseTable):
     apart, for the instruments the filters name, and given to the read (marketdata/adjusting.py)."""
 
     def __init__(
-        self, table_name: str, alias: str | None, moment: datetime | None, adjustment: str = "raw"
+        self,
+        table_name: str,
+        alias: str | None,
+        moment: datetime | None,
+        adjustment: str = "raw",
+        revised_only: bool = False,
     ):
         super().__init__(table_name, alias)
         self.moment = moment
         self.adjustment = adjustment
+        # Only the revisions current at the moment (``read_apart``): unadjusted, at a moment.
+        self.revised_only = revised_only
 
     def as_sql(self, compiler, connection) -> tuple[str, list[Any]]:
         # As Django names the alias elsewhere: quoted when it is the table's name, bare when
@@ -75,6 +82,10 @@ class KnownAt(BaseTable):
     def _bars(self, compiler, connection, bare: bool = False) -> tuple[str, list[Any]]:
         """The rows as known at the moment, unadjusted: the table (under its alias unless
         ``bare``), or the body of ``<table>_known_at(moment)`` written out."""
+        if self.revised_only and self.moment is not None:
+            columns = [field.column for field in compiler.query.model._meta.concrete_fields]
+            quote = connection.ops.quote_name
+            return adjusting.revised_at_sql(self.table_name, columns, self.moment, quote)
         if self.moment is None:
             if bare:
                 return connection.ops.quote_name(self.table_name), []
@@ -84,11 +95,20 @@ class KnownAt(BaseTable):
 
     def relabeled_clone(self, change_map: dict[str | None, str]) -> KnownAt:
         alias = change_map.get(self.table_alias) or self.table_alias
-        return self.__class__(self.table_name, alias, self.moment, self.adjustment)
+        return self.__class__(
+            self.table_name, alias, self.moment, self.adjustment, self.revised_only
+        )
 
     @property
     def identity(self) -> tuple[Any, ...]:
-        return (self.__class__, self.table_name, self.table_alias, self.moment, self.adjustment)
+        return (
+            self.__class__,
+            self.table_name,
+            self.table_alias,
+            self.moment,
+            self.adjustment,
+            self.revised_only,
+        )
 
 
 def _lower_bound(where: Any, alias: str) -> datetime | None:
@@ -182,6 +202,17 @@ class TimeRangeQuerySet(AsOfQuerySetMixin, models.QuerySet):
         if moment is None and _moment(self) is None:
             return self.all()
         return _read_as(self, moment=moment)
+
+    def read_apart(self) -> list[models.QuerySet]:
+        """Querysets that each read one table and whose rows together are this read's: itself,
+        or, read unadjusted as known at a past moment, the table's rows known then and the
+        revisions current then. For a lookup Citus runs on the shards, where it cannot run
+        the union of the two (qvp_site/db/asof_shards.py)."""
+        moment = _moment(self)
+        if moment is None or _adjustment(self) != "raw":
+            return [self]
+        current = _read_as(self, moment=None).filter(known_from__lte=moment)
+        return [current, _read_as(self, revised_only=True)]
 
     def for_symbol(self, symbol: str, on: date | None = None):
         """Rows of the instrument that bore ``symbol`` on ``on`` (default today; the security

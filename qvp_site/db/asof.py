@@ -57,6 +57,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast
 
@@ -68,7 +69,7 @@ from django.db.models.functions import Abs, Mod
 from django.db.models.lookups import Exact
 from django.db.models.sql.constants import LOUTER
 
-from qvp_site.db.asof_shards import FromKeys, Placement, formatted
+from qvp_site.db.asof_shards import FromKeys, Placement, Winner, formatted
 from qvp_site.db.distribution import key_table
 
 if TYPE_CHECKING:
@@ -205,33 +206,61 @@ def asof(
     for name in (right_time, right_by, *tie_break):
         _field(right_model, name, "right_time/right_by/tie_break")
 
-    names = [f.attname for f in fields]
-    sign = "-" if direction == "backward" else ""
-
-    def steps(key: Any, at: Any) -> list[models.QuerySet[Any]]:
-        """The lookup's steps for the instrument ``key`` at the time ``at`` (``_steps``)."""
-
-        def step(bounds: dict[str, Any]) -> models.QuerySet[Any]:
-            inner = right_qs.filter(**{right_by: key}, **bounds)
-            inner = inner.order_by(*(f"{sign}{name}" for name in (right_time, *tie_break)))
-            return inner.values(*names)[:1]
-
-        bounds = _time_bounds(right_time, at, direction, tolerance, allow_exact)
-        return [step(b) for b in _steps(right_time, at, direction, tolerance, bounds)]
-
+    lookup = _Lookup(
+        right_by, right_time, tie_break, [f.attname for f in fields], direction, tolerance,
+        allow_exact,
+    )  # fmt: skip
     qs = left.all()
     query = qs.query
     parent = query.get_initial_alias()
     alias = _new_alias(query)
     at: Any = _shifted(OuterRef(time), offset) if offset else OuterRef(time)
-    template, subqueries = _resolved(steps(OuterRef(by), at), query)
-    from_keys = _from_keys(left, query, right_qs, right_by, by, time, offset, alias, steps)
+    template, subqueries = _resolved(lookup.steps(right_qs, OuterRef(by), at), query)
+    from_keys = _from_keys(left, query, right_qs, lookup, by, time, offset, alias)
     join = LateralJoin(template, subqueries, alias, parent, alias, from_keys)
     # Typed for Django's own joins; ours has what the query reads of one.
     query.alias_map[alias] = cast(Any, join)
     query.alias_refcount[alias] = 1
     query.table_map[alias] = [alias]
     return qs.annotate(**{f"{prefix}{f.attname}": Col(alias, f, f) for f in fields})
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """What an as-of join looks up in its right side, for each left row."""
+
+    right_by: str
+    right_time: str
+    tie_break: list[str]
+    names: list[str]  # the right side's columns returned
+    direction: str
+    tolerance: timedelta | None
+    allow_exact: bool
+
+    @property
+    def order(self) -> list[str]:
+        return [self.right_time, *self.tie_break]
+
+    def steps(
+        self, right: models.QuerySet[Any], key: Any, at: Any, *, apart: int = 0
+    ) -> list[models.QuerySet[Any]]:
+        """The lookup's steps in ``right`` for the instrument ``key`` at the time ``at``
+        (``_steps``). ``apart``: the number of a part of a read apart (``_from_keys``), 1 or
+        more, which returns the ordering columns too, and looks up the revisions (from the
+        second) in one step."""
+        sign = "-" if self.direction == "backward" else ""
+        order = [f"{sign}{name}" for name in self.order]
+        extra = [name for name in self.order if name not in self.names] if apart else []
+
+        def step(bounds: dict[str, Any]) -> models.QuerySet[Any]:
+            inner = right.filter(**{self.right_by: key}, **bounds).order_by(*order)
+            return inner.values(*self.names, *extra)[:1]
+
+        rt = self.right_time
+        bounds = _time_bounds(rt, at, self.direction, self.tolerance, self.allow_exact)
+        if apart > 1:
+            return [step(bounds)]
+        return [step(b) for b in _steps(rt, at, self.direction, self.tolerance, bounds)]
 
 
 def _resolved(steps: Sequence[models.QuerySet[Any]], query: Query) -> tuple[str, list[Query]]:
@@ -246,34 +275,45 @@ def _from_keys(
     left: models.QuerySet[Any],
     query: Query,
     right: models.QuerySet[Any],
-    right_by: str,
+    lookup: _Lookup,
     by: str,
     time: str,
     offset: timedelta | None,
     alias: str,
-    steps: Any,
 ) -> FromKeys | None:
     """The join's form for Citus, where its lookups start from the instruments' keys
     (``asof_shards``), for the left rows of ``left`` (``query``: its clone the join goes in);
-    None where the right side's instrument is not a foreign key, so has no keys' table."""
-    right_field = right.model._meta.get_field(right_by)
-    if not isinstance(right_field, models.ForeignKey):
+    None where the right side's instrument is not a foreign key to a primary key, so has no
+    keys' table.
+
+    A right side read as known at a moment is read apart (``read_apart``: the table's rows
+    known then, the revisions current then), each part looked up on its own and the latest
+    (the earliest going forward) of their answers taken: Citus cannot run their union in a
+    lookup. The revisions are few: their lookup is one step."""
+    right_field = right.model._meta.get_field(lookup.right_by)
+    # The keys' table holds the instruments' primary keys.
+    if not isinstance(right_field, models.ForeignKey) or not right_field.target_field.primary_key:
         return None
-    left_field = _column_of(left.model, by)
     placement = Placement(
         right_table=right.model._meta.db_table,
         right_by=right_field.column,
         key_table=key_table(cast(Any, right_field.related_model)._meta.db_table),
         left_table=left.model._meta.db_table,
-        left_by=left_field,
+        left_by=_column_of(left.model, by),
     )
     at: Any = _shifted(F(time), offset) if offset else F(time)
-    pairs = left.order_by().annotate(**{f"{alias}_by": F(by), f"{alias}_at": at})
     on = [F(by).resolve_expression(query), at.resolve_expression(query)]
-    template, subqueries = _resolved(
-        steps(*FromKeys.starts(alias, right_field.target_field)), query
-    )
-    return FromKeys(placement, alias, pairs.query, template, subqueries, on)
+    key, key_at = FromKeys.starts(alias, right_field.target_field)
+    parts = right.read_apart() if hasattr(right, "read_apart") else [right]
+    numbers = range(1, len(parts) + 1) if len(parts) > 1 else [0]
+    arms = [
+        _resolved(lookup.steps(part, key, key_at, apart=n), query)
+        for n, part in zip(numbers, parts, strict=True)
+    ]
+    order = [cast(str, _column_of(right.model, name)) for name in lookup.order]
+    winner = Winner(order, lookup.direction)
+    columns = [cast(str, _column_of(right.model, name)) for name in lookup.names]
+    return FromKeys(placement, alias, arms, on, columns, winner)
 
 
 def _column_of(model: type[models.Model], name: str) -> str | None:
@@ -440,13 +480,14 @@ def arrow(
     ``workers``: how many connections read it at once (``split``: disjoint parts by the left
     primary key, the rows of part k those with ``abs(pk % workers) = k``), each acting as above,
     all on one snapshot (exported by the first, imported by the others), so the parts are
-    the rows one statement would read; the tables are concatenated part after part, so the
+    the rows one statement would read (on Citus, the coordinator's snapshot: the workers'
+    sessions take their own, so rows written on the shards during the read may be in one part
+    and not another); the tables are concatenated part after part, so the
     rows come in no promised order. Default ``default_workers()`` for a queryset that can be
     split, one connection for one that cannot: ordered (``order_by`` or its model's
     ``Meta.ordering``: the one connection keeps PostgreSQL's order, collations and NULLs
     included; ``.order_by()`` to read in parallel), sliced, distinct, grouped or windowed
-    (filtering the left rows would change those answers), and on Citus one whose as-of
-    lookups run on the shards (``asof_shards``). Asked for more than one on such a
+    (filtering the left rows would change those answers). Asked for more than one on such a
     queryset, ``ValueError`` says why."""
     from qvp_site.api.bulk import reader  # the driver: not loaded by what never reads so
 
@@ -475,8 +516,6 @@ def split(queryset: QS, workers: int | None = None) -> list[QS]:
     rows (no statistics on the expression): a left side of several tables may get nested
     loops where it had hash joins."""
     wanted = _checked_workers(workers)
-    if workers is None and _looks_up_on_the_shards(queryset):
-        return [queryset]  # the shards share the lookups; each part would make them all
     reason = _unsplittable(queryset)
     if wanted > 1 and reason and workers is not None:
         raise ValueError(f"workers={workers}: the queryset cannot be read in parts: {reason}")
@@ -487,18 +526,6 @@ def split(queryset: QS, workers: int | None = None) -> list[QS]:
     # abs: PostgreSQL's remainder of a negative key is negative (-3 % 2 = -1).
     remainder = Abs(Mod(F(column), Value(wanted)))
     return [queryset.filter(Exact(remainder, Value(part))) for part in range(wanted)]
-
-
-def _looks_up_on_the_shards(queryset: models.QuerySet[Any]) -> bool:
-    """Whether an as-of join of ``queryset`` starts its lookups from the instruments' keys
-    (``asof_shards``): they run on the shards at once, for every left row of any part."""
-    connection = connections[queryset.db]
-    return any(
-        isinstance(join, LateralJoin)
-        and join.from_keys is not None
-        and join.from_keys.placement.starts_from_keys(connection)
-        for join in queryset.query.alias_map.values()
-    )
 
 
 def _checked_workers(workers: object) -> int:

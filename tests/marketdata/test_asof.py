@@ -20,7 +20,7 @@ from qvp_site.db import partitions
 from qvp_site.db.asof import asof
 from tests.fixtures.trading import fill, make_order
 from tests.marketdata import merge_asof
-from tests.marketdata.conftest import KNOWN_AT_FROM_THE_COORDINATOR_REFUSED_ON_CITUS, START
+from tests.marketdata.conftest import START
 from tests.plans import index_copies
 from tests.qvp_site.test_research_role import connect_as_research
 
@@ -281,7 +281,6 @@ def test_a_tolerance_leaves_a_stale_quote_out(fills_and_quotes):
     assert list(executions.values_list("asof_bid", flat=True)) == [None, 99.6]
 
 
-@KNOWN_AT_FROM_THE_COORDINATOR_REFUSED_ON_CITUS
 def test_the_quotes_read_as_known_at_a_moment(fills_and_quotes):
     """A run repeated as known at a past moment sees the quotes it saw then: none, here,
     before the quotes were loaded."""
