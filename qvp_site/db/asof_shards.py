@@ -203,15 +203,39 @@ def _pairs(query: Query, names: str, on: Sequence[Expression]) -> Query:
     pairs.where = _without(where, laterals)
     pairs.group_by = None
     pairs.distinct, pairs.distinct_fields = False, ()
+    # Every pair, not those of the first rows: a ``.first()`` or a slice looks up all of the
+    # rows its filters keep (the rows' order may read the joins dropped here).
     pairs.clear_ordering(force=True)
     pairs.clear_limits()
+    pairs.select_for_update = False
     pairs.clear_select_clause()
     for expression, name in zip(on, ("by", "at"), strict=True):
         pairs.add_annotation(expression, f"{names}_{name}")
-    needed = _aliases(pairs.where) | {a for e in on for a in _aliases(e)}
+    needed = _needed(pairs, laterals, _aliases(pairs.where) | _aliases_of(on))
     for alias in laterals - needed:
         pairs.alias_refcount[alias] = 0  # not rendered
     return pairs
+
+
+def _needed(query: Query, laterals: set[str], read: set[str]) -> set[str]:
+    """The as-of joins among ``laterals`` that ``read`` names, and those they read their own
+    instrument and time from, in turn (a join timed by another's answer)."""
+    needed: set[str] = set()
+    waiting = list(read & laterals)
+    while waiting:
+        alias = waiting.pop()
+        if alias in needed:
+            continue
+        needed.add(alias)
+        from_keys = cast(Any, query.alias_map[alias]).from_keys
+        # A join rendered laterally reads the outer row itself: keep them all then.
+        reads = _aliases_of(from_keys.on) if from_keys else laterals
+        waiting.extend(reads & laterals)
+    return needed
+
+
+def _aliases_of(expressions: Sequence[Expression]) -> set[str]:
+    return {alias for expression in expressions for alias in _aliases(expression)}
 
 
 def _without(where: WhereNode, aliases: set[str]) -> WhereNode:
@@ -225,8 +249,8 @@ def _without(where: WhereNode, aliases: set[str]) -> WhereNode:
 
 
 def _aliases(node: Any) -> set[str]:
-    """The aliases of the columns an expression or a WHERE reads (a subquery's own not
-    looked into)."""
+    """The aliases of the outer query's columns an expression or a WHERE reads: its own, and
+    those a subquery in it reads of the outer query (``OuterRef``)."""
     found: set[str] = set()
     stack = [node]
     while stack:
@@ -235,7 +259,9 @@ def _aliases(node: Any) -> set[str]:
             found.add(item.alias)
         elif isinstance(item, WhereNode):
             stack.extend(item.children)
-        elif hasattr(item, "get_source_expressions") and not hasattr(item, "alias_map"):
+        elif hasattr(item, "alias_map"):  # a subquery: what it reads of the outer query
+            found |= {col.alias for col in item.get_external_cols()}
+        elif hasattr(item, "get_source_expressions"):
             stack.extend(e for e in item.get_source_expressions() if e is not None)
     return found
 
