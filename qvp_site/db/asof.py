@@ -207,9 +207,14 @@ def asof(
         _field(right_model, name, "right_time/right_by/tie_break")
 
     lookup = _Lookup(
-        right_by, right_time, tie_break, [f.attname for f in fields], direction, tolerance,
-        allow_exact,
-    )  # fmt: skip
+        right_by=right_by,
+        right_time=right_time,
+        tie_break=tuple(tie_break),
+        names=tuple(f.attname for f in fields),
+        direction=direction,
+        tolerance=tolerance,
+        allow_exact=allow_exact,
+    )
     qs = left.all()
     query = qs.query
     parent = query.get_initial_alias()
@@ -231,9 +236,9 @@ class _Lookup:
 
     right_by: str
     right_time: str
-    tie_break: list[str]
-    names: list[str]  # the right side's columns returned
-    direction: str
+    tie_break: tuple[str, ...]
+    names: tuple[str, ...]  # the right side's columns returned
+    direction: Direction
     tolerance: timedelta | None
     allow_exact: bool
 

@@ -35,7 +35,7 @@ up in a lateral of its own (``asof0_q0``, ``asof0_q1``), and ``Winner`` takes th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -84,7 +84,7 @@ class Winner:
     order: list[str]  # the columns, as the parts' lookups return them
     direction: str
 
-    def second_wins(self, first: str, second: str, quote: Any) -> str:
+    def second_wins(self, first: str, second: str, quote: Callable[[str], str]) -> str:
         """SQL: whether the answer of the lookup ``second`` (an alias) is taken over
         ``first``'s."""
         compared = ">" if self.direction == "backward" else "<"
