@@ -247,15 +247,20 @@ class _Lookup:
         return [self.right_time, *self.tie_break]
 
     def steps(
-        self, right: models.QuerySet[Any], key: Any, at: Any, *, apart: int = 0
+        self,
+        right: models.QuerySet[Any],
+        key: Any,
+        at: Any,
+        *,
+        with_order: bool = False,
+        one_step: bool = False,
     ) -> list[models.QuerySet[Any]]:
         """The lookup's steps in ``right`` for the instrument ``key`` at the time ``at``
-        (``_steps``). ``apart``: the number of a part of a read apart (``_from_keys``), 1 or
-        more, which returns the ordering columns too, and looks up the revisions (from the
-        second) in one step."""
+        (``_steps``). ``with_order``: return the ordering columns too (a part of a read apart,
+        its answer compared with the other's); ``one_step``: no steps (the revisions, few)."""
         sign = "-" if self.direction == "backward" else ""
         order = [f"{sign}{name}" for name in self.order]
-        extra = [name for name in self.order if name not in self.names] if apart else []
+        extra = [name for name in self.order if name not in self.names] if with_order else []
 
         def step(bounds: dict[str, Any]) -> models.QuerySet[Any]:
             inner = right.filter(**{self.right_by: key}, **bounds).order_by(*order)
@@ -263,7 +268,7 @@ class _Lookup:
 
         rt = self.right_time
         bounds = _time_bounds(rt, at, self.direction, self.tolerance, self.allow_exact)
-        if apart > 1:
+        if one_step:
             return [step(bounds)]
         return [step(b) for b in _steps(rt, at, self.direction, self.tolerance, bounds)]
 
@@ -310,10 +315,10 @@ def _from_keys(
     on = [F(by).resolve_expression(query), at.resolve_expression(query)]
     key, key_at = FromKeys.starts(alias, right_field.target_field)
     parts = right.read_apart() if hasattr(right, "read_apart") else [right]
-    numbers = range(1, len(parts) + 1) if len(parts) > 1 else [0]
+    apart = len(parts) > 1
     arms = [
-        _resolved(lookup.steps(part, key, key_at, apart=n), query)
-        for n, part in zip(numbers, parts, strict=True)
+        _resolved(lookup.steps(part, key, key_at, with_order=apart, one_step=n > 0), query)
+        for n, part in enumerate(parts)
     ]
     order = [cast(str, _column_of(right.model, name)) for name in lookup.order]
     winner = Winner(order, lookup.direction)
