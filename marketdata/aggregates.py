@@ -27,8 +27,9 @@ Two things made a first attempt (taken out in 0e2edc1) wrong; both are closed by
   (``qvp_summary_select``).
 
 TimescaleDB keeps its continuous aggregates, refreshed by ``qvp_site.db.aggregates`` as
-before; so does any aggregate no other rolls up from, and any a role may not refresh (its
-range stays pending for the next ``maintain``).
+before; so does any aggregate no other rolls up from, any a role may not refresh (its range
+stays pending for the next ``maintain``), and on Citus the summaries distributed beside their
+rows, each summed from the rows on the shards (``_rolled_up_here``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from qvp_site.db.catalog import Aggregate
 from qvp_site.db.quoting import ident
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorWrapper
 
 WORK_MEM = "256MB"
@@ -96,12 +98,23 @@ def refresh_marked(found: list[Aggregate], using: str = "default") -> None:
     (``refresh_pending``). Those the role may not refresh stay pending, for ``maintain``."""
     connection = connections[using]
     owned = [agg for agg in found if _owns(using, agg.name)]
-    group = None if engine.is_timescaledb(connection) else rollup_group(owned)
+    group = rollup_group(owned) if _rolled_up_here(connection, owned) else None
     if group is not None:
         refresh_group(group, using)
     for agg in owned:
         if group is None or agg not in group.members:
             aggregates.refresh_pending(agg, using)
+
+
+def _rolled_up_here(connection: BaseDatabaseWrapper, found: list[Aggregate]) -> bool:
+    """Whether ``found`` may be rolled up: not on TimescaleDB, which refreshes its continuous
+    aggregates itself, nor on Citus where they are distributed beside their rows. There each
+    is refreshed from the rows on the shards, an ``INSERT ... SELECT`` per shard, the shards
+    at once (qvp_site/db/distributed_summaries.py), where the rollup's one statement would
+    bring the fine buckets to the coordinator and send them back."""
+    if engine.is_timescaledb(connection):
+        return False
+    return not any(engine.distribution(agg.name, connection) for agg in found)
 
 
 def rolls_up(coarse: Aggregate, fine: Aggregate) -> bool:

@@ -26,6 +26,7 @@ ALLOWED_PROJECT_IMPORTS = {
     "qvp_site.db.audit",
     "qvp_site.db.extensions",
     "qvp_site.db.distribution",
+    "qvp_site.db.distributed_summaries",
     "qvp_site.db.operations",
     "qvp_site.db.references",
     "qvp_site.db.sqlfiles",
