@@ -19,7 +19,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
 
+from bench.support.bar_files import write_files  # noqa: E402
 from bench.support.scratch import name_it, throwaway_database  # noqa: E402
 
 name_it("bench_qvp_cluster_ingest")
@@ -40,25 +40,6 @@ from django.db import connection  # noqa: E402
 from django.template.defaultfilters import filesizeformat  # noqa: E402
 
 from qvp_site.db import citus, engine  # noqa: E402
-
-START = datetime(2026, 3, 2, tzinfo=UTC)
-
-
-def write_files(folder: Path, instruments: int, bars: int) -> list[tuple[str, Path]]:
-    """One CSV of ``bars`` minute bars for each instrument, prices apart per instrument."""
-    files = []
-    for n in range(instruments):
-        path = folder / f"c{n:03}.csv"
-        base = 20.0 + n
-        with path.open("w") as f:
-            f.write("timestamp,open,high,low,close,volume\n")
-            for i in range(bars):
-                ts = (START + timedelta(minutes=i)).isoformat()
-                price = base + (i % 97) * 0.01
-                f.write(f"{ts},{price},{price + 0.05},{price - 0.05},{price + 0.01},{100 + i}\n")
-        files.append((f"CL{n:03}", path))
-    return files
-
 
 # Each worker's shards of the bars, their exact rows (counted on each shard, partitions
 # included) and bytes.

@@ -7,6 +7,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 def name_it(name: str) -> None:
@@ -24,4 +28,15 @@ def throwaway_database() -> Iterator[str]:
     try:
         yield connection.settings_dict["NAME"]
     finally:
+        _end_other_sessions(connection)
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def _end_other_sessions(connection: BaseDatabaseWrapper) -> None:
+    """End the database's other sessions, which DROP DATABASE would refuse to drop it with:
+    on Citus its maintenance daemon's and deadlock checks' (the benchmark's own are closed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
