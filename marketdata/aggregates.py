@@ -109,12 +109,22 @@ def refresh_marked(found: list[Aggregate], using: str = "default") -> None:
 def _rolled_up_here(connection: BaseDatabaseWrapper, found: list[Aggregate]) -> bool:
     """Whether ``found`` may be rolled up: not on TimescaleDB, which refreshes its continuous
     aggregates itself, nor on Citus where they are distributed beside their rows. There each
-    is refreshed from the rows on the shards, an ``INSERT ... SELECT`` per shard, the shards
-    at once (qvp_site/db/distributed_summaries.py), where the rollup's one statement would
-    bring the fine buckets to the coordinator and send them back."""
+    is refreshed from the rows on the shards, an ``INSERT ... SELECT`` per shard
+    (qvp_site/db/distributed_summaries.py), where the rollup's one statement would bring the
+    fine buckets to the coordinator and send them back. Asked of Citus's catalog each time,
+    not of ``engine.distribution``'s cache: a process that began before the migration that
+    distributed them would take them for the coordinator's."""
     if engine.is_timescaledb(connection):
         return False
-    return not any(engine.distribution(agg.name, connection) for agg in found)
+    if not engine.is_citus(connection):
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_dist_partition"
+            " WHERE logicalrelid = ANY(%s::regclass[]))",
+            [[ident(agg.name) for agg in found]],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def rolls_up(coarse: Aggregate, fine: Aggregate) -> bool:

@@ -14,5 +14,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        DistributeSummaries("MinuteBar"),
+        DistributeSummaries("MinuteBar", ["marketdata_minutebar_1d", "marketdata_minutebar_1h"]),
     ]

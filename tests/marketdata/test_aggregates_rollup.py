@@ -31,7 +31,6 @@ HEADER = "timestamp,open,high,low,close,volume"
 START = datetime(2023, 5, 8, 0, 0)  # a Monday, apart from the other tests' rows
 TABLE = "marketdata_minutebar"
 HOURLY, DAILY = "marketdata_minutebar_1h", "marketdata_minutebar_1d"
-plain_only = pytest.mark.usefixtures("plain")
 # A load's own refresh rolling the days up from its hours: neither TimescaleDB nor Citus, where
 # the summaries are distributed beside the bars and each is summed from them on the shards.
 rolled_up_only = pytest.mark.usefixtures("rolled_up")
@@ -181,7 +180,7 @@ def test_the_hours_and_days_are_refreshed_together_from_the_marks(tmp_path):
     assert found[HOURLY] == [None, day, day + timedelta(days=2)]  # the days' hours, all
 
 
-@plain_only
+@rolled_up_only
 @pytest.mark.parametrize("pending", [[HOURLY], [DAILY]])
 def test_a_group_with_one_mark_taken_elsewhere_refreshes_the_other(tmp_path, pending):
     # ``maintain`` takes each mark by itself: the group's refresh may find one of the two.

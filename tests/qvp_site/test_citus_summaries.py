@@ -14,11 +14,13 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Max, Min
 from django.utils import timezone
 
+from marketdata import aggregates as rollups
 from marketdata.buckets import BucketRequest, aggregate_statement
-from marketdata.models import Instrument
-from qvp_site.db import aggregates, partitions
+from marketdata.models import Instrument, MinuteBar
+from qvp_site.db import aggregates, catalog, partitions
 from qvp_site.db.intervals import parse_interval
 from tests.fixtures.marketdata import summaries_differing
 from tests.plans import plan_nodes
@@ -27,6 +29,17 @@ pytestmark = pytest.mark.citus
 
 HOURLY, DAILY = "marketdata_minutebar_1h", "marketdata_minutebar_1d"
 START = datetime(2024, 3, 4, 13, 30, tzinfo=UTC)  # a Monday, apart from the other tests' bars
+
+
+@pytest.fixture(autouse=True)
+def _summaries_of_the_tests_bars_recomputed():
+    """Afterwards, the summaries over the bars a test wrote recomputed once they are gone: a
+    transactional test's flush empties the model tables only."""
+    yield
+    span = MinuteBar.objects.aggregate(first=Min("ts"), last=Max("ts"))
+    if span["first"] is not None:
+        MinuteBar.objects.all().delete()
+        aggregates.refresh_table("marketdata_minutebar", span["first"], span["last"])
 
 
 def placed(table: str) -> dict[int, int]:
@@ -98,6 +111,10 @@ def test_loads_fill_both_summaries_on_both_workers_as_a_recompute_would(tmp_path
         )  # fmt: skip
     span = (START - timedelta(days=1), START + timedelta(days=2))
     assert summaries_differing(*span) == {HOURLY: 0, DAILY: 0}
+    # Each summed from the bars on the shards: no rollup through the coordinator.
+    with connection.cursor() as cursor:
+        found = catalog.aggregates(cursor, source_table="marketdata_minutebar")
+    assert rollups._rolled_up_here(connection, found) is False
     for table, rows in ((HOURLY, 12 * 16), (DAILY, 12 * 2)):
         per_worker = placed(table)
         assert set(per_worker) == {port for _host, port in settings.QVP_CITUS_WORKERS}

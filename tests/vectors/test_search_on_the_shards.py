@@ -27,8 +27,8 @@ INSTRUMENTS = 12
 
 @pytest.fixture
 def stored(db):
-    """3,000 clustered points spread over 12 instruments (over every shard on Citus), with
-    their feature set, instruments, and the points as stored, by id."""
+    """3,000 clustered points spread over 12 instruments (on Citus, over the shards their
+    instruments hash to), with their feature set, instruments, and the points as stored."""
     instruments = [
         Instrument.objects.create(symbol=f"SHD{n}", asset_class="equity").id
         for n in range(INSTRUMENTS)

@@ -1,6 +1,6 @@
 BEGIN;
 --
--- On Citus, distribute the summaries of MinuteBar beside it
+-- On Citus, distribute marketdata_minutebar_1d, marketdata_minutebar_1h beside MinuteBar
 --
 -- (no-op)
 COMMIT;
