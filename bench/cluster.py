@@ -27,8 +27,8 @@ embedded server, or the one ``--one-node`` names), and prints them side by side.
   (``Execution.objects.asof(Tick.objects.quotes())``), fetched whole. Median of 3.
 
 On one machine the cluster's workers share its cores with the coordinator: the figures show
-the cluster's overhead, not its speed-up (the README's "How it scales, on paper", which
-reads the per-shard costs off these figures). Not a test.
+mostly what the cluster costs, not what more machines would gain (the README's "How it
+scales, on paper", which reads the per-shard costs off these figures). Not a test.
 """
 
 from __future__ import annotations
