@@ -287,10 +287,19 @@ def formatted(
 ) -> tuple[str, list[Any]]:
     """``template`` over the compiled subqueries (``{0}``, ``{1}``...), and their params in
     the order their placeholders appear."""
-    compiled = [subquery.as_sql(compiler, connection) for subquery in subqueries]
+    compiled = [_never_elided(subquery, connection) for subquery in subqueries]
     order = [int(n) for n in _PLACEHOLDER.findall(template)]
     params = [p for n in order for p in compiled[n][1]]
     return template.format(*(sql for sql, _ in compiled)), params
 
 
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
+
+
+def _never_elided(subquery: Query, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+    """A lookup's SQL (``Query.as_sql``), kept where its filters can match nothing (a right
+    side ``filter(id__in=[])``): Django would raise EmptyResultSet and elide the whole
+    statement, the left rows with it, where a lookup that finds nothing leaves them unanswered.
+    Rendered as Django renders a WHERE that can never hold, ``0 = 1``."""
+    sql, params = subquery.get_compiler(connection=connection, elide_empty=False).as_sql()
+    return (f"({sql})" if subquery.subquery else sql), list(params)

@@ -281,6 +281,23 @@ def test_a_tolerance_leaves_a_stale_quote_out(fills_and_quotes):
     assert list(executions.values_list("asof_bid", flat=True)) == [None, 99.6]
 
 
+@pytest.mark.parametrize("left", ["quote_and_trades", "fills_and_quotes"])
+def test_a_right_side_that_can_match_nothing_leaves_every_left_row_unanswered(db, request, left):
+    # ``id__in=[]`` can match no row: Django would elide a statement with it. The left rows
+    # keep their place, with no answer, as for a right side with no match.
+    from trading.models import Execution
+
+    request.getfixturevalue(left)
+    rows, time = (
+        (Tick.objects.trades(), "ts") if left == "quote_and_trades"
+        else (Execution.objects.all(), "executed_at")
+    )  # fmt: skip
+    joined = rows.asof(Tick.objects.filter(id__in=[]), time=time, columns=["id", "bid"])
+    assert rows.count() > 0
+    assert list(joined.values_list("asof_id", "asof_bid")) == [(None, None)] * rows.count()
+    assert joined.count() == rows.count()
+
+
 def test_the_quotes_read_as_known_at_a_moment(fills_and_quotes):
     """A run repeated as known at a past moment sees the quotes it saw then: none, here,
     before the quotes were loaded."""
