@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
 
-from bench.support.bar_files import START, write_files  # noqa: E402
+from bench.support.bar_files import START, ingest_all, write_files  # noqa: E402
 from bench.support.scratch import name_it, throwaway_database  # noqa: E402
 
 name_it("bench_qvp_cluster")
@@ -96,14 +96,7 @@ def fetched(sql: str, params: list[Any]) -> int:
 # --- Ingest and buckets over every instrument --------------------------------------------------
 def ingest(instruments: int, bars: int) -> Figures:
     with tempfile.TemporaryDirectory(prefix="qvp-bench-cluster-") as tmp:
-        files = write_files(Path(tmp), instruments, bars)
-        started = time.perf_counter()
-        for symbol, path in files:
-            call_command(
-                "ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1m",
-                stdout=StringIO(),
-            )  # fmt: skip
-        seconds = time.perf_counter() - started
+        seconds = ingest_all(write_files(Path(tmp), instruments, bars))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE marketdata_minutebar")
         cursor.execute(f"ANALYZE {HOURLY}")

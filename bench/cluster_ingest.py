@@ -18,15 +18,13 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from io import StringIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qvp_site.settings")
 
-from bench.support.bar_files import write_files  # noqa: E402
+from bench.support.bar_files import ingest_all, write_files  # noqa: E402
 from bench.support.scratch import name_it, throwaway_database  # noqa: E402
 
 name_it("bench_qvp_cluster_ingest")
@@ -35,7 +33,6 @@ import django  # noqa: E402 - Django must be set up before the app's modules are
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.template.defaultfilters import filesizeformat  # noqa: E402
 
@@ -78,13 +75,7 @@ def main() -> None:
             try:
                 info = engine.detect()
                 print(f"engine: {info.engine}, {info.citus_workers} worker(s)")
-                started = time.perf_counter()
-                for symbol, path in files:
-                    call_command(
-                        "ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1m",
-                        stdout=StringIO(),
-                    )  # fmt: skip
-                seconds = time.perf_counter() - started
+                seconds = ingest_all(files)
                 total = args.instruments * args.bars
                 print(
                     f"ingest_bars, {total:,} bars in {args.instruments} files: {seconds:.1f} s,"

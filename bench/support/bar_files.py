@@ -3,7 +3,9 @@ instrument, the same every run."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from pathlib import Path
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -24,3 +26,15 @@ def write_files(folder: Path, instruments: int, bars: int) -> list[tuple[str, Pa
                 f.write(f"{ts},{price},{price + 0.05},{price - 0.05},{price + 0.01},{100 + i}\n")
         files.append((f"CL{n:03}", path))
     return files
+
+
+def ingest_all(files: list[tuple[str, Path]]) -> float:
+    """Each file through ``ingest_bars``, one after another; the seconds they took."""
+    from django.core.management import call_command  # after django.setup()
+
+    started = time.perf_counter()
+    for symbol, path in files:
+        call_command(
+            "ingest_bars", str(path), "--symbol", symbol, "--timeframe", "1m", stdout=StringIO()
+        )
+    return time.perf_counter() - started
