@@ -7,6 +7,7 @@ through both."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qvp_site.db import engine
@@ -32,6 +33,25 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
             for explained in remote:
                 found += plan_nodes(explained["Plan"])
     return found
+
+
+def explained(sql: str, params: list[Any]) -> dict[str, Any]:
+    """The plan of ``sql`` (EXPLAIN, FORMAT JSON), its top node."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        found = cursor.fetchone()[0]
+    return (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+
+
+def task_counts(plan: dict[str, Any]) -> list[int]:
+    """On Citus, the task count of each distributed scan of ``plan``; none elsewhere."""
+    return [
+        node["Distributed Query"]["Job"]["Task Count"]
+        for node in plan_nodes(plan)
+        if "Distributed Query" in node
+    ]
 
 
 def index_copies(cursor: Any, indexes: list[str]) -> set[str]:

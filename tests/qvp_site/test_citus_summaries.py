@@ -5,7 +5,6 @@ and written by no role but their owner, on the coordinator or on a worker."""
 from __future__ import annotations
 
 import io
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from marketdata.models import Instrument, MinuteBar
 from qvp_site.db import aggregates, catalog, partitions
 from qvp_site.db.intervals import parse_interval
 from tests.fixtures.marketdata import summaries_differing
-from tests.plans import plan_nodes
+from tests.plans import explained, plan_nodes, task_counts
 
 pytestmark = pytest.mark.citus
 
@@ -54,13 +53,6 @@ def placed(table: str) -> dict[int, int]:
         return dict(cursor.fetchall())
 
 
-def explain(sql: str, params: list) -> dict:
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        found = cursor.fetchone()[0]
-    return (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
-
-
 def test_the_summaries_are_distributed_by_instrument_beside_the_bars(db):
     with connection.cursor() as cursor:
         cursor.execute(
@@ -76,7 +68,7 @@ def test_the_summaries_are_distributed_by_instrument_beside_the_bars(db):
 def test_a_refresh_is_an_insert_each_shard_runs_over_its_own_bars(db):
     with connection.cursor() as cursor:
         select = aggregates.summary_select(cursor, HOURLY, "ts >= %s AND ts < %s")
-    plan = explain(f"INSERT INTO {HOURLY} {select}", [START, START + timedelta(days=1)])
+    plan = explained(f"INSERT INTO {HOURLY} {select}", [START, START + timedelta(days=1)])
     job = plan["Distributed Query"]["Job"]
     assert job["Task Count"] == settings.QVP_CITUS_SHARD_COUNT
     # Pushed down: no step gathers the buckets on the coordinator to send them back.
@@ -151,9 +143,8 @@ def test_one_instruments_buckets_are_read_on_one_shard(db):
         instrument.id, parse_interval("1 hour"), START, START + timedelta(days=5)
     )
     sql, params = aggregate_statement(HOURLY, request, False)
-    plan = explain(sql, params)
-    jobs = [n["Distributed Query"]["Job"] for n in plan_nodes(plan) if "Distributed Query" in n]
-    assert [job["Task Count"] for job in jobs] == [1]
+    plan = explained(sql, params)
+    assert task_counts(plan) == [1]
 
 
 @pytest.mark.django_db(transaction=True)

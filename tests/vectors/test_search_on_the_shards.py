@@ -5,16 +5,13 @@ one instrument reads that instrument's one shard."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from marketdata.models import Instrument
 from qvp_site.db.binary_copy import copy_columns
-from tests.plans import plan_nodes
+from tests.plans import explained, plan_nodes, task_counts
 from vectors import embeddings, search
 from vectors.models import FeatureEmbedding
 
@@ -47,19 +44,7 @@ def stored(db):
 
 
 def _plan(query: search.FeatureQuery) -> dict:
-    sql, params = search.features_sql(query)
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        found = cursor.fetchone()[0]
-    return (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
-
-
-def _tasks(plan: dict) -> list[int]:
-    return [
-        n["Distributed Query"]["Job"]["Task Count"]
-        for n in plan_nodes(plan)
-        if "Distributed Query" in n
-    ]
+    return explained(*search.features_sql(query))
 
 
 def test_a_search_of_every_instrument_finds_the_true_nearest(stored):
@@ -78,7 +63,7 @@ def test_a_search_of_every_instrument_finds_the_true_nearest(stored):
 def test_on_citus_every_shard_searches_its_own_index(stored):
     feature_set, _instruments, _ids, _unit = stored
     plan = _plan(search.FeatureQuery(clustered(1, seed=33)[0], feature_set, k=K))
-    assert _tasks(plan) == [settings.QVP_CITUS_SHARD_COUNT]
+    assert task_counts(plan) == [settings.QVP_CITUS_SHARD_COUNT]
     scans = {n.get("Index Name", "") for n in plan_nodes(plan) if n["Node Type"] == "Index Scan"}
     assert any(name.startswith("featureembedding_cosine_hnsw") for name in scans), scans
 
@@ -89,7 +74,7 @@ def test_on_citus_a_search_of_one_instrument_reads_its_one_shard(stored):
     query = search.FeatureQuery(
         clustered(1, seed=34)[0], feature_set, k=K, instruments=[instruments[3]]
     )
-    assert _tasks(_plan(query)) == [1]
+    assert task_counts(_plan(query)) == [1]
     found = search.nearest_features(query)
     assert len(found) == K
     assert {n.symbol for n in found} == {"SHD3"}
